@@ -1,0 +1,75 @@
+# fsapps — the two set-up commands are `make demo` and `make test`; both install what they need.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+PYTEST_ARGS ?=
+# Where the tests find PostgreSQL; each run creates and drops its own database there.
+DEFAULT_DATABASE_URL := postgresql://postgres@127.0.0.1:5432/postgres
+
+.PHONY: test demo bench lint typecheck system venv clean
+
+test: system venv
+	$(ENSURE_POSTGRES)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: system venv
+	@echo "make demo arrives with the ACD (issue 3); for now: make test"
+
+bench: system venv
+	@echo "make bench arrives with the ACD (issue 3)"
+
+lint: venv
+	$(VENV)/bin/ruff check $$($(PY) -m fsapps.devtools ruff-args) fsapps fakefs tests
+
+typecheck: venv
+	$(VENV)/bin/mypy fsapps fakefs
+
+# Make sure a PostgreSQL server answers at $$DATABASE_URL (default: the local server on
+# 127.0.0.1:5432 as postgres). A stopped local cluster is started; a fresh Debian install that
+# refuses the TCP login gets a superuser role for the current OS user and is reached through
+# its Unix socket instead.
+define ENSURE_POSTGRES
+export DATABASE_URL="$${DATABASE_URL:-$(DEFAULT_DATABASE_URL)}"
+if ! pg_isready -q -h 127.0.0.1 -p 5432 && [ -d /etc/postgresql ]; then
+  version=$$(ls /etc/postgresql | sort -V | tail -n 1)
+  echo "starting the local PostgreSQL $$version cluster"
+  $(SUDO) pg_ctlcluster --skip-systemctl-redirect "$$version" main start || true
+  for _ in $$(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+fi
+if ! psql "$$DATABASE_URL" -qAtc 'select 1' >/dev/null 2>&1; then
+  if [ "$$DATABASE_URL" = "$(DEFAULT_DATABASE_URL)" ]; then
+    me=$$(id -un)
+    $(SUDO) runuser -u postgres -- psql -qc "DO \$$\$$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$$me') THEN CREATE ROLE \"$$me\" SUPERUSER LOGIN; END IF; END\$$\$$" >/dev/null
+    export DATABASE_URL="postgresql:///postgres"
+  fi
+  psql "$$DATABASE_URL" -qAtc 'select 1' >/dev/null || { echo "PostgreSQL is not reachable at $$DATABASE_URL" >&2; exit 1; }
+fi
+endef
+
+# System packages: python3-venv, redis-server and a PostgreSQL server, from apt when missing.
+system:
+	missing=()
+	python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+	command -v redis-server >/dev/null || missing+=(redis-server)
+	command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+	command -v psql >/dev/null || missing+=(postgresql-client)
+	if [ $${#missing[@]} -gt 0 ]; then
+	  echo "installing system packages: $${missing[*]}"
+	  $(APT) update -qq && $(APT) install -y -qq "$${missing[@]}"
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg setup.py
+	[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
