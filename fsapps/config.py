@@ -1,8 +1,10 @@
 """Typed settings of fsapps, loaded from YAML with ``FSAPPS_*`` environment overrides.
 
 Where the file is looked for, in order: the ``--config`` argument, ``$FSAPPS_CONFIG``,
-``/etc/fsapps/fsapps.yaml``, ``conf/fsapps.yaml``. Secrets are :class:`Secret` values whose
-repr and str never show the value.
+``/etc/fsapps/fsapps.yaml``, ``conf/fsapps.yaml``. Then any single value may be replaced by
+``FSAPPS_<SECTION>_<FIELD>`` (``FSAPPS_<FIELD>`` for top-level values), e.g. ``FSAPPS_CTI_PORT``;
+an ``FSAPPS_*`` variable that names no setting is an error. Secrets are :class:`Secret` values
+whose repr and str never show the value.
 
 INTERFACE PINNED — the dataclasses below are what the rest of fsapps imports; the loader,
 validation, environment overrides and ``check_command`` are filled in underneath them.
@@ -10,9 +12,25 @@ validation, environment overrides and ``check_command`` are filled in underneath
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import functools
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
+
+import yaml
+
+from fsapps.errors import ConfigError
+from fsapps.passwords import is_password_hash
 
 
+# Secret has no mutator, so one default instance shared by every settings object is safe
+# (hence the RUF009 exemptions on the dataclass defaults below).
 class Secret:
     """A string that never shows itself in a repr, a str or a log line."""
 
@@ -42,11 +60,11 @@ class Secret:
 @dataclass(frozen=True)
 class RedisSettings:
     # A plain URL (redis://[:password@]host:port/db, rediss://...) used when no sentinels are set.
-    url: Secret = Secret("redis://127.0.0.1:6379/0")
+    url: Secret = Secret("redis://127.0.0.1:6379/0")  # noqa: RUF009
     # Sentinel mode: (host, port) pairs and the monitored master's service name.
     sentinels: tuple[tuple[str, int], ...] = ()
     sentinel_service: str = "mymaster"
-    sentinel_password: Secret = Secret("")
+    sentinel_password: Secret = Secret("")  # noqa: RUF009
     # Every key fsapps owns (not the seed-defined names) starts with this prefix.
     key_prefix: str = "fsapps"
     socket_timeout: float = 2.0
@@ -56,14 +74,14 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class PostgresSettings:
-    dsn: Secret = Secret("postgresql://postgres@127.0.0.1:5432/fsapps")
+    dsn: Secret = Secret("postgresql://postgres@127.0.0.1:5432/fsapps")  # noqa: RUF009
     connect_timeout: int = 5
 
 
 @dataclass(frozen=True)
 class NatsSettings:
     enabled: bool = False
-    url: Secret = Secret("nats://127.0.0.1:4222")
+    url: Secret = Secret("nats://127.0.0.1:4222")  # noqa: RUF009
     subject_prefix: str = "cn.xswitch.ctrl.event"
     # When set, Event.CDR goes here (seed 000 `cdr-subject`), else on the channel subject.
     cdr_subject: str = ""
@@ -73,7 +91,7 @@ class NatsSettings:
 @dataclass(frozen=True)
 class AmqpSettings:
     enabled: bool = False
-    url: Secret = Secret("amqp://guest:guest@127.0.0.1:5672/%2F")
+    url: Secret = Secret("amqp://guest:guest@127.0.0.1:5672/%2F")  # noqa: RUF009
     exchange: str = "fsapps"
 
 
@@ -127,3 +145,608 @@ class Settings:
     events: EventSettings = field(default_factory=EventSettings)
     node_name: str = ""
     log_level: str = "INFO"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: file → raw mapping → FSAPPS_* overrides → typed, validated Settings.
+# ---------------------------------------------------------------------------------------------
+
+SYSTEM_PATH = Path("/etc/fsapps/fsapps.yaml")
+# The commented sample shipped with the source tree; found from a checkout or editable install.
+BUNDLED_PATH = Path(__file__).resolve().parent.parent / "conf" / "fsapps.yaml"
+PATH_VARIABLE = "FSAPPS_CONFIG"
+ENV_PREFIX = "FSAPPS_"
+MASK = "**********"
+URL_PASSWORD_MASK = "*****"
+
+LOG_LEVELS = ("DEBUG", "INFO", "NOTICE", "WARNING", "ERR", "ERROR", "CRIT")
+ROLES = ("agent", "supervisor", "admin")
+PUBSUB_FORMATS = ("comma", "json")
+CALL_MODES = range(6)
+MIN_API_TOKEN_LENGTH = 16
+
+# Secrets whose text is a URL or DSN: masked_dict shows their shape, with only the password hidden.
+_URL_SECRETS = frozenset({"redis.url", "postgres.dsn", "nats.url", "amqp.url"})
+# Names that probably hold a secret: the value of an unknown key like these is never echoed.
+_SECRET_LOOKING = re.compile(r"pass|secret|token|dsn|url|hash|auth", re.IGNORECASE)
+
+
+def config_path(
+    path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    system_path: Path = SYSTEM_PATH,
+    bundled_path: Path = BUNDLED_PATH,
+) -> Path | None:
+    """The settings file to read, or None when only the built-in defaults apply.
+
+    Order: ``path``, ``$FSAPPS_CONFIG``, ``system_path`` if it exists, ``bundled_path`` if it
+    exists. A file named explicitly (argument or variable) must exist: ConfigError otherwise,
+    rather than silently running on defaults.
+    """
+    env = os.environ if environ is None else environ
+    named_by: tuple[tuple[str, str | None], ...] = (
+        ("--config", path), (PATH_VARIABLE, env.get(PATH_VARIABLE)))
+    for origin, named in named_by:
+        if named:
+            if not Path(named).is_file():
+                raise ConfigError(origin, named, "no such file")
+            return Path(named)
+    for candidate in (system_path, bundled_path):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(
+    path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    system_path: Path = SYSTEM_PATH,
+    bundled_path: Path = BUNDLED_PATH,
+) -> Settings:
+    """Read, override and validate the settings; raise the first problem as one ConfigError.
+
+    The file is found by :func:`config_path`; ``FSAPPS_<SECTION>_<FIELD>`` variables in
+    ``environ`` (default ``os.environ``) then replace single values. Nothing is connected to.
+    """
+    env = os.environ if environ is None else environ
+    source = config_path(path, env, system_path=system_path, bundled_path=bundled_path)
+    settings, _ = _load(source, env)
+    return settings
+
+
+def _load(source: Path | None, environ: Mapping[str, str]) -> tuple[Settings, dict[str, str]]:
+    raw = _read_yaml(source) if source is not None else {}
+    overrides = _environment_overrides(environ)
+    origins: dict[str, str] = {}
+    for (section, name), (variable, value) in overrides.items():
+        if name is None:
+            raw[section] = value
+            origins[section] = variable
+            continue
+        if raw.get(section) is None:
+            raw[section] = {}
+        # A section that is not a mapping is reported by _build; the override cannot land in it.
+        if isinstance(raw[section], dict):
+            raw[section][name] = value
+            origins[f"{section}.{name}"] = variable
+    try:
+        settings = _build(Settings, raw, "")
+        _check_across(settings)
+    except ConfigError as exc:
+        origin = _origin_of(exc.key, origins)
+        if origin is None:
+            raise
+        raise ConfigError(exc.key, exc.value, f"{exc.reason} (from ${origin})") from None
+    return settings, origins
+
+
+def _origin_of(key: str, origins: Mapping[str, str]) -> str | None:
+    for dotted, variable in origins.items():
+        if key == dotted or key.startswith((dotted + "[", dotted + ".")):
+            return variable
+    return None
+
+
+# ---- the file ----------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (the last would win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(source: Path) -> dict[str, Any]:
+    file = str(source)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, file, f"cannot read: {exc}") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(file, where, f"YAML syntax error: {problem}") from None
+    if data is None:  # an empty or all-comment file means: defaults
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(file, type(data).__name__, "the top level must be a mapping of settings")
+    return data
+
+
+# ---- the environment ---------------------------------------------------------------------------
+
+
+def _environment_names() -> dict[str, tuple[str, str | None]]:
+    """FSAPPS_<SECTION>_<FIELD> → (section, field); FSAPPS_<FIELD> → (field, None)."""
+    names: dict[str, tuple[str, str | None]] = {}
+    for top in fields(Settings):
+        section = _hints(Settings)[top.name]
+        if is_dataclass(section):
+            for sub in fields(section):
+                names[f"{ENV_PREFIX}{top.name}_{sub.name}".upper()] = (top.name, sub.name)
+        elif top.name != "users":  # a list of mappings has no sensible one-variable form
+            names[f"{ENV_PREFIX}{top.name}".upper()] = (top.name, None)
+    return names
+
+
+def _environment_overrides(
+    environ: Mapping[str, str],
+) -> dict[tuple[str, str | None], tuple[str, Any]]:
+    names = _environment_names()
+    overrides: dict[tuple[str, str | None], tuple[str, Any]] = {}
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or variable == PATH_VARIABLE:
+            continue
+        text = environ[variable]
+        shown = MASK if _SECRET_LOOKING.search(variable) else text
+        if variable == f"{ENV_PREFIX}USERS":
+            raise ConfigError(variable, shown, "users cannot be set from the environment; "
+                              "list them in the settings file")
+        if variable not in names:
+            raise ConfigError(variable, shown, "unknown setting" + _suggestion(variable, names))
+        section, name = names[variable]
+        owner: Any = Settings if name is None else _hints(Settings)[section]
+        hint = _hints(owner)[name or section]
+        dotted = section if name is None else f"{section}.{name}"
+        overrides[(section, name)] = (variable, _from_text(hint, text, dotted, variable))
+    return overrides
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _from_text(hint: Any, text: str, key: str, variable: str) -> Any:
+    """An environment string as the value YAML would have given; _build checks it further."""
+    if get_origin(hint) is tuple:
+        # Comma-separated: "a,b", and for sentinels "host:port,host:port".
+        return [part.strip() for part in text.split(",") if part.strip()]
+    word = text.strip()
+    if hint is bool:
+        if word.lower() in _TRUE:
+            return True
+        if word.lower() in _FALSE:
+            return False
+        raise ConfigError(key, text, f"expected true/false/1/0/yes/no (from ${variable})")
+    if hint is int:
+        try:
+            return int(word)
+        except ValueError:
+            raise ConfigError(key, text, f"expected an integer (from ${variable})") from None
+    if hint is float:
+        try:
+            return float(word)
+        except ValueError:
+            raise ConfigError(key, text, f"expected a number (from ${variable})") from None
+    return text
+
+
+# ---- building typed values ---------------------------------------------------------------------
+
+
+@functools.cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _suggestion(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return "; known: " + ", ".join(sorted(known))
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _build(cls: Any, raw: Any, path: str) -> Any:
+    """An instance of the dataclass ``cls`` from the mapping ``raw``; ``path`` is its dotted key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(path, raw, "expected a mapping of settings")
+    hints = _hints(cls)
+    if cls is UserSettings and "password" in raw:
+        raise ConfigError(_join(path, "password"), MASK, "plain passwords are refused; store "
+                          "password_hash, the output of `python -m fsapps.passwords`")
+    for name in raw:
+        if name not in hints:
+            key = _join(path, str(name))
+            close = difflib.get_close_matches(str(name), list(hints), n=1, cutoff=0.6)
+            secret = _SECRET_LOOKING.search(str(name)) or (close and _is_secret(hints[close[0]]))
+            raise ConfigError(key, MASK if secret else raw[name],
+                              "unknown setting" + _suggestion(str(name), hints))
+    values: dict[str, Any] = {}
+    for item in fields(cls):
+        key = _join(path, item.name)
+        value = raw.get(item.name)
+        if value is None:  # absent, or written with no value: the default applies
+            if item.default is MISSING and item.default_factory is MISSING:
+                raise ConfigError(key, None, "required")
+            continue
+        value = _convert(hints[item.name], value, key)
+        check = _CHECKS.get(re.sub(r"\[\d+\]", "[]", key))
+        values[item.name] = check(value, key) if check else value
+    return cls(**values)
+
+
+def _is_secret(hint: Any) -> bool:
+    return hint is Secret or (get_origin(hint) is tuple and Secret in get_args(hint))
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               Secret: "a string"}
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    if is_dataclass(hint):
+        return _build(hint, value, key)
+    if get_origin(hint) is tuple:
+        item_hint, *rest = get_args(hint)
+        if rest != [Ellipsis]:
+            return _host_port(value, key)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, MASK if _is_secret(hint) else value, "expected a list")
+        converted = []
+        for index, item in enumerate(value):
+            item_key = f"{key}[{index}]"
+            item = _convert(item_hint, item, item_key)
+            check = _CHECKS.get(re.sub(r"\[\d+\]", "[]", item_key))
+            converted.append(check(item, item_key) if check else item)
+        return tuple(converted)
+    # bool is an int to Python; a YAML `true` where a number belongs is still a mistake.
+    ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is Secret:
+        ok = isinstance(value, str)
+    if not ok:
+        hint_text = " (quote it)" if hint in (str, Secret) and isinstance(value, int) else ""
+        shown = MASK if hint is Secret else value
+        raise ConfigError(key, shown, f"expected {_TYPE_NAMES[hint]}{hint_text}")
+    if hint is Secret:
+        return Secret(value)
+    return float(value) if hint is float else value
+
+
+def _host_port(value: Any, key: str) -> tuple[str, int]:
+    """A sentinel address from "host:port", "[v6]:port" or a [host, port] list."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        host, port = value
+    elif isinstance(value, str) and ":" in value:
+        host, _, port_text = value.rpartition(":")
+        port = int(port_text) if port_text.isdigit() else port_text
+    else:
+        raise ConfigError(key, value, "expected 'host:port'")
+    host = host.strip("[]") if isinstance(host, str) else host
+    if not isinstance(host, str) or not host or any(c.isspace() for c in host):
+        raise ConfigError(key, value, "expected 'host:port' with a host name or address")
+    return host, _port(port, key)
+
+
+# ---- checks of single values (keyed by dotted path, list indices as []) -----------------------
+
+
+def _port(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ConfigError(key, value, "expected a port number 1..65535")
+    return value
+
+
+def _positive(value: float, key: str) -> float:
+    if value <= 0:
+        raise ConfigError(key, value, "must be greater than 0")
+    return value
+
+
+def _not_negative(value: int, key: str) -> int:
+    if value < 0:
+        raise ConfigError(key, value, "must be 0 or more")
+    return value
+
+
+def _word(value: str, key: str) -> str:
+    """Non-empty, no white space: names that end up in keys, subjects and channel names."""
+    if not value or any(c.isspace() for c in value):
+        raise ConfigError(key, value, "must be non-empty and contain no spaces")
+    return value
+
+
+def _word_or_empty(value: str, key: str) -> str:
+    return _word(value, key) if value else value
+
+
+def _key_part(value: str, key: str) -> str:
+    # Braces would move or break the {domain} hash tag that keeps a domain in one cluster slot.
+    _word(value, key)
+    if "{" in value or "}" in value:
+        raise ConfigError(key, value, "must not contain '{' or '}' (used for Redis hash tags)")
+    return value
+
+
+def _key_part_or_empty(value: str, key: str) -> str:
+    return _key_part(value, key) if value else value
+
+
+def _one_of(choices: Sequence[Any]) -> Callable[[Any, str], Any]:
+    def check(value: Any, key: str) -> Any:
+        if value not in choices:
+            raise ConfigError(key, value, "expected one of " + ", ".join(map(str, choices)))
+        return value
+
+    return check
+
+
+def _log_level(value: str, key: str) -> str:
+    return str(_one_of(LOG_LEVELS)(value.upper(), key))
+
+
+def _subject(value: str, key: str) -> str:
+    # Wildcards belong to subscribers; a subject we publish on must be literal.
+    _word(value, key)
+    if "*" in value or ">" in value or ".." in value or value.startswith(".") \
+            or value.endswith("."):
+        raise ConfigError(key, value, "expected a literal NATS subject like 'a.b.c'")
+    return value
+
+
+def _subject_or_empty(value: str, key: str) -> str:
+    return _subject(value, key) if value else value
+
+
+_EVENT_NAME = re.compile(r"[A-Z][A-Z0-9_]*|CUSTOM \S+")
+
+
+def _event_name(value: str, key: str) -> str:
+    if not _EVENT_NAME.fullmatch(value):
+        raise ConfigError(key, value, "expected a FreeSWITCH event name like 'CHANNEL_ANSWER' "
+                          "or 'CUSTOM sofia::register'")
+    return value
+
+
+def _url(schemes: Sequence[str], *, several: bool = False) -> Callable[[Secret, str], Secret]:
+    """A check of a URL secret: scheme, host and port (each of a comma-separated list if
+    ``several``). The error shows the URL with its password masked."""
+
+    def check(secret: Secret, key: str) -> Secret:
+        text = secret.reveal()
+        for part in text.split(",") if several else [text]:
+            part = part.strip()
+            try:
+                split = urlsplit(part)
+                port = split.port
+            except ValueError:
+                raise ConfigError(key, mask_url(text), "not a valid URL") from None
+            if split.scheme not in schemes:
+                raise ConfigError(key, mask_url(text),
+                                  "the scheme must be one of " + ", ".join(schemes))
+            if split.scheme == "unix":
+                if not split.path:
+                    raise ConfigError(key, mask_url(text), "expected unix:///path/to/socket")
+            elif not split.hostname:
+                raise ConfigError(key, mask_url(text), "the URL has no host")
+            if port is not None and not 1 <= port <= 65535:
+                raise ConfigError(key, mask_url(text), "expected a port number 1..65535")
+        return secret
+
+    return check
+
+
+def _postgres_dsn(secret: Secret, key: str) -> Secret:
+    # Imported here: psycopg2 is only needed once a DSN is actually read.
+    import psycopg2
+    import psycopg2.extensions
+
+    text = secret.reveal()
+    if not text.strip():
+        raise ConfigError(key, "", "expected a PostgreSQL DSN")
+    if "://" in text and urlsplit(text).scheme not in ("postgresql", "postgres"):
+        raise ConfigError(key, mask_url(text), "the scheme must be postgresql or postgres")
+    try:
+        params = psycopg2.extensions.parse_dsn(text)
+    except psycopg2.ProgrammingError:
+        # libpq's message may quote part of the DSN, the password included: not repeated here.
+        raise ConfigError(key, mask_url(text), "not a valid PostgreSQL DSN (a URL "
+                          "postgresql://user@host:port/db or key=value pairs)") from None
+    for port in params.get("port", "").split(","):
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigError(key, mask_url(text), "expected a port number 1..65535")
+    return secret
+
+
+def _password_hash(secret: Secret, key: str) -> Secret:
+    if not is_password_hash(secret.reveal()):
+        raise ConfigError(key, MASK, "expected pbkdf2_sha256$<iterations>$<salt>$<hash>, "
+                          "the output of `python -m fsapps.passwords`")
+    return secret
+
+
+def _api_token(secret: Secret, key: str) -> Secret:
+    if len(secret.reveal()) < MIN_API_TOKEN_LENGTH:
+        raise ConfigError(key, MASK, f"an API token needs at least {MIN_API_TOKEN_LENGTH} "
+                          "characters to be unguessable")
+    return secret
+
+
+_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "redis.url": _url(("redis", "rediss", "unix")),
+    "redis.sentinels[]": lambda value, key: value,  # checked by _host_port
+    "redis.sentinel_service": _word,
+    "redis.key_prefix": _key_part,
+    "redis.socket_timeout": _positive,
+    "postgres.dsn": _postgres_dsn,
+    "postgres.connect_timeout": _positive,
+    "nats.url": _url(("nats", "tls", "ws", "wss"), several=True),
+    "nats.subject_prefix": _subject,
+    "nats.cdr_subject": _subject_or_empty,
+    "nats.events[]": _event_name,
+    "amqp.url": _url(("amqp", "amqps")),
+    "cti.listen": _word,
+    "cti.port": _port,
+    "cti.token_ttl_seconds": _positive,
+    "users[].username": _word,
+    "users[].password_hash": _password_hash,
+    "users[].role": _one_of(ROLES),
+    "users[].extension": _word_or_empty,
+    "api_tokens[]": _api_token,
+    "domains[]": _key_part,
+    "default_domain": _key_part,
+    "group_defaults.call_mode": _one_of(CALL_MODES),
+    "group_defaults.callout_timeout": _positive,
+    "group_defaults.wrapup_seconds": _not_negative,
+    "group_defaults.max_no_answer": _not_negative,
+    "group_defaults.memory_ttl_seconds": _positive,
+    "group_defaults.hold_music": _word,
+    "group_defaults.busy_ring_repeats": _not_negative,
+    "events.pubsub_format": _one_of(PUBSUB_FORMATS),
+    "events.cti_ip": _word_or_empty,
+    "node_name": _key_part_or_empty,
+    "log_level": _log_level,
+}
+
+
+def _check_across(settings: Settings) -> None:
+    """Rules that tie two settings together."""
+    if settings.redis.cluster and settings.redis.sentinels:
+        raise ConfigError("redis.cluster", True, "Redis Cluster and Sentinel exclude each other; "
+                          "leave sentinels empty or cluster false")
+    seen: set[str] = set()
+    for index, domain in enumerate(settings.domains):
+        if domain in seen:
+            raise ConfigError(f"domains[{index}]", domain, "listed twice")
+        seen.add(domain)
+    if settings.default_domain not in settings.domains:
+        raise ConfigError("default_domain", settings.default_domain,
+                          f"must be one of domains {list(settings.domains)!r}")
+    names: set[str] = set()
+    for index, user in enumerate(settings.users):
+        if user.username in names:
+            raise ConfigError(f"users[{index}].username", user.username, "listed twice")
+        names.add(user.username)
+
+
+# ---------------------------------------------------------------------------------------------
+# Showing settings without their secrets.
+# ---------------------------------------------------------------------------------------------
+
+# password=... in a key=value DSN or a URL query string, quoted or not.
+_KV_PASSWORD = re.compile(r"(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&#]*)",
+                          re.IGNORECASE)
+_MASKED_PASSWORD = r"\g<1>" + URL_PASSWORD_MASK
+# Schemes where "scheme://word@host" makes the word a credential (a NATS token, a Redis
+# password written without its colon), not a user name to show.
+_LONE_USERINFO_IS_SECRET = ("nats", "tls", "ws", "wss", "redis", "rediss", "unix")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``*****``: ``redis://:*****@host:6379/0``.
+
+    Handles URLs (user info and ``password=`` query parameters), comma-separated URL lists and
+    libpq ``key=value`` DSNs. Anything it cannot take apart safely is masked whole.
+    """
+    if "," in url and "://" in url:
+        return ",".join(mask_url(part) for part in url.split(","))
+    if "://" not in url:
+        return _KV_PASSWORD.sub(_MASKED_PASSWORD, url) if "=" in url else MASK
+    scheme, rest = url.split("://", 1)
+    authority_end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:authority_end], rest[authority_end:]
+    if "@" in tail and "@" not in authority:
+        return MASK  # an '@' past the host: a password with an unescaped '/', '?' or '#'
+    if "@" in authority:
+        userinfo, host = authority.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":" + URL_PASSWORD_MASK
+        elif scheme.lower() in _LONE_USERINFO_IS_SECRET:
+            userinfo = URL_PASSWORD_MASK
+        authority = f"{userinfo}@{host}"
+    return f"{scheme}://{authority}{_KV_PASSWORD.sub(_MASKED_PASSWORD, tail)}"
+
+
+def masked_dict(settings: Settings) -> dict[str, Any]:
+    """The settings as plain YAML-ready data (the file's layout), every secret masked.
+
+    URL and DSN secrets keep their shape with the password shown as ``*****``; other secrets
+    become ``**********`` (an empty secret stays ``""``: there is nothing to hide).
+    """
+    data = _plain(settings, "")
+    assert isinstance(data, dict)
+    return data
+
+
+def _plain(value: Any, key: str) -> Any:
+    if isinstance(value, Secret):
+        if not value:
+            return ""
+        return mask_url(value.reveal()) if key in _URL_SECRETS else MASK
+    if is_dataclass(value) and not isinstance(value, type):
+        return {item.name: _plain(getattr(value, item.name), _join(key, item.name))
+                for item in fields(value)}
+    if key == "redis.sentinels":
+        return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in value]
+    if isinstance(value, tuple):
+        return [_plain(item, key) for item in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# `fsapps config check`
+# ---------------------------------------------------------------------------------------------
+
+
+def check_command(
+    path: str | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    system_path: Path = SYSTEM_PATH,
+    bundled_path: Path = BUNDLED_PATH,
+) -> int:
+    """Print the effective settings as YAML, secrets masked, and where they came from: 0.
+
+    On an invalid configuration print the one ConfigError line to stderr instead: 1.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        source = config_path(path, env, system_path=system_path, bundled_path=bundled_path)
+        settings, origins = _load(source, env)
+    except ConfigError as exc:
+        print(f"fsapps: {exc}", file=sys.stderr)
+        return 1
+    print(f"# settings file: {source if source is not None else '(none: built-in defaults)'}")
+    for dotted, variable in sorted(origins.items()):
+        print(f"# {dotted} from ${variable}")
+    print(yaml.safe_dump(masked_dict(settings), sort_keys=False, allow_unicode=True), end="")
+    return 0
