@@ -1,0 +1,204 @@
+"""FreeSWITCH events as mod_python3 shows them: an ``Event`` with ordered headers and a body,
+fired on one switch's bus, received by bounded ``EventConsumer`` queues that DROP when full
+(exactly like the real consumer: the switch never blocks on a slow Python reader).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from email.utils import formatdate
+
+# switch_event_types_t names FreeSWITCH knows (the subset a call center meets, plus ALL).
+EVENT_NAMES = frozenset({
+    "CUSTOM", "CLONE", "CHANNEL_CREATE", "CHANNEL_DESTROY", "CHANNEL_STATE", "CHANNEL_CALLSTATE",
+    "CHANNEL_ANSWER", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_EXECUTE",
+    "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_BRIDGE",
+    "CHANNEL_UNBRIDGE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_OUTGOING",
+    "CHANNEL_PARK", "CHANNEL_UNPARK", "CHANNEL_ORIGINATE", "CHANNEL_UUID", "API", "LOG",
+    "BACKGROUND_JOB", "DTMF", "RECORD_START", "RECORD_STOP", "PLAYBACK_START", "PLAYBACK_STOP",
+    "DETECTED_SPEECH", "HEARTBEAT", "RE_SCHEDULE", "SHUTDOWN", "STARTUP", "MODULE_LOAD",
+    "PRESENCE_IN", "MESSAGE", "CALL_UPDATE", "GENERAL", "COMMAND", "ALL",
+})
+
+
+class Event:
+    """``freeswitch.Event``: ordered headers, an optional body, fired with :meth:`fire`."""
+
+    def __init__(self, event_type: str = "CUSTOM", subclass: str = "") -> None:
+        if event_type not in EVENT_NAMES:
+            raise ValueError(f"unknown event type {event_type!r}")
+        self.headers: dict[str, str] = {"Event-Name": event_type}
+        if subclass:
+            self.headers["Event-Subclass"] = subclass
+        self.body: str = ""
+        self._switch: object | None = None
+
+    @property
+    def name(self) -> str:
+        return self.headers["Event-Name"]
+
+    @property
+    def subclass(self) -> str:
+        return self.headers.get("Event-Subclass", "")
+
+    # mod_python3's camelCase surface ------------------------------------------------------
+    def addHeader(self, name: str, value: object) -> bool:  # noqa: N802 - FreeSWITCH's name
+        self.headers[str(name)] = "" if value is None else str(value)
+        return True
+
+    def getHeader(self, name: str) -> str | None:  # noqa: N802
+        return self.headers.get(name)
+
+    def delHeader(self, name: str) -> bool:  # noqa: N802
+        return self.headers.pop(name, None) is not None
+
+    def addBody(self, body: str) -> bool:  # noqa: N802
+        self.body += body
+        return True
+
+    def getBody(self) -> str | None:  # noqa: N802
+        return self.body or None
+
+    def getType(self) -> str:  # noqa: N802
+        return self.name
+
+    def serialize(self, fmt: str = "") -> str:
+        if fmt == "json":
+            data = dict(self.headers)
+            if self.body:
+                data["_body"] = self.body
+            return json.dumps(data)
+        lines = [f"{k}: {v}" for k, v in self.headers.items()]
+        if self.body:
+            lines.append(f"Content-Length: {len(self.body)}")
+            return "\n".join(lines) + "\n\n" + self.body
+        return "\n".join(lines) + "\n"
+
+    def fire(self) -> bool:
+        from fakefs.modpython import current_switch
+
+        switch = current_switch()
+        switch.bus.fire(self, stamp=True)
+        return True
+
+    def copy(self) -> "Event":
+        clone = Event.__new__(Event)
+        clone.headers = dict(self.headers)
+        clone.body = self.body
+        clone._switch = self._switch
+        return clone
+
+    def __repr__(self) -> str:
+        return f"<Event {self.name}{' ' + self.subclass if self.subclass else ''}>"
+
+
+class Subscription:
+    """A bounded queue bound to some event names; what does not fit is dropped and counted."""
+
+    def __init__(self, capacity: int) -> None:
+        self.queue: queue.Queue[Event] = queue.Queue(maxsize=max(1, capacity))
+        self.bindings: list[tuple[str, str]] = []
+        self.dropped = 0
+
+    def wants(self, event: Event) -> bool:
+        for name, subclass in self.bindings:
+            if name in ("ALL", "all") or name == event.name:
+                if event.name != "CUSTOM" or not subclass or subclass == event.subclass:
+                    return True
+        return False
+
+    def offer(self, event: Event) -> None:
+        try:
+            self.queue.put_nowait(event.copy())
+        except queue.Full:
+            self.dropped += 1
+
+
+class EventBus:
+    """One switch's event dispatcher: stamps the core headers, keeps a history for tests,
+    and hands a copy to each subscription and listener that wants it."""
+
+    def __init__(self, core_headers: Callable[[], dict[str, str]], history: int = 20000) -> None:
+        self._core_headers = core_headers
+        self._subs: list[Subscription] = []
+        self._listeners: list[Callable[[Event], None]] = []
+        self._lock = threading.Lock()
+        self._sequence = 0
+        self.history: deque[Event] = deque(maxlen=history)
+        self._cond = threading.Condition(self._lock)
+
+    def subscribe(self, capacity: int) -> Subscription:
+        sub = Subscription(capacity)
+        with self._lock:
+            self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+
+    def listen(self, callback: Callable[[Event], None]) -> None:
+        with self._lock:
+            self._listeners.append(callback)
+
+    def fire(self, event: Event, stamp: bool = True) -> Event:
+        with self._lock:
+            self._sequence += 1
+            if stamp:
+                now = time.time()
+                core = self._core_headers()
+                headers = {"Event-Name": event.name}
+                headers.update(core)
+                headers.update({
+                    "Event-Date-Local": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)),
+                    "Event-Date-GMT": formatdate(now, usegmt=True),
+                    "Event-Date-Timestamp": str(int(now * 1_000_000)),
+                    "Event-Calling-File": event.headers.get("Event-Calling-File", "fakefs.c"),
+                    "Event-Calling-Function": event.headers.get("Event-Calling-Function",
+                                                                 "fakefs_fire"),
+                    "Event-Calling-Line-Number": event.headers.get(
+                        "Event-Calling-Line-Number", "1"),
+                    "Event-Sequence": str(self._sequence),
+                })
+                for key, value in event.headers.items():
+                    if key not in headers or key.startswith("Event-Subclass"):
+                        headers[key] = value
+                if event.subclass:
+                    headers["Event-Subclass"] = event.subclass
+                event.headers = headers
+            subs = [s for s in self._subs if s.wants(event)]
+            listeners = list(self._listeners)
+            self.history.append(event)
+            self._cond.notify_all()
+        for sub in subs:
+            sub.offer(event)
+        for callback in listeners:
+            callback(event)
+        return event
+
+    def wait_for(self, predicate: Callable[[Event], bool], timeout: float,
+                 since: int = 0) -> Event:
+        """The first event in the history (from index ``since``) matching ``predicate``;
+        waits for new ones up to ``timeout`` seconds, then raises TimeoutError."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for event in list(self.history)[since:]:
+                    if predicate(event):
+                        return event
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no matching event within %.1fs" % timeout)
+                self._cond.wait(min(remaining, 0.05))
+
+    def events(self, name: str | None = None, subclass: str | None = None) -> list[Event]:
+        with self._lock:
+            found: Iterable[Event] = list(self.history)
+        return [e for e in found if (name is None or e.name == name)
+                and (subclass is None or e.subclass == subclass)]
