@@ -23,8 +23,10 @@ demo: system venv
 bench: system venv
 	@echo "make bench arrives with the ACD (issue 3)"
 
+# ruff reads no setup.cfg: its [ruff] section there is passed on as --config options.
 lint: venv
-	$(VENV)/bin/ruff check $$($(PY) -m fsapps.devtools ruff-args) fsapps fakefs tests
+	mapfile -t args < <($(PY) -c 'import configparser; c = configparser.ConfigParser(); c.read("setup.cfg"); print("\n".join(f"--config={k}={v}" for k, v in c["ruff"].items()))')
+	$(VENV)/bin/ruff check "$${args[@]}" fsapps fakefs tests
 
 typecheck: venv
 	$(VENV)/bin/mypy fsapps fakefs
