@@ -1,0 +1,208 @@
+"""Every Redis key and pub/sub channel name fsapps uses, in one place.
+
+fsapps-owned keys are ``<prefix>:{<domain>}:<name>...``: the domain is the Redis Cluster hash
+tag, so all keys of one domain live in one slot and one Lua script may touch any of them.
+Node keys have no domain and share the tag ``{nodes}``. Names defined by the seeds are kept
+verbatim, without prefix or tag, because outside tools (FSGUI, mod_cti clients, dashboards)
+read them by those names.
+
+fsapps-owned, from :class:`Keys` (``p`` = prefix, ``d`` = domain) — name, type, expiry:
+
+=================================  ======  =====================================================
+``p:{d}:agent:<ext>``              hash    none; one agent's state (login, groups, state, call)
+``p:{d}:agents``                   set     none; extensions with an agent hash in the domain
+``p:{d}:group:<g>``                hash    none; group settings loaded from PostgreSQL
+``p:{d}:groups``                   set     none; group numbers of the domain
+``p:{d}:group:<g>:members``        zset    none; member extensions, score = position
+``p:{d}:group:<g>:ready``          zset    none; agents ready now, score = ready-since (ms)
+``p:{d}:group:<g>:queue``          zset    none; waiting call uuids, score = priority order
+``p:{d}:group:<g>:blacklist``      set     none; caller numbers refused by the group
+``p:{d}:group:<g>:vip``            set     none; caller numbers queued as level vip
+``p:{d}:memory:<g>:<caller>``      string  EX memory TTL; extension that last served caller
+``p:{d}:call:<uuid>``              hash    set EX after hangup; one call's live state
+``p:{d}:lease:<ext>``              string  PX offer timeout; owner token of an agent reservation
+``p:{d}:cdr:spool``                stream  none (trimmed once written); CDRs not yet in PostgreSQL
+=================================  ======  =====================================================
+
+fsapps-owned, from :class:`NodeKeys`:
+
+=================================  ======  =====================================================
+``p:{nodes}:nodes``                zset    none; node names, score = last heartbeat (ms)
+``p:{nodes}:node:<n>:heartbeat``   hash    PX a few heartbeats; node facts (host, started ...)
+``p:{nodes}:node:<n>:commands``    list    none; commands for node n (LPUSH by CTI, BRPOP)
+=================================  ======  =====================================================
+
+Seed-defined, verbatim (seed 003 mod_cti directory, seed 001 events):
+
+=================================  ======  =====================================================
+``cti_exten@<domain>``             hash    none; field extension -> JSON param/variable/attribute
+``cti_userinfo@<domain>``          hash    none; field extension -> JSON register + calls
+``registrations``                  hash    none; field extension -> JSON sofia::register event
+``calls``                          hash    none; field extension -> JSON call fields
+``event_<x>``                      pubsub  channel; seed 001 call events (psubscribe event_*)
+``queue_<x>``                      pubsub  channel; queue add/remove (psubscribe queue_*)
+``agent_<x>``                      pubsub  channel; agent state changes (psubscribe agent_*)
+``cdr_<x>``                        pubsub  channel; CDRs (psubscribe cdr_*)
+=================================  ======  =====================================================
+
+Every name part is checked: a ``{``, ``}`` or whitespace would move a key out of its slot
+(or split a command line), so such a part raises :class:`KeyPartError` naming it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fsapps.errors import FsappsError
+
+__all__ = [
+    "CALLS",
+    "NODES_TAG",
+    "REGISTRATIONS",
+    "SEED_CHANNEL_PATTERNS",
+    "KeyPartError",
+    "Keys",
+    "NodeKeys",
+    "agent_channel",
+    "cdr_channel",
+    "event_channel",
+    "queue_channel",
+    "seed_exten_hash",
+    "seed_userinfo_hash",
+]
+
+NODES_TAG = "nodes"
+REGISTRATIONS = "registrations"
+CALLS = "calls"
+SEED_CHANNEL_PATTERNS = ("event_*", "queue_*", "agent_*", "cdr_*")
+
+_FORBIDDEN = re.compile(r"[{}\s]")
+
+
+class KeyPartError(FsappsError, ValueError):
+    """A domain, prefix or name part that cannot go into a Redis key."""
+
+    def __init__(self, what: str, value: object) -> None:
+        self.what = what
+        self.value = value
+        super().__init__(f"invalid {what} {value!r}: must be a non-empty string without "
+                         "'{', '}' or whitespace")
+
+
+def _part(what: str, value: str) -> str:
+    if not isinstance(value, str) or not value or _FORBIDDEN.search(value):
+        raise KeyPartError(what, value)
+    return value
+
+
+class Keys:
+    """Names of the fsapps-owned keys of one domain (see the module docstring for types).
+
+    Every method returns a name and touches nothing; all names share the hash tag ``{domain}``.
+    """
+
+    __slots__ = ("_base", "domain", "prefix")
+
+    def __init__(self, prefix: str, domain: str) -> None:
+        self.prefix = _part("key prefix", prefix)
+        self.domain = _part("domain", domain)
+        self._base = f"{prefix}:{{{domain}}}"
+
+    def __repr__(self) -> str:
+        return f"Keys({self.prefix!r}, {self.domain!r})"
+
+    @property
+    def tag(self) -> str:
+        """``{domain}``: the hash tag every key of this domain carries."""
+        return f"{{{self.domain}}}"
+
+    def agent(self, extension: str) -> str:
+        return f"{self._base}:agent:{_part('extension', extension)}"
+
+    def agents(self) -> str:
+        return f"{self._base}:agents"
+
+    def group(self, group: str) -> str:
+        return f"{self._base}:group:{_part('group', group)}"
+
+    def groups(self) -> str:
+        return f"{self._base}:groups"
+
+    def group_members(self, group: str) -> str:
+        return f"{self.group(group)}:members"
+
+    def group_ready(self, group: str) -> str:
+        return f"{self.group(group)}:ready"
+
+    def group_queue(self, group: str) -> str:
+        return f"{self.group(group)}:queue"
+
+    def group_blacklist(self, group: str) -> str:
+        return f"{self.group(group)}:blacklist"
+
+    def group_vip(self, group: str) -> str:
+        return f"{self.group(group)}:vip"
+
+    def memory(self, group: str, caller: str) -> str:
+        return f"{self._base}:memory:{_part('group', group)}:{_part('caller number', caller)}"
+
+    def call(self, uuid: str) -> str:
+        return f"{self._base}:call:{_part('call uuid', uuid)}"
+
+    def lease(self, extension: str) -> str:
+        return f"{self._base}:lease:{_part('extension', extension)}"
+
+    def cdr_spool(self) -> str:
+        return f"{self._base}:cdr:spool"
+
+
+class NodeKeys:
+    """Names of the domain-less node keys, all under the hash tag ``{nodes}``."""
+
+    __slots__ = ("_base", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = _part("key prefix", prefix)
+        self._base = f"{prefix}:{{{NODES_TAG}}}"
+
+    def __repr__(self) -> str:
+        return f"NodeKeys({self.prefix!r})"
+
+    def nodes(self) -> str:
+        return f"{self._base}:nodes"
+
+    def heartbeat(self, node: str) -> str:
+        return f"{self._base}:node:{_part('node name', node)}:heartbeat"
+
+    def commands(self, node: str) -> str:
+        return f"{self._base}:node:{_part('node name', node)}:commands"
+
+
+def seed_exten_hash(domain: str) -> str:
+    """``cti_exten@<domain>``: the seed-003 directory hash of a domain."""
+    return f"cti_exten@{_part('domain', domain)}"
+
+
+def seed_userinfo_hash(domain: str) -> str:
+    """``cti_userinfo@<domain>``: the seed-003 registration and call state hash."""
+    return f"cti_userinfo@{_part('domain', domain)}"
+
+
+def event_channel(suffix: str) -> str:
+    """``event_<suffix>``: seed-001 call events."""
+    return f"event_{_part('channel suffix', suffix)}"
+
+
+def queue_channel(suffix: str) -> str:
+    """``queue_<suffix>``: seed-001 queue add/remove messages."""
+    return f"queue_{_part('channel suffix', suffix)}"
+
+
+def agent_channel(suffix: str) -> str:
+    """``agent_<suffix>``: seed-001 agent state changes."""
+    return f"agent_{_part('channel suffix', suffix)}"
+
+
+def cdr_channel(suffix: str) -> str:
+    """``cdr_<suffix>``: seed-001 CDR messages."""
+    return f"cdr_{_part('channel suffix', suffix)}"
