@@ -122,8 +122,14 @@ class FreshDatabase:
         return conn
 
     def create(self) -> "FreshDatabase":
-        with self._admin() as conn, conn.cursor() as cur:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+        # No `with conn:` here: psycopg2 opens a transaction inside it even in autocommit
+        # mode, and CREATE DATABASE refuses to run in one.
+        conn = self._admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+        finally:
+            conn.close()
         return self
 
     def drop(self) -> None:

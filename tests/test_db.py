@@ -29,33 +29,10 @@ from fsapps.errors import DatabaseError, MigrationError, StoreUnavailable
 PASSWORD = "pg-s3cr3t-Pa55"
 
 
-def create_database(db: FreshDatabase) -> FreshDatabase:
-    # FreshDatabase.create() runs CREATE DATABASE inside `with conn:`, which psycopg2 >= 2.9
-    # turns into a transaction block even in autocommit mode; create it on a bare connection.
-    conn = psycopg2.connect(db.server_url, connect_timeout=5)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db.name)))
-    finally:
-        conn.close()
-    return db
-
-
-@pytest.fixture(scope="session")
-def database() -> Iterator[FreshDatabase]:
-    # Overrides the conftest fixture of the same name for the reason in create_database().
-    db = create_database(FreshDatabase())
-    try:
-        yield db
-    finally:
-        db.drop()
-
-
 @pytest.fixture
 def fresh_dsn(database: FreshDatabase) -> Iterator[str]:
     """A new, empty database on the same server as the session database."""
-    db = create_database(FreshDatabase(server_url=database.server_url))
+    db = FreshDatabase(server_url=database.server_url).create()
     try:
         yield db.dsn
     finally:
