@@ -75,9 +75,20 @@ def uuid_kill(switch: "Switch", args: str, session: Channel | None) -> str:
         return "-USAGE: <uuid> [cause]\n"
     channel = _channel(switch, parts[0])
     if channel is None:
-        return NO_SUCH_CHANNEL
-    switch.hangup(channel, parts[1] if len(parts) > 1 else "NORMAL_CLEARING")
+        return "-ERR No Such Channel!\n"  # mod_commands' kill_function spells it so
+    switch.hangup(channel, str2cause(parts[1]) if len(parts) > 1 else "NORMAL_CLEARING")
     return "+OK\n"
+
+
+def str2cause(text: str) -> str:
+    """``switch_channel_str2cause``: a cause name (any case) or its Q.850 number; anything
+    else is NONE."""
+    from fakefs.causes import CAUSE_CODES
+
+    if text[:1].isdigit():
+        code = int("".join(ch for ch in text if ch.isdigit()) or 0)
+        return next((name for name, c in CAUSE_CODES.items() if c == code), "NONE")
+    return text.upper() if text.upper() in CAUSE_CODES else "NONE"
 
 
 @command("uuid_exists")
@@ -168,7 +179,7 @@ def uuid_hold(switch: "Switch", args: str, session: Channel | None) -> str:
         return "-USAGE: [off|toggle] <uuid>\n"
     channel = _channel(switch, parts[0])
     if channel is None:
-        return NO_SUCH_CHANNEL
+        return "-ERR Operation Failed\n"  # switch_ivr_hold_uuid failed: no such channel
     hold = {"on": True, "off": False, "toggle": not channel.held}[mode]
     set_hold(switch, channel, hold)
     return "+OK Success\n"
@@ -362,13 +373,13 @@ def show(switch: "Switch", args: str, session: Channel | None) -> str:
 
 @command("xml_flush_cache")
 def xml_flush_cache(switch: "Switch", args: str, session: Channel | None) -> str:
+    # mod_commands: exactly "<key> <user> <domain>" evicts that one cache entry (key "id" is
+    # what REGISTER and user/ dialling use); anything else empties the whole user cache.
     parts = args.split()
-    if not parts:
-        count = switch.directory_cache.flush()
-    elif len(parts) >= 2 and parts[0] in ("id", "name"):
-        count = switch.directory_cache.flush(parts[1], parts[2] if len(parts) > 2 else None)
+    if len(parts) == 3:
+        count = switch.directory_cache.flush(parts[0], parts[1], parts[2])
     else:
-        return "-USAGE: [id|name] <key> [<domain>]\n"
+        count = switch.directory_cache.flush()
     return f"+OK cleared {count} entr{'y' if count == 1 else 'ies'}\n"
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fakefs.channel import Channel, Interrupt, now_us
+from fakefs.directory import switch_true
 from fakefs.modpython import run_handler
 
 if TYPE_CHECKING:
@@ -234,67 +235,91 @@ def stop_recording(switch: "Switch", channel: Channel) -> None:
 
 
 @app("eavesdrop")
-def eavesdrop(switch: "Switch", channel: Channel, data: str) -> str:
-    """Listen to ``uuid``; with ``eavesdrop_enable_dtmf=true`` the keys switch modes:
-    1 speak to the target's peer, 2 speak to the target, 3 three-way, 0 listen only."""
+def eavesdrop(switch: "Switch", channel: Channel, data: str) -> None:
+    """mod_dptools ``eavesdrop <uuid>`` (switch_ivr_eavesdrop_session): listen to the target
+    and what it hears. DTMF is on unless ``eavesdrop_enable_dtmf`` is set false: 1 mixes the
+    eavesdropper into the target's read stream (the target's PEER hears it), 2 into its write
+    stream (the TARGET hears it), 3 both, 0 back to listening, * ends. At the start
+    ``eavesdrop_whisper_aleg=true`` is mode 1 and ``eavesdrop_whisper_bleg=true`` mode 2 (both:
+    3); ``eavesdrop_bridge_aleg`` / ``_bleg`` restrict what is heard to the target's own
+    voice / what is sent to it (neither set: both). Returns when either side hangs up.
+    Not modelled: ``eavesdrop all``, eavesdrop_require_group, the announce/indicate sounds,
+    and second-order audio (a whisper heard by another eavesdropper of the same target)."""
     target = switch.channels.get(data.strip())
-    if target is None or not target.up:
-        channel.set("eavesdrop_result", "failure")
-        return "no-one"
-    switch.answer(channel)
-    mode = "listen"
-    if (channel.get("eavesdrop_whisper_aleg") or "").lower() == "true":
-        mode = "whisper_aleg"
-    elif (channel.get("eavesdrop_whisper_bleg") or "").lower() == "true":
-        mode = "whisper_bleg"
-    dtmf_enabled = (channel.get("eavesdrop_enable_dtmf") or "").lower() == "true"
-    channel.eavesdrop = {"target": target.uuid, "mode": mode}
-    modes = {"1": "whisper_bleg", "2": "whisper_aleg", "3": "threeway", "0": "listen"}
+    if target is None or not target.up or not data.strip():
+        return
+    switch.pre_answer(channel)
+    dtmf_var = channel.get("eavesdrop_enable_dtmf")
+    dtmf_enabled = dtmf_var is None or switch_true(dtmf_var)
+    hear_read = switch_true(channel.get("eavesdrop_bridge_aleg"))
+    hear_write = switch_true(channel.get("eavesdrop_bridge_bleg"))
+    if not (hear_read or hear_write):
+        hear_read = hear_write = True
+    spy = {"target": target.uuid, "read": hear_read, "write": hear_write,
+           "mux_read": switch_true(channel.get("eavesdrop_whisper_aleg")),
+           "mux_write": switch_true(channel.get("eavesdrop_whisper_bleg"))}
+    modes = {"1": (True, False), "2": (False, True), "3": (True, True), "0": (False, False)}
+    channel.eavesdrop = spy
     try:
         while channel.up and target.up:
-            reason = channel.wait(None, dtmf=dtmf_enabled, until=lambda: not target.up)
-            if reason == "dtmf":
-                digit = channel.dtmf.popleft()
-                if digit in modes:
-                    channel.eavesdrop = {"target": target.uuid, "mode": modes[digit]}
-                    channel.set("eavesdrop_mode", modes[digit])
-            elif reason in ("hangup", "until"):
+            try:
+                reason = channel.wait(None, dtmf=dtmf_enabled, until=lambda: not target.up)
+            except Interrupt as interrupt:
+                if interrupt.reason == "break":
+                    continue  # uuid_break does not stop an eavesdrop
+                raise
+            if reason != "dtmf":
                 break
+            digit = channel.dtmf.popleft()
+            if digit == "*":
+                break
+            if digit in modes:
+                spy = {**spy, "mux_read": modes[digit][0], "mux_write": modes[digit][1]}
+                channel.eavesdrop = spy
     finally:
         channel.eavesdrop = None
-    channel.set("eavesdrop_result", "success")
-    return "success"
 
 
 @app("three_way")
-def three_way(switch: "Switch", channel: Channel, data: str) -> str:
+def three_way(switch: "Switch", channel: Channel, data: str) -> None:
+    """``three_way <uuid>``: an eavesdrop with both mux flags and no DTMF — the caller hears
+    the target and its peer, and both hear the caller."""
     target = switch.channels.get(data.strip())
-    if target is None or not target.up:
-        return "no-one"
-    switch.answer(channel)
-    channel.three_way_with = target.uuid
+    if target is None or not target.up or not data.strip():
+        return
+    switch.pre_answer(channel)
+    channel.eavesdrop = {"target": target.uuid, "read": True, "write": True,
+                         "mux_read": True, "mux_write": True}
     try:
-        channel.wait(None, until=lambda: not target.up)
+        while channel.up and target.up:
+            try:
+                channel.wait(None, until=lambda: not target.up)
+            except Interrupt as interrupt:
+                if interrupt.reason != "break":
+                    raise
     finally:
-        channel.three_way_with = None
-    return "success"
+        channel.eavesdrop = None
 
 
-def _conference_event(switch: "Switch", channel: Channel, conf: dict, action: str,
+def _conference_event(switch: "Switch", channel: Channel | None, conf: dict, action: str,
                       member_id: int | None = None) -> None:
+    """conference::maintenance in mod_conference's header order (seed 000): the conference's
+    data, then — for member events only — the channel's (no variables) and the member's.
+    conference-create / conference-destroy carry no channel data."""
     headers = {"Conference-Name": conf["name"], "Conference-Domain": conf["domain"],
                "Conference-Size": str(len(conf["members"])), "Conference-Ghosts": "0",
                "Conference-Profile-Name": conf["profile"],
                "Conference-Unique-ID": conf["uuid"], "Conference-Rate": "8000",
-               "Conference-Interval": "20", "Action": action}
-    if member_id is not None:
-        headers.update({"Floor": "false", "Video": "false", "Hear": "true", "See": "true",
-                        "Speak": "true", "Talking": "false", "Mute-Detect": "false",
-                        "Hold": "false", "Member-ID": str(member_id),
-                        "Member-Type": "member", "Member-Ghost": "false",
-                        "Energy-Level": "100", "Current-Energy": "0"})
-    switch.fire("CUSTOM", channel, subclass="conference::maintenance", headers=headers,
-                with_variables=False)
+               "Conference-Interval": "20"}
+    if channel is not None and member_id is not None:
+        headers["Floor"] = "false"
+        headers.update(channel.event_headers(with_variables=False))
+        headers.update({"Video": "false", "Hear": "true", "See": "true", "Speak": "true",
+                        "Talking": "false", "Mute-Detect": "false", "Hold": "false",
+                        "Member-ID": str(member_id), "Member-Type": "member",
+                        "Member-Ghost": "false", "Energy-Level": "100", "Current-Energy": "0"})
+    headers["Action"] = action
+    switch.fire("CUSTOM", subclass="conference::maintenance", headers=headers)
 
 
 @app("conference")
@@ -314,11 +339,16 @@ def conference(switch: "Switch", channel: Channel, data: str) -> None:
         conf["next_id"] += 1
         conf["members"][channel.uuid] = member_id
     if created:
-        _conference_event(switch, channel, conf, "conference-create")
+        _conference_event(switch, None, conf, "conference-create")
     channel.conference = name
     _conference_event(switch, channel, conf, "add-member", member_id)
     try:
-        channel.wait(None, until=lambda: channel.conference != name)
+        while channel.up and channel.conference == name:
+            try:
+                channel.wait(None, until=lambda: channel.conference != name)
+            except Interrupt as interrupt:
+                if interrupt.reason != "break":  # uuid_break does not leave a conference
+                    raise
     finally:
         channel.conference = None
         with switch._lock:
@@ -328,7 +358,7 @@ def conference(switch: "Switch", channel: Channel, data: str) -> None:
                 switch.conferences.pop(name, None)
         _conference_event(switch, channel, conf, "del-member", member_id)
         if empty:
-            _conference_event(switch, channel, conf, "conference-destroy")
+            _conference_event(switch, None, conf, "conference-destroy")
 
 
 def exchange_media(switch: "Switch", channel: Channel, other_uuid: str) -> None:

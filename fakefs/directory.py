@@ -1,6 +1,19 @@
 """The user directory as FreeSWITCH's core consults it: XML bindings first (fsapps'
 ``xml_fetch``), then the static users a test declared; results cached per ``cacheable``;
 registration checks that mod_sofia applies from the user's params.
+
+Binding semantics follow ``switch_xml_locate`` (FreeSWITCH 1.10): a binding that answers
+nothing ("", None from mod_python3 after an exception, unparsable XML, or the
+``<section name="result"><result status="not found"/>`` document) passes to the next binding;
+the first binding that answers a valid document ends the search. That document is used if it
+has ``<section name="directory">`` with ``<domain name="<domain>">``; then the user is looked
+for in that domain only (no fallback to the static XML). A document without the domain falls
+back to the static directory.
+
+Known gaps: ``allow-empty-password`` is honoured when present (default: allowed) as the seed's
+template expects, which mod_sofia 1.10 may not do for REGISTER; users of ``type="pointer"``,
+group-only ``<users>`` pointers and the profile-level user-agent-filter / max-registrations
+defaults are not modelled.
 """
 
 from __future__ import annotations
@@ -13,9 +26,20 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 
+def switch_true(value: str | None) -> bool:
+    """FreeSWITCH's ``switch_true``: yes/on/true/t/enabled/active/allow or a non-zero number."""
+    if value is None:
+        return False
+    v = value.strip().lower()
+    if v in ("yes", "on", "true", "t", "enabled", "active", "allow"):
+        return True
+    return v.lstrip("-").isdigit() and int(v) != 0
+
+
 @dataclass
 class DirectoryUser:
-    """A ``<user>`` element, flattened: attributes, params and variables."""
+    """A ``<user>`` element, flattened: attributes, params and variables (the user's own win
+    over its group's, which win over its domain's, as ``switch_xml_merge_user``)."""
 
     id: str
     domain: str
@@ -35,74 +59,123 @@ class DirectoryUser:
         return ET.tostring(user, encoding="unicode")
 
 
-def parse_directory_result(text: str, user: str, domain: str) -> DirectoryUser | None:
-    """Find ``user`` (by id or number-alias) in a directory XML document; None if absent.
-    Raises ET.ParseError on XML that does not parse (the switch logs it)."""
-    root = ET.fromstring(text)
-    if root.tag == "result" or root.find(".//result[@status='not found']") is not None:
-        return None
-    for dom in root.iter("domain"):
-        if dom.get("name") not in (domain, None):
+class NoDomainError(Exception):
+    """The binding's document has no ``<section name="directory"><domain name=...>``."""
+
+
+def is_not_found(root: ET.Element) -> bool:
+    """``<section name="result"><result status="not found"/></section>`` under the root."""
+    for section in root.findall("section"):
+        if section.get("name") == "result":
+            result = section.find("result")
+            if result is not None and (result.get("status") or "").lower() == "not found":
+                return True
+    return False
+
+
+def _pairs(el: ET.Element | None, container: str, item: str) -> dict[str, str]:
+    if el is None:
+        return {}
+    box = el.find(container)
+    if box is None:
+        return {}
+    return {p.get("name", ""): p.get("value", "") for p in box.findall(item)}
+
+
+def _match(el: ET.Element, user: str) -> bool:
+    # find_user_in_tag("id", ...): id OR number-alias, compared case-insensitively.
+    return any((el.get(attr) or "").lower() == user.lower() for attr in ("id", "number-alias"))
+
+
+def find_user(root: ET.Element, user: str, domain: str) -> DirectoryUser | None:
+    """Look ``user`` up in a directory document the way ``switch_xml_locate_user`` does:
+    ``document/section[@name=directory]/domain[@name=<domain>]``, then the user in
+    ``groups/group/users``, in ``users``, or directly under the domain (only when the domain
+    has no ``users``). Raises NoDomainError when the document lacks the domain."""
+    dom = None
+    for section in root.findall("section"):
+        if section.get("name") != "directory":
             continue
-        dom_params = {p.get("name", ""): p.get("value", "") for p in dom.findall("./params/param")}
-        dom_vars = {v.get("name", ""): v.get("value", "")
-                    for v in dom.findall("./variables/variable")}
-        for el in dom.iter("user"):
-            if el.get("id") == user or el.get("number-alias") == user:
-                params = dict(dom_params)
-                params.update({p.get("name", ""): p.get("value", "")
-                               for p in el.findall("./params/param")})
-                variables = dict(dom_vars)
-                variables.update({v.get("name", ""): v.get("value", "")
-                                  for v in el.findall("./variables/variable")})
-                attrs = {k: v for k, v in el.attrib.items() if k != "id"}
-                return DirectoryUser(el.get("id", user), domain, attrs, params, variables,
-                                     source="binding")
-    return None
+        dom = next((d for d in section.findall("domain")
+                    if (d.get("name") or "").lower() == domain.lower()), None)
+        if dom is not None:
+            break
+    if dom is None:
+        raise NoDomainError(domain)
+    found: ET.Element | None = None
+    group: ET.Element | None = None
+    groups = dom.find("groups")
+    if groups is not None:
+        for g in groups.findall("group"):
+            users = g.find("users")
+            hit = next((u for u in users.findall("user") if _match(u, user)), None) \
+                if users is not None else None
+            if hit is not None:
+                found, group = hit, g
+                break
+    if found is None:
+        users = dom.find("users")
+        container = users if users is not None else dom
+        found = next((u for u in container.findall("user") if _match(u, user)), None)
+    if found is None:
+        return None
+    params = {**_pairs(dom, "params", "param"), **_pairs(group, "params", "param"),
+              **_pairs(found, "params", "param")}
+    variables = {**_pairs(dom, "variables", "variable"),
+                 **_pairs(group, "variables", "variable"),
+                 **_pairs(found, "variables", "variable")}
+    attrs = {k: v for k, v in found.attrib.items() if k != "id"}
+    return DirectoryUser(found.get("id", user), domain, attrs, params, variables,
+                         source="binding")
+
+
+def parse_directory_result(text: str, user: str, domain: str) -> DirectoryUser | None:
+    """Find ``user`` (by id or number-alias) in a binding's directory document; None if the
+    domain is there but the user is not. Raises ET.ParseError on XML that does not parse and
+    NoDomainError when the document does not serve the domain (the switch then uses its static
+    XML)."""
+    root = ET.fromstring(text)
+    if is_not_found(root):
+        raise NoDomainError(domain)
+    return find_user(root, user, domain)
 
 
 class DirectoryCache:
-    """``cacheable="<ms>"`` (or "true": forever) keeps a user for that long; flushed by
-    ``xml_flush_cache id <user> <domain>``."""
+    """``switch_xml_user_cache``: a user found with ``cacheable="<ms>"`` (or "true": forever) is
+    kept under (key, user name as asked, domain) — key "id" for both REGISTER and user/
+    dialling; ``xml_flush_cache <key> <user> <domain>`` evicts exactly that entry and any
+    other form of the command empties the whole cache."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], tuple[float, DirectoryUser]] = {}
+        self._entries: dict[tuple[str, str, str], tuple[float, DirectoryUser]] = {}
 
-    def get(self, user: str, domain: str) -> DirectoryUser | None:
-        hit = self._entries.get((user, domain))
+    def get(self, user: str, domain: str, key: str = "id") -> DirectoryUser | None:
+        hit = self._entries.get((key, user, domain))
         if hit is None:
             return None
         expires, entry = hit
         if expires and expires < time.monotonic():
-            del self._entries[(user, domain)]
+            del self._entries[(key, user, domain)]
             return None
         return entry
 
-    def put(self, user: str, domain: str, entry: DirectoryUser) -> None:
+    def put(self, user: str, domain: str, entry: DirectoryUser, key: str = "id") -> None:
         cacheable = entry.attributes.get("cacheable", "")
-        if not cacheable or cacheable.lower() == "false":
+        if not cacheable:
             return
-        if cacheable.lower() == "true":
-            expires = 0.0
+        if cacheable.strip().isdigit():
+            expires = time.monotonic() + int(cacheable) / 1000.0
         else:
-            try:
-                expires = time.monotonic() + int(cacheable) / 1000.0
-            except ValueError:
-                return
-        self._entries[(user, domain)] = (expires, entry)
-        if entry.id != user:
-            self._entries[(entry.id, domain)] = (expires, entry)
+            expires = 0.0  # any non-number (e.g. "true") caches until flushed
+        self._entries[(key, user, domain)] = (expires, entry)
 
-    def flush(self, user: str | None = None, domain: str | None = None) -> int:
-        if user is None:
+    def flush(self, key: str | None = None, user: str | None = None,
+              domain: str | None = None) -> int:
+        if key is None or user is None or domain is None:
             count = len(self._entries)
             self._entries.clear()
             return count
-        keys = [k for k, (_, e) in self._entries.items()
-                if (k[0] == user or e.id == user) and (domain is None or k[1] == domain)]
-        for key in keys:
-            del self._entries[key]
-        return len({id(self._entries.get(k)) for k in keys}) if keys else 0
+        return 1 if self._entries.pop((key, user, domain), None) is not None else 0
 
 
 def a1_hash(user: str, realm: str, password: str) -> str:
@@ -112,10 +185,13 @@ def a1_hash(user: str, realm: str, password: str) -> str:
 def check_registration(entry: DirectoryUser, *, user: str, realm: str, password: str,
                        network_ip: str, user_agent: str, current_registrations: int) \
         -> tuple[int, str]:
-    """The SIP answer mod_sofia would give a REGISTER for ``entry``: (200, "OK") or the
-    refusal with its reason."""
+    """The SIP answer mod_sofia (``sofia_reg_parse_auth``) gives an authenticated REGISTER for
+    ``entry``: (200, "OK") or (403, why). Every refusal is AUTH_FORBIDDEN, answered 403.
+    Checks run in mod_sofia's order: sip-forbid-register, auth-acl, then an empty password
+    (with no a1-hash) is accepted outright — before user-agent-filter and
+    max-registrations-per-extension are looked at — then those two, then the digest."""
     p = entry.params
-    if p.get("sip-forbid-register", "false").lower() == "true":
+    if switch_true(p.get("sip-forbid-register")):
         return 403, "sip-forbid-register"
     acl = p.get("auth-acl", "").strip()
     if acl:
@@ -131,20 +207,23 @@ def check_registration(entry: DirectoryUser, *, user: str, realm: str, password:
                 continue
         if not allowed:
             return 403, f"auth-acl {acl!r} refuses {network_ip}"
+    expected_a1 = p.get("a1-hash", "")
+    stored_password = p.get("password", "")
+    if not stored_password and not expected_a1:
+        if "allow-empty-password" in p and not switch_true(p["allow-empty-password"]):
+            return 403, "empty password not allowed"
+        return 200, "OK"
     ua_filter = p.get("user-agent-filter", "")
     if ua_filter and not re.search(ua_filter, user_agent or ""):
-        return 603, f"user-agent-filter {ua_filter!r} refuses {user_agent!r}"
-    max_regs = p.get("max-registrations-per-extension", "")
-    if max_regs.isdigit() and current_registrations >= int(max_regs):
+        return 403, f"user-agent-filter {ua_filter!r} refuses {user_agent!r}"
+    max_regs = p.get("max-registrations-per-extension", "").strip()
+    if max_regs.isdigit() and int(max_regs) > 0 and current_registrations + 1 > int(max_regs):
         return 403, f"max-registrations-per-extension {max_regs} reached"
-    expected_a1 = p.get("a1-hash")
-    stored_password = p.get("password")
+    # The phone hashes user:realm:password; FreeSWITCH compares digests built from the stored
+    # a1-hash as written (an upper-case a1-hash never matches) or from the password.
     if expected_a1:
-        if a1_hash(user, realm, password) != expected_a1.lower():
-            return 401, "a1-hash mismatch"
-    elif stored_password is not None and stored_password != "":
-        if password != stored_password:
-            return 401, "wrong password"
-    elif p.get("allow-empty-password", "true").lower() == "false":
-        return 401, "empty password not allowed"
+        if a1_hash(user, realm, password) != expected_a1:
+            return 403, "a1-hash mismatch"
+    elif password != stored_password:
+        return 403, "wrong password"
     return 200, "OK"

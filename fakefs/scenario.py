@@ -70,29 +70,50 @@ class CallCenter:
         return wait_until(predicate, timeout, message)
 
     def wait_event(self, switch: Switch, name: str, timeout: float = 5.0,
-                   **headers: str) -> Event:
+                   where: dict[str, str] | None = None, **headers: str) -> Event:
         """The first event ``name`` (or CUSTOM subclass) on ``switch`` whose headers match
-        ``headers`` (underscores in keys stand for dashes)."""
+        ``headers`` (underscores in keys stand for dashes) and ``where`` (names verbatim, e.g.
+        ``variable_hangup_cause``); TimeoutError naming the switch, event and headers."""
         wanted = {k.replace("_", "-"): v for k, v in headers.items()}
+        wanted.update(where or {})
 
         def match(event: Event) -> bool:
             if event.name != name and event.subclass != name:
                 return False
             return all(event.headers.get(k) == v for k, v in wanted.items())
-        return switch.bus.wait_for(match, timeout)
+        try:
+            return switch.bus.wait_for(match, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"{switch.name}: no {name} event with {wanted} within "
+                               f"{timeout}s") from None
 
     def idle(self, timeout: float = 5.0) -> None:
         """Wait until no switch has a live channel."""
-        wait_until(lambda: all(not s.channels for s in self.switches), timeout,
-                   "all channels gone")
+        try:
+            wait_until(lambda: all(not s.channels for s in self.switches), timeout,
+                       "all channels gone")
+        except TimeoutError:
+            left = [f"{s.name}:{c.name}" for s in self.switches for c in list(s.channels.values())]
+            raise TimeoutError(f"channels still up after {timeout}s: {left}") from None
 
     def close(self) -> None:
+        """Shut every switch down (all of them, even if one fails), then raise if any crashed
+        (see Switch.crash) or lost a fakefs thread (a session thread or timer that died is a
+        fakefs bug that would otherwise pass unnoticed)."""
+        problems: list[str] = []
         for switch in self.switches:
-            switch.shutdown(grace=2.0)
-        crashed = [s.name for s in self.switches if s.crashed]
-        if crashed:
-            raise AssertionError(f"fake switch crashed: {crashed}")
-
+            try:
+                switch.shutdown(grace=2.0)
+            except Exception as exc:  # report it, keep shutting the others down
+                problems.append(f"{switch.name}: shutdown failed: {exc!r}")
+        for switch in self.switches:
+            if switch.crashed:
+                problems.append(f"{switch.name}: crashed: {switch.crashed}")
+            problems += [f"{switch.name}: {err}" for err in switch.python_errors
+                         if err.startswith("fakefs session")]
+            problems += [f"{switch.name}: timer error {err!r}" for err in switch.scheduler.errors]
+        if problems:
+            raise AssertionError("fake switch crashed: " + "; ".join(problems))
 
 @contextmanager
 def call_center(**kwargs: Any) -> Iterator[CallCenter]:

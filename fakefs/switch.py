@@ -29,8 +29,8 @@ from fakefs.causes import CONTINUE_ANYWAY, dialstatus
 from fakefs.channel import Behaviour, Channel, Interrupt, now_us
 from fakefs.dialplan import Action, Dialplan
 from fakefs.dialstring import DialStringError, Leg, parse as parse_dialstring
-from fakefs.directory import (DirectoryCache, DirectoryUser, check_registration,
-                              parse_directory_result)
+from fakefs.directory import (DirectoryCache, DirectoryUser, NoDomainError, check_registration,
+                              is_not_found, parse_directory_result)
 from fakefs.events import Event, EventBus
 from fakefs.modpython import SwitchCrashed, bind, run_runtime, run_xml_fetch
 from fakefs.scheduler import Scheduler
@@ -209,7 +209,9 @@ class Switch:
     def shutdown(self, grace: float = 10.0) -> None:
         """Hang up every channel, then give runtime threads SystemExit and ``grace`` seconds."""
         self.running = False
-        for channel in list(self.channels.values()):
+        # hupall gives every channel SYSTEM_SHUTDOWN: legs without a session thread first, so
+        # none of them is hung up as the bridged peer of another (NORMAL_CLEARING).
+        for channel in sorted(self.channels.values(), key=lambda c: c.session_thread is not None):
             self.hangup(channel, "SYSTEM_SHUTDOWN")
         self.fire("SHUTDOWN")
         for thread in self.runtime_threads:
@@ -234,21 +236,28 @@ class Switch:
 
     def directory_lookup(self, user: str, domain: str, action: str = "",
                          extra: dict[str, str] | None = None) -> DirectoryUser | None:
+        """``switch_xml_locate_user_merged("id", ...)``: the cache, then the directory
+        bindings (see fakefs.directory for when a binding's answer is final), then the static
+        users. What is found with ``cacheable`` is cached under the name asked for."""
         cached = self.directory_cache.get(user, domain)
         if cached is not None:
             return cached
         found: DirectoryUser | None = None
+        answered = False
         for script, sections in self.xml_bindings:
             if "directory" not in sections:
                 continue
-            params = Event("REQUEST_PARAMS")
+            # Event-Name REQUEST_PARAMS, set directly so this does not depend on the names
+            # events.EVENT_NAMES lets Python construct.
+            params = Event("GENERAL")
+            params.headers["Event-Name"] = "REQUEST_PARAMS"
             params.headers.update(self._core_headers())
             params.headers.update({"section": "directory", "tag_name": "domain",
-                                   "key_name": "name", "key_value": domain, "user": user,
-                                   "domain": domain})
+                                   "key_name": "name", "key_value": domain})
             if action:
                 params.headers["action"] = action
             params.headers.update(extra or {})
+            params.headers.update({"key": "id", "user": user, "domain": domain})
             with self.bound():
                 text = run_xml_fetch(self, script, params)
             if not text:
@@ -256,11 +265,17 @@ class Switch:
             try:
                 found = parse_directory_result(text, user, domain)
             except ET.ParseError as exc:
-                self.console_log("ERR", f"Error parsing XML from {script}: {exc}")
+                self.console_log("ERR", f"Error Parsing XML from {script}: {exc}")
                 continue
-            if found is not None:
+            except NoDomainError:
+                # "not found" document: next binding; a document without the domain: the
+                # bindings are done and the static XML is searched.
+                if is_not_found(ET.fromstring(text)):
+                    continue
                 break
-        if found is None:
+            answered = True
+            break
+        if not answered:
             found = self.static_directory.get((user, domain))
             if found is None:
                 found = next((u for (_, d), u in self.static_directory.items()
@@ -274,62 +289,107 @@ class Switch:
                  behaviour: Behaviour | None = None, user_agent: str = "fakefs-phone",
                  network_ip: str = "127.0.0.1", network_port: int | None = None,
                  expires: int = 3600) -> RegisterResult:
-        """A phone REGISTERs: credentials come through the directory (xml_fetch), mod_sofia's
-        checks apply, and sofia::register or sofia::register_failure is fired."""
+        """A phone REGISTERs as mod_sofia sees it: the unauthenticated REGISTER
+        (sofia::pre_register, 401 challenge), then the one with credentials: the directory
+        lookup (xml_fetch, action=sip_auth), sofia::register_attempt with its auth-result, and
+        sofia::register — or a 403 with sofia::register_failure (every refusal of
+        ``sofia_reg_parse_auth``, unknown user included, is AUTH_FORBIDDEN)."""
         domain = domain or self.domain
         port = network_port or self.random.randint(10000, 60000)
         call_id = uuidlib.uuid4().hex
-        base = {"profile-name": "internal", "from-user": user, "from-host": domain,
-                "to-user": user, "to-host": domain, "network-ip": network_ip,
-                "network-port": str(port), "user-agent": user_agent, "call-id": call_id,
-                "username": user, "realm": domain}
-        self.fire("CUSTOM", subclass="sofia::pre_register", headers=dict(base))
+        contact = f'"" <sip:{user}@{network_ip}:{port};ob>'
+        head = {"profile-name": "internal", "from-user": user, "from-host": domain,
+                "contact": contact, "call-id": call_id, "rpid": "unknown",
+                "status": "Registered(UDP)", "expires": str(expires), "to-user": user,
+                "to-host": domain, "network-ip": network_ip, "network-port": str(port)}
+        self.fire("CUSTOM", subclass="sofia::pre_register",
+                  headers={**head, "user-agent": user_agent})
+        nonce = str(uuidlib.uuid4())
         entry = self.directory_lookup(user, domain, "sip_auth", {
-            "sip_auth_method": "REGISTER", "sip_auth_username": user, "sip_auth_realm": domain,
-            "ip": network_ip, "sip_user_agent": user_agent, "sip_call_id": call_id})
+            "sip_profile": "internal", "sip_user_agent": user_agent,
+            "sip_auth_username": user, "sip_auth_realm": domain, "sip_auth_nonce": nonce,
+            "sip_auth_uri": f"sip:{domain}", "sip_contact_user": user,
+            "sip_contact_host": network_ip, "sip_to_user": user, "sip_to_host": domain,
+            "sip_from_user": user, "sip_from_host": domain, "sip_request_host": domain,
+            "sip_auth_qop": "auth", "sip_auth_cnonce": uuidlib.uuid4().hex[:16],
+            "sip_auth_nc": "00000001", "sip_auth_response": uuidlib.uuid4().hex,
+            "sip_auth_method": "REGISTER", "ip": network_ip, "sip_call_id": call_id})
         if entry is None:
-            code, reason = 404, "user not found"
+            code, reason = 403, f"user {user}@{domain} not found"
         else:
             current = [r for r in self.registrations.get((entry.id, domain), [])
                        if r.call_id != call_id]
             code, reason = check_registration(entry, user=user, realm=domain, password=password,
                                               network_ip=network_ip, user_agent=user_agent,
                                               current_registrations=len(current))
+        self.fire("CUSTOM", subclass="sofia::register_attempt", headers={
+            **head, "username": user, "realm": domain, "user-agent": user_agent,
+            "auth-result": "SUCCESS" if code == 200 else "FORBIDDEN"})
         if code != 200:
-            self.fire("CUSTOM", subclass="sofia::register_failure",
-                      headers={**base, "status": f"{code} {reason}"})
+            self.console_log("WARNING", f"SIP auth failure (REGISTER) on sofia profile "
+                             f"'internal' for [{user}@{domain}] from ip {network_ip}: {reason}")
+            self.fire("CUSTOM", subclass="sofia::register_failure", headers={
+                "profile-name": "internal", "to-user": user, "to-host": domain,
+                "network-ip": network_ip, "user-agent": user_agent,
+                "network-port": str(port), "registration-type": "REGISTER"})
             return RegisterResult(code, reason)
         assert entry is not None
-        contact = f'"" <sip:{user}@{network_ip}:{port};ob>'
+        # Not modelled: a refresh REGISTER (same Call-ID) — every call here is a new contact;
+        # and mod_sofia stores the SIP user as sent (an alias stays the alias), where fakefs
+        # files the registration under the directory id.
+        status, exptime = "Registered(UDP)", expires
+        force_contact = entry.variables.get("sip-force-contact", "")
+        if force_contact.lower() == "ndlb-connectile-dysfunction-2.0":
+            # mod_sofia rewrites the contact for NAT and shortens the expiry to 30 s.
+            contact = (f'"" <sip:{user}@{network_ip}:{port};ob;fs_nat=yes;fs_path='
+                       f'sip%3A{user}%40{network_ip}%3A{port}>')
+            status, exptime = "Registered(AUTO-NAT-2.0)", 30
+        force_expires = entry.variables.get("sip-force-expires", "")
+        if force_expires.isdigit() and int(force_expires) > 0:
+            exptime = int(force_expires)
         reg = Registration(entry.id, domain, behaviour or Behaviour(), contact, call_id,
-                           network_ip, port, user_agent, expires)
+                           network_ip, port, user_agent, exptime)
         with self._lock:
             self.registrations.setdefault((entry.id, domain), []).append(reg)
-        force_expires = entry.variables.get("sip-force-expires", "")
+        alias = entry.attributes.get("number-alias") or user
+        # What sofia_reg_parse_auth puts in its v_event (seed 003's example shows them in
+        # sofia::register): the aliases, the user's "sip-" params and all its variables.
+        extra = {"sip_number_alias": alias, "sip_auth_username": user,
+                 "sip_auth_realm": domain, "number_alias": alias, "user_name": user,
+                 "domain_name": domain}
+        for name, value in entry.params.items():
+            if value and (name.lower().startswith("sip-") or name == "register-gateway"):
+                extra.setdefault(name, value)
+        for name, value in entry.variables.items():
+            if value:
+                extra.setdefault(name, value)
         self.fire("CUSTOM", subclass="sofia::register", headers={
-            **base, "presence-hosts": "n/a", "contact": contact, "rpid": "unknown",
-            "status": "Registered(UDP)", "expires": force_expires or str(expires),
-            "sip_number_alias": entry.attributes.get("number-alias", entry.id),
-            "sip_auth_username": user, "sip_auth_realm": domain,
-            "number_alias": entry.attributes.get("number-alias", entry.id),
-            "user_name": entry.id, "domain_name": domain, **entry.variables,
-            "sip-allow-multiple-registrations": "false", "force_ping": "false",
-        })
+            "profile-name": "internal", "from-user": user, "from-host": domain,
+            "presence-hosts": "n/a", "contact": contact, "call-id": call_id,
+            "rpid": "unknown", "status": status, "expires": str(exptime), "to-user": user,
+            "to-host": domain, "network-ip": network_ip, "network-port": str(port),
+            "username": user, "realm": domain, "user-agent": user_agent, **extra})
         return RegisterResult(200, "OK", reg)
 
     def unregister(self, user: str, domain: str | None = None, *, expired: bool = False) -> int:
-        """Drop every registration of the user; fires sofia::unregister (or sofia::expire)."""
+        """Drop every registration of the user: the phone's REGISTER with Expires: 0
+        (sofia::unregister) or, with ``expired``, the registration running out
+        (sofia::expire, with mod_sofia's own header names)."""
         domain = domain or self.domain
         with self._lock:
             regs = self.registrations.pop((user, domain), [])
         for reg in regs:
+            if expired:
+                headers = {"profile-name": "internal", "call-id": reg.call_id, "user": user,
+                           "host": domain, "contact": reg.contact,
+                           "expires": str(reg.registered_at // 1_000_000 + reg.expires),
+                           "user-agent": reg.user_agent}
+            else:
+                headers = {"profile-name": "internal", "username": user, "from-user": user,
+                           "from-host": domain, "contact": reg.contact, "call-id": reg.call_id,
+                           "rpid": "unknown", "realm": domain, "expires": "0"}
             self.fire("CUSTOM", subclass="sofia::expire" if expired else "sofia::unregister",
-                      headers={"profile-name": "internal", "from-user": user, "from-host": domain,
-                               "username": user, "realm": domain, "call-id": reg.call_id,
-                               "contact": reg.contact, "user-agent": reg.user_agent,
-                               "network-ip": reg.network_ip,
-                               "network-port": str(reg.network_port),
-                               "expires": "0"})
+                      headers=headers)
         return len(regs)
 
     def add_gateway(self, name: str, behaviour: Behaviour | Callable[[str], Behaviour]
@@ -554,7 +614,9 @@ class Switch:
         if peer is not None:
             peer.wake()
             if peer.up and peer.session_thread is None:
-                self.hangup(peer, cause if cause != "ORIGINATOR_CANCEL" else "NORMAL_CLEARING")
+                # audio_bridge_on_exchange_media: the bridged leg left behind hangs up with
+                # NORMAL_CLEARING (ORIGINATOR_CANCEL if never answered), whatever the cause.
+                self.hangup(peer, "NORMAL_CLEARING" if peer.answered else "ORIGINATOR_CANCEL")
         for other in list(self.channels.values()):
             if other.eavesdrop and other.eavesdrop.get("target") == channel.uuid:
                 other.wake()
@@ -774,7 +836,7 @@ class Switch:
         if tech == "user":
             user, _, domain = rest.partition("@")
             domain = domain or leg.get("domain_name") or self.globals["domain"]
-            entry = self.directory_lookup(user, domain, "user_call")
+            entry = self.directory_lookup(user, domain, "user_call", {"as_channel": "true"})
             if entry is None:
                 return None, "SUBSCRIBER_ABSENT", None
             leg.variables.update({"dialed_user": entry.id, "dialed_domain": domain,
@@ -928,7 +990,7 @@ class Switch:
         if a.up and b.up and b.session_thread is None and b.variables.get("_transfer_pending"):
             return
         if a.up and (a.get("hangup_after_bridge") or "").lower() == "true" and not b.up:
-            self.hangup(a, "NORMAL_CLEARING")
+            self.hangup(a, b.hangup_cause or "NORMAL_CLEARING")  # the peer's cause, as FS
 
     # ------------------------------------------------------------------ api --------------
     def api(self, line: str, session_channel: Channel | None = None) -> str:
@@ -948,10 +1010,25 @@ class Switch:
         return self.api(line)
 
     # ------------------------------------------------------------------ audio paths ------
-    def hears(self, uuid: str) -> set[str]:
+    def hold_music(self, channel: Channel) -> str | None:
+        """``switch_channel_get_hold_music``: temp_hold_music, else hold_music (a channel
+        variable, else the global), expanded; None when there is none."""
+        for name in ("temp_hold_music", "hold_music"):
+            value = channel.get(name)
+            if value:
+                return self.expand(channel, value)
+        return self.globals.get("hold_music") or None
+
+    def hears(self, uuid: str, _depth: int = 0) -> set[str]:
         """Whose audio reaches channel ``uuid``: other channels' uuids, and ``media:<src>``
         for playbacks and hold music. The observable effect of bridge, hold, eavesdrop
-        (with its modes), three_way and conference."""
+        (with its modes), three_way and conference.
+
+        Eavesdrop (switch_ivr_eavesdrop_session): the eavesdropper hears the target's read
+        stream (its own voice) and write stream (everything the target hears); with
+        ED_MUX_READ the target's bridged peer hears the eavesdropper, with ED_MUX_WRITE the
+        target does. A held channel hears nothing from its peer; the peer hears the held
+        channel's hold music."""
         me = self.channels.get(uuid)
         if me is None or not me.up:
             return set()
@@ -961,32 +1038,35 @@ class Switch:
         peer = self.channels.get(me.peer) if me.peer else None
         if peer is not None and peer.up and not me.held:
             if peer.held:
-                heard.add(f"media:{self.globals.get('hold_music', 'local_stream://moh')}")
+                music = self.hold_music(peer)
+                if music:
+                    heard.add(f"media:{music}")
             else:
                 heard.add(peer.uuid)
-        if me.eavesdrop:
-            target = self.channels.get(me.eavesdrop["target"])
+        spy = me.eavesdrop
+        if spy and _depth < 3:
+            target = self.channels.get(spy["target"])
             if target is not None and target.up:
-                heard.add(target.uuid)
-                if target.peer:
-                    heard.add(target.peer)
+                if spy.get("read", True):
+                    heard.add(target.uuid)
+                if spy.get("write", True):
+                    heard |= self.hears(target.uuid, _depth + 1) - {me.uuid}
         if me.three_way_with:
             target = self.channels.get(me.three_way_with)
             if target is not None and target.up:
                 heard.add(target.uuid)
                 if target.peer:
                     heard.add(target.peer)
-        for other in self.channels.values():
+        for other in list(self.channels.values()):
             if other is me or not other.up:
                 continue
             spy = other.eavesdrop
             if spy:
                 target = self.channels.get(spy["target"])
-                mode = spy["mode"]
-                if target is not None:
-                    if me.uuid == target.uuid and mode in ("whisper_aleg", "threeway"):
+                if target is not None and target.up:
+                    if me.uuid == target.uuid and spy.get("mux_write"):
                         heard.add(other.uuid)
-                    if me.uuid == target.peer and mode in ("whisper_bleg", "threeway"):
+                    if target.peer and me.uuid == target.peer and spy.get("mux_read"):
                         heard.add(other.uuid)
             if other.three_way_with:
                 target = self.channels.get(other.three_way_with)
