@@ -317,7 +317,7 @@ def bgapi(switch: "Switch", args: str, session: Channel | None) -> str:
     cmd, _, cmd_args = args.partition(" ")
 
     def run() -> None:
-        result = switch.api(args)
+        result = switch.api(args, raw=True)  # an empty body stays empty
         switch.fire("BACKGROUND_JOB", headers={"Job-UUID": job, "Job-Command": cmd,
                                                 "Job-Command-Arg": cmd_args}, body=result)
     threading.Thread(target=run, name=f"{switch.name}:bgapi", daemon=True).start()

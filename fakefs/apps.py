@@ -52,6 +52,7 @@ def play(switch: "Switch", channel: Channel, path: str,
     """Play ``path`` to the channel. Returns "done", "hangup", "break" or "terminated"
     (a terminator or the DTMF callback stopped it)."""
     duration = media_duration_ms(switch, path)
+    switch.pre_answer(channel)  # switch_ivr_play_file: media first (183 if not answered)
     channel.playing = path
     switch.fire("PLAYBACK_START", channel, headers={"Playback-File-Path": path})
     result = "done"
@@ -123,19 +124,15 @@ def unset_var(switch: "Switch", channel: Channel, data: str) -> None:
 
 @app("export")
 def export(switch: "Switch", channel: Channel, data: str) -> None:
-    nolocal = data.startswith("nolocal:")
-    name, _, value = data.removeprefix("nolocal:").partition("=")
+    # switch_channel_export_variable: "nolocal:x=v" keeps the value under "nolocal:x" only
+    # (x itself stays unset here) and exports "nolocal:x"; the B-leg gets x either way.
+    name, _, value = data.partition("=")
     name = name.strip()
-    if not nolocal:
-        channel.set(name, value)
-    else:
-        channel.set(f"nolocal:{name}", value)
+    channel.set(name, value)
     exported = [v for v in (channel.get("export_vars") or "").split(",") if v]
     if name not in exported:
         exported.append(name)
     channel.set("export_vars", ",".join(exported))
-    if nolocal:
-        channel.set(name, value)
 
 
 @app("log")
@@ -368,6 +365,10 @@ def exchange_media(switch: "Switch", channel: Channel, other_uuid: str) -> None:
     if other is None:
         return
     switch.set_state(channel, "CS_EXCHANGE_MEDIA")
+    # The other side's thread starts the bridge: first wait for it (or for its end) ...
+    channel.wait(None, until=lambda: channel.peer == other_uuid or not other.up
+                 or other.peer not in (None, channel.uuid))
+    # ... then while it lasts.
     channel.wait(None, until=lambda: channel.peer != other_uuid)
     if channel.up and (channel.get("park_after_bridge") or "").lower() != "true" \
             and not channel.variables.get("_transfer_pending"):

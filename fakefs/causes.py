@@ -41,6 +41,18 @@ def q850(cause: str) -> int:
     return CAUSE_CODES.get(cause, 0)
 
 
+def canonical(cause: str) -> str:
+    """``switch_channel_str2cause`` then ``cause2str``: a cause name in any case, or its
+    number, gives the name FreeSWITCH reports; anything else is NONE."""
+    text = cause.strip()
+    if text in CAUSE_CODES:
+        return text
+    if text[:1].isdigit():
+        digits = "".join(ch for ch in text if ch.isdigit())
+        return next((n for n, c in CAUSE_CODES.items() if c == int(digits)), "NONE")
+    return text.upper() if text.upper() in CAUSE_CODES else "NONE"
+
+
 def dialstatus(cause: str) -> str:
     """``DIALSTATUS`` after a bridge attempt (observed: SUCCESS, NOANSWER, BUSY)."""
     if cause == "SUCCESS":

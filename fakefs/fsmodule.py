@@ -4,29 +4,44 @@
 inside FreeSWITCH. Every call goes to the switch bound to the calling thread.
 
 GIL fidelity: calls that HOLD the GIL in the real switch (``msleep``, ``API().execute``,
-``Session("dialstring")``, ``waitForAnswer``) take a process-wide lock that every other
-``freeswitch`` call must pass, so a handler that sleeps in ``msleep`` visibly delays the
-others, as in FreeSWITCH (FREESWITCH.md).
+``Session("dialstring")``, ``waitForAnswer``) take the switch's lock that every other
+``freeswitch`` call on that switch must pass, so a handler that sleeps in ``msleep`` visibly
+delays the others, as in FreeSWITCH (FREESWITCH.md). One lock per switch: one per process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+from fakefs.causes import canonical
 from fakefs.channel import Channel, Interrupt
-from fakefs.events import Event
+from fakefs.events import EVENT_NAMES, Event
 from fakefs.modpython import current_switch
 
-_GIL = threading.RLock()
+_GILS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_GILS_LOCK = threading.Lock()
 
 
-def _pass_gil() -> None:
-    with _GIL:
+def _gil(switch: Any = None) -> threading.RLock:
+    """The interpreter lock of one switch: each FreeSWITCH process has its own Python, so an
+    ``msleep`` on one node never delays another node of a multi-switch test."""
+    switch = switch if switch is not None else current_switch()
+    with _GILS_LOCK:
+        lock = _GILS.get(switch)
+        if lock is None:
+            lock = _GILS[switch] = threading.RLock()
+        return lock
+
+
+def _pass_gil(switch: Any = None) -> None:
+    with _gil(switch):
         pass
 
 
@@ -51,9 +66,11 @@ def setGlobalVariable(name: str, value: str) -> None:  # noqa: N802
 
 
 def msleep(ms: int) -> None:
-    """Holds the GIL while it sleeps: every other Python call of the switch waits."""
-    with _GIL:
-        time.sleep(ms / 1000.0)
+    """Holds the GIL while it sleeps: every other Python call of the switch waits. ``ms`` is
+    switch time, scaled by ``time_scale`` like every other duration."""
+    switch = current_switch()
+    with _gil(switch):
+        time.sleep(switch.scaled(ms))
 
 
 def running() -> bool:
@@ -78,9 +95,10 @@ class API:
 
     def execute(self, command: str, args: str = "") -> str:
         """Holds the GIL for the whole command (keep to fast ones; use bgapi for slow)."""
-        with _GIL:
+        with _gil():
             channel = self._session._channel if self._session is not None else None
-            return current_switch().api(f"{command} {args}".strip(), session_channel=channel)
+            return current_switch().api(f"{command} {args}".strip(),
+                                      session_channel=channel, raw=True)
 
     def executeString(self, line: str) -> str:  # noqa: N802
         command, _, args = line.partition(" ")
@@ -100,8 +118,11 @@ class EventConsumer:
             self.bind(event_name, subclass)
 
     def bind(self, event_name: str, subclass: str = "") -> int:
-        self._sub.bindings.append((event_name.upper() if event_name != "all" else "ALL",
-                                   subclass))
+        name = event_name.upper()
+        if name not in EVENT_NAMES:  # switch_name_event() fails: nothing is bound
+            self._switch.console_log("ERR", f"Can't bind to {event_name}, event not found")
+            return 0
+        self._sub.bindings.append((name, subclass))
         return 1
 
     def pop(self, block: int = 0, timeout: int = 0) -> Event | None:
@@ -149,6 +170,7 @@ class Session:
         self._hook_called = False
         self._input_cb: Callable[..., Any] | None = None
         self._cause = "NONE"
+        self._auto_hangup = False
         self.uuid = ""
         if uuid_or_dialstring is None:
             return
@@ -156,11 +178,12 @@ class Session:
         if existing is not None:
             self._bind(existing)
             return
-        with _GIL:
+        with _gil(self._switch):
             originator = a_leg._channel if a_leg is not None else None
             leg, cause = self._switch.originate(uuid_or_dialstring, originator)
         if leg is not None:
             self._bind(leg)
+            self._auto_hangup = True  # switch_cpp sets S_HUP on a session it originated
         else:
             self._cause = cause
 
@@ -174,6 +197,7 @@ class Session:
         session._hook_called = False
         session._input_cb = None
         session._cause = "NONE"
+        session._auto_hangup = False
         session.uuid = ""
         session._bind(channel)
         return session
@@ -181,22 +205,51 @@ class Session:
     def _bind(self, channel: Channel) -> None:
         self._channel = channel
         self.uuid = channel.uuid
-        channel.hangup_hooks.append(self._on_channel_done)
+        # A weak reference: the channel must not keep the Python object alive (a dropped
+        # Session no longer runs its hook, and an originated one hangs its leg up).
+        ref = weakref.ref(self)
+
+        def on_channel_done() -> None:
+            session = ref()
+            if session is not None:
+                session._on_channel_done()
+        channel.hangup_hooks.append(on_channel_done)
+
+    def __del__(self) -> None:
+        """~CoreSession: a session that originated its channel hangs it up when dropped,
+        unless ``setAutoHangup(False)``."""
+        try:
+            channel = getattr(self, "_channel", None)
+            if getattr(self, "_auto_hangup", False) and channel is not None and channel.up:
+                self._switch.hangup(channel, "NORMAL_CLEARING")
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
+
+    def setAutoHangup(self, value: bool) -> bool:  # noqa: N802
+        self._auto_hangup = bool(value)
+        return True
 
     def _on_channel_done(self) -> None:
         self._check_hook()
 
     def _check_hook(self) -> None:
-        """Like switch_cpp: the hangup hook runs on the next session call after the hangup,
-        or when the session object is done with."""
+        """Like mod_python3's Session: the hook runs on the next session call after the
+        channel hung up ("hangup") or was transferred away ("transfer"), or when the session
+        object is done with — once only, whichever comes first."""
         channel = self._channel
-        if self._hook and not self._hook_called and channel is not None and not channel.up:
+        if not self._hook or self._hook_called or channel is None:
+            return
+        what = "hangup" if not channel.up else (
+            "transfer" if channel.variables.get("_transfer_pending") else "")
+        if what:
             self._hook_called = True
+            if what == "hangup":
+                self._switch.hangup_state(channel)  # the hook sees hangup_cause as a variable
             try:
                 if self._hook_arg is not None:
-                    self._hook(self, "hangup", self._hook_arg)
+                    self._hook(self, what, self._hook_arg)
                 else:
-                    self._hook(self, "hangup")
+                    self._hook(self, what)
             except Exception:  # noqa: BLE001 - logged like mod_python3 does
                 import traceback
                 self._switch.console_log("ERR", traceback.format_exc())
@@ -205,7 +258,7 @@ class Session:
         self._check_hook()
 
     def _ch(self) -> Channel | None:
-        _pass_gil()
+        _pass_gil(self._switch)
         self._check_hook()
         return self._channel
 
@@ -261,7 +314,7 @@ class Session:
     def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
         ch = self._ch()
         if ch is not None and ch.up:
-            self._cause = cause
+            self._cause = canonical(cause)
             self._switch.hangup(ch, cause)
         self._check_hook()
 
@@ -394,16 +447,19 @@ class Session:
         self._input_cb = None
 
     def originate(self, a_leg: "Session | None", dest: str, timeout: int = 60) -> int:
+        """Releases the GIL only when given an A-leg session (FREESWITCH.md)."""
         ch = a_leg._channel if a_leg is not None else None
-        leg, cause = self._switch.originate(dest, ch, timeout_s=timeout)
+        with contextlib.nullcontext() if a_leg is not None else _gil(self._switch):
+            leg, cause = self._switch.originate(dest, ch, timeout_s=timeout)
         if leg is None:
             self._cause = cause
             return 0
         self._bind(leg)
+        self._auto_hangup = True
         return 1
 
     def waitForAnswer(self, calling: "Session") -> None:  # noqa: N802
-        with _GIL:
+        with _gil(self._switch):
             ch = self._channel
             if ch is not None:
                 ch.wait(None, until=lambda: ch.answered)

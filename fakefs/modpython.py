@@ -37,29 +37,60 @@ def bind(switch: "Switch | None") -> "Switch | None":
     return previous
 
 
+_UNESCAPE = {"n": "\n", "r": "\r", "t": "\t", "s": " "}
+
+
 def strip_args(args: str) -> str:
-    """mod_python3 strips single quotes and backslash escapes from the argument string."""
-    out, i = [], 0
+    """switch_utils.c ``cleanup_separated_string(s, 0)``, which mod_python3's argument split
+    applies: leading and unquoted trailing blanks go, paired single quotes are removed (a lone
+    one stays), ``\\'`` ``\\"`` ``\\\\`` and ``\\n \\r \\t \\s`` are unescaped, any other
+    backslash is kept (``^\\d+$`` arrives intact)."""
+    out: list[str] = []
+    end = 0
+    quoted = False
+    i = len(args) - len(args.lstrip(" "))
     while i < len(args):
         ch = args[i]
-        if ch == "\\" and i + 1 < len(args):
-            out.append(args[i + 1])
+        nxt = args[i + 1] if i + 1 < len(args) else ""
+        if ch == "\\" and nxt and (nxt in "'\"\\" or nxt in _UNESCAPE):
+            out.append(_UNESCAPE.get(nxt, nxt))
+            end = len(out)
             i += 2
             continue
-        if ch != "'":
+        if ch == "'" and (quoted or "'" in args[i + 1:]):
+            quoted = not quoted
+            if quoted:
+                end = len(out)
+        else:
             out.append(ch)
+            if ch != " " or quoted:
+                end = len(out)
         i += 1
-    return "".join(out)
+    return "".join(out[:end])
 
 
 def split_data(data: str) -> tuple[str, str, str | None]:
-    """``"pkg.mod::func a b"`` → ("pkg.mod", "a b", "func"): split at the FIRST space only."""
-    data = data.strip()
-    name, _, rest = data.partition(" ")
+    """``"pkg.mod::func a b"`` → ("pkg.mod", "a b", "func"): ``switch_separate_string(data,
+    ' ', argv, 2)`` splits at the FIRST unquoted, unescaped space only; the rest is ONE
+    string."""
+    i, n, quoted = 0, len(data), False
+    while i < n and data[i] == " ":
+        i += 1
+    while i < n:
+        ch = data[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "'":
+            quoted = not quoted
+        elif ch == " " and not quoted:
+            break
+        i += 1
+    name, rest = strip_args(data[:i]), strip_args(data[i + 1:])
     func = None
     if "::" in name:
         name, func = name.split("::", 1)
-    return name, strip_args(rest), func
+    return name, rest, func
 
 
 def load_module(name: str) -> ModuleType:
@@ -119,8 +150,8 @@ def run_fsapi(switch: "Switch", session: Any, args_line: str) -> str:
                                           args)
     except BaseException:  # noqa: BLE001
         _log_exception(switch, f"{name}.{func or 'fsapi'}")
-        if not stream.parts:
-            return "-ERR no reply\n"
+    # What was written, possibly nothing: an empty reply becomes "-ERR no reply" only where
+    # mod_event_socket answers (Switch.api); API().execute and bgapi bodies get it raw.
     return stream.get_data()
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from fakefs import apps as apps_module
 from fakefs import api as api_module
-from fakefs.causes import CONTINUE_ANYWAY, dialstatus
+from fakefs.causes import CONTINUE_ANYWAY, canonical, dialstatus, q850
 from fakefs.channel import Behaviour, Channel, Interrupt, now_us
 from fakefs.dialplan import Action, Dialplan
 from fakefs.dialstring import DialStringError, Leg, parse as parse_dialstring
@@ -126,10 +126,14 @@ class Switch:
         self.conferences: dict[str, dict[str, Any]] = {}
         self.dialplan = Dialplan()
         self._lock = threading.RLock()
-        if dialplan_dir is not None:
-            self.dialplan.load_dir(dialplan_dir, dialplan_context)
-        if python_conf is not None:
-            self.load_python_conf(python_conf)
+        try:
+            if dialplan_dir is not None:
+                self.dialplan.load_dir(dialplan_dir, dialplan_context)
+            if python_conf is not None:
+                self.load_python_conf(python_conf)
+        except Exception:
+            self.scheduler.stop()  # a switch that never came up leaves no timer thread behind
+            raise
 
     # ------------------------------------------------------------------ plumbing ---------
     def _core_headers(self) -> dict[str, str]:
@@ -529,14 +533,17 @@ class Switch:
         def field_value(name: str) -> str | None:
             if name.startswith("${") or "$" in name:
                 return self.expand(channel, name)
+            # switch_caller_get_field_by_name: caller-profile fields only (any case); any
+            # other plain name reads as "" (a variable needs field="${name}").
             profile = {"destination_number": channel.destination_number,
                        "caller_id_number": channel.caller_id_number,
                        "caller_id_name": channel.caller_id_name, "context": channel.context,
                        "network_addr": channel.network_addr, "ani": channel.caller_id_number,
-                       "username": channel.username, "uuid": channel.uuid,
+                       "aniii": "", "username": channel.username, "uuid": channel.uuid,
                        "chan_name": channel.name, "source": channel.source,
-                       "dialplan": channel.dialplan, "rdnis": channel.get("rdnis") or ""}
-            return profile.get(name, channel.get(name))
+                       "dialplan": channel.dialplan, "rdnis": channel.get("rdnis") or "",
+                       "profile_index": "1", "transfer_source": ""}
+            return profile.get(name.lower(), "")
 
         def run_inline(app: str, data: str) -> None:
             self.execute_app(channel, app, data, fire=False)
@@ -551,6 +558,7 @@ class Switch:
             channel.done.set()
         if channel.up:
             self.hangup(channel, "NORMAL_CLEARING")
+        self.hangup_state(channel)
         for hook in list(channel.hangup_hooks):
             hook()
         if channel.variables.get("_recording"):
@@ -561,6 +569,15 @@ class Switch:
         self.fire("CHANNEL_DESTROY", channel)
         with self._lock:
             self.channels.pop(channel.uuid, None)
+
+    def hangup_state(self, channel: Channel) -> None:
+        """switch_core_session_hangup_state: ``hangup_cause`` / ``hangup_cause_q850`` become
+        variables. Reached when the session thread leaves the dialplan, or just before a Python
+        hangup hook runs (the hook is that state's doing)."""
+        with channel.lock:
+            if channel.hangup_cause is not None and "hangup_cause" not in channel.variables:
+                channel.variables["hangup_cause"] = channel.hangup_cause
+                channel.variables["hangup_cause_q850"] = str(q850(channel.hangup_cause))
 
     # ------------------------------------------------------------------ media states -----
     def answer(self, channel: Channel) -> None:
@@ -595,6 +612,7 @@ class Switch:
                side: str = "local") -> None:
         """Hang the channel up (idempotent). A bridged peer without a session thread of its
         own (an originated leg) is hung up with it; one with a thread sees the bridge end."""
+        cause = canonical(cause)  # "user_busy" or "17" hang up as USER_BUSY, as in FreeSWITCH
         with channel.lock:
             if not channel.up:
                 return
@@ -605,6 +623,11 @@ class Switch:
             channel.callstate = "HANGUP"
             channel.state = "CS_HANGUP"
             channel.hangup_variables(cause)
+            if channel.session_thread is not None and not channel.done.is_set():
+                # While its session thread still runs the dialplan, hangup_cause is not a
+                # variable yet: the hangup state sets it (FREESWITCH.md: None in the handler).
+                channel.variables.pop("hangup_cause", None)
+                channel.variables.pop("hangup_cause_q850", None)
         self.fire("CHANNEL_HANGUP", channel)
         channel.wake()
         attempt = channel.variables.get("_attempt_id")
@@ -641,7 +664,7 @@ class Switch:
                 re.fullmatch(r"(\w+) (.+)", inner, re.S)
             if call and call.group(1) in api_module.COMMANDS:
                 value = self.api(f"{call.group(1)} {call.group(2)}",
-                                 session_channel=channel).rstrip("\n")
+                                 session_channel=channel, raw=True).rstrip("\n")
             elif channel is not None:
                 value = channel.get(inner) or self.globals.get(inner, "")
             else:
@@ -723,8 +746,9 @@ class Switch:
         base_vars = dict(extra_vars or {})
         if originator is not None:
             for name in (originator.get("export_vars") or "").split(","):
+                name = name.strip()
                 if name and originator.get(name) is not None:
-                    base_vars.setdefault(name, originator.get(name) or "")
+                    base_vars.setdefault(name.removeprefix("nolocal:"), originator.get(name) or "")
         base_vars.update(parsed.variables)
         cause = "NORMAL_UNSPECIFIED"
         for group in parsed.groups:
@@ -816,9 +840,25 @@ class Switch:
         leg.variables.update({"direction": "outbound", "originate_endpoint": endpoint})
         if originator is not None:
             leg.variables["originator"] = originator.uuid
-        self.fire("CHANNEL_CREATE", leg)
+        if tech == "loopback":  # its a-leg exists before the b-leg it starts
+            self.fire("CHANNEL_CREATE", leg)
         behaviour, failure, name = self._resolve_endpoint(tech, rest, leg)
         leg.name = name or leg.name
+        if failure is not None and (tech in ("error", "user") or failure in (
+                "INVALID_GATEWAY", "GATEWAY_DOWN", "CHAN_NOT_IMPLEMENTED")):
+            # The endpoint refused before any session existed (error/, an unknown or
+            # unregistered user, a bad gateway): no channel, no events, just the cause.
+            with leg.lock:
+                leg.hangup_cause = failure
+                leg.times["hangup"] = now_us()
+                leg.state = "CS_DESTROY"
+                leg.done.set()
+            with self._lock:
+                self.channels.pop(leg.uuid, None)
+                self.all_channels.pop(leg.uuid, None)
+            return leg
+        if tech != "loopback":
+            self.fire("CHANNEL_CREATE", leg)
         if failure is not None:
             self.scheduler.call_later(0.0, lambda: self.hangup(leg, failure, side="remote"))
             return leg
@@ -993,14 +1033,19 @@ class Switch:
             self.hangup(a, b.hangup_cause or "NORMAL_CLEARING")  # the peer's cause, as FS
 
     # ------------------------------------------------------------------ api --------------
-    def api(self, line: str, session_channel: Channel | None = None) -> str:
-        """Run an api command line as ``fs_cli -x``'s underlying ``api`` does (no aliases)."""
+    def api(self, line: str, session_channel: Channel | None = None, *,
+            raw: bool = False) -> str:
+        """Run an api command line as ``fs_cli -x``'s underlying ``api`` does (no aliases).
+
+        Like mod_event_socket, an empty reply comes back as ``-ERR no reply``; ``raw=True``
+        gives the stream as written (Python's ``API().execute``, bgapi bodies, ``${...}``)."""
         cmd, _, args = line.strip().partition(" ")
         handler = api_module.COMMANDS.get(cmd)
         if handler is None:
             return f"-ERR {cmd} Command not found!\n"
         with self.bound():
-            return handler(self, args.strip(), session_channel)
+            reply = handler(self, args.strip(), session_channel)
+        return reply if reply or raw else "-ERR no reply\n"
 
     def console(self, line: str) -> str:
         """What fs_cli (and ``fs_cli -x``, via console_execute) runs: aliases expanded."""
@@ -1083,10 +1128,16 @@ _ATTEMPTS: dict[str, _Attempt] = {}
 
 
 def continue_on_fail(channel: Channel, cause: str) -> bool:
+    """mod_dptools' bridge: ``continue_on_fail`` true (switch_true: also any non-zero number)
+    continues on every failure; else a comma list of cause names (any case) or Q.850
+    numbers."""
     value = (channel.get("continue_on_fail") or "").strip()
-    if value.lower() == "true":
+    lowered = value.lower()
+    if lowered in ("yes", "on", "true", "t", "enabled", "active", "allow") or (
+            lowered.isdigit() and int(lowered) != 0):
         return True
-    return cause in {c.strip() for c in value.split(",") if c.strip()}
+    wanted = {c.strip().upper() for c in value.split(",") if c.strip()}
+    return cause.upper() in wanted or str(q850(cause)) in wanted
 
 
 def parse_inline(text: str) -> list[Action]:

@@ -1,0 +1,10 @@
+"""Which switch does ``import freeswitch`` talk to inside a handler?"""
+
+import freeswitch
+
+from fsapps_testapps import state
+
+
+def handler(session, args):
+    state.record("multi", switchname=freeswitch.getGlobalVariable("switchname"),
+                 uuid=session.get_uuid(), args=args)
