@@ -25,7 +25,7 @@ bench: system venv
 
 # ruff reads no setup.cfg: its [ruff] section there is passed on as --config options.
 lint: venv
-	mapfile -t args < <($(PY) -c 'import configparser; c = configparser.ConfigParser(); c.read("setup.cfg"); print("\n".join(f"--config={k}={v}" for k, v in c["ruff"].items()))')
+	mapfile -t args < <($(PY) -c 'import configparser; c = configparser.ConfigParser(); c.read("setup.cfg"); print("\n".join(f"--{k}={v}" if k in ("select", "ignore") else f"--config={k}={v}" for k, v in c["ruff"].items()))')
 	$(VENV)/bin/ruff check "$${args[@]}" fsapps fakefs tests
 
 typecheck: venv

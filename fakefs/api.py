@@ -12,6 +12,7 @@ import uuid as uuidlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from fakefs.causes import canonical
 from fakefs.channel import Channel, Interrupt
 from fakefs.modpython import run_fsapi, run_runtime
 
@@ -29,7 +30,7 @@ def command(name: str) -> Callable[[Command], Command]:
     return register
 
 
-def _channel(switch: "Switch", uuid: str) -> Channel | None:
+def _channel(switch: Switch, uuid: str) -> Channel | None:
     channel = switch.channels.get(uuid.strip())
     return channel if channel is not None and channel.up else None
 
@@ -38,7 +39,7 @@ NO_SUCH_CHANNEL = "-ERR No such channel!\n"
 
 
 @command("python")
-def python(switch: "Switch", args: str, session: Channel | None) -> str:
+def python(switch: Switch, args: str, session: Channel | None) -> str:
     from fakefs.fsmodule import Session
 
     if not args:
@@ -47,7 +48,7 @@ def python(switch: "Switch", args: str, session: Channel | None) -> str:
 
 
 @command("pyrun")
-def pyrun(switch: "Switch", args: str, session: Channel | None) -> str:
+def pyrun(switch: Switch, args: str, session: Channel | None) -> str:
     if not args:
         return "-ERR no module given\n"
     switch.runtime_threads.append(run_runtime(switch, args))
@@ -55,7 +56,7 @@ def pyrun(switch: "Switch", args: str, session: Channel | None) -> str:
 
 
 @command("alias")
-def alias(switch: "Switch", args: str, session: Channel | None) -> str:
+def alias(switch: Switch, args: str, session: Channel | None) -> str:
     action, _, rest = args.partition(" ")
     if action in ("add", "stickyadd"):
         name, _, target = rest.strip().partition(" ")
@@ -69,35 +70,24 @@ def alias(switch: "Switch", args: str, session: Channel | None) -> str:
 
 
 @command("uuid_kill")
-def uuid_kill(switch: "Switch", args: str, session: Channel | None) -> str:
+def uuid_kill(switch: Switch, args: str, session: Channel | None) -> str:
     parts = args.split()
     if not parts:
         return "-USAGE: <uuid> [cause]\n"
     channel = _channel(switch, parts[0])
     if channel is None:
         return "-ERR No Such Channel!\n"  # mod_commands' kill_function spells it so
-    switch.hangup(channel, str2cause(parts[1]) if len(parts) > 1 else "NORMAL_CLEARING")
+    switch.hangup(channel, canonical(parts[1]) if len(parts) > 1 else "NORMAL_CLEARING")
     return "+OK\n"
 
 
-def str2cause(text: str) -> str:
-    """``switch_channel_str2cause``: a cause name (any case) or its Q.850 number; anything
-    else is NONE."""
-    from fakefs.causes import CAUSE_CODES
-
-    if text[:1].isdigit():
-        code = int("".join(ch for ch in text if ch.isdigit()) or 0)
-        return next((name for name, c in CAUSE_CODES.items() if c == code), "NONE")
-    return text.upper() if text.upper() in CAUSE_CODES else "NONE"
-
-
 @command("uuid_exists")
-def uuid_exists(switch: "Switch", args: str, session: Channel | None) -> str:
+def uuid_exists(switch: Switch, args: str, session: Channel | None) -> str:
     return "true" if _channel(switch, args) is not None else "false"
 
 
 @command("uuid_getvar")
-def uuid_getvar(switch: "Switch", args: str, session: Channel | None) -> str:
+def uuid_getvar(switch: Switch, args: str, session: Channel | None) -> str:
     parts = args.split()
     if len(parts) < 2:
         return "-USAGE: <uuid> <var>\n"
@@ -109,7 +99,7 @@ def uuid_getvar(switch: "Switch", args: str, session: Channel | None) -> str:
 
 
 @command("uuid_setvar")
-def uuid_setvar(switch: "Switch", args: str, session: Channel | None) -> str:
+def uuid_setvar(switch: Switch, args: str, session: Channel | None) -> str:
     parts = args.split(None, 2)
     if len(parts) < 2:
         return "-USAGE: <uuid> <var> [value]\n"
@@ -121,7 +111,7 @@ def uuid_setvar(switch: "Switch", args: str, session: Channel | None) -> str:
 
 
 @command("uuid_transfer")
-def uuid_transfer(switch: "Switch", args: str, session: Channel | None) -> str:
+def uuid_transfer(switch: Switch, args: str, session: Channel | None) -> str:
     parts = args.split()
     if len(parts) < 2:
         return "-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n"
@@ -148,7 +138,7 @@ def uuid_transfer(switch: "Switch", args: str, session: Channel | None) -> str:
 
 
 @command("uuid_bridge")
-def uuid_bridge(switch: "Switch", args: str, session: Channel | None) -> str:
+def uuid_bridge(switch: Switch, args: str, session: Channel | None) -> str:
     parts = args.split()
     if len(parts) != 2:
         return "-USAGE: <uuid> <other_uuid>\n"
@@ -170,7 +160,7 @@ def uuid_bridge(switch: "Switch", args: str, session: Channel | None) -> str:
 
 
 @command("uuid_hold")
-def uuid_hold(switch: "Switch", args: str, session: Channel | None) -> str:
+def uuid_hold(switch: Switch, args: str, session: Channel | None) -> str:
     parts = args.split()
     mode = "on"
     if parts and parts[0] in ("off", "toggle"):
@@ -185,7 +175,7 @@ def uuid_hold(switch: "Switch", args: str, session: Channel | None) -> str:
     return "+OK Success\n"
 
 
-def set_hold(switch: "Switch", channel: Channel, hold: bool) -> None:
+def set_hold(switch: Switch, channel: Channel, hold: bool) -> None:
     from fakefs.channel import now_us
 
     if channel.held == hold:
@@ -203,7 +193,7 @@ def set_hold(switch: "Switch", channel: Channel, hold: bool) -> None:
 
 
 @command("uuid_break")
-def uuid_break(switch: "Switch", args: str, session: Channel | None) -> str:
+def uuid_break(switch: Switch, args: str, session: Channel | None) -> str:
     parts = args.split()
     if not parts:
         return "-USAGE: <uuid> [all]\n"
@@ -216,7 +206,7 @@ def uuid_break(switch: "Switch", args: str, session: Channel | None) -> str:
 
 
 @command("uuid_broadcast")
-def uuid_broadcast(switch: "Switch", args: str, session: Channel | None) -> str:
+def uuid_broadcast(switch: Switch, args: str, session: Channel | None) -> str:
     from fakefs.apps import media_duration_ms
 
     parts = args.split()
@@ -227,7 +217,9 @@ def uuid_broadcast(switch: "Switch", args: str, session: Channel | None) -> str:
         return NO_SUCH_CHANNEL
     legs = parts[2] if len(parts) > 2 else "aleg"
     peer = _channel(switch, channel.peer) if channel.peer else None
-    targets = {"aleg": [channel], "bleg": [peer], "both": [channel, peer]}.get(legs, [channel])
+    by_legs: dict[str, list[Channel | None]] = {"aleg": [channel], "bleg": [peer],
+                                                "both": [channel, peer]}
+    targets = by_legs.get(legs, [channel])
     path = parts[1]
     for target in [t for t in targets if t is not None]:
         previous = target.playing
@@ -246,7 +238,7 @@ def uuid_broadcast(switch: "Switch", args: str, session: Channel | None) -> str:
 
 
 @command("uuid_send_dtmf")
-def uuid_send_dtmf(switch: "Switch", args: str, session: Channel | None) -> str:
+def uuid_send_dtmf(switch: Switch, args: str, session: Channel | None) -> str:
     parts = args.split()
     if len(parts) < 2:
         return "-USAGE: <uuid> <dtmf_data>\n"
@@ -258,7 +250,9 @@ def uuid_send_dtmf(switch: "Switch", args: str, session: Channel | None) -> str:
 
 
 def _split_quoted(text: str) -> list[str]:
-    out, current, quoted = [], [], False
+    out: list[str] = []
+    current: list[str] = []
+    quoted = False
     for ch in text:
         if ch == "'":
             quoted = not quoted
@@ -275,7 +269,7 @@ def _split_quoted(text: str) -> list[str]:
 
 
 @command("originate")
-def originate(switch: "Switch", args: str, session: Channel | None) -> str:
+def originate(switch: Switch, args: str, session: Channel | None) -> str:
     """originate <dialstring> <&app(args)|exten> [dialplan] [context] [cid_name] [cid_num]
     [timeout]"""
     from fakefs.dialplan import Action
@@ -312,7 +306,7 @@ def originate(switch: "Switch", args: str, session: Channel | None) -> str:
 
 
 @command("bgapi")
-def bgapi(switch: "Switch", args: str, session: Channel | None) -> str:
+def bgapi(switch: Switch, args: str, session: Channel | None) -> str:
     job = str(uuidlib.uuid4())
     cmd, _, cmd_args = args.partition(" ")
 
@@ -334,7 +328,7 @@ _SHOW_FIELDS = ["uuid", "direction", "created", "created_epoch", "name", "state"
                 "initial_dialplan", "initial_context"]
 
 
-def _channel_row(switch: "Switch", c: Channel) -> dict[str, str]:
+def _channel_row(switch: Switch, c: Channel) -> dict[str, str]:
     created = c.times["created"] / 1e6
     return {
         "uuid": c.uuid, "direction": c.direction,
@@ -357,7 +351,7 @@ def _channel_row(switch: "Switch", c: Channel) -> dict[str, str]:
 
 
 @command("show")
-def show(switch: "Switch", args: str, session: Channel | None) -> str:
+def show(switch: Switch, args: str, session: Channel | None) -> str:
     parts = args.split()
     if not parts or parts[0] not in ("channels", "calls"):
         return "-USAGE: channels|calls [as json]\n"
@@ -372,7 +366,7 @@ def show(switch: "Switch", args: str, session: Channel | None) -> str:
 
 
 @command("xml_flush_cache")
-def xml_flush_cache(switch: "Switch", args: str, session: Channel | None) -> str:
+def xml_flush_cache(switch: Switch, args: str, session: Channel | None) -> str:
     # mod_commands: exactly "<key> <user> <domain>" evicts that one cache entry (key "id" is
     # what REGISTER and user/ dialling use); anything else empties the whole user cache.
     parts = args.split()
@@ -384,23 +378,23 @@ def xml_flush_cache(switch: "Switch", args: str, session: Channel | None) -> str
 
 
 @command("global_getvar")
-def global_getvar(switch: "Switch", args: str, session: Channel | None) -> str:
+def global_getvar(switch: Switch, args: str, session: Channel | None) -> str:
     return switch.globals.get(args.strip(), "")
 
 
 @command("global_setvar")
-def global_setvar(switch: "Switch", args: str, session: Channel | None) -> str:
+def global_setvar(switch: Switch, args: str, session: Channel | None) -> str:
     name, _, value = args.partition("=")
     switch.globals[name.strip()] = value
     return "+OK\n"
 
 
 @command("status")
-def status(switch: "Switch", args: str, session: Channel | None) -> str:
+def status(switch: Switch, args: str, session: Channel | None) -> str:
     up = sum(1 for c in switch.channels.values() if c.up)
     return f"UP 0 years, 0 days\nFreeSWITCH ({switch.name}) is ready\n{up} session(s)\n"
 
 
 @command("eval")
-def eval_(switch: "Switch", args: str, session: Channel | None) -> str:
+def eval_(switch: Switch, args: str, session: Channel | None) -> str:
     return switch.expand(session, args)

@@ -30,7 +30,7 @@ def app(name: str) -> Callable[[App], App]:
     return register
 
 
-def media_duration_ms(switch: "Switch", path: str) -> float | None:
+def media_duration_ms(switch: Switch, path: str) -> float | None:
     """How long a playback lasts; None for endless sources (music on hold)."""
     if path in switch.media_durations:
         return switch.media_durations[path]
@@ -47,7 +47,7 @@ def media_duration_ms(switch: "Switch", path: str) -> float | None:
     return switch.default_file_ms
 
 
-def play(switch: "Switch", channel: Channel, path: str,
+def play(switch: Switch, channel: Channel, path: str,
          on_dtmf: Callable[[str], bool] | None = None, terminators: str = "") -> str:
     """Play ``path`` to the channel. Returns "done", "hangup", "break" or "terminated"
     (a terminator or the DTMF callback stopped it)."""
@@ -92,38 +92,38 @@ def play(switch: "Switch", channel: Channel, path: str,
 
 
 @app("answer")
-def answer(switch: "Switch", channel: Channel, data: str) -> None:
+def answer(switch: Switch, channel: Channel, data: str) -> None:
     switch.answer(channel)
 
 
 @app("pre_answer")
-def pre_answer(switch: "Switch", channel: Channel, data: str) -> None:
+def pre_answer(switch: Switch, channel: Channel, data: str) -> None:
     switch.pre_answer(channel)
 
 
 @app("ring_ready")
-def ring_ready(switch: "Switch", channel: Channel, data: str) -> None:
+def ring_ready(switch: Switch, channel: Channel, data: str) -> None:
     switch.ring_ready(channel)
 
 
 @app("hangup")
-def hangup(switch: "Switch", channel: Channel, data: str) -> None:
+def hangup(switch: Switch, channel: Channel, data: str) -> None:
     switch.hangup(channel, data.strip() or "NORMAL_CLEARING")
 
 
 @app("set")
-def set_var(switch: "Switch", channel: Channel, data: str) -> None:
+def set_var(switch: Switch, channel: Channel, data: str) -> None:
     name, _, value = data.partition("=")
     channel.set(name.strip(), value if value != "" else None)
 
 
 @app("unset")
-def unset_var(switch: "Switch", channel: Channel, data: str) -> None:
+def unset_var(switch: Switch, channel: Channel, data: str) -> None:
     channel.set(data.strip(), None)
 
 
 @app("export")
-def export(switch: "Switch", channel: Channel, data: str) -> None:
+def export(switch: Switch, channel: Channel, data: str) -> None:
     # switch_channel_export_variable: "nolocal:x=v" keeps the value under "nolocal:x" only
     # (x itself stays unset here) and exports "nolocal:x"; the B-leg gets x either way.
     name, _, value = data.partition("=")
@@ -136,7 +136,7 @@ def export(switch: "Switch", channel: Channel, data: str) -> None:
 
 
 @app("log")
-def log(switch: "Switch", channel: Channel, data: str) -> None:
+def log(switch: Switch, channel: Channel, data: str) -> None:
     level, _, message = data.partition(" ")
     if level.upper() not in ("DEBUG", "INFO", "NOTICE", "WARNING", "ERR", "CRIT", "ALERT"):
         level, message = "INFO", data
@@ -144,7 +144,7 @@ def log(switch: "Switch", channel: Channel, data: str) -> None:
 
 
 @app("sleep")
-def sleep(switch: "Switch", channel: Channel, data: str) -> None:
+def sleep(switch: Switch, channel: Channel, data: str) -> None:
     try:
         channel.wait(switch.scaled(int(data or 0)))
     except Interrupt as interrupt:
@@ -153,7 +153,7 @@ def sleep(switch: "Switch", channel: Channel, data: str) -> None:
 
 
 @app("playback")
-def playback(switch: "Switch", channel: Channel, data: str) -> str:
+def playback(switch: Switch, channel: Channel, data: str) -> str:
     terminators = channel.get("playback_terminators") or ""
     if terminators == "none":
         terminators = ""
@@ -163,7 +163,7 @@ def playback(switch: "Switch", channel: Channel, data: str) -> str:
 
 
 @app("park")
-def park(switch: "Switch", channel: Channel, data: str) -> None:
+def park(switch: Switch, channel: Channel, data: str) -> None:
     switch.set_state(channel, "CS_PARK")
     switch.fire("CHANNEL_PARK", channel)
     try:
@@ -180,7 +180,7 @@ def park(switch: "Switch", channel: Channel, data: str) -> None:
 
 
 @app("transfer")
-def transfer(switch: "Switch", channel: Channel, data: str) -> None:
+def transfer(switch: Switch, channel: Channel, data: str) -> None:
     parts = data.split()
     if not parts:
         return
@@ -193,12 +193,12 @@ def transfer(switch: "Switch", channel: Channel, data: str) -> None:
 
 
 @app("bridge")
-def bridge(switch: "Switch", channel: Channel, data: str) -> None:
+def bridge(switch: Switch, channel: Channel, data: str) -> None:
     switch.bridge(channel, data)
 
 
 @app("python")
-def python(switch: "Switch", channel: Channel, data: str) -> None:
+def python(switch: Switch, channel: Channel, data: str) -> None:
     from fakefs.fsmodule import Session
 
     session = Session._attach(channel)
@@ -209,7 +209,7 @@ def python(switch: "Switch", channel: Channel, data: str) -> None:
 
 
 @app("record_session")
-def record_session(switch: "Switch", channel: Channel, data: str) -> None:
+def record_session(switch: Switch, channel: Channel, data: str) -> None:
     path = data.split()[0] if data.strip() else ""
     if not path:
         return
@@ -219,11 +219,11 @@ def record_session(switch: "Switch", channel: Channel, data: str) -> None:
 
 
 @app("stop_record_session")
-def stop_record_session(switch: "Switch", channel: Channel, data: str) -> None:
+def stop_record_session(switch: Switch, channel: Channel, data: str) -> None:
     stop_recording(switch, channel)
 
 
-def stop_recording(switch: "Switch", channel: Channel) -> None:
+def stop_recording(switch: Switch, channel: Channel) -> None:
     path = channel.variables.pop("_recording", None)
     if path:
         channel.set("record_seconds", (now_us() - channel.times["created"]) // 1_000_000)
@@ -232,7 +232,7 @@ def stop_recording(switch: "Switch", channel: Channel) -> None:
 
 
 @app("eavesdrop")
-def eavesdrop(switch: "Switch", channel: Channel, data: str) -> None:
+def eavesdrop(switch: Switch, channel: Channel, data: str) -> None:
     """mod_dptools ``eavesdrop <uuid>`` (switch_ivr_eavesdrop_session): listen to the target
     and what it hears. DTMF is on unless ``eavesdrop_enable_dtmf`` is set false: 1 mixes the
     eavesdropper into the target's read stream (the target's PEER hears it), 2 into its write
@@ -278,7 +278,7 @@ def eavesdrop(switch: "Switch", channel: Channel, data: str) -> None:
 
 
 @app("three_way")
-def three_way(switch: "Switch", channel: Channel, data: str) -> None:
+def three_way(switch: Switch, channel: Channel, data: str) -> None:
     """``three_way <uuid>``: an eavesdrop with both mux flags and no DTMF — the caller hears
     the target and its peer, and both hear the caller."""
     target = switch.channels.get(data.strip())
@@ -298,7 +298,7 @@ def three_way(switch: "Switch", channel: Channel, data: str) -> None:
         channel.eavesdrop = None
 
 
-def _conference_event(switch: "Switch", channel: Channel | None, conf: dict, action: str,
+def _conference_event(switch: Switch, channel: Channel | None, conf: dict, action: str,
                       member_id: int | None = None) -> None:
     """conference::maintenance in mod_conference's header order (seed 000): the conference's
     data, then — for member events only — the channel's (no variables) and the member's.
@@ -320,7 +320,7 @@ def _conference_event(switch: "Switch", channel: Channel | None, conf: dict, act
 
 
 @app("conference")
-def conference(switch: "Switch", channel: Channel, data: str) -> None:
+def conference(switch: Switch, channel: Channel, data: str) -> None:
     spec = data.split("+", 1)[0].strip()
     name, _, profile = spec.partition("@")
     domain = channel.get("domain_name") or switch.domain
@@ -358,7 +358,7 @@ def conference(switch: "Switch", channel: Channel, data: str) -> None:
             _conference_event(switch, None, conf, "conference-destroy")
 
 
-def exchange_media(switch: "Switch", channel: Channel, other_uuid: str) -> None:
+def exchange_media(switch: Switch, channel: Channel, other_uuid: str) -> None:
     """uuid_bridge put this channel in a bridge it did not start: wait while it lasts, then
     hang up like FreeSWITCH does (unless park_after_bridge)."""
     other = switch.channels.get(other_uuid)
@@ -375,7 +375,7 @@ def exchange_media(switch: "Switch", channel: Channel, other_uuid: str) -> None:
         switch.hangup(channel, other.hangup_cause or "NORMAL_CLEARING")
 
 
-def start_loopback(switch: "Switch", a_leg: Channel, dest: str, context: str) -> None:
+def start_loopback(switch: Switch, a_leg: Channel, dest: str, context: str) -> None:
     """loopback/<dest>: the returned a-leg mirrors a new inbound b-leg that runs the
     dialplan for ``dest``; answer and hangup cross over between them."""
     b_leg = switch.new_channel(

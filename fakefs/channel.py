@@ -65,7 +65,7 @@ class Interrupt(Exception):
 
 @dataclass
 class Channel:
-    switch: "Switch"
+    switch: Switch
     uuid: str
     name: str
     direction: str  # inbound | outbound

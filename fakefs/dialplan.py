@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 
 
@@ -34,9 +35,9 @@ class Condition:
     field: str | None
     expression: str | None
     break_: str = "on-false"
-    actions: list[Action] = field(default_factory=list)
-    anti_actions: list[Action] = field(default_factory=list)
-    regexes: list[tuple[str, str]] = field(default_factory=list)
+    actions: list[Action] = dc_field(default_factory=list)
+    anti_actions: list[Action] = dc_field(default_factory=list)
+    regexes: list[tuple[str, str]] = dc_field(default_factory=list)
     regex_mode: str = ""
 
 

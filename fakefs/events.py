@@ -96,7 +96,7 @@ class Event:
         switch.bus.fire(self, stamp=True)
         return True
 
-    def copy(self) -> "Event":
+    def copy(self) -> Event:
         clone = Event.__new__(Event)
         clone.headers = dict(self.headers)
         clone.body = self.body
@@ -204,7 +204,7 @@ class EventBus:
                         return event
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError("no matching event within %.1fs" % timeout)
+                    raise TimeoutError(f"no matching event within {timeout:.1f}s")
                 self._cond.wait(min(remaining, 0.05))
 
     def events(self, name: str | None = None, subclass: str | None = None) -> list[Event]:

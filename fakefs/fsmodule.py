@@ -77,7 +77,7 @@ def running() -> bool:
     return current_switch().running
 
 
-def bridge(session_a: "Session", session_b: "Session") -> None:
+def bridge(session_a: Session, session_b: Session) -> None:
     switch = current_switch()
     a, b = session_a._channel, session_b._channel
     if a is None or b is None or not a.up or not b.up:
@@ -90,7 +90,7 @@ def bridge(session_a: "Session", session_b: "Session") -> None:
 
 
 class API:
-    def __init__(self, session: "Session | None" = None) -> None:
+    def __init__(self, session: Session | None = None) -> None:
         self._session = session
 
     def execute(self, command: str, args: str = "") -> str:
@@ -111,7 +111,7 @@ class API:
 class EventConsumer:
     """Bound queue of events; ``pop(block, timeout_ms)``. A full queue drops silently."""
 
-    def __init__(self, event_name: str = "", subclass: str = "", len: int = 5000) -> None:  # noqa: A002
+    def __init__(self, event_name: str = "", subclass: str = "", len: int = 5000) -> None:
         self._switch = current_switch()
         self._sub = self._switch.bus.subscribe(len)
         if event_name:
@@ -147,7 +147,7 @@ class EventConsumer:
     def __del__(self) -> None:  # pragma: no cover - best effort
         try:
             self.cleanup()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 
@@ -161,7 +161,7 @@ class Session:
     """``freeswitch.Session``: attach to a live channel by uuid, or originate a dial string
     (which holds the GIL for the whole originate, like the real one)."""
 
-    def __init__(self, uuid_or_dialstring: str | None = None, a_leg: "Session | None" = None)\
+    def __init__(self, uuid_or_dialstring: str | None = None, a_leg: Session | None = None)\
             -> None:
         self._switch = current_switch()
         self._channel: Channel | None = None
@@ -188,7 +188,7 @@ class Session:
             self._cause = cause
 
     @classmethod
-    def _attach(cls, channel: Channel) -> "Session":
+    def _attach(cls, channel: Channel) -> Session:
         session = cls.__new__(cls)
         session._switch = channel.switch
         session._channel = None
@@ -222,7 +222,7 @@ class Session:
             channel = getattr(self, "_channel", None)
             if getattr(self, "_auto_hangup", False) and channel is not None and channel.up:
                 self._switch.hangup(channel, "NORMAL_CLEARING")
-        except Exception:  # noqa: BLE001 - never raise from a finalizer
+        except Exception:
             pass
 
     def setAutoHangup(self, value: bool) -> bool:  # noqa: N802
@@ -250,7 +250,7 @@ class Session:
                     self._hook(self, what, self._hook_arg)
                 else:
                     self._hook(self, what)
-            except Exception:  # noqa: BLE001 - logged like mod_python3 does
+            except Exception:
                 import traceback
                 self._switch.console_log("ERR", traceback.format_exc())
 
@@ -420,7 +420,12 @@ class Session:
                 return ""
             ch.dtmf.clear()
             from fakefs.apps import play
-            play(self._switch, ch, audio_files, on_dtmf=lambda d: (ch.dtmf.appendleft(d), True)[1])
+
+            def keep_digit(digit: str, channel: Channel = ch) -> bool:
+                channel.dtmf.appendleft(digit)  # a key pressed during the prompt starts input
+                return True
+
+            play(self._switch, ch, audio_files, on_dtmf=keep_digit)
             digits = self.getDigits(max_digits, terminators, timeout, digit_timeout)
             if len(digits) >= min_digits and (not digits_regex or re.fullmatch(digits_regex,
                                                                               digits)):
@@ -446,7 +451,7 @@ class Session:
     def unsetInputCallback(self) -> None:  # noqa: N802
         self._input_cb = None
 
-    def originate(self, a_leg: "Session | None", dest: str, timeout: int = 60) -> int:
+    def originate(self, a_leg: Session | None, dest: str, timeout: int = 60) -> int:
         """Releases the GIL only when given an A-leg session (FREESWITCH.md)."""
         ch = a_leg._channel if a_leg is not None else None
         with contextlib.nullcontext() if a_leg is not None else _gil(self._switch):
@@ -458,7 +463,7 @@ class Session:
         self._auto_hangup = True
         return 1
 
-    def waitForAnswer(self, calling: "Session") -> None:  # noqa: N802
+    def waitForAnswer(self, calling: Session) -> None:  # noqa: N802
         with _gil(self._switch):
             ch = self._channel
             if ch is not None:

@@ -24,14 +24,14 @@ class SwitchCrashed(RuntimeError):
     """What would have crashed a real FreeSWITCH (e.g. xml_fetch returning None)."""
 
 
-def current_switch() -> "Switch":
+def current_switch() -> Switch:
     switch = getattr(_local, "switch", None)
     if switch is None:
         raise RuntimeError("no fake switch bound to this thread (use switch.bound())")
     return switch
 
 
-def bind(switch: "Switch | None") -> "Switch | None":
+def bind(switch: Switch | None) -> Switch | None:
     previous = getattr(_local, "switch", None)
     _local.switch = switch
     return previous
@@ -103,12 +103,12 @@ def load_module(name: str) -> ModuleType:
         return importlib.reload(module)
 
 
-def _log_exception(switch: "Switch", where: str) -> None:
+def _log_exception(switch: Switch, where: str) -> None:
     switch.console_log("ERR", f"python: {where}:\n{traceback.format_exc()}")
     switch.python_errors.append(f"{where}: {traceback.format_exc()}")
 
 
-def run_handler(switch: "Switch", session: Any, data: str) -> None:
+def run_handler(switch: Switch, session: Any, data: str) -> None:
     name, args, func = split_data(data)
     try:
         module = load_module(name)
@@ -116,7 +116,7 @@ def run_handler(switch: "Switch", session: Any, data: str) -> None:
         target(session, args)
     except SystemExit:
         raise
-    except BaseException:  # noqa: BLE001 - mod_python3 logs everything and carries on
+    except BaseException:
         _log_exception(switch, f"{name}.{func or 'handler'}")
 
 
@@ -136,7 +136,7 @@ class Stream:
         return "".join(self.parts)
 
 
-def run_fsapi(switch: "Switch", session: Any, args_line: str) -> str:
+def run_fsapi(switch: Switch, session: Any, args_line: str) -> str:
     from fakefs.events import Event
 
     name, args, func = split_data(args_line)
@@ -148,14 +148,14 @@ def run_fsapi(switch: "Switch", session: Any, args_line: str) -> str:
         module = load_module(name)
         getattr(module, func or "fsapi")(session if session is not None else "na", stream, env,
                                           args)
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         _log_exception(switch, f"{name}.{func or 'fsapi'}")
     # What was written, possibly nothing: an empty reply becomes "-ERR no reply" only where
     # mod_event_socket answers (Switch.api); API().execute and bgapi bodies get it raw.
     return stream.get_data()
 
 
-def run_runtime(switch: "Switch", args_line: str) -> threading.Thread:
+def run_runtime(switch: Switch, args_line: str) -> threading.Thread:
     name, args, func = split_data(args_line)
 
     def body() -> None:
@@ -165,7 +165,7 @@ def run_runtime(switch: "Switch", args_line: str) -> threading.Thread:
             getattr(module, func or "runtime")(args)
         except SystemExit:
             switch.console_log("INFO", f"python: {name} runtime stopped (SystemExit)")
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             _log_exception(switch, f"{name}.{func or 'runtime'}")
 
     thread = threading.Thread(target=body, name=f"{switch.name}:pyrun:{name}", daemon=True)
@@ -173,14 +173,14 @@ def run_runtime(switch: "Switch", args_line: str) -> threading.Thread:
     return thread
 
 
-def run_xml_fetch(switch: "Switch", module_name: str, params: Any) -> str:
+def run_xml_fetch(switch: Switch, module_name: str, params: Any) -> str:
     """Call ``xml_fetch(params, args)``; "" on an exception (the switch falls back to its static
     XML); a None or non-str return crashes the real switch, so it raises SwitchCrashed."""
     name, args, func = split_data(module_name)
     try:
         module = load_module(name)
         result = getattr(module, func or "xml_fetch")(params, args)
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         _log_exception(switch, f"{name}.xml_fetch")
         return ""
     if not isinstance(result, str):

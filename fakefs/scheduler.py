@@ -43,5 +43,5 @@ class Scheduler:
                 _, _, fn = heapq.heappop(self._heap)
             try:
                 fn()
-            except BaseException as exc:  # noqa: BLE001 - a bad timer must not stop the others
+            except BaseException as exc:
                 self.errors.append(exc)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
-from psycopg2.extensions import parse_dsn, make_dsn
+from psycopg2.extensions import make_dsn, parse_dsn
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -64,7 +64,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (make test installs it)")
@@ -116,12 +116,12 @@ class FreshDatabase:
         params["dbname"] = self.name
         return make_dsn(**params)
 
-    def _admin(self) -> "psycopg2.extensions.connection":
+    def _admin(self) -> psycopg2.extensions.connection:
         conn = psycopg2.connect(self.server_url, connect_timeout=5)
         conn.autocommit = True
         return conn
 
-    def create(self) -> "FreshDatabase":
+    def create(self) -> FreshDatabase:
         # No `with conn:` here: psycopg2 opens a transaction inside it even in autocommit
         # mode, and CREATE DATABASE refuses to run in one.
         conn = self._admin()

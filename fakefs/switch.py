@@ -20,17 +20,25 @@ import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from fakefs import apps as apps_module
 from fakefs import api as api_module
+from fakefs import apps as apps_module
 from fakefs.causes import CONTINUE_ANYWAY, canonical, dialstatus, q850
 from fakefs.channel import Behaviour, Channel, Interrupt, now_us
 from fakefs.dialplan import Action, Dialplan
-from fakefs.dialstring import DialStringError, Leg, parse as parse_dialstring
-from fakefs.directory import (DirectoryCache, DirectoryUser, NoDomainError, check_registration,
-                              is_not_found, parse_directory_result)
+from fakefs.dialstring import DialStringError, Leg
+from fakefs.dialstring import parse as parse_dialstring
+from fakefs.directory import (
+    DirectoryCache,
+    DirectoryUser,
+    NoDomainError,
+    check_registration,
+    is_not_found,
+    parse_directory_result,
+)
 from fakefs.events import Event, EventBus
 from fakefs.modpython import SwitchCrashed, bind, run_runtime, run_xml_fetch
 from fakefs.scheduler import Scheduler
@@ -146,7 +154,7 @@ class Switch:
         return ms * self.time_scale / 1000.0
 
     @contextlib.contextmanager
-    def bound(self) -> Iterator["Switch"]:
+    def bound(self) -> Iterator[Switch]:
         """Bind this switch to the calling thread (``import freeswitch`` then talks to it)."""
         previous = bind(self)
         try:
@@ -204,7 +212,7 @@ class Switch:
             else:
                 raise ValueError(f"python.conf.xml: unknown param {name!r}")
 
-    def start(self) -> "Switch":
+    def start(self) -> Switch:
         for script in self.startup_scripts:
             self.runtime_threads.append(run_runtime(self, script))
         self.fire("STARTUP")
@@ -448,7 +456,7 @@ class Switch:
             self._when(channel, "bridged", b.hangup_after_bridge_ms, lambda: self.hangup(
                 channel, "NORMAL_CLEARING", side="remote"))
         for at_ms, digits in b.dtmf:
-            self._when(channel, "answered", at_ms, lambda d=digits: self.send_dtmf(channel, d))
+            self._when(channel, "answered", at_ms, partial(self.send_dtmf, channel, digits))
 
     def _when(self, channel: Channel, time_key: str, after_ms: int,
               fn: Callable[[], None]) -> None:
@@ -458,7 +466,10 @@ class Switch:
             if not channel.up:
                 return
             if time_key in channel.times:
-                self.scheduler.call_later(self.scaled(after_ms), lambda: channel.up and fn())
+                def fire_if_up() -> None:
+                    if channel.up:
+                        fn()
+                self.scheduler.call_later(self.scaled(after_ms), fire_if_up)
             else:
                 self.scheduler.call_later(0.01, check)
         self.scheduler.call_later(0.0, check)
@@ -509,7 +520,7 @@ class Switch:
                 if channel.up and channel.state != "CS_PARK":
                     self.hangup(channel, "NORMAL_CLEARING")
                 break
-        except BaseException as exc:  # noqa: BLE001 - a fakefs bug must be visible, not hang
+        except BaseException as exc:
             self.console_log("CRIT", f"fakefs session thread died: {exc!r}")
             self.python_errors.append(f"fakefs session: {exc!r}")
             self.hangup(channel, "CRASH")
@@ -765,7 +776,10 @@ class Switch:
         attempt = _Attempt()
         attempt_id = str(uuidlib.uuid4())
         _ATTEMPTS[attempt_id] = attempt
-        get = (lambda n: base_vars.get(n) or (originator.get(n) if originator else None))
+
+        def get(name: str) -> str | None:
+            return base_vars.get(name) or (originator.get(name) if originator else None)
+
         timeout = timeout_s if timeout_s is not None else float(get("originate_timeout") or 60)
         ignore_early = (get("ignore_early_media") or "").lower() == "true"
         try:
@@ -936,7 +950,7 @@ class Switch:
                         leg, "NORMAL_CLEARING", side="remote"))
                 for at_ms, digits in b.dtmf:
                     self.scheduler.call_later(self.scaled(at_ms),
-                                              lambda d=digits: self.send_dtmf(leg, d))
+                                              partial(self.send_dtmf, leg, digits))
 
         if b.fail_with:
             self.scheduler.call_later(self.scaled(b.ring_after_ms), progress)

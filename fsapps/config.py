@@ -60,11 +60,11 @@ class Secret:
 @dataclass(frozen=True)
 class RedisSettings:
     # A plain URL (redis://[:password@]host:port/db, rediss://...) used when no sentinels are set.
-    url: Secret = Secret("redis://127.0.0.1:6379/0")  # noqa: RUF009
+    url: Secret = Secret("redis://127.0.0.1:6379/0")
     # Sentinel mode: (host, port) pairs and the monitored master's service name.
     sentinels: tuple[tuple[str, int], ...] = ()
     sentinel_service: str = "mymaster"
-    sentinel_password: Secret = Secret("")  # noqa: RUF009
+    sentinel_password: Secret = Secret("")
     # Every key fsapps owns (not the seed-defined names) starts with this prefix.
     key_prefix: str = "fsapps"
     socket_timeout: float = 2.0
@@ -74,14 +74,14 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class PostgresSettings:
-    dsn: Secret = Secret("postgresql://postgres@127.0.0.1:5432/fsapps")  # noqa: RUF009
+    dsn: Secret = Secret("postgresql://postgres@127.0.0.1:5432/fsapps")
     connect_timeout: int = 5
 
 
 @dataclass(frozen=True)
 class NatsSettings:
     enabled: bool = False
-    url: Secret = Secret("nats://127.0.0.1:4222")  # noqa: RUF009
+    url: Secret = Secret("nats://127.0.0.1:4222")
     subject_prefix: str = "cn.xswitch.ctrl.event"
     # When set, Event.CDR goes here (seed 000 `cdr-subject`), else on the channel subject.
     cdr_subject: str = ""
@@ -91,7 +91,7 @@ class NatsSettings:
 @dataclass(frozen=True)
 class AmqpSettings:
     enabled: bool = False
-    url: Secret = Secret("amqp://guest:guest@127.0.0.1:5672/%2F")  # noqa: RUF009
+    url: Secret = Secret("amqp://guest:guest@127.0.0.1:5672/%2F")
     exchange: str = "fsapps"
 
 

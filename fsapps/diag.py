@@ -30,7 +30,7 @@ def handler(session: Any, args: str) -> None:
         session.setVariable("fsapps_diag_digits", digits)
         log("INFO", f"diag: call {session.get_uuid()} ok, digits {digits!r}")
         session.hangup("NORMAL_CLEARING")
-    except Exception as exc:  # noqa: BLE001 - nothing may escape into the switch
+    except Exception as exc:
         log("ERR", f"diag: {exc!r}")
 
 

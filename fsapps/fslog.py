@@ -13,7 +13,7 @@ _logger = logging.getLogger("fsapps")
 def log(level: str, message: str) -> None:
     """Log ``message`` at a FreeSWITCH level name (DEBUG, INFO, NOTICE, WARNING, ERR, CRIT)."""
     try:
-        import freeswitch  # type: ignore[import-not-found]
+        import freeswitch
 
         freeswitch.consoleLog(level, f"[fsapps] {message}\n")
         return

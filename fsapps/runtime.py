@@ -11,7 +11,7 @@ from fsapps.fslog import log
 
 
 def runtime(args: str = "") -> None:
-    import freeswitch  # type: ignore[import-not-found]
+    import freeswitch
 
     node = freeswitch.getGlobalVariable("switchname") or "?"
     log("NOTICE", f"runtime started on node {node}")

@@ -16,7 +16,6 @@ from typing import Any
 import psycopg2
 import psycopg2.errors
 import pytest
-from psycopg2 import sql
 
 from fakefs.servers import FreshDatabase, free_port
 from fsapps import cli

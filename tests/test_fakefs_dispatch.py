@@ -19,7 +19,9 @@ sys.path.insert(0, str(Path(__file__).parent))  # makes fsapps_testapps importab
 from fsapps_testapps import state
 
 from fakefs import Behaviour, Switch, SwitchCrashed
-from fakefs import fsmodule as freeswitch  # what `import freeswitch` gives inside the switch
+from fakefs import (
+    fsmodule as freeswitch,  # what `import freeswitch` gives inside the switch
+)
 from fakefs.modpython import split_data
 from fakefs.scenario import wait_until
 

@@ -22,7 +22,13 @@ import psycopg2
 import psycopg2.extensions
 
 from fsapps.config import Secret
-from fsapps.db.connection import Connection, Cursor, DatabaseUnavailableError, connect, describe_dsn
+from fsapps.db.connection import (
+    Connection,
+    Cursor,
+    DatabaseUnavailableError,
+    connect,
+    describe_dsn,
+)
 from fsapps.errors import FsappsError, MigrationError
 
 __all__ = ["MIGRATIONS_DIR", "Migration", "current_version", "discover", "migrate",

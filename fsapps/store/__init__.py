@@ -4,7 +4,12 @@
 ``keys`` names every key, ``scripts`` runs the Lua files of ``fsapps/lua`` by EVALSHA.
 """
 
-from fsapps.store.connection import RedisClient, close_clients, redis_client, store_errors
+from fsapps.store.connection import (
+    RedisClient,
+    close_clients,
+    redis_client,
+    store_errors,
+)
 from fsapps.store.keys import KeyPartError, Keys, NodeKeys
 from fsapps.store.scripts import SCRIPTS, Scripts, run_script
 
