@@ -183,17 +183,6 @@ class Switch:
             event.body = body
         return self.bus.fire(event)
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0,
-                 message: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: {message} not met within {timeout}s")
-            time.sleep(0.005)
-
     # ------------------------------------------------------------------ python.conf ------
     def load_python_conf(self, path: str | Path) -> None:
         """Read the three params mod_python3 knows (FREESWITCH.md)."""

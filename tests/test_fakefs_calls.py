@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,13 +80,7 @@ def load(switch: Switch, *extensions: str, context: str = "default") -> None:
     switch.dialplan.load_text("<include>" + "".join(extensions) + "</include>", context)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_leaked_threads() -> Iterator[None]:
-    """Every switch is shut down: none of their threads outlives the module."""
-    before = set(threading.enumerate())
-    yield
-    wait_until(lambda: not [t for t in threading.enumerate() if t not in before],
-               TIMEOUT, "the fake switches' threads ended")
+pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
 
 
 @pytest.fixture(autouse=True)
@@ -95,25 +88,6 @@ def _clean_state() -> Iterator[None]:
     state.reset()
     yield
     state.reset()
-
-
-@pytest.fixture
-def make_switch() -> Iterator[Callable[..., Switch]]:
-    switches: list[Switch] = []
-
-    def make(name: str = "fs1", **kwargs: object) -> Switch:
-        kwargs.setdefault("time_scale", SCALE)
-        kwargs.setdefault("seed", 1)
-        switch = Switch(name, **kwargs)  # type: ignore[arg-type]
-        switches.append(switch)
-        return switch.start()
-
-    try:
-        yield make
-    finally:
-        for switch in switches:
-            switch.shutdown(grace=2.0)
-        assert all(s.crashed is None for s in switches)
 
 
 @pytest.fixture
