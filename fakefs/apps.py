@@ -52,6 +52,10 @@ def play(switch: Switch, channel: Channel, path: str,
     """Play ``path`` to the channel. Returns "done", "hangup", "break" or "terminated"
     (a terminator or the DTMF callback stopped it)."""
     duration = media_duration_ms(switch, path)
+    # switch_ivr_play_file honours playback_timeout_sec: the playback stops after that long.
+    limit = channel.get("playback_timeout_sec") or ""
+    if limit.isdigit() and int(limit) > 0:
+        duration = int(limit) * 1000 if duration is None else min(duration, int(limit) * 1000)
     switch.pre_answer(channel)  # switch_ivr_play_file: media first (183 if not answered)
     channel.playing = path
     switch.fire("PLAYBACK_START", channel, headers={"Playback-File-Path": path})

@@ -121,6 +121,11 @@ class GroupDefaults:
     hold_music: str = "local_stream://moh"
     # Long-wait policy: play the busy ring this many times then hang up; 0 = never hang up.
     busy_ring_repeats: int = 0
+    # How long a caller hears hold music between two busy rings (seconds).
+    busy_ring_interval_seconds: int = 30
+    # An agent's reservation for a call lasts the ring timeout plus this margin (seconds); a
+    # node that dies mid-offer frees its agents when it runs out.
+    lease_margin_seconds: int = 10
 
 
 @dataclass(frozen=True)
@@ -631,6 +636,8 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "group_defaults.memory_ttl_seconds": _positive,
     "group_defaults.hold_music": _word,
     "group_defaults.busy_ring_repeats": _not_negative,
+    "group_defaults.busy_ring_interval_seconds": _positive,
+    "group_defaults.lease_margin_seconds": _positive,
     "events.pubsub_format": _one_of(PUBSUB_FORMATS),
     "events.cti_ip": _word_or_empty,
     "node_name": _key_part_or_empty,

@@ -1,24 +1,203 @@
 """``runtime(args)`` — the per-node startup script named in python.conf.xml.
 
-It runs in its own thread for the life of the switch. For now it announces the node and
-drains the switch's events so the consumer queue never fills; later issues add the event
-publishers, the node command queue and the agent-state reconciler.
+It runs for the life of the switch, in the thread mod_python3 gives it, plus one thread of its
+own for the node's command queue (started once, never per call):
+
+- node heartbeat in Redis, so other nodes and CTI servers know the node is alive;
+- commands for this node (``break <uuid>`` wakes a queued caller whose agent is reserved);
+- switch events: registrations keep agents' reg_state, an agent leg answering makes the agent
+  ``talking``, and every call event is published as the seed's ``EVENT_*`` message;
+- timers: wrap-ups that are over make their agents ready (and offer them waiting calls);
+- the reconciler: agents ringing or talking for a call that no longer exists, on a node that
+  is gone, or whose reservation lease ran out, are repaired and made available again.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
+from fsapps import acd, callevents
+from fsapps.agents import Agents
+from fsapps.context import Context, get_context, now_ms
+from fsapps.errors import FsappsError
 from fsapps.fslog import log
+from fsapps.nodes import HEARTBEAT_MS, Nodes
+from fsapps.pubsub import stamp
+
+WRAPUP_CHECK_MS = 200
+RECONCILE_MS = 2000
+_EVENTS = ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
+           "CHANNEL_BRIDGE", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY", "CHANNEL_HOLD",
+           "CHANNEL_UNHOLD", "CHANNEL_PARK", "CHANNEL_UNPARK", "DTMF", "PLAYBACK_START",
+           "PLAYBACK_STOP")
+_SOFIA = ("sofia::register", "sofia::unregister", "sofia::expire")
+
+
+class NodeRuntime:
+    def __init__(self, ctx: Context, fs: Any, node: str) -> None:
+        self.ctx = ctx
+        self.fs = fs
+        self.node = node
+        self.nodes = Nodes(ctx)
+        self.stopping = threading.Event()
+        self._next = {"heartbeat": 0, "wrapups": 0, "reconcile": 0}
+
+    # ------------------------------------------------------------------ loops -------------
+    def run(self) -> None:
+        consumer = self.fs.EventConsumer()
+        for name in _EVENTS:
+            consumer.bind(name)
+        for subclass in _SOFIA:
+            consumer.bind("CUSTOM", subclass)
+        commands = threading.Thread(target=self.serve_commands, name=f"fsapps:{self.node}:cmd",
+                                    daemon=True)
+        commands.start()
+        log("NOTICE", f"runtime started on node {self.node}")
+        try:
+            while self.fs.running() and not self.stopping.is_set():
+                event = consumer.pop(1, 100)
+                if event is not None:
+                    self.guarded(self.on_event, event)
+                self.guarded(self.tick)
+        finally:
+            self.stopping.set()
+            log("NOTICE", f"runtime stopping on node {self.node}")
+
+    def guarded(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except SystemExit:
+            raise
+        except FsappsError as exc:  # Redis down and the like: log, keep serving
+            log("ERR", f"runtime {self.node}: {exc}")
+        except Exception as exc:
+            log("ERR", f"runtime {self.node}: {type(exc).__name__}: {exc}")
+
+    def serve_commands(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                command = self.nodes.next_command(self.node, 0.5)
+            except FsappsError as exc:
+                log("ERR", f"runtime {self.node}: command queue: {exc}")
+                self.stopping.wait(1.0)
+                continue
+            if command is not None:
+                self.guarded(self.on_command, command)
+
+    def on_command(self, command: dict[str, Any]) -> None:
+        name = command.get("cmd")
+        if name == "break":
+            self.fs.API().execute("uuid_break", f"{command.get('uuid', '')} all")
+        else:
+            log("WARNING", f"runtime {self.node}: unknown command {command!r}")
+
+    # ------------------------------------------------------------------ events ------------
+    def on_event(self, event: Any) -> None:
+        name = event.getHeader("Event-Name")
+        if name == "CUSTOM":
+            self.on_registration(event)
+            return
+        if name == "CHANNEL_ANSWER":
+            extension = event.getHeader("variable_fsapps_acd_agent")
+            if extension:
+                self.agent_answered(event, extension)
+        mapped = callevents.call_event(event.getHeader)
+        if mapped is not None:
+            evt, fields = mapped
+            self.ctx.publisher.call_event(evt, **fields)  # type: ignore[arg-type]
+
+    def on_registration(self, event: Any) -> None:
+        subclass = event.getHeader("Event-Subclass")
+        user = event.getHeader("username") or event.getHeader("from-user") or \
+            event.getHeader("user")
+        domain = event.getHeader("domain_name") or event.getHeader("realm") or \
+            event.getHeader("from-host") or event.getHeader("host")
+        if not user or not domain or domain not in self.ctx.settings.domains:
+            domain = self.ctx.settings.default_domain
+        if not user:
+            return
+        agents = Agents(self.ctx, domain)
+        agents.ensure(user)
+        reged = subclass == "sofia::register"
+        agents.set_fields(user, reg_state="reged" if reged else "unreg")
+        if reged:
+            acd.agent_available(self.ctx, domain, user)
+
+    def agent_answered(self, event: Any, extension: str) -> None:
+        domain = event.getHeader("variable_fsapps_domain") or self.ctx.settings.default_domain
+        call_uuid = event.getHeader("variable_fsapps_acd_call") or ""
+        arrived = event.getHeader("variable_fsapps_acd_arrived") or ""
+        agents = Agents(self.ctx, domain)
+        if agents.transition(extension, "talking", offer_uuid=call_uuid,
+                             extra={"agent_leg": event.getHeader("Unique-ID") or ""}):
+            agents.set_fields(extension, lease_until=0)
+            self.ctx.publisher.agent_call_event(
+                "answered", uuid=call_uuid,
+                number=event.getHeader("Caller-Caller-ID-Number") or "",
+                group=event.getHeader("variable_fsapps_acd_group") or "",
+                extension=extension, level=event.getHeader("variable_fsapps_acd_level") or
+                "normal", callin_time=stamp(int(arrived) / 1000) if arrived.isdigit() else "")
+
+    # ------------------------------------------------------------------ timers ------------
+    def tick(self) -> None:
+        now = now_ms()
+        if now >= self._next["heartbeat"]:
+            self._next["heartbeat"] = now + HEARTBEAT_MS
+            self.nodes.heartbeat(self.node)
+        if now >= self._next["wrapups"]:
+            self._next["wrapups"] = now + WRAPUP_CHECK_MS
+            for domain in self.ctx.settings.domains:
+                for extension in Agents(self.ctx, domain).end_due_wrapups(now):
+                    acd.agent_available(self.ctx, domain, extension)
+        if now >= self._next["reconcile"]:
+            self._next["reconcile"] = now + RECONCILE_MS
+            for domain in self.ctx.settings.domains:
+                self.reconcile(domain, now)
+
+    def reconcile(self, domain: str, now: int) -> list[str]:
+        """Repair agents whose call state no longer matches the switch: a reservation whose
+        lease ran out, a call owned by a dead node, or (on this node) a call that is gone."""
+        agents = Agents(self.ctx, domain)
+        alive = self.nodes.alive()
+        repaired = []
+        for agent in agents.all():
+            if agent.call_state not in ("ring", "talking") or not agent.offer_uuid:
+                continue
+            reason = ""
+            if agent.call_state == "ring" and agent.lease_until and agent.lease_until < now:
+                reason = "reservation lease ran out"
+            elif agent.offer_node and agent.offer_node not in alive:
+                reason = f"node {agent.offer_node} is gone"
+            elif agent.offer_node == self.node:
+                exists = self.fs.API().execute("uuid_exists", agent.offer_uuid).strip()
+                if exists == "false" and not self._leg_alive(agent.agent_leg):
+                    reason = "its call is gone"
+            if not reason:
+                continue
+            log("WARNING", f"reconciler: agent {agent.extension} was {agent.call_state} for "
+                           f"call {agent.offer_uuid} but {reason}; making it available")
+            if agents.release(agent.extension, agent.offer_uuid, "cancel") is not None:
+                repaired.append(agent.extension)
+                acd.agent_available(self.ctx, domain, agent.extension)
+        return repaired
+
+    def _leg_alive(self, leg: str) -> bool:
+        return bool(leg) and self.fs.API().execute("uuid_exists", leg).strip() == "true"
 
 
 def runtime(args: str = "") -> None:
     import freeswitch
 
-    node = freeswitch.getGlobalVariable("switchname") or "?"
-    log("NOTICE", f"runtime started on node {node}")
-    consumer = freeswitch.EventConsumer("all")
-    try:
-        while freeswitch.running():
-            consumer.pop(1, 500)
-    except SystemExit:
-        log("NOTICE", f"runtime stopping on node {node}")
-        raise
+    ctx = get_context()
+    node = acd.node_name(ctx)
+    while freeswitch.running():
+        try:
+            NodeRuntime(ctx, freeswitch, node).run()
+            return
+        except SystemExit:
+            raise
+        except Exception as exc:
+            log("CRIT", f"runtime {node} crashed: {type(exc).__name__}: {exc}; restarting")
+            time.sleep(1.0)

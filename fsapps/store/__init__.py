@@ -5,8 +5,10 @@
 """
 
 from fsapps.store.connection import (
+    HashFields,
     RedisClient,
     close_clients,
+    hash_fields,
     redis_client,
     store_errors,
 )
@@ -15,12 +17,14 @@ from fsapps.store.scripts import SCRIPTS, Scripts, run_script
 
 __all__ = [
     "SCRIPTS",
+    "HashFields",
     "KeyPartError",
     "Keys",
     "NodeKeys",
     "RedisClient",
     "Scripts",
     "close_clients",
+    "hash_fields",
     "redis_client",
     "run_script",
     "store_errors",

@@ -251,6 +251,14 @@ def redis_client(settings: RedisSettings) -> redis.Redis:
     return cast(redis.Redis, client)
 
 
+HashFields = dict[str | bytes, bytes | float | int | str]
+
+
+def hash_fields(data: dict[str, object]) -> HashFields:
+    """``data`` as HSET's mapping: every value a string (None becomes "")."""
+    return {k: "" if v is None else str(v) for k, v in data.items()}
+
+
 def close_clients() -> None:
     """Close and forget every cached client (shutdown, tests)."""
     with _LOCK:

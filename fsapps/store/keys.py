@@ -22,6 +22,10 @@ fsapps-owned, from :class:`Keys` (``p`` = prefix, ``d`` = domain) — name, type
 ``p:{d}:call:<uuid>``              hash    set EX after hangup; one call's live state
 ``p:{d}:lease:<ext>``              string  PX offer timeout; owner token of an agent reservation
 ``p:{d}:cdr:spool``                stream  none (trimmed once written); CDRs not yet in PostgreSQL
+``p:{d}:waiting``                  hash    none; queued call uuid -> JSON (node, group, level,
+                                           number, arrival, agents who failed it)
+``p:{d}:offers``                   hash    none; call uuid -> extension reserved for it
+``p:{d}:wrapups``                  zset    none; extensions in wrap-up, score = end (ms)
 =================================  ======  =====================================================
 
 fsapps-owned, from :class:`NodeKeys`:
@@ -154,6 +158,15 @@ class Keys:
 
     def cdr_spool(self) -> str:
         return f"{self._base}:cdr:spool"
+
+    def waiting(self) -> str:
+        return f"{self._base}:waiting"
+
+    def offers(self) -> str:
+        return f"{self._base}:offers"
+
+    def wrapups(self) -> str:
+        return f"{self._base}:wrapups"
 
 
 class NodeKeys:

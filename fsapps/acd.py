@@ -1,0 +1,319 @@
+"""The ACD service: routing one queue call (seed 001 steps d–h) and offering freed agents to
+waiting callers. The entry module ``fsapps.nwayacd`` only calls :func:`route_call`.
+
+A call, in order: the group's blacklist (hang up, or play the blacklist ring then hang up);
+the agent who served this caller last, if the mode asks and that agent is free; otherwise a
+free agent in the mode's order; if none, the caller waits in the group's queue with hold
+music — VIP first, then first come first served — and is connected the moment an agent turns
+free: the agent reserves itself for the best waiting call in Redis (agent_dispatch.lua) and the
+owning node's runtime breaks the caller's hold music (``uuid_break``) so its handler bridges.
+
+Everything that couples an agent to a call is atomic in Redis and carries a lease, so several
+nodes can route calls to one pool of agents and a node dying mid-offer frees its agents when
+the lease runs out.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fsapps import routing
+from fsapps.agent_state import after_no_answer
+from fsapps.agents import Agents
+from fsapps.callqueue import CallQueue, WaitingCall
+from fsapps.context import Context, get_context, now_ms
+from fsapps.fslog import log
+from fsapps.groups import Group, Groups
+from fsapps.nodes import Nodes
+from fsapps.pubsub import stamp
+
+# Hold music is cut into segments this long at most, so a wake-up that arrived before the
+# music started is seen within this time (the uuid_break normally wakes the caller at once).
+HOLD_SEGMENT_SECONDS = 3
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.\-+*#@]{1,64}$")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.\-+*#@]")
+
+# originate_disposition → (release outcome, agent-facing method)
+_FAILURES = {"USER_NOT_REGISTERED": "unregistered", "SUBSCRIBER_ABSENT": "unregistered"}
+
+
+def safe_part(value: str) -> str:
+    """A caller number as it may appear in a Redis key or a dial-string variable."""
+    return _UNSAFE_CHARS.sub("_", value or "")[:64] or "unknown"
+
+
+class CallerGone(Exception):
+    """The caller hung up (or the channel left us): stop routing, free what we hold."""
+
+
+@dataclass
+class QueueCall:
+    """One queue call as the handler routes it."""
+
+    uuid: str
+    node: str
+    domain: str
+    group: Group
+    caller: str
+    real_number: str
+    level: str
+    arrived_ms: int
+    tried: list[str] = field(default_factory=list)
+    queued: bool = False
+
+    def waiting(self) -> WaitingCall:
+        return WaitingCall(self.uuid, self.node, self.group.group_number, self.caller,
+                           self.real_number, self.level, stamp(self.arrived_ms / 1000),
+                           self.arrived_ms, list(self.tried))
+
+
+class Router:
+    """Routes one call on one session (all state of the call lives in Redis)."""
+
+    def __init__(self, ctx: Context, session: Any, call: QueueCall) -> None:
+        self.ctx = ctx
+        self.session = session
+        self.call = call
+        self.defaults = ctx.settings.group_defaults
+        self.agents = Agents(ctx, call.domain)
+        self.groups = Groups(ctx, call.domain)
+        self.queue = CallQueue(ctx, call.domain)
+
+    # ------------------------------------------------------------------ helpers ----------
+    def guard(self) -> None:
+        if not self.session.ready():
+            raise CallerGone()
+
+    def agent_event(self, method: str, extension: str) -> None:
+        c = self.call
+        self.ctx.publisher.agent_call_event(
+            method, uuid=c.uuid, number=c.caller, group=c.group.group_number,
+            extension=extension, level=c.level, callin_time=stamp(c.arrived_ms / 1000))
+
+    def queue_event(self, method: str) -> None:
+        c = self.call
+        self.ctx.publisher.queue_event(method, uuid=c.uuid, number=c.caller,
+                                       group=c.group.group_number, level=c.level,
+                                       callin_time=stamp(c.arrived_ms / 1000))
+
+    @property
+    def lease_ms(self) -> int:
+        return lease_ms(self.ctx, self.call.group.group_callout_timeout)
+
+    def play(self, path: str) -> None:
+        if path:
+            self.session.execute("playback", path)
+
+    # ------------------------------------------------------------------ the call ---------
+    def run(self, facts_members: list[str], remembered: str | None) -> None:
+        members = facts_members
+        while True:
+            self.guard()
+            order = routing.candidate_order(
+                self.call.group.mode, members, current=self.call.group.current_ext_number or
+                None, remembered=remembered, tried=self.call.tried)
+            found = self.queue.reserve_or_queue(
+                self.call.waiting(), order, lease_ms=self.lease_ms, enqueue=True,
+                record_current=self.call.group.mode.base is routing.CallMode.CYCLIC)
+            if found.outcome in ("reserved", "offered") and found.extension:
+                self.left_queue()
+                if self.offer(found.extension):
+                    return
+            else:
+                if not self.call.queued:
+                    self.call.queued = True
+                    self.queue_event("nway_queue_add")
+                extension = self.wait_for_agent()
+                self.left_queue()
+                if self.offer(extension):
+                    return
+            # The offer failed: fresh facts (members may have changed) and try again.
+            members = self.groups.members(self.call.group.group_number)
+            group = self.groups.get(self.call.group.group_number)
+            if group is not None:
+                self.call.group = group
+
+    def left_queue(self) -> None:
+        if self.call.queued:
+            self.call.queued = False
+            self.queue_event("nway_queue_remove")
+
+    def wait_for_agent(self) -> str:
+        """Hold music until an agent reserves itself for this call; the long-wait policy
+        plays the busy ring every interval and hangs up after the configured number."""
+        group = self.call.group
+        repeats = group.busy_repeats(self.defaults)
+        interval = self.defaults.busy_ring_interval_seconds
+        music = group.music(self.defaults)
+        rings = 0
+        segment_start = time.monotonic()
+        while True:
+            extension = self.queue.offer_for(self.call.uuid)
+            if extension:
+                return extension
+            self.guard()
+            if group.busy_ring and time.monotonic() - segment_start >= interval:
+                self.session.setVariable("playback_timeout_sec", "")
+                self.play(group.busy_ring)
+                rings += 1
+                segment_start = time.monotonic()
+                if repeats and rings >= repeats:
+                    self.give_up()
+                    raise CallerGone()
+                continue
+            remaining = interval - (time.monotonic() - segment_start)
+            self.session.setVariable("playback_timeout_sec",
+                                     str(max(1, min(HOLD_SEGMENT_SECONDS, int(remaining) + 1))))
+            self.session.execute("playback", music)
+            self.session.setVariable("playback_timeout_sec", "")
+
+    def give_up(self) -> None:
+        """The long-wait policy ends the call."""
+        log("NOTICE", f"nwayacd: caller {self.call.caller} waited too long in group "
+                      f"{self.call.group.group_number}; hanging up by policy")
+        self.leave_queue()
+        self.session.hangup("NORMAL_CLEARING")
+
+    def leave_queue(self) -> None:
+        """Out of the queue for good; an agent reserved for us meanwhile is freed."""
+        _, extension = self.queue.leave(self.call.group.group_number, self.call.uuid)
+        self.left_queue()
+        if extension:
+            self.agents.release(extension, self.call.uuid, "cancel")
+            agent_available(self.ctx, self.call.domain, extension)
+
+    def offer(self, extension: str) -> bool:
+        """Ring the reserved agent. True when the call is over (answered, or the caller went
+        away); False to try the next agent."""
+        c = self.call
+        s = self.session
+        self.agent_event("callout", extension)
+        variables = ",".join([
+            f"originate_timeout={c.group.group_callout_timeout}",
+            "ignore_early_media=true",
+            f"origination_caller_id_number={safe_part(c.caller)}",
+            f"fsapps_acd_agent={extension}", f"fsapps_acd_call={c.uuid}",
+            f"fsapps_acd_group={c.group.group_number}", f"fsapps_domain={c.domain}",
+            f"fsapps_acd_level={c.level}", f"fsapps_acd_arrived={c.arrived_ms}",
+        ])
+        # The reservation is ours now: say which node holds it (the reconciler checks).
+        self.agents.transition(extension, "ring", offer_uuid=c.uuid,
+                               extra={"offer_node": c.node})
+        s.setVariable("continue_on_fail", "true")
+        s.setVariable("hangup_after_bridge", "false")
+        s.execute("bridge", f"{{{variables}}}user/{extension}@{c.domain}")
+        disposition = s.getVariable("originate_disposition") or "NONE"
+        if disposition == "SUCCESS":
+            self.finished(extension)
+            return True
+        if disposition == "ORIGINATOR_CANCEL" or not s.ready():
+            self.agents.release(extension, c.uuid, "cancel")
+            agent_available(self.ctx, c.domain, extension)
+            raise CallerGone()
+        outcome = _FAILURES.get(disposition, "missed")
+        log("INFO", f"nwayacd: agent {extension} did not take call {c.uuid} ({disposition})")
+        self.agent_event("noanswer", extension)
+        released = self.agents.release(extension, c.uuid, outcome)
+        c.tried.append(extension)
+        if released is not None and released[0] == "no_answer":
+            state = after_no_answer(released[1], c.group.no_answer_limit(self.defaults))
+            extra = {"seat_status": "busy"} if state == "busy" else None
+            self.agents.transition(extension, state.value, extra=extra)
+            if state == "ready":
+                agent_available(self.ctx, c.domain, extension)
+        elif released is not None and released[0] == "ready":
+            agent_available(self.ctx, c.domain, extension)
+        return False
+
+    def finished(self, extension: str) -> None:
+        """The agent answered and the bridge is over: wrap-up, memory, events."""
+        c = self.call
+        self.groups.remember(c.group.group_number, c.caller, extension)
+        self.agent_event("hangup", extension)
+        if self.agents.start_wrapup(extension, c.uuid, c.group.wrapup(self.defaults)):
+            agent_available(self.ctx, c.domain, extension)
+        if self.session.ready():
+            self.session.hangup("NORMAL_CLEARING")
+
+
+def agent_available(ctx: Context, domain: str, extension: str) -> str | None:
+    """The agent may be free now: reserve it for the best waiting call of its groups and wake
+    that call's handler through its node. Returns the call uuid offered, if any."""
+    agent = Agents(ctx, domain).get(extension)
+    if agent is None or not agent.groups:
+        return None
+    group_numbers = list(agent.groups)
+    lease = lease_ms(ctx, max(_group_timeout(ctx, domain, g) for g in group_numbers))
+    taken = CallQueue(ctx, domain).dispatch(extension, group_numbers, lease)
+    if taken is None:
+        return None
+    uuid, waiting = taken
+    if waiting is not None and waiting.node:
+        Nodes(ctx).send(waiting.node, "break", uuid=uuid)
+    return uuid
+
+
+def lease_ms(ctx: Context, ring_seconds: int) -> int:
+    """How long a reservation holds: the ring timeout plus the configured margin."""
+    return (ring_seconds + ctx.settings.group_defaults.lease_margin_seconds) * 1000
+
+
+def _group_timeout(ctx: Context, domain: str, group: str) -> int:
+    raw = ctx.redis.hget(ctx.keys(domain).group(group), "group_callout_timeout")
+    return int(raw) if raw and raw.isdigit() else ctx.settings.group_defaults.callout_timeout
+
+
+def node_name(ctx: Context) -> str:
+    if ctx.settings.node_name:
+        return ctx.settings.node_name
+    try:
+        import freeswitch
+
+        return freeswitch.getGlobalVariable("switchname") or "fs"
+    except (ImportError, RuntimeError):
+        return "fs"
+
+
+def route_call(session: Any, args: str) -> None:
+    """``python fsapps.nwayacd <group>``: route the call on ``session`` into ``group``."""
+    ctx = get_context()
+    group_number = (args or "").split()[0] if (args or "").split() else ""
+    if not _SAFE.match(group_number):
+        log("ERR", f"nwayacd: bad or missing group {group_number!r}; usage: nwayacd <group>")
+        session.hangup("UNALLOCATED_NUMBER")
+        return
+    domain = session.getVariable("domain_name") or ctx.settings.default_domain
+    if not _SAFE.match(domain):
+        domain = ctx.settings.default_domain
+    raw_caller = session.getVariable("caller_id_number") or ""
+    caller = safe_part(raw_caller)
+    facts = Groups(ctx, domain).routing_facts(group_number, caller)
+    if facts.group is None:
+        log("ERR", f"nwayacd: unknown group {group_number!r} in domain {domain!r}")
+        session.hangup("UNALLOCATED_NUMBER")
+        return
+    group = facts.group
+    if facts.blacklisted:
+        log("NOTICE", f"nwayacd: caller {caller} is blacklisted in group {group_number}")
+        if group.blacklist_action == "playback" and group.black_list_ring:
+            session.answer()
+            session.execute("playback", group.black_list_ring)
+        session.hangup("CALL_REJECTED")
+        return
+    uuid = session.get_uuid()
+    call = QueueCall(uuid=uuid, node=node_name(ctx), domain=domain, group=group, caller=caller,
+                     real_number=raw_caller, level=routing.LEVEL_VIP if facts.vip
+                     else routing.LEVEL_NORMAL, arrived_ms=now_ms())
+    router = Router(ctx, session, call)
+    session.answer()
+    if group.welcome_ring:
+        session.execute("playback", group.welcome_ring)
+    remembered = facts.remembered if group.mode.uses_memory else None
+    try:
+        router.run(facts.members, remembered)
+    except CallerGone:
+        router.leave_queue()

@@ -1,0 +1,187 @@
+"""Agents: an extension (with optional job number) of a domain that logs into groups and
+takes queue calls. Its live state is one Redis hash; every change of call state goes through
+a checked transition (:mod:`fsapps.agent_state`) applied by a compare-and-set Lua script, and
+is published on ``agent_<number>``.
+
+Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
+
+``p:{d}:agent:<ext>``  hash  no expiry. Fields: extension, domain, job_number, logged_in
+    ("1"/"0"), groups (comma list), reg_state (reged/unreg), seat_status (idle/busy),
+    call_state (:class:`~fsapps.agent_state.CallState`), last_change (ms of the last call-state
+    change), no_answer_count (offers missed in a row), offer_uuid / offer_node / lease_until
+    (the reservation: which call, which node, until when in ms), agent_leg (uuid of the
+    agent's channel), wrapup_until (ms).
+``p:{d}:agents``       set   the extensions that have an agent hash.
+``p:{d}:wrapups``      zset  extensions in wrap-up, score = when it ends (ms).
+``p:{d}:group:<g>:members``  zset  (owned by :mod:`fsapps.groups`) updated on login/logout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fsapps.agent_state import TRANSITIONS, CallState, IllegalTransition, parse
+from fsapps.context import Context, now_ms
+from fsapps.pubsub import stamp
+from fsapps.store import hash_fields
+from fsapps.store.scripts import run_script
+
+FIELDS = ("extension", "domain", "job_number", "logged_in", "groups", "reg_state",
+          "seat_status", "call_state", "last_change", "no_answer_count", "offer_uuid",
+          "offer_node", "lease_until", "agent_leg", "wrapup_until")
+
+
+@dataclass(frozen=True)
+class Agent:
+    extension: str
+    domain: str
+    job_number: str = ""
+    logged_in: bool = False
+    groups: tuple[str, ...] = ()
+    reg_state: str = "unreg"
+    seat_status: str = "busy"
+    call_state: str = "ready"
+    last_change: int = 0
+    no_answer_count: int = 0
+    offer_uuid: str = ""
+    offer_node: str = ""
+    lease_until: int = 0
+    agent_leg: str = ""
+    wrapup_until: int = 0
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> Agent:
+        return cls(
+            extension=data.get("extension", ""), domain=data.get("domain", ""),
+            job_number=data.get("job_number", ""), logged_in=data.get("logged_in") == "1",
+            groups=tuple(g for g in data.get("groups", "").split(",") if g),
+            reg_state=data.get("reg_state", "unreg"),
+            seat_status=data.get("seat_status", "busy"),
+            call_state=data.get("call_state", "ready"),
+            last_change=int(data.get("last_change") or 0),
+            no_answer_count=int(data.get("no_answer_count") or 0),
+            offer_uuid=data.get("offer_uuid", ""), offer_node=data.get("offer_node", ""),
+            lease_until=int(data.get("lease_until") or 0),
+            agent_leg=data.get("agent_leg", ""),
+            wrapup_until=int(data.get("wrapup_until") or 0))
+
+    def available(self, now: int) -> bool:
+        """Could a queue call be offered to this agent now? (The same rule as the Lua
+        scripts, for reports; reservations themselves are decided in Redis.)"""
+        if not (self.logged_in and self.reg_state == "reged" and self.seat_status == "idle"):
+            return False
+        return self.call_state == "ready" or (self.call_state == "ring"
+                                              and self.lease_until < now)
+
+
+def _allowed_from(target: CallState) -> str:
+    sources = [s.value for s, targets in TRANSITIONS.items() if target in targets]
+    return ",".join(sorted({*sources, target.value}))
+
+
+class Agents:
+    """The agents of one domain."""
+
+    def __init__(self, ctx: Context, domain: str | None = None) -> None:
+        self.ctx = ctx
+        self.keys = ctx.keys(domain)
+        self.domain = self.keys.domain
+        self.r = ctx.redis
+
+    # ---------------------------------------------------------------- reading ------------
+    def get(self, extension: str) -> Agent | None:
+        data = self.r.hgetall(self.keys.agent(extension))
+        return Agent.from_hash(data) if data else None
+
+    def all(self) -> list[Agent]:
+        """Every agent of the domain, in extension order (two round trips)."""
+        extensions = sorted(self.r.smembers(self.keys.agents()))
+        pipe = self.r.pipeline(transaction=False)
+        for ext in extensions:
+            pipe.hgetall(self.keys.agent(ext))
+        return [Agent.from_hash(d) for d in pipe.execute() if d]
+
+    # ---------------------------------------------------------------- writing ------------
+    def ensure(self, extension: str, job_number: str | None = None,
+               pipeline: Any = None) -> None:
+        """Create the agent hash if missing (logged out, unregistered, busy); set the job
+        number when given. Idempotent."""
+        key = self.keys.agent(extension)
+        pipe = pipeline if pipeline is not None else self.r.pipeline(transaction=True)
+        for name, value in (("extension", extension), ("domain", self.domain),
+                            ("logged_in", "0"), ("reg_state", "unreg"),
+                            ("seat_status", "busy"), ("call_state", "ready"),
+                            ("last_change", now_ms()), ("no_answer_count", 0),
+                            ("groups", ""), ("job_number", "")):
+            pipe.hsetnx(key, name, value)
+        if job_number is not None:
+            pipe.hset(key, "job_number", job_number)
+        pipe.sadd(self.keys.agents(), extension)
+        if pipeline is None:
+            pipe.execute()
+
+    def set_fields(self, extension: str, **fields: object) -> None:
+        self.r.hset(self.keys.agent(extension), mapping=hash_fields(fields))
+
+    def transition(self, extension: str, to: str, *, offer_uuid: str = "",
+                   extra: Mapping[str, object] | None = None, strict: bool = False) -> bool:
+        """Move the agent's call state to ``to`` if the transition table allows it from the
+        state it is in now (atomically). Returns False when refused (or, with ``strict``,
+        raises IllegalTransition naming both states). Publishes the new state."""
+        target = parse(to)
+        now = now_ms()
+        args: list[str | int | float] = [_allowed_from(target), target.value, now, offer_uuid]
+        for name, value in (extra or {}).items():
+            args += [name, "" if value is None else str(value)]
+        previous, done = run_script(self.r, "agent_transition", [self.keys.agent(extension)],
+                                    args)
+        if not int(done):
+            if strict:
+                raise IllegalTransition(previous or "(no agent)", target.value)
+            return False
+        if previous != target.value:
+            self.publish(extension, target.value, now)
+        return True
+
+    def publish(self, extension: str, status: str, at_ms: int | None = None) -> None:
+        self.ctx.publisher.agent_status(extension, status, stamp((at_ms or now_ms()) / 1000))
+
+    def release(self, extension: str, uuid: str, outcome: str) -> tuple[str, int] | None:
+        """End this call's offer to the agent (see agent_release.lua). Returns the agent's new
+        call state and consecutive misses, or None when the reservation was no longer ours."""
+        result = run_script(self.r, "agent_release",
+                            [self.keys.agent(extension), self.keys.offers()],
+                            [uuid, now_ms(), outcome])
+        if not result:
+            return None
+        state, misses = result[0], int(result[1])
+        self.publish(extension, state)
+        return state, misses
+
+    def start_wrapup(self, extension: str, uuid: str, seconds: int) -> bool:
+        """The agent's call ended: typing for ``seconds`` (the wrap-up), then ready. Returns
+        True when the agent is ready at once (no wrap-up)."""
+        now = now_ms()
+        common = {"offer_uuid": "", "offer_node": "", "lease_until": 0, "agent_leg": "",
+                  "no_answer_count": 0}
+        if seconds <= 0:
+            self.transition(extension, "ready", extra=common)
+            return True
+        until = now + seconds * 1000
+        if self.transition(extension, "typing", extra={**common, "wrapup_until": until}):
+            self.r.zadd(self.keys.wrapups(), {extension: until})
+        return False
+
+    def end_due_wrapups(self, now: int | None = None) -> list[str]:
+        """Agents whose wrap-up is over go ready; returns them (safe on every node at once)."""
+        now = now or now_ms()
+        due = self.r.zrangebyscore(self.keys.wrapups(), "-inf", now, start=0, num=200)
+        ready = []
+        for ext in due:
+            if int(run_script(self.r, "wrapup_end", [self.keys.agent(ext), self.keys.wrapups()],
+                              [ext, now])):
+                self.publish(ext, "ready", now)
+                ready.append(ext)
+        return ready

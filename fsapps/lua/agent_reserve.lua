@@ -1,0 +1,67 @@
+-- Reserve the first available agent of a call's candidate list, or queue the call - one
+-- atomic step, so an agent is never offered two calls and a caller never misses an agent
+-- who turned ready while it was being queued.
+-- KEYS[1] = group hash (its current_ext_number is updated for the cyclic modes)
+-- KEYS[2] = group queue zset (call uuid, score = VIP first, then arrival)
+-- KEYS[3] = waiting hash (call uuid -> JSON of the queued call)
+-- KEYS[4] = offers hash (call uuid -> extension reserved for it)
+-- KEYS[5..] = agent hashes of the candidates, in the order to try them
+-- ARGV[1] = call uuid
+-- ARGV[2] = node that owns the call
+-- ARGV[3] = now (ms)
+-- ARGV[4] = lease (ms): the reservation frees itself after this unless confirmed or released
+-- ARGV[5] = "1" to queue the call when nobody is available, "0" not to
+-- ARGV[6] = queue score
+-- ARGV[7] = waiting JSON
+-- ARGV[8] = "1" to record the reserved agent as the group's current_ext_number
+-- Returns {"reserved", ext}; {"offered", ext} when an agent turning ready already reserved
+-- itself for this call; {"queued"}; or {"none"}.
+local uuid, node = ARGV[1], ARGV[2]
+local now, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
+
+local already = redis.call('HGET', KEYS[4], uuid)
+if already then
+  redis.call('ZREM', KEYS[2], uuid)
+  redis.call('HDEL', KEYS[3], uuid)
+  return {'offered', already}
+end
+
+local function available(agent)
+  local a = redis.call('HMGET', agent, 'logged_in', 'reg_state', 'seat_status', 'call_state',
+                       'lease_until')
+  if a[1] ~= '1' or a[2] ~= 'reged' or a[3] ~= 'idle' then
+    return false
+  end
+  if a[4] == 'ready' then
+    return true
+  end
+  -- A reservation whose lease ran out (its node died mid-offer) no longer holds the agent.
+  return a[4] == 'ring' and tonumber(a[5] or '0') < now
+end
+
+for i = 5, #KEYS do
+  local agent = KEYS[i]
+  if available(agent) then
+    local ext = redis.call('HGET', agent, 'extension')
+    local stale = redis.call('HGET', agent, 'offer_uuid')
+    if stale and stale ~= '' and redis.call('HGET', KEYS[4], stale) == ext then
+      redis.call('HDEL', KEYS[4], stale)
+    end
+    redis.call('HSET', agent, 'call_state', 'ring', 'offer_uuid', uuid, 'offer_node', node,
+               'lease_until', now + lease, 'last_change', now)
+    redis.call('HSET', KEYS[4], uuid, ext)
+    redis.call('ZREM', KEYS[2], uuid)
+    redis.call('HDEL', KEYS[3], uuid)
+    if ARGV[8] == '1' then
+      redis.call('HSET', KEYS[1], 'current_ext_number', ext)
+    end
+    return {'reserved', ext}
+  end
+end
+
+if ARGV[5] == '1' then
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[6], uuid)
+  redis.call('HSET', KEYS[3], uuid, ARGV[7])
+  return {'queued'}
+end
+return {'none'}

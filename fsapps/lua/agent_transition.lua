@@ -1,0 +1,27 @@
+-- Move an agent's call state, compare-and-set: only from one of the allowed states (and, if
+-- asked, only while it holds the given call's reservation), setting extra fields with it.
+-- KEYS[1] = the agent hash
+-- ARGV[1] = allowed current states, comma separated ("*" = any)
+-- ARGV[2] = the new call state
+-- ARGV[3] = now (ms)
+-- ARGV[4] = call uuid the agent must hold ("" = no condition)
+-- ARGV[5..] = field, value pairs to set as well
+-- Returns {previous state, 1} when done, {previous state, 0} when refused ("" when the agent
+-- does not exist).
+local current = redis.call('HGET', KEYS[1], 'call_state')
+if not current then
+  return {'', 0}
+end
+if ARGV[1] ~= '*' and not string.find(',' .. ARGV[1] .. ',', ',' .. current .. ',', 1, true) then
+  return {current, 0}
+end
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'offer_uuid') ~= ARGV[4] then
+  return {current, 0}
+end
+if current ~= ARGV[2] then
+  redis.call('HSET', KEYS[1], 'call_state', ARGV[2], 'last_change', ARGV[3])
+end
+for i = 5, #ARGV - 1, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+return {current, 1}

@@ -1,0 +1,17 @@
+-- End an agent's wrap-up (typing) when it is due; safe when several nodes try at once: only
+-- the one that removes the timer entry acts.
+-- KEYS[1] = the agent hash
+-- KEYS[2] = wrapups zset (extension, score = end of wrap-up in ms)
+-- ARGV[1] = the agent's extension
+-- ARGV[2] = now (ms)
+-- Returns 1 when the agent went from typing to ready, 0 otherwise.
+local due = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not due or tonumber(due) > tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HGET', KEYS[1], 'call_state') ~= 'typing' then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'call_state', 'ready', 'last_change', ARGV[2])
+return 1
