@@ -317,3 +317,44 @@ def route_call(session: Any, args: str) -> None:
         router.run(facts.members, remembered)
     except CallerGone:
         router.leave_queue()
+
+
+# ---------------------------------------------------------------------- agent operations ---
+# What agent_up / agent_down / agent_ready / agent_busy (REST) and nway_login / nway_logout /
+# nway_ready / nway_busy (api) do; each ends by offering the agent a waiting call if it is
+# free now.
+
+def login(ctx: Context, domain: str, extension: str, groups: list[str]) -> list[str]:
+    """The agent joins exactly ``groups`` (seed ``Groups: "12345,110"``), idle and ready."""
+    agents = Agents(ctx, domain)
+    agents.ensure(extension)
+    joined = Groups(ctx, domain).login(extension, groups)
+    set_ready(ctx, domain, extension)
+    return joined
+
+
+def logout(ctx: Context, domain: str, extension: str) -> None:
+    """The agent leaves all its groups; it gets no more queue calls."""
+    agents = Agents(ctx, domain)
+    agents.ensure(extension)
+    Groups(ctx, domain).login(extension, [])
+    agents.set_fields(extension, seat_status="busy")
+
+
+def set_ready(ctx: Context, domain: str, extension: str) -> bool:
+    """Seat idle and call state ready (ending a wrap-up early). False when the agent is on a
+    call (it becomes ready when the call ends)."""
+    agents = Agents(ctx, domain)
+    agents.set_fields(extension, seat_status="idle")
+    done = agents.transition(extension, "ready", extra={"no_answer_count": 0})
+    if done:
+        ctx.redis.zrem(ctx.keys(domain).wrapups(), extension)
+        agent_available(ctx, domain, extension)
+    return done
+
+
+def set_busy(ctx: Context, domain: str, extension: str) -> None:
+    """Seat busy: no queue calls; the call state says busy unless the agent is on a call."""
+    agents = Agents(ctx, domain)
+    agents.set_fields(extension, seat_status="busy")
+    agents.transition(extension, "busy")

@@ -12,7 +12,7 @@ import psycopg2
 
 from fakefs import Behaviour, Switch
 from fakefs.scenario import DIALPLAN_DIR, PYTHON_CONF, wait_until
-from fsapps import context
+from fsapps import acd, context
 from fsapps.agents import Agent, Agents
 from fsapps.callqueue import CallQueue
 from fsapps.config import (
@@ -85,10 +85,9 @@ class CallCenter:
         if (extension, DOMAIN) not in switch.static_directory:
             for sw in self.switches:
                 sw.add_user(extension, DOMAIN, password="1234")
-        self.agents.ensure(extension)
-        self.groups.login(extension, groups)
-        if ready:
-            self.agents.set_fields(extension, seat_status="idle")
+        acd.login(self.ctx, DOMAIN, extension, groups)
+        if not ready:
+            acd.set_busy(self.ctx, DOMAIN, extension)
         result = switch.register(extension, DOMAIN, password="1234",
                                  behaviour=behaviour or Behaviour(answer_after_ms=50))
         assert result.ok, result
