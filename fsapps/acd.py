@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fsapps import routing
+from fsapps import metrics, routing
 from fsapps.agent_state import after_no_answer
 from fsapps.agents import Agents
 from fsapps.callqueue import CallQueue, WaitingCall
@@ -82,6 +82,7 @@ class Router:
         self.agents = Agents(ctx, call.domain)
         self.groups = Groups(ctx, call.domain)
         self.queue = CallQueue(ctx, call.domain)
+        self.decision_started: tuple[float, float] | None = None
 
     # ------------------------------------------------------------------ helpers ----------
     def guard(self) -> None:
@@ -119,6 +120,9 @@ class Router:
             found = self.queue.reserve_or_queue(
                 self.call.waiting(), order, lease_ms=self.lease_ms, enqueue=True,
                 record_current=self.call.group.mode.base is routing.CallMode.CYCLIC)
+            if found.outcome in ("reserved", "offered"):
+                metrics.stop("route_decision", self.decision_started)
+                self.decision_started = None
             if found.outcome in ("reserved", "offered") and found.extension:
                 self.left_queue()
                 if self.offer(found.extension):
@@ -243,14 +247,15 @@ class Router:
 def agent_available(ctx: Context, domain: str, extension: str) -> str | None:
     """The agent may be free now: reserve it for the best waiting call of its groups and wake
     that call's handler through its node. Returns the call uuid offered, if any."""
-    agent = Agents(ctx, domain).get(extension)
-    if agent is None or not agent.groups:
+    started = metrics.start()
+    groups = ctx.redis.hget(ctx.keys(domain).agent(extension), "groups") or ""
+    group_numbers = [g for g in groups.split(",") if g]
+    if not group_numbers:
         return None
-    group_numbers = list(agent.groups)
-    lease = lease_ms(ctx, max(_group_timeout(ctx, domain, g) for g in group_numbers))
-    taken = CallQueue(ctx, domain).dispatch(extension, group_numbers, lease)
+    taken = CallQueue(ctx, domain).dispatch(extension, group_numbers)
     if taken is None:
         return None
+    metrics.stop("dispatch_decision", started)
     uuid, waiting = taken
     if waiting is not None and waiting.node:
         Nodes(ctx).send(waiting.node, "break", uuid=uuid)
@@ -260,11 +265,6 @@ def agent_available(ctx: Context, domain: str, extension: str) -> str | None:
 def lease_ms(ctx: Context, ring_seconds: int) -> int:
     """How long a reservation holds: the ring timeout plus the configured margin."""
     return (ring_seconds + ctx.settings.group_defaults.lease_margin_seconds) * 1000
-
-
-def _group_timeout(ctx: Context, domain: str, group: str) -> int:
-    raw = ctx.redis.hget(ctx.keys(domain).group(group), "group_callout_timeout")
-    return int(raw) if raw and raw.isdigit() else ctx.settings.group_defaults.callout_timeout
 
 
 def node_name(ctx: Context) -> str:
@@ -291,6 +291,7 @@ def route_call(session: Any, args: str) -> None:
         domain = ctx.settings.default_domain
     raw_caller = session.getVariable("caller_id_number") or ""
     caller = safe_part(raw_caller)
+    started = metrics.start()
     facts = Groups(ctx, domain).routing_facts(group_number, caller)
     if facts.group is None:
         log("ERR", f"nwayacd: unknown group {group_number!r} in domain {domain!r}")
@@ -309,6 +310,7 @@ def route_call(session: Any, args: str) -> None:
                      real_number=raw_caller, level=routing.LEVEL_VIP if facts.vip
                      else routing.LEVEL_NORMAL, arrived_ms=now_ms())
     router = Router(ctx, session, call)
+    router.decision_started = started
     session.answer()
     if group.welcome_ring:
         session.execute("playback", group.welcome_ring)

@@ -75,17 +75,20 @@ class CallQueue:
              "1" if record_current else "0"])
         return Reservation(result[0], result[1] if len(result) > 1 else None)
 
-    def dispatch(self, extension: str, groups: list[str], lease_ms: int) \
+    def dispatch(self, extension: str, groups: list[str]) \
             -> tuple[str, WaitingCall | None] | None:
         """A freed agent takes the best waiting call of its groups: the agent is reserved
-        for it and it leaves the queue. Returns (call uuid, its queue record) or None."""
+        for it (for the longest ring timeout of its groups plus the lease margin) and the call
+        leaves the queue. Returns (call uuid, its queue record) or None."""
         if not groups:
             return None
         k = self.keys
+        defaults = self.ctx.settings.group_defaults
+        per_group = [key for g in groups for key in (k.group_queue(g), k.group(g))]
         result = run_script(self.r, "agent_dispatch",
-                            [k.agent(extension), k.waiting(), k.offers(),
-                             *[k.group_queue(g) for g in groups]],
-                            [extension, now_ms(), lease_ms])
+                            [k.agent(extension), k.waiting(), k.offers(), *per_group],
+                            [extension, now_ms(), defaults.lease_margin_seconds * 1000,
+                             defaults.callout_timeout])
         if not result:
             return None
         uuid, info = result[0], result[1]

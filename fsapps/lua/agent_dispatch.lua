@@ -3,13 +3,15 @@
 -- KEYS[1] = the agent hash
 -- KEYS[2] = waiting hash (call uuid -> JSON of the queued call)
 -- KEYS[3] = offers hash (call uuid -> extension reserved for it)
--- KEYS[4..] = queue zsets of the agent's groups
+-- KEYS[4..] = for each of the agent's groups: its queue zset, then its group hash (the
+--             lease is the longest group_callout_timeout of them plus the margin)
 -- ARGV[1] = the agent's extension
 -- ARGV[2] = now (ms)
--- ARGV[3] = lease (ms)
+-- ARGV[3] = lease margin (ms)
+-- ARGV[4] = ring timeout (s) for a group hash without group_callout_timeout
 -- Returns {call uuid, waiting JSON} for the call now offered this agent, or false when the
 -- agent is not available or nobody waits for it.
-local ext, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local ext, now, margin = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local a = redis.call('HMGET', KEYS[1], 'logged_in', 'reg_state', 'seat_status', 'call_state',
                      'lease_until')
 local free = a[1] == '1' and a[2] == 'reged' and a[3] == 'idle' and
@@ -19,7 +21,7 @@ if not free then
 end
 
 local best_uuid, best_score, best_index, best_info = nil, nil, nil, nil
-for i = 4, #KEYS do
+for i = 4, #KEYS, 2 do
   local queue = KEYS[i]
   local heads = redis.call('ZRANGE', queue, 0, 19, 'WITHSCORES')
   for j = 1, #heads, 2 do
@@ -48,6 +50,14 @@ end
 if not best_uuid then
   return false
 end
+
+local ring = 0
+for i = 5, #KEYS, 2 do
+  local group = KEYS[i]
+  ring = math.max(ring, tonumber(redis.call('HGET', group, 'group_callout_timeout') or '') or
+    tonumber(ARGV[4]))
+end
+local lease = ring * 1000 + margin
 
 local stale = redis.call('HGET', KEYS[1], 'offer_uuid')
 if stale and stale ~= '' and redis.call('HGET', KEYS[3], stale) == ext then
