@@ -1,5 +1,6 @@
 """Real servers for tests, the demo and the benchmarks: a private redis-server on a free
-loopback port (stoppable and restartable, to test faults) and a fresh PostgreSQL database.
+loopback port (stoppable and restartable, to test faults), a private multi-master Redis
+Cluster (to prove the ``{domain}`` hash-tag key design) and a fresh PostgreSQL database.
 
 Nothing here touches the machine's own Redis on 6379: every instance is ours, on 127.0.0.1.
 """
@@ -7,18 +8,24 @@ Nothing here touches the machine's own Redis on 6379: every instance is ours, on
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
+import redis
+import redis.exceptions
 from psycopg2 import sql
 from psycopg2.extensions import make_dsn, parse_dsn
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -144,3 +151,264 @@ class FreshDatabase:
 
 def scratch_dir(prefix: str = "fsapps-") -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+CLUSTER_SLOTS = 16384
+# Redis Cluster's bus listens on the client port + 10000 unless told otherwise.
+CLUSTER_BUS_OFFSET = 10000
+CLUSTER_NODE_TIMEOUT_MS = 2000
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_ports(count: int) -> list[int]:
+    """``count`` distinct free ports on 127.0.0.1 whose cluster bus ports (port + 10000) are
+    free too, none equal to another's bus port."""
+    chosen: list[int] = []
+    taken: set[int] = set()
+    for attempt in range(count * 500):
+        if len(chosen) == count:
+            break
+        # Mostly the kernel's picks; a few random ones in case its ephemeral range sits so
+        # high that port + 10000 would pass 65535.
+        port = free_port() if attempt % 4 else random.randint(20000, 55535 - 1)
+        bus = port + CLUSTER_BUS_OFFSET
+        if bus > 65535 or port in taken or bus in taken:
+            continue
+        if _port_is_free(port) and _port_is_free(bus):
+            chosen.append(port)
+            taken.update((port, bus))
+    if len(chosen) < count:
+        raise RuntimeError(f"found only {len(chosen)} of {count} free port pairs for a cluster")
+    return chosen
+
+
+def cluster_slot_ranges(masters: int) -> list[tuple[int, int]]:
+    """The 16384 slots split into ``masters`` contiguous, inclusive (first, last) ranges of
+    near-equal size, as redis-cli would."""
+    if masters < 1:
+        raise ValueError(f"a cluster needs at least one master, got {masters}")
+    bounds = [CLUSTER_SLOTS * i // masters for i in range(masters + 1)]
+    return [(bounds[i], bounds[i + 1] - 1) for i in range(masters)]
+
+
+class _NodeExited(RuntimeError):
+    """A node process ended while the cluster was starting (typically: its port was taken)."""
+
+
+@dataclass
+class RedisClusterServer:
+    """A private Redis Cluster: ``masters`` redis-server processes on 127.0.0.1, no replicas.
+
+    ``start()`` spawns the nodes, gives node i the i-th of :func:`cluster_slot_ranges`, joins
+    each pair with CLUSTER MEET and returns once every node reports ``cluster_state:ok`` with all
+    16384 slots assigned and knows every other node (no redis-cli needed). ``url`` points at
+    the first node; a cluster client learns the rest from it. Nothing is persisted: ``stop()``
+    then ``start()`` builds a new, empty cluster on the same ports. ``close()`` also removes
+    the temporary directory holding the nodes' config files and logs.
+    """
+
+    masters: int = 3
+    timeout: float = 10.0
+    ports: list[int] = field(default_factory=list)
+    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="fsapps-cluster-"))
+
+    def __post_init__(self) -> None:
+        cluster_slot_ranges(self.masters)  # validates masters
+        if not self.ports:
+            self.ports = free_cluster_ports(self.masters)
+        elif len(self.ports) != self.masters:
+            raise ValueError(f"{len(self.ports)} ports given for {self.masters} masters")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    @property
+    def urls(self) -> list[str]:
+        """One plain URL per node, in slot order."""
+        return [f"redis://127.0.0.1:{port}/0" for port in self.ports]
+
+    @property
+    def running(self) -> bool:
+        return bool(self._procs) and all(proc.poll() is None for proc in self._procs)
+
+    def start(self) -> RedisClusterServer:
+        """Start the nodes and form the cluster; a no-op when it is already running.
+
+        Raises TimeoutError (naming what was still missing) when the cluster is not up within
+        ``timeout`` seconds. Should a port have been taken by another process since it was
+        picked, fresh ports are picked and the start retried (at most twice; ``url`` changes).
+        """
+        if self.running:
+            return self
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (make test installs it)")
+        for attempt in range(3):
+            try:
+                self._start_once(binary)
+                return self
+            except _NodeExited:
+                self.stop()
+                if attempt == 2:
+                    raise
+                self.ports = free_cluster_ports(self.masters)
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self, binary: str) -> None:
+        deadline = time.monotonic() + self.timeout
+        for port in self.ports:
+            # A fresh cluster every time: forget any previous run's node identities.
+            Path(self._dir, f"nodes-{port}.conf").unlink(missing_ok=True)
+        for port in self.ports:
+            self._procs.append(subprocess.Popen(self._node_args(binary, port),
+                                                stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.STDOUT))
+        self._wait_listening(deadline)
+        admins = [self._admin(port) for port in self.ports]
+        try:
+            for port, admin, proc in zip(self.ports, admins, self._procs, strict=True):
+                # Whoever answers on the port must be our process, not a squatter.
+                try:
+                    pid: int | None = int(admin.info("server")["process_id"])
+                except (redis.exceptions.RedisError, KeyError, ValueError):
+                    pid = None
+                if pid != proc.pid:
+                    raise _NodeExited(f"port {port} is served by pid {pid}, not our {proc.pid}: "
+                                      f"{self._log_tail(port)}")
+            ranges = cluster_slot_ranges(self.masters)
+            for epoch, (admin, (first, last)) in enumerate(zip(admins, ranges, strict=True), 1):
+                # Distinct epochs up front, as redis-cli does, spare the nodes a collision round.
+                admin.execute_command("CLUSTER", "SET-CONFIG-EPOCH", epoch)
+                try:
+                    admin.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+                except redis.exceptions.ResponseError:  # Redis < 7 has no ADDSLOTSRANGE
+                    admin.execute_command("CLUSTER", "ADDSLOTS", *range(first, last + 1))
+            # Every pair meets directly: left to gossip, a third node can take seconds to
+            # learn of the others.
+            for i, admin in enumerate(admins):
+                for port in self.ports[i + 1:]:
+                    admin.execute_command("CLUSTER", "MEET", "127.0.0.1", port)
+            self._wait_formed(admins, deadline)
+        finally:
+            for admin in admins:
+                admin.close()
+
+    def _node_args(self, binary: str, port: int) -> list[str]:
+        return [binary, "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "no",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(Path(self._dir, f"nodes-{port}.conf")),
+                "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+                "--save", "", "--appendonly", "no", "--dir", self._dir,
+                "--logfile", str(Path(self._dir, f"redis-{port}.log"))]
+
+    @staticmethod
+    def _admin(port: int) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=port, decode_responses=True,
+                           socket_timeout=2.0, socket_connect_timeout=2.0,
+                           retry=Retry(NoBackoff(), 0))
+
+    def _log_tail(self, port: int, lines: int = 5) -> str:
+        try:
+            text = Path(self._dir, f"redis-{port}.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return " | ".join(text.strip().splitlines()[-lines:])
+
+    def _wait_listening(self, deadline: float) -> None:
+        pending = dict(zip(self.ports, self._procs, strict=True))
+        while pending:
+            for port, proc in list(pending.items()):
+                if proc.poll() is not None:
+                    raise _NodeExited(f"cluster node on port {port} exited with "
+                                      f"{proc.returncode}: {self._log_tail(port)}")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                        del pending[port]
+                except OSError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"cluster nodes on ports {sorted(pending)} not listening "
+                                   f"after {self.timeout}s")
+            if pending:
+                time.sleep(0.01)
+
+    def _missing(self, admins: Sequence[redis.Redis]) -> list[str]:
+        """What keeps the cluster from being formed, per node; [] when it is."""
+        missing: list[str] = []
+        for port, admin in zip(self.ports, admins, strict=True):
+            # "CLUSTER", "INFO" as two words: redis-py leaves the reply as the server's text.
+            info = dict(line.split(":", 1) for line in
+                        str(admin.execute_command("CLUSTER", "INFO")).split() if ":" in line)
+            nodes = [line.split() for line in
+                     str(admin.execute_command("CLUSTER", "NODES")).splitlines() if line.strip()]
+            unsettled = [n[0][:8] for n in nodes
+                         if n[7] != "connected" or {"handshake", "noaddr", "fail", "fail?"}
+                         & set(n[2].split(","))]
+            if info.get("cluster_state") != "ok":
+                missing.append(f"{port}: cluster_state:{info.get('cluster_state')}")
+            if info.get("cluster_slots_assigned") != str(CLUSTER_SLOTS):
+                missing.append(f"{port}: {info.get('cluster_slots_assigned')} slots assigned")
+            if len(nodes) != self.masters or info.get("cluster_known_nodes") != str(self.masters):
+                missing.append(f"{port}: knows {len(nodes)} of {self.masters} nodes")
+            if unsettled:
+                missing.append(f"{port}: links to {unsettled} not settled")
+        return missing
+
+    def _wait_formed(self, admins: Sequence[redis.Redis], deadline: float) -> None:
+        while True:
+            for port, proc in zip(self.ports, self._procs, strict=True):
+                if proc.poll() is not None:
+                    raise _NodeExited(f"cluster node on port {port} exited with "
+                                      f"{proc.returncode}: {self._log_tail(port)}")
+            missing = self._missing(admins)
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Redis Cluster on ports {self.ports} not formed after "
+                                   f"{self.timeout}s: " + "; ".join(missing))
+            time.sleep(0.02)
+
+    def flushall(self) -> None:
+        """Empty every node (FLUSHALL on each master), e.g. between tests sharing a cluster."""
+        for port in self.ports:
+            admin = self._admin(port)
+            try:
+                admin.flushall()
+            finally:
+                admin.close()
+
+    def stop(self) -> None:
+        procs, self._procs = self._procs, []
+        # Only ports our live nodes held are waited on: one that never bound may belong to
+        # another process.
+        held = [port for port, proc in zip(self.ports, procs, strict=False)
+                if proc.poll() is None]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for port in held:
+            wait_for_port(port, up=False)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+

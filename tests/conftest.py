@@ -14,7 +14,7 @@ import redis
 
 from fakefs import Switch
 from fakefs.scenario import wait_until
-from fakefs.servers import FreshDatabase, RedisServer
+from fakefs.servers import FreshDatabase, RedisClusterServer, RedisServer
 
 # Fake-switch time runs 20x faster in tests: a 5 s originate timeout takes 250 ms.
 SWITCH_TIME_SCALE = 0.05
@@ -78,3 +78,14 @@ def no_leaked_switch_threads() -> Iterator[None]:
     yield
     wait_until(lambda: not [t for t in threading.enumerate() if t not in before], 5.0,
                "the fake switches' threads ended")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServer]:
+    """A private 3-master Redis Cluster, started the first time a test asks for it (about 2 s)
+    and shared by the whole session; tests that need it empty call ``flushall()``."""
+    cluster = RedisClusterServer().start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()

@@ -17,7 +17,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from fakefs.servers import RedisServer, free_port, wait_for_port
+from fakefs.servers import RedisClusterServer, RedisServer, free_port, wait_for_port
 from fsapps.config import RedisSettings, Secret
 from fsapps.errors import ScriptError, StoreUnavailable
 from fsapps.store import keys as keymod
@@ -61,15 +61,11 @@ def secured_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="module")
-def cluster_server() -> Iterator[RedisServer]:
-    """A one-node Redis Cluster owning all 16384 slots."""
-    server = RedisServer(extra_args=("--cluster-enabled", "yes",
-                                     "--cluster-config-file", "nodes.conf")).start()
+def cluster_server() -> Iterator[RedisClusterServer]:
+    """A one-node Redis Cluster owning all 16384 slots (tests/test_servers.py and the
+    ``redis_cluster`` fixture cover three masters)."""
+    server = RedisClusterServer(masters=1).start()
     try:
-        admin = redis.Redis(port=server.port, decode_responses=True)
-        admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        wait_until(lambda: "cluster_state:ok" in str(admin.execute_command("CLUSTER", "INFO")))
-        admin.close()
         yield server
     finally:
         server.close()
@@ -205,7 +201,7 @@ def test_down_redis_raises_store_unavailable_without_password(
     assert client.ping() is True
 
 
-def test_cluster_client(cluster_server: RedisServer) -> None:
+def test_cluster_client(cluster_server: RedisClusterServer) -> None:
     client = client_for(RedisSettings(url=Secret(cluster_server.url), cluster=True))
     assert isinstance(client, redis.cluster.RedisCluster)
     keys = Keys("fsapps", "example.com")
@@ -392,7 +388,7 @@ return redis.call('SMOVE', KEYS[1], KEYS[2], ARGV[1])
 """
 
 
-def test_scripts_on_redis_cluster(cluster_server: RedisServer, tmp_path: Path) -> None:
+def test_scripts_on_redis_cluster(cluster_server: RedisClusterServer, tmp_path: Path) -> None:
     client = client_for(RedisSettings(url=Secret(cluster_server.url), cluster=True))
     (tmp_path / "move.lua").write_text(MOVE_SCRIPT)
     scripts = Scripts(tmp_path)
