@@ -12,7 +12,7 @@ import uuid as uuidlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from fakefs.channel import Channel, Interrupt, now_us
+from fakefs.channel import Behaviour, Channel, Interrupt, now_us
 from fakefs.directory import switch_true
 from fakefs.modpython import run_handler
 
@@ -415,3 +415,44 @@ def start_loopback(switch: Switch, a_leg: Channel, dest: str, context: str) -> N
     switch.fire("CHANNEL_CREATE", b_leg)
     switch._start_session(b_leg)
     switch.scheduler.call_later(0.01, mirror)
+
+
+def start_peer_call(switch: Switch, out_leg: Channel, remote: Switch, dest: str) -> None:
+    """``sofia/<profile>/<dest>@<ip of another fake node>``: the INVITE arrives on ``remote`` as
+    an inbound call to ``dest`` (running its dialplan); its ringing, answer and hangup come back
+    on ``out_leg``, and hanging ``out_leg`` up cancels or ends it."""
+    inbound = remote.place_call(out_leg.caller_id_number, dest,
+                                caller_name=out_leg.caller_id_name, network_addr=switch.ipv4,
+                                behaviour=Behaviour(answer_after_ms=None),
+                                variables={"sip_from_host": switch.ipv4,
+                                           "sip_network_ip": switch.ipv4})
+    out_leg.set("sip_peer_uuid", inbound.uuid)
+
+    def notify() -> None:
+        aid = out_leg.variables.get("_attempt_id")
+        if aid:
+            from fakefs.switch import _ATTEMPTS
+            if aid in _ATTEMPTS:
+                _ATTEMPTS[aid].notify()
+
+    def mirror() -> None:
+        if not out_leg.up:
+            if inbound.up:
+                remote.hangup(inbound, out_leg.hangup_cause or "NORMAL_CLEARING", side="remote")
+            return
+        if not inbound.up:
+            switch.hangup(out_leg, inbound.hangup_cause or "NORMAL_CLEARING", side="remote")
+            notify()
+            return
+        if inbound.answered and not out_leg.answered:
+            switch.answer(out_leg)
+            notify()
+        elif "progress_media" in inbound.times and "progress_media" not in out_leg.times:
+            switch.pre_answer(out_leg)
+            notify()
+        elif "progress" in inbound.times and "progress" not in out_leg.times:
+            switch.ring_ready(out_leg)
+            notify()
+        switch.scheduler.call_later(0.005, mirror)
+
+    switch.scheduler.call_later(0.005, mirror)

@@ -133,6 +133,9 @@ class Switch:
         self.aliases: dict[str, str] = {}
         self.conferences: dict[str, dict[str, Any]] = {}
         self.dialplan = Dialplan()
+        current = SIP_NETWORK.get(ipv4)
+        if current is None or not current.running:
+            SIP_NETWORK[ipv4] = self
         self._lock = threading.RLock()
         try:
             if dialplan_dir is not None:
@@ -223,6 +226,41 @@ class Switch:
         for thread in self.runtime_threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self.scheduler.stop()
+
+    def kill(self, grace: float = 5.0) -> None:
+        """An abrupt death (kill -9, power cut): no more events or timers, every Python thread
+        of the node (runtime, its helper threads, call handlers) gets SystemExit, and the
+        channels vanish without hangup events or hangup hooks. Other nodes can only notice
+        the silence (no heartbeat). ``shutdown()`` afterwards is harmless."""
+        self.running = False
+        # Whatever the dying threads still fire lands on a bus nobody listens to; the old bus
+        # keeps its history for tests to read.
+        self.bus = EventBus(self._core_headers)
+        self.scheduler.stop()
+        with self._lock:
+            channels = list(self.channels.values())
+        for channel in channels:
+            channel.hangup_hooks.clear()
+        threads = {*self.runtime_threads,
+                   *(c.session_thread for c in channels if c.session_thread is not None),
+                   *(t for t in threading.enumerate()
+                     if getattr(t, "_fakefs_switch", None) is self)}
+        threads.discard(threading.current_thread())
+        for thread in threads:
+            if thread.is_alive() and thread.ident is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
+                                                           ctypes.py_object(SystemExit))
+        deadline = time.monotonic() + grace
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self.channels.clear()
+        for channel in channels:
+            with channel.lock:
+                if channel.hangup_cause is None:
+                    channel.hangup_cause = "CRASH"
+            channel.done.set()
+            channel.wake()
 
     # ------------------------------------------------------------------ directory --------
     def add_user(self, user: str, domain: str | None = None, *, password: str = "1234",
@@ -909,6 +947,11 @@ class Switch:
             peer = self.sip_peers.get(host) or self.sip_peers.get(host_only)
             if peer is not None:
                 return peer, None, None
+            remote = SIP_NETWORK.get(host_only)
+            if remote is not None and remote is not self and remote.running:
+                # Another fake FreeSWITCH node: the INVITE lands there as an inbound call.
+                apps_module.start_peer_call(self, leg, remote, user)
+                return None, None, f"sofia/{profile}/{user}@{host}"
             return None, "DESTINATION_OUT_OF_ORDER", None
         if tech == "loopback":
             parts = rest.split("/")
@@ -1123,6 +1166,11 @@ class Switch:
             if me.conference and other.conference == me.conference:
                 heard.add(other.uuid)
         return heard
+
+
+# The fake SIP network: switches by their IPv4 address, so ``sofia/<profile>/<user>@<ip>``
+# on one fake node reaches another (several nodes in one process).
+SIP_NETWORK: dict[str, Switch] = {}
 
 
 _CALLSTATES = ["DOWN", "DIALING", "RINGING", "EARLY", "ACTIVE", "HELD", "RING_WAIT", "HANGUP",

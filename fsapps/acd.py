@@ -36,6 +36,7 @@ HOLD_SEGMENT_SECONDS = 3
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.\-+*#@]{1,64}$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.\-+*#@]")
+_SIP_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$")
 
 # originate_disposition → (release outcome, agent-facing method)
 _FAILURES = {"USER_NOT_REGISTERED": "unregistered", "SUBSCRIBER_ABSENT": "unregistered"}
@@ -209,7 +210,7 @@ class Router:
                                extra={"offer_node": c.node})
         s.setVariable("continue_on_fail", "true")
         s.setVariable("hangup_after_bridge", "false")
-        s.execute("bridge", f"{{{variables}}}user/{extension}@{c.domain}")
+        s.execute("bridge", f"{{{variables}}}{self.agent_endpoint(extension)}")
         disposition = s.getVariable("originate_disposition") or "NONE"
         if disposition == "SUCCESS":
             self.finished(extension)
@@ -233,9 +234,19 @@ class Router:
             agent_available(self.ctx, c.domain, extension)
         return False
 
+    def agent_endpoint(self, extension: str) -> str:
+        """``user/<ext>@<domain>`` when the agent's phone is registered on this node; else
+        the node it registered on, over SIP (its dialplan relays ``fsapps_agent_<ext>``)."""
+        node, host = self.ctx.redis.hmget(self.agents.keys.agent(extension),
+                                          ["reg_node", "reg_host"])
+        if node and node != self.call.node and host and _SIP_HOST.match(host):
+            return f"sofia/internal/fsapps_agent_{extension}@{host}"
+        return f"user/{extension}@{self.call.domain}"
+
     def finished(self, extension: str) -> None:
         """The agent answered and the bridge is over: wrap-up, memory, events."""
         c = self.call
+        self.queue.offer_done(c.uuid)
         self.groups.remember(c.group.group_number, c.caller, extension)
         self.agent_event("hangup", extension)
         if self.agents.start_wrapup(extension, c.uuid, c.group.wrapup(self.defaults)):

@@ -7,6 +7,7 @@ Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
 
 ``p:{d}:agent:<ext>``  hash  no expiry. Fields: extension, domain, job_number, logged_in
     ("1"/"0"), groups (comma list), reg_state (reged/unreg), seat_status (idle/busy),
+    reg_node / reg_host (the node the phone registered on and its SIP address),
     call_state (:class:`~fsapps.agent_state.CallState`), last_change (ms of the last call-state
     change), no_answer_count (offers missed in a row), offer_uuid / offer_node / lease_until
     (the reservation: which call, which node, until when in ms), agent_leg (uuid of the
@@ -29,6 +30,7 @@ from fsapps.store import hash_fields
 from fsapps.store.scripts import run_script
 
 FIELDS = ("extension", "domain", "job_number", "logged_in", "groups", "reg_state",
+          "reg_node", "reg_host",
           "seat_status", "call_state", "last_change", "no_answer_count", "offer_uuid",
           "offer_node", "lease_until", "agent_leg", "wrapup_until")
 
@@ -41,6 +43,8 @@ class Agent:
     logged_in: bool = False
     groups: tuple[str, ...] = ()
     reg_state: str = "unreg"
+    reg_node: str = ""
+    reg_host: str = ""
     seat_status: str = "busy"
     call_state: str = "ready"
     last_change: int = 0
@@ -57,7 +61,8 @@ class Agent:
             extension=data.get("extension", ""), domain=data.get("domain", ""),
             job_number=data.get("job_number", ""), logged_in=data.get("logged_in") == "1",
             groups=tuple(g for g in data.get("groups", "").split(",") if g),
-            reg_state=data.get("reg_state", "unreg"),
+            reg_state=data.get("reg_state", "unreg"), reg_node=data.get("reg_node", ""),
+            reg_host=data.get("reg_host", ""),
             seat_status=data.get("seat_status", "busy"),
             call_state=data.get("call_state", "ready"),
             last_change=int(data.get("last_change") or 0),
@@ -122,6 +127,11 @@ class Agents:
         if pipeline is None:
             pipe.execute()
 
+    def unregistered(self, extension: str, node: str) -> bool:
+        """The phone unregistered (or expired) on ``node``: the agent is unreg unless it has
+        registered on another node since. Returns True when the state changed."""
+        return bool(run_script(self.r, "agent_unregister", [self.keys.agent(extension)], [node]))
+
     def set_fields(self, extension: str, **fields: object) -> None:
         self.r.hset(self.keys.agent(extension), mapping=hash_fields(fields))
 
@@ -161,16 +171,21 @@ class Agents:
         return state, misses
 
     def start_wrapup(self, extension: str, uuid: str, seconds: int) -> bool:
-        """The agent's call ended: typing for ``seconds`` (the wrap-up), then ready. Returns
-        True when the agent is ready at once (no wrap-up)."""
+        """The agent's call ``uuid`` ended: typing for ``seconds`` (the wrap-up), then ready.
+        Returns True when the agent is ready at once (no wrap-up). Nothing changes when the
+        agent no longer holds this call (the reconciler freed it and it may be ringing for
+        another call by now); the call's entry in the offers hash goes either way."""
         now = now_ms()
+        # The call is over: nothing reads its offer any more. Removed before the agent turns
+        # free, so the offers hash never shows the agent reserved for two calls.
+        self.r.hdel(self.keys.offers(), uuid)
         common = {"offer_uuid": "", "offer_node": "", "lease_until": 0, "agent_leg": "",
                   "no_answer_count": 0}
         if seconds <= 0:
-            self.transition(extension, "ready", extra=common)
-            return True
+            return self.transition(extension, "ready", offer_uuid=uuid, extra=common)
         until = now + seconds * 1000
-        if self.transition(extension, "typing", extra={**common, "wrapup_until": until}):
+        if self.transition(extension, "typing", offer_uuid=uuid,
+                           extra={**common, "wrapup_until": until}):
             self.r.zadd(self.keys.wrapups(), {extension: until})
         return False
 

@@ -120,10 +120,13 @@ class NodeRuntime:
             return
         agents = Agents(self.ctx, domain)
         agents.ensure(user)
-        reged = subclass == "sofia::register"
-        agents.set_fields(user, reg_state="reged" if reged else "unreg")
-        if reged:
+        if subclass == "sofia::register":
+            # Where the phone is registered: other nodes reach the agent through this node.
+            agents.set_fields(user, reg_state="reged", reg_node=self.node,
+                              reg_host=event.getHeader("FreeSWITCH-IPv4") or "")
             acd.agent_available(self.ctx, domain, user)
+        elif agents.unregistered(user, self.node):
+            log("INFO", f"runtime {self.node}: agent {user} unregistered")
 
     def agent_answered(self, event: Any, extension: str) -> None:
         domain = event.getHeader("variable_fsapps_domain") or self.ctx.settings.default_domain

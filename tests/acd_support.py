@@ -31,10 +31,13 @@ TABLES = ("cdr_agent_attempt", "cdr", "caller_memory", "group_vip", "group_black
           "ext_group_map", "ext_group", "extensions")
 
 
-def settings_for(redis_url: str, dsn: str, **defaults: Any) -> Settings:
+def settings_for(redis_url: str, dsn: str, *, cluster: bool = False,
+                 **defaults: Any) -> Settings:
+    """Settings for the test servers; ``cluster`` when ``redis_url`` is a Redis Cluster node."""
     group_defaults = GroupDefaults(**{"wrapup_seconds": 0, "lease_margin_seconds": 2,
                                       "busy_ring_interval_seconds": 30, **defaults})
-    return Settings(redis=RedisSettings(url=Secret(redis_url), key_prefix="t"),
+    return Settings(redis=RedisSettings(url=Secret(redis_url), key_prefix="t",
+                                        cluster=cluster),
                     postgres=PostgresSettings(dsn=Secret(dsn)), domains=(DOMAIN,),
                     default_domain=DOMAIN, group_defaults=group_defaults,
                     events=EventSettings(pubsub_format="json", cti_ip="127.0.0.1"))
@@ -64,7 +67,8 @@ class CallCenter:
 
     def start_switch(self, name: str | None = None) -> Switch:
         switch = Switch(name or f"node{len(self.switches) + 1}", dialplan_dir=DIALPLAN_DIR,
-                        python_conf=PYTHON_CONF, domain=DOMAIN, time_scale=self.time_scale,
+                        python_conf=PYTHON_CONF, domain=DOMAIN,
+                        ipv4=f"127.0.0.{11 + len(self.switches)}", time_scale=self.time_scale,
                         seed=len(self.switches) + 1)
         self.switches.append(switch)
         switch.start()
@@ -114,9 +118,10 @@ def replace(group: Group, **changes: Any) -> Group:
     return dataclasses.replace(group, **changes)
 
 
-def center(redis_url: str, dsn: str, **defaults: Any) -> Iterator[CallCenter]:
+def center(redis_url: str, dsn: str, *, cluster: bool = False,
+           **defaults: Any) -> Iterator[CallCenter]:
     reset_database(dsn)
-    cc = CallCenter(settings_for(redis_url, dsn, **defaults))
+    cc = CallCenter(settings_for(redis_url, dsn, cluster=cluster, **defaults))
     try:
         yield cc
     finally:

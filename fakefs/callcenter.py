@@ -1,0 +1,127 @@
+"""A simulated call center: fsapps' ACD configured against a real Redis and a migrated
+PostgreSQL database, with N fake switches running the project's dialplan/ and
+python.conf.xml (so ``fsapps.runtime`` runs on each node). Used by ``make demo``,
+``make bench`` and the ACD tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg2
+
+from fakefs.channel import Behaviour, Channel
+from fakefs.scenario import DIALPLAN_DIR, PYTHON_CONF, wait_until
+from fakefs.switch import Switch
+
+TABLES = ("cdr_agent_attempt", "cdr", "caller_memory", "group_vip", "group_blacklist",
+          "ext_group_map", "ext_group", "extensions")
+
+
+def settings_for(redis_url: str, dsn: str, domain: str, *, cluster: bool = False,
+                 log_level: str = "INFO", **group_defaults: Any) -> Any:
+    """fsapps settings for a simulation: one domain, short wrap-up and lease margins."""
+    from fsapps.config import (
+        EventSettings,
+        GroupDefaults,
+        PostgresSettings,
+        RedisSettings,
+        Secret,
+        Settings,
+    )
+
+    defaults = GroupDefaults(**{"wrapup_seconds": 0, "lease_margin_seconds": 2,
+                                "busy_ring_interval_seconds": 30, **group_defaults})
+    return Settings(redis=RedisSettings(url=Secret(redis_url), key_prefix="t", cluster=cluster),
+                    postgres=PostgresSettings(dsn=Secret(dsn)), domains=(domain,),
+                    default_domain=domain, group_defaults=defaults, log_level=log_level,
+                    events=EventSettings(pubsub_format="json", cti_ip="127.0.0.1"))
+
+
+def reset_database(dsn: str) -> None:
+    """Migrate the database and empty fsapps' tables."""
+    from fsapps.db.migrations import migrate
+
+    migrate(dsn)
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+    finally:
+        conn.close()
+
+
+class SimulatedCallCenter:
+    """fsapps + fake switches sharing one Redis."""
+
+    def __init__(self, settings: Any, time_scale: float = 1.0) -> None:
+        from fsapps import context
+        from fsapps.agents import Agents
+        from fsapps.callqueue import CallQueue
+        from fsapps.groups import Groups
+
+        self.ctx = context.configure(settings)
+        self.domain = settings.default_domain
+        self.ctx.redis.flushall()
+        self.switches: list[Switch] = []
+        self.time_scale = time_scale
+        self.agents = Agents(self.ctx, self.domain)
+        self.groups = Groups(self.ctx, self.domain)
+        self.queue = CallQueue(self.ctx, self.domain)
+
+    def start_switch(self, name: str | None = None) -> Switch:
+        switch = Switch(name or f"node{len(self.switches) + 1}", dialplan_dir=DIALPLAN_DIR,
+                        python_conf=PYTHON_CONF, domain=self.domain,
+                        ipv4=f"127.0.0.{11 + len(self.switches)}",
+                        time_scale=self.time_scale, seed=len(self.switches) + 1)
+        self.switches.append(switch)
+        switch.start()
+        nodes = self.ctx.node_keys.nodes()
+        wait_until(lambda: switch.name in self.ctx.redis.zrange(nodes, 0, -1), 5,
+                   f"{switch.name} runtime heartbeat")
+        return switch
+
+    def group(self, number: str, **fields: Any) -> Any:
+        from fsapps.groups import Group
+
+        group = Group(number, group_name=fields.pop("group_name", f"group {number}"),
+                      domain=self.domain, **fields)
+        self.groups.save(group)
+        return group
+
+    def agent(self, extension: str, groups: list[str], *, switch: Switch | None = None,
+              behaviour: Behaviour | None = None, ready: bool = True) -> None:
+        """An agent: a phone registered on ``switch`` (default the first), logged into
+        ``groups``, idle and ready unless ``ready=False``."""
+        from fsapps import acd
+
+        switch = switch or self.switches[0]
+        for sw in self.switches:
+            if (extension, self.domain) not in sw.static_directory:
+                sw.add_user(extension, self.domain, password="1234")
+        acd.login(self.ctx, self.domain, extension, groups)
+        if not ready:
+            acd.set_busy(self.ctx, self.domain, extension)
+        result = switch.register(extension, self.domain, password="1234",
+                                 behaviour=behaviour or Behaviour(answer_after_ms=50))
+        if not result.ok:
+            raise RuntimeError(f"agent {extension} could not register: {result}")
+        wait_until(lambda: self.get(extension).reg_state == "reged", 5,
+                   f"agent {extension} registered")
+
+    def get(self, extension: str) -> Any:
+        agent = self.agents.get(extension)
+        if agent is None:
+            raise KeyError(extension)
+        return agent
+
+    def call(self, switch: Switch, caller: str, dest: str, **behaviour: Any) -> Channel:
+        return switch.place_call(caller, dest, domain=self.domain,
+                                 behaviour=Behaviour(**behaviour), context="default")
+
+    def close(self) -> None:
+        for switch in self.switches:
+            switch.shutdown(grace=3.0)
+        crashed = [s.name for s in self.switches if s.crashed]
+        if crashed:
+            raise AssertionError(f"fake switch crashed: {crashed}")

@@ -1,0 +1,187 @@
+"""``make demo`` — a simulated call center on fake FreeSWITCH nodes running fsapps' ACD.
+
+Two groups (12320, reached on 85733555 as in seed 001, and 110 on 7110), 20 agents on two
+nodes with realistic answer delays and talk times (one of them a phone left on a desk that
+never answers), callers arriving at a steady random rate — a few VIPs and blacklisted numbers
+among them, some losing patience. A live status line, then a summary. Ctrl-C ends it cleanly.
+
+    python -m fakefs.demo [--duration 60] [--rate 1.2] [--agents 20] [--nodes 2] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+
+from fakefs.callcenter import SimulatedCallCenter, reset_database, settings_for
+from fakefs.channel import Behaviour, Channel
+from fakefs.servers import FreshDatabase, RedisServer
+
+DOMAIN = "demo.fsapps"
+VIPS = ["13900000001", "13900000002", "13900000003"]
+BLACKLIST = ["4000000666", "4000000999"]
+
+
+@dataclass
+class Tally:
+    callers: list[tuple[Channel, str]] = field(default_factory=list)  # (channel, kind)
+
+    def outcome(self, channel: Channel) -> str:
+        if "bridged" in channel.times:
+            return "answered"
+        if channel.up:
+            return "in progress"
+        if channel.hangup_cause == "CALL_REJECTED":
+            return "blacklisted"
+        return "abandoned" if channel.hangup_side == "remote" else "ended by policy"
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for channel, _ in self.callers:
+            kind = self.outcome(channel)
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="fsapps demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals (60)")
+    p.add_argument("--rate", type=float, default=1.2, help="calls per second (1.2)")
+    p.add_argument("--agents", type=int, default=20, help="agents (20)")
+    p.add_argument("--nodes", type=int, default=2, help="fake FreeSWITCH nodes (2)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (1)")
+    return p.parse_args(argv)
+
+
+def build(center: SimulatedCallCenter, args: argparse.Namespace, rng: random.Random) -> None:
+    for _ in range(args.nodes):
+        center.start_switch()
+    center.group("12320", group_name="12320 hotline", group_call_mode=5,
+                 group_callout_timeout=10, wrapup_seconds=2, max_no_answer=2,
+                 busy_ring="/nway/busy.wav", busy_ring_repeats=3,
+                 black_list_ring="/nway/black.wav", blacklist_action="playback")
+    center.group("110", group_name="110 service", group_call_mode=2, group_callout_timeout=10,
+                 wrapup_seconds=2, max_no_answer=2)
+    center.groups.set_numbers("12320", "vip", VIPS)
+    center.groups.set_numbers("110", "vip", VIPS[:1])
+    center.groups.set_numbers("12320", "blacklist", BLACKLIST)
+    center.groups.set_numbers("110", "blacklist", BLACKLIST)
+    for switch in center.switches:
+        switch.media_durations.update({"/nway/busy.wav": 3000, "/nway/black.wav": 2000})
+    for i in range(args.agents):
+        extension = str(1001 + i)
+        groups = ["12320"] if i % 3 == 0 else ["110"] if i % 3 == 1 else ["12320", "110"]
+        if i == args.agents - 1:
+            behaviour = Behaviour(answer_after_ms=None)  # a phone left on a desk
+        else:
+            behaviour = Behaviour(answer_after_ms=rng.randint(800, 4000))
+        center.agent(extension, groups, switch=center.switches[i % args.nodes],
+                     behaviour=behaviour)
+
+
+def status_line(center: SimulatedCallCenter, tally: Tally, started: float) -> str:
+    agents = center.agents.all()
+    ringing = sum(a.call_state == "ring" for a in agents)
+    talking = sum(a.call_state == "talking" for a in agents)
+    counts = tally.counts()
+    return (f"t={time.monotonic() - started:5.0f}s  waiting {len(center.queue.waiting()):3d}  "
+            f"ringing {ringing:2d}  talking {talking:2d}  answered {counts.get('answered', 0):4d}"
+            f"  abandoned {counts.get('abandoned', 0):3d}  policy "
+            f"{counts.get('ended by policy', 0):2d}  blacklisted "
+            f"{counts.get('blacklisted', 0):2d}")
+
+
+def place_call(center: SimulatedCallCenter, tally: Tally, rng: random.Random) -> None:
+    switch = rng.choice(center.switches)
+    roll = rng.random()
+    if roll < 0.03:
+        number, kind = rng.choice(BLACKLIST), "blacklisted"
+    elif roll < 0.12:
+        number, kind = rng.choice(VIPS), "vip"
+    else:
+        number, kind = f"138{rng.randint(0, 99_999_999):08d}", "normal"
+    dest = "85733555" if rng.random() < 0.6 else "7110"
+    channel = center.call(switch, number, dest, hangup_after_bridge_ms=rng.randint(4000, 20000),
+                          abandon_after_ms=rng.randint(15000, 60000))
+    tally.callers.append((channel, kind))
+
+
+def summary(center: SimulatedCallCenter, tally: Tally, elapsed: float, agents: int) -> str:
+    counts = tally.counts()
+    waits = [(c.times["bridged"] - c.times["created"]) / 1e6 for c, _ in tally.callers
+             if "bridged" in c.times]
+    talk = 0.0
+    for switch in center.switches:
+        for leg in switch.all_channels.values():
+            if leg.get("fsapps_acd_agent") and leg.answered:
+                end = leg.times.get("hangup") or int(time.time() * 1e6)
+                talk += (end - leg.times["answered"]) / 1e6
+    vip_waits = [(c.times["bridged"] - c.times["created"]) / 1e6 for c, k in tally.callers
+                 if k == "vip" and "bridged" in c.times]
+    lines = [
+        "", "fsapps demo — summary",
+        f"  calls placed        {len(tally.callers)}",
+        *[f"  {k:<19} {v}" for k, v in sorted(counts.items())],
+        f"  average wait        {sum(waits) / len(waits):.1f} s" if waits else "",
+        f"  longest wait        {max(waits):.1f} s" if waits else "",
+        f"  VIP average wait    {sum(vip_waits) / len(vip_waits):.1f} s" if vip_waits else "",
+        f"  agent utilisation   {100 * talk / (agents * elapsed):.0f} % of agent time talking"
+        if elapsed > 0 else "",
+    ]
+    return "\n".join(line for line in lines if line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    rng = random.Random(args.seed)
+    print(f"fsapps demo: starting Redis, PostgreSQL database, {args.nodes} fake FreeSWITCH "
+          f"nodes, {args.agents} agents ...", flush=True)
+    redis_server = RedisServer().start()
+    database = FreshDatabase().create()
+    center = None
+    tally = Tally()
+    started = time.monotonic()
+    try:
+        reset_database(database.dsn)
+        center = SimulatedCallCenter(settings_for(redis_server.url, database.dsn, DOMAIN))
+        build(center, args, rng)
+        print(f"running {args.duration:.0f} s of calls at {args.rate}/s "
+              "(Ctrl-C to stop early)", flush=True)
+        started = time.monotonic()
+        next_call = started
+        last_print = 0.0
+        tty = sys.stdout.isatty()
+        while time.monotonic() - started < args.duration:
+            now = time.monotonic()
+            if now >= next_call:
+                place_call(center, tally, rng)
+                next_call = now + rng.expovariate(args.rate)
+            if now - last_print >= (0.5 if tty else 5.0):
+                last_print = now
+                line = status_line(center, tally, started)
+                print("\r" + line if tty else line, end="" if tty else "\n", flush=True)
+            time.sleep(0.05)
+        print("\narrivals over; letting calls in progress finish (Ctrl-C to stop now)",
+              flush=True)
+        deadline = time.monotonic() + 90
+        while any(c.up for c, _ in tally.callers) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            if not tty and int(time.monotonic()) % 5 == 0:
+                print(status_line(center, tally, started), flush=True)
+    except KeyboardInterrupt:
+        print("\ninterrupted: hanging up the calls in progress", flush=True)
+    finally:
+        elapsed = time.monotonic() - started
+        if center is not None:
+            print(summary(center, tally, elapsed, args.agents), flush=True)
+            center.close()
+        redis_server.close()
+        database.drop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+-- A phone unregistered (or its registration expired) on a node: the agent becomes unreg,
+-- unless it is registered on another node now (a late unregister must not undo that).
+-- KEYS[1] = the agent hash
+-- ARGV[1] = the node that saw the unregister
+-- Returns 1 when the agent went unreg, 0 when nothing changed.
+local a = redis.call('HMGET', KEYS[1], 'reg_state', 'reg_node')
+if a[1] ~= 'reged' then
+  return 0
+end
+if a[2] and a[2] ~= '' and a[2] ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'reg_state', 'unreg', 'reg_node', '', 'reg_host', '')
+return 1
