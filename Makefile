@@ -17,11 +17,17 @@ test: system venv
 	$(ENSURE_POSTGRES)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# A simulated call center on fake FreeSWITCH nodes: make demo DEMO_ARGS="--duration 120 --rate 2"
+DEMO_ARGS ?=
 demo: system venv
-	@echo "make demo arrives with the ACD (issue 3); for now: make test"
+	$(ENSURE_POSTGRES)
+	$(PY) -m fakefs.demo $(DEMO_ARGS)
 
+# Routing performance table: make bench BENCH_ARGS="--calls 5000 --rate 150"
+BENCH_ARGS ?=
 bench: system venv
-	@echo "make bench arrives with the ACD (issue 3)"
+	$(ENSURE_POSTGRES)
+	$(PY) -m fakefs.bench $(BENCH_ARGS)
 
 # ruff reads no setup.cfg: its [ruff] section there is passed on as --config options.
 lint: venv

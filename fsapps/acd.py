@@ -83,7 +83,7 @@ class Router:
         self.agents = Agents(ctx, call.domain)
         self.groups = Groups(ctx, call.domain)
         self.queue = CallQueue(ctx, call.domain)
-        self.decision_started: tuple[float, float] | None = None
+        self.decision_started: tuple[float, ...] | None = None
 
     # ------------------------------------------------------------------ helpers ----------
     def guard(self) -> None:
@@ -125,6 +125,8 @@ class Router:
                 metrics.stop("route_decision", self.decision_started)
                 self.decision_started = None
             if found.outcome in ("reserved", "offered") and found.extension:
+                if found.outcome == "reserved":  # the Lua script set ring: say so
+                    self.agents.publish(found.extension, "ring")
                 self.left_queue()
                 if self.offer(found.extension):
                     return
@@ -167,6 +169,8 @@ class Router:
                 rings += 1
                 segment_start = time.monotonic()
                 if repeats and rings >= repeats:
+                    if self.queue.offer_for(self.call.uuid):
+                        continue  # an agent took the call during the last busy ring
                     self.give_up()
                     raise CallerGone()
                 continue
@@ -267,6 +271,7 @@ def agent_available(ctx: Context, domain: str, extension: str) -> str | None:
     if taken is None:
         return None
     metrics.stop("dispatch_decision", started)
+    Agents(ctx, domain).publish(extension, "ring")  # agent_dispatch.lua set it
     uuid, waiting = taken
     if waiting is not None and waiting.node:
         Nodes(ctx).send(waiting.node, "break", uuid=uuid)
@@ -359,7 +364,10 @@ def set_ready(ctx: Context, domain: str, extension: str) -> bool:
     call (it becomes ready when the call ends)."""
     agents = Agents(ctx, domain)
     agents.set_fields(extension, seat_status="idle")
-    done = agents.transition(extension, "ready", extra={"no_answer_count": 0})
+    # Never from ring/talking/ivr: a ready agent on a call would be offered a second one.
+    done = agents.transition(extension, "ready", extra={"no_answer_count": 0},
+                             only_from=("ready", "typing", "no_answer", "busy", "rest",
+                                        "no_ready"))
     if done:
         ctx.redis.zrem(ctx.keys(domain).wrapups(), extension)
         agent_available(ctx, domain, extension)

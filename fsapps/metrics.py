@@ -4,19 +4,23 @@ diagnostics. Off by default: :func:`timed` then costs one attribute check.
     with metrics.timed("route_decision"):
         ...
 
-records wall time and the calling thread's CPU time per sample while :data:`ENABLED`.
+records wall time, the calling thread's CPU time (and Redis round trips, when counted) per
+sample while :data:`ENABLED`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 ENABLED = False
 _lock = threading.Lock()
-_samples: dict[str, list[tuple[float, float]]] = {}
+_samples: dict[str, list[tuple[float, ...]]] = {}
+# Optional: the calling thread's Redis round-trip count so far (``make bench`` installs one),
+# recorded per sample as a third value.
+round_trips: Callable[[], int] | None = None
 
 
 def enable(on: bool = True) -> None:
@@ -26,32 +30,31 @@ def enable(on: bool = True) -> None:
 
 @contextmanager
 def timed(name: str) -> Iterator[None]:
-    if not ENABLED:
-        yield
-        return
-    wall, cpu = time.perf_counter(), time.thread_time()
+    started = start()
     try:
         yield
     finally:
-        sample = (time.perf_counter() - wall, time.thread_time() - cpu)
-        with _lock:
-            _samples.setdefault(name, []).append(sample)
+        stop(name, started)
 
 
-def start() -> tuple[float, float] | None:
+def start() -> tuple[float, ...] | None:
     """Start a timing that :func:`stop` records (None while disabled)."""
-    return (time.perf_counter(), time.thread_time()) if ENABLED else None
+    if not ENABLED:
+        return None
+    return (time.perf_counter(), time.thread_time(), round_trips() if round_trips else 0)
 
 
-def stop(name: str, started: tuple[float, float] | None) -> None:
+def stop(name: str, started: tuple[float, ...] | None) -> None:
+    """Record (wall seconds, thread CPU seconds, Redis round trips) since ``started``."""
     if started is None:
         return
-    sample = (time.perf_counter() - started[0], time.thread_time() - started[1])
+    sample = (time.perf_counter() - started[0], time.thread_time() - started[1],
+              (round_trips() if round_trips else 0) - started[2])
     with _lock:
         _samples.setdefault(name, []).append(sample)
 
 
-def samples(name: str) -> list[tuple[float, float]]:
+def samples(name: str) -> list[tuple[float, ...]]:
     with _lock:
         return list(_samples.get(name, []))
 

@@ -1,0 +1,216 @@
+"""``make bench`` — routing performance of fsapps' ACD on fake FreeSWITCH nodes with a real
+Redis: 1,000 agents in 50 groups, 2,000 callers arriving at a steady rate.
+
+Prints one table: routing decision latency (a call arriving, or an agent turning free, until
+an agent is reserved for a call) p50/p99, Redis round trips per decision, CPU time per routed
+call, calls routed per second — each against the goal of issue 3.
+
+    python -m fakefs.bench [--agents 1000] [--groups 50] [--calls 2000] [--rate 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import threading
+import time
+from typing import Any
+
+from fakefs.callcenter import SimulatedCallCenter, reset_database, settings_for
+from fakefs.channel import Behaviour, Channel
+from fakefs.scenario import wait_until
+from fakefs.servers import FreshDatabase, RedisServer
+
+DOMAIN = "bench.fsapps"
+_rtt = threading.local()
+
+
+def count_round_trips(client: Any) -> None:
+    """Count this process's Redis round trips per thread: every command sent alone and every
+    pipeline executed is one."""
+    send = client.execute_command
+    make_pipeline = client.pipeline
+
+    def execute_command(*args: Any, **options: Any) -> Any:
+        _rtt.n = getattr(_rtt, "n", 0) + 1
+        return send(*args, **options)
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = make_pipeline(*args, **kwargs)
+        run = pipe.execute
+
+        def execute(*a: Any, **k: Any) -> Any:
+            _rtt.n = getattr(_rtt, "n", 0) + 1
+            return run(*a, **k)
+        pipe.execute = execute
+        return pipe
+
+    client.execute_command = execute_command
+    client.pipeline = pipeline
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def isolated_decisions(center: SimulatedCallCenter, groups: list[str], rng: random.Random,
+                       per_thread: int = 500, threads: int = 4) \
+        -> tuple[list[tuple[float, ...]], float]:
+    """Route calls straight through the decision path (routing facts, candidate order,
+    reserve) and release the agent again, from several threads at once; returns the samples
+    and decisions per second."""
+    from fsapps import metrics, routing
+    from fsapps.callqueue import WaitingCall
+
+    def worker(index: int) -> None:
+        local = random.Random(index)
+        for n in range(per_thread):
+            group = local.choice(groups)
+            uuid = f"bench-{index}-{n}"
+            started = metrics.start()
+            facts = center.groups.routing_facts(group, f"137{index:02d}{n:06d}")
+            assert facts.group is not None
+            order = routing.candidate_order(facts.group.mode, facts.members, rng=local)
+            call = WaitingCall(uuid, "bench", group, "137", "137", "normal", "", 0)
+            found = center.queue.reserve_or_queue(call, order, lease_ms=20000, enqueue=False,
+                                                 record_current=False)
+            metrics.stop("isolated", started)
+            if found.extension:
+                center.agents.release(found.extension, uuid, "cancel")
+
+    metrics.reset()
+    metrics.enable()
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    metrics.enable(False)
+    samples = metrics.samples("isolated")
+    return samples, len(samples) / elapsed
+
+
+def progress(text: str) -> None:
+    print(f"  {text}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fsapps import metrics
+
+    p = argparse.ArgumentParser(prog="fsapps bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--agents", type=int, default=1000)
+    p.add_argument("--groups", type=int, default=50)
+    p.add_argument("--calls", type=int, default=2000)
+    p.add_argument("--rate", type=float, default=100.0, help="calls per second (100)")
+    p.add_argument("--nodes", type=int, default=2)
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args(argv)
+    rng = random.Random(args.seed)
+
+    print(f"fsapps bench: {args.agents} agents in {args.groups} groups, {args.calls} calls at "
+          f"{args.rate:g}/s on {args.nodes} fake nodes, real Redis", flush=True)
+    redis_server = RedisServer().start()
+    database = FreshDatabase().create()
+    center = None
+    try:
+        reset_database(database.dsn)
+        center = SimulatedCallCenter(settings_for(redis_server.url, database.dsn, DOMAIN,
+                                                  log_level="WARNING"))
+        for _ in range(args.nodes):
+            center.start_switch()
+        groups = [str(1000 + g) for g in range(args.groups)]
+        for number in groups:
+            center.group(number, group_call_mode=rng.choice([0, 1, 2, 5]),
+                         group_callout_timeout=5, wrapup_seconds=0)
+        progress(f"{len(groups)} groups created; registering and logging in agents ...")
+        for i in range(args.agents):
+            center.agent(str(100000 + i), [groups[i % len(groups)]],
+                         switch=center.switches[i % args.nodes],
+                         behaviour=Behaviour(answer_after_ms=rng.randint(50, 300)))
+            if (i + 1) % 200 == 0:
+                progress(f"{i + 1}/{args.agents} agents ready")
+
+        count_round_trips(center.ctx.redis)
+        metrics.round_trips = lambda: getattr(_rtt, "n", 0)
+        metrics.reset()
+        metrics.enable()
+        callers: list[Channel] = []
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        interval = 1.0 / args.rate
+        for n in range(args.calls):
+            target = wall0 + n * interval
+            delay = target - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            switch = center.switches[n % args.nodes]
+            callers.append(center.call(switch, f"139{n:08d}", f"7{rng.choice(groups)}",
+                                       hangup_after_bridge_ms=rng.randint(300, 2000)))
+            if (n + 1) % 500 == 0:
+                progress(f"{n + 1}/{args.calls} calls placed")
+        wait_until(lambda: all(not c.up for c in callers), 180, "every bench call ended")
+        wall = time.perf_counter() - wall0
+        cpu = time.process_time() - cpu0
+        metrics.enable(False)
+        for switch in center.switches:
+            switch.media_durations.clear()
+
+        route = metrics.samples("route_decision")
+        dispatch = metrics.samples("dispatch_decision")
+        loaded = route + dispatch
+        answered = sum("bridged" in c.times for c in callers)
+        dropped = sum(sub.dropped for sw in center.switches for sub in sw.bus._subs)
+
+        progress("isolated decision path: the same Redis and data, no simulated switch load")
+        isolated, _ = isolated_decisions(center, groups, rng, per_thread=1000, threads=1)
+        _, per_second = isolated_decisions(center, groups, rng, per_thread=500, threads=4)
+
+        def stats(samples: list[tuple[float, ...]]) -> tuple[float, float, float, float]:
+            latencies = [x[0] * 1000 for x in samples]
+            return (percentile(latencies, 50), percentile(latencies, 99),
+                    statistics.median([x[2] for x in samples]) if samples else float("nan"),
+                    statistics.median([x[1] * 1000 for x in samples]) if samples
+                    else float("nan"))
+
+        l50, l99, lrtt, lcpu = stats(loaded)
+        i50, i99, irtt, icpu = stats(isolated)
+        rows = [
+            ("calls placed / answered", f"{args.calls} / {answered}", "", ""),
+            ("decisions: on arrival / agent freed", f"{len(route)} / {len(dispatch)}",
+             f"{len(isolated)}", ""),
+            ("decision latency p50", f"{l50:.3f} ms", f"{i50:.3f} ms", ""),
+            ("decision latency p99", f"{l99:.3f} ms", f"{i99:.3f} ms", "< 2 ms"),
+            ("Redis round trips per decision (median)", f"{lrtt:.0f}", f"{irtt:.0f}", "<= 3"),
+            ("CPU per routed call: decision path (median)", f"{lcpu:.3f} ms", f"{icpu:.3f} ms",
+             ""),
+            ("CPU per routed call: whole simulation", f"{1000 * cpu / max(len(loaded), 1):.2f} ms",
+             "", ""),
+            ("calls routed per second", f"{len(loaded) / wall:.0f}/s (offered)",
+             f"{per_second:.0f}/s", ">= 200/s"),
+            ("switch events dropped (EventConsumer full)", str(dropped), "", "0"),
+        ]
+        width = max(len(r[0]) for r in rows)
+        print(f"\n{'measure':<{width}}  {'under fakefs load':>18}  {'isolated':>10}  goal")
+        print(f"{'-' * width}  {'-' * 18}  {'-' * 10}  {'-' * 8}")
+        for name, under_load, alone, goal in rows:
+            print(f"{name:<{width}}  {under_load:>18}  {alone:>10}  {goal}")
+        print(f"\n(load phase: wall {wall:.1f} s, process CPU {cpu:.1f} s, the fake switches "
+              "running in the same Python process as fsapps; 'isolated': the decision path "
+              "alone — latency from one thread, throughput from 4 threads at once.\n One run "
+              "on a shared 2-core machine: compare medians and ratios, not single figures.)")
+        return 0
+    finally:
+        if center is not None:
+            center.close()
+        redis_server.close()
+        database.drop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
