@@ -250,7 +250,6 @@ class Router:
     def finished(self, extension: str) -> None:
         """The agent answered and the bridge is over: wrap-up, memory, events."""
         c = self.call
-        self.queue.offer_done(c.uuid)
         self.groups.remember(c.group.group_number, c.caller, extension)
         self.agent_event("hangup", extension)
         if self.agents.start_wrapup(extension, c.uuid, c.group.wrapup(self.defaults)):

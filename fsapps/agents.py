@@ -136,13 +136,18 @@ class Agents:
         self.r.hset(self.keys.agent(extension), mapping=hash_fields(fields))
 
     def transition(self, extension: str, to: str, *, offer_uuid: str = "",
-                   extra: Mapping[str, object] | None = None, strict: bool = False) -> bool:
+                   extra: Mapping[str, object] | None = None, strict: bool = False,
+                   only_from: tuple[str, ...] | None = None) -> bool:
         """Move the agent's call state to ``to`` if the transition table allows it from the
-        state it is in now (atomically). Returns False when refused (or, with ``strict``,
-        raises IllegalTransition naming both states). Publishes the new state."""
+        state it is in now (atomically); ``only_from`` narrows the allowed states further.
+        Returns False when refused (or, with ``strict``, raises IllegalTransition naming both
+        states). Publishes the new state."""
         target = parse(to)
         now = now_ms()
-        args: list[str | int | float] = [_allowed_from(target), target.value, now, offer_uuid]
+        allowed = _allowed_from(target)
+        if only_from is not None:
+            allowed = ",".join(s for s in allowed.split(",") if s in only_from) or "-"
+        args: list[str | int | float] = [allowed, target.value, now, offer_uuid]
         for name, value in (extra or {}).items():
             args += [name, "" if value is None else str(value)]
         previous, done = run_script(self.r, "agent_transition", [self.keys.agent(extension)],

@@ -1,5 +1,6 @@
 -- An agent became available: reserve it at once for the best waiting call of its groups
--- (VIP before normal, then the longest waiting), skipping calls this agent already failed.
+-- (VIP before normal, then the longest waiting), skipping calls this agent already failed -
+-- unless only such calls wait: then the best of them (the agent is tried last, not never).
 -- KEYS[1] = the agent hash
 -- KEYS[2] = waiting hash (call uuid -> JSON of the queued call)
 -- KEYS[3] = offers hash (call uuid -> extension reserved for it)
@@ -21,6 +22,9 @@ if not free then
 end
 
 local best_uuid, best_score, best_index, best_info = nil, nil, nil, nil
+-- The best call this agent already failed: taken only when no other call waits for it (a
+-- call left waiting while its only free agent sits ready would wait for ever).
+local again_uuid, again_score, again_index, again_info = nil, nil, nil, nil
 for i = 4, #KEYS, 2 do
   local queue = KEYS[i]
   local heads = redis.call('ZRANGE', queue, 0, 19, 'WITHSCORES')
@@ -31,21 +35,28 @@ for i = 4, #KEYS, 2 do
     end
     local info = redis.call('HGET', KEYS[2], uuid)
     local eligible = redis.call('HEXISTS', KEYS[3], uuid) == 0
+    local failed = false
     if eligible and info then
       local ok, call = pcall(cjson.decode, info)
       if ok and type(call) == 'table' and type(call.tried) == 'table' then
         for _, tried in ipairs(call.tried) do
           if tried == ext then
-            eligible = false
+            failed = true
           end
         end
       end
     end
-    if eligible then
+    if eligible and not failed then
       best_uuid, best_score, best_index, best_info = uuid, score, i, info
       break
     end
+    if eligible and (not again_score or score < again_score) then
+      again_uuid, again_score, again_index, again_info = uuid, score, i, info
+    end
   end
+end
+if not best_uuid then
+  best_uuid, best_index, best_info = again_uuid, again_index, again_info
 end
 if not best_uuid then
   return false

@@ -1,0 +1,417 @@
+"""The ACD's Lua scripts run directly against a real Redis, through the same Python wrappers
+the ACD uses (CallQueue, Agents): reserve-or-queue, dispatch, release, the transition
+compare-and-set and wrap-up end — including races between threads."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from fsapps.agent_state import IllegalTransition
+from fsapps.agents import Agents
+from fsapps.callqueue import CallQueue, WaitingCall
+from fsapps.context import Context, now_ms
+from fsapps.routing import queue_score
+from fsapps.store.scripts import run_script
+from tests.acd_support import DOMAIN, settings_for
+
+LEASE = 60_000
+MARGIN_MS = 2_000  # settings_for's lease_margin_seconds
+
+
+@pytest.fixture
+def ctx(redis_client: redis.Redis, redis_server: Any) -> Iterator[Context]:
+    """fsapps' context on the (flushed) test Redis; PostgreSQL is never touched here."""
+    yield Context(settings_for(redis_server.url, "postgresql://unused.invalid/none"))
+
+
+@pytest.fixture
+def agents(ctx: Context) -> Agents:
+    return Agents(ctx, DOMAIN)
+
+
+@pytest.fixture
+def queue(ctx: Context) -> CallQueue:
+    return CallQueue(ctx, DOMAIN)
+
+
+def make_agent(ctx: Context, ext: str, groups: tuple[str, ...] = ("100",),
+               **fields: object) -> None:
+    """An agent that could take a call now (logged in, registered, idle, ready), with
+    ``fields`` overriding that."""
+    agents = Agents(ctx, DOMAIN)
+    agents.ensure(ext)
+    agents.set_fields(ext, **{"logged_in": "1", "reg_state": "reged", "seat_status": "idle",
+                              "call_state": "ready", "groups": ",".join(groups),
+                              "offer_uuid": "", "lease_until": 0, **fields})
+
+
+def make_group(ctx: Context, number: str, timeout: int = 15) -> None:
+    ctx.redis.hset(ctx.keys(DOMAIN).group(number),
+                   mapping={"group_number": number, "group_callout_timeout": timeout})
+
+
+def call(group: str = "100", level: str = "normal", arrived: int | None = None,
+         tried: list[str] | None = None) -> WaitingCall:
+    arrived = arrived if arrived is not None else now_ms()
+    return WaitingCall(str(uuidlib.uuid4()), "node1", group, f"139{arrived % 10**8:08d}",
+                       "", level, "2021-05-30 17:00:02", arrived, list(tried or []))
+
+
+def enqueue(queue: CallQueue, c: WaitingCall) -> None:
+    """Queue a call (no candidates: nobody can be reserved)."""
+    assert queue.reserve_or_queue(c, [], lease_ms=LEASE, enqueue=True,
+                                  record_current=False).outcome == "queued"
+
+
+def reserve(queue: CallQueue, c: WaitingCall, candidates: list[str],
+            enqueue: bool = False, record_current: bool = False) -> tuple[str, str | None]:
+    found = queue.reserve_or_queue(c, candidates, lease_ms=LEASE, enqueue=enqueue,
+                                   record_current=record_current)
+    return found.outcome, found.extension
+
+
+def state(agents: Agents, ext: str) -> tuple[str, str]:
+    agent = agents.get(ext)
+    assert agent is not None
+    return agent.call_state, agent.offer_uuid
+
+
+def offers(ctx: Context) -> dict[str, str]:
+    return ctx.redis.hgetall(ctx.keys(DOMAIN).offers())
+
+
+# ------------------------------------------------------------------------ agent_reserve -----
+def test_reserve_takes_the_first_available_candidate_in_order(ctx: Context, queue: CallQueue,
+                                                              agents: Agents) -> None:
+    for ext in ("1001", "1002", "1003"):
+        make_agent(ctx, ext)
+    first, second = call(), call()
+    assert reserve(queue, first, ["1002", "1001", "1003"]) == ("reserved", "1002")
+    assert reserve(queue, second, ["1002", "1001", "1003"]) == ("reserved", "1001")
+    assert state(agents, "1002") == ("ring", first.uuid)
+    assert state(agents, "1001") == ("ring", second.uuid)
+    lease_until = agents.get("1002").lease_until  # type: ignore[union-attr]
+    assert now_ms() < lease_until <= now_ms() + LEASE
+    assert agents.get("1002").offer_node == "node1"  # type: ignore[union-attr]
+    assert offers(ctx) == {first.uuid: "1002", second.uuid: "1001"}
+
+
+@pytest.mark.parametrize("field,value", [
+    ("reg_state", "unreg"), ("seat_status", "busy"), ("logged_in", "0"),
+    ("call_state", "talking"), ("call_state", "typing"), ("call_state", "busy"),
+    ("call_state", "no_answer"), ("call_state", "rest")])
+def test_reserve_skips_agents_that_cannot_take_a_call(ctx: Context, queue: CallQueue,
+                                                      agents: Agents, field: str,
+                                                      value: str) -> None:
+    make_agent(ctx, "1001", **{field: value})
+    make_agent(ctx, "1002")
+    c = call()
+    assert reserve(queue, c, ["1001", "1002"]) == ("reserved", "1002")
+    assert agents.get("1001").offer_uuid == ""  # type: ignore[union-attr]
+
+
+def test_reserve_skips_an_agent_ringing_for_another_call(ctx: Context, queue: CallQueue,
+                                                         agents: Agents) -> None:
+    make_agent(ctx, "1001", call_state="ring", offer_uuid="other",
+               lease_until=now_ms() + 10_000)
+    make_agent(ctx, "1002")
+    assert reserve(queue, call(), ["1001", "1002"]) == ("reserved", "1002")
+    assert state(agents, "1001") == ("ring", "other")
+
+
+def test_an_expired_lease_frees_the_agent(ctx: Context, queue: CallQueue,
+                                          agents: Agents) -> None:
+    """A reservation whose node died mid-offer: once its lease ran out, the agent can be
+    reserved again, and the stale offer entry is dropped."""
+    stale = call()
+    make_agent(ctx, "1001")
+    assert reserve(queue, stale, ["1001"]) == ("reserved", "1001")
+    agents.set_fields("1001", lease_until=now_ms() - 1)
+    fresh = call()
+    assert reserve(queue, fresh, ["1001"]) == ("reserved", "1001")
+    assert state(agents, "1001") == ("ring", fresh.uuid)
+    assert offers(ctx) == {fresh.uuid: "1001"}
+
+
+def test_reserve_queues_the_call_when_nobody_is_available(ctx: Context, queue: CallQueue,
+                                                          agents: Agents) -> None:
+    make_agent(ctx, "1001", seat_status="busy")
+    c = call(level="vip", arrived=1_000)
+    assert reserve(queue, c, ["1001"]) == ("none", None)
+    assert queue.waiting("100") == []
+    assert reserve(queue, c, ["1001"], enqueue=True) == ("queued", None)
+    k = ctx.keys(DOMAIN)
+    assert ctx.redis.zscore(k.group_queue("100"), c.uuid) == queue_score("vip", 1_000)
+    assert json.loads(ctx.redis.hget(k.waiting(), c.uuid))["level"] == "vip"
+    assert queue.waiting("100") == [c]
+    assert reserve(queue, c, ["1001"], enqueue=True) == ("queued", None)  # idempotent
+    assert ctx.redis.zcard(k.group_queue("100")) == 1
+    assert state(agents, "1001") == ("ready", "")
+
+
+def test_reserve_reports_an_offer_made_while_the_call_was_queued(ctx: Context,
+                                                                 queue: CallQueue) -> None:
+    make_agent(ctx, "1001", seat_status="busy")
+    c = call()
+    enqueue(queue, c)
+    ctx.redis.hset(ctx.keys(DOMAIN).agent("1001"), "seat_status", "idle")
+    assert queue.dispatch("1001", ["100"]) is not None
+    assert reserve(queue, c, [], enqueue=True) == ("offered", "1001")
+    assert queue.waiting("100") == []
+
+
+def test_reserve_records_the_current_ext_number_for_cyclic_modes(ctx: Context,
+                                                                 queue: CallQueue) -> None:
+    make_group(ctx, "100")
+    make_agent(ctx, "1001")
+    make_agent(ctx, "1002")
+    reserve(queue, call(), ["1001"])
+    assert ctx.redis.hget(ctx.keys(DOMAIN).group("100"), "current_ext_number") is None
+    reserve(queue, call(), ["1002"], record_current=True)
+    assert ctx.redis.hget(ctx.keys(DOMAIN).group("100"), "current_ext_number") == "1002"
+
+
+def test_reserve_never_gives_one_agent_two_offers_under_contention(
+        ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    """8 threads × 150 calls on 5 agents, the ACD's own cycle: reserve-or-queue; a queued
+    call waits for an agent to reserve itself (dispatch); the call holds its agent briefly,
+    releases it, and the freed agent takes the best waiting call. No agent may ever be held
+    by two calls, and every call must get an agent."""
+    exts = [f"10{i:02d}" for i in range(1, 6)]
+    for ext in exts:
+        make_agent(ctx, ext)
+    held: dict[str, str] = {}
+    lock = threading.Lock()
+    problems: list[str] = []
+    served = [0]
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(150):
+            c = call()
+            order = exts[:]
+            rng.shuffle(order)
+            found = queue.reserve_or_queue(c, order, lease_ms=LEASE, enqueue=True,
+                                           record_current=False)
+            ext = found.extension
+            deadline = time.monotonic() + 10
+            while ext is None:
+                ext = queue.offer_for(c.uuid)
+                if time.monotonic() > deadline:
+                    problems.append(f"call {c.uuid} never got an agent")
+                    return
+                time.sleep(0.0005)
+            with lock:
+                if ext in held:
+                    problems.append(f"{ext} offered {held[ext]} and {c.uuid}")
+                held[ext] = c.uuid
+            current = agents.get(ext)
+            if current is None or current.offer_uuid != c.uuid:
+                problems.append(f"{ext} holds {current and current.offer_uuid}, not {c.uuid}")
+            if rng.random() < 0.5:
+                time.sleep(rng.random() / 1000)
+            with lock:
+                del held[ext]
+                served[0] += 1
+            if agents.release(ext, c.uuid, "cancel") is None:
+                problems.append(f"{ext} was no longer reserved for {c.uuid}")
+            queue.dispatch(ext, ["100"])
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not problems, problems[:5]
+    assert served[0] == 8 * 150
+    assert offers(ctx) == {}
+    assert queue.waiting() == []
+    assert {state(agents, ext) for ext in exts} == {("ready", "")}
+
+
+# ------------------------------------------------------------------------ agent_dispatch ----
+def test_dispatch_takes_vip_first_then_fifo_across_the_agents_groups(
+        ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    make_group(ctx, "100")
+    make_group(ctx, "200")
+    make_group(ctx, "300")
+    make_agent(ctx, "1001", groups=("100", "200"))
+    n1 = call("100", "normal", 1_000)
+    n0 = call("200", "normal", 900)
+    v1 = call("200", "vip", 2_000)
+    v0 = call("100", "vip", 2_500)
+    elsewhere = call("300", "vip", 1)  # not one of the agent's groups
+    for c in (n1, n0, v1, v0, elsewhere):
+        enqueue(queue, c)
+    taken = []
+    while (got := queue.dispatch("1001", ["100", "200"])) is not None:
+        uuid, info = got
+        assert info is not None and info.uuid == uuid
+        assert state(agents, "1001") == ("ring", uuid)
+        assert offers(ctx) == {uuid: "1001"}
+        assert uuid not in [w.uuid for w in queue.waiting()]
+        taken.append(uuid)
+        assert agents.release("1001", uuid, "cancel") == ("ready", 0)
+    assert taken == [v1.uuid, v0.uuid, n0.uuid, n1.uuid]
+    assert queue.waiting("300") == [elsewhere]
+
+
+def test_dispatch_skips_calls_the_agent_failed(ctx: Context, queue: CallQueue,
+                                               agents: Agents) -> None:
+    """A freed agent is not offered a call it already failed while another call waits for it;
+    another agent takes the failed call. When only failed calls wait, it gets the best of them
+    (tried last, not never: nobody else is free to take it)."""
+    make_group(ctx, "100")
+    make_agent(ctx, "1001")
+    make_agent(ctx, "1002")
+    failed = call(arrived=1_000, tried=["1001"], level="vip")
+    fresh = call(arrived=2_000)
+    enqueue(queue, failed)
+    enqueue(queue, fresh)
+    assert queue.dispatch("1001", ["100"])[0] == fresh.uuid  # type: ignore[index]
+    assert queue.dispatch("1002", ["100"])[0] == failed.uuid  # type: ignore[index]
+    agents.release("1001", fresh.uuid, "cancel")
+    agents.release("1002", failed.uuid, "cancel")
+    older, newer = call(arrived=3_000, tried=["1001"]), call(arrived=4_000, tried=["1001"])
+    enqueue(queue, older)
+    enqueue(queue, newer)
+    assert queue.dispatch("1001", ["100"])[0] == older.uuid  # type: ignore[index]
+
+
+@pytest.mark.parametrize("field,value", [
+    ("reg_state", "unreg"), ("seat_status", "busy"), ("logged_in", "0"),
+    ("call_state", "typing"), ("call_state", "talking")])
+def test_dispatch_offers_nothing_to_an_agent_that_is_not_free(
+        ctx: Context, queue: CallQueue, field: str, value: str) -> None:
+    make_group(ctx, "100")
+    make_agent(ctx, "1001", **{field: value})
+    c = call()
+    enqueue(queue, c)
+    assert queue.dispatch("1001", ["100"]) is None
+    assert queue.waiting("100") == [c]
+    assert offers(ctx) == {}
+
+
+def test_dispatch_leases_for_the_longest_ring_timeout_of_the_agents_groups(
+        ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    make_group(ctx, "100", timeout=5)
+    make_group(ctx, "200", timeout=20)
+    make_agent(ctx, "1001", groups=("100", "200"))
+    enqueue(queue, call("100"))
+    before = now_ms()
+    assert queue.dispatch("1001", ["100", "200"]) is not None
+    lease_until = agents.get("1001").lease_until  # type: ignore[union-attr]
+    assert before + 20_000 + MARGIN_MS <= lease_until <= now_ms() + 20_000 + MARGIN_MS
+
+
+# ------------------------------------------------------------------------ agent_release -----
+def test_release_acts_only_for_the_call_that_holds_the_reservation(
+        ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    make_agent(ctx, "1001")
+    mine, other = call(), call()
+    reserve(queue, mine, ["1001"])
+    assert agents.release("1001", other.uuid, "missed") is None
+    agent = agents.get("1001")
+    assert agent is not None
+    assert (agent.call_state, agent.offer_uuid, agent.no_answer_count) == ("ring", mine.uuid, 0)
+    assert offers(ctx) == {mine.uuid: "1001"}
+    assert agents.release("1001", mine.uuid, "missed") == ("no_answer", 1)
+    assert state(agents, "1001") == ("no_answer", "")
+    assert offers(ctx) == {}
+    assert agents.release("1001", mine.uuid, "missed") is None  # twice: nothing more
+    assert agents.get("1001").no_answer_count == 1  # type: ignore[union-attr]
+
+
+def test_release_outcomes(ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    make_agent(ctx, "1001", no_answer_count=2)
+    c = call()
+    reserve(queue, c, ["1001"])
+    assert agents.release("1001", c.uuid, "cancel") == ("ready", 2)
+    c = call()
+    reserve(queue, c, ["1001"])
+    assert agents.release("1001", c.uuid, "unregistered") == ("ready", 2)
+    assert agents.get("1001").reg_state == "unreg"  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------------ agent_transition --
+def test_transition_refuses_illegal_moves_and_names_both_states(agents: Agents,
+                                                                ctx: Context) -> None:
+    make_agent(ctx, "1001", call_state="talking", offer_uuid="call-1")
+    assert agents.transition("1001", "rest") is False
+    with pytest.raises(IllegalTransition) as caught:
+        agents.transition("1001", "rest", strict=True)
+    assert (caught.value.current, caught.value.wanted) == ("talking", "rest")
+    assert "'talking'" in str(caught.value) and "'rest'" in str(caught.value)
+    assert state(agents, "1001")[0] == "talking"
+    assert agents.transition("1001", "typing", strict=True) is True
+    assert state(agents, "1001")[0] == "typing"
+    with pytest.raises(IllegalTransition, match="no agent"):
+        agents.transition("9999", "ready", strict=True)
+    assert agents.get("9999") is None
+
+
+def test_transition_only_while_holding_the_given_call(agents: Agents, ctx: Context,
+                                                      queue: CallQueue) -> None:
+    make_agent(ctx, "1001")
+    c = call()
+    reserve(queue, c, ["1001"])
+    assert agents.transition("1001", "talking", offer_uuid="another-call") is False
+    assert agents.transition("1001", "talking", offer_uuid=c.uuid, extra={"agent_leg": "L"})
+    agent = agents.get("1001")
+    assert agent is not None and (agent.call_state, agent.agent_leg) == ("talking", "L")
+
+
+def test_transition_only_from_narrows_the_table(agents: Agents, ctx: Context) -> None:
+    """ring → ready is in the table (a released offer) but not for an agent pressing
+    "ready" (acd.set_ready passes the off-call states only)."""
+    make_agent(ctx, "1001", call_state="ring")
+    assert agents.transition("1001", "ready", only_from=("typing", "busy")) is False
+    assert state(agents, "1001")[0] == "ring"
+    agents.set_fields("1001", call_state="typing")
+    assert agents.transition("1001", "ready", only_from=("typing", "busy")) is True
+
+
+# ------------------------------------------------------------------------ wrapup_end --------
+def test_wrapup_end_is_done_once_when_two_nodes_race(ctx: Context, agents: Agents) -> None:
+    make_agent(ctx, "1001", call_state="talking", offer_uuid="call-1")
+    assert agents.start_wrapup("1001", "call-1", 30) is False
+    assert state(agents, "1001")[0] == "typing"
+    assert agents.end_due_wrapups() == []  # not due yet
+    due = now_ms() + 31_000
+    barrier = threading.Barrier(2)
+    results: list[list[str]] = []
+
+    def node() -> None:
+        other = Agents(Context(ctx.settings), DOMAIN)  # its own connection, like a node
+        barrier.wait()
+        results.append(other.end_due_wrapups(due))
+
+    threads = [threading.Thread(target=node) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert sorted(results) == [[], ["1001"]]
+    assert state(agents, "1001")[0] == "ready"
+    assert ctx.redis.zcard(ctx.keys(DOMAIN).wrapups()) == 0
+
+
+def test_wrapup_end_leaves_an_agent_that_is_no_longer_typing(ctx: Context,
+                                                             agents: Agents) -> None:
+    make_agent(ctx, "1001", call_state="talking", offer_uuid="call-1")
+    agents.start_wrapup("1001", "call-1", 1)
+    agents.transition("1001", "rest")
+    k = ctx.keys(DOMAIN)
+    args = ["1001", now_ms() + 5_000]
+    assert run_script(ctx.redis, "wrapup_end", [k.agent("1001"), k.wrapups()], args) == 0
+    assert state(agents, "1001")[0] == "rest"
+    assert ctx.redis.zcard(k.wrapups()) == 0
