@@ -33,6 +33,8 @@ from fsapps.pubsub import stamp
 # Hold music is cut into segments this long at most, so a wake-up that arrived before the
 # music started is seen within this time (the uuid_break normally wakes the caller at once).
 HOLD_SEGMENT_SECONDS = 3
+# A call whose free agents have all failed it already waits this long before ringing again.
+RETRY_PAUSE_SECONDS = 1
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.\-+*#@]{1,64}$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.\-+*#@]")
@@ -227,7 +229,9 @@ class Router:
         log("INFO", f"nwayacd: agent {extension} did not take call {c.uuid} ({disposition})")
         self.agent_event("noanswer", extension)
         released = self.agents.release(extension, c.uuid, outcome)
-        c.tried.append(extension)
+        again = extension in c.tried
+        if not again:
+            c.tried.append(extension)
         if released is not None and released[0] == "no_answer":
             state = after_no_answer(released[1], c.group.no_answer_limit(self.defaults))
             extra = {"seat_status": "busy"} if state == "busy" else None
@@ -236,6 +240,12 @@ class Router:
                 agent_available(self.ctx, c.domain, extension)
         elif released is not None and released[0] == "ready":
             agent_available(self.ctx, c.domain, extension)
+        if again:
+            # Only agents who failed this call already were free (a phone that refuses at
+            # once would be rung in a tight loop): hold music for a moment, then try again.
+            s.setVariable("playback_timeout_sec", str(RETRY_PAUSE_SECONDS))
+            s.execute("playback", c.group.music(self.defaults))
+            s.setVariable("playback_timeout_sec", "")
         return False
 
     def agent_endpoint(self, extension: str) -> str:
