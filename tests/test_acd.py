@@ -196,8 +196,10 @@ def a(center_module: Acd) -> Iterator[Acd]:
     finally:
         for channel in list(switch.channels.values()):
             switch.hangup(channel, "NORMAL_CLEARING")
-    assert center_module.cc.queue.waiting() == []
-    assert not center_module.cc.ctx.redis.hgetall(center_module.cc.ctx.keys(DOMAIN).offers())
+    ctx = center_module.cc.ctx
+    wait_until(lambda: center_module.cc.queue.waiting() == [], 3, "the queues empty")
+    wait_until(lambda: not ctx.redis.hgetall(ctx.keys(DOMAIN).offers()), 3,
+               "no offer left in the offers hash")
 
 
 def group_defaults(a: Acd, **changes: Any) -> Any:

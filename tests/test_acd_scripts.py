@@ -391,7 +391,7 @@ def test_wrapup_end_is_done_once_when_two_nodes_race(ctx: Context, agents: Agent
     results: list[list[str]] = []
 
     def node() -> None:
-        other = Agents(Context(ctx.settings), DOMAIN)  # its own connection, like a node
+        other = Agents(Context(ctx.settings), DOMAIN)  # as another node's runtime would
         barrier.wait()
         results.append(other.end_due_wrapups(due))
 
