@@ -137,6 +137,8 @@ class Router:
                     self.call.queued = True
                     self.queue_event("nway_queue_add")
                 extension = self.wait_for_agent()
+                if not extension:
+                    continue  # dropped from the queue by a reconciler: queue again
                 self.left_queue()
                 if self.offer(extension):
                     return
@@ -152,8 +154,9 @@ class Router:
             self.queue_event("nway_queue_remove")
 
     def wait_for_agent(self) -> str:
-        """Hold music until an agent reserves itself for this call; the long-wait policy
-        plays the busy ring every interval and hangs up after the configured number."""
+        """Hold music until an agent reserves itself for this call (its extension), or the
+        call is found out of the queue ("": queue it again); the long-wait policy plays the
+        busy ring every interval and hangs up after the configured number."""
         group = self.call.group
         repeats = group.busy_repeats(self.defaults)
         interval = self.defaults.busy_ring_interval_seconds
@@ -165,6 +168,11 @@ class Router:
             if extension:
                 return extension
             self.guard()
+            if not self.queue.is_waiting(group.group_number, self.call.uuid):
+                # A reconciler took this call for one whose node is gone (this node missed
+                # its heartbeats): "" sends it back through reserve_or_queue, which queues it
+                # again in the same place (or finds the offer made meanwhile).
+                return ""
             if group.busy_ring and time.monotonic() - segment_start >= interval:
                 self.session.setVariable("playback_timeout_sec", "")
                 self.play(group.busy_ring)

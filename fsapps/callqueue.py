@@ -105,6 +105,10 @@ class CallQueue:
                                   [k.group_queue(group), k.waiting(), k.offers()], [uuid])
         return bool(int(removed)), ext or ""
 
+    def is_waiting(self, group: str, uuid: str) -> bool:
+        """Is the call in its group's queue now?"""
+        return self.r.zscore(self.keys.group_queue(group), uuid) is not None
+
     def offer_for(self, uuid: str) -> str | None:
         return self.r.hget(self.keys.offers(), uuid)
 

@@ -5,7 +5,8 @@ Keys (``p`` prefix; domain-less, hash tag ``{nodes}``):
 
 ``p:{nodes}:nodes``               zset  node names, score = last heartbeat (ms).
 ``p:{nodes}:node:<n>:heartbeat``  hash  PX 3 heartbeats: facts about the node (host, started).
-``p:{nodes}:node:<n>:commands``   list  JSON commands for node n, RPUSH by anyone, BLPOP by n.
+``p:{nodes}:node:<n>:commands``   list  PX 60 s after the last push: JSON commands for node n,
+                                        RPUSH by anyone, BLPOP by n.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fsapps.store import hash_fields
 
 HEARTBEAT_MS = 1000
 DEAD_AFTER_MS = 5 * HEARTBEAT_MS
+COMMANDS_TTL_MS = 60_000
 
 
 class Nodes:
@@ -41,8 +43,13 @@ class Nodes:
         self.r.zrem(self.keys.nodes(), node)
 
     def send(self, node: str, command: str, **args: Any) -> None:
-        """Queue a command for ``node``'s runtime (e.g. ``send(n, "break", uuid=...)``)."""
-        self.r.rpush(self.keys.commands(node), json.dumps({"cmd": command, **args}))
+        """Queue a command for ``node``'s runtime (e.g. ``send(n, "break", uuid=...)``). The
+        queue expires COMMANDS_TTL_MS after the last command: a live node empties it at once,
+        a dead one must not keep it for ever."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.rpush(self.keys.commands(node), json.dumps({"cmd": command, **args}))
+        pipe.pexpire(self.keys.commands(node), COMMANDS_TTL_MS)
+        pipe.execute()
 
     def next_command(self, node: str, timeout_s: float = 1.0) -> dict[str, Any] | None:
         """Block up to ``timeout_s`` for the node's next command (None when none came).

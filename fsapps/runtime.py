@@ -9,7 +9,8 @@ own for the node's command queue (started once, never per call):
   ``talking``, and every call event is published as the seed's ``EVENT_*`` message;
 - timers: wrap-ups that are over make their agents ready (and offer them waiting calls);
 - the reconciler: agents ringing or talking for a call that no longer exists, on a node that
-  is gone, or whose reservation lease ran out, are repaired and made available again.
+  is gone, or whose reservation lease ran out, are repaired and made available again; callers
+  queued on a node that is gone (or whose channel is) leave the queue.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from fsapps import acd, callevents
 from fsapps.agents import Agents
+from fsapps.callqueue import CallQueue
 from fsapps.context import Context, get_context, now_ms
 from fsapps.errors import FsappsError
 from fsapps.fslog import log
@@ -133,9 +135,12 @@ class NodeRuntime:
         call_uuid = event.getHeader("variable_fsapps_acd_call") or ""
         arrived = event.getHeader("variable_fsapps_acd_arrived") or ""
         agents = Agents(self.ctx, domain)
+        # One atomic step, only while the agent still holds this call: this event can come
+        # late, after the call ended and the agent was reserved for the next one, whose lease
+        # a separate write would wipe (making the agent look free while it rings).
         if agents.transition(extension, "talking", offer_uuid=call_uuid,
-                             extra={"agent_leg": event.getHeader("Unique-ID") or ""}):
-            agents.set_fields(extension, lease_until=0)
+                             extra={"agent_leg": event.getHeader("Unique-ID") or "",
+                                    "lease_until": 0}):
             self.ctx.publisher.agent_call_event(
                 "answered", uuid=call_uuid,
                 number=event.getHeader("Caller-Caller-ID-Number") or "",
@@ -158,6 +163,7 @@ class NodeRuntime:
             self._next["reconcile"] = now + RECONCILE_MS
             for domain in self.ctx.settings.domains:
                 self.reconcile(domain, now)
+                self.reconcile_queue(domain)
 
     def reconcile(self, domain: str, now: int) -> list[str]:
         """Repair agents whose call state no longer matches the switch: a reservation whose
@@ -185,6 +191,38 @@ class NodeRuntime:
                 repaired.append(agent.extension)
                 acd.agent_available(self.ctx, domain, agent.extension)
         return repaired
+
+    def reconcile_queue(self, domain: str) -> list[str]:
+        """Drop waiting calls that no node will ever connect: their node is gone, or (on this
+        node) their channel is. An agent reserved for such a call meanwhile is freed. (A live
+        node whose caller was dropped by mistake - it missed heartbeats - queues the caller
+        again, in the same place, on its next hold segment.) Returns the calls dropped."""
+        queue = CallQueue(self.ctx, domain)
+        waiting = queue.waiting()
+        if not waiting:
+            return []
+        alive = self.nodes.alive()
+        dropped = []
+        for call in waiting:
+            if call.node in alive and call.node != self.node:
+                continue
+            if call.node == self.node and self.fs.API().execute(
+                    "uuid_exists", call.uuid).strip() != "false":
+                continue
+            removed, extension = queue.leave(call.group, call.uuid)
+            if extension:
+                Agents(self.ctx, domain).release(extension, call.uuid, "cancel")
+                acd.agent_available(self.ctx, domain, extension)
+            if not removed:
+                continue  # another node's reconciler (or the handler) was first
+            dropped.append(call.uuid)
+            why = "is gone" if call.node == self.node else f"was on node {call.node}, gone"
+            log("WARNING", f"reconciler: call {call.uuid} from {call.number} waiting in group "
+                           f"{call.group} {why}; removed from the queue")
+            self.ctx.publisher.queue_event("nway_queue_remove", uuid=call.uuid,
+                                           number=call.number, group=call.group,
+                                           level=call.level, callin_time=call.callin_time)
+        return dropped
 
     def _leg_alive(self, leg: str) -> bool:
         return bool(leg) and self.fs.API().execute("uuid_exists", leg).strip() == "true"

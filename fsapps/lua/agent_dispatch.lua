@@ -74,7 +74,13 @@ local stale = redis.call('HGET', KEYS[1], 'offer_uuid')
 if stale and stale ~= '' and redis.call('HGET', KEYS[3], stale) == ext then
   redis.call('HDEL', KEYS[3], stale)
 end
-redis.call('HSET', KEYS[1], 'call_state', 'ring', 'offer_uuid', best_uuid, 'offer_node', '',
+-- The call's node owns the reservation from now on (the reconciler checks it is alive).
+local node = ''
+local decoded, call = pcall(cjson.decode, best_info or '')
+if decoded and type(call) == 'table' and type(call.node) == 'string' then
+  node = call.node
+end
+redis.call('HSET', KEYS[1], 'call_state', 'ring', 'offer_uuid', best_uuid, 'offer_node', node,
            'lease_until', now + lease, 'last_change', now)
 redis.call('HSET', KEYS[3], best_uuid, ext)
 redis.call('ZREM', KEYS[best_index], best_uuid)
