@@ -425,7 +425,10 @@ def start_peer_call(switch: Switch, out_leg: Channel, remote: Switch, dest: str)
                                 caller_name=out_leg.caller_id_name, network_addr=switch.ipv4,
                                 behaviour=Behaviour(answer_after_ms=None),
                                 variables={"sip_from_host": switch.ipv4,
-                                           "sip_network_ip": switch.ipv4})
+                                           "sip_network_ip": switch.ipv4,
+                                           # custom SIP headers travel with the INVITE
+                                           **{k: v for k, v in out_leg.variables.items()
+                                              if k.startswith("sip_h_")}})
     out_leg.set("sip_peer_uuid", inbound.uuid)
 
     def notify() -> None:

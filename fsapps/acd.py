@@ -213,6 +213,8 @@ class Router:
         self.agent_event("callout", extension)
         variables = ",".join([
             f"originate_timeout={c.group.group_callout_timeout}",
+            # the relay on another node rings the phone no longer than this either
+            f"sip_h_X-FSAPPS-Ring-Timeout={c.group.group_callout_timeout}",
             "ignore_early_media=true",
             f"origination_caller_id_number={safe_part(c.caller)}",
             f"fsapps_acd_agent={extension}", f"fsapps_acd_call={c.uuid}",

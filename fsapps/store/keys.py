@@ -33,7 +33,8 @@ fsapps-owned, from :class:`NodeKeys`:
 =================================  ======  =====================================================
 ``p:{nodes}:nodes``                zset    none; node names, score = last heartbeat (ms)
 ``p:{nodes}:node:<n>:heartbeat``   hash    PX a few heartbeats; node facts (host, started ...)
-``p:{nodes}:node:<n>:commands``    list    none; commands for node n (LPUSH by CTI, BRPOP)
+``p:{nodes}:node:<n>:commands``    list    PX 60 s after the last push; commands for node n
+                                           (RPUSH by anyone, BLPOP by the node's runtime)
 =================================  ======  =====================================================
 
 Seed-defined, verbatim (seed 003 mod_cti directory, seed 001 events):
