@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agents", type=int, default=1000)
     p.add_argument("--groups", type=int, default=50)
     p.add_argument("--calls", type=int, default=2000)
-    p.add_argument("--rate", type=float, default=100.0, help="calls per second (100)")
+    p.add_argument("--rate", type=float, default=40.0, help="calls per second (40)")
     p.add_argument("--nodes", type=int, default=2)
     p.add_argument("--seed", type=int, default=7)
     args = p.parse_args(argv)
