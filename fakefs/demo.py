@@ -169,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         deadline = time.monotonic() + 90
         while any(c.up for c, _ in tally.callers) and time.monotonic() < deadline:
             time.sleep(0.5)
-            if not tty and int(time.monotonic()) % 5 == 0:
-                print(status_line(center, tally, started), flush=True)
+            if time.monotonic() - last_print >= (0.5 if tty else 5.0):
+                last_print = time.monotonic()
+                line = status_line(center, tally, started)
+                print("\r" + line if tty else line, end="" if tty else "\n", flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted: hanging up the calls in progress", flush=True)
     finally:
