@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from fsapps.errors import FsappsError
+from fsapps.fslog import setup_logging
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging()
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
