@@ -259,13 +259,7 @@ class Router:
         return False
 
     def agent_endpoint(self, extension: str) -> str:
-        """``user/<ext>@<domain>`` when the agent's phone is registered on this node; else
-        the node it registered on, over SIP (its dialplan relays ``fsapps_agent_<ext>``)."""
-        node, host = self.ctx.redis.hmget(self.agents.keys.agent(extension),
-                                          ["reg_node", "reg_host"])
-        if node and node != self.call.node and host and _SIP_HOST.match(host):
-            return f"sofia/internal/fsapps_agent_{extension}@{host}"
-        return f"user/{extension}@{self.call.domain}"
+        return agent_endpoint(self.ctx, self.call.domain, extension, self.call.node)
 
     def finished(self, extension: str) -> None:
         """The agent answered and the bridge is over: wrap-up, memory, events."""
@@ -276,6 +270,15 @@ class Router:
             agent_available(self.ctx, c.domain, extension)
         if self.session.ready():
             self.session.hangup("NORMAL_CLEARING")
+
+
+def agent_endpoint(ctx: Context, domain: str, extension: str, node: str) -> str:
+    """``user/<ext>@<domain>`` when the agent's phone is registered on ``node`` (this one);
+    else the node it registered on, over SIP (its dialplan relays ``fsapps_agent_<ext>``)."""
+    reg_node, host = ctx.redis.hmget(ctx.keys(domain).agent(extension), ["reg_node", "reg_host"])
+    if reg_node and reg_node != node and host and _SIP_HOST.match(host):
+        return f"sofia/internal/fsapps_agent_{extension}@{host}"
+    return f"user/{extension}@{domain}"
 
 
 def agent_available(ctx: Context, domain: str, extension: str) -> str | None:

@@ -156,7 +156,10 @@ class NodeRuntime:
                                     "lease_until": 0}):
             self.ctx.publisher.agent_call_event(
                 "answered", uuid=call_uuid,
-                number=event.getHeader("Caller-Caller-ID-Number") or "",
+                # the far party: a queue caller is the leg's caller id; an outbound call
+                # (fsapps.outbound) names the dialled number in fsapps_acd_number
+                number=event.getHeader("variable_fsapps_acd_number") or
+                event.getHeader("Caller-Caller-ID-Number") or "",
                 group=event.getHeader("variable_fsapps_acd_group") or "",
                 extension=extension, level=event.getHeader("variable_fsapps_acd_level") or
                 "normal", callin_time=stamp(int(arrived) / 1000) if arrived.isdigit() else "")

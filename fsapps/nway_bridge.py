@@ -1,0 +1,25 @@
+"""``python fsapps.nway_bridge <extension>`` — a direct (non-queue) call to an agent that keeps
+the agent's call state and events as a queue call does (seed 001 application ``nway_bridge``).
+
+Thin: FreeSWITCH reloads this module on every call; the work is in :mod:`fsapps.outbound`. No
+exception ever leaves: a failure is logged and the caller hears a clean hangup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fsapps import outbound
+from fsapps.fslog import log
+
+
+def handler(session: Any, args: str) -> None:
+    try:
+        outbound.direct_call(session, args)
+    except Exception as exc:
+        log("ERR", f"nway_bridge {args!r}: {type(exc).__name__}: {exc}")
+        try:
+            if session.ready():
+                session.hangup("NORMAL_TEMPORARY_FAILURE")
+        except Exception:
+            pass
