@@ -383,8 +383,11 @@ def logout(ctx: Context, domain: str, extension: str) -> None:
 
 def set_ready(ctx: Context, domain: str, extension: str) -> bool:
     """Seat idle and call state ready (ending a wrap-up early). False when the agent is on a
-    call (it becomes ready when the call ends)."""
+    call (it becomes ready when the call ends), or its extension is disabled (nothing
+    changes)."""
     agents = Agents(ctx, domain)
+    if ctx.redis.hget(agents.keys.agent(extension), "enabled") == "0":
+        return False
     agents.set_fields(extension, seat_status="idle")
     # Never from ring/talking/ivr: a ready agent on a call would be offered a second one.
     done = agents.transition(extension, "ready", extra={"no_answer_count": 0},

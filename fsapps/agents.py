@@ -5,8 +5,9 @@ is published on ``agent_<number>``.
 
 Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
 
-``p:{d}:agent:<ext>``  hash  no expiry. Fields: extension, domain, job_number, logged_in
-    ("1"/"0"), groups (comma list), reg_state (reged/unreg), seat_status (idle/busy),
+``p:{d}:agent:<ext>``  hash  no expiry. Fields: extension, domain, job_number, enabled
+    ("0": the extension is disabled, its seat kept busy: no queue calls; absent = enabled),
+    logged_in ("1"/"0"), groups (comma list), reg_state (reged/unreg), seat_status (idle/busy),
     reg_node / reg_host (the node the phone registered on and its SIP address),
     call_state (:class:`~fsapps.agent_state.CallState`), last_change (ms of the last call-state
     change), no_answer_count (offers missed in a row), offer_uuid / offer_node / lease_until
@@ -29,7 +30,7 @@ from fsapps.pubsub import stamp
 from fsapps.store import hash_fields
 from fsapps.store.scripts import run_script
 
-FIELDS = ("extension", "domain", "job_number", "logged_in", "groups", "reg_state",
+FIELDS = ("extension", "domain", "job_number", "enabled", "logged_in", "groups", "reg_state",
           "reg_node", "reg_host",
           "seat_status", "call_state", "last_change", "no_answer_count", "offer_uuid",
           "offer_node", "lease_until", "agent_leg", "wrapup_until")
@@ -40,6 +41,7 @@ class Agent:
     extension: str
     domain: str
     job_number: str = ""
+    enabled: bool = True
     logged_in: bool = False
     groups: tuple[str, ...] = ()
     reg_state: str = "unreg"
@@ -59,7 +61,8 @@ class Agent:
     def from_hash(cls, data: dict[str, str]) -> Agent:
         return cls(
             extension=data.get("extension", ""), domain=data.get("domain", ""),
-            job_number=data.get("job_number", ""), logged_in=data.get("logged_in") == "1",
+            job_number=data.get("job_number", ""), enabled=data.get("enabled") != "0",
+            logged_in=data.get("logged_in") == "1",
             groups=tuple(g for g in data.get("groups", "").split(",") if g),
             reg_state=data.get("reg_state", "unreg"), reg_node=data.get("reg_node", ""),
             reg_host=data.get("reg_host", ""),
@@ -75,7 +78,8 @@ class Agent:
     def available(self, now: int) -> bool:
         """Could a queue call be offered to this agent now? (The same rule as the Lua
         scripts, for reports; reservations themselves are decided in Redis.)"""
-        if not (self.logged_in and self.reg_state == "reged" and self.seat_status == "idle"):
+        if not (self.enabled and self.logged_in and self.reg_state == "reged"
+                and self.seat_status == "idle"):
             return False
         return self.call_state == "ready" or (self.call_state == "ring"
                                               and self.lease_until < now)

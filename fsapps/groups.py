@@ -2,9 +2,10 @@
 logged into the group), blacklist and VIP numbers.
 
 PostgreSQL is the record; Redis the working set the ACD reads on every call. Every change is
-made inside a PostgreSQL transaction that also writes Redis before it commits, so a Redis
-failure leaves PostgreSQL untouched; :func:`load_into_redis` rebuilds the working set from the
-record (at start-up, or after Redis lost its data).
+made inside a PostgreSQL transaction that also writes Redis before it commits
+(:func:`written_together`), so a Redis failure leaves PostgreSQL untouched, and a commit that
+fails after the Redis write puts back what Redis held; :func:`load_into_redis` rebuilds the
+working set from the record (at start-up, or after Redis lost its data).
 
 Keys (``p`` prefix, ``d`` domain):
 
@@ -19,13 +20,15 @@ Keys (``p`` prefix, ``d`` domain):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from fsapps.config import GroupDefaults
 from fsapps.context import Context
-from fsapps.db.connection import transaction
+from fsapps.db.connection import Cursor, transaction
+from fsapps.fslog import log
 from fsapps.routing import CallMode, parse_mode
 from fsapps.store import hash_fields
 
@@ -98,6 +101,134 @@ class RoutingFacts:
 _COLUMNS = [f.name for f in fields(Group)]
 
 
+class RedisUndo:
+    """What a change is about to overwrite in Redis, read just before it writes, so that it can
+    be put back when PostgreSQL then fails to commit. Only what the change touches is kept: the
+    named fields of a hash, the named members of a set or zset, whole keys only where the
+    change replaces them whole (a concurrent write to the same values in the moment between
+    the write and a failed commit would be undone as well; nothing else is)."""
+
+    def __init__(self, r: Any) -> None:
+        self.r = r
+        self.written = False
+        self._reads: list[tuple[str, str, Sequence[str]]] = []
+        self._values: list[Any] = []
+
+    def capture(self, *, new: Sequence[str] = (), hashes: Sequence[str] = (),
+                fields: Mapping[str, Sequence[str]] | None = None,
+                sets: Sequence[str] = (), members: Mapping[str, Sequence[str]] | None = None,
+                zsets: Sequence[str] = (),
+                scores: Mapping[str, Sequence[str]] | None = None) -> None:
+        """Read, in one round trip: keys that may not exist yet (``new``: deleted again on
+        undo if absent now), whole hashes, hash ``fields``, whole ``sets``, set ``members``,
+        whole ``zsets`` and zset members' ``scores``."""
+        reads: list[tuple[str, str, Sequence[str]]] = [("new", k, ()) for k in new]
+        reads += [("hash", k, ()) for k in hashes]
+        reads += [("fields", k, list(v)) for k, v in (fields or {}).items() if v]
+        reads += [("set", k, ()) for k in sets]
+        reads += [("members", k, list(v)) for k, v in (members or {}).items() if v]
+        reads += [("zset", k, ()) for k in zsets]
+        reads += [("scores", k, list(v)) for k, v in (scores or {}).items() if v]
+        pipe = self.r.pipeline(transaction=False)
+        for kind, key, names in reads:
+            if kind == "new":
+                pipe.exists(key)
+            elif kind == "hash":
+                pipe.hgetall(key)
+            elif kind == "fields":
+                pipe.hmget(key, list(names))
+            elif kind == "set":
+                pipe.smembers(key)
+            elif kind == "members":
+                for name in names:
+                    pipe.sismember(key, name)
+            elif kind == "zset":
+                pipe.zrange(key, 0, -1, withscores=True)
+            else:
+                for name in names:
+                    pipe.zscore(key, name)
+        results = iter(pipe.execute() if reads else [])
+        for kind, key, names in reads:
+            if kind in ("members", "scores"):
+                value: Any = [next(results) for _ in names]
+            else:
+                value = next(results)
+            self._reads.append((kind, key, names))
+            self._values.append(value)
+
+    def write(self, pipe: Any) -> list[Any]:
+        """Execute the change's Redis pipeline (after :meth:`capture`); from now on a failed
+        commit restores what was captured."""
+        result: list[Any] = pipe.execute()
+        self.written = True
+        return result
+
+    def restore(self) -> None:
+        """Put back what :meth:`capture` read, in one MULTI/EXEC."""
+        pipe = self.r.pipeline(transaction=True)
+        absent = []
+        for (kind, key, names), value in zip(self._reads, self._values, strict=True):
+            if kind == "new":
+                if not value:
+                    absent.append(key)
+            elif kind == "hash":
+                pipe.delete(key)
+                if value:
+                    pipe.hset(key, mapping=value)
+            elif kind == "fields":
+                for name, old in zip(names, value, strict=True):
+                    if old is None:
+                        pipe.hdel(key, name)
+                    else:
+                        pipe.hset(key, name, old)
+            elif kind == "set":
+                pipe.delete(key)
+                if value:
+                    pipe.sadd(key, *value)
+            elif kind == "members":
+                for name, was in zip(names, value, strict=True):
+                    if was:
+                        pipe.sadd(key, name)
+                    else:
+                        pipe.srem(key, name)
+            elif kind == "zset":
+                pipe.delete(key)
+                if value:
+                    pipe.zadd(key, dict(value))
+            else:
+                for name, score in zip(names, value, strict=True):
+                    if score is None:
+                        pipe.zrem(key, name)
+                    else:
+                        pipe.zadd(key, {name: score})
+        if absent:  # last: a key created by the change goes whole
+            pipe.delete(*absent)
+        pipe.execute()
+
+
+@contextmanager
+def written_together(ctx: Context) -> Iterator[tuple[Cursor, RedisUndo]]:
+    """One change of the record and the working set. The block writes PostgreSQL through the
+    cursor, reads into the undo log what it is about to overwrite in Redis
+    (:meth:`RedisUndo.capture`), then writes Redis in one MULTI/EXEC (:meth:`RedisUndo.write`);
+    the transaction commits when the block ends. Redis failing (or anything raising in the
+    block): the transaction is rolled back, PostgreSQL unchanged, Redis unchanged (MULTI/EXEC
+    applies all or nothing). The commit failing after the Redis write: Redis is put back from
+    the undo log. Either way the error propagates."""
+    undo = RedisUndo(ctx.redis)
+    try:
+        with transaction(ctx.pool) as cur:
+            yield cur, undo
+    except BaseException as exc:
+        if undo.written:
+            try:
+                undo.restore()
+            except Exception as again:
+                log("CRIT", f"could not put Redis back after a failed change ({exc}): {again}; "
+                            "rebuild the working set from PostgreSQL")
+        raise
+
+
 class Groups:
     """The groups of one domain."""
 
@@ -146,27 +277,83 @@ class Groups:
         cols = ", ".join(_COLUMNS)
         marks = ", ".join(["%s"] * len(_COLUMNS))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "group_number")
-        with transaction(self.ctx.pool) as cur:
+        with written_together(self.ctx) as (cur, undo):
             cur.execute(f"INSERT INTO ext_group ({cols}) VALUES ({marks}) "
                         f"ON CONFLICT (group_number) DO UPDATE SET {updates}",
                         [getattr(group, c) for c in _COLUMNS])
-            pipe = self.r.pipeline(transaction=True)
-            pipe.delete(self.keys.group(group.group_number))
-            pipe.hset(self.keys.group(group.group_number), mapping=hash_fields(group.to_hash()))
-            pipe.sadd(self.keys.groups(), group.group_number)
-            pipe.execute()
+            self._write_group(group, undo)
+
+    def _write_group(self, group: Group, undo: RedisUndo) -> None:
+        key = self.keys.group(group.group_number)
+        undo.capture(hashes=[key], members={self.keys.groups(): [group.group_number]})
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping=hash_fields(group.to_hash()))
+        pipe.sadd(self.keys.groups(), group.group_number)
+        undo.write(pipe)
+
+    def change(self, number: str, changes: Mapping[str, object], *,
+               create: Mapping[str, object] | None = None) -> tuple[Group, bool] | None:
+        """Set the columns in ``changes`` on the group's record and working set, keeping its
+        other settings. With ``create`` (columns for a new group only, may be empty) a missing
+        group is created, its other columns at their defaults. Returns (the group as it is now,
+        created), or None when the group does not exist in this domain (a group of another
+        domain with this number is left alone)."""
+        new = dict(create or {})
+        unknown = [c for c in [*changes, *new]
+                   if c not in _COLUMNS or c in ("group_number", "domain")]
+        if unknown:
+            raise ValueError(f"not a group setting: {unknown!r}")
+        for values in (changes, new):
+            if "group_call_mode" in values:
+                parse_mode(values["group_call_mode"])
+        names = list(changes)
+        returning = ", ".join(f"ext_group.{c}" for c in _COLUMNS)
+        with written_together(self.ctx) as (cur, undo):
+            if create is not None:
+                new.update(changes)
+                columns = ["group_number", "domain", *new]
+                sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in names) or "domain = EXCLUDED.domain"
+                cur.execute(
+                    f"INSERT INTO ext_group ({', '.join(columns)}) "
+                    f"VALUES ({', '.join(['%s'] * len(columns))}) "
+                    f"ON CONFLICT (group_number) DO UPDATE SET {sets} "
+                    f"WHERE ext_group.domain = %s RETURNING {returning}, (xmax = 0)",
+                    [number, self.domain, *new.values(), self.domain])
+            else:
+                sets = ", ".join(f"{c} = %s" for c in names) or "domain = domain"
+                cur.execute(f"UPDATE ext_group SET {sets} WHERE group_number = %s AND "
+                            f"domain = %s RETURNING {returning}, false",
+                            [*changes.values(), number, self.domain])
+            row = cur.fetchone()
+            if row is None:
+                return None
+            group = Group(**dict(zip(_COLUMNS, row[:-1], strict=True)))
+            self._write_group(group, undo)
+        return group, bool(row[-1])
 
     def remove(self, number: str) -> bool:
-        """Delete a group, its members, blacklist and VIP list. False if it did not exist."""
-        with transaction(self.ctx.pool) as cur:
-            cur.execute("DELETE FROM ext_group WHERE group_number = %s", [number])
+        """Delete a group of this domain, its members, blacklist and VIP list; its members'
+        agents no longer list it. False if it did not exist."""
+        k = self.keys
+        with written_together(self.ctx) as (cur, undo):
+            cur.execute("DELETE FROM ext_group WHERE group_number = %s AND domain = %s",
+                        [number, self.domain])
             existed = cur.rowcount > 0
-            k = self.keys
+            members = self.members(number)
+            undo.capture(hashes=[k.group(number)], zsets=[k.group_members(number)],
+                         sets=[k.group_blacklist(number), k.group_vip(number)],
+                         members={k.groups(): [number]},
+                         fields={k.agent(ext): ["groups", "logged_in"] for ext in members})
             pipe = self.r.pipeline(transaction=True)
             pipe.delete(k.group(number), k.group_members(number), k.group_blacklist(number),
                         k.group_vip(number))
             pipe.srem(k.groups(), number)
-            pipe.execute()
+            for ext in members:
+                left = [g for g in self._groups_of(ext) if g != number]
+                pipe.hset(k.agent(ext), mapping={"groups": ",".join(left),
+                                                 "logged_in": "1" if left else "0"})
+            undo.write(pipe)
         return existed
 
     def set_numbers(self, number: str, kind: str, numbers: Iterable[str]) -> None:
@@ -174,16 +361,17 @@ class Groups:
         table, key = {"blacklist": ("group_blacklist", self.keys.group_blacklist(number)),
                       "vip": ("group_vip", self.keys.group_vip(number))}[kind]
         wanted = sorted(set(numbers))
-        with transaction(self.ctx.pool) as cur:
+        with written_together(self.ctx) as (cur, undo):
             cur.execute(f"DELETE FROM {table} WHERE group_number = %s", [number])
             for caller in wanted:
                 cur.execute(f"INSERT INTO {table} (group_number, number) "
                             "VALUES (%s, %s)", [number, caller])
+            undo.capture(sets=[key])
             pipe = self.r.pipeline(transaction=True)
             pipe.delete(key)
             if wanted:
                 pipe.sadd(key, *wanted)
-            pipe.execute()
+            undo.write(pipe)
 
     def login(self, extension: str, numbers: list[str]) -> list[str]:
         """Make the agent a member of exactly these groups (seed agent_up / nway_login).
@@ -196,7 +384,7 @@ class Groups:
         if unknown:
             raise FsappsError(f"unknown group(s) {', '.join(unknown)!r} for agent {extension!r}")
         previous = self._groups_of(extension)
-        with transaction(self.ctx.pool) as cur:
+        with written_together(self.ctx) as (cur, undo):
             cur.execute("DELETE FROM ext_group_map WHERE ext = %s AND ext_group_number IN "
                         "(SELECT group_number FROM ext_group WHERE domain = %s)",
                         [extension, self.domain])
@@ -209,6 +397,9 @@ class Groups:
                     "WHERE group_number = %s RETURNING position", [extension, number, number])
                 row = cur.fetchone()
                 positions[number] = row[0] if row else 1
+            undo.capture(fields={self.keys.agent(extension): ["groups", "logged_in"]},
+                         scores={self.keys.group_members(n): [extension]
+                                 for n in {*previous, *positions}})
             pipe = self.r.pipeline(transaction=True)
             for number in previous:
                 if number not in positions:
@@ -217,7 +408,7 @@ class Groups:
                 pipe.zadd(self.keys.group_members(number), {extension: position})
             pipe.hset(self.keys.agent(extension), mapping=hash_fields(
                 {"groups": ",".join(numbers), "logged_in": "1" if numbers else "0"}))
-            pipe.execute()
+            undo.write(pipe)
         return numbers
 
     def _groups_of(self, extension: str) -> list[str]:

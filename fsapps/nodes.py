@@ -1,5 +1,6 @@
-"""FreeSWITCH nodes: who is alive (heartbeats) and the command queue each node's runtime
-serves, so any process can reach the node that owns a channel.
+"""FreeSWITCH nodes: who is alive (heartbeats), which channels each node holds, and the
+command queue each node's runtime serves, so any process can reach the node that owns a channel
+(and, with :meth:`Nodes.request`, wait for its answer).
 
 Keys (``p`` prefix; domain-less, hash tag ``{nodes}``):
 
@@ -7,11 +8,18 @@ Keys (``p`` prefix; domain-less, hash tag ``{nodes}``):
 ``p:{nodes}:node:<n>:heartbeat``  hash  PX 3 heartbeats: facts about the node (host, started).
 ``p:{nodes}:node:<n>:commands``   list  PX 60 s after the last push: JSON commands for node n,
                                         RPUSH by anyone, BLPOP by n.
+``p:{nodes}:node:<n>:channels``   set   PX 60 s, renewed by every heartbeat: uuids of the live
+                                        channels of node n (its runtime adds on CHANNEL_CREATE,
+                                        removes on CHANNEL_DESTROY); a dead node's set expires.
+``p:{nodes}:reply:<id>``          list  PX 30 s: the one answer to a :meth:`Nodes.request`,
+                                        RPUSH by the node that ran the command, BLPOP by the
+                                        requester.
 """
 
 from __future__ import annotations
 
 import json
+import uuid as uuidlib
 from typing import Any
 
 from fsapps.context import Context, now_ms
@@ -20,6 +28,9 @@ from fsapps.store import hash_fields
 HEARTBEAT_MS = 1000
 DEAD_AFTER_MS = 5 * HEARTBEAT_MS
 COMMANDS_TTL_MS = 60_000
+CHANNELS_TTL_MS = 60_000
+REPLY_TTL_MS = 30_000
+REPLY_TIMEOUT_S = 5.0
 
 
 class Nodes:
@@ -34,7 +45,29 @@ class Nodes:
         pipe.zadd(self.keys.nodes(), {node: now})
         pipe.hset(self.keys.heartbeat(node), mapping=hash_fields({"last": now, **(facts or {})}))
         pipe.pexpire(self.keys.heartbeat(node), 3 * HEARTBEAT_MS)
+        pipe.pexpire(self.keys.channels(node), CHANNELS_TTL_MS)
         pipe.execute()
+
+    def channel_created(self, node: str, uuid: str, pipeline: Any = None) -> None:
+        """Record that ``uuid`` lives on ``node`` (optionally in the caller's pipeline)."""
+        (pipeline if pipeline is not None else self.r).sadd(self.keys.channels(node), uuid)
+
+    def channel_destroyed(self, node: str, uuid: str, pipeline: Any = None) -> None:
+        (pipeline if pipeline is not None else self.r).srem(self.keys.channels(node), uuid)
+
+    def owner(self, uuid: str) -> str | None:
+        """The live node whose runtime recorded channel ``uuid`` (None when none did). Two
+        round trips: the live nodes, then one membership test per node."""
+        alive = sorted(self.alive())
+        if not alive:
+            return None
+        pipe = self.r.pipeline(transaction=False)
+        for node in alive:
+            pipe.sismember(self.keys.channels(node), uuid)
+        for node, member in zip(alive, pipe.execute(), strict=True):
+            if member:
+                return node
+        return None
 
     def alive(self) -> set[str]:
         return set(self.r.zrangebyscore(self.keys.nodes(), now_ms() - DEAD_AFTER_MS, "+inf"))
@@ -49,6 +82,23 @@ class Nodes:
         pipe = self.r.pipeline(transaction=False)
         pipe.rpush(self.keys.commands(node), json.dumps({"cmd": command, **args}))
         pipe.pexpire(self.keys.commands(node), COMMANDS_TTL_MS)
+        pipe.execute()
+
+    def request(self, node: str, command: str, timeout_s: float = REPLY_TIMEOUT_S,
+                **args: Any) -> str | None:
+        """Send ``command`` to ``node`` and wait up to ``timeout_s`` for its answer (the text
+        the node's runtime passed to :meth:`reply`). None when no answer came in time — the
+        command may still run there later."""
+        reply_id = uuidlib.uuid4().hex
+        self.send(node, command, reply=reply_id, **args)
+        item = self.r.blpop([self.keys.reply(reply_id)], timeout=timeout_s)
+        return None if item is None else str(item[1])
+
+    def reply(self, reply_id: str, text: str) -> None:
+        """Answer a :meth:`request` (the requester may have given up: the answer expires)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.rpush(self.keys.reply(reply_id), text)
+        pipe.pexpire(self.keys.reply(reply_id), REPLY_TTL_MS)
         pipe.execute()
 
     def next_command(self, node: str, timeout_s: float = 1.0) -> dict[str, Any] | None:

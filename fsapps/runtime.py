@@ -4,7 +4,11 @@ It runs for the life of the switch, in the thread mod_python3 gives it, plus one
 own for the node's command queue (started once, never per call):
 
 - node heartbeat in Redis, so other nodes and CTI servers know the node is alive;
-- commands for this node (``break <uuid>`` wakes a queued caller whose agent is reserved);
+- commands for this node (``break <uuid>`` wakes a queued caller whose agent is reserved;
+  ``transfer`` / ``hold`` / ``unhold`` / ``threeway`` run a switch command issued on another
+  node for a channel of this one, and answer it);
+- the channels of this node, recorded in Redis so other nodes know where a uuid lives;
+- the aliases of the switch commands (``nway_login ...`` in fs_cli), installed at start-up;
 - switch events: registrations keep agents' reg_state, an agent leg answering makes the agent
   ``talking``, and every call event is published as the seed's ``EVENT_*`` message;
 - timers: wrap-ups that are over make their agents ready (and offer them waiting calls);
@@ -19,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from fsapps import acd, callevents
+from fsapps import acd, callevents, commands
 from fsapps.agents import Agents
 from fsapps.callqueue import CallQueue
 from fsapps.context import Context, get_context, now_ms
@@ -56,9 +60,10 @@ class NodeRuntime:
             consumer.bind(name)
         for subclass in _SOFIA:
             consumer.bind("CUSTOM", subclass)
-        commands = threading.Thread(target=self.serve_commands, name=f"fsapps:{self.node}:cmd",
-                                    daemon=True)
-        commands.start()
+        self.guarded(self.install_aliases)
+        serving = threading.Thread(target=self.serve_commands, name=f"fsapps:{self.node}:cmd",
+                                   daemon=True)
+        serving.start()
         log("NOTICE", f"runtime started on node {self.node}")
         try:
             while self.fs.running() and not self.stopping.is_set():
@@ -91,10 +96,30 @@ class NodeRuntime:
             if command is not None:
                 self.guarded(self.on_command, command)
 
+    def install_aliases(self) -> None:
+        """``alias add nway_login python fsapps.api nway_login`` and so on for every switch
+        command (fs_cli expands aliases; ESL ``api`` does not: there it is
+        ``python fsapps.api nway_login ...``)."""
+        refused = commands.install_aliases(self.api_execute)
+        if refused:
+            log("WARNING", f"runtime {self.node}: the switch refused the aliases {refused}")
+
+    def api_execute(self, cmd: str, args: str) -> str:
+        return str(self.fs.API().execute(cmd, args) or "")
+
     def on_command(self, command: dict[str, Any]) -> None:
         name = command.get("cmd")
         if name == "break":
             self.fs.API().execute("uuid_break", f"{command.get('uuid', '')} all")
+        elif name in commands.CHANNEL_COMMANDS:
+            try:
+                reply = commands.channel_command(self.ctx, self.api_execute, self.node,
+                                                 str(name), command)
+            except Exception as exc:  # the requester must hear something
+                reply = f"-ERR {name} failed on node {self.node}: {type(exc).__name__}: {exc}\n"
+            reply_id = command.get("reply")
+            if reply_id:
+                self.nodes.reply(str(reply_id), reply)
         else:
             log("WARNING", f"runtime {self.node}: unknown command {command!r}")
 
@@ -114,6 +139,11 @@ class NodeRuntime:
         if name == "CUSTOM":
             self.on_registration(event)
             return
+        uuid = event.getHeader("Unique-ID")
+        if name == "CHANNEL_CREATE" and uuid:
+            self.nodes.channel_created(self.node, uuid, pipe)
+        elif name == "CHANNEL_DESTROY" and uuid:
+            self.nodes.channel_destroyed(self.node, uuid, pipe)
         if name == "CHANNEL_ANSWER":
             extension = event.getHeader("variable_fsapps_acd_agent")
             if extension:

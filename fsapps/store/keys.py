@@ -35,6 +35,11 @@ fsapps-owned, from :class:`NodeKeys`:
 ``p:{nodes}:node:<n>:heartbeat``   hash    PX a few heartbeats; node facts (host, started ...)
 ``p:{nodes}:node:<n>:commands``    list    PX 60 s after the last push; commands for node n
                                            (RPUSH by anyone, BLPOP by the node's runtime)
+``p:{nodes}:node:<n>:channels``    set     PX 60 s renewed by each heartbeat; uuids of node n's
+                                           live channels (CHANNEL_CREATE adds, CHANNEL_DESTROY
+                                           removes): the node owning a channel, for commands
+                                           such as nwayacd_transfer issued on another node
+``p:{nodes}:reply:<id>``           list    PX 30 s; the answer to one node command request
 =================================  ======  =====================================================
 
 Seed-defined, verbatim (seed 003 mod_cti directory, seed 001 events):
@@ -190,6 +195,12 @@ class NodeKeys:
 
     def commands(self, node: str) -> str:
         return f"{self._base}:node:{_part('node name', node)}:commands"
+
+    def channels(self, node: str) -> str:
+        return f"{self._base}:node:{_part('node name', node)}:channels"
+
+    def reply(self, reply_id: str) -> str:
+        return f"{self._base}:reply:{_part('reply id', reply_id)}"
 
 
 def seed_exten_hash(domain: str) -> str:
