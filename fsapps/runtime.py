@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from fsapps import acd, callevents, commands
+from fsapps import acd, callevents, commands, workingset
 from fsapps.agents import Agents
 from fsapps.callqueue import CallQueue
 from fsapps.context import Context, get_context, now_ms
@@ -54,6 +54,8 @@ class NodeRuntime:
 
     # ------------------------------------------------------------------ loops -------------
     def run(self) -> None:
+        for domain in self.ctx.settings.domains:
+            self.guarded(workingset.restore_if_empty, self.ctx, domain)
         # A deep queue, drained in batches: the switch drops events a full queue cannot take.
         consumer = self.fs.EventConsumer("", "", EVENT_QUEUE_LEN)
         for name in _EVENTS:
