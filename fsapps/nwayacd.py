@@ -9,16 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from fsapps import acd
-from fsapps.fslog import log
+from fsapps.entry import run_app
 
 
 def handler(session: Any, args: str) -> None:
-    try:
-        acd.route_call(session, args)
-    except Exception as exc:
-        log("ERR", f"nwayacd {args!r}: {type(exc).__name__}: {exc}")
-        try:
-            if session.ready():
-                session.hangup("NORMAL_TEMPORARY_FAILURE")
-        except Exception:
-            pass
+    run_app("nwayacd", session, args, acd.route_call)

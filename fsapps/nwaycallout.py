@@ -10,16 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from fsapps import outbound
-from fsapps.fslog import log
+from fsapps.entry import run_app
 
 
 def handler(session: Any, args: str) -> None:
-    try:
-        outbound.callout(session, args)
-    except Exception as exc:
-        log("ERR", f"nwaycallout {args!r}: {type(exc).__name__}: {exc}")
-        try:
-            if session.ready():
-                session.hangup("NORMAL_TEMPORARY_FAILURE")
-        except Exception:
-            pass
+    run_app("nwaycallout", session, args, outbound.callout)

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-import redis
 
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
 from fsapps import acd
 from fsapps.routing import CallMode
 from tests.acd_support import DOMAIN, CallCenter, center
+from tests.pubsub_capture import Subscriber
 
 RING_S = 2            # group_callout_timeout: FreeSWITCH's whole-second timer rings 1.0-1.6 s
 ANSWER = 50           # agent phones answer after this many ms
@@ -34,60 +33,6 @@ AGENT_EVENT_KEYS = ["type", "method", "cti_ip", "uuid", "number", "group", "exte
                     "callin_time"]
 QUEUE_EVENT_KEYS = ["type", "method", "cti_ip", "uuid", "number", "group", "level",
                     "callin_time"]
-
-
-# ------------------------------------------------------------------------ pub/sub capture ---
-@dataclass(frozen=True)
-class Published:
-    channel: str
-    data: dict[str, Any]
-    at: float  # time.monotonic() when received
-    raw: str
-
-
-class Subscriber:
-    """A real ``PSUBSCRIBE event_* queue_* agent_*`` on the test Redis, collecting messages."""
-
-    def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url, decode_responses=True)
-        self.pubsub = self.client.pubsub()
-        self.messages: list[Published] = []
-        self.lock = threading.Lock()
-        self.pubsub.psubscribe(**{p: self._on for p in ("event_*", "queue_*", "agent_*")})
-        self.thread = self.pubsub.run_in_thread(sleep_time=0.005, daemon=True)
-        wait_until(lambda: self.client.execute_command("PUBSUB", "NUMPAT") >= 3, 5,
-                   "psubscribe active")
-
-    def _on(self, message: dict[str, Any]) -> None:
-        raw = message["data"]
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = {"raw": raw}
-        with self.lock:
-            self.messages.append(Published(message["channel"], data, time.monotonic(), raw))
-
-    def find(self, channel: str | None = None, **fields: str) -> list[Published]:
-        with self.lock:
-            found = list(self.messages)
-        return [m for m in found if (channel is None or m.channel == channel)
-                and all(m.data.get(k) == v for k, v in fields.items())]
-
-    def agent_events(self, uuid: str, method: str | None = None) -> list[Published]:
-        if method is None:
-            return self.find("event_agent", uuid=uuid)
-        return self.find("event_agent", uuid=uuid, method=method)
-
-    def wait(self, channel: str | None = None, timeout: float = 5.0,
-             **fields: str) -> Published:
-        return wait_until(lambda: (self.find(channel, **fields) or [None])[0], timeout,
-                          f"a message on {channel or '*'} with {fields}")
-
-    def close(self) -> None:
-        self.thread.stop()
-        self.thread.join(2)
-        self.pubsub.close()
-        self.client.close()
 
 
 # ------------------------------------------------------------------------ fixtures ----------

@@ -10,8 +10,6 @@ real PSUBSCRIBE on event_*, agent_*, cdr_*; the CDR from the ``cdr`` table.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -20,13 +18,13 @@ from typing import Any
 import psycopg2
 import psycopg2.extras
 import pytest
-import redis
 
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
 from fsapps import acd, numbers
 from fsapps.db.connection import Pool
 from tests.acd_support import DOMAIN, CallCenter, center
+from tests.pubsub_capture import Subscriber
 
 RING_S = 2          # group_defaults.callout_timeout: a direct call rings 1.0-1.6 s
 GROUP = "110"       # the group of the dialplan's callout routes
@@ -49,51 +47,6 @@ TEST_CONTEXT = """
   </extension>
 </context></include>
 """
-
-
-# ------------------------------------------------------------------------ pub/sub capture ---
-@dataclass(frozen=True)
-class Published:
-    channel: str
-    data: dict[str, Any]
-
-
-class Subscriber:
-    """A real ``PSUBSCRIBE event_* agent_* cdr_*`` on the test Redis, collecting messages."""
-
-    def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url, decode_responses=True)
-        self.pubsub = self.client.pubsub()
-        self.messages: list[Published] = []
-        self.lock = threading.Lock()
-        self.pubsub.psubscribe(**{p: self._on for p in ("event_*", "agent_*", "cdr_*")})
-        self.thread = self.pubsub.run_in_thread(sleep_time=0.005, daemon=True)
-        wait_until(lambda: self.client.execute_command("PUBSUB", "NUMPAT") >= 3, 5,
-                   "psubscribe active")
-
-    def _on(self, message: dict[str, Any]) -> None:
-        try:
-            data = json.loads(message["data"])
-        except ValueError:
-            data = {"raw": message["data"]}
-        with self.lock:
-            self.messages.append(Published(message["channel"], data))
-
-    def find(self, channel: str, **fields: str) -> list[Published]:
-        with self.lock:
-            found = list(self.messages)
-        return [m for m in found if m.channel == channel
-                and all(m.data.get(k) == v for k, v in fields.items())]
-
-    def wait(self, channel: str, timeout: float = 5.0, **fields: str) -> Published:
-        return wait_until(lambda: (self.find(channel, **fields) or [None])[0], timeout,
-                          f"a message on {channel} with {fields}")
-
-    def close(self) -> None:
-        self.thread.stop()
-        self.thread.join(2)
-        self.pubsub.close()
-        self.client.close()
 
 
 # ------------------------------------------------------------------------ fixtures ----------

@@ -1,0 +1,22 @@
+"""The guard every dialplan application entry module shares: run the service function and
+make sure no exception reaches FreeSWITCH — log it and give the caller a clean hangup."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fsapps.fslog import log
+
+
+def run_app(name: str, session: Any, args: str,
+            service: Callable[[Any, str], None]) -> None:
+    try:
+        service(session, args)
+    except Exception as exc:  # nothing may escape into the switch
+        log("ERR", f"{name} {args!r}: {type(exc).__name__}: {exc}")
+        try:
+            if session.ready():
+                session.hangup("NORMAL_TEMPORARY_FAILURE")
+        except Exception:  # the channel may be gone already
+            pass
