@@ -103,6 +103,20 @@ class CtiSettings:
 
 
 @dataclass(frozen=True)
+class CtiBridgeSettings:
+    """``python fsapps.cti_bridge <url> ...``: what happens when the router's answer is
+    unusable (timeout, HTTP error, not JSON, bad or unsafe fields) or the bridge fails."""
+
+    # "hangup": hang up with failure_cause; "continue": return to the next dialplan action.
+    on_failure: str = "hangup"
+    failure_cause: str = "NORMAL_TEMPORARY_FAILURE"
+    # Let the router answer with a raw dial string ({vars}, "," and "|" included).
+    allow_dialstring: bool = False
+    # Threads sending the progress notifications (one pool per switch process).
+    notify_workers: int = 4
+
+
+@dataclass(frozen=True)
 class UserSettings:
     username: str
     # A password hash (``pbkdf2_sha256$...``); plain passwords are refused by the loader.
@@ -142,6 +156,7 @@ class Settings:
     nats: NatsSettings = field(default_factory=NatsSettings)
     amqp: AmqpSettings = field(default_factory=AmqpSettings)
     cti: CtiSettings = field(default_factory=CtiSettings)
+    cti_bridge: CtiBridgeSettings = field(default_factory=CtiBridgeSettings)
     users: tuple[UserSettings, ...] = ()
     api_tokens: tuple[Secret, ...] = ()
     domains: tuple[str, ...] = ("default",)
@@ -168,6 +183,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "NOTICE", "WARNING", "ERR", "ERROR", "CRIT")
 ROLES = ("agent", "supervisor", "admin")
 PUBSUB_FORMATS = ("comma", "json")
 CALL_MODES = range(6)
+CTI_BRIDGE_ON_FAILURE = ("hangup", "continue")
 MIN_API_TOKEN_LENGTH = 16
 
 # Secrets whose text is a URL or DSN: masked_dict shows their shape, with only the password hidden.
@@ -606,6 +622,13 @@ def _api_token(secret: Secret, key: str) -> Secret:
     return secret
 
 
+def _cause(value: str, key: str) -> str:
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]*", value):
+        raise ConfigError(key, value, "expected a FreeSWITCH hangup cause name like "
+                          "'NORMAL_TEMPORARY_FAILURE'")
+    return value
+
+
 _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "redis.url": _url(("redis", "rediss", "unix")),
     "redis.sentinels[]": lambda value, key: value,  # checked by _host_port
@@ -622,6 +645,9 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "cti.listen": _word,
     "cti.port": _port,
     "cti.token_ttl_seconds": _positive,
+    "cti_bridge.on_failure": _one_of(CTI_BRIDGE_ON_FAILURE),
+    "cti_bridge.failure_cause": _cause,
+    "cti_bridge.notify_workers": _positive,
     "users[].username": _word,
     "users[].password_hash": _password_hash,
     "users[].role": _one_of(ROLES),

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from fsapps import acd, callevents, commands, workingset
+from fsapps import acd, callevents, commands, httproute, workingset
 from fsapps.agents import Agents
 from fsapps.callqueue import CallQueue
 from fsapps.context import Context, get_context, now_ms
@@ -150,6 +150,9 @@ class NodeRuntime:
             extension = event.getHeader("variable_fsapps_acd_agent")
             if extension:
                 self.agent_answered(event, extension)
+        if name in httproute.LEG_EVENTS and event.getHeader("variable_fsapps_cti_notify_url"):
+            # a B leg of cti_bridge: ring / progress / answer go to its router
+            httproute.leg_event(self.ctx.settings.cti_bridge, name, event.getHeader)
         mapped = callevents.call_event(event.getHeader)
         if mapped is not None:
             evt, fields = mapped
