@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from fsapps.errors import FsappsError
 from fsapps.fslog import setup_logging
@@ -23,6 +24,108 @@ def _db_migrate(args: argparse.Namespace) -> int:
     from fsapps.db import migrations
 
     return migrations.migrate_command(args.config, dsn=args.dsn)
+
+
+def _ext_context(args: argparse.Namespace) -> tuple[Any, str]:
+    from fsapps import config, context
+
+    ctx = context.configure(config.load_settings(args.config))
+    domain = args.domain or ctx.settings.default_domain
+    if domain not in ctx.settings.domains:
+        raise FsappsError(f"domain {domain!r} is not one of {list(ctx.settings.domains)!r}")
+    return ctx, domain
+
+
+def _ext_import(args: argparse.Namespace) -> int:
+    from fsapps import extfile
+
+    ctx, domain = _ext_context(args)
+    return extfile.import_file(ctx, domain, args.file, args.format, skip_bad=args.skip_bad)
+
+
+def _ext_export(args: argparse.Namespace) -> int:
+    from fsapps import extfile
+
+    ctx, domain = _ext_context(args)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            return extfile.export(ctx, domain, out, args.format)
+    return extfile.export(ctx, domain, sys.stdout, args.format)
+
+
+def _ext_set(args: argparse.Namespace) -> int:
+    from fsapps import extfile
+
+    ctx, domain = _ext_context(args)
+    items = [("param.password", args.password)] if args.password is not None else []
+    for section, pairs in (("param", args.param), ("variable", args.variable),
+                           ("attribute", args.attribute)):
+        for pair in pairs or []:
+            name, sep, value = pair.partition("=")
+            if not sep:
+                raise FsappsError(f"--{section} {pair!r}: expected NAME=VALUE")
+            items.append((f"{section}.{name}", value))
+    ext = extfile.set_one(ctx, domain, args.user, replace=args.replace,
+                          record_json=args.json, items=items)
+    print(extfile.show(ext))
+    return 0
+
+
+def _ext_rm(args: argparse.Namespace) -> int:
+    from fsapps.userdir import UserDirectory
+
+    ctx, domain = _ext_context(args)
+    if not UserDirectory(ctx, domain).remove(args.user):
+        print(f"fsapps: no extension {args.user!r} in cti_exten@{domain}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _ext_show(args: argparse.Namespace) -> int:
+    from fsapps import extfile
+    from fsapps.userdir import UserDirectory
+
+    ctx, domain = _ext_context(args)
+    ext = UserDirectory(ctx, domain).get(args.user)
+    if ext is None:
+        print(f"fsapps: no extension {args.user!r} in cti_exten@{domain}", file=sys.stderr)
+        return 1
+    print(extfile.show(ext))
+    return 0
+
+
+def _add_ext_commands(groups: Any) -> None:
+    ext_cmd = groups.add_parser("ext", help="extensions of the Redis directory (seed 003)")
+    ext_cmd.add_argument("--domain", help="the domain (default: default_domain)")
+    ext_sub = ext_cmd.add_subparsers(dest="action", required=True)
+    imp = ext_sub.add_parser("import", help="load extensions from a CSV or YAML file")
+    imp.add_argument("file")
+    imp.add_argument("--format", choices=("csv", "yaml"), help="default: from the file name")
+    imp.add_argument("--skip-bad", action="store_true",
+                     help="import the good rows even when some are bad")
+    imp.set_defaults(run=_ext_import)
+    exp = ext_sub.add_parser("export", help="write every extension as CSV or YAML")
+    exp.add_argument("--format", choices=("csv", "yaml"), default="csv")
+    exp.add_argument("-o", "--output", help="file to write (default: stdout)")
+    exp.set_defaults(run=_ext_export)
+    put = ext_sub.add_parser("set", help="create or change one extension")
+    put.add_argument("user")
+    put.add_argument("--password")
+    put.add_argument("--param", action="append", metavar="NAME=VALUE",
+                     help="a param (repeatable); an empty VALUE removes it")
+    put.add_argument("--variable", action="append", metavar="NAME=VALUE")
+    put.add_argument("--attribute", action="append", metavar="NAME=VALUE",
+                     help="e.g. cacheable=60000, number-alias=2001")
+    put.add_argument("--json", help="the seed's record as JSON, merged in")
+    put.add_argument("--replace", action="store_true",
+                     help="start from an empty record instead of the current one")
+    put.set_defaults(run=_ext_set)
+    rm = ext_sub.add_parser("rm", help="remove one extension")
+    rm.add_argument("user")
+    rm.set_defaults(run=_ext_rm)
+    show = ext_sub.add_parser("show", help="print one extension (by id or number-alias)")
+    show.add_argument("user")
+    show.set_defaults(run=_ext_show)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = db_sub.add_parser("migrate", help="apply pending schema migrations (idempotent)")
     migrate.add_argument("--dsn", help="PostgreSQL DSN (default: from the settings)")
     migrate.set_defaults(run=_db_migrate)
+
+    _add_ext_commands(groups)
     return parser
 
 

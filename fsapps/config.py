@@ -149,6 +149,34 @@ class EventSettings:
     cti_ip: str = ""
 
 
+# Channel fields the seed's gui.call block lists (its sample names Created-Time twice).
+SEED_CALL_FIELDS = ("Caller-Destination-Number", "Caller-Caller-ID-Number",
+                    "Caller-Callee-ID-Number", "Caller-Profile-Created-Time",
+                    "Caller-Channel-Answered-Time", "Caller-Channel-Hangup-Time",
+                    "Caller-Channel-Progress-Time", "Caller-Channel-Progress-Media-Time",
+                    "Answer-State", "variable_signal_bond")
+
+
+@dataclass(frozen=True)
+class DirectorySettings:
+    """Seed 003: the Redis directory (cti_exten@<domain>) and the live-state writes of its
+    ``gui`` block. An empty hash/channel/list name turns that write off."""
+
+    # cacheable attribute (ms, or "true") for records that set none; "" = not cached.
+    cacheable: str = ""
+    # cti_userinfo@<domain>: per extension, its register block and current calls.
+    userinfo: bool = True
+    registration_hash: str = "registrations"
+    registration_channel: str = ""
+    registration_list: str = ""
+    call_hash: str = "calls"
+    call_channel: str = ""
+    call_list: str = ""
+    call_fields: tuple[str, ...] = SEED_CALL_FIELDS
+    # true: a hung-up call's record leaves the calls hash; false: the last one stays.
+    call_remove_hangup: bool = False
+
+
 @dataclass(frozen=True)
 class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -163,6 +191,7 @@ class Settings:
     default_domain: str = "default"
     group_defaults: GroupDefaults = field(default_factory=GroupDefaults)
     events: EventSettings = field(default_factory=EventSettings)
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
     node_name: str = ""
     log_level: str = "INFO"
 
@@ -510,6 +539,12 @@ def _word_or_empty(value: str, key: str) -> str:
     return _word(value, key) if value else value
 
 
+def _cacheable(value: str, key: str) -> str:
+    if value and value != "true" and not value.isdigit():
+        raise ConfigError(key, value, 'expected milliseconds ("60000"), "true" or ""')
+    return value
+
+
 def _key_part(value: str, key: str) -> str:
     # Braces would move or break the {domain} hash tag that keeps a domain in one cluster slot.
     _word(value, key)
@@ -666,6 +701,14 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "group_defaults.lease_margin_seconds": _positive,
     "events.pubsub_format": _one_of(PUBSUB_FORMATS),
     "events.cti_ip": _word_or_empty,
+    "directory.cacheable": _cacheable,
+    "directory.registration_hash": _word_or_empty,
+    "directory.registration_channel": _word_or_empty,
+    "directory.registration_list": _word_or_empty,
+    "directory.call_hash": _word_or_empty,
+    "directory.call_channel": _word_or_empty,
+    "directory.call_list": _word_or_empty,
+    "directory.call_fields[]": _word,
     "node_name": _key_part_or_empty,
     "log_level": _log_level,
 }

@@ -1,7 +1,13 @@
 """``xml_fetch(params, args)`` — the directory binding named in python.conf.xml.
 
-Until the Redis directory lands (seed 003), it answers "" — "nothing from this binding" — so
-FreeSWITCH falls back to its static XML. It never returns None (that crashes the switch).
+Answers REGISTER/INVITE authentication and ``user/<ext>`` dialling from the Redis hash
+``cti_exten@<domain>`` (seed 003, :mod:`fsapps.userdir`): the user's directory document, or
+FreeSWITCH's "not found" result for an unknown user or domain, a malformed record (logged) or
+a failure (logged). Other sections get "" (nothing from this binding). It always returns a
+``str``: None would crash the switch.
+
+This module is reloaded by mod_python3 on every call: it keeps nothing; the connection pool
+lives in :mod:`fsapps.context`.
 """
 
 from __future__ import annotations
@@ -10,4 +16,23 @@ from typing import Any
 
 
 def xml_fetch(params: Any, args: str = "") -> str:
-    return ""
+    try:
+        from fsapps import userdir
+    except Exception:  # an unimportable install: fall back to the switch's static XML
+        return ""
+    try:
+        if params.getHeader("section") != "directory":
+            return ""
+        from fsapps.context import get_context
+
+        user = params.getHeader("user")
+        domain = params.getHeader("domain") or params.getHeader("key_value")
+        return str(userdir.answer(get_context(), user, domain))
+    except Exception as exc:
+        try:
+            from fsapps.fslog import log
+
+            log("ERR", f"directory: lookup failed: {type(exc).__name__}: {exc}")
+        except Exception:
+            pass
+        return userdir.NOT_FOUND

@@ -9,6 +9,8 @@ own for the node's command queue (started once, never per call):
   node for a channel of this one, and answer it);
 - the channels of this node, recorded in Redis so other nodes know where a uuid lives;
 - the aliases of the switch commands (``nway_login ...`` in fs_cli), installed at start-up;
+- directory: ``directory_flush`` commands evict changed extensions from the switch's cache;
+- live state (seed 003, :mod:`fsapps.livestate`): cti_userinfo@<domain>, registrations, calls;
 - switch events: registrations keep agents' reg_state, an agent leg answering makes the agent
   ``talking``, and every call event is published as the seed's ``EVENT_*`` message;
 - timers: wrap-ups that are over make their agents ready (and offer them waiting calls);
@@ -29,17 +31,19 @@ from fsapps.callqueue import CallQueue
 from fsapps.context import Context, get_context, now_ms
 from fsapps.errors import FsappsError
 from fsapps.fslog import log
+from fsapps.livestate import LiveState
 from fsapps.nodes import HEARTBEAT_MS, Nodes
 from fsapps.pubsub import stamp
+from fsapps.userdir import flush_commands
 
 WRAPUP_CHECK_MS = 200
 EVENT_QUEUE_LEN = 100_000
 EVENT_BATCH = 500
 RECONCILE_MS = 2000
 _EVENTS = ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
-           "CHANNEL_BRIDGE", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY", "CHANNEL_HOLD",
-           "CHANNEL_UNHOLD", "CHANNEL_PARK", "CHANNEL_UNPARK", "DTMF", "PLAYBACK_START",
-           "PLAYBACK_STOP")
+           "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY",
+           "CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_PARK", "CHANNEL_UNPARK", "DTMF",
+           "PLAYBACK_START", "PLAYBACK_STOP")
 _SOFIA = ("sofia::register", "sofia::unregister", "sofia::expire")
 
 
@@ -49,6 +53,7 @@ class NodeRuntime:
         self.fs = fs
         self.node = node
         self.nodes = Nodes(ctx)
+        self.livestate = LiveState(ctx, node)
         self.stopping = threading.Event()
         self._next = {"heartbeat": 0, "wrapups": 0, "reconcile": 0}
 
@@ -122,6 +127,11 @@ class NodeRuntime:
             reply_id = command.get("reply")
             if reply_id:
                 self.nodes.reply(str(reply_id), reply)
+        elif name == "directory_flush":
+            # a directory record changed (fsapps.userdir): drop the switch's cached copy
+            for args in flush_commands(str(command.get("domain", "")),
+                                       list(command.get("users") or [])):
+                self.fs.API().execute("xml_flush_cache", args)
         else:
             log("WARNING", f"runtime {self.node}: unknown command {command!r}")
 
@@ -135,6 +145,8 @@ class NodeRuntime:
             self.guarded(self.on_event, event, pipe)
         if pipe is not None:
             pipe.execute()
+        # seed 003's cti_userinfo@<domain>, registrations and calls: two round trips a batch
+        self.guarded(self.livestate.apply, events)
 
     def on_event(self, event: Any, pipe: Any = None) -> None:
         name = event.getHeader("Event-Name")

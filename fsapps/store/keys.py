@@ -46,6 +46,9 @@ Seed-defined, verbatim (seed 003 mod_cti directory, seed 001 events):
 
 =================================  ======  =====================================================
 ``cti_exten@<domain>``             hash    none; field extension -> JSON param/variable/attribute
+``p:{cti_exten@<domain>}:exten_alias``  hash  none; number-alias -> extension (fsapps-owned index
+                                        of cti_exten@<domain>, tagged to share its cluster slot;
+                                        :func:`exten_alias_hash`, kept by :mod:`fsapps.userdir`)
 ``cti_userinfo@<domain>``          hash    none; field extension -> JSON register + calls
 ``registrations``                  hash    none; field extension -> JSON sofia::register event
 ``calls``                          hash    none; field extension -> JSON call fields
@@ -76,6 +79,7 @@ __all__ = [
     "agent_channel",
     "cdr_channel",
     "event_channel",
+    "exten_alias_hash",
     "queue_channel",
     "seed_exten_hash",
     "seed_userinfo_hash",
@@ -206,6 +210,13 @@ class NodeKeys:
 def seed_exten_hash(domain: str) -> str:
     """``cti_exten@<domain>``: the seed-003 directory hash of a domain."""
     return f"cti_exten@{_part('domain', domain)}"
+
+
+def exten_alias_hash(prefix: str, domain: str) -> str:
+    """``<prefix>:{cti_exten@<domain>}:exten_alias``: number-alias -> extension. Its hash tag is
+    the whole name of ``cti_exten@<domain>`` (a key without braces hashes on its whole name), so
+    both share one Redis Cluster slot and one Lua script may read both."""
+    return f"{_part('key prefix', prefix)}:{{{seed_exten_hash(domain)}}}:exten_alias"
 
 
 def seed_userinfo_hash(domain: str) -> str:

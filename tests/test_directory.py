@@ -1,0 +1,208 @@
+"""Seed 003's Redis directory through the switch: fakefs phones REGISTER (and are dialled) with
+credentials that fsapps.directory serves from ``cti_exten@<domain>`` (python.conf.xml binds
+it), with mod_sofia's checks applied by fakefs; caching and its flush on every node; escaping;
+malformed and unknown entries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from fakefs.directory import a1_hash
+from fakefs.scenario import wait_until
+from fakefs.servers import FreshDatabase, RedisServer
+from fakefs.switch import Switch
+from fsapps import directory, userdir
+from fsapps.store.keys import exten_alias_hash, seed_exten_hash
+from fsapps.userdir import NOT_FOUND, UserDirectory, parse_record
+from tests.acd_support import DOMAIN, CallCenter, center
+
+pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
+
+
+@pytest.fixture
+def cc(redis_server: RedisServer, database: FreshDatabase) -> Iterator[CallCenter]:
+    yield from center(redis_server.url, database.dsn)
+
+
+@pytest.fixture
+def sw(cc: CallCenter) -> Switch:
+    return cc.start_switch()
+
+
+def put(cc: CallCenter, user: str, record: dict[str, Any]) -> userdir.Extension:
+    ext = parse_record(user, DOMAIN, record)
+    UserDirectory(cc.ctx, DOMAIN).set(ext)
+    return ext
+
+
+def register(sw: Switch, user: str, password: str, **kwargs: Any) -> Any:
+    return sw.register(user, DOMAIN, password=password, **kwargs)
+
+
+# ---------------------------------------------------------------- REGISTER auth -------------
+def test_register_with_the_password_from_redis(cc: CallCenter, sw: Switch) -> None:
+    put(cc, "1001", {"param": {"password": "s3cret"}})
+
+    assert register(sw, "1001", "s3cret").ok
+    refused = register(sw, "1001", "wrong")
+    assert (refused.code, refused.reason) == (403, "wrong password")
+    assert not register(sw, "1099", "s3cret").ok  # not in Redis, not in the static XML
+
+
+def test_register_with_an_a1_hash(cc: CallCenter, sw: Switch) -> None:
+    put(cc, "1002", {"param": {"a1-hash": a1_hash("1002", DOMAIN, "pw2")}})
+
+    assert register(sw, "1002", "pw2").ok
+    assert register(sw, "1002", "pw3").reason == "a1-hash mismatch"
+
+
+@pytest.mark.parametrize(("param", "kwargs", "refusal"), [
+    ({"auth-acl": "10.0.0.0/8"}, {"network_ip": "192.168.1.5"}, "auth-acl"),
+    ({"sip-forbid-register": True}, {}, "sip-forbid-register"),
+    ({"user-agent-filter": "^Yealink"}, {"user_agent": "Softphone 1.0"}, "user-agent-filter"),
+])
+def test_register_refused_by_the_records_checks(cc: CallCenter, sw: Switch, param: Any,
+                                                kwargs: Any, refusal: str) -> None:
+    put(cc, "1003", {"param": {"password": "pw", **param}})
+
+    result = register(sw, "1003", "pw", **kwargs)
+    assert result.code == 403 and result.reason.startswith(refusal)
+
+
+def test_register_passes_the_checks_it_meets(cc: CallCenter, sw: Switch) -> None:
+    put(cc, "1004", {"param": {"password": "pw", "auth-acl": "10.0.0.0/8",
+                               "user-agent-filter": "^Yealink",
+                               "sip-forbid-register": False}})
+
+    assert register(sw, "1004", "pw", network_ip="10.1.2.3", user_agent="Yealink T46").ok
+
+
+def test_max_registrations_per_extension(cc: CallCenter, sw: Switch) -> None:
+    put(cc, "1005", {"param": {"password": "pw", "max-registrations-per-extension": 2}})
+
+    assert register(sw, "1005", "pw").ok
+    assert register(sw, "1005", "pw").ok
+    assert register(sw, "1005", "pw").reason.startswith("max-registrations-per-extension")
+
+
+# ---------------------------------------------------------------- lookups -------------------
+def test_number_alias_lookup_and_dial_string(cc: CallCenter, sw: Switch) -> None:
+    put(cc, "alice", {"param": {"password": "pw"}, "attribute": {"number-alias": "2001"},
+                      "variable": {"effective_caller_id_name": "Alice"}})
+
+    entry = sw.directory_lookup("2001", DOMAIN, "user_call")
+    assert entry is not None and entry.id == "alice"
+    assert entry.variables == {"effective_caller_id_name": "Alice"}
+    assert entry.params["dial-string"] == userdir.DIAL_STRING
+    assert register(sw, "2001", "pw").ok
+    assert cc.ctx.redis.hget(exten_alias_hash("t", DOMAIN), "2001") == "alice"
+
+
+def test_alias_index_follows_set_and_remove(cc: CallCenter) -> None:
+    directory_ = UserDirectory(cc.ctx, DOMAIN)
+    aliases = exten_alias_hash("t", DOMAIN)
+    put(cc, "alice", {"attribute": {"number-alias": "2001"}})
+    put(cc, "alice", {"attribute": {"number-alias": "2002"}})
+    assert cc.ctx.redis.hgetall(aliases) == {"2002": "alice"}
+
+    with pytest.raises(userdir.AliasConflict, match="2002 belongs to alice"):
+        put(cc, "bob", {"attribute": {"number-alias": "2002"}})
+    with pytest.raises(userdir.AliasConflict, match="is an extension"):
+        put(cc, "bob", {"attribute": {"number-alias": "alice"}})
+    assert directory_.get("2002") is not None and directory_.get("bob") is None
+
+    assert directory_.remove("alice") and not directory_.remove("alice")
+    assert cc.ctx.redis.hgetall(aliases) == {}
+    assert directory_.get("2002") is None
+
+
+def test_xml_special_characters_round_trip(cc: CallCenter, sw: Switch) -> None:
+    nasty = "a&b<c>d\"e'f ${x}"
+    put(cc, "1006", {"param": {"password": nasty, "x&<\"'>": nasty},
+                     "variable": {"effective_caller_id_name": nasty, "v<&>": nasty},
+                     "attribute": {"mailbox": nasty}})
+
+    entry = sw.directory_lookup("1006", DOMAIN)
+    assert entry is not None
+    assert entry.params["password"] == nasty and entry.params["x&<\"'>"] == nasty
+    assert entry.variables == {"effective_caller_id_name": nasty, "v<&>": nasty}
+    assert entry.attributes["mailbox"] == nasty
+    assert register(sw, "1006", nasty).ok
+
+
+def test_malformed_json_is_not_found_and_logged(cc: CallCenter, sw: Switch) -> None:
+    cc.ctx.redis.hset(seed_exten_hash(DOMAIN), "1007", "{not json")
+    cc.ctx.redis.hset(seed_exten_hash(DOMAIN), "1008", json.dumps({"param": ["x"]}))
+
+    assert sw.directory_lookup("1007", DOMAIN) is None
+    assert sw.directory_lookup("1008", DOMAIN) is None
+    assert not register(sw, "1007", "pw").ok
+    errors = [m for level, m in sw.log if level == "ERR" and "cti_exten@cc.test" in m]
+    assert any("'1007'" in m and "malformed JSON" in m for m in errors), errors
+    assert any("'1008'" in m for m in errors), errors
+
+
+class Params:
+    def __init__(self, **headers: str) -> None:
+        self.headers = headers
+
+    def getHeader(self, name: str) -> str | None:  # noqa: N802 - FreeSWITCH's name
+        return self.headers.get(name)
+
+
+def test_unknown_domain_user_or_section(cc: CallCenter, sw: Switch) -> None:
+    put(cc, "1001", {"param": {"password": "pw"}})
+
+    assert sw.directory_lookup("1001", "other.test") is None
+    assert directory.xml_fetch(Params(section="directory", user="1001",
+                                      domain="other.test"), "") == NOT_FOUND
+    assert directory.xml_fetch(Params(section="directory", user="1099", domain=DOMAIN),
+                               "") == NOT_FOUND
+    assert directory.xml_fetch(Params(section="directory", domain=DOMAIN), "") == NOT_FOUND
+    assert directory.xml_fetch(Params(section="dialplan"), "") == ""
+    found = directory.xml_fetch(Params(section="directory", user="1001", domain=DOMAIN), "")
+    assert '<user id="1001">' in found
+
+
+def test_xml_fetch_never_raises_nor_returns_none(cc: CallCenter) -> None:
+    class Broken:
+        def getHeader(self, name: str) -> str:  # noqa: N802
+            raise RuntimeError("boom")
+
+    assert directory.xml_fetch(Broken(), "") == NOT_FOUND
+    assert directory.xml_fetch(Params(section="directory", user="a b", domain=DOMAIN),
+                               "") == NOT_FOUND
+
+
+# ---------------------------------------------------------------- caching -------------------
+def test_cacheable_is_honoured_and_flushed_on_every_node(cc: CallCenter) -> None:
+    first, second = cc.start_switch(), cc.start_switch()
+    put(cc, "1010", {"param": {"password": "old"}, "attribute": {"cacheable": "60000"}})
+    for sw in (first, second):
+        assert register(sw, "1010", "old").ok
+        assert sw.directory_cache.get("1010", DOMAIN) is not None
+
+    # Written behind fsapps' back: the switches keep serving their cached copy.
+    raw = parse_record("1010", DOMAIN, {"param": {"password": "raw"},
+                                        "attribute": {"cacheable": "60000"}})
+    cc.ctx.redis.hset(seed_exten_hash(DOMAIN), "1010", raw.to_json())
+    assert register(first, "1010", "old").ok
+
+    put(cc, "1010", {"param": {"password": "new"}, "attribute": {"cacheable": "60000"}})
+    for sw in (first, second):
+        wait_until(lambda sw=sw: sw.directory_cache.get("1010", DOMAIN) is None, 5,
+                   f"{sw.name} flushed 1010")
+        assert register(sw, "1010", "new").ok
+        assert not register(sw, "1010", "old").ok
+
+
+def test_default_cacheable_from_the_settings(cc: CallCenter) -> None:
+    ext = parse_record("1011", DOMAIN, {"param": {"password": "pw"}})
+    assert 'cacheable="5000"' in userdir.render(ext, "5000")
+    assert "cacheable" not in userdir.render(ext, "")
+    own = parse_record("1011", DOMAIN, {"attribute": {"cacheable": "true"}})
+    assert 'cacheable="true"' in userdir.render(own, "5000")
