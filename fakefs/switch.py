@@ -820,7 +820,9 @@ class Switch:
             deadline = time.monotonic() + wall
             with attempt.cond:
                 while True:
-                    winner = next((c for c in attempt.legs if c.up and c.answered), None)
+                    # A leg that answered wins even if it hung up right after: FreeSWITCH
+                    # bridges it, and the bridge ends at once.
+                    winner = next((c for c in attempt.legs if c.answered), None)
                     if winner is not None:
                         break
                     if originator is not None and not originator.up:

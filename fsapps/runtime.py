@@ -34,6 +34,7 @@ from fsapps.fslog import log
 from fsapps.livestate import LiveState
 from fsapps.nodes import HEARTBEAT_MS, Nodes
 from fsapps.pubsub import stamp
+from fsapps.store.connection import publish_pipeline
 from fsapps.userdir import flush_commands
 
 WRAPUP_CHECK_MS = 200
@@ -137,18 +138,17 @@ class NodeRuntime:
 
     # ------------------------------------------------------------------ events ------------
     def on_events(self, events: list[Any]) -> None:
-        """Handle a batch of events; their pub/sub messages leave in one round trip (Redis
-        Cluster refuses PUBLISH in a pipeline: there each goes on its own)."""
-        pipe = None if self.ctx.settings.redis.cluster else \
-            self.ctx.redis.pipeline(transaction=False)
+        """Handle a batch of events; their pub/sub messages leave in one round trip."""
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        messages = publish_pipeline(self.ctx.redis)
         for event in events:
-            self.guarded(self.on_event, event, pipe)
-        if pipe is not None:
-            pipe.execute()
+            self.guarded(self.on_event, event, pipe, messages)
+        self.guarded(pipe.execute)
+        self.guarded(messages.execute)
         # seed 003's cti_userinfo@<domain>, registrations and calls: two round trips a batch
         self.guarded(self.livestate.apply, events)
 
-    def on_event(self, event: Any, pipe: Any = None) -> None:
+    def on_event(self, event: Any, pipe: Any = None, messages: Any = None) -> None:
         name = event.getHeader("Event-Name")
         if name == "CUSTOM":
             self.on_registration(event)
@@ -168,7 +168,7 @@ class NodeRuntime:
         mapped = callevents.call_event(event.getHeader)
         if mapped is not None:
             evt, fields = mapped
-            self.ctx.publisher.call_event(evt, pipeline=pipe, **fields)
+            self.ctx.publisher.call_event(evt, pipeline=messages, **fields)
 
     def on_registration(self, event: Any) -> None:
         subclass = event.getHeader("Event-Subclass")

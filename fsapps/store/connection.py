@@ -251,6 +251,17 @@ def redis_client(settings: RedisSettings) -> redis.Redis:
     return cast(redis.Redis, client)
 
 
+def publish_pipeline(client: RedisClient) -> Any:
+    """A pipeline for PUBLISH commands. Redis Cluster refuses PUBLISH in its pipelines, but a
+    message published on any node reaches subscribers on every node: there the pipeline is one
+    node's own."""
+    if isinstance(client, RedisCluster):
+        default = client.get_default_node()
+        if default is not None:
+            return client.get_redis_connection(default).pipeline(transaction=False)
+    return client.pipeline(transaction=False)
+
+
 HashFields = dict[str | bytes, bytes | float | int | str]
 
 
