@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -174,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
                 line = status_line(center, tally, started)
                 print("\r" + line if tty else line, end="" if tty else "\n", flush=True)
     except KeyboardInterrupt:
+        # A second Ctrl-C must not cut the clean-up short (servers, database, threads).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("\ninterrupted: hanging up the calls in progress", flush=True)
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         elapsed = time.monotonic() - started
         if center is not None:
             print(summary(center, tally, elapsed, args.agents), flush=True)
