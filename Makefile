@@ -59,13 +59,15 @@ if ! psql "$$DATABASE_URL" -qAtc 'select 1' >/dev/null 2>&1; then
 fi
 endef
 
-# System packages: python3-venv, redis-server and a PostgreSQL server, from apt when missing.
+# System packages: python3-venv, redis-server, a PostgreSQL server and nats-server (for the NATS
+# tests), from apt when missing. RabbitMQ is optional: the AMQP tests skip when none answers.
 system:
 	missing=()
 	python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 	command -v redis-server >/dev/null || missing+=(redis-server)
 	command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 	command -v psql >/dev/null || missing+=(postgresql-client)
+	command -v nats-server >/dev/null || missing+=(nats-server)
 	if [ $${#missing[@]} -gt 0 ]; then
 	  echo "installing system packages: $${missing[*]}"
 	  $(APT) update -qq && $(APT) install -y -qq "$${missing[@]}"

@@ -400,6 +400,15 @@ class Publisher:
         self.cti_ip = events.cti_ip or primary_ipv4()
         self._failed = 0
         self._lock = threading.Lock()
+        self._sinks: tuple[Callable[[str, Message], None], ...] = ()
+
+    def add_sink(self, sink: Callable[[str, Message], None]) -> None:
+        """Also hand every message built from now on to ``sink(channel, message)`` (e.g.
+        :meth:`fsapps.amqp.AmqpPublisher.sink`), whatever became of its Redis PUBLISH. A sink
+        must not block; what it raises is logged, never passed on. Adding one twice is a no-op."""
+        with self._lock:
+            if sink not in self._sinks:
+                self._sinks = (*self._sinks, sink)
 
     def __repr__(self) -> str:
         return f"Publisher(shape={self.shape!r}, cti_ip={self.cti_ip!r}, failed={self.failed})"
@@ -477,6 +486,7 @@ class Publisher:
     def _send(self, what: str, build: Callable[[], tuple[str, Message]],
               pipeline: _Publishes | None) -> bool:
         channel = "?"
+        message: Message | None = None
         try:
             channel, message = build()
             payload = message.render(self.shape)
@@ -486,4 +496,14 @@ class Publisher:
                 self._failed += 1
             log("ERR", f"pubsub: {what} on {channel} not published: {exc}")
             return False
+        finally:
+            if message is not None:
+                self._to_sinks(channel, message)
         return True
+
+    def _to_sinks(self, channel: str, message: Message) -> None:
+        for sink in self._sinks:
+            try:
+                sink(channel, message)
+            except Exception as exc:
+                log("ERR", f"pubsub: sink {sink!r} failed on {channel}: {exc}")

@@ -13,6 +13,10 @@ own for the node's command queue (started once, never per call):
 - live state (seed 003, :mod:`fsapps.livestate`): cti_userinfo@<domain>, registrations, calls;
 - switch events: registrations keep agents' reg_state, an agent leg answering makes the agent
   ``talking``, and every call event is published as the seed's ``EVENT_*`` message;
+- event bus: with ``nats.enabled`` the configured native events go to NATS as XCC's
+  Event.NativeEvent (:mod:`fsapps.xcc`); with ``amqp.enabled`` every pub/sub message also goes
+  to RabbitMQ (:mod:`fsapps.amqp`, a sink of the process's Publisher). Both send from a thread
+  of their own (one per process) and drop rather than wait;
 - timers: wrap-ups that are over make their agents ready (and offer them waiting calls);
 - the reconciler: agents ringing or talking for a call that no longer exists, on a node that
   is gone, or whose reservation lease ran out, are repaired and made available again; callers
@@ -25,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-from fsapps import acd, callevents, commands, httproute, workingset
+from fsapps import acd, amqp, callevents, commands, httproute, workingset, xcc
 from fsapps.agents import Agents
 from fsapps.callqueue import CallQueue
 from fsapps.context import Context, get_context, now_ms
@@ -57,6 +61,7 @@ class NodeRuntime:
         self.livestate = LiveState(ctx, node)
         self.stopping = threading.Event()
         self._next = {"heartbeat": 0, "wrapups": 0, "reconcile": 0}
+        self.xcc: xcc.XccPublisher | None = None
 
     # ------------------------------------------------------------------ loops -------------
     def run(self) -> None:
@@ -64,10 +69,9 @@ class NodeRuntime:
             self.guarded(workingset.restore_if_empty, self.ctx, domain)
         # A deep queue, drained in batches: the switch drops events a full queue cannot take.
         consumer = self.fs.EventConsumer("", "", EVENT_QUEUE_LEN)
-        for name in _EVENTS:
-            consumer.bind(name)
-        for subclass in _SOFIA:
-            consumer.bind("CUSTOM", subclass)
+        self.guarded(self.start_buses)
+        for name, subclass in self.bindings():
+            consumer.bind(name, subclass)
         self.guarded(self.install_aliases)
         serving = threading.Thread(target=self.serve_commands, name=f"fsapps:{self.node}:cmd",
                                    daemon=True)
@@ -82,6 +86,22 @@ class NodeRuntime:
         finally:
             self.stopping.set()
             log("NOTICE", f"runtime stopping on node {self.node}")
+
+    def bindings(self) -> list[tuple[str, str]]:
+        """The events to consume: the runtime's own plus the NATS ones, each bound once (a
+        second bind of the same event would queue it twice)."""
+        wanted = [(name, "") for name in _EVENTS] + [("CUSTOM", sub) for sub in _SOFIA]
+        if self.xcc is not None:
+            wanted += sorted(self.xcc.events)
+        return list(dict.fromkeys(wanted))
+
+    def start_buses(self) -> None:
+        """The process's NATS and AMQP publishers, when enabled (started once per process)."""
+        settings = self.ctx.settings
+        if settings.nats.enabled:
+            self.xcc = xcc.get_publisher(settings.nats)
+        if settings.amqp.enabled:
+            self.ctx.publisher.add_sink(amqp.get_publisher(settings.amqp).sink)
 
     def guarded(self, fn: Any, *args: Any) -> None:
         try:
@@ -142,6 +162,8 @@ class NodeRuntime:
         pipe = self.ctx.redis.pipeline(transaction=False)
         messages = publish_pipeline(self.ctx.redis)
         for event in events:
+            if self.xcc is not None:
+                self.guarded(self.xcc.publish_event, event)
             self.guarded(self.on_event, event, pipe, messages)
         self.guarded(pipe.execute)
         self.guarded(messages.execute)
@@ -151,7 +173,8 @@ class NodeRuntime:
     def on_event(self, event: Any, pipe: Any = None, messages: Any = None) -> None:
         name = event.getHeader("Event-Name")
         if name == "CUSTOM":
-            self.on_registration(event)
+            if event.getHeader("Event-Subclass") in _SOFIA:  # others are only for NATS
+                self.on_registration(event)
             return
         uuid = event.getHeader("Unique-ID")
         if name == "CHANNEL_CREATE" and uuid:
