@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fsapps import metrics, routing
+from fsapps import cdr, metrics, routing
 from fsapps.agent_state import after_no_answer
 from fsapps.agents import Agents
 from fsapps.callqueue import CallQueue, WaitingCall
@@ -42,6 +42,14 @@ _SIP_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$")
 
 # originate_disposition → (release outcome, agent-facing method)
 _FAILURES = {"USER_NOT_REGISTERED": "unregistered", "SUBSCRIBER_ABSENT": "unregistered"}
+# the call's recording for the CDR (set it in the dialplan, e.g. with record_session)
+RECORD_FILE_VAR = "fsapps_record_file"
+# originate_disposition → cdr_agent_attempt.result (anything else: "failed")
+_ATTEMPT_RESULTS = {"SUCCESS": "answered", "NO_ANSWER": "no_answer",
+                    "NO_USER_RESPONSE": "no_answer", "ALLOTTED_TIMEOUT": "no_answer",
+                    "PROGRESS_TIMEOUT": "no_answer", "USER_BUSY": "busy",
+                    "CALL_REJECTED": "rejected", "USER_NOT_REGISTERED": "unregistered",
+                    "SUBSCRIBER_ABSENT": "unregistered", "ORIGINATOR_CANCEL": "caller_cancel"}
 
 
 def safe_part(value: str) -> str:
@@ -86,6 +94,9 @@ class Router:
         self.groups = Groups(ctx, call.domain)
         self.queue = CallQueue(ctx, call.domain)
         self.decision_started: tuple[float, ...] | None = None
+        # for the CDR: every agent offered the call, and whether the long-wait policy ended it
+        self.attempts: list[cdr.Attempt] = []
+        self.timed_out = False
 
     # ------------------------------------------------------------------ helpers ----------
     def guard(self) -> None:
@@ -181,6 +192,7 @@ class Router:
                 if repeats and rings >= repeats:
                     if self.queue.offer_for(self.call.uuid):
                         continue  # an agent took the call during the last busy ring
+                    self.timed_out = True
                     self.give_up()
                     raise CallerGone()
                 continue
@@ -226,11 +238,14 @@ class Router:
                                extra={"offer_node": c.node})
         s.setVariable("continue_on_fail", "true")
         s.setVariable("hangup_after_bridge", "false")
+        rang = time.time()
         s.execute("bridge", f"{{{variables}}}{self.agent_endpoint(extension)}")
         disposition = s.getVariable("originate_disposition") or "NONE"
         if disposition == "SUCCESS":
+            self.attempted(extension, rang, disposition)
             self.finished(extension)
             return True
+        self.attempted(extension, rang, disposition if s.ready() else "ORIGINATOR_CANCEL")
         if disposition == "ORIGINATOR_CANCEL" or not s.ready():
             self.agents.release(extension, c.uuid, "cancel")
             agent_available(self.ctx, c.domain, extension)
@@ -258,6 +273,52 @@ class Router:
             s.setVariable("playback_timeout_sec", "")
         return False
 
+    def attempted(self, extension: str, rang: float, disposition: str) -> None:
+        """Note the attempt for the CDR. An answered one: the answer time and the agent's leg
+        are what the runtime wrote on the agent's CHANNEL_ANSWER (still ``talking`` for this
+        call: the wrap-up starts after this), else the bridge's start and ``bridge_uuid``."""
+        s = self.session
+        answer = None
+        leg = ""
+        if disposition == "SUCCESS":
+            state, offer, changed, agent_leg = self.ctx.redis.hmget(
+                self.agents.keys.agent(extension),
+                ["call_state", "offer_uuid", "last_change", "agent_leg"])
+            if state == "talking" and offer == self.call.uuid and str(changed or "").isdigit():
+                answer = int(str(changed)) / 1000
+                leg = str(agent_leg or "")
+            answer = answer or rang
+            leg = leg or s.getVariable("bridge_uuid") or s.getVariable("last_bridge_to") or ""
+        cause = s.getVariable("last_bridge_hangup_cause") or \
+            ("" if disposition == "SUCCESS" else disposition)
+        self.attempts.append(cdr.Attempt(
+            attempt_no=len(self.attempts) + 1, extension=extension, start=rang, answer=answer,
+            end=time.time(), result=_ATTEMPT_RESULTS.get(disposition, "failed"),
+            hangup_cause=cause, leg_uuid=leg))
+
+    def call_record(self, a_start: float) -> cdr.Cdr:
+        """The call's CDR, from the attempts and the caller's channel (hung up by now)."""
+        c = self.call
+        s = self.session
+        answered = next((a for a in self.attempts if a.result == "answered"), None)
+        missed = []
+        for attempt in self.attempts:
+            if attempt.result != "answered" and attempt.extension not in missed:
+                missed.append(attempt.extension)
+        if answered is not None:
+            flag = cdr.FLAG_ANSWERED
+        elif self.timed_out:
+            flag = cdr.FLAG_QUEUE_TIMEOUT
+        elif not missed:
+            flag = cdr.FLAG_ABANDONED
+        else:
+            flag = cdr.FLAG_ONE_NO_ANSWER if len(missed) == 1 else cdr.FLAG_MANY_NO_ANSWER
+        # the agent who answered; else, as in the seed, the last agent rung
+        agent = answered or (self.attempts[-1] if self.attempts else None)
+        return caller_cdr(
+            self.ctx, s, c.uuid, c.caller, c.group.group_number, c.domain, c.node, c.level,
+            a_start, flag, missed, agent, tuple(self.attempts))
+
     def agent_endpoint(self, extension: str) -> str:
         return agent_endpoint(self.ctx, self.call.domain, extension, self.call.node)
 
@@ -270,6 +331,47 @@ class Router:
             agent_available(self.ctx, c.domain, extension)
         if self.session.ready():
             self.session.hangup("NORMAL_CLEARING")
+
+
+def _epoch(session: Any, name: str) -> float | None:
+    """``<name>_uepoch`` (else ``<name>_epoch``) of the channel in epoch seconds; None when unset
+    or zero (FreeSWITCH sets them when the channel hangs up)."""
+    micro = session.getVariable(f"{name}_uepoch") or ""
+    if micro.isdigit() and int(micro):
+        return int(micro) / 1e6
+    whole = session.getVariable(f"{name}_epoch") or ""
+    return float(whole) if whole.isdigit() and int(whole) else None
+
+
+def caller_cdr(ctx: Context, session: Any, uuid: str, caller: str, group_number: str,
+               domain: str, node: str, level: str, a_start: float, flag: str,
+               missed: list[str], agent: cdr.Attempt | None,
+               attempts: tuple[cdr.Attempt, ...] = ()) -> cdr.Cdr:
+    """A queue call's CDR: ``a_*`` from the caller's channel variables (after its hangup),
+    the agent part from ``agent``."""
+    def number(name: str) -> int | None:
+        raw = session.getVariable(name) or ""
+        return int(raw) if raw.isdigit() else None
+
+    if session.ready():
+        session.hangup("NORMAL_CLEARING")
+    a_end = _epoch(session, "end") or time.time()
+    # the bridge returns a moment after the caller's hangup: the agent's part ends with it
+    end = min(agent.end, a_end) if agent and agent.end else None
+    return cdr.Cdr(
+        uuid=uuid, is_callout=False, a_caller_id_number=caller,
+        a_destination_number=session.getVariable("destination_number") or group_number,
+        a_start=_epoch(session, "start") or a_start, a_answer=_epoch(session, "answer"),
+        a_end=a_end, a_duration=number("duration"),
+        a_billsec=number("billsec"),
+        a_sip_hangup_disposition=session.getVariable("sip_hangup_disposition") or "",
+        a_record_file=session.getVariable(RECORD_FILE_VAR) or "",
+        no_answer_agents=tuple(missed),
+        destination_number=agent.extension if agent else "",
+        start=agent.start if agent else None, answer=agent.answer if agent else None,
+        end=end, flag=flag, group_number=group_number,
+        domain=domain, hangup_cause=session.getVariable("hangup_cause") or "",
+        level=level, node=node, attempts=attempts)
 
 
 def agent_endpoint(ctx: Context, domain: str, extension: str, node: str) -> str:
@@ -338,10 +440,15 @@ def route_call(session: Any, args: str) -> None:
     group = facts.group
     if facts.blacklisted:
         log("NOTICE", f"nwayacd: caller {caller} is blacklisted in group {group_number}")
+        a_start = time.time()
         if group.blacklist_action == "playback" and group.black_list_ring:
             session.answer()
             session.execute("playback", group.black_list_ring)
         session.hangup("CALL_REJECTED")
+        cdr.record(ctx, caller_cdr(ctx, session, session.get_uuid(), caller, group_number,
+                                   domain, node_name(ctx), routing.LEVEL_VIP if facts.vip
+                                   else routing.LEVEL_NORMAL, a_start, cdr.FLAG_BLACKLISTED,
+                                   [], None))
         return
     uuid = session.get_uuid()
     call = QueueCall(uuid=uuid, node=node_name(ctx), domain=domain, group=group, caller=caller,
@@ -349,14 +456,19 @@ def route_call(session: Any, args: str) -> None:
                      else routing.LEVEL_NORMAL, arrived_ms=now_ms())
     router = Router(ctx, session, call)
     router.decision_started = started
-    session.answer()
-    if group.welcome_ring:
-        session.execute("playback", group.welcome_ring)
-    remembered = facts.remembered if group.mode.uses_memory else None
+    a_start = time.time()
     try:
-        router.run(facts.members, remembered)
-    except CallerGone:
-        router.leave_queue()
+        session.answer()
+        if group.welcome_ring:
+            session.execute("playback", group.welcome_ring)
+        remembered = facts.remembered if group.mode.uses_memory else None
+        try:
+            router.run(facts.members, remembered)
+        except CallerGone:
+            router.leave_queue()
+    finally:
+        # once per call, whatever ended it (cdr.record never raises)
+        cdr.record(ctx, router.call_record(a_start))
 
 
 # ---------------------------------------------------------------------- agent operations ---

@@ -3,12 +3,15 @@ published as the seed-001 ``cdr`` message (``cdr_callout`` for outbound calls, `
 for inbound ones; see :mod:`fsapps.pubsub`).
 
 A CDR is recorded after the call is over, by the handler that ran it, so nothing here can delay
-or break the call itself. :func:`record` never raises: a failed PUBLISH is logged by the
-publisher, a PostgreSQL error (down, refused, timed out) is logged at ERR with the CDR's uuid,
-and the call has ended normally either way. While PostgreSQL is unreachable the CDR is in that
-log line and in the published message only; issue 7 adds the durable spool (the Redis stream
-``p:{d}:cdr:spool`` listed in :mod:`fsapps.store.keys`) that keeps such CDRs and writes them
-later. Writing is idempotent (``ON CONFLICT (uuid) DO NOTHING``), so a replay writes once.
+or break the call itself. :func:`record` never raises: it publishes the message once, then
+appends the CDR to the durable spool (the Redis stream ``p:{d}:cdr:spool``,
+:mod:`fsapps.cdrspool`), from which each node's runtime writes it to PostgreSQL. Redis down: the
+CDR is written to PostgreSQL directly; both down: the CDR's JSON is logged at ERR (the last
+resort). Writing is idempotent (``ON CONFLICT DO NOTHING`` on ``cdr.uuid`` and on
+``cdr_agent_attempt (cdr_uuid, attempt_no)``), so a replayed spool entry writes once.
+
+A queue call (:mod:`fsapps.acd`) carries one :class:`Attempt` per agent offered the call;
+its ``flag`` is one of :data:`QUEUE_FLAGS`.
 
 Times are epoch seconds (floats); the message shows them as the seed's local
 ``YYYY-MM-DD HH:MM:SS`` and PostgreSQL stores them as ``timestamptz``. Durations are whole
@@ -17,11 +20,13 @@ seconds between whole-second epochs, as FreeSWITCH computes ``duration`` and ``b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
+import redis
 
 from fsapps.context import Context
 from fsapps.db.connection import transaction
@@ -29,7 +34,20 @@ from fsapps.errors import FsappsError
 from fsapps.fslog import log
 from fsapps.pubsub import stamp
 
-__all__ = ["Cdr", "record", "seconds_between", "write"]
+__all__ = ["QUEUE_FLAGS", "Attempt", "Cdr", "record", "seconds_between", "write"]
+
+# The flag of a queue call (seed 001 writes them in Chinese):
+FLAG_ANSWERED = "接通"                 # an agent answered
+FLAG_ONE_NO_ANSWER = "单座席无应答"     # one agent was offered the call, did not take it
+FLAG_MANY_NO_ANSWER = "多座席无应答"    # several agents were offered it, none took it
+FLAG_ABANDONED = "排队放弃"             # the caller hung up before any agent was offered it
+FLAG_QUEUE_TIMEOUT = "排队超时"         # the long-wait policy hung up (group busy_ring)
+FLAG_BLACKLISTED = "黑名单"             # the group's blacklist refused the caller
+QUEUE_FLAGS = (FLAG_ANSWERED, FLAG_ONE_NO_ANSWER, FLAG_MANY_NO_ANSWER, FLAG_ABANDONED,
+               FLAG_QUEUE_TIMEOUT, FLAG_BLACKLISTED)
+# cdr_agent_attempt.result values (the table's CHECK constraint)
+ATTEMPT_RESULTS = ("answered", "no_answer", "busy", "rejected", "unregistered", "caller_cancel",
+                   "failed")
 
 _COLUMNS = (
     "uuid", "cti_ip", "is_callout", "a_caller_id_number", "a_destination_number",
@@ -41,6 +59,11 @@ _COLUMNS = (
 _INSERT = (f"INSERT INTO cdr ({', '.join(_COLUMNS)}) "
            f"VALUES ({', '.join(f'%({c})s' for c in _COLUMNS)}) "
            "ON CONFLICT (uuid) DO NOTHING")
+_ATTEMPT_COLUMNS = ("cdr_uuid", "attempt_no", "extension", "leg_uuid", "start_stamp",
+                    "answer_stamp", "end_stamp", "duration", "billsec", "result", "hangup_cause")
+_INSERT_ATTEMPT = (f"INSERT INTO cdr_agent_attempt ({', '.join(_ATTEMPT_COLUMNS)}) "
+                   f"VALUES ({', '.join(f'%({c})s' for c in _ATTEMPT_COLUMNS)}) "
+                   "ON CONFLICT (cdr_uuid, attempt_no) DO NOTHING")
 
 
 def seconds_between(start: float | None, end: float | None) -> int:
@@ -56,6 +79,30 @@ def _stamp(epoch: float | None) -> str:
 
 def _timestamp(epoch: float | None) -> datetime | None:
     return datetime.fromtimestamp(epoch, tz=UTC) if epoch else None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One agent offered a queue call: ``result`` one of :data:`ATTEMPT_RESULTS`,
+    ``leg_uuid`` the agent's leg when the switch told us (answered calls)."""
+
+    attempt_no: int
+    extension: str
+    start: float | None
+    answer: float | None
+    end: float | None
+    result: str
+    hangup_cause: str = ""
+    leg_uuid: str = ""
+
+    def row(self, cdr_uuid: str) -> dict[str, Any]:
+        return {"cdr_uuid": cdr_uuid, "attempt_no": self.attempt_no,
+                "extension": self.extension, "leg_uuid": self.leg_uuid,
+                "start_stamp": _timestamp(self.start), "answer_stamp": _timestamp(self.answer),
+                "end_stamp": _timestamp(self.end),
+                "duration": seconds_between(self.start, self.end),
+                "billsec": seconds_between(self.answer, self.end) if self.answer else 0,
+                "result": self.result, "hangup_cause": self.hangup_cause}
 
 
 @dataclass(frozen=True)
@@ -87,6 +134,20 @@ class Cdr:
     hangup_cause: str = ""
     level: str = "normal"
     node: str = ""
+    attempts: tuple[Attempt, ...] = field(default=())
+    cti_ip: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Cdr:
+        """The CDR :meth:`to_json` wrote; raises ValueError/TypeError/KeyError on anything
+        else."""
+        data = json.loads(text)
+        data["no_answer_agents"] = tuple(data.get("no_answer_agents") or ())
+        data["attempts"] = tuple(Attempt(**a) for a in data.get("attempts") or ())
+        return cls(**data)
 
     @property
     def a_durations(self) -> tuple[int, int]:
@@ -126,7 +187,7 @@ class Cdr:
         a_duration, a_billsec = self.a_durations
         duration, billsec = self.durations
         return {
-            "uuid": self.uuid, "cti_ip": cti_ip, "is_callout": self.is_callout,
+            "uuid": self.uuid, "cti_ip": self.cti_ip or cti_ip, "is_callout": self.is_callout,
             "a_caller_id_number": self.a_caller_id_number,
             "a_destination_number": self.a_destination_number,
             "a_start_stamp": _timestamp(self.a_start),
@@ -145,23 +206,39 @@ class Cdr:
 
 
 def write(ctx: Context, cdr: Cdr) -> bool:
-    """INSERT the CDR (one transaction). True when written, False when a CDR with this uuid
-    was there already. Raises the PostgreSQL error (see :func:`record`)."""
+    """INSERT the CDR and its attempts (one transaction; ON CONFLICT DO NOTHING). True when
+    written, False when a CDR with this uuid was there already. Raises the PostgreSQL error
+    (DatabaseUnavailableError when it cannot be reached)."""
     with transaction(ctx.pool) as cur:
         cur.execute(_INSERT, cdr.row(ctx.publisher.cti_ip))
-        return bool(cur.rowcount)
+        written = bool(cur.rowcount)
+        for attempt in cdr.attempts:
+            cur.execute(_INSERT_ATTEMPT, attempt.row(cdr.uuid))
+        return written
 
 
 def record(ctx: Context, cdr: Cdr) -> bool:
-    """Publish the CDR message, then write the row. Never raises: True when the row is in
-    PostgreSQL (now or already), False when the write failed (logged at ERR, naming the call;
-    issue 7's spool keeps such CDRs)."""
+    """Publish the CDR message (once), then append the CDR to the domain's spool, from which a
+    runtime writes it to PostgreSQL (:mod:`fsapps.cdrspool`). Never raises. Redis down: write
+    to PostgreSQL directly; both down: the CDR's JSON is logged at ERR (nothing else keeps it).
+    True when the CDR is kept (spooled or written), False when only the log line has it."""
+    from fsapps import cdrspool
+
+    cdr = cdr if cdr.cti_ip else replace(cdr, cti_ip=ctx.publisher.cti_ip)
     ctx.publisher.cdr(cdr.message_fields(), group=cdr.group_number)
     try:
+        cdrspool.append(ctx, cdr)
+        return True
+    except (FsappsError, redis.RedisError) as exc:
+        spool_error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    try:
         write(ctx, cdr)
+        log("WARNING", f"cdr: call {cdr.uuid} written to PostgreSQL directly (spool: "
+                       f"{spool_error})")
+        return True
     except (FsappsError, psycopg2.Error) as exc:
         log("ERR", f"cdr: call {cdr.uuid} ({cdr.a_caller_id_number} -> "
-                   f"{cdr.destination_number or cdr.a_destination_number}) not written to "
-                   f"PostgreSQL: {type(exc).__name__}: {' '.join(str(exc).split())}")
+                   f"{cdr.destination_number or cdr.a_destination_number}) not kept: spool "
+                   f"{spool_error}; PostgreSQL {type(exc).__name__}: "
+                   f"{' '.join(str(exc).split())}; CDR {cdr.to_json()}")
         return False
-    return True

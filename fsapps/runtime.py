@@ -18,6 +18,8 @@ own for the node's command queue (started once, never per call):
   to RabbitMQ (:mod:`fsapps.amqp`, a sink of the process's Publisher). Both send from a thread
   of their own (one per process) and drop rather than wait;
 - timers: wrap-ups that are over make their agents ready (and offer them waiting calls);
+- CDRs: a thread of its own writes the spooled CDRs to PostgreSQL every 0.5 s
+  (:mod:`fsapps.cdrspool`; a thread so a PostgreSQL that times out never stalls the events);
 - the reconciler: agents ringing or talking for a call that no longer exists, on a node that
   is gone, or whose reservation lease ran out, are repaired and made available again; callers
   queued on a node that is gone (or whose channel is) leave the queue.
@@ -32,6 +34,8 @@ from typing import Any
 from fsapps import acd, amqp, callevents, commands, httproute, workingset, xcc
 from fsapps.agents import Agents
 from fsapps.callqueue import CallQueue
+from fsapps.cdrspool import INTERVAL_S as CDR_SPOOL_INTERVAL_S
+from fsapps.cdrspool import SpoolWriter
 from fsapps.context import Context, get_context, now_ms
 from fsapps.errors import FsappsError
 from fsapps.fslog import log
@@ -62,6 +66,7 @@ class NodeRuntime:
         self.stopping = threading.Event()
         self._next = {"heartbeat": 0, "wrapups": 0, "reconcile": 0}
         self.xcc: xcc.XccPublisher | None = None
+        self.cdr_writer = SpoolWriter(ctx, node)
 
     # ------------------------------------------------------------------ loops -------------
     def run(self) -> None:
@@ -76,6 +81,8 @@ class NodeRuntime:
         serving = threading.Thread(target=self.serve_commands, name=f"fsapps:{self.node}:cmd",
                                    daemon=True)
         serving.start()
+        threading.Thread(target=self.write_cdrs, name=f"fsapps:{self.node}:cdr",
+                         daemon=True).start()
         log("NOTICE", f"runtime started on node {self.node}")
         try:
             while self.fs.running() and not self.stopping.is_set():
@@ -123,6 +130,12 @@ class NodeRuntime:
                 continue
             if command is not None:
                 self.guarded(self.on_command, command)
+
+    def write_cdrs(self) -> None:
+        """Spooled CDRs to PostgreSQL until the runtime stops (errors logged, then retried)."""
+        while not self.stopping.wait(CDR_SPOOL_INTERVAL_S / 5):
+            if self.cdr_writer.due():
+                self.guarded(self.cdr_writer.run_once)
 
     def install_aliases(self) -> None:
         """``alias add nway_login python fsapps.api nway_login`` and so on for every switch
