@@ -85,6 +85,8 @@ class NatsSettings:
     subject_prefix: str = "cn.xswitch.ctrl.event"
     # When set, Event.CDR goes here (seed 000 `cdr-subject`), else on the channel subject.
     cdr_subject: str = ""
+    # Fields of Event.CDR (seed 000's default list when empty).
+    cdr_fields: tuple[str, ...] = ()
     events: tuple[str, ...] = ()
 
 
@@ -676,6 +678,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "nats.subject_prefix": _subject,
     "nats.cdr_subject": _subject_or_empty,
     "nats.events[]": _event_name,
+    "nats.cdr_fields[]": _key_part,
     "amqp.url": _url(("amqp", "amqps")),
     "cti.listen": _word,
     "cti.port": _port,

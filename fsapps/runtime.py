@@ -177,6 +177,7 @@ class NodeRuntime:
         for event in events:
             if self.xcc is not None:
                 self.guarded(self.xcc.publish_event, event)
+                self.guarded(self.xcc.publish_cdr, event)
             self.guarded(self.on_event, event, pipe, messages)
         self.guarded(pipe.execute)
         self.guarded(messages.execute)

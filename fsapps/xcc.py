@@ -67,6 +67,49 @@ def envelope(headers: dict[str, Any]) -> dict[str, Any]:
             "params": {"node_uuid": headers.get("Core-UUID", ""), "event": headers}}
 
 
+# Seed 000's default XCC-CDR fields, and where each comes from in CHANNEL_HANGUP_COMPLETE.
+CDR_FIELDS: dict[str, tuple[str, ...]] = {
+    "caller_id_name": ("Caller-Caller-ID-Name",),
+    "start_stamp": ("variable_start_stamp",),
+    "billsec": ("variable_billsec",),
+    "account_code": ("variable_accountcode", "Caller-Caller-ID-Number"),
+    "network_addr": ("Caller-Network-Addr",),
+    "abs_path": ("variable_fsapps_record_file", "variable_record_session_path"),
+    "answer_stamp": ("variable_answer_stamp",),
+    "sip_hangup_disposition": ("variable_sip_hangup_disposition",),
+    "context": ("Caller-Context",),
+    "duration": ("variable_duration",),
+    "end_stamp": ("variable_end_stamp",),
+    "uuid": ("Unique-ID",),
+    "bleg_uuid": ("Other-Leg-Unique-ID", "variable_bridge_uuid", "variable_signal_bond"),
+    "direction": ("Call-Direction",),
+    "destination_number": ("Caller-Destination-Number",),
+    "network_port": ("variable_sip_network_port",),
+    "realm": ("variable_sip_auth_realm", "variable_domain_name"),
+    "caller_id_number": ("Caller-Caller-ID-Number",),
+    "hangup_cause": ("variable_hangup_cause", "Hangup-Cause"),
+    "logical_direction": ("Caller-Logical-Direction",),
+}
+
+
+def cdr_envelope(headers: dict[str, Any], fields: Iterable[str] = ()) -> dict[str, Any]:
+    """The Event.CDR notification (seed 000) of a CHANNEL_HANGUP_COMPLETE's headers: the
+    chosen fields (a field outside the default list is read from ``variable_<field>``) and
+    ``leg`` a (the channel that started the call) or b (a leg another channel originated)."""
+    names = list(fields) or list(CDR_FIELDS)
+    cdr: dict[str, str] = {}
+    for name in names:
+        sources = CDR_FIELDS.get(name, (f"variable_{name}",))
+        cdr[name] = next((str(headers[s]) for s in sources if headers.get(s)), "")
+    originated = headers.get("variable_originator") or headers.get("Call-Direction") == \
+        "outbound"
+    cdr["leg"] = "b" if originated else "a"
+    return {"jsonrpc": "2.0", "method": "Event.CDR",
+            "params": {"node_uuid": headers.get("Core-UUID", ""),
+                       "node_ip": headers.get("FreeSWITCH-IPv4", ""), "cdr": cdr,
+                       "uuid": headers.get("Unique-ID", "")}}
+
+
 class XccPublisher:
     """Publishes on NATS from any thread without blocking it; see the module docstring.
 
@@ -126,6 +169,16 @@ class XccPublisher:
         subject = subject_for(self.settings.subject_prefix, headers.get("Event-Name", ""),
                               headers.get("Event-Subclass", ""))
         return self.publish_json(subject, envelope(headers))
+
+    def publish_cdr(self, event: Any) -> bool:
+        """Event.CDR for a CHANNEL_HANGUP_COMPLETE, on ``cdr_subject`` when set, else on the
+        channel subject (``<prefix>.channel_hangup_complete``), as XCC does."""
+        if event.getHeader("Event-Name") != "CHANNEL_HANGUP_COMPLETE":
+            return False
+        headers = json.loads(event.serialize("json"))
+        subject = self.settings.cdr_subject or subject_for(self.settings.subject_prefix,
+                                                           "CHANNEL_HANGUP_COMPLETE")
+        return self.publish_json(subject, cdr_envelope(headers, self.settings.cdr_fields))
 
     def publish_json(self, subject: str, message: Any) -> bool:
         return self.publish(subject, json.dumps(message, ensure_ascii=False).encode())

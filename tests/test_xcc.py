@@ -128,7 +128,8 @@ def cc(redis_server: RedisServer, database: FreshDatabase,
     reset_database(database.dsn)
     settings = dataclasses.replace(
         settings_for(redis_server.url, database.dsn),
-        nats=NatsSettings(enabled=True, url=Secret(nats_server.url)))
+        nats=NatsSettings(enabled=True, url=Secret(nats_server.url),
+                          cdr_subject="cn.xswitch.cdr"))
     center = CallCenter(settings)
     try:
         yield center
@@ -247,3 +248,25 @@ def test_subjects_and_event_list() -> None:
         "cn.xswitch.ctrl.event.custom.sofia::register"
     assert xcc.parse_events(["DTMF", "CUSTOM callcenter::info", "DTMF"]) == (
         ("DTMF", ""), ("CUSTOM", "callcenter::info"))
+
+
+def test_event_cdr_for_each_leg_on_the_cdr_subject(cc: CallCenter, nats_server: NatsServer,
+                                                   subscribers: list[Subscriber]) -> None:
+    """Seed 000: one Event.CDR per channel (leg a and leg b) with the default field list, on
+    cn.xswitch.cdr when cdr-subject is set."""
+    sub = Subscriber(nats_server.url, "cn.xswitch.cdr")
+    subscribers.append(sub)
+    switch = phones(cc)
+    caller = call(switch)
+    wait_until(lambda: caller.done.is_set(), 10, "the call ended")
+    wait_until(lambda: len(sub.messages) >= 2, 5, "two Event.CDR messages")
+    cdrs = {m["params"]["cdr"]["leg"]: m for _, m in sub.messages}
+    assert set(cdrs) == {"a", "b"}
+    a = cdrs["a"]
+    assert a["method"] == "Event.CDR" and a["params"]["uuid"] == caller.uuid
+    assert a["params"]["node_uuid"] == switch.core_uuid
+    fields = a["params"]["cdr"]
+    assert set(xcc.CDR_FIELDS) <= set(fields)
+    assert fields["uuid"] == caller.uuid and fields["direction"] == "inbound"
+    assert fields["hangup_cause"] and fields["duration"] != ""
+    assert fields["bleg_uuid"] == cdrs["b"]["params"]["uuid"]
