@@ -165,6 +165,68 @@ def progress(text: str) -> None:
     print(f"  {text}", flush=True)
 
 
+def events_bench(redis_url: str, dsn: str, events: int = 20_000) -> list[tuple[str, str, str]]:
+    """Switch events through one node's ``fsapps.runtime`` into Redis pub/sub (seed EVENT_*)
+    and NATS (XCC Event.NativeEvent), with a real nats-server when one is installed: how many
+    per second the runtime drains, and whether the switch dropped any."""
+    import dataclasses
+    import shutil
+    import subprocess
+
+    from fakefs.servers import free_port, wait_for_port
+    from fsapps import xcc
+    from fsapps.config import NatsSettings, Secret
+
+    nats_proc = None
+    settings = settings_for(redis_url, dsn, DOMAIN, log_level="WARNING")
+    if shutil.which("nats-server"):
+        port = free_port()
+        nats_proc = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(port)
+        settings = dataclasses.replace(settings, nats=NatsSettings(
+            enabled=True, url=Secret(f"nats://127.0.0.1:{port}")))
+    center = SimulatedCallCenter(settings)
+    try:
+        switch = center.start_switch("events")
+        publisher = xcc.get_publisher(settings.nats) if settings.nats.enabled else None
+        if publisher is not None:
+            wait_until(lambda: publisher.connected, 5, "NATS connected")
+        channel = switch.new_channel(name="sofia/internal/1001@bench", direction="inbound",
+                                     caller_id_name="1001", caller_id_number="1001",
+                                     destination_number="1002", context="default")
+        sent0 = publisher.sent if publisher is not None else 0
+        redis_before = center.ctx.redis.info("stats").get("total_commands_processed", 0)
+        t0 = time.perf_counter()
+        kinds = ("CHANNEL_ANSWER", "CHANNEL_BRIDGE", "DTMF")  # both Redis and NATS carry them
+        for n in range(events):
+            switch.fire(kinds[n % len(kinds)], channel)
+        fired = time.perf_counter() - t0
+        if publisher is not None:
+            wait_until(lambda: publisher.sent - sent0 >= events, 120,
+                       "the runtime published every event on NATS")
+        else:
+            time.sleep(1.0)
+        drained = time.perf_counter() - t0
+        dropped = sum(sub.dropped for sub in switch.bus._subs)
+        redis_cmds = center.ctx.redis.info("stats").get("total_commands_processed", 0) - \
+            redis_before
+        return [
+            ("events fired by the switch", f"{events} in {fired:.1f} s", ""),
+            ("events through the runtime per second", f"{events / drained:.0f}/s", ""),
+            ("published on NATS (XCC)", f"{publisher.sent - sent0}" if publisher is not None
+             else "skipped: no nats-server", ""),
+            ("Redis commands (PUBLISH ...) for them", str(redis_cmds), ""),
+            ("switch events dropped (EventConsumer full)", str(dropped), "0"),
+        ]
+    finally:
+        center.close()
+        xcc.close_publisher()
+        if nats_proc is not None:
+            nats_proc.terminate()
+            nats_proc.wait(5)
+
+
 def main(argv: list[str] | None = None) -> int:
     from fsapps import metrics
 
@@ -274,6 +336,16 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"directory: {args.directory_users} extensions, xml_fetch lookups")
             print_directory_table(directory_bench(center.ctx, DOMAIN, args.directory_users,
                                                   seed=args.seed))
+        center.close()
+        center = None
+        progress("events: switch events through the runtime into Redis and NATS")
+        event_rows = events_bench(redis_server.url, database.dsn)
+        width = max(len(r[0]) for r in event_rows)
+        print(f"\n{'events (runtime → Redis pub/sub + NATS)':<{width}}  "
+              f"{'measured':>24}  goal")
+        print(f"{'-' * width}  {'-' * 24}  {'-' * 8}")
+        for name, value, goal in event_rows:
+            print(f"{name:<{width}}  {value:>24}  {goal}")
         return 0
     finally:
         if center is not None:
