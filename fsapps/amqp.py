@@ -33,6 +33,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from fsapps.config import AmqpSettings, mask_url
+from fsapps.delivery import DeliveryCounters
 from fsapps.fslog import log
 
 if TYPE_CHECKING:
@@ -48,24 +49,23 @@ def routing_key(channel: str) -> str:
     return channel.replace("_", ".", 1)
 
 
-class AmqpPublisher:
+class AmqpPublisher(DeliveryCounters):
     """Publishes on the exchange from any thread without blocking it.
 
     :meth:`publish` returns True when the message was queued for sending, False when it was
     dropped (not connected, or the queue full); :attr:`dropped` counts the drops.
     """
 
+    _label = "amqp"
+
     def __init__(self, settings: AmqpSettings, *, buffer_len: int = BUFFER_LEN,
                  reconnect_wait: float = RECONNECT_WAIT_SECONDS) -> None:
         self.settings = settings
         self.reconnect_wait = reconnect_wait
         self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(buffer_len)
-        self._lock = threading.Lock()
+        DeliveryCounters.__init__(self)
         self._connected = False
         self._stopping = threading.Event()
-        self._dropped = 0
-        self._sent = 0
-        self._in_burst = False
         self._thread = threading.Thread(target=self._run, name="fsapps:amqp", daemon=True)
         self._thread.start()
 
@@ -76,16 +76,6 @@ class AmqpPublisher:
     @property
     def connected(self) -> bool:
         return self._connected
-
-    @property
-    def dropped(self) -> int:
-        with self._lock:
-            return self._dropped
-
-    @property
-    def sent(self) -> int:
-        with self._lock:
-            return self._sent
 
     # ------------------------------------------------------------ any thread ------------
     def sink(self, channel: str, message: Message) -> None:
@@ -103,9 +93,7 @@ class AmqpPublisher:
         except queue.Full:
             return self._drop(f"the buffer of {self._queue.maxsize} messages is full")
         with self._lock:
-            if self._in_burst:
-                self._in_burst = False
-                log("NOTICE", f"amqp: publishing again ({self._dropped} dropped so far)")
+            self._accepted_locked()
         return True
 
     def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
@@ -115,11 +103,7 @@ class AmqpPublisher:
 
     def _drop(self, reason: str) -> bool:
         with self._lock:
-            self._dropped += 1
-            if not self._in_burst:
-                self._in_burst = True
-                log("WARNING", f"amqp: dropping messages: {reason}")
-        return False
+            return self._drop_locked(reason)
 
     def _where(self) -> str:
         return mask_url(self.settings.url.reveal())

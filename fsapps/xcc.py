@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from fsapps.config import NatsSettings
+from fsapps.delivery import DeliveryCounters
 from fsapps.fslog import log
 
 # Seed 000's list of subscribed events (the sample configuration's nats.events).
@@ -110,12 +111,14 @@ def cdr_envelope(headers: dict[str, Any], fields: Iterable[str] = ()) -> dict[st
                        "uuid": headers.get("Unique-ID", "")}}
 
 
-class XccPublisher:
+class XccPublisher(DeliveryCounters):
     """Publishes on NATS from any thread without blocking it; see the module docstring.
 
     :meth:`publish` returns True when the message was buffered for sending, False when it was
     dropped (NATS not connected, or the buffer full). :attr:`dropped` counts the drops.
     """
+
+    _label = "nats"
 
     def __init__(self, settings: NatsSettings, *, buffer_len: int = BUFFER_LEN,
                  reconnect_wait: float = RECONNECT_WAIT_SECONDS) -> None:
@@ -124,12 +127,9 @@ class XccPublisher:
         self.buffer_len = buffer_len
         self.reconnect_wait = reconnect_wait
         self._buffer: collections.deque[tuple[str, bytes]] = collections.deque()
-        self._lock = threading.Lock()
+        DeliveryCounters.__init__(self)
         self._connected = False
         self._stopping = False
-        self._dropped = 0
-        self._sent = 0
-        self._in_burst = False
         self._loop = asyncio.new_event_loop()
         self._wake = asyncio.Event()
         self._thread = threading.Thread(target=self._run, name="fsapps:nats", daemon=True)
@@ -142,17 +142,6 @@ class XccPublisher:
     @property
     def connected(self) -> bool:
         return self._connected
-
-    @property
-    def dropped(self) -> int:
-        with self._lock:
-            return self._dropped
-
-    @property
-    def sent(self) -> int:
-        """Messages handed to the NATS client (which flushes them on its own)."""
-        with self._lock:
-            return self._sent
 
     # ------------------------------------------------------------ any thread ------------
     def wants(self, event: Any) -> bool:
@@ -192,9 +181,7 @@ class XccPublisher:
                 return self._drop_locked(f"NATS at {self._where()} is not connected")
             if len(self._buffer) >= self.buffer_len:
                 return self._drop_locked(f"the buffer of {self.buffer_len} messages is full")
-            if self._in_burst:
-                self._in_burst = False
-                log("NOTICE", f"nats: publishing again ({self._dropped} dropped so far)")
+            self._accepted_locked()
             was_empty = not self._buffer
             self._buffer.append((subject, payload))
         if was_empty:
@@ -207,13 +194,6 @@ class XccPublisher:
             self._stopping = True
         self._call_soon(self._wake.set)
         self._thread.join(timeout)
-
-    def _drop_locked(self, reason: str) -> bool:
-        self._dropped += 1
-        if not self._in_burst:
-            self._in_burst = True
-            log("WARNING", f"nats: dropping events: {reason}")
-        return False
 
     def _call_soon(self, fn: Callable[[], Any]) -> None:
         try:
