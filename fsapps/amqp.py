@@ -33,7 +33,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from fsapps.config import AmqpSettings, mask_url
-from fsapps.delivery import DeliveryCounters
+from fsapps.delivery import DeliveryCounters, ProcessPublisher
 from fsapps.fslog import log
 
 if TYPE_CHECKING:
@@ -164,26 +164,7 @@ class AmqpPublisher(DeliveryCounters):
                 self._sent += 1
 
 
-_publisher: AmqpPublisher | None = None
-_publisher_lock = threading.Lock()
-
-
-def get_publisher(settings: AmqpSettings) -> AmqpPublisher:
-    """The process's publisher for ``settings``, started on first use; other settings close
-    the old one and start a new one."""
-    global _publisher
-    with _publisher_lock:
-        if _publisher is not None and _publisher.settings != settings:
-            _publisher.close()
-            _publisher = None
-        if _publisher is None:
-            _publisher = AmqpPublisher(settings)
-        return _publisher
-
-
-def close_publisher() -> None:
-    global _publisher
-    with _publisher_lock:
-        if _publisher is not None:
-            _publisher.close()
-            _publisher = None
+# The process's publisher (FreeSWITCH reloads entry modules, not this one).
+_process: ProcessPublisher[AmqpPublisher] = ProcessPublisher(AmqpPublisher)
+get_publisher = _process.get
+close_publisher = _process.close

@@ -5,6 +5,8 @@ line per message, so an unreachable broker cannot flood the switch's console."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 from fsapps.fslog import log
 
@@ -44,3 +46,37 @@ class DeliveryCounters:
         if self._in_burst:
             self._in_burst = False
             log("NOTICE", f"{self._label}: publishing again ({self._dropped} dropped so far)")
+
+
+class _Closable(Protocol):
+    settings: Any
+
+    def close(self) -> None: ...
+
+
+P = TypeVar("P", bound=_Closable)
+
+
+class ProcessPublisher(Generic[P]):
+    """The one publisher of its kind in this process, started on first use; asked for with
+    other settings (tests, a reloaded configuration) it closes the old one and starts anew."""
+
+    def __init__(self, factory: Callable[[Any], P]) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._current: P | None = None
+
+    def get(self, settings: Any) -> P:
+        with self._lock:
+            if self._current is not None and self._current.settings != settings:
+                self._current.close()
+                self._current = None
+            if self._current is None:
+                self._current = self._factory(settings)
+            return self._current
+
+    def close(self) -> None:
+        with self._lock:
+            if self._current is not None:
+                self._current.close()
+                self._current = None

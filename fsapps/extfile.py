@@ -35,7 +35,13 @@ from typing import Any, TextIO
 import yaml
 
 from fsapps.context import Context
-from fsapps.userdir import SECTIONS, BadExtension, Extension, UserDirectory, parse_record
+from fsapps.userdir import (
+    SECTIONS,
+    BadExtension,
+    Extension,
+    UserDirectory,
+    parse_record,
+)
 
 FORMATS = ("csv", "yaml")
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from fsapps.config import NatsSettings
-from fsapps.delivery import DeliveryCounters
+from fsapps.delivery import DeliveryCounters, ProcessPublisher
 from fsapps.fslog import log
 
 # Seed 000's list of subscribed events (the sample configuration's nats.events).
@@ -284,26 +284,7 @@ class XccPublisher(DeliveryCounters):
         return None
 
 
-_publisher: XccPublisher | None = None
-_publisher_lock = threading.Lock()
-
-
-def get_publisher(settings: NatsSettings) -> XccPublisher:
-    """The process's publisher for ``settings``, started on first use; other settings close
-    the old one and start a new one (tests, a reloaded configuration)."""
-    global _publisher
-    with _publisher_lock:
-        if _publisher is not None and _publisher.settings != settings:
-            _publisher.close()
-            _publisher = None
-        if _publisher is None:
-            _publisher = XccPublisher(settings)
-        return _publisher
-
-
-def close_publisher() -> None:
-    global _publisher
-    with _publisher_lock:
-        if _publisher is not None:
-            _publisher.close()
-            _publisher = None
+# The process's publisher (FreeSWITCH reloads entry modules, not this one).
+_process: ProcessPublisher[XccPublisher] = ProcessPublisher(XccPublisher)
+get_publisher = _process.get
+close_publisher = _process.close

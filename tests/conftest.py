@@ -71,6 +71,21 @@ def make_switch() -> Iterator[Callable[..., Switch]]:
         assert all(s.crashed is None for s in switches)
 
 
+@pytest.fixture
+def clean_testapps_state() -> Iterator[None]:
+    """The recorder of the test-only python apps (tests/fsapps_testapps) starts empty."""
+    from fsapps_testapps import state
+
+    state.reset()
+    yield
+    state.reset()
+
+
+@pytest.fixture
+def switch(make_switch: Callable[..., Switch]) -> Switch:
+    return make_switch()
+
+
 @pytest.fixture(scope="module")
 def no_leaked_switch_threads() -> Iterator[None]:
     """Every switch a module started is shut down: none of their threads outlives it."""

@@ -56,6 +56,18 @@ class Subscriber:
             return self.find("event_agent", uuid=uuid)
         return self.find("event_agent", uuid=uuid, method=method)
 
+    def statuses(self, ext: str) -> list[str]:
+        """The seed ``agent_<ext>`` statuses received, in order."""
+        return [m.data["status"] for m in self.find(f"agent_{ext}")]
+
+    def statuses_end(self, ext: str, expected: list[str], timeout: float = 3.0) -> None:
+        """Wait until the last status messages received for ``ext`` are ``expected``."""
+        try:
+            wait_until(lambda: self.statuses(ext)[-len(expected):] == expected, timeout,
+                       f"agent_{ext} statuses ending {expected}")
+        except TimeoutError:
+            raise AssertionError(f"agent_{ext}: {self.statuses(ext)}") from None
+
     def wait(self, channel: str | None = None, timeout: float = 5.0,
              **fields: str) -> Published:
         return wait_until(lambda: (self.find(channel, **fields) or [None])[0], timeout,

@@ -90,16 +90,7 @@ class Acd:
     def callouts(self, channel: Channel) -> list[str]:
         return [m.data["extension"] for m in self.bus.agent_events(channel.uuid, "callout")]
 
-    def statuses(self, ext: str) -> list[str]:
-        return [m.data["status"] for m in self.bus.find(f"agent_{ext}")]
 
-    def statuses_end(self, ext: str, expected: list[str], timeout: float = 3.0) -> None:
-        """Wait until the last status messages received for ``ext`` are ``expected``."""
-        try:
-            wait_until(lambda: self.statuses(ext)[-len(expected):] == expected, timeout,
-                       f"agent_{ext} statuses ending {expected}")
-        except TimeoutError:
-            raise AssertionError(f"agent_{ext}: {self.statuses(ext)}") from None
 
     def queued(self, group: str) -> list[str]:
         return [w.uuid for w in self.cc.queue.waiting(group)]
@@ -327,7 +318,7 @@ def test_wrapup_types_for_wrapup_seconds_then_ready_by_itself(a: Acd) -> None:
     a.wait_state("2071", "ready", 3)
     assert 0.7 <= elapsed(typing_since) <= 1.6
     assert time.time() * 1000 >= until - 50
-    a.statuses_end("2071", ["ring", "talking", "typing", "ready"])
+    a.bus.statuses_end("2071", ["ring", "talking", "typing", "ready"])
 
 
 def test_set_ready_ends_the_wrapup_early(a: Acd) -> None:
@@ -390,7 +381,7 @@ def test_ring_timeout_tries_the_next_agent_and_frees_the_first(a: Acd) -> None:
     a.gone(channel)
     first = a.cc.get("2091")
     assert (first.call_state, first.no_answer_count) == ("ready", 1)
-    a.statuses_end("2091", ["no_answer", "ready"])
+    a.bus.statuses_end("2091", ["no_answer", "ready"])
 
 
 def test_agent_becomes_busy_after_max_no_answer_misses_in_a_row(a: Acd) -> None:
@@ -408,7 +399,7 @@ def test_agent_becomes_busy_after_max_no_answer_misses_in_a_row(a: Acd) -> None:
     missed = a.cc.get("2101")
     assert (missed.call_state, missed.seat_status, missed.no_answer_count) == \
         ("busy", "busy", 2)
-    a.statuses_end("2101", ["no_answer", "busy"])
+    a.bus.statuses_end("2101", ["no_answer", "busy"])
     third = a.call("210", "13900001003")
     assert a.answered_by(third) == "2102"
     assert a.callouts(third) == ["2102"]
@@ -503,7 +494,7 @@ def test_caller_abandoning_while_the_agent_rings_frees_it_for_the_next_caller(a:
     assert a.answered_by(second) == "2131"
     assert a.bus.agent_events(first.uuid, "answered") == []
     assert a.bus.agent_events(first.uuid, "noanswer") == []
-    wait_until(lambda: a.statuses("2131")[:3] == ["ring", "ready", "ring"], 3,
+    wait_until(lambda: a.bus.statuses("2131")[:3] == ["ring", "ready", "ring"], 3,
                "2131 published ring, ready (released), ring (the next caller)")
     a.gone(second)
 
@@ -657,7 +648,7 @@ def test_published_messages_have_the_seed_shapes(a: Acd) -> None:
 
     for ext, expected in (("2191", ["ring", "no_answer", "busy"]),
                           ("2192", ["ready", "ring", "talking", "ready"])):
-        a.statuses_end(ext, expected)
+        a.bus.statuses_end(ext, expected)
         for m in a.bus.find(f"agent_{ext}"):
             assert list(m.data) == ["type", "number", "status", "time"]
             assert (m.data["type"], m.data["number"]) == ("agent", ext)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -80,19 +80,7 @@ def load(switch: Switch, *extensions: str, context: str = "default") -> None:
     switch.dialplan.load_text("<include>" + "".join(extensions) + "</include>", context)
 
 
-pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
-
-
-@pytest.fixture(autouse=True)
-def _clean_state() -> Iterator[None]:
-    state.reset()
-    yield
-    state.reset()
-
-
-@pytest.fixture
-def switch(make_switch: Callable[..., Switch]) -> Switch:
-    return make_switch()
+pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads", "clean_testapps_state")
 
 
 def phone(switch: Switch, ext: str, behaviour: Behaviour | None = None) -> None:

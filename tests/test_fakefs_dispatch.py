@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,19 +43,7 @@ def act(app: str, data: str = "") -> str:
     return f'<action application="{app}" data="{data}"/>'
 
 
-pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
-
-
-@pytest.fixture(autouse=True)
-def _clean_state() -> Iterator[None]:
-    state.reset()
-    yield
-    state.reset()
-
-
-@pytest.fixture
-def switch(make_switch: Callable[..., Switch]) -> Switch:
-    return make_switch()
+pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads", "clean_testapps_state")
 
 
 def call(switch: Switch, dest: str, **kwargs: object):

@@ -91,15 +91,7 @@ class Outbound:
         wait_until(lambda: self.state(ext) == state, timeout,
                    f"agent {ext} {state} (is {self.state(ext)})")
 
-    def statuses(self, ext: str) -> list[str]:
-        return [m.data["status"] for m in self.bus.find(f"agent_{ext}")]
 
-    def statuses_end(self, ext: str, expected: list[str], timeout: float = 3.0) -> None:
-        try:
-            wait_until(lambda: self.statuses(ext)[-len(expected):] == expected, timeout,
-                       f"agent_{ext} statuses ending {expected}")
-        except TimeoutError:
-            raise AssertionError(f"agent_{ext}: {self.statuses(ext)}") from None
 
     def methods(self, channel: Channel) -> list[str]:
         return [m.data["method"] for m in self.bus.find("event_agent", uuid=channel.uuid)]
@@ -209,7 +201,7 @@ def test_callout_answered_tracks_the_agent_publishes_and_writes_the_cdr(o: Outbo
     assert channel.hangup_cause == "NORMAL_CLEARING"
     o.wait_state("3001", "typing")
     o.wait_state("3001", "ready", 3)
-    o.statuses_end("3001", ["ring", "talking", "typing", "ready"])
+    o.bus.statuses_end("3001", ["ring", "talking", "typing", "ready"])
 
     o.wait_methods(channel, ["callout", "answered", "hangup"])
     events = o.bus.find("event_agent", uuid=channel.uuid)
@@ -276,7 +268,7 @@ def test_callout_busy_far_end(o: Outbound) -> None:
     o.gone(channel)
     assert channel.hangup_cause == "USER_BUSY"
     o.wait_state("3004", "ready")
-    o.statuses_end("3004", ["ring", "ready"])
+    o.bus.statuses_end("3004", ["ring", "ready"])
     assert o.cc.get("3004").no_answer_count == 0
     o.wait_methods(channel, ["callout", "hangup"])
     message = o.cdr_message(channel)
@@ -298,7 +290,7 @@ def test_callout_no_answer_rings_for_fsapps_ring_timeout(o: Outbound) -> None:
     assert 0.9 <= time.monotonic() - started <= 3.0
     assert channel.hangup_cause == "NO_ANSWER"
     o.wait_state("3005", "ready")
-    o.statuses_end("3005", ["ring", "ready"])
+    o.bus.statuses_end("3005", ["ring", "ready"])
     assert o.cdr_message(channel)["flag"] == "外呼无应答"
     assert o.cdr_row(channel)["billsec"] == 0
 
@@ -348,7 +340,7 @@ def test_callout_survives_postgresql_down(o: Outbound) -> None:
     finally:
         ctx._pool = pool
     o.wait_state("3007", "ready", 3)
-    o.statuses_end("3007", ["ring", "talking", "typing", "ready"])
+    o.bus.statuses_end("3007", ["ring", "talking", "typing", "ready"])
 
 
 @pytest.mark.parametrize(("args", "named"), [
@@ -390,7 +382,7 @@ def test_direct_call_answered_rings_talks_wraps_up(o: Outbound) -> None:
     o.gone(channel)
     o.wait_state("3101", "typing")
     o.wait_state("3101", "ready", 3)
-    o.statuses_end("3101", ["ring", "talking", "typing", "ready"])
+    o.bus.statuses_end("3101", ["ring", "talking", "typing", "ready"])
     o.wait_methods(channel, ["callout", "answered", "hangup"])
     for event in o.bus.find("event_agent", uuid=channel.uuid):
         assert (event.data["number"], event.data["extension"], event.data["group"]) == \
@@ -442,7 +434,7 @@ def test_direct_call_no_answer_is_a_missed_offer(o: Outbound) -> None:
     assert 0.9 <= time.monotonic() - started <= 3.0
     assert channel.hangup_cause == "NO_ANSWER"
     o.wait_methods(channel, ["callout", "noanswer"])
-    o.statuses_end("3104", ["ring", "no_answer", "ready"])
+    o.bus.statuses_end("3104", ["ring", "no_answer", "ready"])
     assert o.cc.get("3104").no_answer_count == 1
     o.use_defaults(max_no_answer=2)
     channel = o.cc.call(o.switch, "13900000107", "83104")
@@ -459,7 +451,7 @@ def test_direct_call_to_a_busy_phone(o: Outbound) -> None:
     o.gone(channel)
     assert channel.hangup_cause == "USER_BUSY"
     o.wait_methods(channel, ["callout", "noanswer"])
-    o.statuses_end("3105", ["ring", "no_answer", "ready"])
+    o.bus.statuses_end("3105", ["ring", "no_answer", "ready"])
 
 
 def test_caller_hanging_up_while_the_agent_rings_frees_the_agent(o: Outbound) -> None:
@@ -471,7 +463,7 @@ def test_caller_hanging_up_while_the_agent_rings_frees_the_agent(o: Outbound) ->
     o.gone(channel)
     o.wait_state("3106", "ready")
     assert o.cc.get("3106").no_answer_count == 0
-    o.statuses_end("3106", ["ring", "ready"])
+    o.bus.statuses_end("3106", ["ring", "ready"])
 
 
 def test_agent_freed_by_a_direct_call_takes_the_waiting_queue_call(o: Outbound) -> None:
