@@ -217,8 +217,9 @@ def record_session(switch: Switch, channel: Channel, data: str) -> None:
     path = data.split()[0] if data.strip() else ""
     if not path:
         return
+    # As switch_ivr_record_session: RECORD_START names the file; no channel variable is set
+    # (a dialplan that wants one sets it itself).
     channel.set("_recording", path)
-    channel.set("record_session_path", path)
     switch.fire("RECORD_START", channel, headers={"Record-File-Path": path})
 
 

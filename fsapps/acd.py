@@ -42,14 +42,19 @@ _SIP_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$")
 
 # originate_disposition → (release outcome, agent-facing method)
 _FAILURES = {"USER_NOT_REGISTERED": "unregistered", "SUBSCRIBER_ABSENT": "unregistered"}
-# the call's recording for the CDR (set it in the dialplan, e.g. with record_session)
-RECORD_FILE_VAR = "fsapps_record_file"
+# the call's recording for the CDR (the dialplan, or the runtime from RECORD_START, sets it)
+RECORD_FILE_VAR = cdr.RECORD_FILE_VAR
 # originate_disposition → cdr_agent_attempt.result (anything else: "failed")
 _ATTEMPT_RESULTS = {"SUCCESS": "answered", "NO_ANSWER": "no_answer",
                     "NO_USER_RESPONSE": "no_answer", "ALLOTTED_TIMEOUT": "no_answer",
                     "PROGRESS_TIMEOUT": "no_answer", "USER_BUSY": "busy",
                     "CALL_REJECTED": "rejected", "USER_NOT_REGISTERED": "unregistered",
                     "SUBSCRIBER_ABSENT": "unregistered", "ORIGINATOR_CANCEL": "caller_cancel"}
+
+
+def attempt_result(disposition: str) -> str:
+    """The ``cdr_agent_attempt.result`` of an agent's ``originate_disposition``."""
+    return _ATTEMPT_RESULTS.get(disposition, "failed")
 
 
 def safe_part(value: str) -> str:
@@ -293,7 +298,7 @@ class Router:
             ("" if disposition == "SUCCESS" else disposition)
         self.attempts.append(cdr.Attempt(
             attempt_no=len(self.attempts) + 1, extension=extension, start=rang, answer=answer,
-            end=time.time(), result=_ATTEMPT_RESULTS.get(disposition, "failed"),
+            end=time.time(), result=attempt_result(disposition),
             hangup_cause=cause, leg_uuid=leg))
 
     def call_record(self, a_start: float) -> cdr.Cdr:
@@ -445,10 +450,10 @@ def route_call(session: Any, args: str) -> None:
             session.answer()
             session.execute("playback", group.black_list_ring)
         session.hangup("CALL_REJECTED")
-        cdr.record(ctx, caller_cdr(ctx, session, session.get_uuid(), caller, group_number,
-                                   domain, node_name(ctx), routing.LEVEL_VIP if facts.vip
-                                   else routing.LEVEL_NORMAL, a_start, cdr.FLAG_BLACKLISTED,
-                                   [], None))
+        cdr.record_own(ctx, session, caller_cdr(
+            ctx, session, session.get_uuid(), caller, group_number, domain, node_name(ctx),
+            routing.LEVEL_VIP if facts.vip else routing.LEVEL_NORMAL, a_start,
+            cdr.FLAG_BLACKLISTED, [], None), "nwayacd")
         return
     uuid = session.get_uuid()
     call = QueueCall(uuid=uuid, node=node_name(ctx), domain=domain, group=group, caller=caller,
@@ -468,7 +473,7 @@ def route_call(session: Any, args: str) -> None:
             router.leave_queue()
     finally:
         # once per call, whatever ended it (cdr.record never raises)
-        cdr.record(ctx, router.call_record(a_start))
+        cdr.record_own(ctx, session, router.call_record(a_start), "nwayacd")
 
 
 # ---------------------------------------------------------------------- agent operations ---

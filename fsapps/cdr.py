@@ -10,8 +10,21 @@ CDR is written to PostgreSQL directly; both down: the CDR's JSON is logged at ER
 resort). Writing is idempotent (``ON CONFLICT DO NOTHING`` on ``cdr.uuid`` and on
 ``cdr_agent_attempt (cdr_uuid, attempt_no)``), so a replayed spool entry writes once.
 
+Every call gets exactly one CDR. The apps that know the call best write their own (queue
+calls :mod:`fsapps.acd`, ``nwaycallout`` and ``nway_bridge`` :mod:`fsapps.outbound`, through
+:func:`record_own`, which first sets the channel variable :data:`OWN_CDR_VAR`); for every other
+call (a plain dialplan bridge, cti_bridge, an IVR, a refused call...) the runtime builds a
+generic CDR from the a-leg's CHANNEL_HANGUP_COMPLETE and the events of the legs it originated
+(:func:`wants_generic_cdr`, :func:`leg_from_event`, :func:`generic_cdr`: pure, no I/O).
+
 A queue call (:mod:`fsapps.acd`) carries one :class:`Attempt` per agent offered the call;
-its ``flag`` is one of :data:`QUEUE_FLAGS`.
+its ``flag`` is one of :data:`QUEUE_FLAGS`. A generic CDR's flag is :data:`FLAG_ANSWERED`
+when a leg it called answered, :data:`FLAG_NOT_CONNECTED` when none did, "" when it called
+nobody (an IVR, a refused call: ``hangup_cause`` says more).
+
+The recording: ``a_record_file`` is the channel variable :data:`RECORD_FILE_VAR` — set by the
+dialplan, or by the runtime from the RECORD_START event's ``Record-File-Path`` (FreeSWITCH's
+``record_session`` sets no variable of its own).
 
 Times are epoch seconds (floats); the message shows them as the seed's local
 ``YYYY-MM-DD HH:MM:SS`` and PostgreSQL stores them as ``timestamptz``. Durations are whole
@@ -21,6 +34,7 @@ seconds between whole-second epochs, as FreeSWITCH computes ``duration`` and ``b
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +48,21 @@ from fsapps.errors import FsappsError
 from fsapps.fslog import log
 from fsapps.pubsub import stamp
 
-__all__ = ["QUEUE_FLAGS", "Attempt", "Cdr", "record", "seconds_between", "write"]
+__all__ = ["OWN_CDR_VAR", "QUEUE_FLAGS", "RECORD_FILE_VAR", "Attempt", "Cdr", "Leg",
+           "generic_cdr", "leg_from_event", "record", "record_own", "seconds_between",
+           "wants_generic_cdr", "write"]
+
+# Set on the a-leg by an app that writes the call's CDR itself (its name): the runtime then
+# writes no generic CDR for it, so every call has exactly one.
+OWN_CDR_VAR = "fsapps_cdr_by"
+# The call's recording: set it in the dialplan, or the runtime sets it from RECORD_START.
+RECORD_FILE_VAR = "fsapps_record_file"
+# cdr_<group> of the CDRs of inbound calls that are in no group (generic, nway_bridge):
+# cdr_direct. Group numbers are digits, so it is never a group's channel.
+NO_GROUP_CHANNEL = "direct"
+# A leg to fsapps_agent_<ext> is another node ringing one of this node's agents for a call
+# that node records (dialplan/10_fsapps_acd.xml): not a call of its own.
+_RELAY_PREFIX = "fsapps_agent_"
 
 # The flag of a queue call (seed 001 writes them in Chinese):
 FLAG_ANSWERED = "接通"                 # an agent answered
@@ -43,6 +71,7 @@ FLAG_MANY_NO_ANSWER = "多座席无应答"    # several agents were offered it, 
 FLAG_ABANDONED = "排队放弃"             # the caller hung up before any agent was offered it
 FLAG_QUEUE_TIMEOUT = "排队超时"         # the long-wait policy hung up (group busy_ring)
 FLAG_BLACKLISTED = "黑名单"             # the group's blacklist refused the caller
+FLAG_NOT_CONNECTED = "未接通"           # generic CDR: the legs it called did not answer
 QUEUE_FLAGS = (FLAG_ANSWERED, FLAG_ONE_NO_ANSWER, FLAG_MANY_NO_ANSWER, FLAG_ABANDONED,
                FLAG_QUEUE_TIMEOUT, FLAG_BLACKLISTED)
 # cdr_agent_attempt.result values (the table's CHECK constraint)
@@ -204,6 +233,99 @@ class Cdr:
             "level": self.level, "node": self.node,
         }
 
+# ---------------------------------------------------------------------- generic CDRs -------
+Header = Callable[[str], str | None]
+
+
+def _h(header: Header, name: str) -> str:
+    return str(header(name) or "")
+
+
+def _micro(header: Header, name: str) -> float | None:
+    """A microsecond epoch header (``Caller-Channel-Answered-Time``, ``variable_end_uepoch``)
+    as epoch seconds; None when absent or 0."""
+    raw = _h(header, name)
+    return int(raw) / 1e6 if raw.isdigit() and int(raw) else None
+
+
+def _whole(header: Header, name: str) -> int | None:
+    raw = _h(header, name)
+    return int(raw) if raw.isdigit() else None
+
+
+def wants_generic_cdr(header: Header) -> bool:
+    """Whether this CHANNEL_HANGUP_COMPLETE ends a call the runtime writes the CDR of: an
+    a-leg (no other channel originated it), not the b side of a loopback, not marked by an
+    app that wrote its own (:data:`OWN_CDR_VAR`), not another node's agent relay leg."""
+    if _h(header, "Event-Name") != "CHANNEL_HANGUP_COMPLETE" or not _h(header, "Unique-ID"):
+        return False
+    if _h(header, "variable_originator"):  # a leg another channel originated: part of its call
+        return False
+    if _h(header, "variable_other_loopback_leg_uuid") and \
+            _h(header, "Call-Direction") == "inbound":  # loopback's b side: its a side's call
+        return False
+    if _h(header, f"variable_{OWN_CDR_VAR}"):
+        return False
+    return not _h(header, "Caller-Destination-Number").startswith(_RELAY_PREFIX)
+
+
+@dataclass(frozen=True)
+class Leg:
+    """A leg a call originated (a bridge's b-leg), as its latest event showed it."""
+
+    uuid: str
+    destination: str
+    start: float | None
+    answer: float | None
+    end: float | None
+    hangup_cause: str = ""
+
+
+def leg_from_event(header: Header) -> Leg:
+    """The leg of any channel event (its ``Caller-Channel-*-Time`` headers)."""
+    return Leg(uuid=_h(header, "Unique-ID"),
+               destination=_h(header, "Caller-Destination-Number"),
+               start=_micro(header, "Caller-Channel-Created-Time"),
+               answer=_micro(header, "Caller-Channel-Answered-Time"),
+               end=_micro(header, "Caller-Channel-Hangup-Time"),
+               hangup_cause=_h(header, "variable_hangup_cause") or _h(header, "Hangup-Cause"))
+
+
+def generic_cdr(header: Header, *, node: str, domain: str, legs: Sequence[Leg] = (),
+                record_file: str = "") -> Cdr:
+    """The CDR of a call no app recorded, from its a-leg's CHANNEL_HANGUP_COMPLETE and the
+    legs it originated (in the order it called them). ``destination_number`` .. ``billsec``:
+    the leg that answered (else the last one called); ``is_callout`` when the switch placed
+    the a-leg itself (``originate``); ``record_file`` when the variable is not set."""
+    a_end = _micro(header, "variable_end_uepoch") or _micro(header, "Caller-Channel-Hangup-Time")
+    answered = next((leg for leg in legs if leg.answer), None)
+    leg = answered or (legs[-1] if legs else None)
+    if answered is not None:
+        flag = FLAG_ANSWERED
+    else:
+        flag = FLAG_NOT_CONNECTED if legs else ""
+    end = None
+    if leg is not None:
+        # a leg still up when the a-leg's hangup was reported ends with it (the bridge does)
+        end = min(leg.end, a_end) if leg.end and a_end else (leg.end or a_end)
+    return Cdr(
+        uuid=_h(header, "Unique-ID"), is_callout=_h(header, "Call-Direction") == "outbound",
+        a_caller_id_number=_h(header, "Caller-Caller-ID-Number"),
+        a_destination_number=_h(header, "Caller-Destination-Number"),
+        a_start=_micro(header, "variable_start_uepoch") or
+        _micro(header, "Caller-Channel-Created-Time"),
+        a_answer=_micro(header, "variable_answer_uepoch") or
+        _micro(header, "Caller-Channel-Answered-Time"),
+        a_end=a_end, a_duration=_whole(header, "variable_duration"),
+        a_billsec=_whole(header, "variable_billsec"),
+        a_sip_hangup_disposition=_h(header, "variable_sip_hangup_disposition"),
+        a_record_file=_h(header, f"variable_{RECORD_FILE_VAR}") or record_file,
+        destination_number=leg.destination if leg else "",
+        start=leg.start if leg else None, answer=leg.answer if leg else None,
+        end=end, flag=flag, domain=domain,
+        hangup_cause=_h(header, "variable_hangup_cause") or _h(header, "Hangup-Cause"),
+        node=node)
+
 
 def write(ctx: Context, cdr: Cdr) -> bool:
     """INSERT the CDR and its attempts (one transaction; ON CONFLICT DO NOTHING). True when
@@ -225,7 +347,7 @@ def record(ctx: Context, cdr: Cdr) -> bool:
     from fsapps import cdrspool
 
     cdr = cdr if cdr.cti_ip else replace(cdr, cti_ip=ctx.publisher.cti_ip)
-    ctx.publisher.cdr(cdr.message_fields(), group=cdr.group_number)
+    ctx.publisher.cdr(cdr.message_fields(), group=cdr.group_number or NO_GROUP_CHANNEL)
     try:
         cdrspool.append(ctx, cdr)
         return True
@@ -242,3 +364,16 @@ def record(ctx: Context, cdr: Cdr) -> bool:
                    f"{spool_error}; PostgreSQL {type(exc).__name__}: "
                    f"{' '.join(str(exc).split())}; CDR {cdr.to_json()}")
         return False
+
+
+def record_own(ctx: Context, session: Any, cdr: Cdr, app: str) -> bool:
+    """:func:`record` for an app that writes its call's CDR itself: first marks the channel
+    (``OWN_CDR_VAR=<app>``) so the runtime writes no generic CDR for it. Call it once, at the
+    end of the handler: the mark and the CDR go together (the channel's CHANNEL_HANGUP_COMPLETE
+    comes after the handler returns, so it carries the mark). Never raises."""
+    try:
+        session.setVariable(OWN_CDR_VAR, app)
+    except Exception as exc:  # a session gone wrong still gets its CDR (maybe two rows)
+        log("WARNING", f"cdr: call {cdr.uuid}: could not mark the channel "
+                       f"({type(exc).__name__}: {exc}); the runtime may add a generic CDR")
+    return record(ctx, cdr)

@@ -52,7 +52,7 @@ BRIDGE_USAGE = "nway_bridge <extension>"
 # Channel variables read from the calling channel (set them in the dialplan).
 CALLER_ID_VAR = "fsapps_callout_caller_id"   # outbound caller id instead of the group number
 RING_TIMEOUT_VAR = "fsapps_ring_timeout"     # seconds the far end / the agent may ring
-RECORD_FILE_VAR = "fsapps_record_file"       # the call's recording, for the CDR
+RECORD_FILE_VAR = cdr.RECORD_FILE_VAR        # the call's recording, for the CDR
 CALLOUT_RING_SECONDS = 60
 MAX_RING_SECONDS = 600
 # A direct call or an outbound call may take the agent from these states only.
@@ -281,7 +281,7 @@ def callout(session: Any, args: str) -> None:
     disposition_sip = session.getVariable("sip_hangup_disposition") or (
         ("send_bye" if still_up else "recv_bye") if session.answered() or answered else
         ("send_refuse" if still_up else "recv_cancel"))
-    cdr.record(ctx, cdr.Cdr(
+    cdr.record_own(ctx, session, cdr.Cdr(
         uuid=uuid, is_callout=True, a_caller_id_number=raw_ext,
         a_destination_number=session.getVariable("destination_number") or number,
         a_start=a_start, a_answer=a_answer, a_end=a_end,
@@ -290,7 +290,8 @@ def callout(session: Any, args: str) -> None:
         a_record_file=session.getVariable(RECORD_FILE_VAR) or "",
         destination_number=number, start=dial_started, answer=far_answer, end=a_end,
         flag=CALLOUT_FLAGS.get(disposition, f"{CALLOUT_FAILED_FLAG}:{disposition}"),
-        group_number=group_number, domain=domain, hangup_cause=cause, node=agent.node))
+        group_number=group_number, domain=domain, hangup_cause=cause, node=agent.node),
+        "nwaycallout")
 
 
 # ---------------------------------------------------------------------- nway_bridge ---------
@@ -301,8 +302,10 @@ def direct_call(session: Any, args: str) -> None:
     seconds (default ``group_defaults.callout_timeout``); not answered, busy or rejected counts
     as a missed offer (``noanswer``; busy after ``max_no_answer`` in a row) and the caller is
     hung up with that cause; answered: talking, then wrap-up. An extension that is not an
-    agent is simply bridged."""
+    agent is simply bridged. Every call that got this far has a CDR (:func:`direct_cdr`),
+    published on ``cdr_direct``."""
     ctx = get_context()
+    handler_started = time.time()
     parts = (args or "").split()
     if len(parts) != 1:
         refuse(session, "nway_bridge", f"expected 1 argument, got {args!r}", BRIDGE_USAGE)
@@ -317,17 +320,21 @@ def direct_call(session: Any, args: str) -> None:
     ring = ring_seconds(session, defaults.callout_timeout, "nway_bridge")
     node = acd.node_name(ctx)
     agent = AgentCall(ctx, domain, extension, session.get_uuid(), node, "", caller)
-    if not agent.reserve(ring) and Agents(ctx, domain).get(extension) is not None:
-        # A lost race with a queue offer, or the agent is on a call: busy, as a phone is.
-        log("INFO", f"nway_bridge: agent {extension} is busy; caller {caller} gets USER_BUSY")
-        session.hangup("USER_BUSY")
-        return
+    disposition, dial_started, answered_before = "NONE", None, session.answered()
     try:
+        if not agent.reserve(ring) and Agents(ctx, domain).get(extension) is not None:
+            # A lost race with a queue offer, or the agent is on a call: busy, as a phone is.
+            log("INFO", f"nway_bridge: agent {extension} is busy; caller {caller} gets "
+                        f"USER_BUSY")
+            disposition = "USER_BUSY"
+            session.hangup("USER_BUSY")
+            return
         agent.event("callout")
         variables = [f"originate_timeout={ring}", f"sip_h_X-FSAPPS-Ring-Timeout={ring}",
                      f"origination_caller_id_number={caller}", f"fsapps_domain={domain}",
                      *agent.leg_variables()]
         endpoint = acd.agent_endpoint(ctx, domain, extension, node)
+        dial_started = time.time()
         disposition, still_up = _bridge(session, f"{{{','.join(variables)}}}{endpoint}")
         if disposition == "SUCCESS":
             agent.answered_call_over(defaults.wrapup_seconds)
@@ -342,3 +349,46 @@ def direct_call(session: Any, args: str) -> None:
             session.hangup(_failure_cause(disposition))
     finally:
         agent.cancel()
+        if session.ready():  # an exception on the way: the CDR needs the channel's end
+            session.hangup("NORMAL_CLEARING")
+        cdr.record_own(ctx, session, direct_cdr(
+            session, extension=extension, caller=caller, domain=domain, node=node,
+            disposition=disposition, dial_started=dial_started,
+            answered_before=answered_before, handler_started=handler_started), "nway_bridge")
+
+
+def direct_cdr(session: Any, *, extension: str, caller: str, domain: str, node: str,
+               disposition: str, dial_started: float | None, answered_before: bool,
+               handler_started: float) -> cdr.Cdr:
+    """The CDR of an ``nway_bridge`` call (the caller's channel hung up by now): ``a_*`` the
+    caller, ``destination_number`` .. ``billsec`` the agent (rung from ``dial_started``,
+    answering when the bridge answered the caller), one attempt row; flag ``接通`` when the
+    agent answered, else ``单座席无应答`` with the agent in ``str_no_answer_agents`` (busy,
+    not answered, or the caller hung up first, as the seed's one-agent example)."""
+    answered = disposition == "SUCCESS"
+    a_start = _epoch(session, "start") or handler_started
+    a_answer = _epoch(session, "answer")
+    a_end = _epoch(session, "end") or time.time()
+    agent_answer = None
+    if answered:
+        # the bridge answers the caller when the agent answers; a caller the dialplan had
+        # answered already: the bridge time is the closest the switch reports
+        agent_answer = (_epoch(session, "bridge") or a_answer) if answered_before \
+            else a_answer
+    cause = (session.getVariable("last_bridge_hangup_cause") or "") if dial_started else ""
+    attempt = cdr.Attempt(
+        attempt_no=1, extension=extension, start=dial_started or a_end, answer=agent_answer,
+        end=a_end, result=acd.attempt_result(disposition), hangup_cause=cause or disposition,
+        leg_uuid=(session.getVariable("last_bridge_to") or "") if answered else "")
+    return cdr.Cdr(
+        uuid=session.get_uuid(), is_callout=False, a_caller_id_number=caller,
+        a_destination_number=session.getVariable("destination_number") or extension,
+        a_start=a_start, a_answer=a_answer, a_end=a_end,
+        a_duration=_int(session, "duration"), a_billsec=_int(session, "billsec"),
+        a_sip_hangup_disposition=session.getVariable("sip_hangup_disposition") or "",
+        a_record_file=session.getVariable(RECORD_FILE_VAR) or "",
+        no_answer_agents=() if answered else (extension,), destination_number=extension,
+        start=dial_started or a_end, answer=agent_answer, end=a_end,
+        flag=cdr.FLAG_ANSWERED if answered else cdr.FLAG_ONE_NO_ANSWER, domain=domain,
+        hangup_cause=session.getVariable("hangup_cause") or "", node=node,
+        attempts=(attempt,))

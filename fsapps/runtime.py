@@ -20,6 +20,8 @@ own for the node's command queue (started once, never per call):
 - timers: wrap-ups that are over make their agents ready (and offer them waiting calls);
 - CDRs: a thread of its own writes the spooled CDRs to PostgreSQL every 0.5 s
   (:mod:`fsapps.cdrspool`; a thread so a PostgreSQL that times out never stalls the events);
+  calls no app wrote a CDR for get a generic one (:mod:`fsapps.cdrcalls`, which also names
+  RECORD_START's recording file in the CDR), recorded by that thread too;
 - the reconciler: agents ringing or talking for a call that no longer exists, on a node that
   is gone, or whose reservation lease ran out, are repaired and made available again; callers
   queued on a node that is gone (or whose channel is) leave the queue.
@@ -34,6 +36,7 @@ from typing import Any
 from fsapps import acd, amqp, callevents, commands, httproute, workingset, xcc
 from fsapps.agents import Agents
 from fsapps.callqueue import CallQueue
+from fsapps.cdrcalls import CallRecords
 from fsapps.cdrspool import INTERVAL_S as CDR_SPOOL_INTERVAL_S
 from fsapps.cdrspool import SpoolWriter
 from fsapps.context import Context, get_context, now_ms
@@ -52,7 +55,7 @@ RECONCILE_MS = 2000
 _EVENTS = ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
            "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY",
            "CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_PARK", "CHANNEL_UNPARK", "DTMF",
-           "PLAYBACK_START", "PLAYBACK_STOP")
+           "PLAYBACK_START", "PLAYBACK_STOP", "RECORD_START")
 _SOFIA = ("sofia::register", "sofia::unregister", "sofia::expire")
 
 
@@ -67,6 +70,7 @@ class NodeRuntime:
         self._next = {"heartbeat": 0, "wrapups": 0, "reconcile": 0}
         self.xcc: xcc.XccPublisher | None = None
         self.cdr_writer = SpoolWriter(ctx, node)
+        self.call_records = CallRecords(ctx, node, self.api_execute)
 
     # ------------------------------------------------------------------ loops -------------
     def run(self) -> None:
@@ -134,8 +138,10 @@ class NodeRuntime:
     def write_cdrs(self) -> None:
         """Spooled CDRs to PostgreSQL until the runtime stops (errors logged, then retried)."""
         while not self.stopping.wait(CDR_SPOOL_INTERVAL_S / 5):
+            self.guarded(self.call_records.record_pending)
             if self.cdr_writer.due():
                 self.guarded(self.cdr_writer.run_once)
+        self.guarded(self.call_records.record_pending)  # the calls that ended last
 
     def install_aliases(self) -> None:
         """``alias add nway_login python fsapps.api nway_login`` and so on for every switch
@@ -179,6 +185,7 @@ class NodeRuntime:
                 self.guarded(self.xcc.publish_event, event)
                 self.guarded(self.xcc.publish_cdr, event)
             self.guarded(self.on_event, event, pipe, messages)
+            self.guarded(self.call_records.on_event, event)  # generic CDRs, recordings
         self.guarded(pipe.execute)
         self.guarded(messages.execute)
         # seed 003's cti_userinfo@<domain>, registrations and calls: two round trips a batch
