@@ -60,9 +60,12 @@ def _unavailable(exc: BaseException) -> bool:
 class SpoolWriter:
     """Writes the spooled CDRs of every domain of this node's settings to PostgreSQL."""
 
-    def __init__(self, ctx: Context, consumer: str) -> None:
+    def __init__(self, ctx: Context, consumer: str, *, claim_idle_ms: int = CLAIM_IDLE_MS) -> None:
         self.ctx = ctx
         self.consumer = consumer
+        # how long another consumer must have held an entry untouched before this one takes
+        # it: longer than any write takes, so a live node's entries are never taken
+        self.claim_idle_ms = claim_idle_ms
         self._groups: set[str] = set()
         self._next_try = 0.0
         self._backoff = INTERVAL_S
@@ -130,7 +133,7 @@ class SpoolWriter:
             # Entries delivered to us before and not acknowledged (a failed write, a restart).
             done += self.write_entries(key, self._read(key, "0"))
             if claim:
-                claimed = r.xautoclaim(key, GROUP, self.consumer, CLAIM_IDLE_MS, "0-0",
+                claimed = r.xautoclaim(key, GROUP, self.consumer, self.claim_idle_ms, "0-0",
                                        count=BATCH)
                 done += self.write_entries(key, claimed[1])
             while True:

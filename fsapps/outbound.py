@@ -390,5 +390,7 @@ def direct_cdr(session: Any, *, extension: str, caller: str, domain: str, node: 
         no_answer_agents=() if answered else (extension,), destination_number=extension,
         start=dial_started or a_end, answer=agent_answer, end=a_end,
         flag=cdr.FLAG_ANSWERED if answered else cdr.FLAG_ONE_NO_ANSWER, domain=domain,
-        hangup_cause=session.getVariable("hangup_cause") or "", node=node,
+        hangup_cause=session.getVariable("hangup_cause") or (  # unset inside the handler
+            (session.getVariable("last_bridge_hangup_cause") or "NORMAL_CLEARING") if answered
+            else _failure_cause(disposition)), node=node,
         attempts=(attempt,))

@@ -178,6 +178,8 @@ class NodeRuntime:
     # ------------------------------------------------------------------ events ------------
     def on_events(self, events: list[Any]) -> None:
         """Handle a batch of events; their pub/sub messages leave in one round trip."""
+        for event in events:  # generic CDRs and recordings first: they need no Redis
+            self.guarded(self.call_records.on_event, event)
         pipe = self.ctx.redis.pipeline(transaction=False)
         messages = publish_pipeline(self.ctx.redis)
         for event in events:
@@ -185,7 +187,6 @@ class NodeRuntime:
                 self.guarded(self.xcc.publish_event, event)
                 self.guarded(self.xcc.publish_cdr, event)
             self.guarded(self.on_event, event, pipe, messages)
-            self.guarded(self.call_records.on_event, event)  # generic CDRs, recordings
         self.guarded(pipe.execute)
         self.guarded(messages.execute)
         # seed 003's cti_userinfo@<domain>, registrations and calls: two round trips a batch
