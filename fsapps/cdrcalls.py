@@ -57,7 +57,10 @@ class CallRecords:
         if originator:
             if name in _LEG_EVENTS:
                 self.leg_event(header, originator, uuid)
-            if name == "CHANNEL_DESTROY":
+            if name == "CHANNEL_HANGUP_COMPLETE":
+                # legs this leg called itself (a transferred agent's), part of the same call
+                self.legs.pop(uuid, None)
+            elif name == "CHANNEL_DESTROY":
                 self.recordings.pop(uuid, None)
             return
         if name == "CHANNEL_CREATE":
