@@ -58,7 +58,8 @@ OWN_CDR_VAR = "fsapps_cdr_by"
 # The call's recording: set it in the dialplan, or the runtime sets it from RECORD_START.
 RECORD_FILE_VAR = "fsapps_record_file"
 # cdr_<group> of the CDRs of inbound calls that are in no group (generic, nway_bridge):
-# cdr_direct. Group numbers are digits, so it is never a group's channel.
+# cdr_direct. Groups are numbered (seed 001: 座席组短号), so, like cdr_callout, it is no
+# group's channel.
 NO_GROUP_CHANNEL = "direct"
 # A leg to fsapps_agent_<ext> is another node ringing one of this node's agents for a call
 # that node records (dialplan/10_fsapps_acd.xml): not a call of its own.
