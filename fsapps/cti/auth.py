@@ -104,6 +104,17 @@ class Principal:
         return bool(self.extension) and hmac.compare_digest(self.extension, extension)
 
 
+def _request_key() -> Any:
+    from aiohttp import web
+
+    # aiohttp >= 3.12 types request storage with RequestKey; older ones take a plain string.
+    factory = getattr(web, "RequestKey", None)
+    return factory("fsapps_cti_principal", Principal) if factory else "fsapps_cti_principal"
+
+
+PRINCIPAL: Any = _request_key()
+
+
 class Auth:
     """Logins, token checks and revocation (blocking: call from a worker thread)."""
 
@@ -244,8 +255,14 @@ async def authenticate(request: web.Request, role: str = "agent") -> Principal:
     if not principal.at_least(role):
         raise Forbidden(f"this needs the {role} role; user {principal.username!r} is "
                         f"{principal.role}")
-    request["principal"] = principal
+    request[PRINCIPAL] = principal
     return principal
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The principal :func:`authenticate` stored on the request."""
+    found: Principal = request[PRINCIPAL]
+    return found
 
 
 Handler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
@@ -253,7 +270,7 @@ Handler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
 
 def requires(role: str) -> Callable[[Handler], Handler]:
     """Decorator for an aiohttp handler: the request must carry a token of at least ``role``
-    (``request["principal"]`` is then set). The app's error middleware turns a refusal into
+    (:func:`principal_of` then gives it). The app's error middleware turns a refusal into
     401/403 with a JSON error."""
     if role not in RANK:
         raise ValueError(f"unknown role {role!r}; one of {ROLES}")
