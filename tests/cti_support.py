@@ -156,7 +156,7 @@ class CtiStack:
 @contextmanager
 def cti_stack(redis_url: str, dsn: str, *, switches: int = 1, group: str | None = GROUP,
               **cti: Any) -> Iterator[CtiStack]:
-    """Fresh database and Redis, ``switches`` fake nodes (0 for none) running the project's dialplan and
+    """Fresh database and Redis, ``switches`` fake nodes (0: none) running the dialplan and
     fsapps.runtime, ``group`` created, and a CTI server (``cti`` overrides its settings)."""
     reset_database(dsn)
     settings = with_cti(settings_for(redis_url, dsn), **cti)

@@ -5,6 +5,7 @@ throttle of /api/login (per user, per address, atomic under parallel guesses).""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -73,8 +74,8 @@ def test_only_a_hash_of_the_token_is_in_redis(fresh: CtiStack) -> None:
         elif kind == "zset":
             dump += r.zrange(key, 0, -1)
     assert dump and not any(token in item for item in dump)
-    assert 0 < r.ttl(f"t:{{cti}}:token:{__import__('hashlib').sha256(token.encode()).hexdigest()}") \
-        <= fresh.server.services.settings.cti.token_ttl_seconds
+    key = f"t:{{cti}}:token:{hashlib.sha256(token.encode()).hexdigest()}"
+    assert 0 < r.ttl(key) <= fresh.server.services.settings.cti.token_ttl_seconds
 
 
 # ------------------------------------------------------------------------ tokens ----------
