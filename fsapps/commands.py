@@ -662,7 +662,7 @@ def cli_allowed(allowed: Sequence[str], command: str, arg: str) -> str | None:
 def cli_command(ctx: Context, execute: Execute, node: str, args: Mapping[str, Any]) -> str:
     """mod_cti's ``/cli`` passthrough on this node: the switch's own reply. The allow-list is
     checked again here, against this node's settings."""
-    command, arg = str(args.get("command", "")), str(args.get("arg", ""))
+    command, arg = str(args.get("api", "")), str(args.get("arg", ""))
     if any(ch in arg for ch in "\r\n\x00"):
         return "-ERR invalid argument: line breaks are not allowed\n"
     refused = cli_allowed(ctx.settings.cti.cli_commands, command, arg)

@@ -146,8 +146,9 @@ def find_call(ctx: Context, domain: str, extension: str, want: str, field: str) 
     userinfo, calls, agent_leg = pipe.execute()
     call = rows.pick(rows.live_calls(userinfo, calls or None, agent_leg or ""), want)
     if call is None:
-        what = {"ringing": "a ringing call", "answered": "an answered call"}.get(want, "a call")
-        raise ApiError(409, f"extension {extension!r} has no {what}", field)
+        what = {"ringing": "has no ringing call", "answered": "is not on an answered call"}
+        raise ApiError(409, f"extension {extension!r} {what.get(want, 'is not on a call')}",
+                       field)
     return call
 
 
@@ -247,4 +248,4 @@ def cli(services: CtiServices, command: str, arg: str, node: str | None) -> str:
             node = Nodes(services.ctx).owner(first)
             if node is None:
                 raise ApiError(404, f"no such channel {first}", "arg")
-    return services.any_node_command("cli", node=node, command=command, arg=arg)
+    return services.any_node_command("cli", node=node, api=command, arg=arg)
