@@ -282,7 +282,7 @@ def openapi(routes: list[Route]) -> dict[str, Any]:
                 "required": [f.name for f in body if f.required]}}}}
         responses: dict[str, Any] = {"200": {"description": "done", "content": {
             route.content_type: {"schema": dict(route.response)}}}}
-        statuses = [s for s in (*route.errors, 503) if route.role or s not in (401, 403)]
+        statuses = [*route.errors, 503, *((401, 403) if route.role else ())]
         for status in sorted(set(statuses)):
             responses[str(status)] = {"description": _REASONS.get(status, "error"),
                                       "content": {"application/json": {
