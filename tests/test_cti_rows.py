@@ -1,11 +1,21 @@
 """The pure parts of the CTI server: Redis state to seed 001's JSON rows, choosing an
-extension's call to act on, the /cli allow-list, and the OpenAPI document's shape."""
+extension's call to act on, the /cli allow-list, and the OpenAPI document's shape; and the
+``fsapps cti serve`` command."""
 
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+import requests
+import yaml
+
+from fakefs.scenario import wait_until
 from fsapps.agents import Agent
 from fsapps.callqueue import WaitingCall
 from fsapps.commands import cli_allowed
@@ -21,6 +31,7 @@ from fsapps.cti.rows import (
     queue_row,
     rfc3339,
 )
+from fsapps.passwords import hash_password
 
 MS = int(datetime(2021, 5, 30, 17, 0, 2).timestamp() * 1000)
 U1, U2, U3 = ("7ba750aa-c138-11eb-8bdf-fd851cbd5da" + c for c in "abc")
@@ -97,3 +108,31 @@ def test_openapi_document() -> None:
     assert doc["paths"]["/cli"]["get"]["x-role"] == "admin"
     assert "text/plain" in doc["paths"]["/cli"]["get"]["responses"]["200"]["content"]
     json.dumps(doc)
+
+
+def test_fsapps_cti_serve_command(tmp_path: Path, redis_server: Any) -> None:
+    """``fsapps cti serve`` starts a server from a settings file; --listen/--port win."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "fsapps.yaml"
+    config.write_text(yaml.safe_dump({
+        "redis": {"url": redis_server.url, "key_prefix": "serve"},
+        "cti": {"listen": "0.0.0.0", "port": 1},
+        "users": [{"username": "admin", "role": "admin", "extension": "",
+                   "password_hash": hash_password("admin", iterations=1000)}]}))
+    server = subprocess.Popen([sys.executable, "-m", "fsapps.cli", "--config", str(config),
+                               "cti", "serve", "--listen", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def answers() -> Any:
+            try:
+                return requests.post(f"http://127.0.0.1:{port}/api/login", timeout=2,
+                                     json={"username": "admin", "password": "admin"})
+            except requests.ConnectionError:
+                return None
+        reply = wait_until(answers, 20, "fsapps cti serve answering")
+        assert reply.status_code == 200 and reply.json()["token"]
+    finally:
+        server.terminate()
+        server.wait(10)
