@@ -314,3 +314,20 @@ def test_openapi_document_matches_the_routes(cc: CtiStack) -> None:
         assert f"/api/{seed}" in doc["paths"], seed
     body = doc["paths"]["/api/transfer"]["post"]["requestBody"]["content"]["application/json"]
     assert set(body["schema"]["properties"]) == {"EvdedPhone", "EvdPhone", "EvdGateway"}
+
+
+def test_no_ready_during_a_call_and_unknown_listeners(cc: CtiStack) -> None:
+    customer, agent_leg = queue_call(cc)
+    ext = agent_leg.get("dialed_user")
+    talking(cc, ext)
+    admin = cc.server.client("admin")
+    # ready while talking would let the ACD offer a second call
+    reply = admin.post("/api/extension_callstate", json={"Extension": ext, "Value": "ready"})
+    assert reply.status_code == 409 and "'talking' to 'ready'" in reply.json()["error"]
+    assert agent(cc, ext).call_state == "talking"
+    for path, body, field in (
+            ("/api/eavesdrop", {"EvdedPhone": ext, "EvdPhone": "6060"}, "EvdPhone"),
+            ("/api/threeway", {"EvdedPhone": "6060", "EvdPhone": ext}, "EvdedPhone")):
+        refused = admin.post(path, json=body)
+        assert refused.status_code == 404 and refused.json()["field"] == field, refused.text
+    assert cc.switch.hears(customer.uuid) == {agent_leg.uuid}

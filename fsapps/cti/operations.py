@@ -111,8 +111,12 @@ def set_call_state(ctx: Context, domain: str, extension: str, value: str) -> str
     if value == "ready":
         _enabled(agent, "Extension")
     agents = Agents(ctx, domain)
-    if not agents.transition(extension, value, extra={"no_answer_count": 0}
-                             if value == "ready" else None):
+    # Never ready from ring/talking/ivr: a ready agent on a call would be offered a second
+    # call (acd.set_ready keeps the same rule).
+    only_from = ("ready", "typing", "no_answer", "busy", "rest", "no_ready") \
+        if value == "ready" else None
+    if not agents.transition(extension, value, only_from=only_from,
+                             extra={"no_answer_count": 0} if value == "ready" else None):
         raise ApiError(409, f"agent {extension}: call state cannot go from "
                        f"{agent.call_state!r} to {value!r}", "Value")
     if value == "ready":
@@ -161,10 +165,15 @@ def on_channel(services: CtiServices, uuid: str, op: str, **args: Any) -> str:
     return reply.removeprefix("+OK").strip()
 
 
-def _phone(phone: str, gateway: str, field: str) -> None:
+def _phone(phone: str, gateway: str, field: str, services: CtiServices | None = None) -> None:
+    """A number to ring: a phone number with a gateway; else an extension, which must be
+    known when ``services`` is given (it is rung as ``user/<ext>``)."""
     if gateway and not valid_number(phone):
         raise ApiError(422, f"field {field!r} = {phone!r}: with a gateway it must be a phone "
                        "number (digits, optional leading +)", field)
+    if not gateway and services is not None and unknown_extensions(
+            services.ctx, services.domain, {field: phone}):
+        raise ApiError(404, f"unknown extension {phone!r}", field)
 
 
 def transfer(services: CtiServices, extension: str, target: str, gateway: str) -> str:
@@ -207,7 +216,7 @@ def eavesdrop(services: CtiServices, target: str, phone: str, gateway: str, mode
     """Ring ``phone`` (an extension, or a number through ``gateway``) to listen to
     ``target``'s call, or whisper to the agent / the customer (``mode``); the listener
     switches with DTMF 1/2/3/0."""
-    _phone(phone, gateway, phone_field)
+    _phone(phone, gateway, phone_field, services)
     call = find_call(services.ctx, services.domain, target, "answered", target_field)
     return on_channel(services, call.uuid, "eavesdrop", phone=phone, gateway=gateway,
                       mode=mode, dtmf="true",
@@ -217,7 +226,7 @@ def eavesdrop(services: CtiServices, target: str, phone: str, gateway: str, mode
 def threeway(services: CtiServices, in_call: str, phone: str, gateway: str,
              in_call_field: str = "EvdPhone", phone_field: str = "EvdedPhone") -> str:
     """Ring ``phone`` into ``in_call``'s call as a third party (all three hear each other)."""
-    _phone(phone, gateway, phone_field)
+    _phone(phone, gateway, phone_field, services)
     call = find_call(services.ctx, services.domain, in_call, "answered", in_call_field)
     return on_channel(services, call.uuid, "threeway", phone=phone, gateway=gateway)
 
