@@ -17,6 +17,7 @@ from cti_support import GROUP, CtiStack, cti_stack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fakefs.scenario import wait_until
 from fsapps.cti import api, supervision
 from fsapps.cti.registry import ROUTES, openapi
 
@@ -40,6 +41,29 @@ def stack(redis_server: Any, database: Any, no_leaked_switch_threads: None) -> I
         for ext in ("1001", "1002"):
             s.center.agent(ext, [GROUP])
         yield s
+
+
+@pytest.fixture
+def live_call(stack: CtiStack) -> Iterator[None]:
+    """A queue call answered by an agent before each operation's run, so the fuzzing also
+    reaches the node commands (hold, transfer, eavesdrop, hangup ...) with a channel to act
+    on; every call is hung up afterwards."""
+    switch = stack.switch
+    customer = stack.center.call(switch, "13700000000", f"7{GROUP}")
+    try:
+        leg = wait_until(lambda: customer.peer and switch.channels.get(customer.peer)
+                         and switch.channels[customer.peer].answered
+                         and switch.channels[customer.peer], 5, "an agent answered")
+        wait_until(lambda: stack.ctx.redis.hget(f"cti_userinfo@{stack.center.domain}",
+                                                leg.get("dialed_user")), 5, "call recorded")
+    except TimeoutError:
+        pass  # the agents were left busy or logged out by an earlier run: fuzz anyway
+    yield
+    for channel in list(switch.channels.values()):
+        switch.hangup(channel, "NORMAL_CLEARING")
+    wait_until(lambda: not switch.channels, 5, "calls over")
+    for ext in ("1001", "1002"):
+        stack.center.agent(ext, [GROUP])
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +171,8 @@ STATUSES: list[int] = []
 @pytest.mark.parametrize(("method", "path", "op"), OPERATIONS,
                          ids=[f"{m} {p}" for m, p, _ in OPERATIONS])
 def test_fuzz_operation_never_answers_5xx(stack: CtiStack, tokens: dict[str, str | None],
-                                          method: str, path: str, op: dict[str, Any]) -> None:
+                                          live_call: None, method: str, path: str,
+                                          op: dict[str, Any]) -> None:
 
     @settings(max_examples=40, deadline=None, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture,
