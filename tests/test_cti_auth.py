@@ -14,7 +14,9 @@ import pytest
 from cti_support import API_TOKEN, CtiStack, cti_stack, start_server
 
 from fakefs.scenario import wait_until
+from fakefs.servers import RedisServer
 from fsapps import acd
+from fsapps.config import Secret
 from fsapps.cti.auth import Auth, Principal
 from fsapps.cti.registry import ROUTES
 
@@ -254,3 +256,29 @@ def test_check_and_revoke_refuse_junk(stack: CtiStack) -> None:
     assert not auth.revoke("nope")
     with pytest.raises(Exception, match="Not Authorized"):
         auth.check("\x00" * 10)
+
+
+def test_a_token_in_the_url_is_only_for_cli(fresh: CtiStack) -> None:
+    token = fresh.server.login("admin")
+    anon = fresh.server.anonymous()
+    assert anon.get("/api/queues", params={"key": token}).status_code == 401
+    assert anon.get("/cli", params={"key": token, "cmd": "bogus"}).status_code == 403
+
+
+def test_redis_down_answers_503(stack: CtiStack) -> None:
+    private = RedisServer().start()
+    settings = stack.server.services.settings
+    server = start_server(dataclasses.replace(settings, redis=dataclasses.replace(
+        settings.redis, url=Secret(private.url))))
+    try:
+        client = server.client(token=API_TOKEN)  # checked without Redis
+        assert client.get("/api/queues").status_code == 200
+        private.close()
+        reply = client.get("/api/queues")
+        assert reply.status_code == 503, reply.text
+        assert "unavailable" in reply.json()["error"]
+        assert server.anonymous().post("/api/login", json={
+            "username": "admin", "password": "admin"}).status_code == 503
+    finally:
+        server.close()
+        private.close()
