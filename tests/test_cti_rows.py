@@ -133,6 +133,11 @@ def test_fsapps_cti_serve_command(tmp_path: Path, redis_server: Any) -> None:
                 return None
         reply = wait_until(answers, 20, "fsapps cti serve answering")
         assert reply.status_code == 200 and reply.json()["token"]
+        server.terminate()  # SIGTERM: a clean stop
+        output = server.communicate(timeout=10)[0].decode()
+        assert server.returncode == 0, output
+        assert "stopping" in output
     finally:
-        server.terminate()
-        server.wait(10)
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
