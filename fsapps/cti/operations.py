@@ -142,13 +142,15 @@ def extension_info(ctx: Context, domain: str, extension: str) -> dict[str, str]:
 def find_call(ctx: Context, domain: str, extension: str, want: str, field: str) -> rows.LiveCall:
     """The extension's call to act on (:func:`fsapps.cti.rows.pick`); 409 naming ``field``
     when it has none in that state."""
-    conf = ctx.settings.directory
+    call_hash = ctx.settings.directory.call_hash
     pipe = ctx.redis.pipeline(transaction=False)
     pipe.hget(seed_userinfo_hash(domain), extension)
-    pipe.hget(conf.call_hash, extension) if conf.call_hash else pipe.echo("")
     pipe.hget(ctx.keys(domain).agent(extension), "agent_leg")
-    userinfo, calls, agent_leg = pipe.execute()
-    call = rows.pick(rows.live_calls(userinfo, calls or None, agent_leg or ""), want)
+    if call_hash:  # the seed's "calls" hash may be turned off (directory.call_hash: "")
+        pipe.hget(call_hash, extension)
+    userinfo, agent_leg, *calls = pipe.execute()
+    found = rows.live_calls(userinfo, calls[0] if calls else None, agent_leg or "")
+    call = rows.pick(found, want)
     if call is None:
         what = {"ringing": "has no ringing call", "answered": "is not on an answered call"}
         raise ApiError(409, f"extension {extension!r} {what.get(want, 'is not on a call')}",
