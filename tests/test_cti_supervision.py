@@ -245,3 +245,27 @@ def test_a_node_that_does_not_answer_gives_504(stack: CtiStack) -> None:
         ctx.redis.delete(ctx.node_keys.commands("ghost"))
         ctx.redis.hdel(f"cti_userinfo@{stack.center.domain}", "1700")
         server.close()
+
+
+def test_listen_to_a_call_on_another_node(cc: CtiStack) -> None:
+    """The agent's call is on node 2, the supervisor's phone on node 1: node 2 runs the
+    eavesdrop and rings the phone through node 1 (the ACD's agent relay)."""
+    node1, node2 = cc.switches
+    cc.center.agent(AGENT, [GROUP], switch=node2)
+    try:
+        customer, leg = queue_call(cc, node2)
+        reply = ok(cc.server.client("supervisor").post("/api/supervise/listen",
+                                                       json={"Extension": AGENT}))
+        assert reply["message"].endswith(f"(node {node2.name})")
+        relay = wait_until(lambda: next(
+            (c for c in node2.channels.values() if c.get("fsapps_eavesdrop") == leg.uuid
+             and c.answered), None), 5, "node 2 reached the supervisor through node 1")
+        wait_until(lambda: node2.hears(relay.uuid) == {leg.uuid, customer.uuid}, 3,
+                   "the relayed supervisor leg listens to both")
+        phone = wait_until(lambda: next((c for c in node1.channels.values()
+                                         if c.get("dialed_user") == SUPERVISOR
+                                         and c.answered), None), 5, "1900 answered on node 1")
+        assert node1.hears(phone.uuid)  # bridged to the leg coming from node 2
+        assert node2.hears(leg.uuid) == {customer.uuid}  # the agent does not hear it
+    finally:
+        cc.center.agent(AGENT, [GROUP])
