@@ -70,6 +70,10 @@ class RedisSettings:
     socket_timeout: float = 2.0
     # Redis Cluster: when true, connect with RedisCluster to the url's node.
     cluster: bool = False
+    # Connections one process may hold to one Redis server. Every call handler thread of the
+    # switch may use one at once; redis-py's own default (100 since 8.0) is too low for a busy
+    # node, and past the cap a command fails instead of waiting.
+    max_connections: int = 2000
 
 
 @dataclass(frozen=True)
@@ -687,6 +691,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "redis.sentinel_service": _word,
     "redis.key_prefix": _key_part,
     "redis.socket_timeout": _positive,
+    "redis.max_connections": _positive,
     "postgres.dsn": _postgres_dsn,
     "postgres.connect_timeout": _positive,
     "nats.url": _url(("nats", "tls", "ws", "wss"), several=True),

@@ -174,6 +174,7 @@ def _common(settings: RedisSettings) -> dict[str, Any]:
         "decode_responses": True,
         "socket_timeout": settings.socket_timeout,
         "socket_connect_timeout": settings.socket_timeout,
+        "max_connections": settings.max_connections,
         "health_check_interval": HEALTH_CHECK_INTERVAL,
         "retry": _retry(),
         "client_name": "fsapps",
