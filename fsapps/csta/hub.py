@@ -39,6 +39,7 @@ logger = logging.getLogger("fsapps.csta")
 
 SERVER_HEARTBEAT_MS = 10_000
 PENDING_TTL_S = 30
+WALLBOARD_PATTERNS = ("queue_*", "agent_*")
 _SEEN = 512
 
 
@@ -70,6 +71,8 @@ class Hub:
         channels = [self.services.ctx.keys(d).csta_feed() for d in settings.domains]
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(*channels)
+        # the seed's queue and agent messages: the wallboard refreshes on them
+        await pubsub.psubscribe(*WALLBOARD_PATTERNS)
         self._task = asyncio.ensure_future(self._listen(pubsub))
 
     async def stop(self) -> None:
@@ -93,7 +96,12 @@ class Hub:
                     await pubsub.subscribe(*[self.services.ctx.keys(d).csta_feed()
                                              for d in self.services.settings.domains])
                 continue
-            if message is None or message.get("type") != "message":
+            if message is None:
+                continue
+            if message.get("type") == "pmessage":
+                self.wallboard_signal(str(message.get("channel", "")), message.get("data"))
+                continue
+            if message.get("type") != "message":
                 continue
             try:
                 record = json.loads(message["data"])
@@ -132,6 +140,15 @@ class Hub:
             for src, event in pairs:
                 if src and src == sub.device:
                     sub.conn.deliver(sub, record.get("id", ""), event)
+
+    def wallboard_signal(self, channel: str, data: Any) -> None:
+        """A seed queue_*/agent_* message: the wallboards (domain subscriptions) refresh."""
+        kind = "queueChanged" if channel.startswith("queue_") else "agentChanged"
+        event = {"eventName": kind, "eventType": "wallboard", "eventTime": ev.event_time(),
+                 "serial": 0, "channel": channel, "data": str(data or "")[:1000]}
+        for sub in list(self.subscriptions):
+            if sub.kind == "domain":
+                sub.conn.deliver(sub, "", event)
 
     # ---------------------------------------------------------------- sessions -----------
     def connection(self, session: Session) -> StompConnection:

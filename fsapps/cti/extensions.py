@@ -1,0 +1,54 @@
+"""Routes other features add to the CTI server (:func:`fsapps.cti.app.build_app` calls
+:func:`install`): wellClient (seed 004) — ``POST /login``, ``/api/csta/...``, the SockJS/STOMP
+event stream at ``/mvc/stomp``, the agent page at ``/``, the wallboard at ``/wallboard`` and
+their static files (well-client.js, styles, translations) under ``/static/``. Everything the
+pages need is served from here: no CDN, no other host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from fsapps.csta import rest, sockjs
+from fsapps.csta.hub import Hub
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
+SOCKJS_PREFIX = "/mvc/stomp"
+HUB: web.AppKey[Hub] = web.AppKey("fsapps_csta_hub", Hub)
+_PAGES = {"/": "index.html", "/wallboard": "wallboard.html"}
+# The pages run only their own scripts and talk only to this server.
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'")
+
+
+def install(app: web.Application, services: Any) -> None:
+    hub = Hub(services)
+    app[HUB] = hub
+    registry = sockjs.SessionRegistry(hub.connection)
+    sockjs.install(app, SOCKJS_PREFIX, registry)
+    rest.install(app)
+    rest.install_supervision(app)
+
+    def page(name: str) -> Any:
+        async def serve(request: web.Request) -> web.StreamResponse:
+            return web.FileResponse(STATIC_DIR / name, headers={
+                "Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-cache", "Content-Type": "text/html; charset=utf-8"})
+        return serve
+
+    for path, name in _PAGES.items():
+        app.router.add_get(path, page(name))
+    app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
+
+    async def start(app: web.Application) -> None:
+        await hub.start()
+
+    async def stop(app: web.Application) -> None:
+        await registry.close_all()
+        await hub.stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
