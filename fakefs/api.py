@@ -192,6 +192,32 @@ def set_hold(switch: Switch, channel: Channel, hold: bool) -> None:
         switch.fire("CHANNEL_UNHOLD", channel)
 
 
+@command("uuid_phone_event")
+def uuid_phone_event(switch: Switch, args: str, session: Channel | None) -> str:
+    """mod_sofia's ``uuid_phone_event <uuid> talk|hold``: a NOTIFY asking the phone to press
+    its own key. A ringing phone that honours ``talk`` answers; ``hold`` puts the call on hold
+    from the phone (re-INVITE sendonly: CHANNEL_HOLD, the peer hears hold music); ``talk`` on
+    a held call takes it back."""
+    parts = args.split()
+    if len(parts) != 2 or parts[1] not in ("talk", "hold"):
+        return "-USAGE: <uuid> talk|hold\n"
+    channel = _channel(switch, parts[0])
+    if channel is None:
+        return NO_SUCH_CHANNEL
+    if parts[1] == "hold":
+        set_hold(switch, channel, True)
+    elif channel.held:
+        set_hold(switch, channel, False)
+    elif not channel.answered:
+        from fakefs.switch import _ATTEMPTS
+
+        switch.answer(channel)
+        attempt = channel.variables.get("_attempt_id")
+        if attempt and attempt in _ATTEMPTS:
+            _ATTEMPTS[attempt].notify()
+    return "+OK\n"
+
+
 @command("uuid_break")
 def uuid_break(switch: Switch, args: str, session: Channel | None) -> str:
     parts = args.split()

@@ -128,6 +128,37 @@ def _add_ext_commands(groups: Any) -> None:
     show.set_defaults(run=_ext_show)
 
 
+def _cti_serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from fsapps import config
+    from fsapps.cti.app import serve
+    from fsapps.cti.services import CtiServices
+
+    settings = config.load_settings(args.config)
+    cti = settings.cti
+    if args.listen is not None:
+        cti = dataclasses.replace(cti, listen=args.listen)
+    if args.port is not None:
+        if not 0 <= args.port <= 65535:
+            raise FsappsError(f"--port {args.port}: must be a port number 0-65535")
+        cti = dataclasses.replace(cti, port=args.port)
+    settings = dataclasses.replace(settings, cti=cti)
+    serve(CtiServices(settings), cti.listen, cti.port)
+    return 0
+
+
+def _add_cti_commands(groups: Any) -> None:
+    cti_cmd = groups.add_parser("cti", help="the CTI server (REST API, supervision)")
+    cti_sub = cti_cmd.add_subparsers(dest="action", required=True)
+    serve = cti_sub.add_parser("serve", help="serve the CTI REST API until interrupted")
+    serve.add_argument("--config", dest="config", default=argparse.SUPPRESS,
+                       help="settings file (as fsapps --config)")
+    serve.add_argument("--listen", help="address to listen on (default: cti.listen)")
+    serve.add_argument("--port", type=int, help="TCP port (default: cti.port, 8085)")
+    serve.set_defaults(run=_cti_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fsapps", description="fsapps call-center middleware")
     parser.add_argument("--config", help="settings file (default: $FSAPPS_CONFIG, "
@@ -146,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(run=_db_migrate)
 
     _add_ext_commands(groups)
+    _add_cti_commands(groups)
     return parser
 
 

@@ -50,7 +50,8 @@ MODES = {0: "sequence", 1: "random", 2: "cycle", 3: "remember+0", 4: "remember+1
          5: "remember+2"}
 THREEWAY_RING_SECONDS = 30
 # Channel commands a node runs for another (fsapps.runtime serves them).
-CHANNEL_COMMANDS = ("transfer", "hold", "unhold", "threeway")
+CHANNEL_COMMANDS = ("transfer", "hold", "unhold", "threeway", "eavesdrop", "kill",
+                    "phone_event", "cli")
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _PATH = re.compile(r"[^\s'\"\\\x00-\x1f\x7f]{1,255}")
@@ -520,15 +521,28 @@ def channel_command(ctx: Context, execute: Execute, node: str, op: str,
     """Run channel command ``op`` on this switch (the api for a channel here; the runtime for a
     node command from another node): the reply. Arguments are checked again — a node command
     is only as trustworthy as whoever can write to Redis."""
+    if op == "cli":
+        return cli_command(ctx, execute, node, args)
     uuid = str(args.get("uuid", ""))
     if not valid_uuid(uuid):
         return f"-ERR invalid uuid {uuid!r}\n"
     where = f" (node {node})"
     if op == "transfer":
         ext = str(args.get("extension", ""))
-        if not valid_name(ext):
-            return f"-ERR invalid extension {ext!r}\n"
-        reply, what = execute("uuid_transfer", f"{uuid} {ext}"), f"transferred {uuid} to {ext}"
+        gateway = str(args.get("gateway", ""))
+        # "bleg": the party the channel talks to moves, the channel itself is hung up
+        leg = "-bleg " if args.get("leg") == "bleg" else ""
+        if gateway:
+            if not (valid_gateway(gateway) and valid_number(ext)):
+                return f"-ERR invalid number {ext!r} or gateway {gateway!r}\n"
+            reply = execute("uuid_transfer",
+                            f"{uuid} {leg}bridge:sofia/gateway/{gateway}/{ext} inline")
+            what = f"transferred {uuid}{' peer' if leg else ''} to {ext} via {gateway}"
+        else:
+            if not valid_name(ext):
+                return f"-ERR invalid extension {ext!r}\n"
+            reply = execute("uuid_transfer", f"{uuid} {leg}{ext}")
+            what = f"transferred {uuid}{' peer' if leg else ''} to {ext}"
     elif op == "hold":
         reply, what = execute("uuid_hold", uuid), f"{uuid} on hold"
     elif op == "unhold":
@@ -548,12 +562,114 @@ def channel_command(ctx: Context, execute: Execute, node: str, op: str,
         job = reply.strip().removeprefix("+OK").strip()
         via = f" via {gateway}" if gateway else ""
         what = f"inviting {phone}{via} into {uuid} ({job})"
+    elif op == "eavesdrop":
+        return _eavesdrop(ctx, execute, node, uuid, args)
+    elif op == "kill":
+        return _kill(execute, node, uuid, args)
+    elif op == "phone_event":
+        event = str(args.get("event", ""))
+        if event not in ("talk", "hold"):
+            return f"-ERR invalid phone event {event!r} (talk or hold)\n"
+        # mod_sofia sends the phone a NOTIFY (Event: talk / hold): the phone itself answers,
+        # or puts the call on hold, as if its user had pressed the key.
+        reply, what = execute("uuid_phone_event", f"{uuid} {event}"), f"{uuid} phone {event}"
+        if not reply.strip():
+            reply = "+OK"
     else:
         return f"-ERR unknown channel command {op!r}\n"
     if reply.startswith("+OK"):
         return f"+OK {what}{where}\n"
     reason = reply.strip().removeprefix("-ERR").strip() or "no reply"
     return f"-ERR {op} {uuid}: {reason}{where}\n"
+
+
+# Listener modes of eavesdrop (FreeSWITCH's mod_dptools: eavesdrop_whisper_aleg mixes the
+# listener into what the target's PEER hears, eavesdrop_whisper_bleg into what the TARGET
+# hears; see tests/test_fakefs_supervision.py).
+EAVESDROP_MODES = {"listen": "", "agent": "eavesdrop_whisper_bleg=true",
+                   "customer": "eavesdrop_whisper_aleg=true"}
+_CAUSE = re.compile(r"[A-Z][A-Z_]{2,40}")
+
+
+def _eavesdrop(ctx: Context, execute: Execute, node: str, uuid: str,
+               args: Mapping[str, Any]) -> str:
+    """Ring a listener (an extension, or a number through a gateway) and, when it answers,
+    let it listen to channel ``uuid`` (``mode`` listen), or whisper to the agent or to the
+    customer. With ``dtmf`` the listener switches modes with 1/2/3/0 (seed 003)."""
+    phone, gateway = str(args.get("phone", "")), str(args.get("gateway", ""))
+    mode = str(args.get("mode", "listen"))
+    if mode not in EAVESDROP_MODES:
+        return f"-ERR invalid eavesdrop mode {mode!r} ({', '.join(EAVESDROP_MODES)})\n"
+    if gateway and not (valid_gateway(gateway) and valid_number(phone)):
+        return f"-ERR invalid number {phone!r} or gateway {gateway!r}\n"
+    if not gateway and not valid_name(phone):
+        return f"-ERR invalid extension {phone!r}\n"
+    try:
+        ring = max(1, min(int(args.get("ring_seconds", THREEWAY_RING_SECONDS)), 600))
+    except (TypeError, ValueError):
+        ring = THREEWAY_RING_SECONDS
+    endpoint = f"sofia/gateway/{gateway}/{phone}" if gateway else \
+        acd.agent_endpoint(ctx, ctx.settings.default_domain, phone, node)
+    dtmf = "false" if str(args.get("dtmf", "true")) in ("false", "0") else "true"
+    variables = [f"originate_timeout={ring}", f"sip_h_X-FSAPPS-Ring-Timeout={ring}",
+                 f"eavesdrop_enable_dtmf={dtmf}", f"fsapps_eavesdrop={uuid}"]
+    if EAVESDROP_MODES[mode]:
+        variables.append(EAVESDROP_MODES[mode])
+    reply = execute("bgapi", f"originate {{{','.join(variables)}}}{endpoint} &eavesdrop({uuid})")
+    if not reply.startswith("+OK"):
+        reason = reply.strip().removeprefix("-ERR").strip() or "no reply"
+        return f"-ERR eavesdrop {uuid}: {reason} (node {node})\n"
+    job = reply.strip().removeprefix("+OK").strip()
+    via = f" via {gateway}" if gateway else ""
+    return f"+OK {phone}{via} rung to {mode} on {uuid} ({job}) (node {node})\n"
+
+
+def _kill(execute: Execute, node: str, uuid: str, args: Mapping[str, Any]) -> str:
+    """Hang up channel ``uuid`` (``uuid_kill``) with ``cause``; with ``both`` its bridged peer
+    too (its ``signal_bond``, read before the kill), as seed 003 advises for a forced hangup."""
+    cause = str(args.get("cause", "") or "MANAGER_REQUEST")
+    if not _CAUSE.fullmatch(cause):
+        return f"-ERR invalid hangup cause {cause!r}\n"
+    peer = ""
+    if args.get("both"):
+        peer = execute("uuid_getvar", f"{uuid} signal_bond").strip()
+        if not valid_uuid(peer):
+            peer = ""
+    reply = execute("uuid_kill", f"{uuid} {cause}")
+    if not reply.startswith("+OK"):
+        reason = reply.strip().removeprefix("-ERR").strip() or "no reply"
+        return f"-ERR kill {uuid}: {reason} (node {node})\n"
+    killed = [uuid]
+    if peer:
+        # The peer may already be gone (hangup_after_bridge), or live on another node.
+        if execute("uuid_kill", f"{peer} {cause}").startswith("+OK"):
+            killed.append(peer)
+    return f"+OK hung up {' and '.join(killed)} ({cause}) (node {node})\n"
+
+
+def cli_allowed(allowed: Sequence[str], command: str, arg: str) -> str | None:
+    """Why ``command arg`` may not run under the allow-list (None: it may). ``bgapi`` runs
+    another command, which must be allowed as well."""
+    if command not in allowed:
+        return f"command {command!r} is not allowed (cti.cli_commands)"
+    if command == "bgapi":
+        inner = arg.split(" ", 1)[0]
+        if not inner or inner == "bgapi" or inner not in allowed:
+            return f"bgapi of {inner or '(nothing)'!r} is not allowed (cti.cli_commands)"
+    return None
+
+
+def cli_command(ctx: Context, execute: Execute, node: str, args: Mapping[str, Any]) -> str:
+    """mod_cti's ``/cli`` passthrough on this node: the switch's own reply. The allow-list is
+    checked again here, against this node's settings."""
+    command, arg = str(args.get("api", "")), str(args.get("arg", ""))
+    if any(ch in arg for ch in "\r\n\x00"):
+        return "-ERR invalid argument: line breaks are not allowed\n"
+    refused = cli_allowed(ctx.settings.cti.cli_commands, command, arg)
+    if refused:
+        return f"-ERR {refused}\n"
+    reply = execute(command, arg)
+    return reply if reply.endswith("\n") else reply + "\n"
 
 
 # ------------------------------------------------------------------------ status ----------

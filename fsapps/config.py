@@ -102,6 +102,19 @@ class CtiSettings:
     listen: str = "0.0.0.0"
     port: int = 8085
     token_ttl_seconds: int = 8 * 3600
+    # Failed logins allowed per user name, and per client address, within the window; past
+    # that, /api/login answers 429 until the window ends.
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 20
+    login_window_seconds: int = 300
+    # Switch api commands GET /cli may run (admin only); for bgapi, the command it runs must be
+    # listed too. Empty: /cli is off.
+    cli_commands: tuple[str, ...] = ("status", "show", "uuid_kill", "uuid_hold", "originate",
+                                     "bgapi")
+    # How long a supervisor's phone rings for listen / whisper / barge (seconds).
+    supervise_ring_seconds: int = 30
+    # Threads running the blocking Redis/PostgreSQL/node calls of the requests.
+    workers: int = 16
 
 
 @dataclass(frozen=True)
@@ -683,6 +696,12 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "cti.listen": _word,
     "cti.port": _port,
     "cti.token_ttl_seconds": _positive,
+    "cti.login_max_failures": _positive,
+    "cti.login_max_failures_per_address": _positive,
+    "cti.login_window_seconds": _positive,
+    "cti.cli_commands[]": _word,
+    "cti.supervise_ring_seconds": _positive,
+    "cti.workers": _positive,
     "cti_bridge.on_failure": _one_of(CTI_BRIDGE_ON_FAILURE),
     "cti_bridge.failure_cause": _cause,
     "cti_bridge.notify_workers": _positive,

@@ -52,6 +52,19 @@ fsapps-owned, from :class:`NodeKeys`:
 ``p:{nodes}:reply:<id>``           list    PX 30 s; the answer to one node command request
 =================================  ======  =====================================================
 
+fsapps-owned, from :class:`CtiKeys` (the CTI server's sessions; hash tag ``{cti}``; ``<h>`` is
+the SHA-256 hex of the token, user name or client address, so no request text reaches a key):
+
+=================================  ======  =====================================================
+``p:{cti}:token:<h>``              hash    EX cti.token_ttl_seconds; one login token: username,
+                                           created (ms). Only the hash of the token is stored
+``p:{cti}:user:<h>:tokens``        zset    EX token TTL, renewed by each login; the user's token
+                                           hashes, score = expiry (ms), to revoke them all
+``p:{cti}:login:user:<h>``         string  EX cti.login_window_seconds; failed logins of a user
+``p:{cti}:login:addr:<h>``         string  EX cti.login_window_seconds; failed logins of an
+                                           address
+=================================  ======  =====================================================
+
 Seed-defined, verbatim (seed 003 mod_cti directory, seed 001 events):
 
 =================================  ======  =====================================================
@@ -234,6 +247,32 @@ class NodeKeys:
 
     def reply(self, reply_id: str) -> str:
         return f"{self._base}:reply:{_part('reply id', reply_id)}"
+
+
+class CtiKeys:
+    """Names of the CTI server's keys (sessions, login throttling), under the tag ``{cti}``.
+    Arguments are hex digests (:func:`digest`), never request text."""
+
+    __slots__ = ("_base", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = _part("key prefix", prefix)
+        self._base = f"{prefix}:{{cti}}"
+
+    def __repr__(self) -> str:
+        return f"CtiKeys({self.prefix!r})"
+
+    def token(self, token_hash: str) -> str:
+        return f"{self._base}:token:{_part('token hash', token_hash)}"
+
+    def user_tokens(self, user_hash: str) -> str:
+        return f"{self._base}:user:{_part('user hash', user_hash)}:tokens"
+
+    def login_failures_user(self, user_hash: str) -> str:
+        return f"{self._base}:login:user:{_part('user hash', user_hash)}"
+
+    def login_failures_address(self, address_hash: str) -> str:
+        return f"{self._base}:login:addr:{_part('address hash', address_hash)}"
 
 
 def seed_exten_hash(domain: str) -> str:

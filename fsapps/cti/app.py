@@ -1,0 +1,115 @@
+"""The CTI server's aiohttp application: ``build_app(services)``, and :func:`serve` behind
+``fsapps cti serve``.
+
+Every error leaves as JSON ``{"error": ..., "field": ...}`` with a 4xx status (5xx only for
+Redis / PostgreSQL / node trouble, never for bad input); a failure nobody foresaw is logged
+with its traceback and answers 500 without details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from fsapps.cti import api, extensions, supervision
+from fsapps.cti.auth import AuthError, Throttled
+from fsapps.cti.registry import ROUTES, ApiError, json_response, openapi
+from fsapps.cti.services import SERVICES, CtiServices, NodeCommandError
+from fsapps.errors import DatabaseError, FsappsError, StoreUnavailable
+
+logger = logging.getLogger("fsapps.cti")
+# Request bodies are small JSON objects; anything bigger is refused before it is read.
+MAX_BODY_BYTES = 64 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error(status: int, message: str, field: str | None = None,
+          headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": message}
+    if field:
+        body["field"] = field
+    return json_response(body, status, headers)
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Throttled as exc:
+        return error(exc.status, exc.message, exc.field, {"Retry-After": str(exc.retry_after)})
+    except AuthError as exc:
+        headers = {"WWW-Authenticate": 'Nway realm="fsapps"'} if exc.status == 401 else None
+        return error(exc.status, exc.message, exc.field, headers)
+    except ApiError as exc:
+        return error(exc.status, exc.message, exc.field)
+    except NodeCommandError as exc:
+        return error(exc.status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error(exc.status, exc.reason, None, {k: v for k, v in exc.headers.items()
+                                                     if k in ("Allow",)})
+    except (StoreUnavailable, DatabaseError) as exc:
+        logger.error("%s %s: %s", request.method, request.path, exc)
+        return error(503, f"service unavailable: {exc}")
+    except FsappsError as exc:
+        # fsapps' own refusals (Refused, IllegalTransition, ...) say what was wrong
+        return error(409, str(exc))
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.error("%s %s failed:\n%s", request.method, request.path, traceback.format_exc())
+        return error(500, "internal error (logged)")
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return json_response(openapi(request.app[ROUTES]))
+
+
+def build_app(services: CtiServices) -> web.Application:
+    """The CTI server: seed 001's REST API, supervision, the OpenAPI document, /cli, and the
+    routes other features add (:func:`fsapps.cti.extensions.install`)."""
+    app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY_BYTES)
+    app[SERVICES] = services
+    app[ROUTES] = []
+    app.router.add_get("/api/openapi.json", openapi_json)
+    api.install(app)
+    supervision.install(app)
+    extensions.install(app, services)
+    return app
+
+
+async def start(services: CtiServices, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start serving on ``host:port`` (port 0: a free one) in the running loop; returns the
+    runner (``await runner.cleanup()`` stops it) and the port bound."""
+    runner = web.AppRunner(build_app(services), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    server = getattr(site, "_server", None)
+    sockets = getattr(server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return runner, int(bound)
+
+
+def serve(services: CtiServices, host: str, port: int) -> None:
+    """Serve until interrupted (``fsapps cti serve``)."""
+    async def main() -> None:
+        runner, bound = await start(services, host, port)
+        logger.info("fsapps CTI server listening on %s:%d", host, bound)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        services.close()
