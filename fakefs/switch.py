@@ -1059,7 +1059,8 @@ class Switch:
                 a.wait(None, until=lambda: not b.up or b.peer != a.uuid or a.peer != b.uuid)
                 break
             except Interrupt as exc:
-                if exc.reason in ("transfer", "bridge_to"):
+                # uuid_bridge takes a bridged channel out of its bridge too (bridge_to_run)
+                if exc.reason in ("transfer", "bridge_to", "bridge_to_run"):
                     interrupt = exc
                     break
                 # uuid_break stops playbacks, not bridges

@@ -126,3 +126,192 @@ def test_queue_call_delivered_answered_held_retrieved_cleared(
     assert names[:5] == ["delivered", "established", "held", "retrieved", "connectionCleared"]
     serials = [e["serial"] for e in client.events]
     assert serials == sorted(serials) and len(set(serials)) == len(serials)
+
+
+@pytest.fixture
+def two_agents(stack: CtiStack) -> Iterator[tuple[Any, StompClient, Any, StompClient]]:
+    clients = []
+    for user, ext in (("agent", "1001"), ("agent2", "1002")):
+        token = wellclient_login(stack, user, ext, mode="NotReady")
+        client = StompClient(stack.server.url, token)
+        client.open()
+        client.subscribe(f"/topic/csta/agent/{user}@{D}")
+        clients.append((api(stack, token), client))
+    yield clients[0][0], clients[0][1], clients[1][0], clients[1][1]
+    for (http, client), (user, ext) in zip(clients, (("agent", "1001"), ("agent2", "1002")),
+                                           strict=True):
+        client.close()
+        http.post("/api/csta/agent/state", json={"func": "Logout", "loginId": f"{user}@{D}",
+                                                 "device": f"{ext}@{D}"})
+    for ch in list(stack.switch.channels.values()):
+        stack.switch.hangup(ch)
+    wait_until(lambda: not stack.switch.channels, 5, "channels gone")
+
+
+def queue_call_answered_by_1001(stack: CtiStack, http1: Any, c1: StompClient) -> str:
+    http1.post("/api/csta/agent/state", json={"func": "SetState", "loginId": f"agent@{D}",
+                                              "device": A1, "agentMode": "Ready"})
+    stack.center.call(stack.switch, "13800000002", "7110", hangup_after_ms=None)
+    call_id = c1.wait_event(lambda e: e["eventName"] == "delivered")["callId"]
+    assert http1.post(conn(call_id, A1) + "/answer", json={}).status_code == 204
+    c1.wait_event(lambda e: e["eventName"] == "established" and e["callId"] == call_id)
+    return call_id
+
+
+def talking(stack: CtiStack, a: str, b: str) -> bool:
+    """Do the phones of extensions a and b hear each other (through the switch)?"""
+    legs = {ch.get("dialed_user") or ch.caller_id_number: ch.uuid
+            for ch in stack.switch.channels.values()}
+    return a in legs and b in legs and legs[b] in stack.switch.hears(legs[a])
+
+
+def test_make_call_between_agents(stack: CtiStack, two_agents: Any) -> None:
+    http1, c1, http2, c2 = two_agents
+    reply = http1.post("/api/csta/callControl/calls", json={"from": A1, "to": "1002"})
+    assert reply.status_code == 200, reply.text
+    call_id = reply.json()["callId"]
+    init = c1.wait_event(lambda e: e["eventName"] == "serviceInitiated")
+    assert init["initiatedDevice"] == A1 and init["localState"] == "Initiate"
+    assert init["callId"] == call_id
+    orig = c1.wait_event(lambda e: e["eventName"] == "originated")
+    assert (orig["callingDevice"], orig["calledDevice"]) == (A1, A2)
+    ring = c2.wait_event(lambda e: e["eventName"] == "delivered")
+    assert ring["alertingDevice"] == A2 and ring["srcDeviceId"] == A2
+    assert (ring["callingDevice"], ring["calledDevice"]) == (A1, A2)
+    seen_by_caller = c1.wait_event(lambda e: e["eventName"] == "delivered")
+    assert seen_by_caller["srcDeviceId"] == A1 and seen_by_caller["alertingDevice"] == A2
+    assert http2.post(conn(call_id, A2) + "/answer", json={}).status_code == 204
+    for client, src in ((c1, A1), (c2, A2)):
+        est = client.wait_event(lambda e: e["eventName"] == "established")
+        assert est["answeringDevice"] == A2 and est["srcDeviceId"] == src
+    assert "serviceInitiated" not in c2.names()
+    assert c1.names(call_id)[:4] == ["serviceInitiated", "originated", "delivered",
+                                     "established"]
+    wait_until(lambda: talking(stack, "1001", "1002"), 5, "1001 and 1002 talk")
+    assert http2.delete(conn(call_id, A2)).status_code == 204
+    for client in (c1, c2):
+        client.wait_event(lambda e: e["eventName"] == "connectionCleared"
+                          and e["releasingDevice"] == A2)
+
+
+def test_single_step_transfer(stack: CtiStack, two_agents: Any) -> None:
+    http1, c1, http2, c2 = two_agents
+    call_id = queue_call_answered_by_1001(stack, http1, c1)
+    reply = http1.post(conn(call_id, A1) + "/singleStepTransfer", json={"transferTo": A2})
+    assert reply.status_code == 204, reply.text
+    moved = c1.wait_event(lambda e: e["eventName"] == "transferred")
+    assert moved["transferringDevice"] == A1 and moved["transferredToDevice"] == A2
+    ring = c2.wait_event(lambda e: e["eventName"] == "delivered")
+    assert ring["callId"] == call_id and ring["alertingDevice"] == A2
+    c1.wait_event(lambda e: e["eventName"] == "connectionCleared" and e["deviceId"] == A1)
+    assert http2.post(conn(call_id, A2) + "/answer", json={}).status_code == 204
+    est = c2.wait_event(lambda e: e["eventName"] == "established")
+    assert est["answeringDevice"] == A2 and est["callId"] == call_id
+    # the transferring agent gets no established for the transferred call
+    assert "established" not in [e["eventName"] for e in c1.events
+                                 if e["eventName"] == "established"
+                                 and e.get("answeringDevice") == A2]
+    wait_until(lambda: talking(stack, "13800000002", "1002"), 5, "caller talks to 1002")
+
+
+def consult_1002(stack: CtiStack, http1: Any, c1: StompClient, http2: Any, c2: StompClient,
+                 call_id: str) -> str:
+    reply = http1.post(conn(call_id, A1) + "/consult", json={"consultationParticipant": A2})
+    assert reply.status_code == 200, reply.text
+    consult_id = reply.json()["callId"]
+    c1.wait_event(lambda e: e["eventName"] == "held" and e["callId"] == call_id)
+    c1.wait_event(lambda e: e["eventName"] == "originated" and e["callId"] == consult_id)
+    c2.wait_event(lambda e: e["eventName"] == "delivered" and e["callId"] == consult_id)
+    assert http2.post(conn(consult_id, A2) + "/answer", json={}).status_code == 204
+    c1.wait_event(lambda e: e["eventName"] == "established" and e["callId"] == consult_id)
+    wait_until(lambda: talking(stack, "1001", "1002"), 5, "1001 consults 1002")
+    return consult_id
+
+
+def test_consult_then_transfer(stack: CtiStack, two_agents: Any) -> None:
+    http1, c1, http2, c2 = two_agents
+    call_id = queue_call_answered_by_1001(stack, http1, c1)
+    consult_id = consult_1002(stack, http1, c1, http2, c2, call_id)
+    reply = http1.post(conn(call_id, A1) + "/transfer", json={"consultCallId": consult_id})
+    assert reply.status_code == 204, reply.text
+    for client in (c1, c2):
+        moved = client.wait_event(lambda e: e["eventName"] == "transferred")
+        assert moved["primaryOldCall"] == call_id and moved["secondaryOldCall"] == consult_id
+        assert moved["transferringDevice"] == A1 and moved["transferredToDevice"] == A2
+    c1.wait_event(lambda e: e["eventName"] == "connectionCleared" and e["deviceId"] == A1
+                  and e["callId"] == consult_id)
+    wait_until(lambda: talking(stack, "13800000002", "1002"), 5, "caller talks to 1002")
+    assert not talking(stack, "13800000002", "1001")
+
+
+def test_consult_then_conference(stack: CtiStack, two_agents: Any) -> None:
+    http1, c1, http2, c2 = two_agents
+    call_id = queue_call_answered_by_1001(stack, http1, c1)
+    consult_id = consult_1002(stack, http1, c1, http2, c2, call_id)
+    reply = http1.post(conn(call_id, A1) + "/conference", json={"consultCallId": consult_id})
+    assert reply.status_code == 204, reply.text
+    for client in (c1, c2):
+        conf = client.wait_event(lambda e: e["eventName"] == "conferenced")
+        assert conf["conferencingDevice"] == A1 and conf["addedParty"] == A2
+        assert conf["primaryOldCall"] == call_id and conf["secondaryOldCall"] == consult_id
+        assert conf["newCall"] == call_id
+    c1.wait_event(lambda e: e["eventName"] == "retrieved" and e["callId"] == call_id)
+    wait_until(lambda: talking(stack, "13800000002", "1002") and
+               talking(stack, "13800000002", "1001"), 5, "all three talk")
+
+
+def test_single_step_conference(stack: CtiStack, two_agents: Any) -> None:
+    http1, c1, http2, c2 = two_agents
+    call_id = queue_call_answered_by_1001(stack, http1, c1)
+    reply = http1.post(conn(call_id, A1) + "/singleStepConference",
+                       json={"conferenceParticipant": A2, "participationType": "Active"})
+    assert reply.status_code == 204, reply.text
+    ring = c2.wait_event(lambda e: e["eventName"] == "delivered")
+    assert ring["callId"] == call_id
+    assert http2.post(conn(call_id, A2) + "/answer", json={}).status_code == 204
+    for client in (c1, c2):
+        client.wait_event(lambda e: e["eventName"] == "established"
+                          and e["answeringDevice"] == A2)
+        conf = client.wait_event(lambda e: e["eventName"] == "conferenced")
+        assert conf["addedParty"] == A2 and conf["conferencingDevice"] == A1
+    wait_until(lambda: talking(stack, "13800000002", "1002"), 5, "1002 joined")
+
+
+def test_user_data_reaches_established(stack: CtiStack, two_agents: Any) -> None:
+    http1, c1, http2, c2 = two_agents
+    call_id = queue_call_answered_by_1001(stack, http1, c1)
+    reply = http1.post(f"/api/csta/callControl/calls/{call_id}/user-data",
+                       json={"entries": [{"key": "customerId", "value": "19099092"}]})
+    assert reply.status_code == 204, reply.text
+    http1.post(conn(call_id, A1) + "/singleStepTransfer", json={"transferTo": A2})
+    ring = c2.wait_event(lambda e: e["eventName"] == "delivered")
+    assert ring["userData"] == {"customerId": "19099092"}
+
+
+def test_refusals(stack: CtiStack, two_agents: Any) -> None:
+    http1, c1, http2, c2 = two_agents
+    # an agent may not act on another's extension or agent
+    reply = http1.post("/api/csta/callControl/calls", json={"from": A2, "to": "1001"})
+    assert reply.status_code == 403
+    reply = http1.post("/api/csta/agent/state", json={
+        "func": "SetState", "loginId": f"agent2@{D}", "device": A2, "agentMode": "Ready"})
+    assert reply.status_code == 403
+    # bad input names the field; nothing reaches the switch
+    reply = http1.post("/api/csta/callControl/calls", json={"from": A1, "to": "1,user/x"})
+    assert reply.status_code == 400 and reply.json()["field"] == "to"
+    reply = http1.post("/api/csta/callControl/calls/not-a-uuid/connections/x|y/answer",
+                       json={})
+    assert reply.status_code == 400
+    reply = http1.post("/api/csta/agent/state", json={"func": "Fly"})
+    assert reply.status_code == 400 and reply.json()["field"] == "func"
+    unknown = "6aee1dda-d4a2-4d3c-8fab-df7782a6c10f"
+    assert http1.post(conn(unknown, A1) + "/hold", json={}).status_code == 404
+    # no token: 401; a STOMP CONNECT without a valid token gets ERROR
+    assert stack.server.anonymous().post("/api/csta/agent/state", json={}).status_code == 401
+    bad = StompClient(stack.server.url, "nope")
+    with pytest.raises(AssertionError, match="ERROR"):
+        bad.open()
+    bad.close()
+    # an agent may not subscribe to another agent's events, nor the domain
+    with pytest.raises(AssertionError, match="refused"):
+        c1.subscribe(f"/topic/csta/agent/agent2@{D}", "sub-9")

@@ -264,10 +264,12 @@ def set_agent_mode(ctx: Any, domain: str, job: str, ext: str, mode: str, func: s
     now = int(time.time() * 1000)
     if func == "Logout":
         acd.set_busy(ctx, domain, ext)
-        ctx.redis.delete(keys.csta_agent(job))
+        ctx.redis.delete(keys.csta_agent(job), keys.csta_pending(job))
         hub.publish(ctx, ev.agent_record("agentLoggedOff", domain=domain, agent_id=agent_id,
-                                         device=dev, mode="Logout", ms=now), pending_job=job)
+                                         device=dev, mode="Logout", ms=now))
         return
+    if func == "Login":  # what the next subscription is owed starts with this login
+        ctx.redis.delete(keys.csta_pending(job))
     agents.ensure(ext, job_number=job)
     previous = ctx.redis.hget(keys.csta_agent(job), "device")
     ctx.redis.hset(keys.csta_agent(job), mapping={"device": ext, "mode": mode, "since": now})
@@ -465,7 +467,7 @@ def _single_step_transfer(services: Any, domain: str, call_id: str, device: str,
                           body: dict[str, Any]) -> None:
     number, kind = _target(services, domain, body, "transferTo")
     legs = call_legs(services.ctx, domain, call_id)
-    mine = leg_for(legs, device, call_id)
+    leg_for(legs, device, call_id)  # the agent must be in the call
     parties = others(legs, device)
     if not parties:
         raise CstaError(409, f"call {call_id} has no other party to transfer")
@@ -476,11 +478,9 @@ def _single_step_transfer(services: Any, domain: str, call_id: str, device: str,
         "primaryOldCall": call_id, "secondaryOldCall": "", "transferringDevice": device,
         "transferredToDevice": f"{number}@{domain}", "newCall": call_id,
         "time": int(time.time() * 1000)})
-    # the agent's part in the call is over (its leg may have ended with the bridge already)
-    try:
-        run_on_leg(services, mine, "drop", domain=domain)
-    except (CstaError, FsappsError):
-        pass
+    # The agent's leg is not killed here: it ends with its bridge, as a bridged leg without
+    # a dialplan of its own does; a uuid_kill racing that bridge's end could take the
+    # transferred party down with it.
     _wrapup(services, domain, ext, call_id)
 
 
@@ -544,9 +544,9 @@ def _transfer(services: Any, domain: str, call_id: str, device: str, ext: str,
     """Consult transfer: the held party and the consulted one talk; the agent leaves both."""
     consult = _consult_call(body)
     held = call_legs(services.ctx, domain, call_id)
-    mine = leg_for(held, device, call_id)
+    leg_for(held, device, call_id)
     consulting = call_legs(services.ctx, domain, consult)
-    my_consult = leg_for(consulting, device, consult)
+    leg_for(consulting, device, consult)
     held_party, consulted = others(held, device), others(consulting, device)
     if not held_party or not consulted:
         raise CstaError(409, f"calls {call_id} and {consult} have no parties to connect")
@@ -561,11 +561,7 @@ def _transfer(services: Any, domain: str, call_id: str, device: str, ext: str,
         "primaryOldCall": call_id, "secondaryOldCall": consult, "transferringDevice": device,
         "transferredToDevice": to_device, "newCall": consult,
         "time": int(time.time() * 1000)})
-    for leg in (mine, my_consult):
-        try:
-            run_on_leg(services, leg, "drop", domain=domain)
-        except (CstaError, FsappsError):
-            pass  # gone with its bridge already
+    # Both of the agent's legs end with their bridges (see _single_step_transfer).
     _wrapup(services, domain, ext, call_id)
 
 
@@ -584,11 +580,7 @@ def _conference(services: Any, domain: str, call_id: str, device: str, ext: str,
     move_leg(services.ctx, domain, consulted[0], consult, call_id)
     if held[mine].get("s") == "Hold":
         run_on_leg(services, mine, "unhold", domain=domain)
-    if device in [leg.get("d") for leg in consulting.values()]:
-        try:
-            run_on_leg(services, leg_for(consulting, device, consult), "drop", domain=domain)
-        except (CstaError, FsappsError):
-            pass
+    # the agent's consult leg ends with its bridge, the consulted party having left it
     hub.publish(services.ctx, {
         "name": "conferenced", "domain": domain, "callId": call_id, "device": added,
         "localState": "Connect",
