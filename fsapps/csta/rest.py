@@ -656,12 +656,6 @@ def wallboard(ctx: Any, domain: str, now_ms: int | None = None) -> dict[str, Any
         dev = ctx.redis.hget(key, "device")
         if dev:
             jobs[str(dev)] = job
-    agent_rows = [{
-        "extension": a.extension, "job": a.job_number or jobs.get(a.extension, ""),
-        "state": a.call_state, "seat": a.seat_status, "loggedIn": a.logged_in,
-        "registered": a.reg_state == "reged", "groups": list(a.groups),
-        "sinceMs": max(0, now - a.last_change) if a.last_change else 0,
-        "device": f"{a.extension}@{domain}"} for a in agents]
     call_ids = sorted(set(ctx.redis.hvals(keys.csta_legs())))
     pipe = ctx.redis.pipeline(transaction=False)
     for call_id in call_ids:
@@ -680,6 +674,25 @@ def wallboard(ctx: Any, domain: str, now_ms: int | None = None) -> dict[str, Any
         if parties:
             calls.append({"callId": call_id, "calling": doc.get("calling", ""),
                           "called": doc.get("called", ""), "parties": parties})
+    # A call the ACD did not place (a consult, a direct call) shows on the agent's row too.
+    on_call: dict[str, str] = {}
+    for call in calls:
+        for party in call["parties"]:
+            state = {"Alerting": "ring", "Connect": "talking", "Hold": "talking",
+                     "Initiate": "talking"}.get(party["state"], "")
+            if state and on_call.get(party["device"]) != "talking":
+                on_call[party["device"]] = state
+    agent_rows = []
+    for a in agents:
+        dev = f"{a.extension}@{domain}"
+        state = a.call_state
+        if state not in ("ring", "talking") and dev in on_call:
+            state = on_call[dev]
+        agent_rows.append({
+            "extension": a.extension, "job": a.job_number or jobs.get(a.extension, ""),
+            "state": state, "seat": a.seat_status, "loggedIn": a.logged_in,
+            "registered": a.reg_state == "reged", "groups": list(a.groups),
+            "sinceMs": max(0, now - a.last_change) if a.last_change else 0, "device": dev})
     return {"domain": domain, "time": now, "groups": group_rows, "agents": agent_rows,
             "calls": calls}
 

@@ -79,9 +79,9 @@
     });
   }
 
-  function renderMode(mode) {
+  function renderMode(mode, keepSince) {
+    if (!keepSince || !state.modeSince) { state.modeSince = Date.now(); }
     state.mode = mode;
-    state.modeSince = Date.now();
     var pill = $('agentState');
     pill.setAttribute('data-mode', mode);
     var key = mode === 'Ready' ? 'ready' : mode === 'Logout' ? 'loggedOut' : 'notReady';
@@ -110,7 +110,7 @@
     var mine = e.deviceId === me();
     switch (e.eventName) {
       case 'agentLoggedOn': case 'agentReady': case 'agentNotReady':
-        renderMode(e.agentMode); break;
+        renderMode(e.agentMode, e.agentMode === state.mode); break;
       case 'agentLoggedOff':
         renderMode('Logout'); break;
       case 'serviceInitiated':
@@ -173,7 +173,7 @@
 
   function wire() {
     i18n.apply();
-    $('lang').addEventListener('click', function () { i18n.toggle(); render(); renderMode(state.mode); });
+    $('lang').addEventListener('click', function () { i18n.toggle(); render(); renderMode(state.mode, true); });
     var params = new URLSearchParams(location.search);
     $('domain').value = params.get('domain') || localStorage.getItem('fsapps.domain') || location.hostname;
     $('job').value = params.get('job') || localStorage.getItem('fsapps.job') || '';
