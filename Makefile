@@ -72,7 +72,7 @@ system:
 	# the browser tests drive the system Chromium (never `playwright install`); a CJK font so
 	# the Chinese pages render in it
 	[ -x /usr/bin/chromium ] || missing+=(chromium)
-	fc-list : family 2>/dev/null | grep -i 'wqy\|noto sans cjk' >/dev/null || missing+=(fonts-wqy-microhei)
+	fc-list : family 2>/dev/null | grep -i 'wenquanyi\|noto sans cjk' >/dev/null || missing+=(fonts-wqy-microhei)
 	if [ $${#missing[@]} -gt 0 ]; then
 	  echo "installing system packages: $${missing[*]}"
 	  $(APT) update -qq && $(APT) install -y -qq "$${missing[@]}"
