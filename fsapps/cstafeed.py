@@ -26,8 +26,8 @@ queue call) or ``originator`` (any b-leg: the uuid of the leg that originated it
 is an a-leg and its own uuid is the id. A device is ``<number>@<domain>``: the extension a leg
 rings (``fsapps_acd_agent``, ``dialed_user``) or, for other legs, the number it stands for.
 
-Redis is read once and written once per batch of events; a failure is the runtime's to log
-(the call goes on: only the browser's view of it is affected).
+Redis is read twice and written once per batch of events, then the records are published; a
+failure is the runtime's to log (the call goes on: only the browser's view of it suffers).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from typing import Any
 
 from fsapps.context import Context
 from fsapps.store import hash_fields
+from fsapps.store.connection import publish_pipeline
 
 Header = Callable[[str], "str | None"]
 
@@ -193,9 +194,12 @@ class CstaFeed:
             if any(field.startswith("p:") for field in doc):
                 pipe.hset(key, mapping=hash_fields(dict[str, object](doc)))
                 pipe.expire(key, CALL_TTL_S)
-        for record in records:
-            pipe.publish(keys[record["domain"]].csta_feed(), json.dumps(record))
         pipe.execute()
+        if records:  # after the state they describe is written (a reader may look it up)
+            messages = publish_pipeline(r)
+            for record in records:
+                messages.publish(keys[record["domain"]].csta_feed(), json.dumps(record))
+            messages.execute()
         return records
 
     @staticmethod
