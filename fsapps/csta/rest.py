@@ -740,3 +740,51 @@ async def force_drop(request: web.Request) -> web.StreamResponse:
 def install_supervision(app: web.Application) -> None:
     app.router.add_get("/api/csta/wallboard", wallboard_view)
     app.router.add_post("/api/csta/supervise/drop", force_drop)
+
+
+def documented_routes() -> list[Any]:
+    """The wellClient REST calls as entries of the CTI server's OpenAPI document
+    (:mod:`fsapps.cti.registry`); documentation only: the handlers above do their own checks."""
+    from fsapps.cti.registry import Field, Route
+
+    def path(*names: str) -> tuple[Any, ...]:
+        return tuple(Field(n, kind="text", where="path") for n in names)
+
+    def body(*names: str) -> tuple[Any, ...]:
+        return tuple(Field(n, kind="text", required=False) for n in names)
+
+    conn = "/api/csta/callControl/calls/{call_id}/connections/{connection}"
+    tag, ok = "wellClient (seed 004)", {"type": "object"}
+    errors = (400, 401, 403, 404, 409)
+    return [
+        Route("POST", "/login", login, "wellClient login (form: username, password, "
+              "namespace) -> sessionId", role=None, tag=tag, response=ok,
+              errors=(400, 401, 429), content_type="application/json"),
+        Route("POST", "/api/csta/agent/state", agent_state,
+              "Login / Logout / SetState of an agent (loginId job@domain, device ext@domain)",
+              fields=body("func", "loginId", "device", "agentMode", "reason"), tag=tag,
+              response=ok, errors=errors),
+        Route("POST", "/api/csta/agent/heartbeat/{login_id}", heartbeat, "agent heart-beat",
+              fields=path("login_id"), tag=tag, response=ok, errors=errors),
+        Route("POST", "/api/csta/callControl/calls", make_call, "makeCall {from, to}",
+              fields=body("from", "to"), tag=tag, response=ok, errors=errors),
+        Route("POST", conn + "/{action}", connection_action,
+              "answer | hold | retrieve | singleStepTransfer | singleStepConference | consult "
+              "| conference | cancelConsult | transfer", fields=path("call_id", "connection",
+                                                                     "action"),
+              tag=tag, response=ok, errors=errors),
+        Route("DELETE", conn, drop_connection, "hang up a connection",
+              fields=path("call_id", "connection"), tag=tag, response=ok, errors=errors),
+        Route("POST", "/api/csta/callControl/calls/{call_id}/user-data", user_data,
+              "set call data {entries: [{key, value}]}", fields=path("call_id"), tag=tag,
+              response=ok, errors=errors),
+        Route("POST", "/api/csta/callControl/calls/{call_id}/spy", spy,
+              "a supervisor's phone listens / whispers / barges (?deviceId=&mode=)",
+              role="supervisor", fields=path("call_id"), tag=tag, response=ok,
+              errors=errors),
+        Route("GET", "/api/csta/wallboard", wallboard_view, "the wallboard snapshot",
+              role="supervisor", tag=tag, response=ok, errors=errors),
+        Route("POST", "/api/csta/supervise/drop", force_drop, "hang up every leg of a call",
+              role="supervisor", fields=body("callId", "domain"), tag=tag, response=ok,
+              errors=errors),
+    ]

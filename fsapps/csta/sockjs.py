@@ -139,6 +139,7 @@ class SessionRegistry:
     def __init__(self, factory: Callable[[Session], Receiver]) -> None:
         self.factory = factory
         self.sessions: dict[str, Session] = {}
+        self.sockets: set[Session] = set()  # WebSocket sessions (private to their socket)
 
     def get_or_create(self, sid: str, remote: str) -> tuple[Session, bool]:
         session = self.sessions.get(sid)
@@ -165,6 +166,8 @@ class SessionRegistry:
         for session in list(self.sessions.values()):
             session.close(1001, "server shutting down")
             self.forget(session)
+        for session in list(self.sockets):
+            session.close(1001, "server shutting down")
 
 
 def install(app: web.Application, prefix: str, registry: SessionRegistry) -> None:
@@ -195,6 +198,7 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
         session.remote = request.remote or ""
         session.receiver = registry.factory(session)
         session.attached = True
+        registry.sockets.add(session)
         await ws.send_str(open_frame())
         sender = asyncio.ensure_future(_pump_ws(ws, session))
         try:
@@ -209,6 +213,7 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
                 if session.closed is not None:
                     break
         finally:
+            registry.sockets.discard(session)
             session.close(1000, "closed")
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -225,6 +230,7 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
         session = Session("raw", registry)
         session.remote = request.remote or ""
         session.receiver = registry.factory(session)
+        registry.sockets.add(session)
         sender = asyncio.ensure_future(_pump_raw(ws, session))
         try:
             async for msg in ws:
@@ -233,6 +239,7 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
                     if session.closed is not None:
                         break
         finally:
+            registry.sockets.discard(session)
             session.close(1000, "closed")
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

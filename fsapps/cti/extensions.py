@@ -19,6 +19,8 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 SOCKJS_PREFIX = "/mvc/stomp"
 HUB: web.AppKey[Hub] = web.AppKey("fsapps_csta_hub", Hub)
 _PAGES = {"/": "index.html", "/wallboard": "wallboard.html"}
+# Served here but not REST calls, so not in the OpenAPI document.
+UNDOCUMENTED_PREFIXES = ("/static", SOCKJS_PREFIX, *_PAGES)
 # The pages run only their own scripts and talk only to this server.
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'")
@@ -31,6 +33,11 @@ def install(app: web.Application, services: Any) -> None:
     sockjs.install(app, SOCKJS_PREFIX, registry)
     rest.install(app)
     rest.install_supervision(app)
+    # the REST calls appear in /api/openapi.json; pages, static files and SockJS do not
+    from fsapps.cti.registry import ROUTES
+
+    if ROUTES in app:
+        app[ROUTES].extend(rest.documented_routes())
 
     def page(name: str) -> Any:
         async def serve(request: web.Request) -> web.StreamResponse:
@@ -46,9 +53,14 @@ def install(app: web.Application, services: Any) -> None:
     async def start(app: web.Application) -> None:
         await hub.start()
 
-    async def stop(app: web.Application) -> None:
+    async def close_sessions(app: web.Application) -> None:
+        # before the server waits for its requests: a long poll or a WebSocket would keep it
+        # waiting for the next heart-beat otherwise
         await registry.close_all()
+
+    async def stop(app: web.Application) -> None:
         await hub.stop()
 
     app.on_startup.append(start)
+    app.on_shutdown.append(close_sessions)
     app.on_cleanup.append(stop)
