@@ -48,9 +48,12 @@ class CstaError(FsappsError):
         super().__init__(message)
 
 
-def _error(status: int, message: str, field: str | None = None) -> web.Response:
+def _error(status: int, message: str, field: str | None = None,
+           headers: dict[str, str] | None = None) -> web.Response:
     body = {"error": message, **({"field": field} if field else {})}
-    return web.json_response(body, status=status)
+    if status == 401:  # as the rest of the CTI server answers
+        headers = {**(headers or {}), "WWW-Authenticate": 'Nway realm="fsapps"'}
+    return web.json_response(body, status=status, headers=headers)
 
 
 def guarded(handler: Handler) -> Handler:
@@ -63,8 +66,10 @@ def guarded(handler: Handler) -> Handler:
         except FsappsError as exc:
             status = getattr(exc, "status", None)
             if isinstance(status, int) and 400 <= status < 600:
+                retry = getattr(exc, "retry_after", None)
                 return _error(status, getattr(exc, "message", None) or str(exc),
-                              getattr(exc, "field", None))
+                              getattr(exc, "field", None),
+                              {"Retry-After": str(retry)} if retry else None)
             name = type(exc).__name__
             if name in ("StoreUnavailable", "DatabaseError"):
                 return _error(503, f"service unavailable: {exc}")
@@ -615,13 +620,16 @@ _ACTIONS: dict[str, Callable[..., Any]] = {
 
 def install(app: web.Application) -> None:
     base = "/api/csta"
+    # Path parameters take any segment: the token is checked first, then the value (a
+    # malformed one answers 400 naming it, not 404).
     app.router.add_post("/login", login)
     app.router.add_post(f"{base}/agent/state", agent_state)
-    app.router.add_post(f"{base}/agent/heartbeat/{{login_id}}", heartbeat)
+    app.router.add_post(f"{base}/agent/heartbeat/{{login_id:[^/]+}}", heartbeat)
     app.router.add_post(f"{base}/callControl/calls", make_call)
-    calls = f"{base}/callControl/calls/{{call_id}}"
-    app.router.add_post(f"{calls}/connections/{{connection}}/{{action}}", connection_action)
-    app.router.add_delete(f"{calls}/connections/{{connection}}", drop_connection)
+    calls = f"{base}/callControl/calls/{{call_id:[^/]+}}"
+    app.router.add_post(f"{calls}/connections/{{connection:[^/]+}}/{{action:[^/]+}}",
+                        connection_action)
+    app.router.add_delete(f"{calls}/connections/{{connection:[^/]+}}", drop_connection)
     app.router.add_post(f"{calls}/user-data", user_data)
     app.router.add_post(f"{calls}/spy", spy)
 
