@@ -315,3 +315,16 @@ def test_refusals(stack: CtiStack, two_agents: Any) -> None:
     # an agent may not subscribe to another agent's events, nor the domain
     with pytest.raises(AssertionError, match="refused"):
         c1.subscribe(f"/topic/csta/agent/agent2@{D}", "sub-9")
+
+
+def test_login_elsewhere_needs_force(stack: CtiStack) -> None:
+    token = wellclient_login(stack, "supervisor", "1900", mode="NotReady")
+    http = api(stack, token)
+    state = {"func": "Login", "loginId": f"supervisor@{D}", "device": A1,
+             "agentMode": "NotReady"}
+    reply = http.post("/api/csta/agent/state", json=state)
+    assert reply.status_code == 409 and reply.json()["field"] == "device"
+    assert "1900@cc.test" in reply.json()["error"]
+    assert http.post("/api/csta/agent/state", json={**state, "force": True}).status_code == 204
+    assert http.post("/api/csta/agent/state", json={
+        "func": "Logout", "loginId": f"supervisor@{D}", "device": A1}).status_code == 204

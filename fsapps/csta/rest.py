@@ -255,6 +255,11 @@ async def agent_state(request: web.Request) -> web.StreamResponse:
         raise CstaError(400, f"invalid agentMode {mode!r}: Ready or NotReady", "agentMode")
     if func == "SetState" and not current:
         raise CstaError(409, f"agent {job}@{domain} is not logged in")
+    if func == "Login" and current.get("device") not in (None, ext) and not body.get("force"):
+        # wellClient's loginMode: "ask" asks the agent, "force" logs in anyway, "stop" stops
+        raise CstaError(409, f"agent {job}@{domain} is logged in on device "
+                             f"{current.get('device')}@{domain}; send force to take over",
+                        "device")
     reason = str(body.get("reason", ""))[:100]
     await services.run(set_agent_mode, services.ctx, domain, job, ext, mode, func, reason)
     return web.Response(status=204)

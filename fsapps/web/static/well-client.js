@@ -372,10 +372,21 @@
       memory.domain = domain;
       memory.agentId = jobNumber + '@' + domain;
       memory.deviceId = ext + '@' + domain;
-      var mode = loginMode === 'Ready' ? 'Ready' : 'NotReady';
+      // loginMode (seed): when the agent is still logged in elsewhere, 'ask' asks, 'force'
+      // takes over, 'stop' gives up; any other failure fails at once.
+      loginMode = loginMode || 'ask';
+      var state = {func: 'Login', loginId: memory.agentId, device: memory.deviceId,
+        agentMode: 'NotReady'};
       return wellClient.signIn(jobNumber, password, domain).then(function () {
-        return csta('POST', '/agent/state', {func: 'Login', loginId: memory.agentId,
-          device: memory.deviceId, agentMode: mode, password: ''});
+        return csta('POST', '/agent/state', state).then(null, function (res) {
+          var elsewhere = res && res.status === 409 && res.responseJSON &&
+            res.responseJSON.field === 'device';
+          var again = elsewhere && (loginMode === 'force' || (loginMode === 'ask' &&
+            root.confirm && root.confirm(res.error)));
+          if (!again) { throw res; }
+          state.force = true;
+          return csta('POST', '/agent/state', state);
+        });
       }).then(function (res) {
         openStream('/topic/csta/agent/' + memory.agentId);
         clearInterval(heartbeatTimer);
