@@ -49,6 +49,7 @@ CALL_TTL_S = 3600
 EVENTS = ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
           "CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_HANGUP_COMPLETE")
 INITIATOR = "initiator"
+RELAY_PREFIX = "fsapps_agent_"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Leg:
     outbound: bool
     initiator: bool     # originated by the CTI server for makeCall / consult: the caller's phone
     called_hint: str    # for an initiator: the device it calls
+    hidden: bool = False  # a relay between nodes: in the call, but no party of it
 
 
 def leg_of(h: Header, domains: tuple[str, ...], default_domain: str) -> Leg | None:
@@ -83,12 +85,18 @@ def leg_of(h: Header, domains: tuple[str, ...], default_domain: str) -> Leg | No
     if not number:
         number = (h("Caller-Destination-Number") if outbound else
                   h("Caller-Caller-ID-Number")) or ""
+    # The relay legs between nodes (fsapps_agent_<ext>, see dialplan/10_fsapps_acd.xml) carry
+    # the queue call's id in the X-FSAPPS-Call header; the phone's leg on the far node is the
+    # party, the relay legs are not.
     call_hint = (h("variable_fsapps_csta_call") or h("variable_fsapps_acd_call") or
-                 h("variable_originator") or h("variable_originating_leg_uuid") or "")
+                 h("variable_sip_h_X-FSAPPS-Call") or h("variable_originator") or
+                 h("variable_originating_leg_uuid") or "")
     called = h("variable_fsapps_csta_called") or ""
+    relay = (h("Caller-Destination-Number") or "").startswith(RELAY_PREFIX)
     return Leg(uuid=uuid, domain=domain, device=device(number, domain),
                call_hint="" if call_hint == uuid else call_hint, outbound=outbound,
-               initiator=initiator, called_hint=device(called, domain) if called else "")
+               initiator=initiator, called_hint=device(called, domain) if called else "",
+               hidden=relay)
 
 
 def device(number: str, domain: str) -> str:
@@ -166,6 +174,7 @@ class CstaFeed:
         for domain, cid in wanted:
             pipe.hgetall(keys[domain].csta_call(cid))
         calls = {key: dict(doc) for key, doc in zip(wanted, pipe.execute(), strict=True)}
+        before = {key: dict(doc) for key, doc in calls.items()}
         records: list[dict[str, Any]] = []
         dirty: set[tuple[str, str]] = set()
         legs_set: dict[str, dict[str, str]] = {}
@@ -188,12 +197,17 @@ class CstaFeed:
         for domain, gone in legs_gone.items():
             pipe.hdel(keys[domain].csta_legs(), *gone)
         for domain, cid in dirty:
+            # Only the fields that changed: the legs of one call may live on several nodes
+            # (an agent registered on another node), each writing its own legs' fields.
             key = keys[domain].csta_call(cid)
-            doc = calls[(domain, cid)]
-            pipe.delete(key)
-            if any(field.startswith("p:") for field in doc):
-                pipe.hset(key, mapping=hash_fields(dict[str, object](doc)))
-                pipe.expire(key, CALL_TTL_S)
+            doc, old = calls[(domain, cid)], before[(domain, cid)]
+            changed = {k: v for k, v in doc.items() if old.get(k) != v}
+            gone = [k for k in old if k not in doc]
+            if changed:
+                pipe.hset(key, mapping=hash_fields(dict[str, object](changed)))
+            if gone:
+                pipe.hdel(key, *gone)
+            pipe.expire(key, CALL_TTL_S)
         pipe.execute()
         if records:  # after the state they describe is written (a reader may look it up)
             messages = publish_pipeline(r)
@@ -207,6 +221,8 @@ class CstaFeed:
              h: Header) -> dict[str, Any] | None:
         """Apply one event to ``call`` (the call hash, changed in place); the record to
         publish, or None."""
+        if leg.hidden:
+            return None
         field = f"p:{leg.uuid}"
         current = _loads(call.get(field))
         if not call.get("calling"):
