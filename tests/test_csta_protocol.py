@@ -13,6 +13,7 @@ from cti_support import CtiStack, cti_stack
 
 from fakefs.channel import Behaviour
 from fakefs.scenario import wait_until
+from fsapps.csta.rest import call_legs
 
 D = "cc.test"
 A1, A2 = f"1001@{D}", f"1002@{D}"
@@ -328,3 +329,33 @@ def test_login_elsewhere_needs_force(stack: CtiStack) -> None:
     assert http.post("/api/csta/agent/state", json={**state, "force": True}).status_code == 204
     assert http.post("/api/csta/agent/state", json={
         "func": "Logout", "loginId": f"supervisor@{D}", "device": A1}).status_code == 204
+
+
+@pytest.mark.parametrize("mode, agent_hears_supervisor, caller_hears_supervisor", [
+    ("listen", False, False), ("whisper", True, False), ("barge", True, True)])
+def test_supervisor_spy(stack: CtiStack, two_agents: Any, mode: str,
+                        agent_hears_supervisor: bool, caller_hears_supervisor: bool) -> None:
+    http1, c1, _, _ = two_agents
+    call_id = queue_call_answered_by_1001(stack, http1, c1)
+    sup = stack.server.anonymous()
+    reply = sup.post("/login", data={"username": "supervisor", "password": "supervisor",
+                                     "namespace": D})
+    sup.headers["sessionId"] = reply.json()["sessionId"]
+    # agents may not spy
+    assert http1.post(f"/api/csta/callControl/calls/{call_id}/spy",
+                      params={"deviceId": A1}).status_code == 403
+    reply = sup.post(f"/api/csta/callControl/calls/{call_id}/spy",
+                     params={"deviceId": f"1900@{D}", "mode": mode})
+    assert reply.status_code == 204, reply.text
+    sup_dev = f"1900@{D}"
+    wait_until(lambda: sup_dev in [leg.get("d") for leg in
+                                   call_legs(stack.ctx, D, call_id).values()], 5,
+               "1900 rings, in the call")
+    reply = sup.post(conn(call_id, sup_dev) + "/answer", json={})
+    assert reply.status_code == 204, reply.text
+    legs = {ch.get("dialed_user") or ch.caller_id_number: ch.uuid
+            for ch in stack.switch.channels.values()}
+    wait_until(lambda: legs["13800000002"] in stack.switch.hears(legs["1900"]), 5,
+               "the supervisor hears the caller")
+    assert (legs["1900"] in stack.switch.hears(legs["1001"])) is agent_hears_supervisor
+    assert (legs["1900"] in stack.switch.hears(legs["13800000002"])) is caller_hears_supervisor

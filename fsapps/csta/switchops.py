@@ -41,7 +41,8 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 INVITE_MODES: dict[str, tuple[str, tuple[str, ...]]] = {
     "barge": ("three_way", ()),
     "listen": ("eavesdrop", ("eavesdrop_enable_dtmf=false",)),
-    "whisper": ("eavesdrop", ("eavesdrop_enable_dtmf=false", "eavesdrop_whisper_aleg=true")),
+    # the target leg (the agent's) hears the supervisor; its peer (the caller) does not
+    "whisper": ("eavesdrop", ("eavesdrop_enable_dtmf=false", "eavesdrop_whisper_bleg=true")),
 }
 
 Execute = Callable[[str, str], str]
