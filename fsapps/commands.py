@@ -18,7 +18,10 @@ quotes or backslashes, uuids canonical, phone numbers digits with an optional ``
 - Live state (ready, busy, registration) is Redis only; every node reads it on the next call.
 - Channel commands (transfer, hold, unhold, three-way) run where the channel lives: on this
   switch through its api, otherwise on the node whose runtime recorded the channel, through a
-  node command whose answer is the reply (:meth:`fsapps.nodes.Nodes.request`).
+  node command whose answer is the reply (:meth:`fsapps.nodes.Nodes.request`). The CTI
+  server (:mod:`fsapps.cti`) sends the same node commands, plus ``eavesdrop`` (listen /
+  whisper), ``kill`` (one leg or both), ``phone_event`` (the phone answers / holds) and
+  ``cli`` (an allow-listed api command, checked again here against this node's settings).
 """
 
 from __future__ import annotations

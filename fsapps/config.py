@@ -113,6 +113,8 @@ class CtiSettings:
                                      "bgapi")
     # How long a supervisor's phone rings for listen / whisper / barge (seconds).
     supervise_ring_seconds: int = 30
+    # How long a request waits for the switch node holding the call to answer (seconds).
+    node_reply_timeout_seconds: float = 5.0
     # Threads running the blocking Redis/PostgreSQL/node calls of the requests.
     workers: int = 16
 
@@ -701,6 +703,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "cti.login_window_seconds": _positive,
     "cti.cli_commands[]": _word,
     "cti.supervise_ring_seconds": _positive,
+    "cti.node_reply_timeout_seconds": _positive,
     "cti.workers": _positive,
     "cti_bridge.on_failure": _one_of(CTI_BRIDGE_ON_FAILURE),
     "cti_bridge.failure_cause": _cause,

@@ -19,6 +19,7 @@ Keys (``p`` prefix; domain-less, hash tag ``{nodes}``):
 from __future__ import annotations
 
 import json
+import time
 import uuid as uuidlib
 from typing import Any
 
@@ -91,8 +92,17 @@ class Nodes:
         command may still run there later."""
         reply_id = uuidlib.uuid4().hex
         self.send(node, command, reply=reply_id, **args)
-        item = self.r.blpop([self.keys.reply(reply_id)], timeout=timeout_s)
-        return None if item is None else str(item[1])
+        deadline = time.monotonic() + timeout_s
+        # BLPOP in slices shorter than the client's socket timeout: one long BLOCK would be cut
+        # by the socket timeout, retried as a connection error and end as StoreUnavailable.
+        step = max(0.1, min(1.0, self.ctx.settings.redis.socket_timeout / 2))
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            item = self.r.blpop([self.keys.reply(reply_id)], timeout=min(step, remaining))
+            if item is not None:
+                return str(item[1])
 
     def reply(self, reply_id: str, text: str) -> None:
         """Answer a :meth:`request` (the requester may have given up: the answer expires)."""

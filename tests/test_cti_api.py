@@ -322,3 +322,47 @@ def test_openapi_document_matches_the_routes(cc: CtiStack) -> None:
         assert f"/api/{seed}" in doc["paths"], seed
     body = doc["paths"]["/api/transfer"]["post"]["requestBody"]["content"]["application/json"]
     assert set(body["schema"]["properties"]) == {"EvdedPhone", "EvdPhone", "EvdGateway"}
+
+
+def test_no_ready_during_a_call_and_unknown_listeners(cc: CtiStack) -> None:
+    customer, agent_leg = queue_call(cc)
+    ext = agent_leg.get("dialed_user")
+    talking(cc, ext)
+    admin = cc.server.client("admin")
+    # ready while talking would let the ACD offer a second call
+    reply = admin.post("/api/extension_callstate", json={"Extension": ext, "Value": "ready"})
+    assert reply.status_code == 409 and "'talking' to 'ready'" in reply.json()["error"]
+    assert agent(cc, ext).call_state == "talking"
+    for path, body, field in (
+            ("/api/eavesdrop", {"EvdedPhone": ext, "EvdPhone": "6060"}, "EvdPhone"),
+            ("/api/threeway", {"EvdedPhone": "6060", "EvdPhone": ext}, "EvdedPhone")):
+        refused = admin.post(path, json=body)
+        assert refused.status_code == 404 and refused.json()["field"] == field, refused.text
+    assert cc.switch.hears(customer.uuid) == {agent_leg.uuid}
+
+
+def test_transfer_and_eavesdrop_through_a_gateway(cc: CtiStack, caplog: Any) -> None:
+    if "gw1" not in cc.switch.gateways:
+        cc.switch.add_gateway("gw1", Behaviour(answer_after_ms=30))
+    customer, agent_leg = queue_call(cc)
+    ext = agent_leg.get("dialed_user")
+    talking(cc, ext)
+    sup = cc.server.client("supervisor")
+    caplog.set_level("INFO", logger="fsapps.cti.audit")
+    ok(sup.post("/api/eavesdrop", json={"EvdedPhone": ext, "EvdPhone": "13900000001",
+                                        "EvdGateway": "gw1"}))
+    outside = wait_until(lambda: next((c for c in cc.switch.channels.values()
+                                       if c.get("sip_gateway_name") == "gw1" and c.answered),
+                                      None), 5, "the outside listener answered")
+    wait_until(lambda: cc.switch.hears(outside.uuid) == {agent_leg.uuid, customer.uuid}, 3,
+               "the outside number listens")
+    assert any("supervisor (supervisor) POST /api/eavesdrop" in r.getMessage()
+               for r in caplog.records), "the action is in the audit log"
+    cc.switch.hangup(outside, "NORMAL_CLEARING", side="remote")
+    ok(sup.post("/api/transfer", json={"EvdedPhone": ext, "EvdPhone": "+8613900000002",
+                                       "EvdGateway": "gw1"}))
+    far = wait_until(lambda: customer.peer and cc.switch.channels.get(customer.peer)
+                     and cc.switch.channels[customer.peer].get("sip_gateway_name") == "gw1"
+                     and cc.switch.channels[customer.peer], 5, "customer sent out via gw1")
+    assert far.uuid != outside.uuid
+    event(cc, "CHANNEL_HANGUP_COMPLETE", agent_leg)

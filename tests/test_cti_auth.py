@@ -4,6 +4,7 @@ throttle of /api/login (per user, per address, atomic under parallel guesses).""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 from collections.abc import Iterator
@@ -11,12 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from aiohttp import test_utils, web
 from cti_support import API_TOKEN, CtiStack, cti_stack, start_server
 
 from fakefs.scenario import wait_until
+from fakefs.servers import RedisServer
 from fsapps import acd
-from fsapps.cti.auth import Auth, Principal
+from fsapps.config import Secret
+from fsapps.cti.app import build_app
+from fsapps.cti.auth import Auth, Principal, principal_of, requires
 from fsapps.cti.registry import ROUTES
+from fsapps.cti.services import CtiServices
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +260,61 @@ def test_check_and_revoke_refuse_junk(stack: CtiStack) -> None:
     assert not auth.revoke("nope")
     with pytest.raises(Exception, match="Not Authorized"):
         auth.check("\x00" * 10)
+
+
+def test_a_token_in_the_url_is_only_for_cli(fresh: CtiStack) -> None:
+    token = fresh.server.login("admin")
+    anon = fresh.server.anonymous()
+    assert anon.get("/api/queues", params={"key": token}).status_code == 401
+    assert anon.get("/cli", params={"key": token, "cmd": "bogus"}).status_code == 403
+
+
+def test_redis_down_answers_503(stack: CtiStack) -> None:
+    private = RedisServer().start()
+    settings = stack.server.services.settings
+    server = start_server(dataclasses.replace(settings, redis=dataclasses.replace(
+        settings.redis, url=Secret(private.url))))
+    try:
+        client = server.client(token=API_TOKEN)  # checked without Redis
+        assert client.get("/api/queues").status_code == 200
+        private.close()
+        reply = client.get("/api/queues")
+        assert reply.status_code == 503, reply.text
+        assert "unavailable" in reply.json()["error"]
+        assert server.anonymous().post("/api/login", json={
+            "username": "admin", "password": "admin"}).status_code == 503
+    finally:
+        server.close()
+        private.close()
+
+
+def test_requires_guards_a_plain_aiohttp_handler(stack: CtiStack) -> None:
+    """What another feature's routes (issue 9) use: requires(role) and principal_of."""
+    services = CtiServices(stack.server.services.settings, workers=2)
+
+    @requires("supervisor")
+    async def board(request: web.Request) -> web.Response:
+        return web.json_response({"who": principal_of(request).username})
+
+    async def scenario() -> list[tuple[int, Any]]:
+        app = build_app(services)
+        app.router.add_get("/board", board)
+        async with test_utils.TestClient(test_utils.TestServer(app)) as client:
+            answers = []
+            for user in (None, "agent", "supervisor", "admin"):
+                headers = {}
+                if user:
+                    token = await services.run(services.auth.login, user, user, "10.0.0.9")
+                    headers["Authorization"] = f"Nway {token}"
+                reply = await client.get("/board", headers=headers)
+                answers.append((reply.status, await reply.json()))
+            return answers
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        services.close()
+    assert [status for status, _ in answers] == [401, 403, 200, 200]
+    assert answers[2][1] == {"who": "supervisor"} and answers[3][1] == {"who": "admin"}
+    with pytest.raises(ValueError, match="unknown role"):
+        requires("boss")

@@ -5,16 +5,19 @@ hung up) and in the agent state; plus a command routed to the node that holds th
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cti_support import GROUP, CtiStack, cti_stack
+from cti_support import GROUP, CtiStack, cti_stack, start_server
 from pubsub_capture import Subscriber
 
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
 from fsapps.agents import Agents
+from fsapps.nodes import Nodes
 
 AGENT, SUPERVISOR = "1001", "1900"
 
@@ -216,3 +219,53 @@ def test_cli_seed_003_forms(cc: CtiStack) -> None:
     gone = admin.get("/cli", params={"cmd": "uuid_kill",
                                      "arg": "00000000-0000-0000-0000-000000000000"})
     assert gone.status_code == 404 and gone.json()["field"] == "arg"
+
+
+def test_a_node_that_does_not_answer_gives_504(stack: CtiStack) -> None:
+    """A live node (heartbeat) that holds the channel but serves no commands: the request
+    waits node_reply_timeout_seconds, answers 504, and the command stays queued for the
+    node (it may still run there)."""
+    settings = stack.server.services.settings
+    server = start_server(dataclasses.replace(settings, cti=dataclasses.replace(
+        settings.cti, node_reply_timeout_seconds=0.5)))
+    ctx, uuid = stack.ctx, "11111111-2222-3333-4444-555555555555"
+    nodes = Nodes(ctx)
+    try:
+        nodes.heartbeat("ghost")
+        nodes.channel_created("ghost", uuid)
+        ctx.redis.hset(f"cti_userinfo@{stack.center.domain}", "1700",
+                       json.dumps({"calls": [{"Unique-ID": uuid, "Answered-Time": "1"}]}))
+        reply = server.client("admin").get("/api/hold/1700")
+        assert reply.status_code == 504, reply.text
+        assert "node ghost" in reply.json()["error"] and "may still run" in reply.json()["error"]
+        queued = ctx.redis.lrange(ctx.node_keys.commands("ghost"), 0, -1)
+        assert [json.loads(c)["cmd"] for c in queued] == ["hold"]
+    finally:
+        nodes.forget("ghost")
+        ctx.redis.delete(ctx.node_keys.commands("ghost"))
+        ctx.redis.hdel(f"cti_userinfo@{stack.center.domain}", "1700")
+        server.close()
+
+
+def test_listen_to_a_call_on_another_node(cc: CtiStack) -> None:
+    """The agent's call is on node 2, the supervisor's phone on node 1: node 2 runs the
+    eavesdrop and rings the phone through node 1 (the ACD's agent relay)."""
+    node1, node2 = cc.switches
+    cc.center.agent(AGENT, [GROUP], switch=node2)
+    try:
+        customer, leg = queue_call(cc, node2)
+        reply = ok(cc.server.client("supervisor").post("/api/supervise/listen",
+                                                       json={"Extension": AGENT}))
+        assert reply["message"].endswith(f"(node {node2.name})")
+        relay = wait_until(lambda: next(
+            (c for c in node2.channels.values() if c.get("fsapps_eavesdrop") == leg.uuid
+             and c.answered), None), 5, "node 2 reached the supervisor through node 1")
+        wait_until(lambda: node2.hears(relay.uuid) == {leg.uuid, customer.uuid}, 3,
+                   "the relayed supervisor leg listens to both")
+        phone = wait_until(lambda: next((c for c in node1.channels.values()
+                                         if c.get("dialed_user") == SUPERVISOR
+                                         and c.answered), None), 5, "1900 answered on node 1")
+        assert node1.hears(phone.uuid)  # bridged to the leg coming from node 2
+        assert node2.hears(leg.uuid) == {customer.uuid}  # the agent does not hear it
+    finally:
+        cc.center.agent(AGENT, [GROUP])

@@ -5,14 +5,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
 
 from fsapps.cti import operations as ops
-from fsapps.cti.auth import request_token
+from fsapps.cti.auth import AuthError, request_token
 from fsapps.cti.registry import Call, Field, Route, ok, register
 
+LOG = logging.getLogger("fsapps.cti")
 EXT = Field("Extension", "extension", own=True, known=True,
             description="the agent's extension")
 PATH_EXT = Field("ext", "extension", where="path", own=True, known=True,
@@ -54,8 +56,14 @@ ME = {"username": "the user", "role": "agent, supervisor or admin",
 
 async def login(call: Call) -> Any:
     remote = call.request.remote or ""
-    token = await call.services.run(call.services.auth.login, call["username"],
-                                    call["password"], remote)
+    try:
+        token = await call.services.run(call.services.auth.login, call["username"],
+                                        call["password"], remote)
+    except AuthError as exc:
+        LOG.warning("login refused for user %r from %s: %s", call["username"], remote,
+                    exc.message)
+        raise
+    LOG.info("login: user %r from %s", call["username"], remote)
     return {"token": token}
 
 

@@ -9,7 +9,9 @@ with its traceback and answers 500 without details.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import traceback
 from collections.abc import Awaitable, Callable
 
@@ -91,20 +93,26 @@ async def start(services: CtiServices, host: str, port: int) -> tuple[web.AppRun
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
-    server = getattr(site, "_server", None)
-    sockets = getattr(server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
+    addresses = runner.addresses
+    bound = addresses[0][1] if addresses else port
     return runner, int(bound)
 
 
 def serve(services: CtiServices, host: str, port: int) -> None:
-    """Serve until interrupted (``fsapps cti serve``)."""
+    """Serve until interrupted (``fsapps cti serve``); SIGTERM and SIGINT stop it cleanly
+    (requests in progress are finished)."""
     async def main() -> None:
         runner, bound = await start(services, host, port)
         logger.info("fsapps CTI server listening on %s:%d", host, bound)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
+            logger.info("fsapps CTI server stopping")
             await runner.cleanup()
 
     try:

@@ -232,26 +232,26 @@ class Auth:
 
 
 # ------------------------------------------------------------------------ aiohttp --------
-def request_token(request: web.Request) -> str:
+def request_token(request: web.Request, query_key: bool = False) -> str:
     """The token of a request: ``Authorization: Nway <token>`` (seed 001; ``Bearer`` is taken
-    too), else the ``key`` query parameter (mod_cti's httpcli form)."""
+    too), else, with ``query_key``, the ``key`` query parameter (mod_cti's httpcli form)."""
     header = request.headers.get("Authorization", "").strip()
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() in ("nway", "bearer"):
             return value.strip()
-        # "Authorization:Nway token" with the scheme glued to a tab or nothing after it
         return ""
-    return request.query.get("key", "")
+    return request.query.get("key", "") if query_key else ""
 
 
-async def authenticate(request: web.Request, role: str = "agent") -> Principal:
+async def authenticate(request: web.Request, role: str = "agent",
+                       query_key: bool = False) -> Principal:
     """The request's principal, checked to hold at least ``role``; raises NotAuthorized /
     Forbidden. The check runs in the services' worker threads (it reads Redis)."""
     from fsapps.cti.services import services_of
 
     services = services_of(request.app)
-    principal = await services.run(services.auth.check, request_token(request))
+    principal = await services.run(services.auth.check, request_token(request, query_key))
     if not principal.at_least(role):
         raise Forbidden(f"this needs the {role} role; user {principal.username!r} is "
                         f"{principal.role}")

@@ -111,8 +111,12 @@ def set_call_state(ctx: Context, domain: str, extension: str, value: str) -> str
     if value == "ready":
         _enabled(agent, "Extension")
     agents = Agents(ctx, domain)
-    if not agents.transition(extension, value, extra={"no_answer_count": 0}
-                             if value == "ready" else None):
+    # Never ready from ring/talking/ivr: a ready agent on a call would be offered a second
+    # call (acd.set_ready keeps the same rule).
+    only_from = ("ready", "typing", "no_answer", "busy", "rest", "no_ready") \
+        if value == "ready" else None
+    if not agents.transition(extension, value, only_from=only_from,
+                             extra={"no_answer_count": 0} if value == "ready" else None):
         raise ApiError(409, f"agent {extension}: call state cannot go from "
                        f"{agent.call_state!r} to {value!r}", "Value")
     if value == "ready":
@@ -138,13 +142,15 @@ def extension_info(ctx: Context, domain: str, extension: str) -> dict[str, str]:
 def find_call(ctx: Context, domain: str, extension: str, want: str, field: str) -> rows.LiveCall:
     """The extension's call to act on (:func:`fsapps.cti.rows.pick`); 409 naming ``field``
     when it has none in that state."""
-    conf = ctx.settings.directory
+    call_hash = ctx.settings.directory.call_hash
     pipe = ctx.redis.pipeline(transaction=False)
     pipe.hget(seed_userinfo_hash(domain), extension)
-    pipe.hget(conf.call_hash, extension) if conf.call_hash else pipe.echo("")
     pipe.hget(ctx.keys(domain).agent(extension), "agent_leg")
-    userinfo, calls, agent_leg = pipe.execute()
-    call = rows.pick(rows.live_calls(userinfo, calls or None, agent_leg or ""), want)
+    if call_hash:  # the seed's "calls" hash may be turned off (directory.call_hash: "")
+        pipe.hget(call_hash, extension)
+    userinfo, agent_leg, *calls = pipe.execute()
+    found = rows.live_calls(userinfo, calls[0] if calls else None, agent_leg or "")
+    call = rows.pick(found, want)
     if call is None:
         what = {"ringing": "has no ringing call", "answered": "is not on an answered call"}
         raise ApiError(409, f"extension {extension!r} {what.get(want, 'is not on a call')}",
@@ -161,10 +167,15 @@ def on_channel(services: CtiServices, uuid: str, op: str, **args: Any) -> str:
     return reply.removeprefix("+OK").strip()
 
 
-def _phone(phone: str, gateway: str, field: str) -> None:
+def _phone(phone: str, gateway: str, field: str, services: CtiServices | None = None) -> None:
+    """A number to ring: a phone number with a gateway; else an extension, which must be
+    known when ``services`` is given (it is rung as ``user/<ext>``)."""
     if gateway and not valid_number(phone):
         raise ApiError(422, f"field {field!r} = {phone!r}: with a gateway it must be a phone "
                        "number (digits, optional leading +)", field)
+    if not gateway and services is not None and unknown_extensions(
+            services.ctx, services.domain, {field: phone}):
+        raise ApiError(404, f"unknown extension {phone!r}", field)
 
 
 def transfer(services: CtiServices, extension: str, target: str, gateway: str) -> str:
@@ -207,7 +218,7 @@ def eavesdrop(services: CtiServices, target: str, phone: str, gateway: str, mode
     """Ring ``phone`` (an extension, or a number through ``gateway``) to listen to
     ``target``'s call, or whisper to the agent / the customer (``mode``); the listener
     switches with DTMF 1/2/3/0."""
-    _phone(phone, gateway, phone_field)
+    _phone(phone, gateway, phone_field, services)
     call = find_call(services.ctx, services.domain, target, "answered", target_field)
     return on_channel(services, call.uuid, "eavesdrop", phone=phone, gateway=gateway,
                       mode=mode, dtmf="true",
@@ -217,7 +228,7 @@ def eavesdrop(services: CtiServices, target: str, phone: str, gateway: str, mode
 def threeway(services: CtiServices, in_call: str, phone: str, gateway: str,
              in_call_field: str = "EvdPhone", phone_field: str = "EvdedPhone") -> str:
     """Ring ``phone`` into ``in_call``'s call as a third party (all three hear each other)."""
-    _phone(phone, gateway, phone_field)
+    _phone(phone, gateway, phone_field, services)
     call = find_call(services.ctx, services.domain, in_call, "answered", in_call_field)
     return on_channel(services, call.uuid, "threeway", phone=phone, gateway=gateway)
 

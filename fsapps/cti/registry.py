@@ -14,6 +14,7 @@ Issue 9's routes (CSTA, SockJS/STOMP) may register the same way to appear in the
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from fsapps.cti.services import CtiServices, services_of
 from fsapps.errors import FsappsError
 
 MAX_TEXT = 256
+AUDIT = logging.getLogger("fsapps.cti.audit")
 
 
 class ApiError(FsappsError):
@@ -155,6 +157,12 @@ class Route:
     errors: tuple[int, ...] = (400, 401, 403, 404, 409, 422)
     content_type: str = "application/json"
 
+    @property
+    def query_key(self) -> bool:
+        """Does the route take its token as ``?key=`` (mod_cti's httpcli)? Others take it from
+        the Authorization header only: a token in a URL ends up in proxy and access logs."""
+        return any(f.name == "key" and f.where == "query" for f in self.fields)
+
 
 ROUTES: web.AppKey[list[Route]] = web.AppKey("fsapps_cti_routes", list)
 
@@ -184,7 +192,8 @@ def register(app: web.Application, route: Route) -> None:
 def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         services = services_of(request.app)
-        principal = await authenticate(request, route.role) if route.role else None
+        principal = await authenticate(request, route.role, query_key=route.query_key) \
+            if route.role else None
         values = await parse(route, request)
         for spec in route.fields:
             value = values.get(spec.name)
@@ -202,6 +211,13 @@ def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
                 name = missing[0]
                 raise ApiError(404, f"unknown extension {values[name]!r}", name)
         result = await route.fn(Call(request, services, principal, values))
+        if isinstance(result, dict) and result.get("result") == "ok" and principal is not None:
+            # the audit trail: who did what to which extension (never a secret: only the
+            # declared fields, and none of the text kind)
+            shown = {k: v for k, v in values.items()
+                     if next(f for f in route.fields if f.name == k).kind != "text"}
+            AUDIT.info("%s (%s) %s %s %s: %s", principal.username, principal.role,
+                       request.method, request.path, shown, result.get("message", ""))
         if isinstance(result, web.StreamResponse):
             return result
         return json_response(result)
@@ -282,7 +298,7 @@ def openapi(routes: list[Route]) -> dict[str, Any]:
                 "required": [f.name for f in body if f.required]}}}}
         responses: dict[str, Any] = {"200": {"description": "done", "content": {
             route.content_type: {"schema": dict(route.response)}}}}
-        statuses = [s for s in (*route.errors, 503) if route.role or s not in (401, 403)]
+        statuses = [*route.errors, 503, *((401, 403) if route.role else ())]
         for status in sorted(set(statuses)):
             responses[str(status)] = {"description": _REASONS.get(status, "error"),
                                       "content": {"application/json": {

@@ -23,7 +23,7 @@ from fsapps.config import Settings
 from fsapps.context import Context
 from fsapps.cti.auth import Auth
 from fsapps.errors import FsappsError
-from fsapps.nodes import REPLY_TIMEOUT_S, Nodes
+from fsapps.nodes import Nodes
 
 if TYPE_CHECKING:
     import redis
@@ -71,12 +71,13 @@ class CtiServices:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
-    def node_command(self, uuid: str, op: str, *, timeout_s: float = REPLY_TIMEOUT_S,
+    def node_command(self, uuid: str, op: str, *, timeout_s: float | None = None,
                      **args: Any) -> str:
         """Run channel command ``op`` (:data:`fsapps.commands.CHANNEL_COMMANDS`) on the node
         whose runtime holds channel ``uuid`` and return that node's reply (``+OK ...`` /
         ``-ERR ...``). Blocking. Raises NodeCommandError: 404 when no live node holds the
         channel, 504 when the node did not answer in time (the command may still run)."""
+        timeout_s = timeout_s or self.settings.cti.node_reply_timeout_seconds
         nodes = Nodes(self.ctx)
         owner = nodes.owner(uuid)
         if owner is None:
@@ -87,9 +88,10 @@ class CtiServices:
                                    f"{timeout_s:g} s (the command may still run there)", 504)
         return reply
 
-    def any_node_command(self, op: str, *, timeout_s: float = REPLY_TIMEOUT_S,
+    def any_node_command(self, op: str, *, timeout_s: float | None = None,
                          node: str | None = None, **args: Any) -> str:
         """Run node command ``op`` on ``node`` (default: the first live node by name)."""
+        timeout_s = timeout_s or self.settings.cti.node_reply_timeout_seconds
         nodes = Nodes(self.ctx)
         alive = sorted(nodes.alive())
         if node is None:

@@ -42,11 +42,6 @@ def _eavesdrop(mode: str, name: str) -> Any:
         else:
             wanted = "listen"
         phone = _phone(call)
-        if not call.get("Gateway"):
-            missing = await call.services.run(ops.unknown_extensions, call.services.ctx,
-                                              call.services.domain, {"Phone": phone})
-            if missing:
-                raise ApiError(404, f"unknown extension {phone!r}", "Phone")
         return ok(await call.services.run(ops.eavesdrop, call.services, call["Extension"],
                                           phone, call.get("Gateway"), wanted,
                                           target_field="Extension", phone_field="Phone"))
