@@ -38,6 +38,7 @@ from fsapps.store.keys import seed_exten_hash
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 USERDATA_TTL_S = 3600
+OPENAPI_TAG = "wellClient (seed 004)"
 MAX_USERDATA = 50
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -770,7 +771,7 @@ def documented_routes() -> list[Any]:
         return handler  # only its name is used (operationId)
 
     conn = "/api/csta/callControl/calls/{call_id}/connections/{connection}"
-    tag, ok = "wellClient (seed 004)", {"type": "object"}
+    tag, ok = OPENAPI_TAG, {"type": "object"}
     errors = (400, 401, 403, 404, 409)
     return [
         Route("POST", "/login", doc(login), "wellClient login (form: username, password, "
