@@ -335,6 +335,7 @@
     setConfig: function (c) {
       Object.keys(c || {}).forEach(function (k) { config[k] = c[k]; });
       if (c && c.host) { config.SDK = c.host; config.TPI = c.host + '/login'; }
+      applyHideButton();
     },
     getConfig: function () { return Object.assign({}, config); },
     setDebug: function (isDebug) { config.debug = !!isDebug; },
@@ -490,6 +491,25 @@
     getCallMemory: function () { return memory; },
     events: EVENTS.slice()
   };
+
+  // hideButton: toolbar controls (by the seed's ids) the page should not show
+  function applyHideButton() {
+    if (!root.document) { return; }
+    (config.hideButton || []).forEach(function (id) {
+      var el = root.document.getElementById(id);
+      if (el) { el.hidden = true; }
+    });
+  }
+
+  // clickCallClass: clicking an element of that class dials the digits of its text
+  if (root.document) {
+    root.document.addEventListener('click', function (ev) {
+      var el = ev.target && ev.target.closest ? ev.target.closest('.' + config.clickCallClass) : null;
+      if (!el || !memory.deviceId) { return; }
+      var digits = (el.textContent || '').replace(/[^0-9]/g, '');
+      if (digits) { wellClient.makeCall(digits); }
+    });
+  }
 
   root.wellClient = wellClient;
   if (typeof module !== 'undefined' && module.exports) { module.exports = wellClient; }
