@@ -31,10 +31,15 @@ class Echo:
         self.closed = True
 
 
+REGISTRY: web.AppKey[sockjs.SessionRegistry] = web.AppKey("registry", sockjs.SessionRegistry)
+
+
 def run(test: Callable[[TestClient], Awaitable[Any]]) -> Any:
     async def main() -> Any:
         app = web.Application()
-        sockjs.install(app, "/mvc/stomp", sockjs.SessionRegistry(Echo))
+        registry = sockjs.SessionRegistry(Echo)
+        app[REGISTRY] = registry
+        sockjs.install(app, "/mvc/stomp", registry)
         async with TestClient(TestServer(app)) as client:
             return await test(client)
     return asyncio.run(main())
@@ -114,3 +119,15 @@ def test_raw_websocket_has_no_framing() -> None:
         await ws.send_str("plain")
         return str((await ws.receive()).data)
     assert run(test) == "echo:plain"
+
+
+def test_a_polling_session_belongs_to_its_address() -> None:
+    async def test(client: TestClient) -> None:
+        base = "/mvc/stomp/000/owned001"
+        assert await (await client.post(base + "/xhr")).text() == "o\n"
+        registry_session = next(iter(
+            client.app[REGISTRY].sessions.values()))  # type: ignore[index]
+        registry_session.remote = "192.0.2.7"  # as if another address had opened it
+        assert (await client.post(base + "/xhr")).status == 404
+        assert (await client.post(base + "/xhr_send", data='["x"]')).status == 404
+    run(test)

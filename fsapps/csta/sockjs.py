@@ -185,7 +185,12 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
         server, sid = request.match_info["server"], request.match_info["session"]
         if not (_NAME.fullmatch(server) and _NAME.fullmatch(sid)):
             raise web.HTTPNotFound()
-        return registry.get_or_create(sid, request.remote or "")
+        session, new = registry.get_or_create(sid, request.remote or "")
+        if session.remote != (request.remote or ""):
+            # The session id is the client's choice and travels in URLs: another address
+            # that learnt it must not read the session's messages.
+            raise web.HTTPNotFound()
+        return session, new
 
     async def websocket(request: web.Request) -> web.StreamResponse:
         server, sid = request.match_info["server"], request.match_info["session"]
@@ -295,7 +300,7 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
     async def xhr_send(request: web.Request) -> web.Response:
         sid = request.match_info["session"]
         session = registry.sessions.get(sid)
-        if session is None:
+        if session is None or session.remote != (request.remote or ""):
             raise web.HTTPNotFound()
         text = await request.text()
         if not text:
