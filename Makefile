@@ -59,8 +59,9 @@ if ! psql "$$DATABASE_URL" -qAtc 'select 1' >/dev/null 2>&1; then
 fi
 endef
 
-# System packages: python3-venv, redis-server, a PostgreSQL server and nats-server (for the NATS
-# tests), from apt when missing. RabbitMQ is optional: the AMQP tests skip when none answers.
+# System packages: python3-venv, redis-server, a PostgreSQL server, nats-server (for the NATS
+# tests) and chromium (for the browser tests), from apt when missing. RabbitMQ is optional: the
+# AMQP tests skip when none answers.
 system:
 	missing=()
 	python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
@@ -68,6 +69,10 @@ system:
 	command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 	command -v psql >/dev/null || missing+=(postgresql-client)
 	command -v nats-server >/dev/null || missing+=(nats-server)
+	# the browser tests drive the system Chromium (never `playwright install`); a CJK font so
+	# the Chinese pages render in it
+	[ -x /usr/bin/chromium ] || missing+=(chromium)
+	fc-list : family 2>/dev/null | grep -i 'wenquanyi\|noto sans cjk' >/dev/null || missing+=(fonts-wqy-microhei)
 	if [ $${#missing[@]} -gt 0 ]; then
 	  echo "installing system packages: $${missing[*]}"
 	  $(APT) update -qq && $(APT) install -y -qq "$${missing[@]}"

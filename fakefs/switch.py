@@ -992,7 +992,10 @@ class Switch:
                 leg, b.fail_with or "CALL_REJECTED", side="remote"))
             return
         self.scheduler.call_later(self.scaled(b.ring_after_ms), progress)
-        if b.answer_after_ms is not None:
+        if (leg.get("sip_auto_answer") or "").lower() == "true":
+            # the phone honours Call-Info answer-after=0: it answers once it has rung
+            self.scheduler.call_later(self.scaled(b.ring_after_ms) + 0.001, answer)
+        elif b.answer_after_ms is not None:
             self.scheduler.call_later(self.scaled(b.answer_after_ms), answer)
         if b.hangup_after_bridge_ms is not None:
             self._when(leg, "bridged", b.hangup_after_bridge_ms,
@@ -1056,7 +1059,8 @@ class Switch:
                 a.wait(None, until=lambda: not b.up or b.peer != a.uuid or a.peer != b.uuid)
                 break
             except Interrupt as exc:
-                if exc.reason in ("transfer", "bridge_to"):
+                # uuid_bridge takes a bridged channel out of its bridge too (bridge_to_run)
+                if exc.reason in ("transfer", "bridge_to", "bridge_to_run"):
                     interrupt = exc
                     break
                 # uuid_break stops playbacks, not bridges

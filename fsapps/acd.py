@@ -232,6 +232,8 @@ class Router:
             f"originate_timeout={c.group.group_callout_timeout}",
             # the relay on another node rings the phone no longer than this either
             f"sip_h_X-FSAPPS-Ring-Timeout={c.group.group_callout_timeout}",
+            # the call's id for the phone's leg on another node (fsapps.cstafeed)
+            f"sip_h_X-FSAPPS-Call={c.uuid}",
             "ignore_early_media=true",
             f"origination_caller_id_number={safe_part(c.caller)}",
             f"fsapps_acd_agent={extension}", f"fsapps_acd_call={c.uuid}",

@@ -40,6 +40,8 @@ from fsapps.cdrcalls import CallRecords
 from fsapps.cdrspool import INTERVAL_S as CDR_SPOOL_INTERVAL_S
 from fsapps.cdrspool import SpoolWriter
 from fsapps.context import Context, get_context, now_ms
+from fsapps.csta import switchops
+from fsapps.cstafeed import CstaFeed
 from fsapps.errors import FsappsError
 from fsapps.fslog import log
 from fsapps.livestate import LiveState
@@ -71,6 +73,7 @@ class NodeRuntime:
         self.xcc: xcc.XccPublisher | None = None
         self.cdr_writer = SpoolWriter(ctx, node)
         self.call_records = CallRecords(ctx, node, self.api_execute)
+        self.cstafeed = CstaFeed(ctx)
 
     # ------------------------------------------------------------------ loops -------------
     def run(self) -> None:
@@ -167,6 +170,10 @@ class NodeRuntime:
             reply_id = command.get("reply")
             if reply_id:
                 self.nodes.reply(str(reply_id), reply)
+        elif name == switchops.COMMAND:  # wellClient call control from a CTI server
+            reply = switchops.run(self.ctx.settings, self.api_execute, self.node, command)
+            if command.get("reply"):
+                self.nodes.reply(str(command["reply"]), reply)
         elif name == "directory_flush":
             # a directory record changed (fsapps.userdir): drop the switch's cached copy
             for args in flush_commands(str(command.get("domain", "")),
@@ -191,6 +198,8 @@ class NodeRuntime:
         self.guarded(messages.execute)
         # seed 003's cti_userinfo@<domain>, registrations and calls: two round trips a batch
         self.guarded(self.livestate.apply, events)
+        # the CSTA feed of the wellClient event stream (fsapps.cstafeed): three round trips
+        self.guarded(self.cstafeed.apply, events)
 
     def on_event(self, event: Any, pipe: Any = None, messages: Any = None) -> None:
         name = event.getHeader("Event-Name")

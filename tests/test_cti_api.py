@@ -299,12 +299,20 @@ def test_bodies_that_are_not_json_objects(cc: CtiStack) -> None:
     assert admin.get("/api/agent_ready").json() == {"error": "Method Not Allowed"}
 
 
+def _page_or_stream(path: str) -> bool:
+    """Issue 9's pages, static files and SockJS stream are served but are no REST calls."""
+    from fsapps.cti.extensions import UNDOCUMENTED_PREFIXES
+
+    return any(path == p or (p != "/" and path.startswith(p)) for p in UNDOCUMENTED_PREFIXES)
+
+
 def test_openapi_document_matches_the_routes(cc: CtiStack) -> None:
     doc = ok(cc.server.anonymous().get("/api/openapi.json"))
     assert doc["openapi"].startswith("3.")
     served = {(r.method, r.resource.canonical)  # type: ignore[union-attr]
               for r in cc.server.runner.app.router.routes()
-              if r.resource is not None and r.method != "HEAD"}
+              if r.resource is not None and r.method != "HEAD"
+              and not _page_or_stream(r.resource.canonical)}
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert documented == served - {("GET", "/api/openapi.json")}
     for seed in ("login", "agent_up", "agent_down", "agent_ready", "agent_busy",

@@ -1,10 +1,66 @@
-"""Routes added to the CTI server by other features."""
+"""Routes other features add to the CTI server (:func:`fsapps.cti.app.build_app` calls
+:func:`install`): wellClient (seed 004) — ``POST /login``, ``/api/csta/...``, the SockJS/STOMP
+event stream at ``/mvc/stomp``, the agent page at ``/``, the wallboard at ``/wallboard`` and
+their static files (well-client.js, styles, translations) under ``/static/``. Everything the
+pages need is served from here: no CDN, no other host.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 
-def install(app: Any, services: Any) -> None:
-    """Routes added by other features (issue 9: CSTA, SockJS/STOMP, web pages)."""
-    return None
+from fsapps.csta import rest, sockjs
+from fsapps.csta.hub import Hub
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
+SOCKJS_PREFIX = "/mvc/stomp"
+HUB: web.AppKey[Hub] = web.AppKey("fsapps_csta_hub", Hub)
+_PAGES = {"/": "index.html", "/wallboard": "wallboard.html"}
+# Served here but not REST calls, so not in the OpenAPI document.
+UNDOCUMENTED_PREFIXES = ("/static", SOCKJS_PREFIX, *_PAGES)
+# The pages run only their own scripts and talk only to this server.
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'")
+
+
+def install(app: web.Application, services: Any) -> None:
+    hub = Hub(services)
+    app[HUB] = hub
+    registry = sockjs.SessionRegistry(hub.connection)
+    sockjs.install(app, SOCKJS_PREFIX, registry)
+    rest.install(app)
+    rest.install_supervision(app)
+    # the REST calls appear in /api/openapi.json; pages, static files and SockJS do not
+    from fsapps.cti.registry import ROUTES
+
+    if ROUTES in app:
+        app[ROUTES].extend(rest.documented_routes())
+
+    def page(name: str) -> Any:
+        async def serve(request: web.Request) -> web.StreamResponse:
+            return web.FileResponse(STATIC_DIR / name, headers={
+                "Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-cache", "Content-Type": "text/html; charset=utf-8"})
+        return serve
+
+    for path, name in _PAGES.items():
+        app.router.add_get(path, page(name))
+    app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
+
+    async def start(app: web.Application) -> None:
+        await hub.start()
+
+    async def close_sessions(app: web.Application) -> None:
+        # before the server waits for its requests: a long poll or a WebSocket would keep it
+        # waiting for the next heart-beat otherwise
+        await registry.close_all()
+
+    async def stop(app: web.Application) -> None:
+        await hub.stop()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(close_sessions)
+    app.on_cleanup.append(stop)

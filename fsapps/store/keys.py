@@ -26,6 +26,16 @@ fsapps-owned, from :class:`Keys` (``p`` = prefix, ``d`` = domain) — name, type
                                            number, arrival, agents who failed it)
 ``p:{d}:offers``                   hash    none; call uuid -> extension reserved for it
 ``p:{d}:wrapups``                  zset    none; extensions in wrap-up, score = end (ms)
+``p:{d}:csta:legs``                hash    none (fields removed at hangup); channel uuid ->
+                                           CSTA callId (:mod:`fsapps.cstafeed`)
+``p:{d}:csta:call:<callId>``       hash    EX 1 h after its last change; calling, called and
+                                           one field per leg ``p:<uuid>`` -> JSON device/state
+``p:{d}:csta:userdata:<callId>``   hash    EX 1 h; CSTA call data (user-data key -> value)
+``p:{d}:csta:agent:<job>``         hash    none (deleted at logout); a wellClient agent's
+                                           device, mode and since (:mod:`fsapps.csta.agents`)
+``p:{d}:csta:pending:<job>``       list    EX 30 s; agent events published before the
+                                           agent's STOMP subscription arrived
+``p:{d}:csta``                     pubsub  channel; the CSTA feed (JSON records) of the domain
 =================================  ======  =====================================================
 
 fsapps-owned, from :class:`NodeKeys`:
@@ -190,6 +200,25 @@ class Keys:
 
     def wrapups(self) -> str:
         return f"{self._base}:wrapups"
+
+    def csta_legs(self) -> str:
+        return f"{self._base}:csta:legs"
+
+    def csta_call(self, call_id: str) -> str:
+        return f"{self._base}:csta:call:{_part('CSTA call id', call_id)}"
+
+    def csta_userdata(self, call_id: str) -> str:
+        return f"{self._base}:csta:userdata:{_part('CSTA call id', call_id)}"
+
+    def csta_agent(self, job: str) -> str:
+        return f"{self._base}:csta:agent:{_part('job number', job)}"
+
+    def csta_pending(self, job: str) -> str:
+        return f"{self._base}:csta:pending:{_part('job number', job)}"
+
+    def csta_feed(self) -> str:
+        """The domain's CSTA feed: a pub/sub channel (not a key), tagged like the keys."""
+        return f"{self._base}:csta"
 
 
 class NodeKeys:

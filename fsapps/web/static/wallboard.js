@@ -1,0 +1,169 @@
+/* The supervisor wallboard: a snapshot from /api/csta/wallboard, refreshed whenever the domain's
+ * event stream (/topic/csta/domain/<domain>) says something changed; times tick locally. */
+(function () {
+  'use strict';
+  var $ = function (id) { return document.getElementById(id); };
+  var t = function (k) { return i18n.t(k); };
+  var board = null, fetchedAt = 0, pending = null, domain = '', myDevice = '';
+
+  function clock(ms) {
+    var s = Math.max(0, Math.floor(ms / 1000));
+    var h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60, sec = s % 60;
+    var mm = (m < 10 ? '0' : '') + m + ':' + (sec < 10 ? '0' : '') + sec;
+    return h ? h + ':' + mm : mm;
+  }
+  function short(d) { return String(d || '').split('@')[0]; }
+  function cell(text, cls) {
+    var td = document.createElement('td');
+    if (cls) { td.className = cls; }
+    td.textContent = text;
+    return td;
+  }
+  function stateCell(value, label) {
+    var td = document.createElement('td');
+    var span = document.createElement('span');
+    span.className = 'state';
+    span.setAttribute('data-s', value);
+    span.textContent = label;
+    td.appendChild(span);
+    return td;
+  }
+  function empty(body, cols) {
+    var tr = document.createElement('tr');
+    var td = cell('—', 'empty');
+    td.colSpan = cols;
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }
+
+  function refresh() {
+    if (pending) { return; }
+    pending = wellClient.wallboard(domain).done(function (data) {
+      board = data; fetchedAt = Date.now(); render();
+    }).always(function () { pending = null; });
+  }
+
+  function render() {
+    if (!board) { return; }
+    var age = Date.now() - fetchedAt;
+    var waiting = 0, longest = 0, ready = 0;
+    var gBody = $('groups').tBodies[0];
+    gBody.textContent = '';
+    board.groups.forEach(function (g) {
+      waiting += g.waiting; ready += g.ready;
+      var wait = g.waiting ? g.longestWaitMs + age : 0;
+      longest = Math.max(longest, wait);
+      var tr = document.createElement('tr');
+      tr.setAttribute('data-group', g.group);
+      tr.appendChild(cell(g.group + (g.name && g.name !== g.group ? ' · ' + g.name : '')));
+      tr.appendChild(cell(String(g.waiting), g.waiting ? 'wait-hot' : ''));
+      tr.appendChild(cell(g.waiting ? clock(wait) : '—', wait > 60000 ? 'wait-hot' : ''));
+      tr.appendChild(cell(String(g.ready)));
+      tr.appendChild(cell(String(g.members)));
+      gBody.appendChild(tr);
+    });
+    if (!board.groups.length) { empty(gBody, 5); }
+    var aBody = $('agents').tBodies[0];
+    aBody.textContent = '';
+    board.agents.forEach(function (a) {
+      var tr = document.createElement('tr');
+      tr.setAttribute('data-agent', a.extension);
+      tr.appendChild(cell(a.extension));
+      tr.appendChild(cell(a.job || '—'));
+      var s = a.state === 'ready' && a.seat === 'busy' ? 'busy' : a.state;
+      tr.appendChild(stateCell(s, t('st_' + s)));
+      tr.appendChild(cell(a.sinceMs ? clock(a.sinceMs + age) : '—'));
+      tr.appendChild(cell(a.groups.join(', ') || '—'));
+      aBody.appendChild(tr);
+    });
+    if (!board.agents.length) { empty(aBody, 5); }
+    var cBody = $('calls').tBodies[0];
+    cBody.textContent = '';
+    board.calls.forEach(function (c) {
+      var tr = document.createElement('tr');
+      tr.setAttribute('data-call', c.callId);
+      tr.appendChild(cell(short(c.calling)));
+      tr.appendChild(cell(short(c.called)));
+      var parties = document.createElement('td');
+      c.parties.forEach(function (p) {
+        var span = document.createElement('span');
+        span.className = 'state';
+        span.setAttribute('data-s', p.state);
+        span.textContent = short(p.device);
+        parties.appendChild(span);
+        parties.appendChild(document.createTextNode(' '));
+      });
+      tr.appendChild(parties);
+      tr.appendChild(cell(c.callId.slice(0, 8), 'mono'));
+      var td = document.createElement('td');
+      var btns = document.createElement('div');
+      btns.className = 'btns';
+      [['listen', 'listen'], ['whisper', 'whisper'], ['barge', 'barge']].forEach(function (m) {
+        var b = document.createElement('button');
+        b.type = 'button';
+        b.className = 'sup-' + m[0];
+        b.textContent = t(m[1]);
+        b.addEventListener('click', function () {
+          wellClient.forceListen(c.callId, myDevice, m[0]).fail(function () {});
+        });
+        btns.appendChild(b);
+      });
+      var h = document.createElement('button');
+      h.type = 'button';
+      h.className = 'bad sup-hangup';
+      h.textContent = t('hangup');
+      h.addEventListener('click', function () { wellClient.forceHangup(c.callId); });
+      btns.appendChild(h);
+      td.appendChild(btns);
+      tr.appendChild(td);
+      cBody.appendChild(tr);
+    });
+    if (!board.calls.length) { empty(cBody, 5); }
+    $('statWaiting').textContent = String(waiting);
+    $('statLongest').textContent = clock(longest);
+    $('statLongest').parentNode.classList.toggle('alert', longest > 60000);
+    $('statReady').textContent = String(ready);
+    $('statCalls').textContent = String(board.calls.length);
+  }
+
+  function tick() {
+    render();
+    var ok = wellClient.getCallMemory().connected;
+    $('liveState').setAttribute('data-mode', ok ? 'Ready' : 'NotReady');
+    $('liveText').setAttribute('data-i18n', ok ? 'live' : 'offline');
+    $('liveText').textContent = t(ok ? 'live' : 'offline');
+    $('clock').textContent = new Date().toLocaleTimeString();
+  }
+
+  i18n.apply();
+  $('lang').addEventListener('click', function () { i18n.toggle(); render(); });
+  var params = new URLSearchParams(location.search);
+  $('domain').value = params.get('domain') || localStorage.getItem('fsapps.domain') || location.hostname;
+  $('user').value = params.get('user') || '';
+  $('myDevice').value = params.get('device') || '';
+  wellClient.setConfig({debug: false, useWsLog: false});
+  wellClient.exports = function () {
+    // every change in the domain: fetch the snapshot again (coalesced)
+    setTimeout(refresh, 150);
+  };
+  $('loginForm').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    $('loginError').textContent = '';
+    domain = $('domain').value.trim();
+    var dev = $('myDevice').value.trim();
+    myDevice = dev.indexOf('@') > 0 ? dev : dev + '@' + domain;
+    wellClient.signIn($('user').value.trim(), $('password').value, domain).done(function (res) {
+      $('loginPanel').hidden = true;
+      $('board').hidden = false;
+      $('who').hidden = false;
+      $('supLabel').textContent = res.username + ' · ' + short(myDevice);
+      document.body.setAttribute('data-phase', 'board');
+      wellClient.watchDomain(domain);
+      refresh();
+      setInterval(refresh, 15000);
+      setInterval(tick, 1000);
+    }).fail(function (res) {
+      $('loginError').textContent = t('loginFailed') + ': ' + ((res && res.error) || '');
+    });
+  });
+})();
