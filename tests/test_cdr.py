@@ -164,18 +164,28 @@ def cdrs(redis_server: Any, database: Any, no_leaked_switch_threads: None) -> It
     for cc in center(redis_server.url, database.dsn, callout_timeout=RING_S):
         switch = cc.start_switch()
         switch.add_gateway("test", lambda number: Behaviour(answer_after_ms=100))
-        bus = Subscriber(redis_server.url, ("cdr_*",))
-        try:
-            yield Cdrs(cc, switch, bus, database.dsn)
-        finally:
-            bus.close()
+        yield from watching(cc, switch, redis_server.url, database.dsn)
+
+
+def watching(cc: CallCenter, switch: Switch, redis_url: str, dsn: str) -> Iterator[Cdrs]:
+    """The module's Cdrs, listening on cdr_* while the module runs."""
+    bus = Subscriber(redis_url, ("cdr_*",))
+    try:
+        yield Cdrs(cc, switch, bus, dsn)
+    finally:
+        bus.close()
+
+
+def settled(cdrs: Cdrs) -> Iterator[Cdrs]:
+    """One test's view of ``cdrs``; after it every call is over and the spool written."""
+    yield cdrs
+    wait_until(lambda: not cdrs.switch.channels, 8, "every call over")
+    wait_until(lambda: cdrs.cc.ctx.redis.xlen(cdrs.spool()) == 0, 5, "the spool empty")
 
 
 @pytest.fixture
 def c(cdrs: Cdrs) -> Iterator[Cdrs]:
-    yield cdrs
-    wait_until(lambda: not cdrs.switch.channels, 8, "every call over")
-    wait_until(lambda: cdrs.cc.ctx.redis.xlen(cdrs.spool()) == 0, 5, "the spool empty")
+    yield from settled(cdrs)
 
 
 # ------------------------------------------------------------------------ queue calls -------

@@ -24,8 +24,7 @@ from fsapps.config import Secret
 from fsapps.db.connection import Pool
 from fsapps.store import connection as store_connection
 from tests.acd_support import DOMAIN, center
-from tests.pubsub_capture import Subscriber
-from tests.test_cdr import RING_S, TALK, Cdrs, proxied
+from tests.test_cdr import RING_S, TALK, Cdrs, proxied, settled, watching
 
 # After the project's dialplan (first match wins, so none of its numbers is taken):
 # 5<ext> bridges straight to a registered phone, 41<ext> records the call first;
@@ -56,18 +55,12 @@ def cdrs(redis_server: Any, database: Any, no_leaked_switch_threads: None) -> It
     for cc in center(redis_server.url, database.dsn, callout_timeout=RING_S):
         switch = cc.start_switch()
         switch.dialplan.load_text(TEST_DIALPLAN)
-        bus = Subscriber(redis_server.url, ("cdr_*",))
-        try:
-            yield Cdrs(cc, switch, bus, database.dsn)
-        finally:
-            bus.close()
+        yield from watching(cc, switch, redis_server.url, database.dsn)
 
 
 @pytest.fixture
 def c(cdrs: Cdrs) -> Iterator[Cdrs]:
-    yield cdrs
-    wait_until(lambda: not cdrs.switch.channels, 8, "every call over")
-    wait_until(lambda: cdrs.cc.ctx.redis.xlen(cdrs.spool()) == 0, 5, "the spool empty")
+    yield from settled(cdrs)
 
 
 def phone(c: Cdrs, ext: str, **behaviour: Any) -> None:

@@ -443,28 +443,18 @@ def is_agent_device(ctx: Any, domain: str, device: str) -> bool:
 
 # ------------------------------------------------------------------------ actions -------
 # (blocking; run in the services' worker threads) services, domain, callId, device, ext, body
-def _answer(services: Any, domain: str, call_id: str, device: str, ext: str,
+def _leg_action(op: str) -> Callable[..., None]:
+    """An action that runs the node command ``op`` on the leg of ``device`` in the call."""
+    def act(services: Any, domain: str, call_id: str, device: str, ext: str,
             body: dict[str, Any]) -> None:
-    legs = call_legs(services.ctx, domain, call_id)
-    run_on_leg(services, leg_for(legs, device, call_id), "answer", domain=domain)
+        legs = call_legs(services.ctx, domain, call_id)
+        run_on_leg(services, leg_for(legs, device, call_id), op, domain=domain)
+    act.__name__ = f"_{op}"
+    return act
 
 
-def _drop(services: Any, domain: str, call_id: str, device: str, ext: str,
-          body: dict[str, Any]) -> None:
-    legs = call_legs(services.ctx, domain, call_id)
-    run_on_leg(services, leg_for(legs, device, call_id), "drop", domain=domain)
-
-
-def _hold(services: Any, domain: str, call_id: str, device: str, ext: str,
-          body: dict[str, Any]) -> None:
-    legs = call_legs(services.ctx, domain, call_id)
-    run_on_leg(services, leg_for(legs, device, call_id), "hold", domain=domain)
-
-
-def _retrieve(services: Any, domain: str, call_id: str, device: str, ext: str,
-              body: dict[str, Any]) -> None:
-    legs = call_legs(services.ctx, domain, call_id)
-    run_on_leg(services, leg_for(legs, device, call_id), "unhold", domain=domain)
+_answer, _drop = _leg_action("answer"), _leg_action("drop")
+_hold, _retrieve = _leg_action("hold"), _leg_action("unhold")
 
 
 def _target(services: Any, domain: str, body: dict[str, Any], field: str) -> tuple[str, str]:

@@ -27,7 +27,7 @@ import logging
 import random
 import re
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
@@ -192,6 +192,16 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
             raise web.HTTPNotFound()
         return session, new
 
+    async def socket_closed(session: Session, sender: asyncio.Future[Any]) -> None:
+        """The socket under ``session`` is gone: end the session, its sender and receiver."""
+        registry.sockets.discard(session)
+        session.close(1000, "closed")
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+        if session.receiver is not None:
+            await session.receiver.on_close()
+
     async def websocket(request: web.Request) -> web.StreamResponse:
         server, sid = request.match_info["server"], request.match_info["session"]
         if not (_NAME.fullmatch(server) and _NAME.fullmatch(sid)):
@@ -218,13 +228,7 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
                 if session.closed is not None:
                     break
         finally:
-            registry.sockets.discard(session)
-            session.close(1000, "closed")
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
-            if session.receiver is not None:
-                await session.receiver.on_close()
+            await socket_closed(session, sender)
             if not ws.closed:
                 await ws.close()
         return ws
@@ -244,13 +248,7 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
                     if session.closed is not None:
                         break
         finally:
-            registry.sockets.discard(session)
-            session.close(1000, "closed")
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
-            if session.receiver is not None:
-                await session.receiver.on_close()
+            await socket_closed(session, sender)
         return ws
 
     async def xhr_streaming(request: web.Request) -> web.StreamResponse:
