@@ -4,18 +4,23 @@ Two groups (12320, reached on 85733555 as in seed 001, and 110 on 7110), 20 agen
 nodes with realistic answer delays and talk times (one of them a phone left on a desk that
 never answers), callers arriving at a steady random rate — a few VIPs and blacklisted numbers
 among them, some losing patience. A live status line, then a summary. Ctrl-C ends it cleanly.
+A CTI server on 127.0.0.1:8085 serves the web agent console and the supervisor wallboard of
+the simulated center while it runs (--cti-port 0: none).
 
     python -m fakefs.demo [--duration 60] [--rate 1.2] [--agents 20] [--nodes 2] [--seed 1]
+                          [--cti-port 8085]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from fakefs.callcenter import SimulatedCallCenter, reset_database, settings_for
 from fakefs.channel import Behaviour, Channel
@@ -54,6 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--agents", type=int, default=20, help="agents (20)")
     p.add_argument("--nodes", type=int, default=2, help="fake FreeSWITCH nodes (2)")
     p.add_argument("--seed", type=int, default=1, help="random seed (1)")
+    p.add_argument("--cti-port", type=int, default=8085,
+                   help="CTI server port on 127.0.0.1 for the web pages (8085; 0: none)")
     return p.parse_args(argv)
 
 
@@ -81,6 +88,28 @@ def build(center: SimulatedCallCenter, args: argparse.Namespace, rng: random.Ran
             behaviour = Behaviour(answer_after_ms=rng.randint(800, 4000))
         center.agent(extension, groups, switch=center.switches[i % args.nodes],
                      behaviour=behaviour)
+
+
+# Who may log in to the demo's web pages (user, password, role, extension): the supervisor sees
+# the wallboard, "agent" is extension 1001's seat (its fake phone answers by itself).
+DEMO_USERS = (("supervisor", "supervisor", "supervisor", ""), ("agent", "agent", "agent", "1001"))
+
+
+def start_cti(settings: Any, port: int) -> Any:
+    """The CTI server over the simulated center, on 127.0.0.1:``port`` (or, when that port
+    is taken, a free one: the demo must not fail for a busy port)."""
+    from fsapps.config import Secret, UserSettings
+    from fsapps.cti.app import BackgroundServer
+    from fsapps.cti.services import CtiServices
+    from fsapps.passwords import hash_password
+
+    users = tuple(UserSettings(name, Secret(hash_password(password)), role, extension)
+                  for name, password, role, extension in DEMO_USERS)
+    settings = dataclasses.replace(settings, users=users)
+    try:
+        return BackgroundServer(CtiServices(settings), "127.0.0.1", port)
+    except OSError:
+        return BackgroundServer(CtiServices(settings), "127.0.0.1", 0)
 
 
 def status_line(center: SimulatedCallCenter, tally: Tally, started: float) -> str:
@@ -143,12 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     redis_server = RedisServer().start()
     database = FreshDatabase().create()
     center = None
+    cti = None
     tally = Tally()
     started = time.monotonic()
     try:
         reset_database(database.dsn)
-        center = SimulatedCallCenter(settings_for(redis_server.url, database.dsn, DOMAIN))
+        settings = settings_for(redis_server.url, database.dsn, DOMAIN)
+        center = SimulatedCallCenter(settings)
         build(center, args, rng)
+        if args.cti_port:
+            cti = start_cti(settings, args.cti_port)
+            print(f"web pages: wallboard {cti.url}/wallboard (supervisor / supervisor), agent "
+                  f"console {cti.url}/ (agent / agent, extension 1001)", flush=True)
         print(f"running {args.duration:.0f} s of calls at {args.rate}/s "
               "(Ctrl-C to stop early)", flush=True)
         started = time.monotonic()
@@ -181,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         elapsed = time.monotonic() - started
+        if cti is not None:
+            cti.close()
         if center is not None:
             print(summary(center, tally, elapsed, args.agents), flush=True)
             center.close()

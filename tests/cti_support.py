@@ -20,12 +20,10 @@ extension 1002); API token :data:`API_TOKEN` (admin).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -34,7 +32,7 @@ from acd_support import settings_for
 from fakefs.callcenter import SimulatedCallCenter, reset_database
 from fakefs.switch import Switch
 from fsapps.config import Secret, Settings, UserSettings
-from fsapps.cti.app import start
+from fsapps.cti.app import BackgroundServer
 from fsapps.cti.services import CtiServices
 from fsapps.passwords import hash_password
 
@@ -76,19 +74,12 @@ class Client(requests.Session):
                                *args, **kwargs)
 
 
-@dataclass
-class CtiServer:
-    services: CtiServices
-    host: str
-    port: int
-    loop: asyncio.AbstractEventLoop
-    thread: threading.Thread
-    runner: Any
-    clients: list[Client] = field(default_factory=list)
+class CtiServer(BackgroundServer):
+    """The server in a background thread, with logged-in HTTP clients for the tests."""
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def __init__(self, services: CtiServices, host: str) -> None:
+        super().__init__(services, host)
+        self.clients: list[Client] = []
 
     def anonymous(self) -> Client:
         client = Client(self.url)
@@ -110,30 +101,13 @@ class CtiServer:
     def close(self) -> None:
         for client in self.clients:
             client.close()
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.services.close()
+        super().close()
 
 
 def start_server(settings: Settings, host: str = "127.0.0.1") -> CtiServer:
     """The CTI server for ``settings`` on a free port of ``host``, serving in a background
     thread until :meth:`CtiServer.close`."""
-    services = CtiServices(settings, workers=8)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        started.set()
-        loop.run_forever()
-        loop.close()
-
-    thread = threading.Thread(target=run, name="cti-server", daemon=True)
-    thread.start()
-    started.wait(5)
-    runner, port = asyncio.run_coroutine_threadsafe(start(services, host, 0), loop).result(10)
-    return CtiServer(services, host, port, loop, thread, runner)
+    return CtiServer(CtiServices(settings, workers=8), host)
 
 
 @dataclass

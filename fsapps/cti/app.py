@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 import traceback
 from collections.abc import Awaitable, Callable
 
@@ -121,3 +122,41 @@ def serve(services: CtiServices, host: str, port: int) -> None:
         pass
     finally:
         services.close()
+
+
+class BackgroundServer:
+    """The CTI server on its own event loop in a daemon thread, for programs that run it
+    beside other work in one process (``make demo`` next to its fake switches, the tests).
+    Port 0 takes a free one; :attr:`port` is the one bound. :meth:`close` stops the server
+    and closes ``services``."""
+
+    def __init__(self, services: CtiServices, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.services, self.host = services, host
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="cti-server", daemon=True)
+        self.thread.start()
+        try:
+            self.runner, self.port = asyncio.run_coroutine_threadsafe(
+                start(services, host, port), self.loop).result(10)
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+        self.loop.close()
+
+    def _stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self._stop_loop()
+        self.services.close()
+
