@@ -19,8 +19,10 @@ def test_delivered_goes_to_every_party_with_seed_fields_in_order() -> None:
     pairs = ev.expand(record("delivered"))
     assert [src for src, _ in pairs] == [f"8001@{D}", f"8002@{D}"]
     own = pairs[1][1]
-    assert list(own)[:7] == ["eventName", "eventSrc", "eventTime", "eventType", "serial",
-                             "namespace", "srcDeviceId"]
+    assert list(own)[:9] == ["eventName", "eventSrc", "eventTime", "eventType", "serial",
+                             "_type", "topics", "namespace", "srcDeviceId"]
+    assert own["_type"] == "component.cti.event.DeliveredEvent"
+    assert own["topics"] == ["delivered", f"device:8002@{D}", "extension", "csta"]
     assert own["connectionId"] == f"8002@{D}|c1"
     assert own["alertingDevice"] == own["deviceId"] == f"8002@{D}"
     assert own["agentStatus"] == "Ringing" and "agentStatus" not in pairs[0][1]
@@ -51,6 +53,9 @@ def test_agent_events() -> None:
     [(src, event)] = ev.expand(rec)
     assert src == f"8002@{D}" and event["eventType"] == "agent"
     assert event["devices"] == {"Voice": f"8002@{D}"} and event["agentMode"] == "Ready"
+    assert event["_type"] == "component.cti.event.AgentReadyEvent"
+    assert event["topics"] == [f"agent:5002@{D}", "agentReady", f"device:8002@{D}", "agent",
+                               "csta"]
     assert ev.mode_event("NotReady") == "agentNotReady"
     assert ev.expand({"name": "somethingNew"}) == []
 

@@ -5,7 +5,8 @@ transfer or a conference) describes one change; :func:`expand` makes the events 
 receives: the same event once per device in the call, ``srcDeviceId`` naming the receiver
 ("订阅事件的设备"). Field names and order follow the seed's examples: eventName, eventSrc,
 eventTime (``2017.03.18 14:13:24``), eventType (``csta`` / ``agent``), serial (set when the
-event is sent: :func:`with_serial`), namespace, srcDeviceId, then the event's own fields.
+event is sent: :func:`with_serial`), _type, topics, namespace, srcDeviceId, then the event's
+own fields.
 
 Who receives what (seed 004 §6.5-6.13):
 
@@ -54,10 +55,19 @@ def split_connection(text: str) -> tuple[str, str]:
     return (device, call_id) if sep else ("", text)
 
 
+def event_type_name(name: str) -> str:
+    """The seed's ``_type`` (the Java class of the original server), which some clients
+    switch on: agentLoggedOn → ``component.cti.event.AgentLoggedOnEvent``."""
+    return f"component.cti.event.{name[:1].upper()}{name[1:]}Event"
+
+
 def _head(name: str, kind: str, namespace: str, src: str, ms: int | None,
           event_src: str) -> dict[str, Any]:
+    # topics as the seed's examples list them (the original router's instance names left out)
+    topics = [name, f"device:{src}", "agent" if kind == "agent" else "extension", "csta"]
     return {"eventName": name, "eventSrc": event_src, "eventTime": event_time(ms),
-            "eventType": kind, "serial": 0, "namespace": namespace, "srcDeviceId": src}
+            "eventType": kind, "serial": 0, "_type": event_type_name(name), "topics": topics,
+            "namespace": namespace, "srcDeviceId": src}
 
 
 def expand(record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -122,6 +132,8 @@ def agent_event(name: str, record: dict[str, Any]) -> dict[str, Any]:
     """agentLoggedOn/Off, agentReady/NotReady for the agent's device (seed 004 §6.1-6.4)."""
     dev = str(record.get("device", ""))
     event = _head(name, "agent", str(record.get("domain", "")), dev, record.get("time"), dev)
+    if record.get("agentId"):
+        event["topics"] = [f"agent:{record['agentId']}", *event["topics"]]
     event.update({"deviceId": dev, "agentId": record.get("agentId", ""),
                   "agentMode": record.get("agentMode", "Unknown"),
                   "devices": {"Voice": dev}})
