@@ -129,11 +129,13 @@ class CtiStack:
 
 @contextmanager
 def cti_stack(redis_url: str, dsn: str, *, switches: int = 1, group: str | None = GROUP,
-              **cti: Any) -> Iterator[CtiStack]:
+              sections: dict[str, Any] | None = None, **cti: Any) -> Iterator[CtiStack]:
     """Fresh database and Redis, ``switches`` fake nodes (0: none) running the dialplan and
-    fsapps.runtime, ``group`` created, and a CTI server (``cti`` overrides its settings)."""
+    fsapps.runtime, ``group`` created, and a CTI server (``cti`` overrides its settings,
+    ``sections`` whole settings sections such as ``{"amqp": AmqpSettings(...)}``)."""
     reset_database(dsn)
-    settings = with_cti(settings_for(redis_url, dsn), **cti)
+    settings = dataclasses.replace(with_cti(settings_for(redis_url, dsn), **cti),
+                                   **(sections or {}))
     center = SimulatedCallCenter(settings)
     server = None
     try:

@@ -128,3 +128,32 @@ def test_unreachable_broker_drops_and_counts() -> None:
         assert publisher.dropped == 2
     finally:
         publisher.close()
+
+
+def test_agent_changes_made_by_the_cti_server_reach_rabbitmq(
+        redis_server: RedisServer, database: FreshDatabase, exchange: str,
+        bound_queue: Any) -> None:
+    """An agent set busy through the CTI server's REST API is announced on RabbitMQ too: the
+    server's process publishes it, not a switch's runtime."""
+    from tests.cti_support import cti_stack
+
+    channel, queue = bound_queue
+    amqp_settings = AmqpSettings(enabled=True, url=Secret(AMQP_URL), exchange=exchange)
+    with cti_stack(redis_server.url, database.dsn, sections={"amqp": amqp_settings}) as stack:
+        stack.center.agent("1001", ["110"])
+        publisher = amqp.get_publisher(amqp_settings)
+        wait_until(lambda: publisher.connected, 5, "AMQP connected")
+        admin = stack.server.client("admin")
+        assert admin.post("/api/agent_busy", json={"Extension": "1001"}).status_code == 200
+        received: list[tuple[str, dict[str, Any]]] = []
+
+        def busy_seen() -> bool:
+            method, _, body = channel.basic_get(queue, auto_ack=True)
+            while method is not None:
+                received.append((method.routing_key, json.loads(body)))
+                method, _, body = channel.basic_get(queue, auto_ack=True)
+            return any(key == "agent.1001" and m.get("status") == "busy" for key, m in received)
+        try:
+            wait_until(busy_seen, 10, "agent 1001's busy status on RabbitMQ (agent.1001)")
+        finally:
+            amqp.close_publisher()

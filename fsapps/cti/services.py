@@ -53,6 +53,12 @@ class CtiServices:
         self.auth = Auth(settings, self.ctx.redis)
         self.executor = ThreadPoolExecutor(workers or settings.cti.workers,
                                            thread_name_prefix="fsapps-cti")
+        if settings.amqp.enabled:
+            # Agent changes made here (agent_ready, force busy, ...) are published by this
+            # process: AMQP consumers must see them as they see the switches' own.
+            from fsapps import amqp
+
+            self.ctx.publisher.add_sink(amqp.get_publisher(settings.amqp).sink)
 
     @property
     def redis(self) -> redis.Redis:
