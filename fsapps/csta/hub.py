@@ -41,6 +41,17 @@ SERVER_HEARTBEAT_MS = 10_000
 PENDING_TTL_S = 30
 WALLBOARD_PATTERNS = ("queue_*", "agent_*")
 _SEEN = 512
+# A session's token is checked again this often (and on every SUBSCRIBE): a revoked or expired
+# token, or a user removed or demoted in the settings, ends the session instead of leaving it
+# reading events for as long as the socket stays up.
+TOKEN_RECHECK_S = 30.0
+# A session that has not CONNECTed by then is closed: an open socket costs memory, and only
+# an authenticated one is worth it.
+CONNECT_TIMEOUT_S = 15.0
+# Bounds one user can not push past (per CTI server process): live STOMP sessions per user
+# (a few browser tabs, not thousands) and subscriptions per session (each is a scan per event).
+MAX_SESSIONS_PER_USER = 20
+MAX_SUBSCRIPTIONS = 16
 
 
 @dataclass(eq=False)
@@ -58,6 +69,8 @@ class Subscription:
 class Hub:
     services: Any
     subscriptions: list[Subscription] = field(default_factory=list)
+    # username -> its CONNECTed STOMP sessions in this process
+    sessions_of: dict[str, set[StompConnection]] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
     _client: Any = None
 
@@ -161,6 +174,23 @@ class Hub:
         self.subscriptions = [s for s in self.subscriptions
                               if not (s.conn is conn and (sub_id is None or s.sub_id == sub_id))]
 
+    def subscriptions_of(self, conn: StompConnection) -> list[Subscription]:
+        return [s for s in self.subscriptions if s.conn is conn]
+
+    def register(self, conn: StompConnection, username: str) -> bool:
+        """Count a CONNECTed session of ``username``; False when it has too many already."""
+        mine = self.sessions_of.setdefault(username, set())
+        if conn not in mine and len(mine) >= MAX_SESSIONS_PER_USER:
+            return False
+        mine.add(conn)
+        return True
+
+    def unregister(self, conn: StompConnection) -> None:
+        for username, conns in list(self.sessions_of.items()):
+            conns.discard(conn)
+            if not conns:
+                del self.sessions_of[username]
+
 
 class StompConnection:
     """One STOMP session on one SockJS session."""
@@ -174,6 +204,19 @@ class StompConnection:
         self.message_no = 0
         self.seen: deque[str] = deque(maxlen=_SEEN)
         self._beat: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        # the CONNECT's token, kept to check it again; never logged nor shown in a repr
+        self._token = ""
+        self._connect_timer = asyncio.get_running_loop().call_later(
+            CONNECT_TIMEOUT_S, self._connect_timeout)
+
+    def __repr__(self) -> str:
+        who = self.principal.username if self.principal is not None else "-"
+        return f"<StompConnection {self.session.id} user={who}>"
+
+    def _connect_timeout(self) -> None:
+        if self.principal is None and self.session.closed is None:
+            self.error("not connected", f"no CONNECT within {CONNECT_TIMEOUT_S:g} s")
 
     # ------------------------------------------------------------ out -------------------
     def send(self, frame: stomp.Frame) -> None:
@@ -185,6 +228,10 @@ class StompConnection:
         self.session.close(3000, message[:100])
 
     def deliver(self, sub: Subscription, record_id: str, event: dict[str, Any]) -> None:
+        if self.session.closed is not None:
+            # closed (a slow consumer, a revoked token) but not yet forgotten: stop feeding it
+            self.hub.remove(self)
+            return
         key = f"{sub.sub_id}/{record_id}/{event.get('eventName')}/{event.get('srcDeviceId')}"
         if record_id and key in self.seen:
             return
@@ -211,8 +258,11 @@ class StompConnection:
 
     async def on_close(self) -> None:
         self.hub.remove(self)
-        if self._beat is not None:
-            self._beat.cancel()
+        self.hub.unregister(self)
+        self._connect_timer.cancel()
+        for task in (self._beat, self._watch):
+            if task is not None:
+                task.cancel()
 
     async def on_frame(self, frame: stomp.Frame) -> None:
         command = frame.command
@@ -223,8 +273,9 @@ class StompConnection:
             self.error("not connected", f"{command} before CONNECT")
             return
         if command == "SUBSCRIBE":
-            await self.subscribe(frame)
-        elif command == "UNSUBSCRIBE":
+            await self.subscribe(frame)  # answers its receipt itself, before held events
+            return
+        if command == "UNSUBSCRIBE":
             self.hub.remove(self, frame.header("id"))
         elif command == "DISCONNECT":
             self.receipt(frame)
@@ -242,6 +293,11 @@ class StompConnection:
             self.send(stomp.Frame("RECEIPT", {"receipt-id": receipt}))
 
     async def connect(self, frame: stomp.Frame) -> None:
+        if self.principal is not None:
+            # one CONNECT per session: a second one could swap the user under live
+            # subscriptions that were allowed for the first
+            self.error("already connected", "a session CONNECTs once")
+            return
         versions = frame.header("accept-version", "1.0").split(",")
         if "1.1" not in versions and "1.0" not in versions:
             self.error("unsupported STOMP version", f"server speaks 1.1, not {versions}")
@@ -254,6 +310,14 @@ class StompConnection:
         except Exception as exc:  # NotAuthorized and Redis trouble alike: no session
             self.error("Not Authorized", str(exc))
             return
+        if not self.hub.register(self, self.principal.username):
+            self.error("too many sessions",
+                       f"user {self.principal.username!r} has {MAX_SESSIONS_PER_USER} event "
+                       "sessions open on this server already")
+            self.principal = None
+            return
+        self._token = token
+        self._connect_timer.cancel()
         try:
             send_ms, recv_ms = stomp.negotiate_heartbeat(frame.header("heart-beat", "0,0"),
                                                          SERVER_HEARTBEAT_MS, 0)
@@ -266,6 +330,32 @@ class StompConnection:
             "session": self.session.id, "user-name": self.principal.username}))
         if send_ms:
             self._beat = asyncio.ensure_future(self._heartbeat(send_ms / 1000))
+        self._watch = asyncio.ensure_future(self._recheck_token())
+
+    async def still_authorized(self) -> bool:
+        """Is the CONNECT's token still good for the same user and rights? Ends the session
+        with an ERROR when it is not (Redis trouble is not a refusal: the session stays)."""
+        from fsapps.cti.auth import NotAuthorized
+
+        services = self.hub.services
+        try:
+            now = await services.run(services.auth.check, self._token)
+        except NotAuthorized as exc:
+            self.error("Not Authorized", str(exc))
+        except Exception:  # Redis away: the next check decides
+            return True
+        else:
+            if now == self.principal:
+                return True
+            self.error("Not Authorized", "the user's role or extension changed")
+        self.hub.remove(self)
+        return False
+
+    async def _recheck_token(self) -> None:
+        while self.session.closed is None:
+            await asyncio.sleep(TOKEN_RECHECK_S)
+            if self.session.closed is None and not await self.still_authorized():
+                return
 
     async def _heartbeat(self, every_s: float) -> None:
         while self.session.closed is None:
@@ -276,6 +366,16 @@ class StompConnection:
         sub_id, destination = frame.header("id"), frame.header("destination")
         if not sub_id or not destination:
             self.error("SUBSCRIBE needs id and destination")
+            return
+        mine = self.hub.subscriptions_of(self)
+        if any(s.sub_id == sub_id for s in mine):
+            self.error("duplicate subscription id", f"id {sub_id!r} is subscribed already")
+            return
+        if len(mine) >= MAX_SUBSCRIPTIONS:
+            self.error("too many subscriptions",
+                       f"a session may hold {MAX_SUBSCRIPTIONS} subscriptions")
+            return
+        if not await self.still_authorized():
             return
         parsed = parse_destination(destination)
         settings = self.hub.services.settings

@@ -40,6 +40,10 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 USERDATA_TTL_S = 3600
 OPENAPI_TAG = "wellClient (seed 004)"
 MAX_USERDATA = 50
+# Call-data keys are names (the seed's agentId, customerId): whatever later uses them (a channel
+# variable, a CDR column, a page) gets no ``${``, ``|``, ``,``, quotes, spaces or markup.
+_USERDATA_KEY = re.compile(r"\w[\w.\-]{0,99}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -382,9 +386,19 @@ async def user_data(request: web.Request) -> web.StreamResponse:
     data = {}
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("key"), str) \
-                or not entry["key"] or len(entry["key"]) > 100:
-            raise CstaError(400, f"invalid entry {entry!r}: {{key, value}}", "entries")
-        data[entry["key"]] = str(entry.get("value", ""))[:1000]
+                or not _USERDATA_KEY.fullmatch(entry["key"]):
+            raise CstaError(400, f"invalid entry {str(entry)[:200]!r}: {{key, value}} with a "
+                                 "key of letters, digits, '_', '.' or '-' (at most 100)",
+                            "entries")
+        value = entry.get("value", "")
+        if not isinstance(value, (str, int, float, bool)) and value is not None:
+            raise CstaError(400, f"the value of {entry['key']!r} must be text or a number",
+                            "entries")
+        text = "" if value is None else str(value)
+        if len(text) > 1000 or _CONTROL.search(text):
+            raise CstaError(400, f"the value of {entry['key']!r} must be at most 1000 "
+                                 "characters without control characters", "entries")
+        data[entry["key"]] = text
     domain = str(request.query.get("domain") or services.settings.default_domain)
     if domain not in services.settings.domains:
         raise CstaError(400, f"unknown domain {domain!r}", "domain")
@@ -573,6 +587,9 @@ def _conference(services: Any, domain: str, call_id: str, device: str, ext: str,
     held = call_legs(services.ctx, domain, call_id)
     mine = leg_for(held, device, call_id)
     consulting = call_legs(services.ctx, domain, consult)
+    # The agent must be in the consult call: else any call's party (another agent's
+    # customer) could be pulled into this one by naming its callId.
+    leg_for(consulting, device, consult)
     consulted = others(consulting, device)
     if not consulted:
         raise CstaError(409, f"consult call {consult} has no party to add")

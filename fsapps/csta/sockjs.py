@@ -37,6 +37,11 @@ HEARTBEAT_S = 25.0
 SESSION_TIMEOUT_S = 10.0
 STREAM_LIMIT = 128 * 1024   # bytes on one xhr_streaming response before the client reconnects
 MAX_MESSAGE = 64 * 1024
+# Characters queued for a client that does not take them (a stalled poller, a slow socket):
+# past this the session is closed with 3001 and its queue dropped, so one slow consumer can not
+# make the server's memory grow without end. wellClient reconnects and logs in again.
+MAX_OUTBOX = 1024 * 1024
+SLOW_CONSUMER = (3001, "slow consumer: too many messages waiting")
 _NAME = re.compile(r"[^./]{1,64}")
 
 
@@ -84,6 +89,7 @@ class Session:
         self.id = sid
         self.registry = registry
         self.outbox: list[str] = []
+        self.outbox_chars = 0
         self.ready = asyncio.Event()
         self.closed: tuple[int, str] | None = None
         self.attached = False
@@ -95,7 +101,14 @@ class Session:
     def send(self, text: str) -> None:
         """Queue one message (a STOMP frame); nothing happens once the session is closed."""
         if self.closed is None:
+            if self.outbox_chars + len(text) > MAX_OUTBOX:
+                logger.warning("SockJS session %s (%s): slow consumer, %d characters waiting; "
+                               "closing it", self.id, self.remote, self.outbox_chars)
+                self.outbox, self.outbox_chars = [], 0
+                self.close(*SLOW_CONSUMER)
+                return
             self.outbox.append(text)
+            self.outbox_chars += len(text)
             self.ready.set()
 
     def close(self, code: int = 3000, reason: str = "Go away!") -> None:
@@ -105,6 +118,7 @@ class Session:
 
     def take(self) -> list[str]:
         batch, self.outbox = self.outbox, []
+        self.outbox_chars = 0
         self.ready.clear()
         return batch
 
@@ -149,6 +163,10 @@ class SessionRegistry:
         session.remote = remote
         session.receiver = self.factory(session)
         self.sessions[sid] = session
+        # A session no transport ever takes (a client that opened it with one poll and went
+        # away) expires like one whose transport left: otherwise each would stay for good.
+        session._expiry = asyncio.get_running_loop().call_later(SESSION_TIMEOUT_S,
+                                                                 self.expire, session)
         return session, True
 
     def forget(self, session: Session) -> None:
@@ -290,6 +308,12 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
                                 content_type="application/javascript")
         try:
             frame = await _next_frame(session)
+            if session.closed is not None and not frame.startswith("c") \
+                    and not session.outbox:
+                # the last messages of a closing session (an ERROR) and its close frame in
+                # one answer: the session is forgotten as this request leaves, and a client
+                # polling again would only meet a new session instead of the close
+                frame += "\n" + close_frame(*session.closed)
         finally:
             session.detach()
         return web.Response(text=frame + "\n", content_type="application/javascript",

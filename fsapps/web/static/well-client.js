@@ -39,7 +39,8 @@
   function emptyMemory() {
     return {
       sessionId: '', user: null, agentId: '', jobNumber: '', domain: '', deviceId: '',
-      agentMode: 'Logout', agentModeSince: 0, calls: {}, eventLog: [], connected: false
+      agentMode: 'Logout', agentModeSince: 0, calls: Object.create(null), eventLog: [],
+      connected: false
     };
   }
 
@@ -137,7 +138,10 @@
     if (!event.callId) { return; }
     var call = memory.calls[event.callId];
     if (!call) {
-      call = memory.calls[event.callId] = {callId: event.callId, devices: {}, userData: {},
+      // maps keyed by what the server sends have no prototype: a key such as __proto__ is
+      // just a key, never a way to change every object of the page
+      call = memory.calls[event.callId] = {callId: event.callId, devices: Object.create(null),
+        userData: Object.create(null),
         createTime: Date.now(), callingDevice: '', calledDevice: '', establishedTime: 0};
     }
     if (event.callingDevice) { call.callingDevice = event.callingDevice; }
