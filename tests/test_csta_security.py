@@ -229,6 +229,15 @@ def test_a_consumer_that_stops_reading_is_cut_off(stack: CtiStack,
         assert reply.startswith('c[3001,"slow consumer'), reply
 
 
+def test_xhr_send_with_a_broken_payload_gets_the_protocols_answer(stack: CtiStack) -> None:
+    url = f"{stack.server.url}/mvc/stomp/000/{uuid.uuid4().hex[:8]}"
+    with requests.Session() as http:
+        assert http.post(url + "/xhr", timeout=10).text == "o\n"
+        for body in (b"\xff\xfe", b"[1]", b"{"):
+            reply = http.post(url + "/xhr_send", data=body, timeout=10)
+            assert (reply.status_code, reply.text) == (500, "Broken JSON encoding."), body
+
+
 def test_the_queue_of_a_session_is_bounded() -> None:
     session = sockjs.Session("s1", None)  # type: ignore[arg-type]
     for _ in range(sockjs.MAX_OUTBOX // 1000 + 2):

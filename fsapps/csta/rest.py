@@ -119,13 +119,15 @@ def check_call_id(text: str) -> str:
 async def body_of(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
-    text = await request.text()
-    if not text.strip():
+    raw = await request.read()
+    if not raw.strip():
         return {}
     try:
-        value = json.loads(text)
-    except ValueError:
-        raise CstaError(400, "the body is not JSON") from None
+        # bytes, not request.text(): a body that is not UTF-8 is bad input (400), not a
+        # decoding error escaping as a 500
+        value = json.loads(raw.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError is one
+        raise CstaError(400, "the body is not JSON (UTF-8)") from None
     if not isinstance(value, dict):
         raise CstaError(400, "the body must be a JSON object")
     return value
@@ -218,10 +220,19 @@ def run_on_phone(services: Any, domain: str, ext: str, action: str, **args: Any)
 async def login(request: web.Request) -> web.Response:
     """``POST /login`` (form: username, password, namespace) → ``{"sessionId": token}``."""
     services = services_of(request)
-    form = await request.post()
-    username = str(form.get("username", "")).strip()
-    password = str(form.get("password", ""))
-    namespace = str(form.get("namespace", "")).strip()
+    try:
+        form = await request.post()
+    except ValueError:  # not UTF-8, a multipart body without its boundary ...
+        raise CstaError(400, "the body is not a form (username, password, namespace)") \
+            from None
+    fields = {}
+    for name in ("username", "password", "namespace"):
+        value = form.get(name, "")
+        if not isinstance(value, str):  # a file part
+            raise CstaError(400, f"{name} must be a text field", name)
+        fields[name] = value
+    username, password = fields["username"].strip(), fields["password"]
+    namespace = fields["namespace"].strip()
     if namespace and username.endswith("@" + namespace):
         username = username[:-len(namespace) - 1]
     if not username:

@@ -324,12 +324,13 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
         session = registry.sessions.get(sid)
         if session is None or session.remote != (request.remote or ""):
             raise web.HTTPNotFound()
-        text = await request.text()
-        if not text:
+        raw = await request.read()
+        if not raw:
             return web.Response(status=500, text="Payload expected.")
+        # (500 for a bad payload is what the SockJS protocol answers; clients expect it)
         try:
-            messages = decode_client(text)
-        except ValueError:
+            messages = decode_client(raw.decode("utf-8"))
+        except ValueError:  # not JSON, not strings, not UTF-8
             return web.Response(status=500, text="Broken JSON encoding.")
         await session.received(messages)
         return web.Response(status=204, headers=_no_cache(request))
