@@ -318,6 +318,21 @@ def test_call_data_keys_and_values_are_checked_before_anything_is_written(
     assert ok.status_code == 404 and ok.json()["field"] == "callId"
 
 
+@pytest.mark.parametrize(("field", "value"), [
+    ("reason", "r" * 101), ("reason", "a\x1bb"), ("reason", {"x": 1}), ("force", "yes"),
+    ("force", [1])])
+def test_agent_state_refuses_what_it_would_have_cut_or_guessed(stack: CtiStack, field: str,
+                                                               value: Any) -> None:
+    http = api(stack, stack.server.login("agent"))
+    reply = http.post("/api/csta/agent/state", json={
+        "func": "Login", "loginId": f"agent@{D}", "device": A1, "agentMode": "NotReady",
+        field: value})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["field"] == field
+    assert not stack.server.services.ctx.redis.exists(
+        stack.server.services.ctx.keys(D).csta_agent("agent"))
+
+
 def test_login_says_the_same_for_unknown_users_and_wrong_passwords_and_throttles(
         stack: CtiStack) -> None:
     http = stack.server.anonymous()

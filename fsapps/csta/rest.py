@@ -269,14 +269,21 @@ async def agent_state(request: web.Request) -> web.StreamResponse:
         mode = "Logout"
     elif mode not in ("Ready", "NotReady", "WorkNotReady"):
         raise CstaError(400, f"invalid agentMode {mode!r}: Ready or NotReady", "agentMode")
+    force = body.get("force", False)
+    if force not in (None, True, False, "true", "false", 1, 0):
+        raise CstaError(400, f"invalid force {str(force)[:40]!r}: true or false", "force")
+    force = force in (True, "true", 1)
+    reason = body.get("reason") or ""
+    if not isinstance(reason, str) or len(reason) > 100 or _CONTROL.search(reason):
+        raise CstaError(400, "reason must be text of at most 100 characters without control "
+                             "characters", "reason")
     if func == "SetState" and not current:
         raise CstaError(409, f"agent {job}@{domain} is not logged in")
-    if func == "Login" and current.get("device") not in (None, ext) and not body.get("force"):
+    if func == "Login" and current.get("device") not in (None, ext) and not force:
         # wellClient's loginMode: "ask" asks the agent, "force" logs in anyway, "stop" stops
         raise CstaError(409, f"agent {job}@{domain} is logged in on device "
                              f"{current.get('device')}@{domain}; send force to take over",
                         "device")
-    reason = str(body.get("reason", ""))[:100]
     await services.run(set_agent_mode, services.ctx, domain, job, ext, mode, func, reason)
     return web.Response(status=204)
 
