@@ -66,6 +66,16 @@ def test_every_answer_refuses_sniffing_and_framing(stack: CtiStack, path: str) -
         csp = reply.headers["Content-Security-Policy"]
         assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
         assert "unsafe-inline" not in csp
+        # its own socket only, not any ws: host
+        host = stack.server.url.removeprefix("http://")
+        assert f"ws://{host} wss://{host}" in csp and "ws: " not in csp
+
+
+def test_a_hostile_host_header_stays_out_of_the_policy(stack: CtiStack) -> None:
+    for host in ("evil.test; script-src *", "a b", "x\ty"):
+        reply = stack.server.anonymous().get("/", headers={"Host": host})
+        csp = reply.headers["Content-Security-Policy"]
+        assert "evil" not in csp and "script-src 'self';" in csp and "ws://" not in csp
 
 
 # ---------------------------------------------------------------- STOMP: authorization --

@@ -65,7 +65,13 @@ def record(name: str, call_id: str, state: str, **extra: Any) -> dict[str, Any]:
 def test_agent_page_shows_hostile_event_fields_and_errors_as_text(stack: CtiStack,
                                                                   browser: Any) -> None:
     page = new_page(browser)
+    console: list[str] = []
+    page.on("console", lambda msg: console.append(msg.text))
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
     agent_login(page, stack.server.url, "agent", "1001")
+    # the policy lets the page's own event socket through (no fallback to polling)
+    assert sockets and sockets[0].startswith("ws://127.0.0.1:"), sockets
     ctx = stack.server.services.ctx
     call_id = str(uuid.uuid4())
     data = {HOSTILE_KEY: HOSTILE, "__proto__": HOSTILE}
@@ -87,6 +93,7 @@ def test_agent_page_shows_hostile_event_fields_and_errors_as_text(stack: CtiStac
     assert HOSTILE in page.inner_text("#eventLog")
     assert injected(page) == {"xss": None, "elements": 0}
     assert not page.errors
+    assert not [m for m in console if "Content Security Policy" in m], console
     page.context.close()
 
 
