@@ -115,8 +115,9 @@ class SimulatedCallCenter:
             raise KeyError(extension)
         return agent
 
-    def call(self, switch: Switch, caller: str, dest: str, **behaviour: Any) -> Channel:
-        return switch.place_call(caller, dest, domain=self.domain,
+    def call(self, switch: Switch, caller: str, dest: str, *, profile: str = "internal",
+             **behaviour: Any) -> Channel:
+        return switch.place_call(caller, dest, domain=self.domain, profile=profile,
                                  behaviour=Behaviour(**behaviour), context="default")
 
     def close(self) -> None:

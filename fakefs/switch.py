@@ -448,10 +448,21 @@ class Switch:
     def place_call(self, caller: str, destination: str, *, caller_name: str | None = None,
                    context: str = "default", behaviour: Behaviour | None = None,
                    variables: dict[str, str] | None = None, network_addr: str = "127.0.0.1",
-                   profile: str = "internal", domain: str | None = None) -> Channel:
+                   profile: str = "internal", domain: str | None = None,
+                   authenticated: bool | None = None) -> Channel:
         """An inbound call arrives (INVITE): a channel is created and runs the dialplan of
-        ``context`` for ``destination`` in its own session thread."""
+        ``context`` for ``destination`` in its own session thread.
+
+        ``authenticated``: the INVITE passed mod_sofia's digest challenge as directory user
+        ``caller`` — FreeSWITCH then sets ``sip_authorized=true`` and the user's ``user_name``
+        / ``sip_auth_username``; an outside caller (a trunk, an unchallenged profile) has
+        none of them, whatever caller ID it presents. Default: a phone registered here
+        calling on the internal profile."""
         domain = domain or self.domain
+        if authenticated is None:
+            with self._lock:
+                authenticated = profile == "internal" and bool(
+                    self.registrations.get((caller, domain)))
         channel = self.new_channel(
             name=f"sofia/{profile}/{caller}@{domain}", direction="inbound",
             caller_id_name=caller_name or caller, caller_id_number=caller,
@@ -463,6 +474,9 @@ class Switch:
                                   "destination_number": destination,
                                   "presence_id": f"{caller}@{domain}",
                                   "sip_call_id": uuidlib.uuid4().hex})
+        if authenticated:
+            channel.variables.update({"sip_authorized": "true", "user_name": caller,
+                                      "sip_auth_username": caller, "sip_auth_realm": domain})
         channel.variables.update(variables or {})
         self.fire("CHANNEL_CREATE", channel)
         self._arm_caller(channel)

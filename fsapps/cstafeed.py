@@ -82,9 +82,19 @@ def leg_of(h: Header, domains: tuple[str, ...], default_domain: str) -> Leg | No
     initiator = (h("variable_fsapps_csta_role") or "") == INITIATOR
     number = (h("variable_fsapps_csta_device") or h("variable_fsapps_acd_agent") or
               h("variable_dialed_user") or "")
-    if not number:
-        number = (h("Caller-Destination-Number") if outbound else
-                  h("Caller-Caller-ID-Number")) or ""
+    outside = False
+    if not number and outbound:
+        number = h("Caller-Destination-Number") or ""
+    elif not number:
+        # An inbound leg is an extension's device only when mod_sofia authenticated the
+        # phone (sip_authorized, user_name): a caller ID is the caller's to choose, and a
+        # trunk caller presenting "1002" must not become 1002's device (its agent would see
+        # the call and could hang the caller up). Outside callers are bare numbers.
+        if (h("variable_sip_authorized") or "") == "true":
+            number = (h("variable_user_name") or h("variable_sip_auth_username") or
+                      h("Caller-Caller-ID-Number") or "")
+        else:
+            number, outside = h("Caller-Caller-ID-Number") or "", True
     # The relay legs between nodes (fsapps_agent_<ext>, see dialplan/10_fsapps_acd.xml) carry
     # the queue call's id in the X-FSAPPS-Call header; the phone's leg on the far node is the
     # party, the relay legs are not.
@@ -93,7 +103,8 @@ def leg_of(h: Header, domains: tuple[str, ...], default_domain: str) -> Leg | No
                  h("variable_originating_leg_uuid") or "")
     called = h("variable_fsapps_csta_called") or ""
     relay = (h("Caller-Destination-Number") or "").startswith(RELAY_PREFIX)
-    return Leg(uuid=uuid, domain=domain, device=device(number, domain),
+    return Leg(uuid=uuid, domain=domain,
+               device=number.strip() if outside else device(number, domain),
                call_hint="" if call_hint == uuid else call_hint, outbound=outbound,
                initiator=initiator, called_hint=device(called, domain) if called else "",
                hidden=relay)

@@ -78,7 +78,15 @@ def test_leg_of_reads_device_call_and_role() -> None:
     assert agent == Leg("b", D, f"1001@{D}", "a", True, False, "")
     caller = leg_of(headers(**{"Unique-ID": "a", "Call-Direction": "inbound",
                                "Caller-Caller-ID-Number": "138"}), (D,), D)
-    assert caller is not None and caller.device == f"138@{D}" and caller.call_hint == ""
+    assert caller is not None and caller.device == "138" and caller.call_hint == ""
+    # a caller ID naming an extension is still an outside caller unless sofia authenticated it
+    posing = leg_of(headers(**{"Unique-ID": "p", "Call-Direction": "inbound",
+                               "Caller-Caller-ID-Number": "1002"}), (D,), D)
+    assert posing is not None and posing.device == "1002"
+    phone = leg_of(headers(**{"Unique-ID": "q", "Call-Direction": "inbound",
+                              "Caller-Caller-ID-Number": "Boss", "variable_user_name": "1002",
+                              "variable_sip_authorized": "true"}), (D,), D)
+    assert phone is not None and phone.device == f"1002@{D}"
     assert leg_of(headers(), (D,), D) is None
 
 

@@ -106,13 +106,13 @@ def test_queue_call_delivered_answered_held_retrieved_cleared(
     assert delivered["srcDeviceId"] == delivered["deviceId"] == delivered["alertingDevice"] == A1
     assert delivered["localState"] == "Alerting"
     assert delivered["connectionId"] == f"{A1}|{call_id}"
-    assert delivered["callingDevice"] == f"13800000001@{D}"
+    assert delivered["callingDevice"] == "13800000001"
     http = api(stack, token)
     reply = http.post(conn(call_id, A1, encoded=True) + "/answer", json={})
     assert reply.status_code == 204, reply.text
     est = client.wait_event(lambda e: e["eventName"] == "established")
     assert est["answeringDevice"] == A1 and est["localState"] == "Connect"
-    assert est["callingDevice"] == f"13800000001@{D}"
+    assert est["callingDevice"] == "13800000001"
     assert http.post(conn(call_id, A1) + "/hold", json={}).status_code == 204
     held = client.wait_event(lambda e: e["eventName"] == "held")
     assert held["holdingDevice"] == A1 and held["localState"] == "Hold"

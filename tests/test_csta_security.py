@@ -258,10 +258,10 @@ def test_the_queue_of_a_session_is_bounded() -> None:
 
 # ---------------------------------------------------------------- REST ------------------
 def answered_queue_call(stack: CtiStack, http: Any, client: StompClient, user: str, ext: str,
-                        caller: str) -> str:
+                        caller: str, profile: str = "internal") -> str:
     http.post("/api/csta/agent/state", json={"func": "SetState", "loginId": f"{user}@{D}",
                                              "device": f"{ext}@{D}", "agentMode": "Ready"})
-    stack.center.call(stack.switch, caller, "7110", hangup_after_ms=None)
+    stack.center.call(stack.switch, caller, "7110", profile=profile, hangup_after_ms=None)
     call_id = client.wait_event(lambda e: e["eventName"] == "delivered")["callId"]
     assert http.post(conn(call_id, f"{ext}@{D}") + "/answer", json={}).status_code == 204
     client.wait_event(lambda e: e["eventName"] == "established" and e["callId"] == call_id)
@@ -364,10 +364,6 @@ def test_login_says_the_same_for_unknown_users_and_wrong_passwords_and_throttles
     auth.r.delete(auth.keys.login_failures_user(digest("agent2")))
 
 
-@pytest.mark.xfail(strict=True, reason="fsapps/cstafeed.py names an inbound leg's device after "
-                   "its caller ID, which an outside caller chooses: a caller presenting 1002 "
-                   "is 1002@cc.test, so agent 1002 sees the call and may hang the caller up "
-                   "(needs the feed to tell authenticated phones from outside callers; lead)")
 def test_an_outside_caller_presenting_an_extension_is_not_that_extension(
         stack: CtiStack) -> None:
     token1 = wellclient_login(stack, "agent", "1001", mode="NotReady")
@@ -378,7 +374,9 @@ def test_an_outside_caller_presenting_an_extension_is_not_that_extension(
         for client, user in ((c1, "agent"), (c2, "agent2")):
             client.open()
             client.subscribe(f"/topic/csta/agent/{user}@{D}")
-        call_id = answered_queue_call(stack, http1, c1, "agent", "1001", "1002")
+        # a trunk caller presenting agent 1002's extension as its caller ID
+        call_id = answered_queue_call(stack, http1, c1, "agent", "1001", "1002",
+                                      profile="external")
         time.sleep(0.5)  # let any event for 1002 arrive (asserting absence, not a timing)
         assert call_id not in {e.get("callId") for e in c2.events}
         assert http2.delete(conn(call_id, A2)).status_code in (403, 404)
