@@ -15,12 +15,18 @@ CSTA (aiohttp WebSocket clients, SockJS framing, STOMP 1.1):
 
 - ``sessions`` agents log in the wellClient way (``POST /login``, agent/state Login Ready),
   each opens a SockJS WebSocket session and SUBSCRIBEs to its agent topic;
-- quiet: queue calls one at a time; from the switch event (its Event-Date-Timestamp) of the
-  agent leg to the STOMP MESSAGE in the agent's session (delivered ← 180, established ←
-  answer, connectionCleared ← hangup);
-- fan-out: ``calls`` queue calls at ``rate``/s to the same agents, every session reading: the
+- quiet: queue calls one at a time to one agent (the others busy), watched by its WebSocket
+  session and by a second session over xhr polling; from the switch event (its
+  Event-Date-Timestamp) of the agent leg to the STOMP MESSAGE in the session (delivered ← 180,
+  established ← answer, connectionCleared ← hangup);
+- fan-out: ``calls`` queue calls at ``rate``/s to all the agents, every session reading: the
   same latency under load, MESSAGE frames per second, and every agent-leg event the switch
-  fired checked off against what the sessions received (lost = fired, never received).
+  fired checked off against what the sessions received (lost = fired, never received);
+- burst: ``burst`` records published at once on the domain's CSTA feed channel, as the switch
+  runtimes publish them (a call's delivered / established / connectionCleared, for each
+  session in turn): how fast the server's hub turns them into MESSAGE frames, none lost.
+
+``python -m fakefs.ctibench`` prints only these tables.
 """
 
 from __future__ import annotations
@@ -266,10 +272,13 @@ def parse_stomp(text: str) -> tuple[str, dict[str, str], str]:
 
 @dataclass
 class Session:
-    """One wellClient: SockJS over WebSocket, STOMP, subscribed to its agent topic."""
+    """One wellClient: SockJS over WebSocket (``ws``) or xhr polling (``xhr``: the session's
+    URL), STOMP, subscribed to its agent topic."""
 
     ext: str
     ws: Any = None
+    xhr: str = ""
+    http: Any = None
     reader: Any = None
     # (eventName, callId, deviceId) -> arrival time (time.time())
     arrivals: dict[Key, float] = field(default_factory=dict)
@@ -304,7 +313,18 @@ class Session:
                     self.frames.put_nowait((command, headers, body))
 
     async def send(self, text: str) -> None:
-        await self.ws.send_str(json.dumps([text]))
+        if self.ws is not None:
+            await self.ws.send_str(json.dumps([text]))
+            return
+        async with self.http.post(self.xhr + "/xhr_send", data=json.dumps([text])) as reply:
+            if reply.status != 204:
+                raise RuntimeError(f"xhr_send: {reply.status} {await reply.text()}")
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self.reader is not None:
+            self.reader.cancel()
 
     async def expect(self, command: str) -> dict[str, str]:
         got, headers, body = await asyncio.wait_for(self.frames.get(), 15)
@@ -341,9 +361,8 @@ class Tap:
             return dict(self.fired)
 
 
-async def _open_session(http: Any, base: str, bench: Bench, ext: str) -> Session:
-    """wellClient's start: /login, agent/state Login Ready, SockJS WebSocket, STOMP CONNECT,
-    SUBSCRIBE to the agent topic (with a receipt)."""
+async def _login(http: Any, base: str, bench: Bench, ext: str) -> str:
+    """wellClient's login: /login (form), then agent/state Login Ready; the token."""
     name = job(ext)
     async with http.post(base + "/login", data={"username": name,
                                                 "password": bench.passwords[name],
@@ -356,18 +375,46 @@ async def _open_session(http: Any, base: str, bench: Bench, ext: str) -> Session
             "agentMode": "Ready"}) as reply:
         if reply.status != 204:
             raise RuntimeError(f"agent/state Login {name}: {reply.status} {await reply.text()}")
-    session = Session(ext)
-    path = f"/mvc/stomp/{random.randrange(1000):03d}/{uuid.uuid4().hex[:8]}/websocket"
-    session.ws = await http.ws_connect(base + path, autoping=True, max_msg_size=0)
-    session.reader = asyncio.ensure_future(_read(session))
+    return token
+
+
+async def _open_session(http: Any, base: str, ext: str, token: str,
+                        transport: str = "websocket") -> Session:
+    """A SockJS session (``websocket`` or ``xhr`` polling), STOMP CONNECT with ``token``,
+    SUBSCRIBE to the agent topic (with a receipt)."""
+    session = Session(ext, http=http)
+    path = f"{base}/mvc/stomp/{random.randrange(1000):03d}/{uuid.uuid4().hex[:8]}"
+    if transport == "websocket":
+        session.ws = await http.ws_connect(path + "/websocket", autoping=True, max_msg_size=0)
+        session.reader = asyncio.ensure_future(_read(session))
+    else:
+        session.xhr = path
+        async with http.post(path + "/xhr") as reply:
+            opened = await reply.text()
+        if opened != "o\n":
+            raise RuntimeError(f"xhr open: {opened!r}")
+        session.reader = asyncio.ensure_future(_poll(session))
     await session.send(stomp_frame("CONNECT", {"accept-version": "1.1,1.0", "host": "fsapps",
                                                "heart-beat": "0,0", "sessionId": token}))
     await session.expect("CONNECTED")
     await session.send(stomp_frame("SUBSCRIBE", {
-        "id": "sub-0", "destination": f"/topic/csta/agent/{name}@{DOMAIN}",
+        "id": "sub-0", "destination": f"/topic/csta/agent/{job(ext)}@{DOMAIN}",
         "receipt": "r-0"}))
     await session.expect("RECEIPT")
     return session
+
+
+async def _poll(session: Session) -> None:
+    """xhr polling: one long POST at a time, a frame per line of each answer."""
+    while True:
+        async with session.http.post(session.xhr + "/xhr") as reply:
+            text = await reply.text()
+        now = time.time()
+        for line in text.split("\n"):
+            if line:
+                session.feed(line, now)
+            if line.startswith("c"):
+                return
 
 
 async def _read(session: Session) -> None:
@@ -406,21 +453,30 @@ async def _csta(bench: Bench, sessions_n: int, quiet_calls: int, calls: int,
         progress(f"CSTA: {sessions_n} agents log in and open SockJS WebSocket sessions")
         gate = asyncio.Semaphore(20)
 
+        tokens: dict[str, str] = {}
+
         async def one(ext: str) -> Session:
             async with gate:
-                return await _open_session(http, base, bench, ext)
+                tokens[ext] = await _login(http, base, bench, ext)
+                return await _open_session(http, base, ext, tokens[ext])
         t0 = time.perf_counter()
         sessions = list(await asyncio.gather(*[one(ext)
                                                for ext in bench.agents[:sessions_n]]))
         setup_s = time.perf_counter() - t0
         # only the subscribed agents take calls: every queue call has a session to watch it
-        for ext in bench.agents[sessions_n:]:
-            await asyncio.to_thread(_set_busy, center, ext)
+        await asyncio.to_thread(_set_all, center, bench.agents[sessions_n:], False)
 
         def ended(channel: Channel) -> bool:
             return not channel.up
 
-        progress(f"CSTA quiet: {quiet_calls} queue calls one at a time")
+        # quiet: one agent takes the calls, watched by its WebSocket session and by a second
+        # session over xhr polling (a second tab: both get every event)
+        progress(f"CSTA quiet: {quiet_calls} queue calls one at a time to one agent "
+                 "(WebSocket and xhr polling sessions)")
+        first = sessions[0]
+        polling = await _open_session(http, base, first.ext, tokens[first.ext], "xhr")
+        others = [s.ext for s in sessions[1:]]
+        await asyncio.to_thread(_set_all, center, others, False)
         quiet_keys: set[Key] = set()
         for n in range(quiet_calls):
             caller = center.call(switch, f"1390000{n:04d}", f"7{GROUP}",
@@ -429,7 +485,11 @@ async def _csta(bench: Bench, sessions_n: int, quiet_calls: int, calls: int,
             want = {k for k in tap.snapshot() if k[1] == caller.uuid}
             await _all_received(sessions, want, 10)
             quiet_keys |= want
+        await _all_received([polling], quiet_keys, 10)
         quiet = _latencies(tap.snapshot(), sessions, quiet_keys)
+        quiet_xhr = _latencies(tap.snapshot(), [polling], quiet_keys)
+        await polling.close()
+        await asyncio.to_thread(_set_all, center, others, True)
 
         progress(f"CSTA fan-out: {calls} queue calls at {rate:g}/s to {sessions_n} sessions")
         before = sum(s.messages for s in sessions)
@@ -472,12 +532,14 @@ async def _csta(bench: Bench, sessions_n: int, quiet_calls: int, calls: int,
         burst_span = max((max(got) if got else time.time()) - b0, 1e-6)
         burst_lost = burst - len(got)
         for s in sessions:
-            await s.ws.close()
+            await s.close()
     return [
         ("sessions opened (login + WebSocket + CONNECT + SUBSCRIBE)",
          f"{sessions_n} in {setup_s:.1f} s", ""),
-        ("quiet: switch event → STOMP MESSAGE p50 / p99", _p50_p99(quiet),
+        ("quiet: switch event → STOMP MESSAGE, WebSocket p50 / p99", _p50_p99(quiet),
          f"n={len(quiet)}"),
+        ("quiet: switch event → STOMP MESSAGE, xhr polling p50 / p99", _p50_p99(quiet_xhr),
+         f"n={len(quiet_xhr)}"),
         ("fan-out: calls placed / answered", f"{calls} / {answered}", f"{rate:g}/s offered"),
         ("fan-out: switch event → STOMP MESSAGE p50 / p99", _p50_p99(loaded),
          f"n={len(loaded)}"),
@@ -511,10 +573,12 @@ def _publish_burst(center: SimulatedCallCenter, keys: list[Key]) -> None:
     pipe.execute()
 
 
-def _set_busy(center: SimulatedCallCenter, ext: str) -> None:
+def _set_all(center: SimulatedCallCenter, exts: list[str], ready: bool) -> None:
+    """Agents ``exts`` ready (offered queue calls) or busy (not)."""
     from fsapps import acd
 
-    acd.set_busy(center.ctx, center.domain, ext)
+    for ext in exts:
+        (acd.set_ready if ready else acd.set_busy)(center.ctx, center.domain, ext)
 
 
 async def _all_received(sessions: list[Session], keys: Any, timeout: float) -> list[Key]:
