@@ -3,9 +3,12 @@ Redis: 1,000 agents in 50 groups, 2,000 callers arriving at a steady rate.
 
 Prints one table: routing decision latency (a call arriving, or an agent turning free, until
 an agent is reserved for a call) p50/p99, Redis round trips per decision, CPU time per routed
-call, calls routed per second — each against the goal of issue 3.
+call, calls routed per second — each against the goal of issue 3. Then the directory and
+events rows, and the CTI rows (:mod:`fakefs.ctibench`: the REST API over keep-alive HTTP,
+CSTA push to 200 SockJS/STOMP WebSocket sessions; ``--no-cti`` skips them).
 
-    python -m fakefs.bench [--agents 1000] [--groups 50] [--calls 2000] [--rate 100]
+    python -m fakefs.bench [--agents 1000] [--groups 50] [--calls 2000] [--rate 40]
+                           [--no-cti] [--cti-agents 200] [--cti-calls 400] [--cti-rate 20]
 """
 
 from __future__ import annotations
@@ -239,6 +242,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--directory-users", type=int, default=100_000,
                    help="extensions for the directory row (100000; 0 skips it)")
+    p.add_argument("--no-cti", action="store_true",
+                   help="skip the CTI rows (REST API and CSTA push, about a minute)")
+    p.add_argument("--cti-agents", type=int, default=200,
+                   help="agents, each with a SockJS/STOMP session, for the CTI rows (200)")
+    p.add_argument("--cti-clients", type=int, default=8,
+                   help="concurrent keep-alive REST clients (8)")
+    p.add_argument("--cti-calls", type=int, default=400,
+                   help="queue calls in the CSTA fan-out row (400)")
+    p.add_argument("--cti-rate", type=float, default=20.0,
+                   help="their calls per second (20)")
+    p.add_argument("--cti-burst", type=int, default=10_000,
+                   help="CSTA feed records published at once in the burst row (10000)")
     args = p.parse_args(argv)
     rng = random.Random(args.seed)
 
@@ -346,6 +361,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'-' * width}  {'-' * 24}  {'-' * 8}")
         for name, value, goal in event_rows:
             print(f"{name:<{width}}  {value:>24}  {goal}")
+        if not args.no_cti:
+            from fakefs import ctibench
+
+            ctibench.print_tables(*ctibench.cti_bench(
+                redis_server.url, database.dsn, agents=args.cti_agents,
+                clients=args.cti_clients, calls=args.cti_calls, rate=args.cti_rate,
+                burst=args.cti_burst))
         return 0
     finally:
         if center is not None:
