@@ -233,7 +233,7 @@ def settled_problems(cc: CallCenter, extensions: list[str]) -> list[str]:
     return problems
 
 
-def wait_settled(cc: CallCenter, extensions: list[str], timeout: float = 5.0) -> None:
+def wait_settled(cc: CallCenter, extensions: list[str], timeout: float = 15.0) -> None:
     try:
         wait_until(lambda: not settled_problems(cc, extensions), timeout, "settled")
     except TimeoutError:
@@ -342,7 +342,8 @@ def test_two_nodes_300_calls_no_double_offer(any_cc: CallCenter) -> None:
             time.sleep(max(0.0, started + (n + 1) * CALL_INTERVAL_S - time.monotonic()))
         placed = time.monotonic() - started
         try:
-            wait_until(lambda: all(ch.done.is_set() for _, _, ch in callers), 30,
+            # generous: a deadline, not a timing (the shared 2-core machine may be loaded)
+            wait_until(lambda: all(ch.done.is_set() for _, _, ch in callers), 90,
                        "every call ended")
         except TimeoutError:
             for caller, group, ch in callers:
@@ -354,7 +355,7 @@ def test_two_nodes_300_calls_no_double_offer(any_cc: CallCenter) -> None:
                 print(ext, cc.get(ext))
                 print("  " + "\n  ".join(checker.trail.get(ext, [])[-6:]))
             raise
-        wait_until(lambda: checker.live_legs() == 0, 5, "every agent leg ended")
+        wait_until(lambda: checker.live_legs() == 0, 20, "every agent leg ended")
         wait_settled(cc, AGENTS)
         duration = time.monotonic() - started
     finally:
