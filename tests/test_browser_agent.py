@@ -12,38 +12,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cti_support import CtiStack, cti_stack
+from browser_support import TIMEOUT_MS, agents_stack, chromium, needs_chromium
+from cti_support import CtiStack
 
-from fakefs.channel import Behaviour
 from fakefs.scenario import wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 D = "cc.test"
-TIMEOUT_MS = 15_000
 
-sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"{CHROMIUM} missing (make system installs it)")
+pytest.importorskip("playwright.sync_api")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def stack(redis_server: Any, database: Any) -> Iterator[CtiStack]:
-    with cti_stack(redis_server.url, database.dsn) as s:
-        for ext in ("1001", "1002", "1900"):
-            s.center.agent(ext, ["110"], ready=False, behaviour=Behaviour(answer_after_ms=None))
+    with agents_stack(redis_server.url, database.dsn, ("1001", "1002", "1900")) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def new_page(browser: Any, locale: str = "en-US") -> Any:

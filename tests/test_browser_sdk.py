@@ -5,19 +5,17 @@ real CTI server and a fake switch)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cti_support import CtiStack, cti_stack
-from test_browser_agent import ARGS, CHROMIUM, TIMEOUT_MS, D
+from browser_support import TIMEOUT_MS, agents_stack, chromium, needs_chromium
+from cti_support import CtiStack
+from test_browser_agent import D
 
-from fakefs.channel import Behaviour
 from fakefs.scenario import wait_until
 
-sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"{CHROMIUM} missing (make system installs it)")
+pytest.importorskip("playwright.sync_api")
+pytestmark = needs_chromium
 
 SEED_METHODS = ["setConfig", "login", "logout", "setAgentMode", "makeCall", "answerCall",
                 "dropConnection", "holdCall", "retrieveCall", "singleStepTransfer",
@@ -29,21 +27,17 @@ SEED_METHODS = ["setConfig", "login", "logout", "setAgentMode", "makeCall", "ans
 
 @pytest.fixture(scope="module")
 def stack(redis_server: Any, database: Any) -> Iterator[CtiStack]:
-    with cti_stack(redis_server.url, database.dsn) as s:
-        for ext in ("1001", "1002"):
-            s.center.agent(ext, ["110"], ready=False, behaviour=Behaviour(answer_after_ms=None))
+    with agents_stack(redis_server.url, database.dsn, ("1001", "1002")) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def page(stack: CtiStack) -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as browser:
         page = browser.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(stack.server.url + "/")
         yield page
-        browser.close()
 
 
 def test_the_seed_api_is_there(page: Any) -> None:

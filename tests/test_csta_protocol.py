@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from browser_support import agents_stack
 from csta_support import StompClient
-from cti_support import CtiStack, cti_stack
+from cti_support import CtiStack
 
-from fakefs.channel import Behaviour
 from fakefs.scenario import wait_until
 from fsapps.csta.rest import call_legs
 
@@ -22,10 +22,7 @@ COMMON = ("eventName", "eventTime", "eventType", "serial", "namespace", "srcDevi
 
 @pytest.fixture(scope="module")
 def stack(redis_server: Any, database: Any) -> Iterator[CtiStack]:
-    with cti_stack(redis_server.url, database.dsn) as s:
-        # phones that ring until answered from the page (uuid_phone_event talk)
-        for ext in ("1001", "1002", "1900"):
-            s.center.agent(ext, ["110"], ready=False, behaviour=Behaviour(answer_after_ms=None))
+    with agents_stack(redis_server.url, database.dsn, ("1001", "1002", "1900")) as s:
         yield s
 
 

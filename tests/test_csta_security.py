@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 import requests
+from browser_support import agents_stack
 from csta_support import StompClient, frame
-from cti_support import Client, CtiStack, cti_stack
+from cti_support import Client, CtiStack
 from test_csta_protocol import api, conn, talking, wellclient_login
 
-from fakefs.channel import Behaviour
 from fakefs.scenario import wait_until
 from fsapps.csta import events as ev
 from fsapps.csta import hub as hubmod
@@ -31,10 +31,8 @@ A1, A2 = f"1001@{D}", f"1002@{D}"
 
 @pytest.fixture(scope="module")
 def stack(redis_server: Any, database: Any) -> Iterator[CtiStack]:
-    with cti_stack(redis_server.url, database.dsn, login_max_failures=3,
-                   login_max_failures_per_address=1000) as s:
-        for ext in ("1001", "1002", "1900"):
-            s.center.agent(ext, ["110"], ready=False, behaviour=Behaviour(answer_after_ms=None))
+    with agents_stack(redis_server.url, database.dsn, ("1001", "1002", "1900"),
+                      login_max_failures=3, login_max_failures_per_address=1000) as s:
         yield s
 
 

@@ -10,20 +10,18 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cti_support import CtiStack, cti_stack
+from browser_support import agents_stack, chromium, needs_chromium
+from cti_support import CtiStack
 
-from fakefs.channel import Behaviour
 from fsapps.csta import hub
 
-sync_api = pytest.importorskip("playwright.sync_api")
-from test_browser_agent import ARGS, CHROMIUM, agent_login, new_page  # noqa: E402
+pytest.importorskip("playwright.sync_api")
+from test_browser_agent import agent_login, new_page
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"{CHROMIUM} missing (make system installs it)")
+pytestmark = needs_chromium
 D = "cc.test"
 A1 = f"1001@{D}"
 # each would run a script or load something if it ever became markup
@@ -33,20 +31,14 @@ HOSTILE_KEY = '<svg onload="window.__xss=2">'
 
 @pytest.fixture(scope="module")
 def stack(redis_server: Any, database: Any) -> Iterator[CtiStack]:
-    with cti_stack(redis_server.url, database.dsn) as s:
-        for ext in ("1001", "1900"):
-            s.center.agent(ext, ["110"], ready=False, behaviour=Behaviour(answer_after_ms=None))
+    with agents_stack(redis_server.url, database.dsn, ("1001", "1900")) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def injected(page: Any) -> dict[str, Any]:

@@ -1,0 +1,48 @@
+"""What the CSTA and browser tests share: a CTI stack whose agents' phones ring until answered
+from a page (``uuid_phone_event talk``), and the system Chromium driven by Playwright (never a
+downloaded browser: ``make system`` installs Debian's chromium)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cti_support import CtiStack, cti_stack
+
+from fakefs.channel import Behaviour
+
+CHROMIUM = "/usr/bin/chromium"
+# As root, in a closed network: no sandbox, no background connections Chromium would retry.
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 15_000
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason=f"{CHROMIUM} missing (make system installs it)")
+
+
+@contextmanager
+def agents_stack(redis_url: str, dsn: str, extensions: tuple[str, ...],
+                 **cti: Any) -> Iterator[CtiStack]:
+    """:func:`cti_stack` with agents ``extensions`` in group 110, not ready, their phones
+    ringing until answered."""
+    with cti_stack(redis_url, dsn, **cti) as stack:
+        for ext in extensions:
+            stack.center.agent(ext, ["110"], ready=False,
+                               behaviour=Behaviour(answer_after_ms=None))
+        yield stack
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """The system Chromium, headless, closed on exit."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
