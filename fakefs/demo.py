@@ -88,11 +88,19 @@ def build(center: SimulatedCallCenter, args: argparse.Namespace, rng: random.Ran
             behaviour = Behaviour(answer_after_ms=rng.randint(800, 4000))
         center.agent(extension, groups, switch=center.switches[i % args.nodes],
                      behaviour=behaviour)
+    # the supervisor's phone, for the wallboard's listen / whisper / barge buttons
+    for switch in center.switches:
+        switch.add_user(SUPERVISOR_PHONE, DOMAIN, password="1234")
+    center.switches[0].register(SUPERVISOR_PHONE, DOMAIN, password="1234",
+                                behaviour=Behaviour(answer_after_ms=800))
 
 
 # Who may log in to the demo's web pages (user, password, role, extension): the supervisor sees
-# the wallboard, "agent" is extension 1001's seat (its fake phone answers by itself).
-DEMO_USERS = (("supervisor", "supervisor", "supervisor", ""), ("agent", "agent", "agent", "1001"))
+# the wallboard and listens on phone 1900, "agent" is extension 1001's seat (the fake phones
+# answer by themselves).
+SUPERVISOR_PHONE = "1900"
+DEMO_USERS = (("supervisor", "supervisor", "supervisor", SUPERVISOR_PHONE),
+              ("agent", "agent", "agent", "1001"))
 
 
 def start_cti(settings: Any, port: int) -> Any:
@@ -182,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         build(center, args, rng)
         if args.cti_port:
             cti = start_cti(settings, args.cti_port)
-            print(f"web pages: wallboard {cti.url}/wallboard (supervisor / supervisor), agent "
-                  f"console {cti.url}/ (agent / agent, extension 1001)", flush=True)
+            print(f"web pages: wallboard {cti.url}/wallboard?device={SUPERVISOR_PHONE} "
+                  f"(supervisor / supervisor, domain {DOMAIN}), agent console {cti.url}/ "
+                  f"(agent / agent, extension 1001)", flush=True)
         print(f"running {args.duration:.0f} s of calls at {args.rate}/s "
               "(Ctrl-C to stop early)", flush=True)
         started = time.monotonic()
