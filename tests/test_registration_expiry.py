@@ -26,7 +26,7 @@ import pytest
 from fakefs import Behaviour, Switch
 from fakefs.callcenter import SimulatedCallCenter, reset_database
 from fakefs.scenario import wait_until
-from fakefs.servers import FreshDatabase, RedisServer
+from fakefs.servers import FreshDatabase, RedisClusterServer, RedisServer
 from fsapps import nodes, runtime
 from fsapps.nodes import Nodes
 from fsapps.store.keys import seed_userinfo_hash
@@ -41,13 +41,9 @@ RECONCILE_MS = 500
 DETECT_S = (DEAD_AFTER_MS + 2 * RECONCILE_MS) / 1000 + 5
 
 
-@pytest.fixture
-def cc(redis_server: RedisServer, database: FreshDatabase,
-       monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatedCallCenter]:
-    monkeypatch.setattr(nodes, "DEAD_AFTER_MS", DEAD_AFTER_MS)
-    monkeypatch.setattr(runtime, "RECONCILE_MS", RECONCILE_MS)
-    reset_database(database.dsn)
-    settings = settings_for(redis_server.url, database.dsn, lease_margin_seconds=1)
+def _center(url: str, dsn: str, cluster: bool = False) -> Iterator[SimulatedCallCenter]:
+    reset_database(dsn)
+    settings = settings_for(url, dsn, cluster=cluster, lease_margin_seconds=1)
     # registration events also RPUSHed to a list, to see the expiry published
     settings = dataclasses.replace(settings, directory=dataclasses.replace(
         settings.directory, registration_list=REG_LIST))
@@ -56,6 +52,28 @@ def cc(redis_server: RedisServer, database: FreshDatabase,
         yield center
     finally:
         center.close()
+
+
+@pytest.fixture
+def cc(redis_server: RedisServer, database: FreshDatabase,
+       monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatedCallCenter]:
+    monkeypatch.setattr(nodes, "DEAD_AFTER_MS", DEAD_AFTER_MS)
+    monkeypatch.setattr(runtime, "RECONCILE_MS", RECONCILE_MS)
+    yield from _center(redis_server.url, database.dsn)
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def any_cc(request: pytest.FixtureRequest,
+           database: FreshDatabase) -> Iterator[SimulatedCallCenter]:
+    """No switches: on a plain Redis, then on a 3-master Redis Cluster (each script's keys in
+    one slot)."""
+    if request.param == "cluster":
+        cluster: RedisClusterServer = request.getfixturevalue("redis_cluster")
+        cluster.flushall()
+        yield from _center(cluster.url, database.dsn, cluster=True)
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        yield from _center(server.url, database.dsn)
 
 
 def phone(cc: SimulatedCallCenter, switch: Switch, extension: str, expires: int | None,
@@ -190,11 +208,13 @@ def test_stalled_node_loses_nothing(cc: SimulatedCallCenter,
     assert registration(cc, "7202") is not None
 
 
-def test_expiry_script_races(cc: SimulatedCallCenter) -> None:
+def test_expiry_script_races(any_cc: SimulatedCallCenter) -> None:
     """agent_reg_expire.lua and the live-state compare-and-set, without switches: only the
     registration the dead node recorded, only once it ran out, only once; a newer one wins."""
     from fsapps.agents import Agents
     from fsapps.livestate import LiveState
+
+    cc = any_cc
 
     agents = Agents(cc.ctx, DOMAIN)
     r = cc.ctx.redis
