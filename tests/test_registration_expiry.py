@@ -131,9 +131,12 @@ def test_dead_nodes_registration_runs_out(cc: SimulatedCallCenter) -> None:
     assert userinfo(cc, "7101")["register"]["node"] == "node2"  # type: ignore[index]
 
     node2.kill()
+    killed_at = time.time()
     wait_until(lambda: cc.get("7101").reg_state == "unreg",
                DETECT_S + max(0.0, before.reg_until / 1000 - time.time()),
                "7101 unregistered after node2 died and its registration ran out")
+    print(f"\n7101 unreg {time.time() - killed_at:.2f}s after node2 died "
+          f"({time.time() - before.reg_until / 1000:.2f}s after its registration ran out)")
     dead = cc.get("7101")
     assert not dead.reg_node and not dead.reg_until
     # the live state follows the agent hash (the same reconciler, right after)
