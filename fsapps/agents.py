@@ -8,7 +8,9 @@ Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
 ``p:{d}:agent:<ext>``  hash  no expiry. Fields: extension, domain, job_number, enabled
     ("0": the extension is disabled, its seat kept busy: no queue calls; absent = enabled),
     logged_in ("1"/"0"), groups (comma list), reg_state (reged/unreg), seat_status (idle/busy),
-    reg_node / reg_host (the node the phone registered on and its SIP address),
+    reg_node / reg_host (the node the phone registered on and its SIP address), reg_until
+    (ms when that registration runs out unless renewed: the REGISTER's expires) / reg_stamp
+    (the Event-Date-Timestamp of its sofia::register, naming that registration's live state),
     call_state (:class:`~fsapps.agent_state.CallState`), last_change (ms of the last call-state
     change), no_answer_count (offers missed in a row), offer_uuid / offer_node / lease_until
     (the reservation: which call, which node, until when in ms), agent_leg (uuid of the
@@ -31,7 +33,7 @@ from fsapps.store import hash_fields
 from fsapps.store.scripts import run_script
 
 FIELDS = ("extension", "domain", "job_number", "enabled", "logged_in", "groups", "reg_state",
-          "reg_node", "reg_host",
+          "reg_node", "reg_host", "reg_until", "reg_stamp",
           "seat_status", "call_state", "last_change", "no_answer_count", "offer_uuid",
           "offer_node", "lease_until", "agent_leg", "wrapup_until")
 
@@ -47,6 +49,7 @@ class Agent:
     reg_state: str = "unreg"
     reg_node: str = ""
     reg_host: str = ""
+    reg_until: int = 0
     seat_status: str = "busy"
     call_state: str = "ready"
     last_change: int = 0
@@ -66,6 +69,7 @@ class Agent:
             groups=tuple(g for g in data.get("groups", "").split(",") if g),
             reg_state=data.get("reg_state", "unreg"), reg_node=data.get("reg_node", ""),
             reg_host=data.get("reg_host", ""),
+            reg_until=int(data.get("reg_until") or 0),
             seat_status=data.get("seat_status", "busy"),
             call_state=data.get("call_state", "ready"),
             last_change=int(data.get("last_change") or 0),
@@ -135,6 +139,25 @@ class Agents:
         """The phone unregistered (or expired) on ``node``: the agent is unreg unless it has
         registered on another node since. Returns True when the state changed."""
         return bool(run_script(self.r, "agent_unregister", [self.keys.agent(extension)], [node]))
+
+    def registered(self, extension: str, node: str, host: str, expires_s: int,
+                   stamp: str, now: int | None = None) -> None:
+        """The phone registered on ``node`` for ``expires_s`` seconds: reged, reached through
+        ``node``, trusted until then (:meth:`expire_registration`, once ``node`` is dead)."""
+        until = (now or now_ms()) + expires_s * 1000 if expires_s > 0 else 0
+        self.set_fields(extension, reg_state="reged", reg_node=node, reg_host=host,
+                        reg_until=until, reg_stamp=stamp)
+
+    def expire_registration(self, extension: str, node: str, now: int) -> str | None:
+        """``node`` is dead and the agent's registration there ran out (see
+        agent_reg_expire.lua): the agent is unreg. Returns the reg_stamp of the registration
+        that ended, or None when nothing changed (it registered again meanwhile, or has not
+        run out yet)."""
+        result = run_script(self.r, "agent_reg_expire", [self.keys.agent(extension)],
+                            [node, now])
+        if not result:
+            return None
+        return str(result[1])
 
     def set_fields(self, extension: str, **fields: object) -> None:
         self.r.hset(self.keys.agent(extension), mapping=hash_fields(fields))

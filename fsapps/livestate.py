@@ -13,6 +13,9 @@ settings, the seed's ``gui`` block; an empty name turns that write off):
                                  sofia::unregister / sofia::expire. (``registration_channel``:
                                  PUBLISH of each register/unregister event; ``registration_list``:
                                  RPUSH of it.)
+                                 A dead node's registrations are also removed once they run out
+                                 (:meth:`LiveState.expire_registration`, called by the runtime's
+                                 reconciler on a live node), as a sofia::expire would.
 ``calls``                  hash  extension -> JSON ``{"username", "current": uuid, "notify":
                                  callout|callin|progress|answer|hangup|bridge|unbridge,
                                  "<uuid>": {configured call fields}, "activity": [live uuids]}``;
@@ -38,9 +41,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fsapps.context import Context
+from fsapps.context import Context, now_ms
 from fsapps.fslog import log
 from fsapps.store.keys import seed_exten_hash, seed_userinfo_hash
+from fsapps.store.scripts import run_script
 
 REGISTER_SUBCLASSES = ("sofia::register", "sofia::unregister", "sofia::expire")
 NOTIFY = {"CHANNEL_CREATE": "", "CHANNEL_PROGRESS": "progress",
@@ -216,6 +220,53 @@ class LiveState:
             docs[("info", owner)] = info
             dirty.add(("info", owner))
 
+    def expire_registration(self, domain: str, user: str, node: str, stamp: str,
+                            until_ms: int) -> None:
+        """The registration ``node`` recorded for ``user`` (its sofia::register's
+        Event-Date-Timestamp is ``stamp``) ran out while ``node`` was dead: what its
+        sofia::expire would have done. The records go only while they are still that
+        registration's (compare-and-set): a phone that registered again elsewhere meanwhile
+        keeps its new records. The expire event is published as the node would have."""
+        c = self.conf
+        r = self.ctx.redis
+        owner = (domain, user)
+        stored: dict[str, Any] = {}
+        if c.registration_hash:
+            text = r.hget(c.registration_hash, user)
+            stored = _loads(text, "registration", owner)
+            if text and stored.get("Event-Date-Timestamp", "") == stamp:
+                _swap(r, c.registration_hash, user, text, None)
+        if c.userinfo:
+            key = seed_userinfo_hash(domain)
+            text = r.hget(key, user)
+            info = _loads(text, "info", owner)
+            block = info.get("register")
+            if text and isinstance(block, dict) and block.get("node") == node and \
+                    block.get("Timestamp", "") == stamp:
+                info.pop("register")
+                _swap(r, key, user, text, _dumps(info) if info.get("calls") else None)
+        if not (c.registration_channel or c.registration_list):
+            return
+        # mod_sofia's sofia::expire headers (the absolute expiry in seconds), on behalf of the
+        # dead node: its core headers come from its own register event when kept.
+        event = {"Event-Name": "CUSTOM", "Core-UUID": stored.get("Core-UUID", ""),
+                 "FreeSWITCH-Hostname": stored.get("FreeSWITCH-Hostname", node),
+                 "FreeSWITCH-Switchname": stored.get("FreeSWITCH-Switchname", node),
+                 "FreeSWITCH-IPv4": stored.get("FreeSWITCH-IPv4", ""),
+                 "Event-Date-Timestamp": str(now_ms() * 1000),
+                 "Event-Subclass": "sofia::expire",
+                 "profile-name": stored.get("profile-name", ""),
+                 "call-id": stored.get("call-id", ""), "user": user, "host": domain,
+                 "contact": stored.get("contact", ""), "expires": str(until_ms // 1000),
+                 "user-agent": stored.get("user-agent", ""),
+                 # not a mod_sofia header: which node's registration fsapps expired
+                 "fsapps-expired-node": node}
+        text = json.dumps(event, ensure_ascii=False)
+        if c.registration_list:
+            r.rpush(c.registration_list, text)
+        if c.registration_channel:
+            r.publish(c.registration_channel, text)
+
     # ---------------------------------------------------------------- calls -------------
     def _channel(self, event: Any, uuid: str, docs: dict[tuple[str, Owner], Any],
                  dirty: set[tuple[str, Owner]]) -> None:
@@ -364,6 +415,12 @@ def _loads(text: Any, what: str, owner: Owner) -> dict[str, Any]:
                        "starting it again")
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _swap(r: Any, key: str, field: str, expected: str, new: str | None) -> bool:
+    """Set (or with None delete) ``key``'s ``field`` only while it still holds ``expected``."""
+    return bool(run_script(r, "hash_field_swap", [key],
+                           [field, expected, "del" if new is None else "set", new or ""]))
 
 
 def _dumps(doc: Any) -> str:

@@ -24,7 +24,8 @@ own for the node's command queue (started once, never per call):
   RECORD_START's recording file in the CDR), recorded by that thread too;
 - the reconciler: agents ringing or talking for a call that no longer exists, on a node that
   is gone, or whose reservation lease ran out, are repaired and made available again; callers
-  queued on a node that is gone (or whose channel is) leave the queue.
+  queued on a node that is gone (or whose channel is) leave the queue; phones registered on a
+  node that is gone are unregistered once their registration's own expiry has passed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import time
 from typing import Any
 
 from fsapps import acd, amqp, callevents, commands, httproute, workingset, xcc
-from fsapps.agents import Agents
+from fsapps.agents import Agent, Agents
 from fsapps.callqueue import CallQueue
 from fsapps.cdrcalls import CallRecords
 from fsapps.cdrspool import INTERVAL_S as CDR_SPOOL_INTERVAL_S
@@ -237,9 +238,12 @@ class NodeRuntime:
         agents = Agents(self.ctx, domain)
         agents.ensure(user)
         if subclass == "sofia::register":
-            # Where the phone is registered: other nodes reach the agent through this node.
-            agents.set_fields(user, reg_state="reged", reg_node=self.node,
-                              reg_host=event.getHeader("FreeSWITCH-IPv4") or "")
+            # Where the phone is registered: other nodes reach the agent through this node;
+            # and until when: if this node dies, nothing renews it after that (reconcile).
+            expires = (event.getHeader("expires") or "").strip()
+            agents.registered(user, self.node, event.getHeader("FreeSWITCH-IPv4") or "",
+                              int(expires) if expires.isdigit() else 0,
+                              event.getHeader("Event-Date-Timestamp") or "")
             acd.agent_available(self.ctx, domain, user)
         elif agents.unregistered(user, self.node):
             log("INFO", f"runtime {self.node}: agent {user} unregistered")
@@ -284,11 +288,15 @@ class NodeRuntime:
 
     def reconcile(self, domain: str, now: int) -> list[str]:
         """Repair agents whose call state no longer matches the switch: a reservation whose
-        lease ran out, a call owned by a dead node, or (on this node) a call that is gone."""
+        lease ran out, a call owned by a dead node, or (on this node) a call that is gone.
+        Also unregisters phones whose registration on a dead node ran out. Returns the agents
+        whose call state was repaired."""
         agents = Agents(self.ctx, domain)
         alive = self.nodes.alive()
         repaired = []
         for agent in agents.all():
+            if agent.reg_state == "reged" and agent.reg_node and agent.reg_node not in alive:
+                self.guarded(self.expire_registration, agents, agent, now)
             if agent.call_state not in ("ring", "talking") or not agent.offer_uuid:
                 continue
             reason = ""
@@ -308,6 +316,24 @@ class NodeRuntime:
                 repaired.append(agent.extension)
                 acd.agent_available(self.ctx, domain, agent.extension)
         return repaired
+
+    def expire_registration(self, agents: Agents, agent: Agent, now: int) -> bool:
+        """The agent's phone is registered on a node that stopped beating. That node is the
+        only one that could have renewed the registration, so it is trusted until its own
+        expiry and no longer: then the agent is unreg, as the node's sofia::expire would have
+        made it. A node that merely stalled and beats again before then loses nothing; a
+        phone that registered on another node since has moved reg_node and is left alone
+        (both checked atomically by the script)."""
+        if not agent.reg_until or agent.reg_until > now:
+            return False
+        stamp = agents.expire_registration(agent.extension, agent.reg_node, now)
+        if stamp is None:
+            return False  # re-registered meanwhile, or another node's reconciler was first
+        log("WARNING", f"reconciler: agent {agent.extension}'s registration on node "
+                       f"{agent.reg_node} (gone) ran out; agent unregistered")
+        self.livestate.expire_registration(agents.domain, agent.extension, agent.reg_node,
+                                           stamp, agent.reg_until)
+        return True
 
     def reconcile_queue(self, domain: str) -> list[str]:
         """Drop waiting calls that no node will ever connect: their node is gone, or (on this

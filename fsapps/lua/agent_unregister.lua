@@ -11,4 +11,5 @@ if a[2] and a[2] ~= '' and a[2] ~= ARGV[1] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'reg_state', 'unreg', 'reg_node', '', 'reg_host', '')
+redis.call('HDEL', KEYS[1], 'reg_until', 'reg_stamp')
 return 1

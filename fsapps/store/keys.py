@@ -9,7 +9,8 @@ read them by those names.
 fsapps-owned, from :class:`Keys` (``p`` = prefix, ``d`` = domain) — name, type, expiry:
 
 =================================  ======  =====================================================
-``p:{d}:agent:<ext>``              hash    none; one agent's state (login, groups, state, call)
+``p:{d}:agent:<ext>``              hash    none; one agent's state (login, groups, state, call,
+                                           registration: node and expiry)
 ``p:{d}:agents``                   set     none; extensions with an agent hash in the domain
 ``p:{d}:group:<g>``                hash    none; group settings loaded from PostgreSQL
 ``p:{d}:groups``                   set     none; group numbers of the domain
