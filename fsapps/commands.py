@@ -592,24 +592,28 @@ def channel_command(ctx: Context, execute: Execute, node: str, op: str,
     if op == "transfer":
         ext = str(args.get("extension", ""))
         gateway = str(args.get("gateway", ""))
+        if gateway and not (valid_gateway(gateway) and valid_number(ext)):
+            return f"-ERR invalid number {ext!r} or gateway {gateway!r}\n"
+        if not gateway and not valid_name(ext):
+            return f"-ERR invalid extension {ext!r}\n"
         # "bleg": the party the channel talks to moves, the channel itself is hung up
         leg = "-bleg " if args.get("leg") == "bleg" else ""
         moved = _peer(execute, uuid) if leg else uuid
         if moved:
             _set_transfer_ring(ctx, execute, uuid, moved)
         if gateway:
-            if not (valid_gateway(gateway) and valid_number(ext)):
-                return f"-ERR invalid number {ext!r} or gateway {gateway!r}\n"
             reply = execute("uuid_transfer",
                             f"{uuid} {leg}bridge:sofia/gateway/{gateway}/{ext} inline")
             what = f"transferred {uuid}{' peer' if leg else ''} to {ext} via {gateway}"
         else:
-            if not valid_name(ext):
-                return f"-ERR invalid extension {ext!r}\n"
+            was = _getvar(execute, moved, "domain_name") if domain and moved else ""
             if domain and moved:
                 # the dialplan rings user/<ext>@${domain_name}: the extension of that domain
                 execute("uuid_setvar", f"{moved} domain_name {domain}")
             reply = execute("uuid_transfer", f"{uuid} {leg}{ext}")
+            if domain and moved and not reply.startswith("+OK"):
+                # not transferred: the channel stays in the domain it was in
+                execute("uuid_setvar", f"{moved} domain_name {was}".rstrip())
             target = f"{ext}@{domain}" if domain else ext
             what = f"transferred {uuid}{' peer' if leg else ''} to {target}"
     elif op == "hold":
