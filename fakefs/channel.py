@@ -89,6 +89,7 @@ class Channel:
     held: bool = False
     hit_dialplan: bool = False
     playing: str | None = None       # what the channel currently hears from a playback
+    ringback: str | None = None      # the ringback it hears while a bridge it started rings
     application: str = ""
     application_data: str = ""
     eavesdrop: dict[str, Any] | None = None   # {"target": uuid, "mode": listen|...}

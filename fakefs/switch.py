@@ -823,6 +823,7 @@ class Switch:
 
         timeout = timeout_s if timeout_s is not None else float(get("originate_timeout") or 60)
         ignore_early = (get("ignore_early_media") or "").lower() == "true"
+        ringback = self._ringback(originator) if originator is not None else None
         try:
             for leg_spec in group:
                 leg_vars = {**base_vars, **leg_spec.variables, "_attempt_id": attempt_id}
@@ -846,6 +847,9 @@ class Switch:
                         break
                     if originator is not None and originator.up:
                         self._relay_progress(originator, attempt.legs, ignore_early)
+                        if ringback:
+                            self._play_ringback(originator, attempt.legs, ignore_early,
+                                                ringback)
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
@@ -869,6 +873,8 @@ class Switch:
             return None, causes[-1] if causes else "NORMAL_UNSPECIFIED"
         finally:
             _ATTEMPTS.pop(attempt_id, None)
+            if originator is not None:
+                originator.ringback = None  # the ringback ends with the originate
 
     def _relay_progress(self, originator: Channel, legs: list[Channel],
                         ignore_early: bool) -> None:
@@ -878,6 +884,29 @@ class Switch:
             self.pre_answer(originator)
         elif any("progress" in c.times for c in legs):
             self.ring_ready(originator)
+
+    def _ringback(self, originator: Channel) -> str | None:
+        """What the originator hears while the legs ring (switch_ivr_originate): an answered
+        channel's ``transfer_ringback`` ("a bridge after an answer is a transfer"), else its
+        ``ringback``; expanded. None: it hears nothing generated."""
+        value = originator.get("transfer_ringback") if originator.answered else None
+        value = value or originator.get("ringback")
+        return self.expand(originator, value) if value else None
+
+    def _play_ringback(self, originator: Channel, legs: list[Channel], ignore_early: bool,
+                       ringback: str) -> None:
+        """The ringback starts once a leg rings (180), or at once with ``instant_ringback``;
+        a leg's early media (183), unless ignored, is heard instead. An unanswered
+        originator is given media (183) for it."""
+        instant = (originator.get("instant_ringback") or "").lower() == "true"
+        if not ignore_early and any("progress_media" in c.times for c in legs):
+            originator.ringback = None
+            return
+        if instant or any("progress" in c.times or "progress_media" in c.times
+                          for c in legs if c.up):
+            if not originator.answered:
+                self.pre_answer(originator)
+            originator.ringback = ringback
 
     def _create_leg(self, endpoint: str, leg_vars: dict[str, str],
                     originator: Channel | None) -> Channel:
@@ -1146,6 +1175,8 @@ class Switch:
         heard: set[str] = set()
         if me.playing:
             heard.add(f"media:{me.playing}")
+        if me.ringback:
+            heard.add(f"media:{me.ringback}")
         peer = self.channels.get(me.peer) if me.peer else None
         if peer is not None and peer.up and not me.held:
             if peer.held:

@@ -58,6 +58,9 @@ CHANNEL_COMMANDS = ("transfer", "hold", "unhold", "threeway", "eavesdrop", "kill
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _PATH = re.compile(r"[^\s'\"\\\x00-\x1f\x7f]{1,255}")
+# A domain as written after ``@``: only its shape, so that a bad one is named in the refusal
+# (a configured domain is a Redis key part: no braces, no whitespace).
+_DOMAIN = re.compile(r"[A-Za-z0-9_.:-]{1,253}")
 _GROUP_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -84,10 +87,41 @@ class Invocation:
     node: str
     execute: Execute
     json: bool = False
+    named_domain: str | None = None  # the domain a value of the line named (``1000@cc.test``)
 
     @property
     def domain(self) -> str:
-        return self.ctx.settings.default_domain
+        """Where the command acts: the domain its values name, else the default domain.
+        Read only after every argument is parsed (:meth:`in_domain` may still set it)."""
+        return self.named_domain or self.ctx.settings.default_domain
+
+    def label(self, name: str) -> str:
+        """``name`` as replies show it: with its domain when the line named one."""
+        return f"{name}@{self.named_domain}" if self.named_domain else name
+
+    def in_domain(self, value: str, what: str) -> str:
+        """The extension or group of ``value`` (``1000`` or ``1000@cc.test``, shape already
+        checked by :func:`valid_qualified`). A named domain must be configured, and one line
+        acts in one domain: values naming two domains are refused before anything is done
+        (a login must not join one tenant's agent to another tenant's group). A plain value
+        is in the domain the line's other values name, else the default domain."""
+        name, at, domain = value.partition("@")
+        if not at:
+            return name
+        domains = self.ctx.settings.domains
+        if domain not in domains:
+            raise Refused(f"unknown domain {domain!r} in {what} {value!r} "
+                          f"(configured: {', '.join(domains)})")
+        if self.named_domain is not None and domain != self.named_domain:
+            raise Refused(f"{what} {value!r} is in domain {domain!r} but the command's other "
+                          f"values are in {self.named_domain!r}; one command acts in one domain")
+        self.named_domain = domain
+        return name
+
+    def qualified(self, index: int, what: str) -> str:
+        """Argument ``index``: an extension or group, plain or ``<value>@<domain>``; the
+        plain value (see :meth:`in_domain`)."""
+        return self.in_domain(self.arg(index, what, valid_qualified), what)
 
     def arg(self, index: int, what: str, valid: Callable[[str], bool] | None = None,
             default: str | None = None) -> str:
@@ -114,7 +148,8 @@ class Invocation:
         """The agent of ``extension``; Refused when there is none."""
         agent = Agents(self.ctx, self.domain).get(extension)
         if agent is None:
-            raise Refused(f"unknown extension {extension!r} (add it with nway_add_ext)")
+            raise Refused(f"unknown extension {self.label(extension)!r} "
+                          "(add it with nway_add_ext)")
         return agent
 
 
@@ -143,6 +178,13 @@ def valid_name(text: str) -> bool:
     """An extension, job number or group number: ``[A-Za-z0-9_.-]``, 1 to 50 characters (what
     the ``varchar(50)`` columns hold and what may go into a key or a dial string)."""
     return valid_extension(text) and len(text) <= 50
+
+
+def valid_qualified(text: str) -> bool:
+    """An extension or group, optionally with its domain: ``1000`` or ``1000@cc.test``. Only
+    the shape: whether the domain is configured is :meth:`Invocation.in_domain`'s refusal."""
+    name, at, domain = text.partition("@")
+    return valid_name(name) and (not at or _DOMAIN.fullmatch(domain) is not None)
 
 
 def valid_uuid(text: str) -> bool:
@@ -259,55 +301,58 @@ def _cell(value: object) -> str:
 def nway_add_ext(inv: Invocation) -> str:
     """Add an extension (enabled); the second value is its job number. Adding an existing
     extension changes its job number (when given) and nothing else."""
-    ext = inv.arg(0, "extension", valid_name)
+    ext = inv.qualified(0, "extension")
     job = inv.arg(1, "job number", valid_name, default="") or None
     inv.at_most(2)
     done = Extensions(inv.ctx, inv.domain).add(ext, job)
     what = "added" if done.created else "updated"
     job_text = f"job number {done.job_number}" if done.job_number else "no job number"
-    return f"+OK extension {ext} {what} ({job_text}, {'enabled' if done.enabled else 'disabled'})"
+    state = "enabled" if done.enabled else "disabled"
+    return f"+OK extension {inv.label(ext)} {what} ({job_text}, {state})"
 
 
 @command("nway_set_ext_jobnumber", "<extension> <job number> <true|false>", record=True)
 def nway_set_ext_jobnumber(inv: Invocation) -> str:
-    ext = inv.arg(0, "extension", valid_name)
+    ext = inv.qualified(0, "extension")
     job = inv.arg(1, "job number", valid_name)
     enabled = inv.arg(2, "enabled flag (true or false)", _boolean).lower() in _TRUE
     inv.at_most(3)
     Extensions(inv.ctx, inv.domain).set_job_number(ext, job, enabled)
     if not enabled:
         acd.set_busy(inv.ctx, inv.domain, ext)  # its call state says so too (and is published)
-    return f"+OK extension {ext} job number {job}, {'enabled' if enabled else 'disabled'}"
+    state = "enabled" if enabled else "disabled"
+    return f"+OK extension {inv.label(ext)} job number {job}, {state}"
 
 
 @command("nway_rm_ext", "<extension>", record=True)
 def nway_rm_ext(inv: Invocation) -> str:
-    ext = inv.arg(0, "extension", valid_name)
+    ext = inv.qualified(0, "extension")
     inv.at_most(1)
     if not Extensions(inv.ctx, inv.domain).remove(ext):
-        raise Refused(f"unknown extension {ext!r}")
-    return f"+OK extension {ext} removed"
+        raise Refused(f"unknown extension {inv.label(ext)!r}")
+    return f"+OK extension {inv.label(ext)} removed"
 
 
 @command("nway_set_reged_ext", "<extension>")
 def nway_set_reged_ext(inv: Invocation) -> str:
     """Mark the extension registered (a phone the switch does not see register, or a manual
     repair); a waiting caller is offered to it at once if it is free."""
-    ext = inv.arg(0, "extension", valid_name)
+    ext = inv.qualified(0, "extension")
     inv.at_most(1)
     inv.agent(ext)
     Agents(inv.ctx, inv.domain).set_fields(ext, reg_state="reged")
     offered = acd.agent_available(inv.ctx, inv.domain, ext)
-    return f"+OK extension {ext} registered" + (f"; offered call {offered}" if offered else "")
+    return f"+OK extension {inv.label(ext)} registered" + \
+        (f"; offered call {offered}" if offered else "")
 
 
 @command("nway_set_unreg_ext", "<extension>")
 def nway_set_unreg_ext(inv: Invocation) -> str:
-    ext = inv.arg(0, "extension", valid_name)
+    ext = inv.qualified(0, "extension")
     inv.at_most(1)
     inv.agent(ext)
     Agents(inv.ctx, inv.domain).set_fields(ext, reg_state="unreg")
-    return f"+OK extension {ext} unregistered"
+    return f"+OK extension {inv.label(ext)} unregistered"
 
 
 @command("nway_list_exts", "[json]", lists=True)
@@ -330,7 +375,7 @@ EXT_COLUMNS = ("extension", "job_number", "enabled", "logged_in", "groups", "reg
 def nway_add_group(inv: Invocation) -> str:
     """Add a group in call mode 0-5 (the name defaults to the group number; the rest of the
     line is the name), or change an existing group's mode (and name, when given)."""
-    number = inv.arg(0, "group", valid_name)
+    number = inv.qualified(0, "group")
     mode = int(inv.arg(1, "mode (0-5)", _mode))
     name = " ".join(inv.args[2:])
     if name and not _GROUP_NAME.fullmatch(name):
@@ -345,21 +390,21 @@ def nway_add_group(inv: Invocation) -> str:
     if done is None:
         raise Refused(f"group {number!r} belongs to another domain")
     group, created = done
-    return (f"+OK group {number} {'added' if created else 'updated'} "
+    return (f"+OK group {inv.label(number)} {'added' if created else 'updated'} "
             f"(mode {mode} {MODES[mode]}, name {group.group_name})")
 
 
 @command("nway_rm_group", "<group>", record=True)
 def nway_rm_group(inv: Invocation) -> str:
-    number = inv.arg(0, "group", valid_name)
+    number = inv.qualified(0, "group")
     inv.at_most(1)
     waiting = CallQueue(inv.ctx, inv.domain).waiting(number)
     if waiting:
-        raise Refused(f"group {number} has {len(waiting)} caller(s) waiting; remove it when "
-                      "they are served")
+        raise Refused(f"group {inv.label(number)} has {len(waiting)} caller(s) waiting; "
+                      "remove it when they are served")
     if not Groups(inv.ctx, inv.domain).remove(number):
-        raise Refused(f"unknown group {number!r}")
-    return f"+OK group {number} removed"
+        raise Refused(f"unknown group {inv.label(number)!r}")
+    return f"+OK group {inv.label(number)} removed"
 
 
 RINGS = (("welcome", "welcome_ring"), ("blacklist", "black_list_ring"), ("busy", "busy_ring"),
@@ -369,7 +414,7 @@ RINGS = (("welcome", "welcome_ring"), ("blacklist", "black_list_ring"), ("busy",
 @command("nway_set_ring_group", "<group> <welcome> <blacklist> <busy> <transfer>",
          record=True)
 def nway_set_ring_group(inv: Invocation) -> str:
-    number = inv.arg(0, "group", valid_name)
+    number = inv.qualified(0, "group")
     changes = {}
     for index, (what, column) in enumerate(RINGS, start=1):
         value = inv.arg(index, f"{what} ring", lambda v: v == "-" or valid_path(v))
@@ -378,10 +423,10 @@ def nway_set_ring_group(inv: Invocation) -> str:
     inv.at_most(5)
     done = Groups(inv.ctx, inv.domain).change(number, changes)
     if done is None:
-        raise Refused(f"unknown group {number!r}")
+        raise Refused(f"unknown group {inv.label(number)!r}")
     group = done[0]
     now = ", ".join(f"{what} {getattr(group, column) or '-'}" for what, column in RINGS)
-    return f"+OK group {number} rings: {now}"
+    return f"+OK group {inv.label(number)} rings: {now}"
 
 
 @command("nway_list_groups", "[json]", lists=True)
@@ -417,61 +462,69 @@ def group_rows(inv: Invocation) -> list[dict[str, Any]]:
 @command("nway_login", "<extension> <group>[,<group>...]", record=True)
 def nway_login(inv: Invocation) -> str:
     """The agent joins exactly these groups, idle and ready (seed 上线)."""
-    ext = inv.arg(0, "extension", valid_name)
-    wanted = inv.arg(1, "group list", lambda v: all(valid_name(g) for g in v.split(",")))
+    ext = inv.qualified(0, "extension")
+    listed = inv.arg(1, "group list", lambda v: all(valid_qualified(g) for g in v.split(",")))
     inv.at_most(2)
+    wanted = [inv.in_domain(g, "group") for g in listed.split(",")]
+    label = inv.label(ext)
     agent = Agents(inv.ctx, inv.domain).get(ext)
     if agent is not None and not agent.enabled:
-        raise Refused(f"extension {ext!r} is disabled (nway_set_ext_jobnumber {ext} <job> true)")
+        raise Refused(f"extension {label!r} is disabled "
+                      f"(nway_set_ext_jobnumber {label} <job> true)")
     known = set(Groups(inv.ctx, inv.domain).numbers())
-    unknown = [g for g in wanted.split(",") if g not in known]
+    unknown = [g for g in wanted if g not in known]
     if unknown:  # refused before anything is written (acd.login would create the agent)
-        raise Refused(f"unknown group(s) {', '.join(unknown)!r} for agent {ext!r}")
-    joined = acd.login(inv.ctx, inv.domain, ext, wanted.split(","))
-    return f"+OK agent {ext} logged into {','.join(joined)}"
+        raise Refused(f"unknown group(s) {', '.join(unknown)!r} for agent {label!r}")
+    joined = acd.login(inv.ctx, inv.domain, ext, wanted)
+    return f"+OK agent {label} logged into {','.join(joined)}"
 
 
 @command("nway_logout", "<extension>", record=True)
 def nway_logout(inv: Invocation) -> str:
-    ext = inv.arg(0, "extension", valid_name)
+    ext = inv.qualified(0, "extension")
     inv.at_most(1)
     agent = inv.agent(ext)
     acd.logout(inv.ctx, inv.domain, ext)
     was = ",".join(agent.groups) or "no group"
-    return f"+OK agent {ext} logged out (was in {was})"
+    return f"+OK agent {inv.label(ext)} logged out (was in {was})"
 
 
 @command("nway_busy", "<extension>")
 def nway_busy(inv: Invocation) -> str:
-    ext = inv.arg(0, "extension", valid_name)
+    ext = inv.qualified(0, "extension")
     inv.at_most(1)
     inv.agent(ext)
     acd.set_busy(inv.ctx, inv.domain, ext)
-    return f"+OK agent {ext} busy"
+    return f"+OK agent {inv.label(ext)} busy"
 
 
 @command("nway_ready", "<extension>")
 def nway_ready(inv: Invocation) -> str:
-    ext = inv.arg(0, "extension", valid_name)
+    ext = inv.qualified(0, "extension")
     inv.at_most(1)
     agent = inv.agent(ext)
+    label = inv.label(ext)
     if not agent.enabled:
-        raise Refused(f"extension {ext!r} is disabled (nway_set_ext_jobnumber {ext} <job> true)")
+        raise Refused(f"extension {label!r} is disabled "
+                      f"(nway_set_ext_jobnumber {label} <job> true)")
     if acd.set_ready(inv.ctx, inv.domain, ext):
-        return f"+OK agent {ext} ready"
+        return f"+OK agent {label} ready"
     state = Agents(inv.ctx, inv.domain).get(ext)
-    return (f"+OK agent {ext} ready when its call ends "
+    return (f"+OK agent {label} ready when its call ends "
             f"({state.call_state if state else agent.call_state})")
 
 
 # ------------------------------------------------------------------------ channels --------
 @command("nwayacd_transfer", "<uuid> <extension>")
 def nwayacd_transfer(inv: Invocation) -> str:
-    """The channel leaves its call and runs the dialplan at ``extension`` (in its context)."""
+    """The channel leaves its call and runs the dialplan at ``extension`` (in its context);
+    ``extension@domain`` makes ``domain`` its ``domain_name`` first (the dialplan's
+    ``user/$1@${domain_name}``). The caller hears its group's transfer ring meanwhile."""
     uuid = inv.arg(0, "uuid", valid_uuid)
-    ext = inv.arg(1, "extension", valid_name)
+    ext = inv.qualified(1, "extension")
     inv.at_most(2)
-    return on_channel(inv, "transfer", uuid=uuid, extension=ext)
+    domain = {"domain": inv.named_domain} if inv.named_domain else {}
+    return on_channel(inv, "transfer", uuid=uuid, extension=ext, **domain)
 
 
 @command("nway_uuid_hold", "<uuid>")
@@ -495,11 +548,14 @@ def nway_threeway(inv: Invocation) -> str:
     phone is rung in the background)."""
     uuid = inv.arg(0, "uuid", valid_uuid)
     gateway = inv.arg(2, "gateway", lambda v: v == "-" or valid_gateway(v), default="-")
-    phone = inv.arg(1, "phone" if gateway != "-" else "extension",
-                    valid_number if gateway != "-" else valid_name)
+    if gateway != "-":
+        phone = inv.arg(1, "phone", valid_number)
+    else:
+        phone = inv.qualified(1, "extension")
     inv.at_most(3)
+    domain = {"domain": inv.named_domain} if inv.named_domain else {}
     return on_channel(inv, "threeway", uuid=uuid, phone=phone,
-                      gateway="" if gateway == "-" else gateway)
+                      gateway="" if gateway == "-" else gateway, **domain)
 
 
 def on_channel(inv: Invocation, op: str, **args: str) -> str:
@@ -530,22 +586,36 @@ def channel_command(ctx: Context, execute: Execute, node: str, op: str,
     if not valid_uuid(uuid):
         return f"-ERR invalid uuid {uuid!r}\n"
     where = f" (node {node})"
+    domain = str(args.get("domain", "") or "")
+    if domain and domain not in ctx.settings.domains:
+        return f"-ERR unknown domain {domain!r}\n"
     if op == "transfer":
         ext = str(args.get("extension", ""))
         gateway = str(args.get("gateway", ""))
+        if gateway and not (valid_gateway(gateway) and valid_number(ext)):
+            return f"-ERR invalid number {ext!r} or gateway {gateway!r}\n"
+        if not gateway and not valid_name(ext):
+            return f"-ERR invalid extension {ext!r}\n"
         # "bleg": the party the channel talks to moves, the channel itself is hung up
         leg = "-bleg " if args.get("leg") == "bleg" else ""
+        moved = _peer(execute, uuid) if leg else uuid
+        if moved:
+            _set_transfer_ring(ctx, execute, uuid, moved)
         if gateway:
-            if not (valid_gateway(gateway) and valid_number(ext)):
-                return f"-ERR invalid number {ext!r} or gateway {gateway!r}\n"
             reply = execute("uuid_transfer",
                             f"{uuid} {leg}bridge:sofia/gateway/{gateway}/{ext} inline")
             what = f"transferred {uuid}{' peer' if leg else ''} to {ext} via {gateway}"
         else:
-            if not valid_name(ext):
-                return f"-ERR invalid extension {ext!r}\n"
+            was = _getvar(execute, moved, "domain_name") if domain and moved else ""
+            if domain and moved:
+                # the dialplan rings user/<ext>@${domain_name}: the extension of that domain
+                execute("uuid_setvar", f"{moved} domain_name {domain}")
             reply = execute("uuid_transfer", f"{uuid} {leg}{ext}")
-            what = f"transferred {uuid}{' peer' if leg else ''} to {ext}"
+            if domain and moved and not reply.startswith("+OK"):
+                # not transferred: the channel stays in the domain it was in
+                execute("uuid_setvar", f"{moved} domain_name {was}".rstrip())
+            target = f"{ext}@{domain}" if domain else ext
+            what = f"transferred {uuid}{' peer' if leg else ''} to {target}"
     elif op == "hold":
         reply, what = execute("uuid_hold", uuid), f"{uuid} on hold"
     elif op == "unhold":
@@ -557,7 +627,9 @@ def channel_command(ctx: Context, execute: Execute, node: str, op: str,
         if not gateway and not valid_name(phone):
             return f"-ERR invalid extension {phone!r}\n"
         endpoint = f"sofia/gateway/{gateway}/{phone}" if gateway else \
-            acd.agent_endpoint(ctx, ctx.settings.default_domain, phone, node)
+            acd.agent_endpoint(ctx, domain or ctx.settings.default_domain, phone, node)
+        if domain and not gateway:
+            phone = f"{phone}@{domain}"
         variables = ",".join([f"originate_timeout={THREEWAY_RING_SECONDS}",
                               f"sip_h_X-FSAPPS-Ring-Timeout={THREEWAY_RING_SECONDS}",
                               f"fsapps_threeway_with={uuid}"])
@@ -584,6 +656,42 @@ def channel_command(ctx: Context, execute: Execute, node: str, op: str,
         return f"+OK {what}{where}\n"
     reason = reply.strip().removeprefix("-ERR").strip() or "no reply"
     return f"-ERR {op} {uuid}: {reason}{where}\n"
+
+
+def _peer(execute: Execute, uuid: str) -> str:
+    """The channel ``uuid`` is bridged to ("" when none)."""
+    peer = execute("uuid_getvar", f"{uuid} signal_bond").strip()
+    return peer if valid_uuid(peer) else ""
+
+
+def _getvar(execute: Execute, uuid: str, name: str) -> str:
+    value = execute("uuid_getvar", f"{uuid} {name}").strip()
+    return "" if value in ("_undef_", "") or value.startswith("-ERR") else value
+
+
+def _set_transfer_ring(ctx: Context, execute: Execute, uuid: str, moved: str) -> str:
+    """Seed 001's transfer ring (转接时放的音, ``nway_set_ring_group``'s fourth file) of the
+    call's group: set as ``transfer_ringback`` on the channel that is transferred, which
+    FreeSWITCH plays to an answered channel while the bridge its transfer leads to rings.
+    The call's group is on the agent's leg (``fsapps_acd_group`` / ``fsapps_domain``, set by
+    the ACD's bridge): ``uuid`` itself or the leg it talks to. Nothing is set when the call
+    came through no group, or its group has no transfer ring. Returns the file set."""
+    for leg in (uuid, _peer(execute, uuid)):
+        if not leg:
+            continue
+        group = _getvar(execute, leg, "fsapps_acd_group")
+        if not group:
+            continue
+        domain = _getvar(execute, leg, "fsapps_domain") or ctx.settings.default_domain
+        if not valid_name(group) or domain not in ctx.settings.domains:
+            return ""
+        found = Groups(ctx, domain).get(group)
+        ring = found.transfer_ring if found is not None else ""
+        if ring and valid_path(ring):
+            execute("uuid_setvar", f"{moved} transfer_ringback {ring}")
+            return ring
+        return ""
+    return ""
 
 
 # Listener modes of eavesdrop (FreeSWITCH's mod_dptools: eavesdrop_whisper_aleg mixes the

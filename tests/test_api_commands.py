@@ -467,6 +467,7 @@ def test_nwayacd_transfer_sends_the_channel_to_the_extension(env: Env) -> None:
                and caller.peer != agent_leg and env.hears(env.node1, caller.uuid, caller.peer),
                5, "the caller talking to 1421")
     assert caller.up and caller.context == "default"
+    assert caller.get("transfer_ringback") is None  # group 420 has no transfer ring
     wait_until(lambda: (a := env.agent("1420")) is not None and a.call_state == "ready", 5,
                "agent 1420 free again")
     transfer = usage("nwayacd_transfer")
@@ -475,6 +476,53 @@ def test_nwayacd_transfer_sends_the_channel_to_the_extension(env: Env) -> None:
         f"{transfer} (invalid extension '1421,1422')\n"
     gone = "00000000-0000-0000-0000-000000000001"
     assert env.api(f"nwayacd_transfer {gone} 1421") == f"-ERR no such channel {gone}\n"
+
+
+def ringing_leg(switch: Switch, ext: str) -> Channel:
+    """The leg ringing phone ``ext``, once it rings."""
+    def find() -> Channel | None:
+        for channel in list(switch.channels.values()):
+            if channel.get("dialed_user") == ext and not channel.answered \
+                    and "progress" in channel.times:
+                return channel
+        return None
+    found: Channel = wait_until(find, 5, f"phone {ext} ringing")
+    return found
+
+
+def test_nwayacd_transfer_plays_the_group_transfer_ring(env: Env) -> None:
+    """Seed 001: the group's transfer ring (nway_set_ring_group's fourth file) is what the
+    transferred caller hears while the new extension rings; then it talks to that phone."""
+    env.phone("1426", answer_after_ms=None)  # rings until the test answers it
+    caller, agent_leg = env.bridged_call("425", "1425", "13900001425")
+    assert env.api("nway_set_ring_group 425 - - - /nway/transfer.wav").startswith("+OK")
+    assert env.api(f"nwayacd_transfer {caller.uuid} 1426") == \
+        f"+OK transferred {caller.uuid} to 1426 (node node1)\n"
+    leg = ringing_leg(env.node1, "1426")
+    wait_until(lambda: env.hears(env.node1, caller.uuid, "media:/nway/transfer.wav"), 5,
+               "the caller hearing the transfer ring")
+    assert caller.get("transfer_ringback") == "/nway/transfer.wav"
+    assert agent_leg not in env.node1.hears(caller.uuid)
+    env.node1.answer(leg)
+    wait_until(lambda: caller.peer == leg.uuid and env.hears(env.node1, caller.uuid, leg.uuid),
+               5, "the caller talking to 1426")
+    assert "media:/nway/transfer.wav" not in env.node1.hears(caller.uuid)  # ringing is over
+
+
+def test_nwayacd_transfer_of_the_agent_leg_rings_the_caller_group_ring(env: Env) -> None:
+    """``-bleg`` (mod_cti's transfer of the agent's peer): the caller moves and hears the
+    ring; the group is found on the agent's leg named in the command."""
+    env.phone("1428", answer_after_ms=None)
+    caller, agent_leg = env.bridged_call("427", "1427", "13900001427")
+    assert env.api("nway_set_ring_group 427 - - - /nway/transfer427.wav").startswith("+OK")
+    def execute(cmd: str, args: str) -> str:
+        return env.node1.api(f"{cmd} {args}")
+    reply = commands.channel_command(env.cc.ctx, execute, "node1", "transfer",
+                                     {"uuid": agent_leg, "extension": "1428", "leg": "bleg"})
+    assert reply == f"+OK transferred {agent_leg} peer to 1428 (node node1)\n"
+    ringing_leg(env.node1, "1428")
+    wait_until(lambda: env.hears(env.node1, caller.uuid, "media:/nway/transfer427.wav"), 5,
+               "the caller hearing the transfer ring")
 
 
 def third_party(switch: Switch, uuid: str) -> Channel:

@@ -409,6 +409,58 @@ def test_early_media_relayed_unless_ignored(switch: Switch, ignore: bool) -> Non
     assert ("CHANNEL_PROGRESS_MEDIA" in got) is not ignore
 
 
+def ringing(switch: Switch, caller: Channel) -> Channel:
+    def leg() -> Channel | None:
+        found = [c for c in legs(switch, caller) if "progress" in c.times and not c.answered]
+        return found[0] if found else None
+    found: Channel = wait_until(leg, TIMEOUT, "the leg ringing")
+    return found
+
+
+@pytest.mark.parametrize("answered", [False, True])
+def test_ringback_while_the_leg_rings(switch: Switch, answered: bool) -> None:
+    """switch_ivr_originate: once a leg rings, the caller hears ``ringback`` (an unanswered
+    caller is given early media for it), or ``transfer_ringback`` when it is answered ("a
+    bridge after an answer is a transfer"); it ends when the bridge does."""
+    phone(switch, "1001", Behaviour(answer_after_ms=None))
+    number = str(next(_numbers))
+    load(switch, dest(number, (act("answer") if answered else "")
+                      + act("set", "ringback=/r/ring.wav")
+                      + act("set", "transfer_ringback=/r/transfer.wav")
+                      + act("bridge", "user/1001")))
+    caller = switch.place_call("1000", number)
+    leg = ringing(switch, caller)
+    want = "media:/r/transfer.wav" if answered else "media:/r/ring.wav"
+    wait_until(lambda: want in switch.hears(caller.uuid), TIMEOUT, "the caller hearing ringback")
+    assert switch.hears(caller.uuid) == {want}
+    assert "progress_media" in caller.times or answered
+    switch.answer(leg)
+    wait_until(lambda: leg.uuid in switch.hears(caller.uuid), TIMEOUT, "the bridge")
+    assert switch.hears(caller.uuid) == {leg.uuid}
+    switch.hangup(caller)
+    finished(caller)
+
+
+def test_ringback_falls_back_and_is_silent_without_either_variable(switch: Switch) -> None:
+    phone(switch, "1001", Behaviour(answer_after_ms=None))
+    number = str(next(_numbers))
+    load(switch, dest(number, act("answer") + act("set", "ringback=/r/ring.wav")
+                      + act("bridge", "user/1001")))
+    caller = switch.place_call("1000", number)
+    ringing(switch, caller)
+    # answered, no transfer_ringback: ringback is the fallback (switch_ivr_originate)
+    wait_until(lambda: "media:/r/ring.wav" in switch.hears(caller.uuid), TIMEOUT, "ringback")
+    switch.hangup(caller)
+    finished(caller)
+    number = str(next(_numbers))
+    load(switch, dest(number, act("answer") + act("bridge", "user/1001")))
+    caller = switch.place_call("1000", number)
+    ringing(switch, caller)
+    assert switch.hears(caller.uuid) == set()
+    switch.hangup(caller)
+    finished(caller)
+
+
 def test_malformed_dial_string(switch: Switch) -> None:
     phone(switch, "1001")
     caller = bridge_call(switch, "{a=1user/1001", prefix=act("set", "continue_on_fail=true"))
