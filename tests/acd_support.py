@@ -35,3 +35,16 @@ def center(redis_url: str, dsn: str, *, cluster: bool = False,
         yield cc
     finally:
         cc.close()
+
+
+def sql(dsn: str, query: str, *params: object) -> list[tuple[Any, ...]]:
+    """Run one statement in its own connection; its rows ([] when it returns none)."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()

@@ -4,7 +4,7 @@ downloaded browser: ``make system`` installs Debian's chromium)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import pytest
 from cti_support import CtiStack, cti_stack
 
 from fakefs.channel import Behaviour
+from fakefs.scenario import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 # As root, in a closed network: no sandbox, no background connections Chromium would retry.
@@ -46,3 +47,16 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def sign_off(stack: CtiStack, sessions: Iterable[tuple[Any, Any, str, str]],
+             domain: str) -> None:
+    """End wellClient sessions ``(http, stomp client, user, extension)``: close the event
+    streams, log the agents out, hang up every channel left on the switch."""
+    for http, client, user, ext in sessions:
+        client.close()
+        http.post("/api/csta/agent/state", json={"func": "Logout", "loginId": f"{user}@{domain}",
+                                                 "device": f"{ext}@{domain}"})
+    for ch in list(stack.switch.channels.values()):
+        stack.switch.hangup(ch)
+    wait_until(lambda: not stack.switch.channels, 5, "channels gone")

@@ -28,7 +28,7 @@ from fakefs.servers import FreshDatabase, RedisServer
 from fsapps import commands
 from fsapps.agents import Agent
 from fsapps.nodes import Nodes
-from tests.acd_support import DOMAIN, CallCenter, center
+from tests.acd_support import DOMAIN, CallCenter, center, sql
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
 
@@ -59,13 +59,7 @@ class Env:
         return (node or self.node1).console(line)
 
     def sql(self, query: str, *params: object) -> list[tuple[Any, ...]]:
-        conn = psycopg2.connect(self.dsn)
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute(query, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        return sql(self.dsn, query, *params)
 
     def agent(self, ext: str) -> Agent | None:
         return self.cc.agents.get(ext)

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg2
 import pytest
 
 from fakefs import Behaviour, Channel, Switch
@@ -22,7 +21,7 @@ from fakefs.servers import FreshDatabase, RedisServer
 from fsapps import commands
 from fsapps.agents import Agent, Agents
 from fsapps.groups import Groups
-from tests.acd_support import DOMAIN, settings_for
+from tests.acd_support import DOMAIN, settings_for, sql
 from tests.test_api_commands import LOCAL_EXTENSIONS, ringing_leg, third_party
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
@@ -43,13 +42,7 @@ class Env:
         return self.node.console(line)
 
     def sql(self, query: str, *params: object) -> list[tuple[Any, ...]]:
-        conn = psycopg2.connect(self.dsn)
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute(query, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        return sql(self.dsn, query, *params)
 
     def agent(self, ext: str, domain: str = OTHER) -> Agent | None:
         return Agents(self.cc.ctx, domain).get(ext)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_support import agents_stack
+from browser_support import agents_stack, sign_off
 from csta_support import StompClient
 from cti_support import CtiStack
 
@@ -136,14 +136,8 @@ def two_agents(stack: CtiStack) -> Iterator[tuple[Any, StompClient, Any, StompCl
         client.subscribe(f"/topic/csta/agent/{user}@{D}")
         clients.append((api(stack, token), client))
     yield clients[0][0], clients[0][1], clients[1][0], clients[1][1]
-    for (http, client), (user, ext) in zip(clients, (("agent", "1001"), ("agent2", "1002")),
-                                           strict=True):
-        client.close()
-        http.post("/api/csta/agent/state", json={"func": "Logout", "loginId": f"{user}@{D}",
-                                                 "device": f"{ext}@{D}"})
-    for ch in list(stack.switch.channels.values()):
-        stack.switch.hangup(ch)
-    wait_until(lambda: not stack.switch.channels, 5, "channels gone")
+    sign_off(stack, [(http, client, user, ext) for (http, client), (user, ext) in zip(
+        clients, (("agent", "1001"), ("agent2", "1002")), strict=True)], D)
 
 
 def queue_call_answered_by_1001(stack: CtiStack, http1: Any, c1: StompClient) -> str:

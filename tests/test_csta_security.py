@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import requests
-from browser_support import agents_stack
+from browser_support import agents_stack, sign_off
 from csta_support import StompClient, frame
 from cti_support import Client, CtiStack
 from test_csta_protocol import api, conn, talking, wellclient_login
@@ -293,14 +293,8 @@ def test_an_agent_can_not_pull_another_agents_caller_into_its_call(stack: CtiSta
                            json={"entries": [{"key": "k", "value": "v"}]})
         assert reply.status_code == 403
     finally:
-        for (http, client), (user, ext) in zip(parties, (("agent", "1001"), ("agent2", "1002")),
-                                               strict=True):
-            client.close()
-            http.post("/api/csta/agent/state", json={"func": "Logout", "loginId": f"{user}@{D}",
-                                                     "device": f"{ext}@{D}"})
-        for ch in list(stack.switch.channels.values()):
-            stack.switch.hangup(ch)
-        wait_until(lambda: not stack.switch.channels, 5, "channels gone")
+        sign_off(stack, [(http, client, user, ext) for (http, client), (user, ext) in zip(
+            parties, (("agent", "1001"), ("agent2", "1002")), strict=True)], D)
 
 
 @pytest.mark.parametrize("entry", [
