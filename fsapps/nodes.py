@@ -111,6 +111,10 @@ class Nodes:
         pipe.pexpire(self.keys.reply(reply_id), REPLY_TTL_MS)
         pipe.execute()
 
+    def requeue_command(self, node: str, command: dict[str, Any]) -> None:
+        """Put a command taken by :meth:`next_command` back at the front of the node's queue."""
+        self.r.lpush(self.keys.commands(node), json.dumps(command))
+
     def next_command(self, node: str, timeout_s: float = 1.0) -> dict[str, Any] | None:
         """Block up to ``timeout_s`` for the node's next command (None when none came).
         A malformed entry is returned as {"cmd": "", "raw": text} for the caller to log."""

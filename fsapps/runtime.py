@@ -136,8 +136,16 @@ class NodeRuntime:
                 log("ERR", f"runtime {self.node}: command queue: {exc}")
                 self.stopping.wait(1.0)
                 continue
-            if command is not None:
-                self.guarded(self.on_command, command)
+            if command is None:
+                continue
+            if self.stopping.is_set() or not self.fs.running():
+                # Taken while this runtime was stopping (a switch shutting down, a reloaded
+                # runtime whose successor already serves the node's name): hand it back to
+                # the front of the queue for the live runtime instead of answering it with
+                # channels that are gone.
+                self.guarded(self.nodes.requeue_command, self.node, command)
+                return
+            self.guarded(self.on_command, command)
 
     def write_cdrs(self) -> None:
         """Spooled CDRs to PostgreSQL until the runtime stops (errors logged, then retried)."""

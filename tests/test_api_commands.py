@@ -697,3 +697,26 @@ def test_redis_failing_mid_command_leaves_postgresql_unchanged(
     assert replies[0].endswith("; nothing changed\n")
     assert env.sql("SELECT ext_group_number FROM ext_group_map WHERE ext = '1920'") == \
         [("930",)]
+
+
+def test_a_stopping_runtime_hands_a_command_back_to_the_live_one(
+        redis_server: RedisServer, database: FreshDatabase) -> None:
+    """A runtime that takes a command after its switch stopped (a reloaded runtime, a switch
+    shutting down while the next one already serves the node's name) puts it back at the
+    front of the node's queue instead of answering it with channels that are gone."""
+    from fsapps.runtime import NodeRuntime
+
+    class Stopped:  # the freeswitch module of a switch that is no longer running
+        @staticmethod
+        def running() -> bool:
+            return False
+
+    for cc in center(redis_server.url, database.dsn):
+        nodes = Nodes(cc.ctx)
+        queue = cc.ctx.node_keys.commands("node9")
+        first, second = {"cmd": "status", "n": 1}, {"cmd": "status", "n": 2}
+        for command in (first, second):
+            cc.ctx.redis.rpush(queue, json.dumps(command))
+        NodeRuntime(cc.ctx, Stopped, "node9").serve_commands()
+        assert nodes.next_command("node9", 0.1) == first
+        assert nodes.next_command("node9", 0.1) == second
