@@ -340,16 +340,6 @@ class Router:
             self.session.hangup("NORMAL_CLEARING")
 
 
-def _epoch(session: Any, name: str) -> float | None:
-    """``<name>_uepoch`` (else ``<name>_epoch``) of the channel in epoch seconds; None when unset
-    or zero (FreeSWITCH sets them when the channel hangs up)."""
-    micro = session.getVariable(f"{name}_uepoch") or ""
-    if micro.isdigit() and int(micro):
-        return int(micro) / 1e6
-    whole = session.getVariable(f"{name}_epoch") or ""
-    return float(whole) if whole.isdigit() and int(whole) else None
-
-
 def caller_cdr(ctx: Context, session: Any, uuid: str, caller: str, group_number: str,
                domain: str, node: str, level: str, a_start: float, flag: str,
                missed: list[str], agent: cdr.Attempt | None,
@@ -362,13 +352,14 @@ def caller_cdr(ctx: Context, session: Any, uuid: str, caller: str, group_number:
 
     if session.ready():
         session.hangup("NORMAL_CLEARING")
-    a_end = _epoch(session, "end") or time.time()
+    a_end = cdr.channel_epoch(session, "end") or time.time()
     # the bridge returns a moment after the caller's hangup: the agent's part ends with it
     end = min(agent.end, a_end) if agent and agent.end else None
     return cdr.Cdr(
         uuid=uuid, is_callout=False, a_caller_id_number=caller,
         a_destination_number=session.getVariable("destination_number") or group_number,
-        a_start=_epoch(session, "start") or a_start, a_answer=_epoch(session, "answer"),
+        a_start=cdr.channel_epoch(session, "start") or a_start,
+        a_answer=cdr.channel_epoch(session, "answer"),
         a_end=a_end, a_duration=number("duration"),
         a_billsec=number("billsec"),
         a_sip_hangup_disposition=session.getVariable("sip_hangup_disposition") or "",

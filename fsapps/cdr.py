@@ -34,6 +34,7 @@ seconds between whole-second epochs, as FreeSWITCH computes ``duration`` and ``b
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -378,3 +379,29 @@ def record_own(ctx: Context, session: Any, cdr: Cdr, app: str) -> bool:
         log("WARNING", f"cdr: call {cdr.uuid}: could not mark the channel "
                        f"({type(exc).__name__}: {exc}); the runtime may add a generic CDR")
     return record(ctx, cdr)
+
+
+def bridge_times(session: Any, started: float, answered: bool,
+                 answered_before: bool) -> tuple[float, float | None, float, float | None]:
+    """(start, answer, end) of this channel, and when the party it bridged to answered (None
+    when ``answered`` is false). The bridge answers the channel when the far party answers;
+    a channel the dialplan had answered already (``answered_before``) has the bridge time as
+    the closest the switch reports. ``started``: the start when the switch has none."""
+    start = channel_epoch(session, "start") or started
+    answer = channel_epoch(session, "answer")
+    end = channel_epoch(session, "end") or time.time()
+    far_answer = None
+    if answered:
+        far_answer = (channel_epoch(session, "bridge") or answer) if answered_before else answer
+    return start, answer, end, far_answer
+
+
+def channel_epoch(session: Any, name: str) -> float | None:
+    """``<name>_uepoch`` (else ``<name>_epoch``) of the channel in epoch seconds; None when unset
+    or zero (FreeSWITCH sets them when the channel hangs up)."""
+    micro = session.getVariable(f"{name}_uepoch") or ""
+    if micro.isdigit() and int(micro):
+        return int(micro) / 1e6
+    whole = session.getVariable(f"{name}_epoch") or ""
+    return float(whole) if whole.isdigit() and int(whole) else None
+

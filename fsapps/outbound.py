@@ -88,16 +88,6 @@ def ring_seconds(session: Any, default: int, app: str) -> int:
     return default
 
 
-def _epoch(session: Any, name: str) -> float | None:
-    """``<name>_uepoch`` (or ``<name>_epoch``) of the channel as epoch seconds; None when unset
-    or zero (FreeSWITCH sets them when the channel hangs up)."""
-    micro = session.getVariable(f"{name}_uepoch") or ""
-    if micro.isdigit() and int(micro):
-        return int(micro) / 1e6
-    whole = session.getVariable(f"{name}_epoch") or ""
-    return float(whole) if whole.isdigit() and int(whole) else None
-
-
 def _int(session: Any, name: str) -> int | None:
     raw = session.getVariable(name) or ""
     return int(raw) if raw.isdigit() else None
@@ -270,14 +260,8 @@ def callout(session: Any, args: str) -> None:
             agent.cancel()
     finally:
         agent.cancel()  # an exception on the way: never leave the agent reserved
-    a_start = _epoch(session, "start") or handler_started
-    a_answer = _epoch(session, "answer")
-    a_end = _epoch(session, "end") or time.time()
-    far_answer = None
-    if answered:
-        # The bridge answers the agent's channel when the far end answers; if the dialplan
-        # had answered it already, the bridge time is the closest the switch reports.
-        far_answer = (_epoch(session, "bridge") or a_answer) if answered_before else a_answer
+    a_start, a_answer, a_end, far_answer = cdr.bridge_times(session, handler_started, answered,
+                                                            answered_before)
     disposition_sip = session.getVariable("sip_hangup_disposition") or (
         ("send_bye" if still_up else "recv_bye") if session.answered() or answered else
         ("send_refuse" if still_up else "recv_cancel"))
@@ -366,15 +350,8 @@ def direct_cdr(session: Any, *, extension: str, caller: str, domain: str, node: 
     agent answered, else ``单座席无应答`` with the agent in ``str_no_answer_agents`` (busy,
     not answered, or the caller hung up first, as the seed's one-agent example)."""
     answered = disposition == "SUCCESS"
-    a_start = _epoch(session, "start") or handler_started
-    a_answer = _epoch(session, "answer")
-    a_end = _epoch(session, "end") or time.time()
-    agent_answer = None
-    if answered:
-        # the bridge answers the caller when the agent answers; a caller the dialplan had
-        # answered already: the bridge time is the closest the switch reports
-        agent_answer = (_epoch(session, "bridge") or a_answer) if answered_before \
-            else a_answer
+    a_start, a_answer, a_end, agent_answer = cdr.bridge_times(session, handler_started,
+                                                              answered, answered_before)
     cause = (session.getVariable("last_bridge_hangup_cause") or "") if dial_started else ""
     attempt = cdr.Attempt(
         attempt_no=1, extension=extension, start=dial_started or a_end, answer=agent_answer,
