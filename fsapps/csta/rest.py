@@ -32,6 +32,7 @@ from fsapps.agents import Agents
 from fsapps.csta import events as ev
 from fsapps.csta import hub
 from fsapps.csta.switchops import COMMAND
+from fsapps.cti.auth import request_token
 from fsapps.errors import FsappsError
 from fsapps.numbers import valid_extension, valid_number
 from fsapps.store.keys import seed_exten_hash
@@ -91,12 +92,9 @@ def services_of(request: web.Request) -> Any:
 
 
 async def principal_of(request: web.Request) -> Any:
+    """wellClient's ``sessionId`` header, else the CTI server's ``Authorization`` token."""
     services = services_of(request)
-    token = request.headers.get("sessionId", "").strip()
-    if not token:
-        header = request.headers.get("Authorization", "").strip()
-        scheme, _, value = header.partition(" ")
-        token = value.strip() if scheme.lower() in ("nway", "bearer") else ""
+    token = request.headers.get("sessionId", "").strip() or request_token(request)
     return await services.run(services.auth.check, token)
 
 
