@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fsapps.context import Context
-from fsapps.store import hash_fields
+from fsapps.store import hash_fields, json_object
 from fsapps.store.connection import publish_pipeline
 
 Header = Callable[[str], "str | None"]
@@ -235,7 +235,7 @@ class CstaFeed:
         if leg.hidden:
             return None
         field = f"p:{leg.uuid}"
-        current = _loads(call.get(field))
+        current = json_object(call.get(field))
         if not call.get("calling"):
             if leg.initiator:
                 call["calling"], call["called"] = leg.device, leg.called_hint
@@ -250,7 +250,7 @@ class CstaFeed:
                                       current.get("s", "Null")})
         if found is None:
             return None
-        parties = [_loads(v).get("d", "") for k, v in call.items() if k.startswith("p:")]
+        parties = [json_object(v).get("d", "") for k, v in call.items() if k.startswith("p:")]
         if name == "CHANNEL_HANGUP_COMPLETE" or leg.device not in parties:
             parties.append(leg.device)
         called = call.get("called", "")
@@ -261,13 +261,3 @@ class CstaFeed:
                 "localState": found[1], "calling": call.get("calling", ""), "called": called,
                 "parties": list(dict.fromkeys(p for p in parties if p)),
                 "time": int(time.time() * 1000), "cause": h("Hangup-Cause") or ""}
-
-
-def _loads(text: str | None) -> dict[str, str]:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}

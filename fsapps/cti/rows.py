@@ -4,13 +4,13 @@ of an extension's call to act on. No I/O: unit-tested on plain data.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from fsapps.agents import Agent
 from fsapps.callqueue import WaitingCall
+from fsapps.store import json_object
 
 
 def local_stamp(ms: int) -> str:
@@ -62,14 +62,14 @@ def live_calls(userinfo: str | None, calls: str | None, agent_leg: str = "") -> 
     (``calls``: Unique-ID, Answered-Time, Signal-Bond), else its ``calls`` hash record
     (``activity``), else the agent's leg of a queue call. Malformed records count as none."""
     found: list[LiveCall] = []
-    info = _object(userinfo)
+    info = json_object(userinfo)
     for entry in info.get("calls", []) if isinstance(info.get("calls"), list) else []:
         if isinstance(entry, dict) and isinstance(entry.get("Unique-ID"), str):
             found.append(LiveCall(entry["Unique-ID"], bool(entry.get("Answered-Time")),
                                   str(entry.get("Signal-Bond") or "")))
     if found:
         return found
-    record = _object(calls)
+    record = json_object(calls)
     activity = record.get("activity")
     for uuid in activity if isinstance(activity, list) else []:
         if isinstance(uuid, str):
@@ -94,13 +94,3 @@ def pick(calls: list[LiveCall], want: str) -> LiveCall | None:
         return answered[-1] if answered else None
     chosen = answered or calls
     return chosen[-1] if chosen else None
-
-
-def _object(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -9,6 +9,7 @@ from fsapps.store.connection import (
     RedisClient,
     close_clients,
     hash_fields,
+    json_object,
     redis_client,
     store_errors,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Scripts",
     "close_clients",
     "hash_fields",
+    "json_object",
     "redis_client",
     "run_script",
     "store_errors",

@@ -13,6 +13,7 @@ server but never the password. Responses are decoded to ``str``.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -269,6 +270,18 @@ HashFields = dict[str | bytes, bytes | float | int | str]
 def hash_fields(data: dict[str, object]) -> HashFields:
     """``data`` as HSET's mapping: every value a string (None becomes "")."""
     return {k: "" if v is None else str(v) for k, v in data.items()}
+
+
+def json_object(text: str | None) -> dict[str, Any]:
+    """A JSON object stored in a Redis value; {} for a missing, broken or non-object value
+    (a record another version wrote, or half a write, must not stop the reader)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def close_clients() -> None:
