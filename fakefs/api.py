@@ -403,6 +403,17 @@ def xml_flush_cache(switch: Switch, args: str, session: Channel | None) -> str:
     return f"+OK cleared {count} entr{'y' if count == 1 else 'ies'}\n"
 
 
+@command("switchname")
+def switchname(switch: Switch, args: str, session: Channel | None) -> str:
+    # switch.conf's switchname param, else the host name; no newline, as FreeSWITCH answers
+    return switch.name
+
+
+@command("hostname")
+def hostname(switch: Switch, args: str, session: Channel | None) -> str:
+    return switch.globals.get("hostname", switch.name)
+
+
 @command("global_getvar")
 def global_getvar(switch: Switch, args: str, session: Channel | None) -> str:
     return switch.globals.get(args.strip(), "")

@@ -106,7 +106,9 @@ class Switch:
         self.time_scale = time_scale
         self.random = random.Random(seed)
         self.globals: dict[str, str] = {
-            "hostname": name, "switchname": name, "core_uuid": self.core_uuid,
+            # FreeSWITCH has no "switchname" global (only the `switchname` api and the
+            # FreeSWITCH-Switchname header of events), unless vars.xml sets one.
+            "hostname": name, "core_uuid": self.core_uuid,
             "domain": domain, "domain_name": domain, "local_ip_v4": ipv4,
             "sound_prefix": "/usr/share/freeswitch/sounds/en/us/callie",
             "hold_music": "local_stream://moh",
@@ -623,9 +625,18 @@ class Switch:
             self.channels.pop(channel.uuid, None)
 
     def hangup_state(self, channel: Channel) -> None:
-        """switch_core_session_hangup_state: ``hangup_cause`` / ``hangup_cause_q850`` become
-        variables. Reached when the session thread leaves the dialplan, or just before a Python
-        hangup hook runs (the hook is that state's doing)."""
+        """switch_core_session_hangup_state, run by the channel's own thread once its dialplan
+        (a Python handler included) has returned: ``hangup_cause`` / ``hangup_cause_q850``,
+        the timestamps and durations (switch_channel_set_timestamps: ``answer_uepoch``,
+        ``billsec``, ...) and mod_sofia's ``sip_hangup_disposition`` become variables. Until
+        then a handler reads None for every one of them, even after ``session.hangup()``."""
+        with channel.lock:
+            if channel.hangup_cause is not None and "end_uepoch" not in channel.variables:
+                channel.hangup_variables(channel.hangup_cause)
+
+    def hook_hangup_cause(self, channel: Channel) -> None:
+        """What a Python hangup hook sees (FREESWITCH.md: read the cause from
+        ``getVariable("hangup_cause")`` after the hook): the cause, not yet the timestamps."""
         with channel.lock:
             if channel.hangup_cause is not None and "hangup_cause" not in channel.variables:
                 channel.variables["hangup_cause"] = channel.hangup_cause
@@ -674,12 +685,8 @@ class Switch:
             channel.answer_state = "hangup"
             channel.callstate = "HANGUP"
             channel.state = "CS_HANGUP"
-            channel.hangup_variables(cause)
-            if channel.session_thread is not None and not channel.done.is_set():
-                # While its session thread still runs the dialplan, hangup_cause is not a
-                # variable yet: the hangup state sets it (FREESWITCH.md: None in the handler).
-                channel.variables.pop("hangup_cause", None)
-                channel.variables.pop("hangup_cause_q850", None)
+            # No hangup variables yet (hangup_cause, answer_uepoch, billsec, ...): the hangup
+            # state sets them (hangup_state), after the channel's dialplan has returned.
         self.fire("CHANNEL_HANGUP", channel)
         channel.wake()
         attempt = channel.variables.get("_attempt_id")

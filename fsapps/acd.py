@@ -16,6 +16,7 @@ the lease runs out.
 from __future__ import annotations
 
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -405,15 +406,25 @@ def lease_ms(ctx: Context, ring_seconds: int) -> int:
     return (ring_seconds + ctx.settings.group_defaults.lease_margin_seconds) * 1000
 
 
+_NODE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
 def node_name(ctx: Context) -> str:
+    """This node's name: the settings' ``node_name``, else FreeSWITCH's own name for itself
+    (the ``switchname`` api: switch.conf's ``switchname`` param, else the host name). There is
+    no ``switchname`` global variable in FreeSWITCH 1.10 unless vars.xml sets one, so nodes
+    that read it were all called the same. Outside a switch: the host name."""
     if ctx.settings.node_name:
         return ctx.settings.node_name
     try:
         import freeswitch
 
-        return freeswitch.getGlobalVariable("switchname") or "fs"
-    except (ImportError, RuntimeError):
-        return "fs"
+        name = str(freeswitch.API().executeString("switchname") or "").strip()
+    except (ImportError, RuntimeError, AttributeError):
+        name = ""
+    if not _NODE_NAME.match(name):
+        name = socket.gethostname().split(".")[0] or "fs"
+    return name
 
 
 def route_call(session: Any, args: str) -> None:

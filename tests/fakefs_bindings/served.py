@@ -14,5 +14,5 @@ def xml_fetch(*call_args: Any) -> Any:
     params = call_args[0]
     state.CALLS.append({"nargs": len(call_args), "headers": dict(params.headers),
                         "args": call_args[1] if len(call_args) > 1 else None,
-                        "switchname": freeswitch.getGlobalVariable("switchname")})
+                        "switchname": freeswitch.API().executeString("switchname")})
     return state.serve(params)

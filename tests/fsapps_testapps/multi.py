@@ -6,5 +6,5 @@ from fsapps_testapps import state
 
 
 def handler(session, args):
-    state.record("multi", switchname=freeswitch.getGlobalVariable("switchname"),
+    state.record("multi", switchname=freeswitch.API().executeString("switchname"),
                  uuid=session.get_uuid(), args=args)

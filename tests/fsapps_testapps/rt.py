@@ -9,7 +9,7 @@ from fsapps_testapps import state
 
 def runtime(args):
     state.record("runtime_start", args=args, thread=threading.current_thread().name,
-                 switchname=freeswitch.getGlobalVariable("switchname"))
+                 switchname=freeswitch.API().executeString("switchname"))
     consumer = freeswitch.EventConsumer("all")
     try:
         while True:

@@ -1,0 +1,165 @@
+"""The real-switch tier: FreeSWITCH 1.10.12 with mod_python3 running fsapps, SIPp phones and
+callers, its own Redis and PostgreSQL database.
+
+Runs whenever a FreeSWITCH with mod_python3 is found at ``FS_PREFIX`` (default
+``/usr/local/freeswitch``) and ``sipp`` is on the PATH; otherwise every test here is skipped
+with one line naming what is missing. ``FSAPPS_REQUIRE_SWITCH=1`` (``make test-switch``) turns
+that skip into a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+import pytest
+import redis
+
+from fakefs.servers import FreshDatabase, RedisServer, scratch_dir
+from switch import sipp
+from switch.realswitch import ROOT, RealSwitch, install_fsapps, missing_switch
+
+DOMAIN = "test.fsapps"
+PASSWORD = "s3cret-pw"
+_MISSING = missing_switch()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _MISSING is None:
+        return
+    here = Path(__file__).parent
+    mine = [item for item in items if here in Path(str(item.fspath)).parents]
+    if not mine:
+        return
+    if os.environ.get("FSAPPS_REQUIRE_SWITCH") == "1":
+        raise pytest.UsageError(f"real-switch tier required but cannot run: {_MISSING}")
+    marker = pytest.mark.skip(reason=f"real-switch tier: {_MISSING}")
+    for item in mine:
+        item.add_marker(marker)
+
+
+def wait_for(check: Callable[[], object], timeout: float = 20.0, what: str = "") -> object:
+    """Poll ``check`` until it returns something truthy (state, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what or 'condition'} not met within {timeout}s")
+        time.sleep(0.05)
+
+
+def fsapps_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``fsapps`` command as an administrator runs it against the node's settings."""
+    return subprocess.run([sys.executable, "-m", "fsapps.cli", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("FSAPPS_")})
+
+
+@dataclass
+class Stack:
+    """The servers the switches share and the helpers the tests use."""
+
+    base: Path
+    site: Path
+    redis_server: RedisServer
+    database: FreshDatabase
+    redis: redis.Redis = field(init=False)
+    switches: list[RealSwitch] = field(default_factory=list)
+    sipps: list[sipp.Sipp] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.redis = redis.Redis.from_url(self.redis_server.url, decode_responses=True)
+
+    def switch(self, name: str, **kwargs: object) -> RealSwitch:
+        sw = RealSwitch(name, self.base, self.site, self.redis_server.url, self.database.dsn,
+                        **kwargs)  # type: ignore[arg-type]
+        self.switches.append(sw)
+        return sw
+
+    def sql(self, query: str, *params: object) -> list[tuple[object, ...]]:
+        with psycopg2.connect(self.database.dsn) as conn, conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    # ---------------------------------------------------------------- directory + phones ---
+    def extension(self, ext: str, password: str = PASSWORD, domain: str = DOMAIN,
+                  record: dict[str, object] | None = None) -> None:
+        """A directory record written into cti_exten@<domain> as seed 003 does."""
+        value = record or {"param": {"password": password}, "variable": {}, "attribute": {}}
+        self.redis.hset(f"cti_exten@{domain}", ext, json.dumps(value))
+
+    def phone(self, sw: RealSwitch, ext: str, ring_ms: int = 300, answer: bool = True,
+              busy: bool = False, password: str = PASSWORD, register: bool = True) -> sipp.Sipp:
+        """A SIPp phone for ``ext`` registered on ``sw`` (waits for fsapps to see it)."""
+        uas = sipp.phone(ring_ms=ring_ms, answer=answer, busy=busy)
+        self.sipps.append(uas)
+        if register:
+            reg = sipp.register(sw.internal_port, ext, password, DOMAIN, uas.port)
+            self.sipps.append(reg)
+            assert reg.wait(20) == 0, reg.errors() or reg.messages()
+            wait_for(lambda: self.redis.hget("registrations", ext), 10,
+                     f"registration of {ext} in Redis")
+        return uas
+
+    def caller(self, sw: RealSwitch, number: str, caller_number: str, **kwargs: object
+               ) -> sipp.Sipp:
+        """A trunk caller arriving on ``sw``'s external profile."""
+        proc = sipp.caller(sw.external_port, number, caller_number, **kwargs)  # type: ignore[arg-type]
+        self.sipps.append(proc)
+        return proc
+
+    def phone_call(self, sw: RealSwitch, ext: str, number: str, **kwargs: object) -> sipp.Sipp:
+        """Phone ``ext`` dialling ``number`` on the internal profile (digest auth)."""
+        proc = sipp.caller(sw.internal_port, number, ext, domain=DOMAIN, password=PASSWORD,
+                           **kwargs)  # type: ignore[arg-type]
+        self.sipps.append(proc)
+        return proc
+
+    def stop_sipps(self) -> None:
+        for proc in self.sipps:
+            proc.stop()
+        self.sipps.clear()
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    base = scratch_dir("fsapps-switch-")
+    site = install_fsapps(base / "site")
+    redis_server = RedisServer().start()
+    database = FreshDatabase().create()
+    st = Stack(base, site, redis_server, database)
+    try:
+        yield st
+    finally:
+        st.stop_sipps()
+        for sw in st.switches:
+            sw.stop(timeout=20)
+            sw.kill()
+        st.redis.close()
+        database.drop()
+        redis_server.close()
+
+
+@pytest.fixture(scope="session")
+def fs1(stack: Stack) -> RealSwitch:
+    """The first node, started once per session (README install steps, schema migrated)."""
+    sw = stack.switch("fs1").build()
+    migrated = fsapps_cli(sw.config_path, "db", "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    return sw.start()
+
+
+@pytest.fixture
+def phones(stack: Stack) -> Iterator[Stack]:
+    """The stack, with every SIPp process the test started stopped after it."""
+    yield stack
+    stack.stop_sipps()

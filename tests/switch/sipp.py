@@ -1,0 +1,406 @@
+"""SIPp phones and callers for the real-switch tests (Debian package ``sip-tester``).
+
+Each scenario is written from a template with its values filled in (ring time, talk time,
+user, ...), so one XML file says exactly what one phone or caller does. Every process is
+bounded: ``-m`` calls and a global ``-timeout``; ``wait()`` returns its exit code (0: every
+call went as scripted).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+from fakefs.servers import free_port
+
+_HEAD = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="$name">\n'
+_SDP = """Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+"""
+
+_REGISTER = """
+  <send retrans="500">
+    <![CDATA[
+      REGISTER sip:$domain SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:$user@$domain>;tag=[pid]reg[call_number]
+      To: <sip:$user@$domain>
+      Call-ID: [call_id]
+      CSeq: 1 REGISTER
+      Contact: <sip:$user@127.0.0.1:$contact_port>
+      Max-Forwards: 70
+      Expires: $expires
+      User-Agent: $agent
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="401" auth="true"/>
+  <send retrans="500">
+    <![CDATA[
+      REGISTER sip:$domain SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:$user@$domain>;tag=[pid]reg[call_number]
+      To: <sip:$user@$domain>
+      Call-ID: [call_id]
+      CSeq: 2 REGISTER
+      Contact: <sip:$user@127.0.0.1:$contact_port>
+      [authentication username=$user password=$password]
+      Max-Forwards: 70
+      Expires: $expires
+      User-Agent: $agent
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"""
+
+# In-dialog requests a phone or a caller may get while a call is up: re-INVITEs (hold,
+# transfer) are answered, INFO and NOTIFY acknowledged; BYE ends the call.
+_TALK_LOOP = """
+  <label id="talk"/>
+  <recv request="INVITE" optional="true" next="reinvite"/>
+  <recv request="INFO" optional="true" next="info"/>
+  <recv request="NOTIFY" optional="true" next="info"/>
+  <recv request="BYE" $bye_wait next="bye"/>
+  <label id="reinvite"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      $sdp
+    ]]>
+  </send>
+  <recv request="ACK" next="talk"/>
+  <label id="info"/>
+  <send next="talk">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+"""
+
+_BYE_REPLY = """
+  <label id="bye"/>
+  <send next="end">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+"""
+
+_PHONE = """
+  <recv request="INVITE" crlf="true"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 $first_reply
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]ph[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]>
+  </send>
+  $after_first
+"""
+
+_RINGING = """
+  <recv request="CANCEL" timeout="$ring_ms" ontimeout="answer" next="cancelled"/>
+  <label id="answer"/>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]ph[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      $sdp
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+""" + _TALK_LOOP + _BYE_REPLY + """
+  <label id="cancelled"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <send>
+    <![CDATA[
+      SIP/2.0 487 Request Terminated
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]ph[call_number]
+      [last_Call-ID:]
+      CSeq: [cseq] INVITE
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="ACK" next="end"/>
+  <label id="end"/>
+</scenario>
+"""
+
+_REJECTED = """
+  <recv request="ACK"/>
+</scenario>
+"""
+
+# A caller: INVITE (digest auth when a password is given), ringing/early media, then either
+# an answer (talk, then BYE) or a final refusal. $cancel_ms > 0 cancels before any answer.
+_CALLER_INVITE = """
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:$number@$domain SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "$caller" <sip:$caller@$domain>;tag=[pid]cl[call_number]
+      To: <sip:$number@$domain>
+      Call-ID: [call_id]
+      CSeq: $cseq INVITE
+      Contact: <sip:$caller@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70$auth$headers
+      Subject: fsapps test
+      $sdp
+    ]]>
+  </send>
+"""
+
+_CALLER_AUTH = _CALLER_INVITE.replace("$auth", "").replace("$cseq", "1") + """
+  <recv response="100" optional="true"/>
+  <recv response="407" auth="true"/>
+  <send>
+    <![CDATA[
+      ACK sip:$number@$domain SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "$caller" <sip:$caller@$domain>;tag=[pid]cl[call_number]
+      To: <sip:$number@$domain>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+""" + _CALLER_INVITE.replace(
+    "$auth", "\n      [authentication username=$caller password=$password]").replace("$cseq", "2")
+
+_CALLER_ANSWERED = """
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  $refusals
+  <recv response="200" rrs="true" $cancel_wait/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "$caller" <sip:$caller@$domain>;tag=[pid]cl[call_number]
+      To: <sip:$number@$domain>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: $cseq ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+""" + _TALK_LOOP + """
+  <label id="hangup"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "$caller" <sip:$caller@$domain>;tag=[pid]cl[call_number]
+      To: <sip:$number@$domain>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: [cseq] BYE
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200" next="end"/>
+""" + _BYE_REPLY + """
+  <label id="refused"/>
+  <send next="end">
+    <![CDATA[
+      ACK sip:$number@$domain SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "$caller" <sip:$caller@$domain>;tag=[pid]cl[call_number]
+      To: <sip:$number@$domain>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: $cseq ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <label id="cancel"/>
+  <send>
+    <![CDATA[
+      CANCEL sip:$number@$domain SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "$caller" <sip:$caller@$domain>;tag=[pid]cl[call_number]
+      To: <sip:$number@$domain>
+      Call-ID: [call_id]
+      CSeq: $cseq CANCEL
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200"/>
+  <recv response="487"/>
+  <send next="end">
+    <![CDATA[
+      ACK sip:$number@$domain SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "$caller" <sip:$caller@$domain>;tag=[pid]cl[call_number]
+      To: <sip:$number@$domain>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: $cseq ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <label id="end"/>
+</scenario>
+"""
+
+# Final answers a caller may get instead of 200; each ends the call without failing SIPp.
+REFUSALS = (403, 404, 408, 480, 486, 487, 500, 502, 503, 603)
+
+
+@dataclass
+class Sipp:
+    """One SIPp process."""
+
+    scenario: str
+    args: list[str]
+    name: str
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fsapps-sipp-")))
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Sipp:
+        path = self.workdir / f"{self.name}.xml"
+        path.write_text(self.scenario)
+        cmd = ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(self.port),
+               "-mp", str(free_port()), "-nostdin",
+               "-trace_err", "-error_file", str(self.workdir / f"{self.name}.err"),
+               "-trace_msg", "-message_file", str(self.workdir / f"{self.name}.msg"),
+               *self.args]
+        self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return self
+
+    def wait(self, timeout: float = 60.0) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def messages(self) -> str:
+        path = self.workdir / f"{self.name}.msg"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def errors(self) -> str:
+        path = self.workdir / f"{self.name}.err"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _fill(template: str, **values: object) -> str:
+    return Template(template).safe_substitute({k: str(v) for k, v in values.items()})
+
+
+def register(target_port: int, user: str, password: str, domain: str, contact_port: int,
+             expires: int = 3600, agent: str = "fsapps-test-phone") -> Sipp:
+    """REGISTER ``user@domain`` (digest) with its contact at ``contact_port``; one call."""
+    body = _fill(_HEAD + _REGISTER, name="register", user=user, password=password,
+                 domain=domain, contact_port=contact_port, expires=expires, agent=agent)
+    return Sipp(body, [f"127.0.0.1:{target_port}", "-m", "1", "-timeout", "15s",
+                       "-timeout_error", "-recv_timeout", "10000"],
+                f"register-{user}").start()
+
+
+def phone(ring_ms: int = 300, answer: bool = True, busy: bool = False,
+          calls: int = 1000, timeout_s: int = 600) -> Sipp:
+    """A phone's UAS: rings ``ring_ms`` then answers (or rings until cancelled, or answers
+    486 busy); a call ends when the other side sends BYE (or CANCEL while ringing)."""
+    if busy:
+        first, after = "486 Busy Here", _REJECTED
+    else:
+        first, after = "180 Ringing", _RINGING
+    ring = ring_ms if answer else 3_600_000
+    body = _fill(_HEAD + _PHONE, name="phone", first_reply=first, after_first=after)
+    body = _fill(body, ring_ms=ring, sdp=_SDP, bye_wait="")
+    return Sipp(body, ["-m", str(calls), "-timeout", f"{timeout_s}s"], "phone").start()
+
+
+def caller(target_port: int, number: str, caller_number: str, talk_ms: int = 1000,
+           domain: str = "127.0.0.1", password: str = "", cancel_ms: int = 0,
+           headers: str = "", calls: int = 1, rate: float = 1.0, timeout_s: int = 120,
+           hold_ms: int = 0) -> Sipp:
+    """Callers dialling ``number``: talk ``talk_ms`` after the answer then BYE (or take the far
+    end's BYE); ``cancel_ms`` > 0 cancels after that long unanswered. With ``password`` the
+    INVITE answers the switch's digest challenge as phone ``caller_number``."""
+    refusals = "\n  ".join(f'<recv response="{code}" optional="true" next="refused"/>'
+                           for code in REFUSALS)
+    cancel_wait = f'timeout="{cancel_ms}" ontimeout="cancel"' if cancel_ms else ""
+    invite = _CALLER_AUTH if password else _CALLER_INVITE.replace("$auth", "").replace(
+        "$cseq", "1")
+    body = _HEAD + invite + _CALLER_ANSWERED
+    body = _fill(body, name="caller", refusals=refusals, cancel_wait=cancel_wait,
+                 cseq="2" if password else "1", bye_wait=f'timeout="{talk_ms}" '
+                 'ontimeout="hangup"')
+    extra = "".join(f"\n      {line.strip()}" for line in headers.splitlines() if line.strip())
+    body = _fill(body, number=number, caller=caller_number, domain=domain, password=password,
+                 headers=extra, sdp=_SDP)
+    return Sipp(body, [f"127.0.0.1:{target_port}", "-m", str(calls), "-r", str(rate),
+                       "-timeout", f"{timeout_s}s", "-timeout_error", "-l", "500"],
+                f"caller-{caller_number}").start()
