@@ -46,16 +46,7 @@ _FAILURES = {"USER_NOT_REGISTERED": "unregistered", "SUBSCRIBER_ABSENT": "unregi
 # the call's recording for the CDR (the dialplan, or the runtime from RECORD_START, sets it)
 RECORD_FILE_VAR = cdr.RECORD_FILE_VAR
 # originate_disposition → cdr_agent_attempt.result (anything else: "failed")
-_ATTEMPT_RESULTS = {"SUCCESS": "answered", "NO_ANSWER": "no_answer",
-                    "NO_USER_RESPONSE": "no_answer", "ALLOTTED_TIMEOUT": "no_answer",
-                    "PROGRESS_TIMEOUT": "no_answer", "USER_BUSY": "busy",
-                    "CALL_REJECTED": "rejected", "USER_NOT_REGISTERED": "unregistered",
-                    "SUBSCRIBER_ABSENT": "unregistered", "ORIGINATOR_CANCEL": "caller_cancel"}
-
-
-def attempt_result(disposition: str) -> str:
-    """The ``cdr_agent_attempt.result`` of an agent's ``originate_disposition``."""
-    return _ATTEMPT_RESULTS.get(disposition, "failed")
+attempt_result = cdr.attempt_result
 
 
 def safe_part(value: str) -> str:
@@ -103,6 +94,7 @@ class Router:
         # for the CDR: every agent offered the call, and whether the long-wait policy ended it
         self.attempts: list[cdr.Attempt] = []
         self.timed_out = False
+        self.answered_at: float | None = None  # when the handler answered the caller
 
     # ------------------------------------------------------------------ helpers ----------
     def guard(self) -> None:
@@ -240,6 +232,7 @@ class Router:
             f"fsapps_acd_agent={extension}", f"fsapps_acd_call={c.uuid}",
             f"fsapps_acd_group={c.group.group_number}", f"fsapps_domain={c.domain}",
             f"fsapps_acd_level={c.level}", f"fsapps_acd_arrived={c.arrived_ms}",
+            f"{cdr.LEG_VAR}=nwayacd",
         ])
         # The reservation is ours now: say which node holds it (the reconciler checks).
         self.agents.transition(extension, "ring", offer_uuid=c.uuid,
@@ -305,7 +298,8 @@ class Router:
             hangup_cause=cause, leg_uuid=leg))
 
     def call_record(self, a_start: float) -> cdr.Cdr:
-        """The call's CDR, from the attempts and the caller's channel (hung up by now)."""
+        """The call's CDR draft, from the attempts (the caller's channel hung up, or
+        transferred away, by now)."""
         c = self.call
         s = self.session
         answered = next((a for a in self.attempts if a.result == "answered"), None)
@@ -325,7 +319,16 @@ class Router:
         agent = answered or (self.attempts[-1] if self.attempts else None)
         return caller_cdr(
             self.ctx, s, c.uuid, c.caller, c.group.group_number, c.domain, c.node, c.level,
-            a_start, flag, missed, agent, tuple(self.attempts))
+            a_start, flag, missed, agent, tuple(self.attempts), a_answer=self.answered_at)
+
+    def record(self, a_start: float) -> None:
+        """Leave the call's CDR draft on the channel, for the runtime to complete when the
+        channel's hangup completes (cdr.record_own never raises)."""
+        record = self.call_record(a_start)
+        answered = next((a for a in self.attempts if a.result == "answered"), None)
+        cdr.record_own(self.ctx, self.session, record, "nwayacd", started=a_start,
+                       party_answered=answered is not None,
+                       party_leg=answered.leg_uuid if answered else "")
 
     def agent_endpoint(self, extension: str) -> str:
         return agent_endpoint(self.ctx, self.call.domain, extension, self.call.node)
@@ -344,33 +347,29 @@ class Router:
 def caller_cdr(ctx: Context, session: Any, uuid: str, caller: str, group_number: str,
                domain: str, node: str, level: str, a_start: float, flag: str,
                missed: list[str], agent: cdr.Attempt | None,
-               attempts: tuple[cdr.Attempt, ...] = ()) -> cdr.Cdr:
-    """A queue call's CDR: ``a_*`` from the caller's channel variables (after its hangup),
-    the agent part from ``agent``."""
-    def number(name: str) -> int | None:
-        raw = session.getVariable(name) or ""
-        return int(raw) if raw.isdigit() else None
-
+               attempts: tuple[cdr.Attempt, ...] = (), *,
+               a_answer: float | None = None) -> cdr.Cdr:
+    """A queue call's CDR draft: the agent part from ``agent``, the caller's times as this
+    handler saw them (``a_start`` when it took the call, ``a_answer`` when it answered, now
+    as the end). Inside the handler FreeSWITCH has not set the caller's ``answer_uepoch``,
+    ``billsec``, ``hangup_cause``, ``sip_hangup_disposition`` yet (its hangup state does,
+    after the handler returns): the runtime puts the switch's values in
+    (:func:`fsapps.cdr.complete`)."""
     if session.ready():
         session.hangup("NORMAL_CLEARING")
-    a_end = cdr.channel_epoch(session, "end") or time.time()
+    a_end = time.time()
     # the bridge returns a moment after the caller's hangup: the agent's part ends with it
     end = min(agent.end, a_end) if agent and agent.end else None
     return cdr.Cdr(
         uuid=uuid, is_callout=False, a_caller_id_number=caller,
         a_destination_number=session.getVariable("destination_number") or group_number,
-        a_start=cdr.channel_epoch(session, "start") or a_start,
-        a_answer=cdr.channel_epoch(session, "answer"),
-        a_end=a_end, a_duration=number("duration"),
-        a_billsec=number("billsec"),
-        a_sip_hangup_disposition=session.getVariable("sip_hangup_disposition") or "",
+        a_start=a_start, a_answer=a_answer, a_end=a_end,
         a_record_file=session.getVariable(RECORD_FILE_VAR) or "",
         no_answer_agents=tuple(missed),
         destination_number=agent.extension if agent else "",
         start=agent.start if agent else None, answer=agent.answer if agent else None,
         end=end, flag=flag, group_number=group_number,
-        domain=domain, hangup_cause=session.getVariable("hangup_cause") or "",
-        level=level, node=node, attempts=attempts)
+        domain=domain, level=level, node=node, attempts=attempts)
 
 
 def agent_endpoint(ctx: Context, domain: str, extension: str, node: str) -> str:
@@ -450,14 +449,16 @@ def route_call(session: Any, args: str) -> None:
     if facts.blacklisted:
         log("NOTICE", f"nwayacd: caller {caller} is blacklisted in group {group_number}")
         a_start = time.time()
+        answered = None
         if group.blacklist_action == "playback" and group.black_list_ring:
             session.answer()
+            answered = time.time()
             session.execute("playback", group.black_list_ring)
         session.hangup("CALL_REJECTED")
         cdr.record_own(ctx, session, caller_cdr(
             ctx, session, session.get_uuid(), caller, group_number, domain, node_name(ctx),
             routing.LEVEL_VIP if facts.vip else routing.LEVEL_NORMAL, a_start,
-            cdr.FLAG_BLACKLISTED, [], None), "nwayacd")
+            cdr.FLAG_BLACKLISTED, [], None, a_answer=answered), "nwayacd", started=a_start)
         return
     uuid = session.get_uuid()
     call = QueueCall(uuid=uuid, node=node_name(ctx), domain=domain, group=group, caller=caller,
@@ -468,6 +469,7 @@ def route_call(session: Any, args: str) -> None:
     a_start = time.time()
     try:
         session.answer()
+        router.answered_at = time.time()
         if group.welcome_ring:
             session.execute("playback", group.welcome_ring)
         remembered = facts.remembered if group.mode.uses_memory else None
@@ -476,8 +478,8 @@ def route_call(session: Any, args: str) -> None:
         except CallerGone:
             router.leave_queue()
     finally:
-        # once per call, whatever ended it (cdr.record never raises)
-        cdr.record_own(ctx, session, router.call_record(a_start), "nwayacd")
+        # once per call, whatever ended it (cdr.record_own never raises)
+        router.record(a_start)
 
 
 # ---------------------------------------------------------------------- agent operations ---

@@ -10,12 +10,25 @@ CDR is written to PostgreSQL directly; both down: the CDR's JSON is logged at ER
 resort). Writing is idempotent (``ON CONFLICT DO NOTHING`` on ``cdr.uuid`` and on
 ``cdr_agent_attempt (cdr_uuid, attempt_no)``), so a replayed spool entry writes once.
 
-Every call gets exactly one CDR. The apps that know the call best write their own (queue
-calls :mod:`fsapps.acd`, ``nwaycallout`` and ``nway_bridge`` :mod:`fsapps.outbound`, through
-:func:`record_own`, which first sets the channel variable :data:`OWN_CDR_VAR`); for every other
-call (a plain dialplan bridge, cti_bridge, an IVR, a refused call...) the runtime builds a
-generic CDR from the a-leg's CHANNEL_HANGUP_COMPLETE and the events of the legs it originated
-(:func:`wants_generic_cdr`, :func:`leg_from_event`, :func:`generic_cdr`: pure, no I/O).
+Every call gets exactly one CDR, and every CDR is recorded by the runtime of the node holding
+the caller's channel when that channel's CHANNEL_HANGUP_COMPLETE arrives (:mod:`fsapps.cdrcalls`):
+only then does FreeSWITCH know the a-leg's ``answer_uepoch``, ``duration``, ``billsec``,
+``hangup_cause`` and ``sip_hangup_disposition`` — it sets them in the channel's hangup state,
+after the dialplan (a Python handler included) has returned, so a handler reads None for them
+even after ``session.hangup()``.
+
+The apps that know the call best (queue calls :mod:`fsapps.acd`, ``nwaycallout`` and
+``nway_bridge`` :mod:`fsapps.outbound`) leave a :class:`Draft` of their CDR on the caller's
+channel (:func:`record_own`: the channel variable :data:`DRAFT_VAR`, plus :data:`OWN_CDR_VAR`)
+with what only they know — the agents offered the call, the flag, the group — and the runtime
+completes it from the HANGUP_COMPLETE and the legs it followed (:func:`complete`). A caller
+transferred after the app (``nwayacd_transfer``, a CTI transfer) stays in that one CDR: the
+a-leg fields cover the whole call, and every party it reached after the transfer is an attempt
+row with ``transferred`` set (a second app on the same channel adds its draft to the first's).
+Every other call (a plain dialplan bridge, cti_bridge, an IVR, a refused call...) gets a generic
+CDR from the a-leg's CHANNEL_HANGUP_COMPLETE and the events of the legs it originated
+(:func:`wants_generic_cdr`, :func:`leg_from_event`, :func:`generic_cdr`). All of these are pure,
+no I/O.
 
 A queue call (:mod:`fsapps.acd`) carries one :class:`Attempt` per agent offered the call;
 its ``flag`` is one of :data:`QUEUE_FLAGS`. A generic CDR's flag is :data:`FLAG_ANSWERED`
@@ -33,10 +46,10 @@ seconds between whole-second epochs, as FreeSWITCH computes ``duration`` and ``b
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,13 +62,20 @@ from fsapps.errors import FsappsError
 from fsapps.fslog import log
 from fsapps.pubsub import stamp
 
-__all__ = ["OWN_CDR_VAR", "QUEUE_FLAGS", "RECORD_FILE_VAR", "Attempt", "Cdr", "Leg",
-           "generic_cdr", "leg_from_event", "record", "record_own", "seconds_between",
-           "wants_generic_cdr", "write"]
+__all__ = ["DRAFT_VAR", "LEG_VAR", "OWN_CDR_VAR", "QUEUE_FLAGS", "RECORD_FILE_VAR", "Attempt",
+           "Cdr", "Draft", "Leg", "attempt_result", "complete", "drafts_from_json",
+           "generic_cdr", "leg_from_bridge", "leg_from_event", "record", "record_own",
+           "seconds_between", "wants_generic_cdr", "write"]
 
 # Set on the a-leg by an app that writes the call's CDR itself (its name): the runtime then
 # writes no generic CDR for it, so every call has exactly one.
 OWN_CDR_VAR = "fsapps_cdr_by"
+# The app's CDR drafts on the caller's channel (a JSON list of Draft, in the order the apps
+# ran); the runtime completes them from the channel's CHANNEL_HANGUP_COMPLETE.
+DRAFT_VAR = "fsapps_cdr_draft"
+# A dial-string variable on every leg an app rings for its call (value: the app): the app's CDR
+# has that leg as an attempt; a leg the caller reaches without it came after a transfer.
+LEG_VAR = "fsapps_cdr_leg"
 # The call's recording: set it in the dialplan, or the runtime sets it from RECORD_START.
 RECORD_FILE_VAR = "fsapps_record_file"
 # cdr_<group> of the CDRs of inbound calls that are in no group (generic, nway_bridge):
@@ -90,11 +110,30 @@ _COLUMNS = (
 _INSERT = (f"INSERT INTO cdr ({', '.join(_COLUMNS)}) "
            f"VALUES ({', '.join(f'%({c})s' for c in _COLUMNS)}) "
            "ON CONFLICT (uuid) DO NOTHING")
+# originate_disposition / hangup cause → cdr_agent_attempt.result (anything else: "failed")
+_ATTEMPT_RESULTS = {"SUCCESS": "answered", "NO_ANSWER": "no_answer",
+                    "NO_USER_RESPONSE": "no_answer", "ALLOTTED_TIMEOUT": "no_answer",
+                    "PROGRESS_TIMEOUT": "no_answer", "USER_BUSY": "busy",
+                    "CALL_REJECTED": "rejected", "USER_NOT_REGISTERED": "unregistered",
+                    "SUBSCRIBER_ABSENT": "unregistered", "ORIGINATOR_CANCEL": "caller_cancel"}
 _ATTEMPT_COLUMNS = ("cdr_uuid", "attempt_no", "extension", "leg_uuid", "start_stamp",
-                    "answer_stamp", "end_stamp", "duration", "billsec", "result", "hangup_cause")
+                    "answer_stamp", "end_stamp", "duration", "billsec", "result", "hangup_cause",
+                    "transferred")
 _INSERT_ATTEMPT = (f"INSERT INTO cdr_agent_attempt ({', '.join(_ATTEMPT_COLUMNS)}) "
                    f"VALUES ({', '.join(f'%({c})s' for c in _ATTEMPT_COLUMNS)}) "
                    "ON CONFLICT (cdr_uuid, attempt_no) DO NOTHING")
+
+
+def attempt_result(disposition: str) -> str:
+    """The ``cdr_agent_attempt.result`` of a bridge's ``originate_disposition`` (or a leg's
+    hangup cause)."""
+    return _ATTEMPT_RESULTS.get(disposition, "failed")
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the keys ``cls`` does not know (written by a newer fsapps)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def seconds_between(start: float | None, end: float | None) -> int:
@@ -115,7 +154,9 @@ def _timestamp(epoch: float | None) -> datetime | None:
 @dataclass(frozen=True)
 class Attempt:
     """One agent offered a queue call: ``result`` one of :data:`ATTEMPT_RESULTS`,
-    ``leg_uuid`` the agent's leg when the switch told us (answered calls)."""
+    ``leg_uuid`` the agent's leg when the switch told us (answered calls). ``transferred``: a
+    party the caller reached after its call was transferred (by the dialplan it was sent to, or
+    by a later app on the same channel), not one the app that took the call offered it to."""
 
     attempt_no: int
     extension: str
@@ -125,6 +166,7 @@ class Attempt:
     result: str
     hangup_cause: str = ""
     leg_uuid: str = ""
+    transferred: bool = False
 
     def row(self, cdr_uuid: str) -> dict[str, Any]:
         return {"cdr_uuid": cdr_uuid, "attempt_no": self.attempt_no,
@@ -133,7 +175,8 @@ class Attempt:
                 "end_stamp": _timestamp(self.end),
                 "duration": seconds_between(self.start, self.end),
                 "billsec": seconds_between(self.answer, self.end) if self.answer else 0,
-                "result": self.result, "hangup_cause": self.hangup_cause}
+                "result": self.result, "hangup_cause": self.hangup_cause,
+                "transferred": self.transferred}
 
 
 @dataclass(frozen=True)
@@ -175,9 +218,14 @@ class Cdr:
     def from_json(cls, text: str) -> Cdr:
         """The CDR :meth:`to_json` wrote; raises ValueError/TypeError/KeyError on anything
         else."""
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cdr:
+        data = _known(cls, data)
         data["no_answer_agents"] = tuple(data.get("no_answer_agents") or ())
-        data["attempts"] = tuple(Attempt(**a) for a in data.get("attempts") or ())
+        data["attempts"] = tuple(Attempt(**_known(Attempt, a))
+                                 for a in data.get("attempts") or ())
         return cls(**data)
 
     @property
@@ -273,7 +321,9 @@ def wants_generic_cdr(header: Header) -> bool:
 
 @dataclass(frozen=True)
 class Leg:
-    """A leg a call originated (a bridge's b-leg), as its latest event showed it."""
+    """A leg a call originated (a bridge's b-leg), as its latest event showed it; or a channel
+    the call was bridged to without originating it (``uuid_bridge``: a consultation's party
+    after a transfer). ``own``: rung by an fsapps app for its CDR (:data:`LEG_VAR`)."""
 
     uuid: str
     destination: str
@@ -281,6 +331,7 @@ class Leg:
     answer: float | None
     end: float | None
     hangup_cause: str = ""
+    own: bool = False
 
 
 def leg_from_event(header: Header) -> Leg:
@@ -290,7 +341,18 @@ def leg_from_event(header: Header) -> Leg:
                start=_micro(header, "Caller-Channel-Created-Time"),
                answer=_micro(header, "Caller-Channel-Answered-Time"),
                end=_micro(header, "Caller-Channel-Hangup-Time"),
-               hangup_cause=_h(header, "variable_hangup_cause") or _h(header, "Hangup-Cause"))
+               hangup_cause=_h(header, "variable_hangup_cause") or _h(header, "Hangup-Cause"),
+               own=bool(_h(header, f"variable_{LEG_VAR}")))
+
+
+def leg_from_bridge(header: Header, prefix: str = "Other-Leg") -> Leg:
+    """The party of a CHANNEL_BRIDGE (its ``Other-Leg-*`` headers; ``prefix="Caller"`` for
+    the channel that fired it). Its end is not known yet."""
+    uuid = _h(header, f"{prefix}-Unique-ID") or (
+        _h(header, "Bridge-B-Unique-ID") if prefix == "Other-Leg" else _h(header, "Unique-ID"))
+    return Leg(uuid=uuid, destination=_h(header, f"{prefix}-Destination-Number"),
+               start=_micro(header, f"{prefix}-Channel-Created-Time"),
+               answer=_micro(header, f"{prefix}-Channel-Answered-Time"), end=None)
 
 
 def generic_cdr(header: Header, *, node: str, domain: str, legs: Sequence[Leg] = (),
@@ -368,40 +430,166 @@ def record(ctx: Context, cdr: Cdr) -> bool:
         return False
 
 
-def record_own(ctx: Context, session: Any, cdr: Cdr, app: str) -> bool:
-    """:func:`record` for an app that writes its call's CDR itself: first marks the channel
-    (``OWN_CDR_VAR=<app>``) so the runtime writes no generic CDR for it. Call it once, at the
-    end of the handler: the mark and the CDR go together (the channel's CHANNEL_HANGUP_COMPLETE
-    comes after the handler returns, so it carries the mark). Never raises."""
+@dataclass(frozen=True)
+class Draft:
+    """What an app knew of its call when its handler finished: its CDR as far as it could
+    tell (``cdr``: the flag, the group, the agents offered, their rings), ``started`` when it
+    took the call, and the leg of the party that answered (``party_leg``, when the switch said:
+    ``last_bridge_to``, the agent's leg). The a-leg's answer / end / durations / cause in it
+    are only the handler's own clock: :func:`complete` replaces them with the switch's."""
+
+    app: str
+    cdr: Cdr
+    started: float
+    party_answered: bool = False
+    party_leg: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Draft:
+        data = _known(cls, data)
+        data["cdr"] = Cdr.from_dict(data["cdr"])
+        return cls(**data)
+
+
+def drafts_to_json(drafts: Sequence[Draft]) -> str:
+    # ASCII only: the text travels as a channel variable and an event header
+    return json.dumps([d.to_dict() for d in drafts], ensure_ascii=True, separators=(",", ":"))
+
+
+def drafts_from_json(text: str) -> list[Draft]:
+    """The drafts :data:`DRAFT_VAR` holds; raises ValueError/TypeError/KeyError on anything
+    else."""
+    data = json.loads(text)
+    if not isinstance(data, list):
+        raise TypeError(f"expected a list of drafts, got {type(data).__name__}")
+    return [Draft.from_dict(d) for d in data]
+
+
+def record_own(ctx: Context, session: Any, draft_cdr: Cdr, app: str, *, started: float,
+               party_answered: bool = False, party_leg: str = "") -> bool:
+    """Leave the app's CDR draft on the caller's channel, for the runtime to complete and
+    record when the channel's CHANNEL_HANGUP_COMPLETE comes (after the handler returns); a
+    draft already there (an app that ran before on this channel, which was transferred here)
+    is kept before it. Also marks the channel (``OWN_CDR_VAR=<app>``). Call it once, at the
+    end of the handler. Never raises. The channel cannot take the variable: the draft is
+    recorded as it is (:func:`record`) — the switch's hangup fields are then missing."""
+    draft = Draft(app=app, cdr=draft_cdr, started=started, party_answered=party_answered,
+                  party_leg=party_leg)
+    drafts: list[Draft] = []
     try:
+        earlier = session.getVariable(DRAFT_VAR) or ""
+        drafts = drafts_from_json(earlier) if earlier else []
+    except Exception as exc:  # a garbled earlier draft must not cost this one
+        log("WARNING", f"cdr: call {draft_cdr.uuid}: ignoring the channel's earlier CDR draft "
+                       f"({type(exc).__name__}: {exc})")
+    try:
+        session.setVariable(DRAFT_VAR, drafts_to_json([*drafts, draft]))
+    except Exception as exc:
+        log("WARNING", f"cdr: call {draft_cdr.uuid}: could not leave the CDR draft on the "
+                       f"channel ({type(exc).__name__}: {exc}); recording it as it is")
+        try:
+            session.setVariable(OWN_CDR_VAR, app)
+        except Exception:  # the runtime may then add a generic CDR (two rows)
+            log("WARNING", f"cdr: call {draft_cdr.uuid}: could not mark the channel either; "
+                           f"the runtime may add a generic CDR")
+        return record(ctx, draft_cdr)
+    with contextlib.suppress(Exception):  # informational: the draft is what counts
         session.setVariable(OWN_CDR_VAR, app)
-    except Exception as exc:  # a session gone wrong still gets its CDR (maybe two rows)
-        log("WARNING", f"cdr: call {cdr.uuid}: could not mark the channel "
-                       f"({type(exc).__name__}: {exc}); the runtime may add a generic CDR")
-    return record(ctx, cdr)
+    return True
 
 
-def bridge_times(session: Any, started: float, answered: bool,
-                 answered_before: bool) -> tuple[float, float | None, float, float | None]:
-    """(start, answer, end) of this channel, and when the party it bridged to answered (None
-    when ``answered`` is false). The bridge answers the channel when the far party answers;
-    a channel the dialplan had answered already (``answered_before``) has the bridge time as
-    the closest the switch reports. ``started``: the start when the switch has none."""
-    start = channel_epoch(session, "start") or started
-    answer = channel_epoch(session, "answer")
-    end = channel_epoch(session, "end") or time.time()
-    far_answer = None
-    if answered:
-        far_answer = (channel_epoch(session, "bridge") or answer) if answered_before else answer
-    return start, answer, end, far_answer
+def _earliest(*times: float | None) -> float | None:
+    known = [t for t in times if t]
+    return min(known) if known else None
 
 
-def channel_epoch(session: Any, name: str) -> float | None:
-    """``<name>_uepoch`` (else ``<name>_epoch``) of the channel in epoch seconds; None when unset
-    or zero (FreeSWITCH sets them when the channel hangs up)."""
-    micro = session.getVariable(f"{name}_uepoch") or ""
-    if micro.isdigit() and int(micro):
-        return int(micro) / 1e6
-    whole = session.getVariable(f"{name}_epoch") or ""
-    return float(whole) if whole.isdigit() and int(whole) else None
+def complete(drafts: Sequence[Draft], header: Header, legs: Sequence[Leg] = (),
+             record_file: str = "") -> Cdr:
+    """The CDR of a call whose apps left ``drafts`` (first the one that took the call), from
+    the caller's CHANNEL_HANGUP_COMPLETE and the legs the runtime followed (in call order).
 
+    - ``a_*``: the switch's start / answer / end, ``duration``, ``billsec``,
+      ``sip_hangup_disposition``, and ``hangup_cause``; the draft's own guesses only where
+      the event has none.
+    - The party (``destination_number`` ..): the first draft's; its answer is the answer of
+      its leg as the switch reported it (else the draft's, else the caller's own answer: the
+      bridge answers the caller when the party does); it ends no later than the caller.
+    - After the first draft: the later drafts' attempts and every party the caller reached
+      that no app rang (the transfer's) become attempts with ``transferred`` set, in the order
+      they began; a later draft's answered party becomes the call's party when the first
+      draft's did not answer (a waiting caller transferred to another queue)."""
+    first = drafts[0]
+    base = first.cdr
+    switch_end = _micro(header, "variable_end_uepoch") or \
+        _micro(header, "Caller-Channel-Hangup-Time")
+    if switch_end:
+        a_start = _micro(header, "variable_start_uepoch") or \
+            _micro(header, "Caller-Channel-Created-Time") or base.a_start
+        a_answer = _micro(header, "variable_answer_uepoch") or \
+            _micro(header, "Caller-Channel-Answered-Time")
+        a_end: float | None = switch_end
+    else:  # not a HANGUP_COMPLETE of the switch: the handler's clock is all there is
+        a_start, a_answer, a_end = base.a_start, base.a_answer, base.a_end
+    own = {leg.uuid: leg for leg in legs if leg.own}
+
+    def clip(end: float | None) -> float | None:
+        return _earliest(end, a_end) if end else end
+
+    def party_answer(draft: Draft) -> float | None:
+        if not draft.party_answered:
+            return None
+        leg = own.get(draft.party_leg)
+        answered = [x for x in own.values() if x.answer and (x.start or 0) >= draft.started]
+        return (leg.answer if leg else None) or draft.cdr.answer or \
+            (answered[-1].answer if answered else None) or a_answer
+
+    def attempts_of(draft: Draft, transferred: bool) -> list[Attempt]:
+        done = []
+        for attempt in draft.cdr.attempts:
+            leg = own.get(attempt.leg_uuid) if attempt.leg_uuid else None
+            answer = attempt.answer
+            if attempt.result == "answered":
+                answer = (leg.answer if leg else None) or answer or party_answer(draft)
+            done.append(replace(attempt, answer=answer, end=clip(attempt.end) or a_end,
+                                transferred=transferred or attempt.transferred))
+        return done
+
+    party = base
+    answer = party_answer(first)
+    end = _earliest(base.end, own[first.party_leg].end if first.party_leg in own else None,
+                    a_end) if base.end or first.party_answered else None
+    attempts = attempts_of(first, False)
+    later: list[Attempt] = []
+    missed = list(base.no_answer_agents)
+    flag = base.flag
+    for draft in drafts[1:]:
+        later += attempts_of(draft, True)
+        missed += [ext for ext in draft.cdr.no_answer_agents if ext not in missed]
+        if not first.party_answered and draft.party_answered and party is base:
+            party, answer, flag = draft.cdr, party_answer(draft), draft.cdr.flag
+            end = _earliest(draft.cdr.end, a_end)
+    for leg in legs:  # the parties the transfer reached
+        if leg.own or (leg.start is not None and leg.start < first.started):
+            continue
+        later.append(Attempt(
+            attempt_no=0, extension=leg.destination, start=leg.start or a_end,
+            answer=leg.answer, end=clip(leg.end) or a_end,
+            result="answered" if leg.answer else attempt_result(leg.hangup_cause),
+            hangup_cause=leg.hangup_cause, leg_uuid=leg.uuid, transferred=True))
+    later.sort(key=lambda a: a.start or 0)
+    numbered = tuple(replace(a, attempt_no=n) for n, a in enumerate([*attempts, *later], 1))
+    return replace(
+        base, a_start=a_start, a_answer=a_answer, a_end=a_end,
+        a_duration=_whole(header, "variable_duration") if switch_end else base.a_duration,
+        a_billsec=_whole(header, "variable_billsec") if switch_end else base.a_billsec,
+        a_sip_hangup_disposition=_h(header, "variable_sip_hangup_disposition") or
+        base.a_sip_hangup_disposition,
+        a_record_file=_h(header, f"variable_{RECORD_FILE_VAR}") or base.a_record_file or
+        record_file,
+        no_answer_agents=tuple(missed), destination_number=party.destination_number,
+        start=party.start, answer=answer, end=clip(end) if end else end, flag=flag,
+        hangup_cause=_h(header, "variable_hangup_cause") or _h(header, "Hangup-Cause") or
+        base.hangup_cause, attempts=numbered)

@@ -1,7 +1,12 @@
 """The runtime's side of "a CDR for every call": per node, from the switch events the runtime
-consumes, it follows the legs each call originates and the recordings channels make, and when
-an a-leg's CHANNEL_HANGUP_COMPLETE says no app wrote the call's CDR (:func:`fsapps.cdr.
-wants_generic_cdr`) it builds a generic one (:func:`fsapps.cdr.generic_cdr`).
+consumes, it follows the legs each call originates (and the channels a call is bridged to
+without originating them: ``uuid_bridge`` after a consultation) and the recordings channels
+make. When a channel's CHANNEL_HANGUP_COMPLETE carries the CDR drafts an app left on it
+(:data:`fsapps.cdr.DRAFT_VAR`: queue, outbound and direct calls, also when the channel was
+transferred afterwards) it completes them with the fields FreeSWITCH sets only in the hangup
+state (:func:`fsapps.cdr.complete`); when an a-leg's says no app took the call
+(:func:`fsapps.cdr.wants_generic_cdr`) it builds a generic CDR (:func:`fsapps.cdr.generic_cdr`).
+Either way the call's one CDR is made here, once, from its one HANGUP_COMPLETE.
 
 No Redis keys: the state is this node's own channels, in memory, bounded. The CDRs it builds
 are recorded (published, spooled) by the runtime's CDR thread (:meth:`CallRecords.
@@ -19,17 +24,21 @@ from __future__ import annotations
 
 import queue
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from fsapps import cdr
 from fsapps.context import Context
+from fsapps.fslog import log
 
 __all__ = ["CallRecords"]
 
 # Calls (and recordings) followed at once; beyond it the oldest are forgotten (their CDR then
 # lacks the b-leg part). A node carries a few thousand channels at most.
 MAX_TRACKED = 20_000
-_LEG_EVENTS = ("CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE")
+_LEG_EVENTS = ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA",
+               "CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE")
+Header = Callable[[str], str | None]
 
 
 class CallRecords:
@@ -53,13 +62,21 @@ class CallRecords:
         if name == "RECORD_START":
             self.recording_started(header, uuid)
             return
+        if name == "CHANNEL_BRIDGE":
+            self.bridged(header, uuid)
+        elif name == "CHANNEL_UNBRIDGE":
+            self.unbridged(header, uuid)
         originator = header("variable_originator") or ""
         if originator:
             if name in _LEG_EVENTS:
                 self.leg_event(header, originator, uuid)
             if name == "CHANNEL_HANGUP_COMPLETE":
                 # legs this leg called itself (a transferred agent's), part of the same call
-                self.legs.pop(uuid, None)
+                legs = self.legs.pop(uuid, None)
+                if header(f"variable_{cdr.DRAFT_VAR}"):
+                    # an app ran on this leg after a transfer: its CDR is this leg's
+                    self.drafted(header, uuid, list((legs or {}).values()),
+                                 self.recordings.get(uuid, ""))
             elif name == "CHANNEL_DESTROY":
                 self.recordings.pop(uuid, None)
             return
@@ -68,16 +85,41 @@ class CallRecords:
         elif name == "CHANNEL_HANGUP_COMPLETE":
             self.call_over(header, uuid)
 
-    def leg_event(self, header: Callable[[str], str | None], originator: str,
-                  uuid: str) -> None:
+    def leg_event(self, header: Header, originator: str, uuid: str) -> None:
         legs = self.legs.get(originator)
         if legs is None:
             if header("Event-Name") != "CHANNEL_CREATE":
                 return  # its call is over (or began before this runtime): nothing to add to
             legs = _bounded(self.legs).setdefault(originator, {})
-        legs[uuid] = cdr.leg_from_event(header)
+        leg = cdr.leg_from_event(header)
+        known = legs.get(uuid)
+        if known is not None and known.own and not leg.own:
+            leg = replace(leg, own=True)  # an event that came without the leg's variables
+        legs[uuid] = leg
 
-    def recording_started(self, header: Callable[[str], str | None], uuid: str) -> None:
+    def bridged(self, header: Header, uuid: str) -> None:
+        """A call bridged to a channel it did not originate (``uuid_bridge``: the caller and
+        the party a consultation reached): that party is one of the call's legs from now on.
+        Either side may be the one that fired the event."""
+        other = header("Other-Leg-Unique-ID") or header("Bridge-B-Unique-ID") or ""
+        if uuid in self.legs and other and other != uuid:
+            if other not in self.legs[uuid]:
+                self.legs[uuid][other] = cdr.leg_from_bridge(header)
+        elif other in self.legs and uuid not in self.legs[other] and \
+                (header("variable_originator") or "") != other:
+            self.legs[other][uuid] = cdr.leg_from_bridge(header, "Caller")
+
+    def unbridged(self, header: Header, uuid: str) -> None:
+        """The end of a bridge to such a party (a leg it originated has its own hangup)."""
+        other = header("Other-Leg-Unique-ID") or header("Bridge-B-Unique-ID") or ""
+        for call, party in ((uuid, other), (other, uuid)):
+            leg = self.legs.get(call, {}).get(party)
+            if leg is not None and leg.end is None and not leg.own:
+                stamp = header("Event-Date-Timestamp") or ""
+                if stamp.isdigit():
+                    self.legs[call][party] = replace(leg, end=int(stamp) / 1e6)
+
+    def recording_started(self, header: Header, uuid: str) -> None:
         path = (header("Record-File-Path") or "").strip()
         if not path or uuid in self.recordings:
             return
@@ -87,19 +129,36 @@ class CallRecords:
             # gone answers -ERR, and its generic CDR still has the path from here
             self.api("uuid_setvar", f"{uuid} {cdr.RECORD_FILE_VAR} {path}")
 
-    def call_over(self, header: Callable[[str], str | None], uuid: str) -> None:
+    def call_over(self, header: Header, uuid: str) -> None:
         legs = list(self.legs.pop(uuid, {}).values())
         recording = self.recordings.pop(uuid, "")
         for leg in legs:
             recording = recording or self.recordings.get(leg.uuid, "")
-        if not cdr.wants_generic_cdr(header):
+        drafts = header(f"variable_{cdr.DRAFT_VAR}")
+        if drafts and self.drafted(header, uuid, legs, recording):
             return
+        if not drafts and not cdr.wants_generic_cdr(header):
+            return  # (unreadable drafts: a generic CDR rather than none)
         settings = self.ctx.settings
         domain = header("variable_domain_name") or header("variable_fsapps_domain") or ""
         if domain not in settings.domains:
             domain = settings.default_domain
         self.pending.put(cdr.generic_cdr(header, node=self.node, domain=domain, legs=legs,
                                          record_file=recording))
+
+    def drafted(self, header: Header, uuid: str, legs: list[cdr.Leg], recording: str) -> bool:
+        """Complete the CDR drafts the channel carries; False when they do not parse (logged)."""
+        text = header(f"variable_{cdr.DRAFT_VAR}") or ""
+        try:
+            drafts = cdr.drafts_from_json(text)
+        except (ValueError, TypeError, KeyError) as exc:
+            log("ERR", f"cdr: call {uuid}: unreadable CDR draft ({type(exc).__name__}: "
+                       f"{exc}): {text!r}")
+            return False
+        if not drafts:
+            return False
+        self.pending.put(cdr.complete(drafts, header, legs, recording))
+        return True
 
     def record_pending(self) -> int:
         """Record the CDRs built since the last call (:func:`fsapps.cdr.record` never

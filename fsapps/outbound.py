@@ -88,11 +88,6 @@ def ring_seconds(session: Any, default: int, app: str) -> int:
     return default
 
 
-def _int(session: Any, name: str) -> int | None:
-    raw = session.getVariable(name) or ""
-    return int(raw) if raw.isdigit() else None
-
-
 @dataclass
 class AgentCall:
     """The agent's side of one outbound or direct call; ``tracked`` once reserved."""
@@ -243,7 +238,8 @@ def callout(session: Any, args: str) -> None:
     try:
         agent.event("callout")
         variables = [f"originate_timeout={ring}", f"origination_caller_id_number={caller_id}",
-                     f"fsapps_domain={domain}", *agent.leg_variables()]
+                     f"fsapps_domain={domain}", f"{cdr.LEG_VAR}=nwaycallout",
+                     *agent.leg_variables()]
         dial_started = time.time()
         disposition, still_up = _bridge(
             session, f"{{{','.join(variables)}}}sofia/gateway/{gateway}/{number}")
@@ -260,22 +256,24 @@ def callout(session: Any, args: str) -> None:
             agent.cancel()
     finally:
         agent.cancel()  # an exception on the way: never leave the agent reserved
-    a_start, a_answer, a_end, far_answer = cdr.bridge_times(session, handler_started, answered,
-                                                            answered_before)
-    disposition_sip = session.getVariable("sip_hangup_disposition") or (
-        ("send_bye" if still_up else "recv_bye") if session.answered() or answered else
-        ("send_refuse" if still_up else "recv_cancel"))
+    # The draft of the CDR: the agent's channel as this handler saw it (FreeSWITCH sets its
+    # answer_uepoch, billsec, hangup_cause and sip_hangup_disposition only in the hangup
+    # state, after this returns; the runtime completes the draft with them), the far end rung
+    # from dial_started, its answer the gateway leg's (known to the runtime).
+    a_end = time.time()
+    guessed_disposition = (("send_bye" if still_up else "recv_bye") if answered_before or
+                           answered else ("send_refuse" if still_up else "recv_cancel"))
     cdr.record_own(ctx, session, cdr.Cdr(
         uuid=uuid, is_callout=True, a_caller_id_number=raw_ext,
         a_destination_number=session.getVariable("destination_number") or number,
-        a_start=a_start, a_answer=a_answer, a_end=a_end,
-        a_duration=_int(session, "duration"), a_billsec=_int(session, "billsec"),
-        a_sip_hangup_disposition=disposition_sip,
+        a_start=handler_started, a_answer=handler_started if answered_before else None,
+        a_end=a_end, a_sip_hangup_disposition=guessed_disposition,
         a_record_file=session.getVariable(RECORD_FILE_VAR) or "",
-        destination_number=number, start=dial_started, answer=far_answer, end=a_end,
+        destination_number=number, start=dial_started, end=a_end,
         flag=CALLOUT_FLAGS.get(disposition, f"{CALLOUT_FAILED_FLAG}:{disposition}"),
         group_number=group_number, domain=domain, hangup_cause=cause, node=agent.node),
-        "nwaycallout")
+        "nwaycallout", started=handler_started, party_answered=answered,
+        party_leg=(session.getVariable("last_bridge_to") or "") if answered else "")
 
 
 # ---------------------------------------------------------------------- nway_bridge ---------
@@ -316,7 +314,7 @@ def direct_call(session: Any, args: str) -> None:
         agent.event("callout")
         variables = [f"originate_timeout={ring}", f"sip_h_X-FSAPPS-Ring-Timeout={ring}",
                      f"origination_caller_id_number={caller}", f"fsapps_domain={domain}",
-                     *agent.leg_variables()]
+                     f"{cdr.LEG_VAR}=nway_bridge", *agent.leg_variables()]
         endpoint = acd.agent_endpoint(ctx, domain, extension, node)
         dial_started = time.time()
         disposition, still_up = _bridge(session, f"{{{','.join(variables)}}}{endpoint}")
@@ -333,41 +331,41 @@ def direct_call(session: Any, args: str) -> None:
             session.hangup(_failure_cause(disposition))
     finally:
         agent.cancel()
-        if session.ready():  # an exception on the way: the CDR needs the channel's end
+        if session.ready():  # an exception on the way: end the call before its CDR
             session.hangup("NORMAL_CLEARING")
-        cdr.record_own(ctx, session, direct_cdr(
-            session, extension=extension, caller=caller, domain=domain, node=node,
-            disposition=disposition, dial_started=dial_started,
-            answered_before=answered_before, handler_started=handler_started), "nway_bridge")
+        record = direct_cdr(session, extension=extension, caller=caller, domain=domain,
+                            node=node, disposition=disposition, dial_started=dial_started,
+                            answered_before=answered_before, handler_started=handler_started)
+        cdr.record_own(ctx, session, record, "nway_bridge", started=handler_started,
+                       party_answered=disposition == "SUCCESS",
+                       party_leg=record.attempts[0].leg_uuid)
 
 
 def direct_cdr(session: Any, *, extension: str, caller: str, domain: str, node: str,
                disposition: str, dial_started: float | None, answered_before: bool,
                handler_started: float) -> cdr.Cdr:
-    """The CDR of an ``nway_bridge`` call (the caller's channel hung up by now): ``a_*`` the
-    caller, ``destination_number`` .. ``billsec`` the agent (rung from ``dial_started``,
-    answering when the bridge answered the caller), one attempt row; flag ``接通`` when the
-    agent answered, else ``单座席无应答`` with the agent in ``str_no_answer_agents`` (busy,
-    not answered, or the caller hung up first, as the seed's one-agent example)."""
+    """The CDR draft of an ``nway_bridge`` call (the caller's channel hung up, or
+    transferred away, by now): ``a_*`` the caller, ``destination_number`` .. ``billsec`` the
+    agent (rung from ``dial_started``), one attempt row; flag ``接通`` when the agent
+    answered, else ``单座席无应答`` with the agent in ``str_no_answer_agents`` (busy, not
+    answered, or the caller hung up first, as the seed's one-agent example). The caller's
+    times are this handler's clock and the agent's answer is left to the runtime, which
+    completes the draft from the switch's hangup fields and the agent leg's answer
+    (:func:`fsapps.cdr.complete`)."""
     answered = disposition == "SUCCESS"
-    a_start, a_answer, a_end, agent_answer = cdr.bridge_times(session, handler_started,
-                                                              answered, answered_before)
+    a_end = time.time()
     cause = (session.getVariable("last_bridge_hangup_cause") or "") if dial_started else ""
     attempt = cdr.Attempt(
-        attempt_no=1, extension=extension, start=dial_started or a_end, answer=agent_answer,
+        attempt_no=1, extension=extension, start=dial_started or a_end, answer=None,
         end=a_end, result=acd.attempt_result(disposition), hangup_cause=cause or disposition,
         leg_uuid=(session.getVariable("last_bridge_to") or "") if answered else "")
     return cdr.Cdr(
         uuid=session.get_uuid(), is_callout=False, a_caller_id_number=caller,
         a_destination_number=session.getVariable("destination_number") or extension,
-        a_start=a_start, a_answer=a_answer, a_end=a_end,
-        a_duration=_int(session, "duration"), a_billsec=_int(session, "billsec"),
-        a_sip_hangup_disposition=session.getVariable("sip_hangup_disposition") or "",
-        a_record_file=session.getVariable(RECORD_FILE_VAR) or "",
+        a_start=handler_started, a_answer=handler_started if answered_before else None,
+        a_end=a_end, a_record_file=session.getVariable(RECORD_FILE_VAR) or "",
         no_answer_agents=() if answered else (extension,), destination_number=extension,
-        start=dial_started or a_end, answer=agent_answer, end=a_end,
+        start=dial_started or a_end, end=a_end,
         flag=cdr.FLAG_ANSWERED if answered else cdr.FLAG_ONE_NO_ANSWER, domain=domain,
-        hangup_cause=session.getVariable("hangup_cause") or (  # unset inside the handler
-            (session.getVariable("last_bridge_hangup_cause") or "NORMAL_CLEARING") if answered
-            else _failure_cause(disposition)), node=node,
-        attempts=(attempt,))
+        hangup_cause=(session.getVariable("last_bridge_hangup_cause") or "NORMAL_CLEARING")
+        if answered else _failure_cause(disposition), node=node, attempts=(attempt,))

@@ -262,6 +262,50 @@ def test_outbound_call_still_writes_is_callout(c: Cdrs) -> None:
     assert c.bus.wait("cdr_callout", uuid=channel.uuid).data["is_callout"] == "true"
 
 
+def test_switch_hangup_fields_of_answered_app_calls(c: Cdrs) -> None:
+    """The fields FreeSWITCH sets only in the hangup state, after the handler has returned
+    (a_answer_stamp, a_duration, a_billsec, hangup_cause, a_sip_hangup_disposition; the
+    party's answer_stamp and billsec), are in the CDRs nwayacd, nwaycallout and nway_bridge
+    write — exactly the caller's channel's own values — though the handlers cannot read them."""
+    c.group("305")
+    c.agent("305", "3051")
+    c.cc.group("110", group_callout_timeout=RING_S, wrapup_seconds=0, group_call_mode=0)
+    c.agent("110", "3052")
+    c.agent("305", "3053")
+    talk = {"hangup_after_bridge_ms": 1300}
+    calls = {
+        "nwayacd": c.call("305", "13900000305", **talk),
+        "nwaycallout": c.switch.place_call("3052", "918600000305", domain=DOMAIN,
+                                           context="default",
+                                           behaviour=Behaviour(answer_after_ms=None, **talk)),
+        "nway_bridge": c.switch.place_call("13900000306", "83053", domain=DOMAIN,
+                                           context="default",
+                                           behaviour=Behaviour(answer_after_ms=None, **talk)),
+    }
+    for channel in calls.values():
+        c.gone(channel)
+    for app, channel in calls.items():
+        row = c.row(channel.uuid)
+        assert channel.get(cdr.OWN_CDR_VAR) == app
+        assert row["a_answer_stamp"] is not None, app
+        assert row["a_answer_stamp"].timestamp() == int(channel.get("answer_uepoch")) / 1e6
+        assert row["a_end_stamp"].timestamp() == int(channel.get("end_uepoch")) / 1e6
+        assert row["a_billsec"] == int(channel.get("billsec")) >= 1, app
+        assert row["a_duration"] == int(channel.get("duration")) >= row["a_billsec"], app
+        assert row["hangup_cause"] == channel.get("hangup_cause") == "NORMAL_CLEARING", app
+        assert row["a_sip_hangup_disposition"] == channel.get("sip_hangup_disposition") == \
+            "recv_bye", app
+        assert row["answer_stamp"] is not None and row["billsec"] >= 1, app
+        assert row["start_stamp"] <= row["answer_stamp"] <= row["end_stamp"] <= \
+            row["a_end_stamp"], app
+        message = c.bus.wait(None, uuid=channel.uuid).data
+        assert message["a_answer_stamp"] and int(message["a_billsec"]) >= 1, app
+    for app in ("nwayacd", "nway_bridge"):
+        [attempt] = c.attempts(calls[app].uuid)
+        assert attempt["answer_stamp"] is not None and attempt["billsec"] >= 1, app
+        assert attempt["transferred"] is False
+
+
 # ------------------------------------------------------------------------ spool -------------
 def test_spool_writer_skips_malformed_entries_and_replays_once(c: Cdrs) -> None:
     """A spooled CDR written twice (a re-delivery) is one row; garbage is logged and dropped."""

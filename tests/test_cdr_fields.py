@@ -4,6 +4,7 @@ no switch, no I/O (CallRecords' api calls are collected)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fsapps import cdr
@@ -127,3 +128,121 @@ def test_call_records_follow_a_call() -> None:
     feed(records, {"Event-Name": "CHANNEL_CREATE", "Unique-ID": A},
          a_leg_complete(variable_fsapps_cdr_by="nway_bridge"))
     assert records.pending.empty() and records.legs == {}
+
+
+# ------------------------------------------------------------------------ app drafts --------
+def draft(**extra: Any) -> cdr.Draft:
+    """nwayacd's draft of a call answered by agent 1001 on leg B1: the handler's own clock
+    for the caller (T0+0.2 .. T0+21, no durations, no cause: the switch had not set them)."""
+    attempt = cdr.Attempt(1, "1001", T0 + 1, T0 + 2.5, T0 + 21, "answered",
+                          "NORMAL_CLEARING", B1)
+    record = cdr.Cdr(uuid=A, is_callout=False, a_caller_id_number="13900000001",
+                     a_destination_number="7110", a_start=T0 + 0.2, a_answer=T0 + 0.3,
+                     a_end=T0 + 21, destination_number="1001", start=T0 + 1,
+                     answer=T0 + 2.5, end=T0 + 21, flag=cdr.FLAG_ANSWERED,
+                     group_number="110", domain=DOMAIN, attempts=(attempt,), node="node1")
+    fields = {"app": "nwayacd", "cdr": record, "started": T0 + 0.2, "party_answered": True,
+              "party_leg": B1}
+    fields.update(extra)
+    return cdr.Draft(**fields)
+
+
+def own_leg(uuid: str, dest: str, start: float, answer: float | None, end: float | None,
+            event: str = "CHANNEL_HANGUP_COMPLETE") -> dict[str, str]:
+    return {**leg(uuid, dest, start, answer, end, event), "variable_fsapps_cdr_leg": "nwayacd"}
+
+
+def test_complete_takes_the_switchs_hangup_fields() -> None:
+    """The a-leg fields a handler cannot read (set in the hangup state) come from the
+    HANGUP_COMPLETE; the agent's answer from its leg's event; the rest is the draft's."""
+    agent = cdr.leg_from_event(own_leg(B1, "1001", 1, 3, 20).get)
+    assert agent.own
+    record = cdr.complete([draft()], a_leg_complete().get, [agent])
+    assert (record.a_start, record.a_answer, record.a_end) == (T0, T0 + 3, T0 + 20)
+    assert record.a_durations == (20, 17) and record.a_sip_hangup_disposition == "recv_bye"
+    assert record.hangup_cause == "NORMAL_CLEARING"
+    assert (record.start, record.answer, record.end) == (T0 + 1, T0 + 3, T0 + 20)
+    assert record.flag == cdr.FLAG_ANSWERED and record.group_number == "110"
+    [attempt] = record.attempts
+    assert (attempt.answer, attempt.end, attempt.transferred) == (T0 + 3, T0 + 20, False)
+    # the draft survives its trip through the channel variable
+    assert cdr.drafts_from_json(cdr.drafts_to_json([draft()])) == [draft()]
+    # no switch fields at all (not a HANGUP_COMPLETE): the draft's own clock
+    bare = cdr.complete([draft()], {"Unique-ID": A}.get, [])
+    assert (bare.a_start, bare.a_end, bare.a_duration) == (T0 + 0.2, T0 + 21, None)
+
+
+def test_complete_adds_what_came_after_a_transfer() -> None:
+    """Legs no app rang (the transfer's dialplan bridge, a uuid_bridge'd party) and a later
+    app's draft on the same channel become transferred attempts, in the order they began; a
+    leg the caller called before the app took it is not the transfer's."""
+    before = cdr.leg_from_event(leg(B2, "1999", -5, None, -1).get)
+    agent = cdr.leg_from_event(own_leg(B1, "1001", 1, 3, 8).get)
+    phone = cdr.leg_from_event(leg("c-uuid", "1507", 9, 11, 15).get)
+    bridged = cdr.leg_from_bridge({"Event-Name": "CHANNEL_BRIDGE", "Unique-ID": A,
+                                   "Other-Leg-Unique-ID": "d-uuid",
+                                   "Other-Leg-Destination-Number": "1508",
+                                   "Other-Leg-Channel-Created-Time": us(14),
+                                   "Other-Leg-Channel-Answered-Time": us(14.5)}.get)
+    second = cdr.Attempt(1, "1002", T0 + 16, None, T0 + 19, "answered", "", "e-uuid")
+    later = draft(app="nway_bridge", started=T0 + 15.5, party_leg="e-uuid", cdr=replace(
+        draft().cdr, destination_number="1002", start=T0 + 16, answer=None,
+        attempts=(second,), group_number=""))
+    direct = cdr.leg_from_event({**leg("e-uuid", "1002", 16, 17, 19),
+                                 "variable_fsapps_cdr_leg": "nway_bridge"}.get)
+    record = cdr.complete([draft(), later], a_leg_complete().get,
+                          [before, agent, phone, bridged, direct])
+    assert record.destination_number == "1001" and record.group_number == "110"
+    assert record.end == T0 + 8  # the agent's leg ended at the transfer
+    assert [(a.attempt_no, a.extension, a.result, a.transferred, a.answer, a.end)
+            for a in record.attempts] == [
+        (1, "1001", "answered", False, T0 + 3, T0 + 20),
+        (2, "1507", "answered", True, T0 + 11, T0 + 15),
+        (3, "1508", "answered", True, T0 + 14.5, T0 + 20),
+        (4, "1002", "answered", True, T0 + 17, T0 + 19)]
+    assert record.a_durations == (20, 17)
+
+
+def test_complete_a_waiting_caller_transferred_to_another_queue() -> None:
+    """Nobody in the first queue answered; the second queue's agent did: that agent is the
+    call's party and the flag says answered; both queues' missed agents are listed."""
+    waited = draft(party_answered=False, party_leg="", cdr=replace(
+        draft().cdr, destination_number="1001", answer=None, flag=cdr.FLAG_ONE_NO_ANSWER,
+        no_answer_agents=("1001",), attempts=(cdr.Attempt(1, "1001", T0 + 1, None, T0 + 5,
+                                                          "no_answer", "NO_ANSWER"),)))
+    taken = draft(started=T0 + 6, party_leg=B2, cdr=replace(
+        draft().cdr, destination_number="2001", start=T0 + 7, answer=None, group_number="120",
+        no_answer_agents=("2002",), attempts=(cdr.Attempt(1, "2001", T0 + 7, None, T0 + 21,
+                                                          "answered", "", B2),)))
+    record = cdr.complete([waited, taken], a_leg_complete().get,
+                          [cdr.leg_from_event(own_leg(B2, "2001", 7, 9, 20).get)])
+    assert (record.flag, record.destination_number, record.answer) == (
+        cdr.FLAG_ANSWERED, "2001", T0 + 9)
+    assert record.group_number == "110" and record.no_answer_agents == ("1001", "2002")
+    assert [(a.extension, a.transferred) for a in record.attempts] == [
+        ("1001", False), ("2001", True)]
+
+
+def test_call_records_complete_an_apps_draft() -> None:
+    """A HANGUP_COMPLETE carrying drafts gets them completed (one pending CDR), never a
+    generic one; unreadable drafts are logged and the call gets a generic CDR."""
+    ctx: Any = type("Ctx", (), {"settings": settings_for("redis://unused", "dbname=unused")})()
+    records = CallRecords(ctx, "node1", lambda cmd, args: "+OK")
+    marked = {"variable_fsapps_cdr_by": "nwayacd",
+              "variable_fsapps_cdr_draft": cdr.drafts_to_json([draft()])}
+    feed(records, {"Event-Name": "CHANNEL_CREATE", "Unique-ID": A},
+         own_leg(B1, "1001", 1, None, None, "CHANNEL_CREATE"),
+         {"Event-Name": "CHANNEL_BRIDGE", "Unique-ID": A, "Other-Leg-Unique-ID": B1},
+         leg(B1, "1001", 1, 3, None, "CHANNEL_ANSWER"),  # (an event without the variable)
+         leg("c-uuid", "1507", 9, None, None, "CHANNEL_CREATE"),
+         leg("c-uuid", "1507", 9, 11, 15),
+         a_leg_complete(**marked))
+    record = records.pending.get_nowait()
+    assert records.pending.empty() and records.legs == {}
+    assert record.group_number == "110" and record.a_durations == (20, 17)
+    assert [(a.extension, a.transferred) for a in record.attempts] == [
+        ("1001", False), ("1507", True)]
+    feed(records, {"Event-Name": "CHANNEL_CREATE", "Unique-ID": A},
+         a_leg_complete(**{**marked, "variable_fsapps_cdr_draft": "[{not json"}))
+    generic = records.pending.get_nowait()
+    assert generic.group_number == "" and generic.a_durations == (20, 17)

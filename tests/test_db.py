@@ -307,7 +307,8 @@ def test_edited_migration_is_refused(fresh_dsn: str, tmp_path: Path) -> None:
         migrate(fresh_dsn, folder)
     assert "0001_base.sql" in str(caught.value)
     # A new migration after the edited one is not applied either.
-    (folder / "0002_more.sql").write_text("CREATE TABLE more (id int);")
+    following = f"{discover(folder)[-1].version + 1:04d}_more.sql"
+    (folder / following).write_text("CREATE TABLE more (id int);")
     with pytest.raises(MigrationError, match="0001"):
         migrate(fresh_dsn, folder)
     assert query(fresh_dsn, "select to_regclass('more') is null") == [(True,)]
