@@ -237,7 +237,8 @@ class Channel:
             return headers
 
     def hangup_variables(self, cause: str) -> None:
-        """The variables FreeSWITCH sets when a channel hangs up (CDR material)."""
+        """The variables FreeSWITCH sets in the hangup state (CDR material): the cause,
+        switch_channel_set_timestamps' stamps and durations, mod_sofia's disposition."""
         t = self.times
         end = t["hangup"]
         start = t["created"]

@@ -244,7 +244,7 @@ class Session:
         if what:
             self._hook_called = True
             if what == "hangup":
-                self._switch.hangup_state(channel)  # the hook sees hangup_cause as a variable
+                self._switch.hook_hangup_cause(channel)  # the hook reads hangup_cause
             try:
                 if self._hook_arg is not None:
                     self._hook(self, what, self._hook_arg)

@@ -317,6 +317,36 @@ def test_bridge_busy_hangs_the_caller_up_unless_continue_on_fail(switch: Switch)
     assert caller.get("hangup_cause") == "USER_BUSY"  # set by the hangup state, afterwards
 
 
+@pytest.mark.parametrize("how", ["self", "caller"])
+def test_hangup_state_variables_only_after_the_handler(switch: Switch, how: str) -> None:
+    """FreeSWITCH sets hangup_cause, the timestamps (answer_uepoch, ...), duration, billsec
+    and sip_hangup_disposition in the channel's hangup state, which runs after the handler
+    returns: a handler reads None for them after session.hangup() or the caller's hangup;
+    the channel and its CHANNEL_HANGUP_COMPLETE have them (CHANNEL_HANGUP does not)."""
+    number = {"self": "5990", "caller": "5991"}[how]
+    load(switch, dest(number, act("python", f"fsapps_testapps.hangupvars {how}")))
+    caller = switch.place_call("1000", number, behaviour=Behaviour(
+        hangup_after_ms=1500 if how == "caller" else None))
+    finished(caller)
+    seen = wait_until(lambda: state.find("hangupvars"), TIMEOUT, "the handler's record")[-1]
+    assert seen["ready"] is False
+    for name in ("hangup_cause", "hangup_cause_q850", "start_uepoch", "answer_uepoch",
+                 "answer_epoch", "end_uepoch", "duration", "billsec", "sip_hangup_disposition"):
+        assert seen[name] is None, (name, seen[name])
+    assert caller.get("hangup_cause") == "NORMAL_CLEARING"
+    assert int(caller.get("answer_uepoch") or 0) > 0 and caller.get("billsec") is not None
+    assert caller.get("sip_hangup_disposition") == ("send_bye" if how == "self" else "recv_bye")
+    events = {e.name: e.headers for e in events_of(switch, caller.uuid)}
+    complete = events["CHANNEL_HANGUP_COMPLETE"]
+    assert complete["variable_answer_uepoch"] == caller.get("answer_uepoch")
+    assert complete["variable_billsec"] == caller.get("billsec")
+    assert complete["variable_hangup_cause"] == "NORMAL_CLEARING"
+    assert complete["variable_sip_hangup_disposition"] == caller.get("sip_hangup_disposition")
+    assert "variable_billsec" not in events["CHANNEL_HANGUP"]
+    assert "variable_hangup_cause" not in events["CHANNEL_HANGUP"]
+    assert events["CHANNEL_HANGUP"]["Hangup-Cause"] == "NORMAL_CLEARING"
+
+
 @pytest.mark.parametrize("setting", ["true", "NO_ANSWER,USER_BUSY", "user_busy", "NO_ANSWER,17"])
 def test_bridge_busy_with_continue_on_fail(switch: Switch, setting: str) -> None:
     phone(switch, "1001", Behaviour(fail_with="USER_BUSY"))
