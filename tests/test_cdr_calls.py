@@ -200,6 +200,97 @@ def test_every_call_exactly_one_row(c: Cdrs) -> None:
     assert legs and rows_of(c, *legs) == []
 
 
+# ------------------------------------------------------------------------ transfers ---------
+def agent_talking(c: Cdrs, caller: Channel, ext: str) -> Channel:
+    """The agent leg ``caller`` talks to, once agent ``ext`` is talking."""
+    leg: Channel = wait_until(lambda: caller.peer and c.switch.channels.get(caller.peer), 5,
+                              f"{ext} answered")
+    wait_until(lambda: c.cc.get(ext).call_state == "talking", 5, f"{ext} talking")
+    return leg
+
+
+def party(c: Cdrs, caller: Channel, ext: str) -> Channel:
+    """The answered leg of phone ``ext`` the caller talks to now."""
+    def find() -> Channel | None:
+        leg = c.switch.channels.get(caller.peer or "")
+        return leg if leg is not None and leg.get("dialed_user") == ext and leg.answered \
+            else None
+    found: Channel = wait_until(find, 5, f"the caller talking to {ext}")
+    return found
+
+
+def test_queue_caller_transferred_to_a_phone_stays_in_its_cdr(c: Cdrs) -> None:
+    """nwayacd_transfer sends an answered queue caller to 51507 (a plain dialplan bridge):
+    the call is still one CDR row, its queue's — a_* over the whole call (the switch's own
+    billsec, end, cause), the agent who answered as the party — and the phone reached after
+    the transfer is an attempt with ``transferred``; no other row, one cdr message."""
+    c.group("507")
+    c.agent("507", "5071")
+    phone(c, "1507")
+    caller = dial(c, "13900000571", "7507", hangup_after_bridge_ms=None)
+    agent_leg = agent_talking(c, caller, "5071")
+    reply = c.switch.api(f"python fsapps.api nwayacd_transfer {caller.uuid} 51507")
+    assert reply.startswith(f"+OK transferred {caller.uuid}"), reply
+    moved = party(c, caller, "1507")
+    wait_until(lambda: c.cc.get("5071").call_state == "ready", 5, "agent 5071 free again")
+    c.switch.hangup(caller, "NORMAL_CLEARING", side="remote")
+    c.gone(caller)
+    row = c.row(caller.uuid)
+    assert row["flag"] == cdr.FLAG_ANSWERED and row["group_number"] == "507"
+    assert row["destination_number"] == "5071" and row["a_destination_number"] == "7507"
+    assert row["a_billsec"] == int(caller.get("billsec") or -1)
+    assert row["a_end_stamp"].timestamp() == int(caller.get("end_uepoch") or 0) / 1e6
+    assert row["hangup_cause"] == "NORMAL_CLEARING"
+    assert row["a_sip_hangup_disposition"] == "recv_bye"
+    attempts = c.attempts(caller.uuid)
+    assert [(a["attempt_no"], a["extension"], a["result"], a["transferred"])
+            for a in attempts] == [(1, "5071", "answered", False),
+                                   (2, "1507", "answered", True)]
+    first, then = attempts
+    assert first["leg_uuid"] == agent_leg.uuid and then["leg_uuid"] == moved.uuid
+    assert row["answer_stamp"] <= row["end_stamp"] <= then["start_stamp"] <= \
+        then["answer_stamp"] <= then["end_stamp"] <= row["a_end_stamp"]
+    assert rows_of(c, agent_leg.uuid, moved.uuid) == []
+    assert c.bus.wait("cdr_507", uuid=caller.uuid).data["destination_number"] == "5071"
+    time.sleep(0.3)  # a second CDR (a generic one for the transferred part) would be here
+    assert len(c.bus.find(None, uuid=caller.uuid)) == 1
+    assert len(rows_of(c, caller.uuid)) == 1
+
+
+def test_queue_caller_bridged_to_a_consultation_stays_in_its_cdr(c: Cdrs) -> None:
+    """The consult-then-transfer of CSTA: the agent's phone 1509 consults 1508 in a call of
+    its own, then the queue caller is uuid_bridge'd to 1508. The caller's CDR lists 1508 (a
+    leg it did not originate) as the transferred attempt; the consultation is its own call."""
+    c.group("508")
+    c.agent("508", "5081")
+    phone(c, "1508")
+    phone(c, "1509")
+    caller = dial(c, "13900000581", "7508", hangup_after_bridge_ms=None)
+    agent_talking(c, caller, "5081")
+    reply = c.switch.api(f"originate user/1509@{DOMAIN} &bridge(user/1508@{DOMAIN})")
+    assert reply.startswith("+OK"), reply
+    consulted: Channel = wait_until(lambda: next(
+        (ch for ch in c.switch.channels.values() if ch.get("dialed_user") == "1508"
+         and ch.answered and ch.peer), None), 5, "1509 talking to 1508")
+    consultation = consulted.get("originator") or ""
+    assert c.switch.api(f"uuid_bridge {caller.uuid} {consulted.uuid}").startswith("+OK")
+    party(c, caller, "1508")
+    c.switch.hangup(caller, "NORMAL_CLEARING", side="remote")
+    c.gone(caller)
+    row = c.row(caller.uuid)
+    assert row["flag"] == cdr.FLAG_ANSWERED and row["destination_number"] == "5081"
+    attempts = c.attempts(caller.uuid)
+    assert [(a["extension"], a["result"], a["transferred"]) for a in attempts] == [
+        ("5081", "answered", False), ("1508", "answered", True)]
+    assert attempts[1]["leg_uuid"] == consulted.uuid
+    assert attempts[1]["end_stamp"] <= row["a_end_stamp"]
+    # the consultation (1509 -> 1508) is a call of its own, recorded once
+    assert consultation and [r["destination_number"] for r in
+                             wait_until(lambda: rows_of(c, consultation), 5,
+                                        "the consultation's CDR")] == ["1508"]
+    assert rows_of(c, consulted.uuid) == []
+
+
 # ------------------------------------------------------------------------ recordings --------
 def test_recording_file_of_record_session_in_the_cdr(c: Cdrs) -> None:
     """record_session sets no variable; the runtime takes RECORD_START's Record-File-Path into

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg2
 import pytest
 from cti_support import GROUP, CtiStack, cti_stack
 from pubsub_capture import Subscriber
@@ -229,6 +230,40 @@ def test_transfer_to_another_agent(cc: CtiStack) -> None:
     assert leg2.get("dialed_user") == AGENT2
     event(cc, "CHANNEL_HANGUP_COMPLETE", agent_leg)
     wait_until(lambda: agent(cc, AGENT).call_state == "ready", 5, "1001 free again")
+
+
+def test_transferred_queue_call_is_one_cdr(cc: CtiStack, database: Any) -> None:
+    """POST /api/transfer of a queue caller to 8<ext> (nway_bridge runs on the caller's
+    channel after nwayacd): one CDR row for the call, group 110's, the agent who took the
+    queue call as its party, the agent reached after the transfer a ``transferred`` attempt
+    (nway_bridge's draft joins nwayacd's); the hangup fields are the switch's."""
+    admin = cc.server.client("admin")
+    ok(admin.post("/api/agent_busy", json={"Extension": AGENT2}))
+    customer, agent_leg = queue_call(cc, "13800000077")
+    talking(cc, AGENT)
+    ok(admin.post("/api/transfer", json={"EvdedPhone": AGENT, "EvdPhone": f"8{AGENT2}",
+                                         "EvdGateway": ""}))
+    talking(cc, AGENT2)
+    leg2 = wait_until(lambda: customer.peer and customer.peer != agent_leg.uuid
+                      and cc.switch.channels.get(customer.peer), 5, "customer with 1002")
+    cc.switch.hangup(customer, "NORMAL_CLEARING", side="remote")
+    wait_until(lambda: customer.done.is_set(), 5, "the call over")
+
+    def query(sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with psycopg2.connect(database.dsn) as conn, conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+    rows = wait_until(lambda: query(
+        "SELECT flag, group_number, destination_number, a_billsec, hangup_cause, "
+        "a_sip_hangup_disposition FROM cdr WHERE uuid = %s", customer.uuid), 5, "the CDR")
+    assert rows == [("接通", GROUP, AGENT, int(customer.get("billsec") or -1),
+                     "NORMAL_CLEARING", "recv_bye")]
+    attempts = query("SELECT extension, result, transferred, leg_uuid FROM cdr_agent_attempt "
+                     "WHERE cdr_uuid = %s ORDER BY attempt_no", customer.uuid)
+    assert attempts == [(AGENT, "answered", False, agent_leg.uuid),
+                        (AGENT2, "answered", True, leg2.uuid)]
+    assert query("SELECT uuid FROM cdr WHERE uuid IN (%s, %s)", agent_leg.uuid,
+                 leg2.uuid) == []
 
 
 def test_threeway_invites_an_extension(cc: CtiStack) -> None:
