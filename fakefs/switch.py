@@ -572,14 +572,21 @@ class Switch:
 
     def _apply_transfer(self, channel: Channel, transfer: str) -> list[Action] | None:
         dest, dialplan, context = (transfer.split("\x1f") + ["", ""])[:3]
+        if channel.variables.pop("_transfer_profiled", None) != transfer:
+            self._transfer_profile(channel, transfer)
+        return parse_inline(dest) if dialplan == "inline" else None
+
+    def _transfer_profile(self, channel: Channel, transfer: str) -> None:
+        """switch_ivr_session_transfer's new caller profile: the destination and context (an
+        inline transfer keeps them here) and the transfer time."""
+        dest, dialplan, context = (transfer.split("\x1f") + ["", ""])[:3]
         channel.times["transfer"] = now_us()
         if dialplan == "inline":
-            return parse_inline(dest)
+            return
         channel.destination_number = dest
         channel.variables["destination_number"] = dest
         if context:
             channel.context = context
-        return None
 
     def _hunt(self, channel: Channel) -> list[Action] | None:
         channel.hit_dialplan = True
@@ -789,6 +796,12 @@ class Switch:
             apps = self._apply_transfer(channel, channel.variables.pop("_transfer_pending"))
             self._start_session(channel, apps)
             return
+        # switch_ivr_session_transfer gives the channel its new caller profile at once, in the
+        # caller's thread: an app still running (a Python handler whose bridge the transfer
+        # ends) reads the new destination_number; the dialplan runs there once it returns.
+        with channel.lock:
+            self._transfer_profile(channel, detail)
+            channel.variables["_transfer_profiled"] = detail
         channel.wake(Interrupt("transfer", detail))
 
     # ------------------------------------------------------------------ originate/bridge -

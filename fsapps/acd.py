@@ -72,6 +72,7 @@ class QueueCall:
     arrived_ms: int
     tried: list[str] = field(default_factory=list)
     queued: bool = False
+    dialled: str = ""  # what the caller dialled, read on arrival (a transfer changes it)
 
     def waiting(self) -> WaitingCall:
         return WaitingCall(self.uuid, self.node, self.group.group_number, self.caller,
@@ -319,7 +320,8 @@ class Router:
         agent = answered or (self.attempts[-1] if self.attempts else None)
         return caller_cdr(
             self.ctx, s, c.uuid, c.caller, c.group.group_number, c.domain, c.node, c.level,
-            a_start, flag, missed, agent, tuple(self.attempts), a_answer=self.answered_at)
+            a_start, flag, missed, agent, tuple(self.attempts), a_answer=self.answered_at,
+            dialled=c.dialled)
 
     def record(self, a_start: float) -> None:
         """Leave the call's CDR draft on the channel, for the runtime to complete when the
@@ -348,13 +350,14 @@ def caller_cdr(ctx: Context, session: Any, uuid: str, caller: str, group_number:
                domain: str, node: str, level: str, a_start: float, flag: str,
                missed: list[str], agent: cdr.Attempt | None,
                attempts: tuple[cdr.Attempt, ...] = (), *,
-               a_answer: float | None = None) -> cdr.Cdr:
+               a_answer: float | None = None, dialled: str = "") -> cdr.Cdr:
     """A queue call's CDR draft: the agent part from ``agent``, the caller's times as this
     handler saw them (``a_start`` when it took the call, ``a_answer`` when it answered, now
     as the end). Inside the handler FreeSWITCH has not set the caller's ``answer_uepoch``,
     ``billsec``, ``hangup_cause``, ``sip_hangup_disposition`` yet (its hangup state does,
     after the handler returns): the runtime puts the switch's values in
-    (:func:`fsapps.cdr.complete`)."""
+    (:func:`fsapps.cdr.complete`). ``dialled``: what the caller dialled, read when the call
+    arrived — after a transfer the channel's ``destination_number`` is the transfer's."""
     if session.ready():
         session.hangup("NORMAL_CLEARING")
     a_end = time.time()
@@ -362,8 +365,8 @@ def caller_cdr(ctx: Context, session: Any, uuid: str, caller: str, group_number:
     end = min(agent.end, a_end) if agent and agent.end else None
     return cdr.Cdr(
         uuid=uuid, is_callout=False, a_caller_id_number=caller,
-        a_destination_number=session.getVariable("destination_number") or group_number,
-        a_start=a_start, a_answer=a_answer, a_end=a_end,
+        a_destination_number=dialled or group_number, a_start=a_start, a_answer=a_answer,
+        a_end=a_end,
         a_record_file=session.getVariable(RECORD_FILE_VAR) or "",
         no_answer_agents=tuple(missed),
         destination_number=agent.extension if agent else "",
@@ -439,6 +442,7 @@ def route_call(session: Any, args: str) -> None:
         domain = ctx.settings.default_domain
     raw_caller = session.getVariable("caller_id_number") or ""
     caller = safe_part(raw_caller)
+    dialled = session.getVariable("destination_number") or group_number
     started = metrics.start()
     facts = Groups(ctx, domain).routing_facts(group_number, caller)
     if facts.group is None:
@@ -458,12 +462,13 @@ def route_call(session: Any, args: str) -> None:
         cdr.record_own(ctx, session, caller_cdr(
             ctx, session, session.get_uuid(), caller, group_number, domain, node_name(ctx),
             routing.LEVEL_VIP if facts.vip else routing.LEVEL_NORMAL, a_start,
-            cdr.FLAG_BLACKLISTED, [], None, a_answer=answered), "nwayacd", started=a_start)
+            cdr.FLAG_BLACKLISTED, [], None, a_answer=answered, dialled=dialled), "nwayacd",
+            started=a_start)
         return
     uuid = session.get_uuid()
     call = QueueCall(uuid=uuid, node=node_name(ctx), domain=domain, group=group, caller=caller,
                      real_number=raw_caller, level=routing.LEVEL_VIP if facts.vip
-                     else routing.LEVEL_NORMAL, arrived_ms=now_ms())
+                     else routing.LEVEL_NORMAL, arrived_ms=now_ms(), dialled=dialled)
     router = Router(ctx, session, call)
     router.decision_started = started
     a_start = time.time()

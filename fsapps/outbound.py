@@ -230,6 +230,7 @@ def callout(session: Any, args: str) -> None:
                            f"number); caller id {group_number}")
     ring = ring_seconds(session, CALLOUT_RING_SECONDS, "nwaycallout")
     uuid = session.get_uuid()
+    dialled = session.getVariable("destination_number") or number  # (a transfer changes it)
     agent = AgentCall(ctx, domain, raw_ext, uuid, acd.node_name(ctx), group_number, number)
     if not agent.reserve(ring):
         log("INFO", f"nwaycallout: {raw_ext} calls {number} untracked (no agent, or the agent "
@@ -265,8 +266,8 @@ def callout(session: Any, args: str) -> None:
                            answered else ("send_refuse" if still_up else "recv_cancel"))
     cdr.record_own(ctx, session, cdr.Cdr(
         uuid=uuid, is_callout=True, a_caller_id_number=raw_ext,
-        a_destination_number=session.getVariable("destination_number") or number,
-        a_start=handler_started, a_answer=handler_started if answered_before else None,
+        a_destination_number=dialled, a_start=handler_started,
+        a_answer=handler_started if answered_before else None,
         a_end=a_end, a_sip_hangup_disposition=guessed_disposition,
         a_record_file=session.getVariable(RECORD_FILE_VAR) or "",
         destination_number=number, start=dial_started, end=a_end,
@@ -301,6 +302,7 @@ def direct_call(session: Any, args: str) -> None:
     caller = acd.safe_part(session.getVariable("caller_id_number") or "")
     ring = ring_seconds(session, defaults.callout_timeout, "nway_bridge")
     node = acd.node_name(ctx)
+    dialled = session.getVariable("destination_number") or extension  # (a transfer changes it)
     agent = AgentCall(ctx, domain, extension, session.get_uuid(), node, "", caller)
     disposition, dial_started, answered_before = "NONE", None, session.answered()
     try:
@@ -335,7 +337,8 @@ def direct_call(session: Any, args: str) -> None:
             session.hangup("NORMAL_CLEARING")
         record = direct_cdr(session, extension=extension, caller=caller, domain=domain,
                             node=node, disposition=disposition, dial_started=dial_started,
-                            answered_before=answered_before, handler_started=handler_started)
+                            answered_before=answered_before, handler_started=handler_started,
+                            dialled=dialled)
         cdr.record_own(ctx, session, record, "nway_bridge", started=handler_started,
                        party_answered=disposition == "SUCCESS",
                        party_leg=record.attempts[0].leg_uuid)
@@ -343,7 +346,7 @@ def direct_call(session: Any, args: str) -> None:
 
 def direct_cdr(session: Any, *, extension: str, caller: str, domain: str, node: str,
                disposition: str, dial_started: float | None, answered_before: bool,
-               handler_started: float) -> cdr.Cdr:
+               handler_started: float, dialled: str = "") -> cdr.Cdr:
     """The CDR draft of an ``nway_bridge`` call (the caller's channel hung up, or
     transferred away, by now): ``a_*`` the caller, ``destination_number`` .. ``billsec`` the
     agent (rung from ``dial_started``), one attempt row; flag ``接通`` when the agent
@@ -361,8 +364,8 @@ def direct_cdr(session: Any, *, extension: str, caller: str, domain: str, node: 
         leg_uuid=(session.getVariable("last_bridge_to") or "") if answered else "")
     return cdr.Cdr(
         uuid=session.get_uuid(), is_callout=False, a_caller_id_number=caller,
-        a_destination_number=session.getVariable("destination_number") or extension,
-        a_start=handler_started, a_answer=handler_started if answered_before else None,
+        a_destination_number=dialled or extension, a_start=handler_started,
+        a_answer=handler_started if answered_before else None,
         a_end=a_end, a_record_file=session.getVariable(RECORD_FILE_VAR) or "",
         no_answer_agents=() if answered else (extension,), destination_number=extension,
         start=dial_started or a_end, end=a_end,
