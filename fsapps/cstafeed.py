@@ -227,6 +227,45 @@ class CstaFeed:
             messages.execute()
         return records
 
+    def channels_gone(self, uuids: list[str]) -> list[dict[str, Any]]:
+        """Legs whose channels the switch ended unseen (hung up by a shutdown after the
+        runtime stopped, or lost in a crash) leave their calls as their
+        CHANNEL_HANGUP_COMPLETE would have made them: out of the legs hash and their call,
+        with a connectionCleared record (no cause: it is unknown). Returns the records."""
+        if not uuids:
+            return []
+        r = self.ctx.redis
+        domains = list(self.ctx.settings.domains)
+        pipe = r.pipeline(transaction=False)
+        for domain in domains:
+            for uuid in uuids:
+                pipe.hget(self.ctx.keys(domain).csta_legs(), uuid)
+        answers = iter(pipe.execute())
+        found = [(domain, uuid, str(cid)) for domain in domains for uuid in uuids
+                 if (cid := next(answers))]
+        if not found:
+            return []
+        pipe = r.pipeline(transaction=False)
+        for domain, uuid, cid in found:
+            pipe.hget(self.ctx.keys(domain).csta_call(cid), f"p:{uuid}")
+        events: list[_Ended] = []
+        parties_gone: dict[str, list[str]] = {}
+        for (domain, uuid, cid), text in zip(found, pipe.execute(), strict=True):
+            party = json_object(text).get("d")
+            if isinstance(party, str) and party:
+                events.append(_Ended({"Event-Name": "CHANNEL_HANGUP_COMPLETE",
+                                      "Unique-ID": uuid, "variable_fsapps_domain": domain,
+                                      "variable_fsapps_csta_device": party,
+                                      "variable_fsapps_csta_call": cid}))
+            else:  # no party of its call (a relay leg, or the call's record expired)
+                parties_gone.setdefault(domain, []).append(uuid)
+        if parties_gone:
+            pipe = r.pipeline(transaction=False)
+            for domain, gone in parties_gone.items():
+                pipe.hdel(self.ctx.keys(domain).csta_legs(), *gone)
+            pipe.execute()
+        return self.apply(events) if events else []
+
     @staticmethod
     def step(name: str, leg: Leg, call_id: str, call: dict[str, str],
              h: Header) -> dict[str, Any] | None:
@@ -261,3 +300,14 @@ class CstaFeed:
                 "localState": found[1], "calling": call.get("calling", ""), "called": called,
                 "parties": list(dict.fromkeys(p for p in parties if p)),
                 "time": int(time.time() * 1000), "cause": h("Hangup-Cause") or ""}
+
+
+class _Ended:
+    """The CHANNEL_HANGUP_COMPLETE a leg the switch ended unseen never had: the headers
+    :func:`leg_of` and :meth:`CstaFeed.step` read for it."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+    def getHeader(self, name: str) -> str | None:  # noqa: N802 (the switch's Event API)
+        return self.headers.get(name)

@@ -30,6 +30,11 @@ of ``cti_exten@<domain>`` or has a registration. The answer is remembered per uu
 channel hangs up. A domain fsapps does not serve is filed under the default domain, as the ACD
 does.
 
+Which channels' records this node holds is noted in its ``recorded`` hash
+(:meth:`fsapps.nodes.Nodes.record_owners`): a switch shutdown hangs its calls up after the
+runtime stopped reading events, so their hangups never reach these records; the node's next
+start removes them (:meth:`LiveState.channels_gone`) as the hangups would have.
+
 Each batch of events costs two round trips: one pipeline reads the records it touches, one
 writes them back. Not atomic across nodes: an extension's events come from the node its phone
 is registered on, so two nodes rarely write the same field; when they do, the last write wins.
@@ -43,6 +48,7 @@ from typing import Any
 
 from fsapps.context import Context, now_ms
 from fsapps.fslog import log
+from fsapps.nodes import Nodes
 from fsapps.store.keys import seed_exten_hash, seed_userinfo_hash
 from fsapps.store.scripts import run_script
 
@@ -84,6 +90,8 @@ class LiveState:
         self.conf = ctx.settings.directory
         self.fields = tuple(dict.fromkeys(self.conf.call_fields))
         self.owners: dict[str, Owner] = {}
+        # Channels whose owner is noted in the node's recorded hash (see channels_gone).
+        self._noted: set[str] = set()
         # The calls records when no calls hash keeps them (channel/list only).
         self._calls_memory: dict[Owner, dict[str, Any]] = {}
         self._pushes: list[tuple[str, str, str]] = []  # (publish|rpush, name, JSON)
@@ -157,7 +165,12 @@ class LiveState:
                 self._registration(event, what, docs, dirty)
             else:
                 self._channel(event, what, docs, dirty)
-        self._write(docs, dirty)
+        # The channels whose records are now held (and still up): noted for the node's next
+        # start, which removes the records of those the switch ends unseen.
+        noted = {uuid: owner_text(self.owners[uuid]) for kind, _, uuid in items
+                 if kind == "call" and uuid in self.owners and uuid not in self._noted}
+        self._noted.update(noted)
+        self._write(docs, dirty, noted)
 
     def _read(self, items: list[tuple[str, Any, Any]],
               unsure: dict[str, Owner]) -> dict[tuple[str, Owner], Any]:
@@ -172,28 +185,75 @@ class LiveState:
                 owner = self.owners.get(uuid or "") or unsure.get(uuid or "")
                 if owner is not None:
                     owners.add(owner)
-        wanted = sorted(owners)
         pipe = self.ctx.redis.pipeline(transaction=False)
-        reads: list[tuple[str, Any]] = []
         checks = sorted(unsure.items())
         for _, (domain, user) in checks:
             pipe.hexists(seed_exten_hash(domain), user)
             pipe.hexists(self.conf.registration_hash or seed_exten_hash(domain), user)
-        for owner in wanted:
+        reads = self._queue_reads(pipe, owners)
+        results = pipe.execute() if (checks or reads) else []
+        for index, (uuid, owner) in enumerate(checks):
+            if results[2 * index] or results[2 * index + 1]:
+                self.owners[uuid] = owner
+        return _docs(reads, results[2 * len(checks):])
+
+    def _queue_reads(self, pipe: Any, owners: set[Owner]) -> list[tuple[str, Owner]]:
+        """Queue on ``pipe`` the reads of the owners' cti_userinfo and calls records."""
+        reads: list[tuple[str, Owner]] = []
+        for owner in sorted(owners):
             if self.conf.userinfo:
                 pipe.hget(seed_userinfo_hash(owner[0]), owner[1])
                 reads.append(("info", owner))
             if self.conf.call_hash:
                 pipe.hget(self.conf.call_hash, owner[1])
                 reads.append(("calls", owner))
-        results = pipe.execute() if (checks or reads) else []
-        for index, (uuid, owner) in enumerate(checks):
-            if results[2 * index] or results[2 * index + 1]:
-                self.owners[uuid] = owner
-        docs: dict[tuple[str, Owner], Any] = {}
-        for (what, owner), text in zip(reads, results[2 * len(checks):], strict=True):
-            docs[(what, owner)] = _loads(text, what, owner)
-        return docs
+        return reads
+
+    # ---------------------------------------------------------------- restart -----------
+    def channels_gone(self, gone: dict[str, Owner]) -> None:
+        """Channels whose records this node holds but which the switch ended unseen (hung up
+        by a shutdown after the runtime stopped, or lost in a crash): their records go as
+        their CHANNEL_HANGUP_COMPLETE would have taken them (out of cti_userinfo's calls and
+        the calls' activity; the calls record says ``hangup``, its channel/list copies go
+        out). The hangup's time and cause are unknown, so no field claims them. Two round
+        trips."""
+        for uuid in gone:
+            self.owners.pop(uuid, None)
+            self._noted.discard(uuid)
+        if not gone or not self.enabled:
+            return
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        reads = self._queue_reads(pipe, set(gone.values()))
+        docs = _docs(reads, pipe.execute() if reads else [])
+        stamp = str(now_ms() * 1000)
+
+        def ended(header: str) -> str | None:
+            return {"Answer-State": "hangup", "Event-Date-Timestamp": stamp}.get(header)
+
+        self._pushes = []
+        dirty: set[tuple[str, Owner]] = set()
+        for uuid, owner in sorted(gone.items()):
+            if self._holds(docs, owner, uuid):  # else it went (or moved on) meanwhile
+                self._update(owner, uuid, "hangup", ended, docs, dirty)
+        self._write(docs, dirty)
+
+    def _holds(self, docs: dict[tuple[str, Owner], Any], owner: Owner, uuid: str) -> bool:
+        """Does ``owner``'s cti_userinfo or calls record still show channel ``uuid`` live?
+        (True when neither hash is kept: only the channel/list copies can tell.)"""
+        if not (self.conf.userinfo or self.conf.call_hash):
+            return True
+        calls = (docs.get(("info", owner)) or {}).get("calls")
+        if isinstance(calls, list) and any(isinstance(c, dict) and c.get("Unique-ID") == uuid
+                                           for c in calls):
+            return True
+        activity = (docs.get(("calls", owner)) or {}).get("activity")
+        return isinstance(activity, list) and uuid in activity
+
+    def adopt(self, owners: dict[str, Owner]) -> None:
+        """Live channels whose owners a previous runtime of this node noted: their next
+        events update the same records."""
+        self.owners.update(owners)
+        self._noted.update(owners)
 
     # ---------------------------------------------------------------- registrations -----
     def _registration(self, event: Any, owner: Owner, docs: dict[tuple[str, Owner], Any],
@@ -275,6 +335,7 @@ class LiveState:
         owner = self.owners.get(uuid)
         if name in _FORGET:
             self.owners.pop(uuid, None)
+            self._noted.discard(uuid)  # its CHANNEL_DESTROY drops the note (Nodes)
         if name == "CHANNEL_DESTROY" or owner is None:
             return
         notify = NOTIFY[name] or ("callout" if h("Call-Direction") == "inbound" else "callin")
@@ -364,10 +425,12 @@ class LiveState:
             dirty.add(("calls", owner))
 
     # ---------------------------------------------------------------- write -------------
-    def _write(self, docs: dict[tuple[str, Owner], Any], dirty: set[tuple[str, Owner]]) -> None:
+    def _write(self, docs: dict[tuple[str, Owner], Any], dirty: set[tuple[str, Owner]],
+               noted: dict[str, str] | None = None) -> None:
         c = self.conf
         pipe = self.ctx.redis.pipeline(transaction=False)
         pushes = self._pushes
+        Nodes(self.ctx).record_owners(self.node, noted or {}, pipe)
         for what, owner in sorted(dirty):
             domain, user = owner
             doc = docs[(what, owner)]
@@ -403,6 +466,28 @@ class LiveState:
             for command, name, text in pushes:
                 if command == "publish":
                     self.ctx.redis.publish(name, text)
+
+
+def owner_text(owner: Owner) -> str:
+    """How a channel's owner is noted in the node's recorded hash: ``[domain, extension]``."""
+    return json.dumps(list(owner), ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_owner(text: str) -> Owner | None:
+    """The owner :func:`owner_text` noted (None for "" or anything else)."""
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if isinstance(value, list) and len(value) == 2 and all(
+            isinstance(part, str) and part for part in value):
+        return value[0], value[1]
+    return None
+
+
+def _docs(reads: list[tuple[str, Owner]], results: list[Any]) -> dict[tuple[str, Owner], Any]:
+    return {(what, owner): _loads(text, what, owner)
+            for (what, owner), text in zip(reads, results, strict=True)}
 
 
 def _loads(text: Any, what: str, owner: Owner) -> dict[str, Any]:

@@ -11,6 +11,14 @@ Keys (``p`` prefix; domain-less, hash tag ``{nodes}``):
 ``p:{nodes}:node:<n>:channels``   set   PX 60 s, renewed by every heartbeat: uuids of the live
                                         channels of node n (its runtime adds on CHANNEL_CREATE,
                                         removes on CHANNEL_DESTROY); a dead node's set expires.
+``p:{nodes}:node:<n>:recorded``  hash  no expiry: every channel node n's runtime recorded state
+                                        for (added on CHANNEL_CREATE, removed on CHANNEL_DESTROY),
+                                        uuid -> JSON ``[domain, extension]`` of the live-state
+                                        record holding it (:mod:`fsapps.livestate`), or "". A
+                                        channel the switch ended while no runtime listened (a
+                                        shutdown hangs calls up after the runtime stopped; a
+                                        crash) stays here until the node's next start, which
+                                        removes what was recorded about it (NodeRuntime.recover).
 ``p:{nodes}:reply:<id>``          list  PX 30 s: the one answer to a :meth:`Nodes.request`,
                                         RPUSH by the node that ran the command, BLPOP by the
                                         requester.
@@ -51,10 +59,55 @@ class Nodes:
 
     def channel_created(self, node: str, uuid: str, pipeline: Any = None) -> None:
         """Record that ``uuid`` lives on ``node`` (optionally in the caller's pipeline)."""
-        (pipeline if pipeline is not None else self.r).sadd(self.keys.channels(node), uuid)
+        pipe = pipeline if pipeline is not None else self.r.pipeline(transaction=False)
+        pipe.sadd(self.keys.channels(node), uuid)
+        pipe.hsetnx(self.keys.recorded(node), uuid, "")
+        if pipeline is None:
+            pipe.execute()
 
     def channel_destroyed(self, node: str, uuid: str, pipeline: Any = None) -> None:
-        (pipeline if pipeline is not None else self.r).srem(self.keys.channels(node), uuid)
+        pipe = pipeline if pipeline is not None else self.r.pipeline(transaction=False)
+        pipe.srem(self.keys.channels(node), uuid)
+        pipe.hdel(self.keys.recorded(node), uuid)
+        if pipeline is None:
+            pipe.execute()
+
+    def record_owners(self, node: str, owners: dict[str, str], pipeline: Any) -> None:
+        """Note in ``node``'s recorded channels which live-state record holds each channel
+        (uuid -> the owner's text), in the caller's pipeline."""
+        if owners:
+            pipeline.hset(self.keys.recorded(node), mapping=owners)
+
+    def recorded_channels(self, node: str) -> dict[str, str]:
+        """Every channel ``node``'s runtime recorded and has not seen destroyed: uuid -> its
+        live-state owner's text ("" when none). One round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(self.keys.recorded(node))
+        pipe.smembers(self.keys.channels(node))
+        recorded, members = pipe.execute()
+        return {**{str(uuid): "" for uuid in members},
+                **{str(uuid): str(owner) for uuid, owner in recorded.items()}}
+
+    def channels_gone(self, node: str, uuids: list[str]) -> None:
+        """Forget channels of ``node`` that no longer exist (their CHANNEL_DESTROY never came)."""
+        if not uuids:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        pipe.srem(self.keys.channels(node), *uuids)
+        pipe.hdel(self.keys.recorded(node), *uuids)
+        pipe.execute()
+
+    def channels_live(self, node: str, uuids: set[str]) -> None:
+        """Record channels the switch says live on ``node`` (one created while no runtime of
+        the node listened), keeping what is already recorded about them."""
+        if not uuids:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        pipe.sadd(self.keys.channels(node), *uuids)
+        pipe.pexpire(self.keys.channels(node), CHANNELS_TTL_MS)
+        for uuid in sorted(uuids):
+            pipe.hsetnx(self.keys.recorded(node), uuid, "")
+        pipe.execute()
 
     def owner(self, uuid: str) -> str | None:
         """The live node whose runtime recorded channel ``uuid`` (None when none did). Two

@@ -25,11 +25,16 @@ own for the node's command queue (started once, never per call):
 - the reconciler: agents ringing or talking for a call that no longer exists, on a node that
   is gone, or whose reservation lease ran out, are repaired and made available again; callers
   queued on a node that is gone (or whose channel is) leave the queue; phones registered on a
-  node that is gone are unregistered once their registration's own expiry has passed.
+  node that is gone are unregistered once their registration's own expiry has passed;
+- at start (:meth:`NodeRuntime.recover`): what the node recorded about channels the switch no
+  longer has is removed. A switch shutdown turns ``running()`` false and stops this runtime
+  BEFORE it hangs the calls up, so their hangup events are never read; a crash loses them too.
+  The reconciler's first pass, at once, frees the agents and queued callers of such calls.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -45,7 +50,7 @@ from fsapps.csta import switchops
 from fsapps.cstafeed import CstaFeed
 from fsapps.errors import FsappsError
 from fsapps.fslog import log
-from fsapps.livestate import LiveState
+from fsapps.livestate import LiveState, Owner, parse_owner
 from fsapps.nodes import HEARTBEAT_MS, Nodes
 from fsapps.pubsub import stamp
 from fsapps.store.connection import publish_pipeline
@@ -55,6 +60,10 @@ WRAPUP_CHECK_MS = 200
 EVENT_QUEUE_LEN = 100_000
 EVENT_BATCH = 500
 RECONCILE_MS = 2000
+# Stopping with the switch: events still arriving are handled until none came for
+# STOP_QUIET_S, STOP_DRAIN_S at most (mod_python3 gives a stopping script about 10 s).
+STOP_QUIET_S = 1.5
+STOP_DRAIN_S = 5.0
 _EVENTS = ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
            "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY",
            "CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_PARK", "CHANNEL_UNPARK", "DTMF",
@@ -85,6 +94,9 @@ class NodeRuntime:
         self.guarded(self.start_buses)
         for name, subclass in self.bindings():
             consumer.bind(name, subclass)
+        # after the bind: a channel ending from now on is either live below or its events
+        # are queued for the loop
+        self.guarded(self.recover)
         self.guarded(self.install_aliases)
         serving = threading.Thread(target=self.serve_commands, name=f"fsapps:{self.node}:cmd",
                                    daemon=True)
@@ -92,15 +104,86 @@ class NodeRuntime:
         threading.Thread(target=self.write_cdrs, name=f"fsapps:{self.node}:cdr",
                          daemon=True).start()
         log("NOTICE", f"runtime started on node {self.node}")
+        told_to_exit = True  # until the loop ends by itself (SystemExit, or worse)
         try:
             while self.fs.running() and not self.stopping.is_set():
                 event = consumer.pop(1, 100)
                 if event is not None:
                     self.guarded(self.on_events, drain(consumer, event))
                 self.guarded(self.tick)
+            told_to_exit = False
         finally:
-            self.stopping.set()
-            log("NOTICE", f"runtime stopping on node {self.node}")
+            try:
+                log("NOTICE", f"runtime stopping on node {self.node}")
+                self.guarded(self.finish_events, consumer, not told_to_exit)
+            finally:
+                self.stopping.set()  # the command and CDR threads end (the CDRs of the
+                #                      events handled above included)
+
+    def finish_events(self, consumer: Any, linger: bool) -> None:
+        """Best effort at stop: handle the events still queued and, when the switch stopped
+        (``linger``: not told to exit), those still arriving, until none came for STOP_QUIET_S
+        (STOP_DRAIN_S at most). The hangups of a shutdown are not among them (the switch
+        hangs its calls up after stopping this runtime): :meth:`recover` at the next start
+        is what removes their records."""
+        deadline = time.monotonic() + STOP_DRAIN_S
+        quiet_until = time.monotonic() + (STOP_QUIET_S if linger else 0.0)
+        while time.monotonic() < deadline:
+            event = consumer.pop(0, 0)
+            if event is None:
+                if time.monotonic() >= quiet_until:
+                    return
+                event = consumer.pop(1, 100)
+                if event is None:
+                    continue
+            self.guarded(self.on_events, drain(consumer, event))
+            if linger:
+                quiet_until = time.monotonic() + STOP_QUIET_S
+
+    def recover(self) -> None:
+        """At start: remove what this node recorded about channels the switch no longer has
+        (:meth:`fsapps.nodes.Nodes.recorded_channels`, kept by earlier runtimes of the same
+        node name): their cti_userinfo / calls records (:meth:`LiveState.channels_gone`), their
+        CSTA legs, their channel -> node records. The reconciler's first pass (the loop's first
+        tick) then frees the agents ringing or talking for them and drops their queued
+        callers. Channels the switch has are recorded as this node's."""
+        live = self.switch_channels()
+        if live is None:
+            return
+        recorded = self.nodes.recorded_channels(self.node)
+        # `show channels` reads the core database, filled a moment after a channel is
+        # created: a channel missing from it is gone only if uuid_exists agrees.
+        gone = sorted(uuid for uuid in recorded if uuid not in live and
+                      self.fs.API().execute("uuid_exists", uuid).strip() == "false")
+        owned: dict[str, Owner] = {}
+        for uuid, text in recorded.items():
+            owner = parse_owner(text)
+            if owner is not None:
+                owned[uuid] = owner
+        self.livestate.channels_gone({u: owned[u] for u in gone if u in owned})
+        self.cstafeed.channels_gone(gone)
+        self.nodes.channels_gone(self.node, gone)
+        self.nodes.channels_live(self.node, live)
+        self.livestate.adopt({u: o for u, o in owned.items() if u in live})
+        if gone:
+            log("WARNING", f"runtime {self.node}: {len(gone)} channel(s) recorded by this "
+                           "node ended while no runtime listened (switch shutdown or crash); "
+                           "their live state, CSTA legs and channel records are removed")
+
+    def switch_channels(self) -> set[str] | None:
+        """The uuids of the switch's channels (``show channels as json``: ``{"row_count":0}``
+        when there are none), or None when the answer is not that (logged)."""
+        text = str(self.fs.API().executeString("show channels as json") or "")
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or not isinstance(answer.get("row_count"), int):
+            log("ERR", f"runtime {self.node}: 'show channels as json' answered "
+                       f"{text[:200]!r}; channels recorded earlier are kept")
+            return None
+        rows = answer.get("rows") or []
+        return {str(row["uuid"]) for row in rows if isinstance(row, dict) and row.get("uuid")}
 
     def bindings(self) -> list[tuple[str, str]]:
         """The events to consume: the runtime's own plus the NATS ones, each bound once (a
@@ -291,8 +374,10 @@ class NodeRuntime:
         if now >= self._next["reconcile"]:
             self._next["reconcile"] = now + RECONCILE_MS
             for domain in self.ctx.settings.domains:
-                self.reconcile(domain, now)
+                # the queue first: an agent freed below is then never offered a caller that
+                # is gone (after a restart, both the agent's call and the callers are)
                 self.reconcile_queue(domain)
+                self.reconcile(domain, now)
 
     def reconcile(self, domain: str, now: int) -> list[str]:
         """Repair agents whose call state no longer matches the switch: a reservation whose

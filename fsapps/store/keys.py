@@ -50,6 +50,12 @@ fsapps-owned, from :class:`NodeKeys`:
                                            live channels (CHANNEL_CREATE adds, CHANNEL_DESTROY
                                            removes): the node owning a channel, for commands
                                            such as nwayacd_transfer issued on another node
+``p:{nodes}:node:<n>:recorded``    hash    none; uuid -> JSON [domain, extension] whose live
+                                           state (cti_userinfo, calls) holds the channel, or
+                                           "": every channel node n's runtime recorded state
+                                           for, until its CHANNEL_DESTROY or, for one the
+                                           switch ended unseen (shutdown, crash), until the
+                                           node's next start, which removes that state
 ``p:{nodes}:reply:<id>``           list    PX 30 s; the answer to one node command request
 =================================  ======  =====================================================
 
@@ -245,6 +251,9 @@ class NodeKeys:
 
     def channels(self, node: str) -> str:
         return f"{self._base}:node:{_part('node name', node)}:channels"
+
+    def recorded(self, node: str) -> str:
+        return f"{self._base}:node:{_part('node name', node)}:recorded"
 
     def reply(self, reply_id: str) -> str:
         return f"{self._base}:reply:{_part('reply id', reply_id)}"
