@@ -10,6 +10,10 @@ has ``<section name="directory">`` with ``<domain name="<domain>">``; then the u
 for in that domain only (no fallback to the static XML). A document without the domain falls
 back to the static directory.
 
+A param or attribute that is present counts even when its value is empty, as in mod_sofia:
+``auth-acl=""`` refuses every phone, ``a1-hash=""`` next to a password makes every digest
+fail, ``number-alias=""`` is an empty alias in the sofia::register event.
+
 Known gaps: ``allow-empty-password`` is honoured when present (default: allowed) as the seed's
 template expects, which mod_sofia 1.10 may not do for REGISTER; users of ``type="pointer"``,
 group-only ``<users>`` pointers and the profile-level user-agent-filter / max-registrations
@@ -178,6 +182,41 @@ class DirectoryCache:
         return 1 if self._entries.pop((key, user, domain), None) is not None else 0
 
 
+# The lists FreeSWITCH builds itself (switch_load_network_lists) that fakefs can know without
+# looking at the machine; nat.auto, localnet.auto, wan*.auto and acl.conf.xml's lists are not
+# modelled (an auth-acl naming one refuses every phone here).
+AUTO_NETWORK_LISTS: dict[str, tuple[str, ...]] = {
+    "rfc1918.auto": ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"),
+    "rfc6598.auto": ("100.64.0.0/10",),
+    "loopback.auto": ("127.0.0.0/8",),
+    "any_v4.auto": ("0.0.0.0/0",),
+    "any_v6.auto": ("::/0",),
+}
+
+
+def check_network_list_ip(ip: str, list_name: str) -> bool:
+    """``switch_check_network_list_ip(ip, list_name)``: a named list (see AUTO_NETWORK_LISTS)
+    if there is one of that name; else, when the text has a '/', a comma-separated list of
+    CIDRs; else False — so "" (an empty auth-acl) and a bare address like "10.0.0.5" match
+    nothing."""
+    cidrs = AUTO_NETWORK_LISTS.get(list_name)
+    if cidrs is None:
+        if "/" not in list_name:
+            return False
+        cidrs = tuple(list_name.split(","))
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    for cidr in cidrs:
+        try:
+            if address in ipaddress.ip_network(cidr.strip(), strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 def a1_hash(user: str, realm: str, password: str) -> str:
     return hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()
 
@@ -193,21 +232,15 @@ def check_registration(entry: DirectoryUser, *, user: str, realm: str, password:
     p = entry.params
     if switch_true(p.get("sip-forbid-register")):
         return 403, "sip-forbid-register"
-    acl = p.get("auth-acl", "").strip()
-    if acl:
-        allowed = False
-        for item in acl.split(","):
-            item = item.strip()
-            if not item:
-                continue
-            try:
-                if ipaddress.ip_address(network_ip) in ipaddress.ip_network(item, strict=False):
-                    allowed = True
-            except ValueError:
-                continue
-        if not allowed:
-            return 403, f"auth-acl {acl!r} refuses {network_ip}"
-    expected_a1 = p.get("a1-hash", "")
+    # A param that is present counts, even with an empty value (switch_xml_attr_soft gives
+    # "" and the C code tests the pointer): auth-acl="" is an ACL named "", which exists
+    # nowhere, so every phone is refused.
+    if "auth-acl" in p:
+        acl = p["auth-acl"]
+        if not check_network_list_ip(network_ip, acl):
+            return 403, (f"auth-acl {acl!r} refuses {network_ip} (IP {network_ip} Rejected by "
+                         f"user acl [{acl}] and no proxy acl present)")
+    expected_a1 = p.get("a1-hash")
     stored_password = p.get("password", "")
     if not stored_password and not expected_a1:
         if "allow-empty-password" in p and not switch_true(p["allow-empty-password"]):
@@ -220,8 +253,9 @@ def check_registration(entry: DirectoryUser, *, user: str, realm: str, password:
     if max_regs.isdigit() and int(max_regs) > 0 and current_registrations + 1 > int(max_regs):
         return 403, f"max-registrations-per-extension {max_regs} reached"
     # The phone hashes user:realm:password; FreeSWITCH compares digests built from the stored
-    # a1-hash as written (an upper-case a1-hash never matches) or from the password.
-    if expected_a1:
+    # a1-hash as written (an upper-case a1-hash never matches, nor does a1-hash="" next to a
+    # password: the empty string is used as the hash) or from the password.
+    if expected_a1 is not None:
         if a1_hash(user, realm, password) != expected_a1:
             return 403, "a1-hash mismatch"
     elif password != stored_password:

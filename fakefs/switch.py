@@ -401,7 +401,8 @@ class Switch:
                            network_ip, port, user_agent, exptime)
         with self._lock:
             self.registrations.setdefault((entry.id, domain), []).append(reg)
-        alias = entry.attributes.get("number-alias") or user
+        # switch_xml_attr: a number-alias attribute that is present wins, even when empty.
+        alias = entry.attributes.get("number-alias", user)
         # What sofia_reg_parse_auth puts in its v_event (seed 003's example shows them in
         # sofia::register): the aliases, the user's "sip-" params and all its variables.
         extra = {"sip_number_alias": alias, "sip_auth_username": user,

@@ -41,6 +41,18 @@ NOT_FOUND = ('<document type="freeswitch/xml"><section name="result">'
              '<result status="not found"/></section></document>')
 # Above this many changed names one flush empties the switch's whole user cache.
 FLUSH_ALL_OVER = 100
+# Names (in any section; compared case-insensitively, as mod_sofia does) whose empty value
+# means "not set" in a record but something else to FreeSWITCH if rendered: mod_sofia takes
+# auth-acl="" as an ACL named "" and refuses every phone ("Rejected by user acl []"), feeds
+# a1-hash="" into the digest (no password then matches) and number-alias="" as the alias;
+# dial-string="" would replace the domain's dial-string with nothing; cacheable="" would stop
+# directory.cacheable applying. The rest are listed so an empty value is never a value. A
+# record with one of these empty is served without it (the stored record keeps it).
+EMPTY_MEANS_UNSET = frozenset({
+    "auth-acl", "a1-hash", "user-agent-filter", "sip-forbid-register",
+    "max-registrations-per-extension", "allow-empty-password", "sip-force-contact",
+    "sip-force-expires", "cacheable", "number-alias", "dial-string", "mwi-account",
+})
 
 # XML 1.0 has no way to carry these; a value holding one would make the whole answer unparsable.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -138,21 +150,31 @@ def _pairs(tag: str, items: Mapping[str, str]) -> str:
                    for name, value in items.items())
 
 
+def _set_only(items: Mapping[str, str]) -> dict[str, str]:
+    """``items`` without the EMPTY_MEANS_UNSET names whose value is empty (or blank)."""
+    return {name: value for name, value in items.items()
+            if value.strip() or name.lower() not in EMPTY_MEANS_UNSET}
+
+
 def render(ext: Extension, cacheable: str = "") -> str:
     """The directory document FreeSWITCH expects for ``ext``: the domain (with the default
     dial-string param), the user with its attributes, params and variables. Every name and
-    value is XML-escaped (quoteattr). ``cacheable`` applies when the record sets none."""
-    attrs = dict(ext.attribute)
+    value is XML-escaped (quoteattr). A name of EMPTY_MEANS_UNSET with an empty value is left
+    out (mod_sofia would read auth-acl="" as an ACL named "" and refuse the phone).
+    ``cacheable`` applies when the record sets none."""
+    attrs = _set_only(ext.attribute)
+    params = _set_only(ext.param)
     if cacheable and "cacheable" not in attrs:
         attrs["cacheable"] = cacheable
     attr_text = "".join(f" {name}={quoteattr(value)}" for name, value in attrs.items()
                         if _ATTR_NAME.match(name))
-    domain_params = {} if "dial-string" in ext.param else {"dial-string": DIAL_STRING}
+    own_dial_string = any(name.lower() == "dial-string" for name in params)
+    domain_params = {} if own_dial_string else {"dial-string": DIAL_STRING}
     return (f'<document type="freeswitch/xml"><section name="directory">'
             f'<domain name={quoteattr(ext.domain)}><params>{_pairs("param", domain_params)}'
             f'</params><users><user id={quoteattr(ext.user)}{attr_text}>'
-            f'<params>{_pairs("param", ext.param)}</params>'
-            f'<variables>{_pairs("variable", ext.variable)}</variables>'
+            f'<params>{_pairs("param", params)}</params>'
+            f'<variables>{_pairs("variable", _set_only(ext.variable))}</variables>'
             f'</user></users></domain></section></document>')
 
 

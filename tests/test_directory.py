@@ -6,6 +6,7 @@ malformed and unknown entries."""
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,6 +88,73 @@ def test_max_registrations_per_extension(cc: CallCenter, sw: Switch) -> None:
     assert register(sw, "1005", "pw").ok
     assert register(sw, "1005", "pw").ok
     assert register(sw, "1005", "pw").reason.startswith("max-registrations-per-extension")
+
+
+# Seed 003's example record, verbatim (its "auth-acl": "" means "no ACL").
+SEED_003_RECORD = {
+    "param": {"allow-empty-password": False, "password": "123", "auth-acl": "",
+              "sip-forbid-register": False},
+    "variable": {"sip-force-contact": "NDLB-connectile-dysfunction-2.0"},
+    "attribute": {"cacheable": "10000", "number-alias": "myphone"},
+}
+
+
+def test_seed_003_example_record_registers(cc: CallCenter, sw: Switch) -> None:
+    """F1: mod_sofia reads auth-acl="" as an ACL named "" and refuses every phone; fsapps
+    serves the seed's record without it, so the phone registers (fakefs refuses an empty
+    auth-acl as sofia does: test_fakefs_directory.test_empty_auth_acl_refuses_every_phone)."""
+    ext = put(cc, "121", SEED_003_RECORD)
+    assert ext.param["auth-acl"] == ""  # the stored record is kept as given
+
+    assert 'auth-acl' not in userdir.render(ext)
+    result = register(sw, "121", "123", network_ip="192.168.31.57")
+    assert result.ok, result.reason
+    entry = sw.directory_lookup("121", DOMAIN)
+    assert entry is not None and "auth-acl" not in entry.params
+    assert register(sw, "myphone", "123").ok
+
+
+@pytest.mark.parametrize(("section", "name"), [
+    ("param", "auth-acl"), ("param", "a1-hash"), ("param", "user-agent-filter"),
+    ("param", "sip-forbid-register"), ("param", "max-registrations-per-extension"),
+    ("param", "allow-empty-password"), ("param", "dial-string"), ("param", "Auth-ACL"),
+    ("variable", "sip-force-contact"), ("variable", "sip-force-expires"),
+    ("param", "sip-force-contact"), ("attribute", "cacheable"),
+    ("attribute", "number-alias"),
+])
+def test_empty_value_that_means_not_set_is_not_rendered(section: str, name: str) -> None:
+    def user_names(record: dict[str, Any]) -> set[str]:
+        text = userdir.render(parse_record("1001", DOMAIN, record))
+        user = ET.fromstring(text).find("section/domain/users/user")
+        assert user is not None
+        return ({p.get("name", "") for p in user.iterfind("params/param")}
+                | {v.get("name", "") for v in user.iterfind("variables/variable")}
+                | set(user.attrib))
+
+    assert name not in user_names({"param": {"password": "pw"}, section: {name: ""}})
+    if name != "number-alias":  # a blank alias is refused when stored (not a user name)
+        assert name not in user_names({section: {name: "  "}})
+    assert name in user_names({section: {name: "10"}})  # a value is still rendered
+
+
+def test_empty_values_fall_back_to_the_defaults(cc: CallCenter, sw: Switch) -> None:
+    # cacheable="" lets directory.cacheable apply; dial-string="" keeps the domain's.
+    ext = parse_record("1012", DOMAIN, {"param": {"password": "pw", "dial-string": ""},
+                                        "attribute": {"cacheable": ""}})
+    text = userdir.render(ext, "5000")
+    assert 'cacheable="5000"' in text
+    assert text.count('name="dial-string"') == 1
+    put(cc, "1012", ext.record())
+    entry = sw.directory_lookup("1012", DOMAIN, "user_call")
+    assert entry is not None and entry.params["dial-string"] == userdir.DIAL_STRING
+
+
+def test_other_empty_values_are_rendered_as_given() -> None:
+    ext = parse_record("1001", DOMAIN, {"param": {"password": ""},
+                                        "variable": {"effective_caller_id_name": ""}})
+    text = userdir.render(ext)
+    assert '<param name="password" value=""/>' in text
+    assert '<variable name="effective_caller_id_name" value=""/>' in text
 
 
 # ---------------------------------------------------------------- lookups -------------------

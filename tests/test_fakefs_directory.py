@@ -131,6 +131,39 @@ def test_auth_acl(switch: Switch) -> None:
     assert switch.register("1004", DOMAIN, network_ip="192.168.1.77").code == 403
 
 
+def test_empty_auth_acl_refuses_every_phone(switch: Switch) -> None:
+    """mod_sofia takes a present auth-acl param as is: value "" is an ACL named "", which
+    exists nowhere, so every address is "Rejected by user acl []" (F1, seen on a real 1.10.12
+    with seed 003's record)."""
+    serve("1013", params={"auth-acl": ""})
+    for ip in ("127.0.0.1", "192.168.31.57", "10.0.0.5"):
+        result = switch.register("1013", DOMAIN, network_ip=ip)
+        assert result.code == 403 and "Rejected by user acl []" in result.reason
+    assert not customs(switch, "sofia::register")
+    assert customs(switch, "sofia::register_failure")
+    assert any("Rejected by user acl []" in message for _, message in switch.log)
+
+
+def test_auth_acl_is_a_list_name_or_cidrs(switch: Switch) -> None:
+    # switch_check_network_list_ip: a named list, else CIDRs when the text has a '/'; a bare
+    # address is neither and matches nothing.
+    serve("1014", params={"auth-acl": "10.0.0.5"})
+    assert switch.register("1014", DOMAIN, network_ip="10.0.0.5").code == 403
+    serve("1015", params={"auth-acl": "rfc1918.auto"})
+    assert switch.register("1015", DOMAIN, network_ip="172.16.3.4").ok
+    assert switch.register("1015", DOMAIN, network_ip="8.8.8.8").code == 403
+    serve("1016", params={"auth-acl": "no_such_list"})
+    assert switch.register("1016", DOMAIN, network_ip="127.0.0.1").code == 403
+
+
+def test_empty_a1_hash_next_to_a_password_never_matches(switch: Switch) -> None:
+    # a1-hash="" is a hash (the empty string) to mod_sofia: the password is not used.
+    serve("1017", "pw", params={"a1-hash": ""})
+    assert switch.register("1017", DOMAIN, password="pw").code == 403
+    serve("1018", "", params={"a1-hash": ""})  # no password, no hash: accepted outright
+    assert switch.register("1018", DOMAIN, password="anything").ok
+
+
 def test_sip_forbid_register(switch: Switch) -> None:
     serve("1005", params={"sip-forbid-register": "true"})
     assert switch.register("1005", DOMAIN).code == 403
@@ -171,10 +204,10 @@ def test_number_alias(switch: Switch) -> None:
 
 # ---------------------------------------------------------------- events -------------------
 def test_register_event_has_the_seed_headers(switch: Switch) -> None:
-    # Seed 003's template, as the XML its directory would serve.
+    # Seed 003's template, as the XML fsapps' directory serves it (its empty auth-acl left
+    # out: test_empty_auth_acl_refuses_every_phone).
     serve("121", "123",
-          params={"allow-empty-password": "false", "auth-acl": "",
-                  "sip-forbid-register": "false"},
+          params={"allow-empty-password": "false", "sip-forbid-register": "false"},
           variables={"sip-force-contact": "NDLB-connectile-dysfunction-2.0",
                      "effective_caller_id_name": "121",
                      "sip-allow-multiple-registrations": "false", "sip-force-expires": "20",
