@@ -2,9 +2,11 @@
 
 Where the file is looked for, in order: the ``--config`` argument, ``$FSAPPS_CONFIG``,
 ``/etc/fsapps/fsapps.yaml``, ``conf/fsapps.yaml``. Then any single value may be replaced by
-``FSAPPS_<SECTION>_<FIELD>`` (``FSAPPS_<FIELD>`` for top-level values), e.g. ``FSAPPS_CTI_PORT``;
-an ``FSAPPS_*`` variable that names no setting is an error. Secrets are :class:`Secret` values
-whose repr and str never show the value.
+``FSAPPS_<SECTION>_<FIELD>`` (``FSAPPS_<FIELD>`` for top-level values), e.g. ``FSAPPS_CTI_PORT``.
+An ``FSAPPS_*`` variable that names no setting (``FSAPPS_HOME``, a typo) is ignored with a
+warning — logged once per process, naming the closest setting — never an error: inside
+FreeSWITCH an error here would stop every entry point of the switch. Secrets are
+:class:`Secret` values whose repr and str never show the value.
 
 INTERFACE PINNED — the dataclasses below are what the rest of fsapps imports; the loader,
 validation, environment overrides and ``check_command`` are filled in underneath them.
@@ -17,6 +19,7 @@ import functools
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -282,12 +285,14 @@ def load_settings(
     ``environ`` (default ``os.environ``) then replace single values. Nothing is connected to.
     """
     env = os.environ if environ is None else environ
+    warn_environment(env)
     source = config_path(path, env, system_path=system_path, bundled_path=bundled_path)
     settings, _ = _load(source, env)
     return settings
 
 
 def _load(source: Path | None, environ: Mapping[str, str]) -> tuple[Settings, dict[str, str]]:
+    """The settings from ``source`` and the environment, and which variable set which key."""
     raw = _read_yaml(source) if source is not None else {}
     overrides = _environment_overrides(environ)
     origins: dict[str, str] = {}
@@ -374,21 +379,66 @@ def _environment_names() -> dict[str, tuple[str, str | None]]:
     return names
 
 
+def environment_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per ``FSAPPS_*`` variable of ``environ`` (default ``os.environ``) that sets
+    nothing: a name that is no setting (with the closest one), or ``FSAPPS_USERS``. Those
+    variables are ignored; their values are never shown."""
+    env = os.environ if environ is None else environ
+    names = _environment_names()
+    known = [*names, PATH_VARIABLE]
+    warnings = []
+    for variable in sorted(env):
+        if not variable.startswith(ENV_PREFIX) or variable in names \
+                or variable == PATH_VARIABLE:
+            continue
+        if variable == f"{ENV_PREFIX}USERS":
+            warnings.append(f"config: ${variable} is ignored: users cannot be set from the "
+                            "environment; list them in the settings file")
+            continue
+        closest = difflib.get_close_matches(variable, known, n=1, cutoff=0.0)
+        hint = f"; the closest setting is ${closest[0]}" if closest else ""
+        if closest and closest[0] in names:
+            section, name = names[closest[0]]
+            hint += f" ({section if name is None else f'{section}.{name}'})"
+        warnings.append(f"config: ${variable} names no setting and is ignored{hint}")
+    return warnings
+
+
+# Variables already warned about by this process (load_settings runs on every entry point).
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Log (WARNING) each of :func:`environment_warnings` this process has not logged yet;
+    return the lines logged now."""
+    fresh = []
+    for line in environment_warnings(environ):
+        variable = line.split("$", 1)[1].split(" ", 1)[0]
+        with _warned_lock:
+            if variable in _warned:
+                continue
+            _warned.add(variable)
+        fresh.append(line)
+    if fresh:
+        from fsapps.fslog import log
+
+        for line in fresh:
+            log("WARNING", line)
+    return fresh
+
+
 def _environment_overrides(
     environ: Mapping[str, str],
 ) -> dict[tuple[str, str | None], tuple[str, Any]]:
+    """The values of the ``FSAPPS_*`` variables that name a setting; any other ``FSAPPS_*``
+    variable is left out here (see :func:`environment_warnings`)."""
     names = _environment_names()
     overrides: dict[tuple[str, str | None], tuple[str, Any]] = {}
     for variable in sorted(environ):
-        if not variable.startswith(ENV_PREFIX) or variable == PATH_VARIABLE:
+        if variable not in names:
             continue
         text = environ[variable]
-        shown = MASK if _SECRET_LOOKING.search(variable) else text
-        if variable == f"{ENV_PREFIX}USERS":
-            raise ConfigError(variable, shown, "users cannot be set from the environment; "
-                              "list them in the settings file")
-        if variable not in names:
-            raise ConfigError(variable, shown, "unknown setting" + _suggestion(variable, names))
         section, name = names[variable]
         owner: Any = Settings if name is None else _hints(Settings)[section]
         hint = _hints(owner)[name or section]
@@ -842,9 +892,12 @@ def check_command(
 ) -> int:
     """Print the effective settings as YAML, secrets masked, and where they came from: 0.
 
-    On an invalid configuration print the one ConfigError line to stderr instead: 1.
+    On an invalid configuration print the one ConfigError line to stderr instead: 1. Either
+    way, each ignored ``FSAPPS_*`` variable is named first on stderr (``fsapps: warning:``).
     """
     env = os.environ if environ is None else environ
+    for line in environment_warnings(env):
+        print(f"fsapps: warning: {line}", file=sys.stderr)
     try:
         source = config_path(path, env, system_path=system_path, bundled_path=bundled_path)
         settings, origins = _load(source, env)

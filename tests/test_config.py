@@ -214,9 +214,6 @@ def test_domains_from_the_environment(tmp_path: Path) -> None:
     ({"FSAPPS_NATS_ENABLED": "maybe"}, "nats.enabled", "maybe", "true/false"),
     ({"FSAPPS_REDIS_SOCKET_TIMEOUT": "soon"}, "redis.socket_timeout", "soon", "a number"),
     ({"FSAPPS_REDIS_SENTINELS": "s1:26379,s2"}, "redis.sentinels[1]", "s2", "host:port"),
-    ({"FSAPPS_LOG_LEVL": "DEBUG"}, "FSAPPS_LOG_LEVL", "DEBUG",
-     "did you mean 'FSAPPS_LOG_LEVEL'?"),
-    ({"FSAPPS_USERS": "admin"}, "FSAPPS_USERS", "admin", "settings file"),
 ])
 def test_a_bad_environment_value_names_the_setting_and_the_variable(
     tmp_path: Path, environ: dict[str, str], key: str, value: object, reason: str
@@ -230,6 +227,88 @@ def test_a_bad_environment_value_names_the_setting_and_the_variable(
 def test_other_environment_variables_are_ignored(tmp_path: Path) -> None:
     assert load(tmp_path, environ={"PATH": "/bin", "DATABASE_URL": "postgresql://x@y/z",
                                    "FSAPPSX": "1"}) == Settings()
+
+
+@pytest.fixture
+def warnings_logged(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """What config logs through fsapps.fslog.log, with this process's 'already warned' memory
+    emptied for the test."""
+    logged: list[tuple[str, str]] = []
+    monkeypatch.setattr(config, "_warned", set())
+    monkeypatch.setattr("fsapps.fslog.log", lambda level, message: logged.append((level,
+                                                                                  message)))
+    return logged
+
+
+def test_an_unknown_fsapps_variable_is_a_warning_once_not_an_error(
+    tmp_path: Path, warnings_logged: list[tuple[str, str]]
+) -> None:
+    """F7a: FSAPPS_HOME in the switch's environment stopped every entry point (ConfigError at
+    the first get_context); now it is ignored, and logged once per process."""
+    environ = {"FSAPPS_HOME": "/opt/fsapps", "FSAPPS_CTI_PORT": "9001"}
+
+    assert load(tmp_path, environ=environ) == dataclasses.replace(
+        Settings(), cti=dataclasses.replace(Settings().cti, port=9001))
+    assert warnings_logged == [("WARNING", "config: $FSAPPS_HOME names no setting and is "
+                                "ignored; the closest setting is $FSAPPS_NODE_NAME (node_name)")]
+    load(tmp_path, environ=environ)
+    load(tmp_path, environ={**environ, "FSAPPS_LOG_LEVL": "DEBUG"})
+    assert len(warnings_logged) == 2
+    assert "$FSAPPS_LOG_LEVL" in warnings_logged[1][1]
+    assert "the closest setting is $FSAPPS_LOG_LEVEL (log_level)" in warnings_logged[1][1]
+
+
+@pytest.mark.parametrize("environ, says", [
+    ({"FSAPPS_LOG_LEVL": "DEBUG"}, "closest setting is $FSAPPS_LOG_LEVEL (log_level)"),
+    ({"FSAPPS_CONFG": "/etc/x.yaml"}, "closest setting is $FSAPPS_CONFIG"),
+    ({"FSAPPS_USERS": "admin"}, "users cannot be set from the environment"),
+    ({"FSAPPS_REDIS_PASSWORD": "pw-in-env"}, "redis.sentinel_password"),
+])
+def test_an_ignored_variable_is_named_with_the_closest_setting_never_its_value(
+    tmp_path: Path, environ: dict[str, str], says: str
+) -> None:
+    assert load(tmp_path, environ=environ) == Settings()
+    [line] = config.environment_warnings(environ)
+    [variable] = environ
+    assert f"${variable}" in line and says in line
+    assert environ[variable] not in line
+
+
+def test_config_check_shows_the_ignored_variables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "absent.yaml"
+    environ = {"FSAPPS_HOME": "/opt/fsapps", "FSAPPS_CTI_PORT": "9999"}
+    assert config.check_command(None, environ=environ, system_path=missing,
+                                bundled_path=missing) == 0
+    out, err = capsys.readouterr()
+    assert err == ("fsapps: warning: config: $FSAPPS_HOME names no setting and is ignored; "
+                   "the closest setting is $FSAPPS_NODE_NAME (node_name)\n")
+    assert yaml.safe_load(out)["cti"]["port"] == 9999
+
+    environ["FSAPPS_CTI_PORT"] = "0"
+    assert config.check_command(None, environ=environ, system_path=missing,
+                                bundled_path=missing) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("fsapps: warning: config: $FSAPPS_HOME")
+    assert err[1].startswith("fsapps: config: cti.port = 0")
+
+
+def test_an_entry_point_starts_with_an_unknown_variable_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warnings_logged: list[tuple[str, str]]
+) -> None:
+    """What the switch's entry points do first (fsapps.context.get_context) works with
+    FSAPPS_HOME in the process environment."""
+    from fsapps import context
+
+    file = tmp_path / "fsapps.yaml"
+    file.write_text("node_name: fs-env\n", encoding="utf-8")
+    monkeypatch.setenv("FSAPPS_CONFIG", str(file))
+    monkeypatch.setenv("FSAPPS_HOME", "/opt/fsapps")
+    monkeypatch.setattr(context, "_context", None)
+
+    assert context.get_context().settings.node_name == "fs-env"
+    assert [m for _, m in warnings_logged if "$FSAPPS_HOME" in m]
 
 
 # ---- validation: one error naming the key and the value ---------------------------------------
