@@ -72,9 +72,9 @@ _REGISTER = """
 # transfer) are answered, INFO and NOTIFY acknowledged; BYE ends the call.
 _TALK_LOOP = """
   <label id="talk"/>
-  <recv request="INVITE" optional="true" next="reinvite"/>
-  <recv request="INFO" optional="true" next="info"/>
-  <recv request="NOTIFY" optional="true" next="info"/>
+  <recv request="INVITE" optional="true" $bye_wait next="reinvite"/>
+  <recv request="INFO" optional="true" $bye_wait next="info"/>
+  <recv request="NOTIFY" optional="true" $bye_wait next="info"/>
   <recv request="BYE" $bye_wait next="bye"/>
   <label id="reinvite"/>
   <send>
@@ -224,9 +224,9 @@ _CALLER_AUTH = _CALLER_INVITE.replace("$auth", "").replace("$cseq", "1") + """
     "$auth", "\n      [authentication username=$caller password=$password]").replace("$cseq", "2")
 
 _CALLER_ANSWERED = """
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
+  <recv response="100" optional="true" $cancel_wait/>
+  <recv response="180" optional="true" $cancel_wait/>
+  <recv response="183" optional="true" $cancel_wait/>
   $refusals
   <recv response="200" rrs="true" $cancel_wait/>
   <send>
@@ -389,9 +389,10 @@ def caller(target_port: int, number: str, caller_number: str, talk_ms: int = 100
     """Callers dialling ``number``: talk ``talk_ms`` after the answer then BYE (or take the far
     end's BYE); ``cancel_ms`` > 0 cancels after that long unanswered. With ``password`` the
     INVITE answers the switch's digest challenge as phone ``caller_number``."""
-    refusals = "\n  ".join(f'<recv response="{code}" optional="true" next="refused"/>'
-                           for code in REFUSALS)
+    # SIPp waits at the first of a run of optional <recv>s: each carries the timeout
     cancel_wait = f'timeout="{cancel_ms}" ontimeout="cancel"' if cancel_ms else ""
+    refusals = "\n  ".join(f'<recv response="{code}" optional="true" {cancel_wait} '
+                           'next="refused"/>' for code in REFUSALS)
     invite = _CALLER_AUTH if password else _CALLER_INVITE.replace("$auth", "").replace(
         "$cseq", "1")
     body = _HEAD + invite + _CALLER_ANSWERED
