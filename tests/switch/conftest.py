@@ -22,7 +22,7 @@ import psycopg2
 import pytest
 import redis
 
-from fakefs.servers import FreshDatabase, RedisServer, scratch_dir
+from fakefs.servers import FreshDatabase, RedisServer, free_port, scratch_dir
 from switch import sipp
 from switch.realswitch import ROOT, RealSwitch, install_fsapps, missing_switch
 
@@ -73,6 +73,8 @@ class Stack:
     redis_server: RedisServer
     database: FreshDatabase
     redis: redis.Redis = field(init=False)
+    # where every node's sofia gateway "test" (conf/freeswitch trunk.xml) sends its calls
+    trunk_port: int = field(default_factory=free_port)
     switches: list[RealSwitch] = field(default_factory=list)
     sipps: list[sipp.Sipp] = field(default_factory=list)
 
@@ -108,6 +110,12 @@ class Stack:
             assert reg.wait(20) == 0, reg.errors() or reg.messages()
             wait_for(lambda: self.redis.hget("registrations", ext), 10,
                      f"registration of {ext} in Redis")
+        return uas
+
+    def trunk(self, **phone: object) -> sipp.Sipp:
+        """The carrier behind gateway "test": a SIPp UAS answering as ``phone()`` does."""
+        uas = sipp.phone(port=self.trunk_port, **phone)  # type: ignore[arg-type]
+        self.sipps.append(uas)
         return uas
 
     def caller(self, sw: RealSwitch, number: str, caller_number: str, **kwargs: object
@@ -152,7 +160,7 @@ def stack() -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def fs1(stack: Stack) -> RealSwitch:
     """The first node, started once per session (README install steps, schema migrated)."""
-    sw = stack.switch("fs1").build()
+    sw = stack.switch("fs1").build(trunk_port=stack.trunk_port)
     migrated = fsapps_cli(sw.config_path, "db", "migrate")
     assert migrated.returncode == 0, migrated.stderr
     return sw.start()

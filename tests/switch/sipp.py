@@ -369,7 +369,7 @@ def register(target_port: int, user: str, password: str, domain: str, contact_po
 
 
 def phone(ring_ms: int = 300, answer: bool = True, busy: bool = False,
-          calls: int = 1000, timeout_s: int = 600) -> Sipp:
+          calls: int = 1000, timeout_s: int = 600, port: int = 0) -> Sipp:
     """A phone's UAS: rings ``ring_ms`` then answers (or rings until cancelled, or answers
     486 busy); a call ends when the other side sends BYE (or CANCEL while ringing)."""
     if busy:
@@ -379,7 +379,10 @@ def phone(ring_ms: int = 300, answer: bool = True, busy: bool = False,
     ring = ring_ms if answer else 3_600_000
     body = _fill(_HEAD + _PHONE, name="phone", first_reply=first, after_first=after)
     body = _fill(body, ring_ms=ring, sdp=_SDP, bye_wait="")
-    return Sipp(body, ["-m", str(calls), "-timeout", f"{timeout_s}s"], "phone").start()
+    uas = Sipp(body, ["-m", str(calls), "-timeout", f"{timeout_s}s"], "phone")
+    if port:
+        uas.port = port
+    return uas.start()
 
 
 def caller(target_port: int, number: str, caller_number: str, talk_ms: int = 1000,
