@@ -11,11 +11,19 @@ PYTEST_ARGS ?=
 # Where the tests find PostgreSQL; each run creates and drops its own database there.
 DEFAULT_DATABASE_URL := postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: test demo bench lint typecheck system venv clean
+.PHONY: test test-switch demo bench lint typecheck system venv clean
 
+# Both tiers: fakefs, and the real FreeSWITCH tier (tests/switch) when a FreeSWITCH with
+# mod_python3 is at $$FS_PREFIX (default /usr/local/freeswitch) and sipp is installed; otherwise
+# that tier is skipped with one line saying what is missing.
 test: system venv
 	$(ENSURE_POSTGRES)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Only the real-switch tier; fails (not skips) when FreeSWITCH, mod_python3 or sipp is missing.
+test-switch: system venv
+	$(ENSURE_POSTGRES)
+	FSAPPS_REQUIRE_SWITCH=1 $(PY) -m pytest tests/switch $(PYTEST_ARGS)
 
 # A simulated call center on fake FreeSWITCH nodes: make demo DEMO_ARGS="--duration 120 --rate 2"
 DEMO_ARGS ?=
