@@ -64,6 +64,9 @@ RECONCILE_MS = 2000
 # STOP_QUIET_S, STOP_DRAIN_S at most (mod_python3 gives a stopping script about 10 s).
 STOP_QUIET_S = 1.5
 STOP_DRAIN_S = 5.0
+# A runtime that cannot start (bad config) or crashed is tried again this often.
+START_RETRY_S = 1.0
+START_RETRY_MAX_S = 5.0
 _EVENTS = ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
            "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY",
            "CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_PARK", "CHANNEL_UNPARK", "DTMF",
@@ -476,16 +479,28 @@ def drain(consumer: Any, first: Any) -> list[Any]:
 
 
 def runtime(args: str = "") -> None:
+    """The startup script. Everything it needs is made inside the retry loop: a context that
+    cannot be made (a bad fsapps.yaml, a ConfigError) or a runtime that crashes is logged at
+    CRIT on every try and tried again (START_RETRY_S, growing to START_RETRY_MAX_S) for as
+    long as the switch runs, so fixing the file brings the node up with no switch restart
+    (F7: read once before the loop, a bad config at start stopped the runtime for good)."""
     import freeswitch
 
-    ctx = get_context()
-    node = acd.node_name(ctx)
+    node = ""
+    wait = START_RETRY_S
     while freeswitch.running():
         try:
+            ctx = get_context()  # cached only once the settings load
+            node = acd.node_name(ctx)
             NodeRuntime(ctx, freeswitch, node).run()
             return
         except SystemExit:
             raise
         except Exception as exc:
-            log("CRIT", f"runtime {node} crashed: {type(exc).__name__}: {exc}; restarting")
-            time.sleep(1.0)
+            what = f"runtime {node} crashed" if node else "runtime cannot start"
+            log("CRIT", f"{what}: {type(exc).__name__}: {exc}; retrying in {wait:g} s "
+                        "(`fsapps config check` and `python fsapps.diag` say what is wrong)")
+            retry_at = time.monotonic() + wait
+            while freeswitch.running() and time.monotonic() < retry_at:
+                time.sleep(0.1)  # a shutdown meanwhile ends the loop at once
+            wait = min(wait * 2, START_RETRY_MAX_S)
