@@ -5,7 +5,8 @@ import time
 from fsapps_testapps import state
 
 VARIABLES = ("originate_disposition", "bridge_hangup_cause", "last_bridge_hangup_cause",
-             "DIALSTATUS", "hangup_cause")
+             "DIALSTATUS", "hangup_cause", "bridge_uuid", "last_bridge_to", "signal_bond",
+             "bridge_channel")
 
 
 def handler(session, args):

@@ -179,7 +179,7 @@ class RealSwitch:
         env.update(PYTHONPATH=str(self.site), FSAPPS_CONFIG=str(self.config_path),
                    LD_LIBRARY_PATH=str(FS_PREFIX / "lib"))
         env.update(self.environ)
-        self.console = open(self.dir / "console.log", "ab")  # noqa: SIM115 - kept for the run
+        self.console = open(self.dir / "console.log", "ab")  # kept open for the run
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self.console,
                                      stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
