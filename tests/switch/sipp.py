@@ -205,13 +205,16 @@ _CALLER_INVITE = """
   </send>
 """
 
+# The ACK of the 407 is part of the first INVITE's transaction: its branch ([branch-3], the
+# INVITE's, three messages back). With a new branch the switch retransmits the 407, and one
+# arriving after the 200 gives SIPp the 407's To tag for the BYE (481 Call Does Not Exist).
 _CALLER_AUTH = _CALLER_INVITE.replace("$auth", "").replace("$cseq", "1") + """
   <recv response="100" optional="true"/>
   <recv response="407" auth="true"/>
   <send>
     <![CDATA[
       ACK sip:$number@$domain SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-3]
       From: "$caller" <sip:$caller@$domain>;tag=[pid]cl[call_number]
       To: <sip:$number@$domain>[peer_tag_param]
       Call-ID: [call_id]
