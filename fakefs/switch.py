@@ -997,6 +997,12 @@ class Switch:
                 return None, "SUBSCRIBER_ABSENT", None
             leg.variables.update({"dialed_user": entry.id, "dialed_domain": domain,
                                   **entry.variables})
+            # As mod_dptools' user endpoint does (it expands the user's dial-string on the
+            # calling channel): the channel that bridges to user/<ext> gets dialed_user /
+            # dialed_domain too (observed on 1.10.12: a trunk caller bridged to user/1001).
+            origin = self.channels.get(leg.originator) if leg.originator else None
+            if origin is not None:
+                origin.variables.update({"dialed_user": entry.id, "dialed_domain": domain})
             regs = self.registrations.get((entry.id, domain))
             if not regs:
                 return None, "USER_NOT_REGISTERED", f"sofia/internal/{entry.id}@{domain}"

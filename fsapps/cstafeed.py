@@ -80,8 +80,10 @@ def leg_of(h: Header, domains: tuple[str, ...], default_domain: str) -> Leg | No
     domain = domain or default_domain
     outbound = (h("Call-Direction") or "") == "outbound"
     initiator = (h("variable_fsapps_csta_role") or "") == INITIATOR
+    # dialed_user names the leg's own user on a user/ leg only: FreeSWITCH sets it on the
+    # channel that bridges to user/<ext> too, where it is whom that channel called.
     number = (h("variable_fsapps_csta_device") or h("variable_fsapps_acd_agent") or
-              h("variable_dialed_user") or "")
+              (h("variable_dialed_user") if outbound else "") or "")
     outside = False
     if not number and outbound:
         number = h("Caller-Destination-Number") or ""

@@ -116,10 +116,15 @@ class LiveState:
     def channel_owner(self, h: Header) -> tuple[Owner | None, bool]:
         """(owner, certain): certain for a dialled user or an authenticated caller; a bare
         Caller-Username must be checked against the directory and the registrations."""
+        inbound = (h("Call-Direction") or "") == "inbound"
         dialed = h("variable_dialed_user")
-        if dialed:
+        # FreeSWITCH also sets dialed_user / dialed_domain on the channel that bridges to a
+        # user/ endpoint (it expands the user's dial-string there): on an inbound channel they
+        # name whom it called, not whose it is (observed on 1.10.12: a trunk caller bridged
+        # to user/1001 has variable_dialed_user=1001).
+        if dialed and not inbound:
             return (self._domain(h("variable_dialed_domain")), dialed), True
-        if (h("Call-Direction") or "") != "inbound":
+        if not inbound:
             return None, False
         domain = self._domain(h("variable_domain_name") or h("variable_dialed_domain"))
         user = h("variable_user_name")

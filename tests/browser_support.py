@@ -60,3 +60,20 @@ def sign_off(stack: CtiStack, sessions: Iterable[tuple[Any, Any, str, str]],
     for ch in list(stack.switch.channels.values()):
         stack.switch.hangup(ch)
     wait_until(lambda: not stack.switch.channels, 5, "channels gone")
+
+
+def phone_legs(switch: Any) -> dict[str, str]:
+    """Device number -> channel uuid for every channel of a fake ``switch``: an inbound
+    channel stands for its caller; a leg the switch rang for the phone it rang (its
+    ``sofia/internal/<user>@...`` name). Not ``dialed_user``: as in FreeSWITCH, a channel that
+    bridges to ``user/<ext>`` gets ``dialed_user=<ext>`` itself (the caller of a queue call,
+    the agent's leg of a makeCall), so it names whom the channel called."""
+    legs: dict[str, str] = {}
+    for ch in switch.channels.values():
+        if ch.direction == "inbound":
+            legs[ch.caller_id_number] = ch.uuid
+        elif ch.name.startswith("sofia/internal/"):
+            legs[ch.name.split("/", 2)[2].split("@")[0]] = ch.uuid
+        else:
+            legs[ch.get("dialed_user") or ch.caller_id_number] = ch.uuid
+    return legs

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import TIMEOUT_MS, agents_stack, chromium, needs_chromium
+from browser_support import TIMEOUT_MS, agents_stack, chromium, needs_chromium, phone_legs
 from cti_support import CtiStack
 
 from fakefs.scenario import wait_until
@@ -59,8 +59,7 @@ def call_state(page: Any, state: str) -> None:
 
 
 def talking(stack: CtiStack, a: str, b: str) -> bool:
-    legs = {ch.get("dialed_user") or ch.caller_id_number: ch.uuid
-            for ch in stack.switch.channels.values()}
+    legs = phone_legs(stack.switch)
     return a in legs and b in legs and legs[b] in stack.switch.hears(legs[a])
 
 

@@ -85,7 +85,7 @@ def test_login_events_and_click_to_call(page: Any, stack: CtiStack) -> None:
     assert memory["deviceId"] == f"1001@{D}" and memory["agentId"] == f"agent@{D}"
     [call] = [c for c in memory["calls"].values()]
     assert call["calledDevice"] == f"1002@{D}"
-    wait_until(lambda: any(ch.get("dialed_user") == "1002"
+    wait_until(lambda: any(ch.name.startswith("sofia/internal/1002@")
                            for ch in stack.switch.channels.values()), 5, "1002 rings")
     page.evaluate(f"wellClient.dropConnection('{call['callId']}')")
     page.wait_for_function("() => window.seen.includes('connectionCleared')")

@@ -209,12 +209,17 @@ def agent_talking(c: Cdrs, caller: Channel, ext: str) -> Channel:
     return leg
 
 
+def rang(leg: Channel, ext: str) -> bool:
+    """Is ``leg`` the leg the switch rang for phone ``ext``? (Not ``dialed_user``: as in
+    FreeSWITCH, a channel that bridges to user/<ext> gets dialed_user=<ext> too.)"""
+    return leg.name.startswith(f"sofia/internal/{ext}@")
+
+
 def party(c: Cdrs, caller: Channel, ext: str) -> Channel:
     """The answered leg of phone ``ext`` the caller talks to now."""
     def find() -> Channel | None:
         leg = c.switch.channels.get(caller.peer or "")
-        return leg if leg is not None and leg.get("dialed_user") == ext and leg.answered \
-            else None
+        return leg if leg is not None and rang(leg, ext) and leg.answered else None
     found: Channel = wait_until(find, 5, f"the caller talking to {ext}")
     return found
 
@@ -270,7 +275,7 @@ def test_queue_caller_bridged_to_a_consultation_stays_in_its_cdr(c: Cdrs) -> Non
     reply = c.switch.api(f"originate user/1509@{DOMAIN} &bridge(user/1508@{DOMAIN})")
     assert reply.startswith("+OK"), reply
     consulted: Channel = wait_until(lambda: next(
-        (ch for ch in c.switch.channels.values() if ch.get("dialed_user") == "1508"
+        (ch for ch in c.switch.channels.values() if rang(ch, "1508")
          and ch.answered and ch.peer), None), 5, "1509 talking to 1508")
     consultation = consulted.get("originator") or ""
     assert c.switch.api(f"uuid_bridge {caller.uuid} {consulted.uuid}").startswith("+OK")

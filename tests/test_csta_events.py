@@ -90,6 +90,26 @@ def test_leg_of_reads_device_call_and_role() -> None:
     assert leg_of(headers(), (D,), D) is None
 
 
+def test_a_channel_that_bridged_to_a_user_is_not_that_users_device() -> None:
+    """FreeSWITCH sets dialed_user / dialed_domain on the channel that bridges to user/<ext>
+    (observed on 1.10.12, tests/switch/test_cti.py): on the caller's channel, or a phone's
+    own leg calling another extension, they name whom it called, not its device."""
+    caller = leg_of(headers(**{"Unique-ID": "a", "Call-Direction": "inbound",
+                               "Caller-Caller-ID-Number": "138",
+                               "variable_dialed_user": "1001",
+                               "variable_dialed_domain": D}), (D,), D)
+    assert caller is not None and caller.device == "138"
+    phone = leg_of(headers(**{"Unique-ID": "q", "Call-Direction": "inbound",
+                              "Caller-Caller-ID-Number": "1002", "variable_user_name": "1002",
+                              "variable_sip_authorized": "true",
+                              "variable_dialed_user": "1003"}), (D,), D)
+    assert phone is not None and phone.device == f"1002@{D}"
+    rung = leg_of(headers(**{"Unique-ID": "b", "Call-Direction": "outbound",
+                             "variable_dialed_user": "1003", "variable_originator": "q"}),
+                  (D,), D)
+    assert rung is not None and rung.device == f"1003@{D}"
+
+
 def test_state_changes() -> None:
     out = Leg("b", D, "x", "a", True, False, "")
     init = Leg("i", D, "x", "", True, True, "y")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_support import agents_stack, sign_off
+from browser_support import agents_stack, phone_legs, sign_off
 from csta_support import StompClient
 from cti_support import CtiStack
 
@@ -152,8 +152,7 @@ def queue_call_answered_by_1001(stack: CtiStack, http1: Any, c1: StompClient) ->
 
 def talking(stack: CtiStack, a: str, b: str) -> bool:
     """Do the phones of extensions a and b hear each other (through the switch)?"""
-    legs = {ch.get("dialed_user") or ch.caller_id_number: ch.uuid
-            for ch in stack.switch.channels.values()}
+    legs = phone_legs(stack.switch)
     return a in legs and b in legs and legs[b] in stack.switch.hears(legs[a])
 
 
@@ -344,8 +343,7 @@ def test_supervisor_spy(stack: CtiStack, two_agents: Any, mode: str,
                "1900 rings, in the call")
     reply = sup.post(conn(call_id, sup_dev) + "/answer", json={})
     assert reply.status_code == 204, reply.text
-    legs = {ch.get("dialed_user") or ch.caller_id_number: ch.uuid
-            for ch in stack.switch.channels.values()}
+    legs = phone_legs(stack.switch)
     wait_until(lambda: legs["13800000002"] in stack.switch.hears(legs["1900"]), 5,
                "the supervisor hears the caller")
     assert (legs["1900"] in stack.switch.hears(legs["1001"])) is agent_hears_supervisor

@@ -4,6 +4,7 @@ action happens on the switch, and the agent state and pub/sub events follow."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -170,6 +171,28 @@ def test_hold_and_unhold(cc: CtiStack) -> None:
     ok(admin.get(f"/api/unhold/{ext}"))
     event(cc, "CHANNEL_UNHOLD", agent_leg)
     assert cc.switch.hears(customer.uuid) == {agent_leg.uuid}
+
+
+def test_the_callers_channel_is_not_the_agents_call(cc: CtiStack) -> None:
+    """As FreeSWITCH 1.10.12 does (observed: tests/switch/test_cti.py), the queue caller's
+    channel, which bridged to user/<agent>, carries dialed_user=<agent> too; it is still not
+    the agent's call: cti_userinfo lists only the agent's own leg, and hold acts on that leg
+    (it held the caller's channel on the real switch, the agent's phone kept talking)."""
+    customer, agent_leg = queue_call(cc, "13800000066")
+    ext = agent_leg.get("dialed_user")
+    talking(cc, ext)
+    assert customer.get("dialed_user") == ext  # fakefs does as FreeSWITCH
+    cc.switch.bus.wait_for(lambda e: e.name == "CHANNEL_BRIDGE"
+                           and customer.uuid in (e.headers.get("Unique-ID"),
+                                                 e.headers.get("Other-Leg-Unique-ID")), 5.0)
+    admin = cc.server.client("admin")
+    assert agent_leg.uuid in ok(admin.get(f"/api/hold/{ext}"))["message"]
+    held = event(cc, "CHANNEL_HOLD", agent_leg)
+    assert held.headers["Channel-Call-State"] == "HELD" and not customer.held
+    info = json.loads(cc.ctx.redis.hget(f"cti_userinfo@{cc.center.domain}", ext) or "{}")
+    assert [c["Unique-ID"] for c in info["calls"]] == [agent_leg.uuid]
+    ok(admin.get(f"/api/unhold/{ext}"))
+    event(cc, "CHANNEL_UNHOLD", agent_leg)
 
 
 def test_phone_hold_and_unhold(cc: CtiStack) -> None:

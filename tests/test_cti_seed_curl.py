@@ -83,8 +83,11 @@ def agent(stack: CtiStack) -> Any:
 
 
 def leg_of(stack: CtiStack, ext: str) -> Any:
+    """The answered leg the switch rang for phone ``ext`` (not any channel with
+    dialed_user=<ext>: as in FreeSWITCH, the caller bridging to user/<ext> has it too)."""
     return wait_until(lambda: next((c for c in stack.switch.channels.values()
-                                    if c.get("dialed_user") == ext and c.answered), None),
+                                    if c.name.startswith(f"sofia/internal/{ext}@")
+                                    and c.answered), None),
                       5, f"{ext} answered")
 
 
