@@ -17,7 +17,7 @@ from fakefs.directory import switch_true
 from fakefs.modpython import run_handler
 
 if TYPE_CHECKING:
-    from fakefs.switch import Switch
+    from fakefs.switch import SipProfile, Switch
 
 App = Callable[["Switch", Channel, str], "str | None"]
 APPS: dict[str, App] = {}
@@ -52,9 +52,10 @@ def play(switch: Switch, channel: Channel, path: str,
     """Play ``path`` to the channel. Returns "done", "hangup", "break" or "terminated"
     (a terminator or the DTMF callback stopped it)."""
     duration = media_duration_ms(switch, path)
-    # switch_ivr_play_file honours playback_timeout_sec: the playback stops after that long.
+    # switch_ivr_play_file honours playback_timeout_sec: the playback stops after that long —
+    # but only from 2 s up (its test is atoi(var) > 1; 1 means no limit).
     limit = channel.get("playback_timeout_sec") or ""
-    if limit.isdigit() and int(limit) > 0:
+    if limit.isdigit() and int(limit) > 1:
         duration = int(limit) * 1000 if duration is None else min(duration, int(limit) * 1000)
     switch.pre_answer(channel)  # switch_ivr_play_file: media first (183 if not answered)
     channel.playing = path
@@ -418,15 +419,22 @@ def start_loopback(switch: Switch, a_leg: Channel, dest: str, context: str) -> N
     switch.scheduler.call_later(0.01, mirror)
 
 
-def start_peer_call(switch: Switch, out_leg: Channel, remote: Switch, dest: str) -> None:
-    """``sofia/<profile>/<dest>@<ip of another fake node>``: the INVITE arrives on ``remote`` as
-    an inbound call to ``dest`` (running its dialplan); its ringing, answer and hangup come back
-    on ``out_leg``, and hanging ``out_leg`` up cancels or ends it."""
+def start_peer_call(switch: Switch, out_leg: Channel, remote: Switch, dest: str,
+                    remote_profile: str = "internal", local: SipProfile | None = None) -> None:
+    """``sofia/<profile>/<dest>@<ip:port of another fake node>``: the INVITE arrives on
+    ``remote``'s profile listening there as an inbound call to ``dest``, running that
+    profile's context (external: "public"). It is not authenticated, so it has no
+    ``domain_name`` (observed on 1.10.12 for a call on the external profile); the leg's
+    ``sip_h_*`` variables arrive as SIP headers, i.e. the same variables. Its ringing, answer
+    and hangup come back on ``out_leg``, and hanging ``out_leg`` up cancels or ends it."""
+    source = local.ip if local is not None else switch.ipv4
     inbound = remote.place_call(out_leg.caller_id_number, dest,
-                                caller_name=out_leg.caller_id_name, network_addr=switch.ipv4,
+                                caller_name=out_leg.caller_id_name, network_addr=source,
                                 behaviour=Behaviour(answer_after_ms=None),
-                                variables={"sip_from_host": switch.ipv4,
-                                           "sip_network_ip": switch.ipv4,
+                                context=remote.profiles[remote_profile].context,
+                                profile=remote_profile, domain=source, authenticated=False,
+                                variables={"sip_from_host": source,
+                                           "sip_network_ip": source,
                                            # custom SIP headers travel with the INVITE
                                            **{k: v for k, v in out_leg.variables.items()
                                               if k.startswith("sip_h_")}})

@@ -29,17 +29,24 @@ from fsapps.context import Context, get_context, now_ms
 from fsapps.fslog import log
 from fsapps.groups import Group, Groups
 from fsapps.nodes import Nodes
+from fsapps.numbers import valid_extension
 from fsapps.pubsub import stamp
 
 # Hold music is cut into segments this long at most, so a wake-up that arrived before the
 # music started is seen within this time (the uuid_break normally wakes the caller at once).
 HOLD_SEGMENT_SECONDS = 3
+# switch_ivr_play_file ignores a playback_timeout_sec below 2 (its test is "> 1"): a 1 s
+# segment of hold music would play until something breaks it.
+PLAYBACK_TIMEOUT_MIN_SECONDS = 2
 # A call whose free agents have all failed it already waits this long before ringing again.
-RETRY_PAUSE_SECONDS = 1
+RETRY_PAUSE_SECONDS = PLAYBACK_TIMEOUT_MIN_SECONDS
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.\-+*#@]{1,64}$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.\-+*#@]")
-_SIP_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$")
+# The relay between nodes: the destination other nodes send an agent call to, and the SIP
+# header (a channel variable on both sides) naming the agent's domain.
+RELAY_PREFIX = "fsapps_agent_"
+RELAY_DOMAIN_HEADER = "sip_h_X-FSAPPS-Domain"
 
 # originate_disposition → (release outcome, agent-facing method)
 _FAILURES = {"USER_NOT_REGISTERED": "unregistered", "SUBSCRIBER_ABSENT": "unregistered"}
@@ -196,10 +203,14 @@ class Router:
                     raise CallerGone()
                 continue
             remaining = interval - (time.monotonic() - segment_start)
-            self.session.setVariable("playback_timeout_sec",
-                                     str(max(1, min(HOLD_SEGMENT_SECONDS, int(remaining) + 1))))
-            self.session.execute("playback", music)
-            self.session.setVariable("playback_timeout_sec", "")
+            self.hold_music(music, min(HOLD_SEGMENT_SECONDS, int(remaining) + 1))
+
+    def hold_music(self, music: str, seconds: int) -> None:
+        """Play ``music`` for ``seconds`` (at least FreeSWITCH's 2), or until broken."""
+        self.session.setVariable("playback_timeout_sec",
+                                 str(max(PLAYBACK_TIMEOUT_MIN_SECONDS, seconds)))
+        self.session.execute("playback", music)
+        self.session.setVariable("playback_timeout_sec", "")
 
     def give_up(self) -> None:
         """The long-wait policy ends the call."""
@@ -221,7 +232,6 @@ class Router:
         away); False to try the next agent."""
         c = self.call
         s = self.session
-        self.agent_event("callout", extension)
         variables = ",".join([
             f"originate_timeout={c.group.group_callout_timeout}",
             # the relay on another node rings the phone no longer than this either
@@ -235,9 +245,17 @@ class Router:
             f"fsapps_acd_level={c.level}", f"fsapps_acd_arrived={c.arrived_ms}",
             f"{cdr.LEG_VAR}=nwayacd",
         ])
-        # The reservation is ours now: say which node holds it (the reconciler checks).
-        self.agents.transition(extension, "ring", offer_uuid=c.uuid,
-                               extra={"offer_node": c.node})
+        # Say which node holds the reservation (the reconciler checks) — if it is still ours:
+        # a reconciler that found the caller gone, or a lease that ran out, may have freed the
+        # agent and another call reserved it since. Ringing then would offer the agent two
+        # calls at once.
+        if not self.agents.transition(extension, "ring", offer_uuid=c.uuid,
+                                      extra={"offer_node": c.node}):
+            log("INFO", f"nwayacd: agent {extension}'s reservation for call {c.uuid} was "
+                        "released before it rang; not ringing")
+            self.guard()
+            return False
+        self.agent_event("callout", extension)
         s.setVariable("continue_on_fail", "true")
         s.setVariable("hangup_after_bridge", "false")
         rang = time.time()
@@ -270,9 +288,7 @@ class Router:
         if again:
             # Only agents who failed this call already were free (a phone that refuses at
             # once would be rung in a tight loop): hold music for a moment, then try again.
-            s.setVariable("playback_timeout_sec", str(RETRY_PAUSE_SECONDS))
-            s.execute("playback", c.group.music(self.defaults))
-            s.setVariable("playback_timeout_sec", "")
+            self.hold_music(c.group.music(self.defaults), RETRY_PAUSE_SECONDS)
         return False
 
     def attempted(self, extension: str, rang: float, disposition: str) -> None:
@@ -376,11 +392,44 @@ def caller_cdr(ctx: Context, session: Any, uuid: str, caller: str, group_number:
 
 
 def agent_endpoint(ctx: Context, domain: str, extension: str, node: str) -> str:
-    """``user/<ext>@<domain>`` when the agent's phone is registered on ``node`` (this one);
-    else the node it registered on, over SIP (its dialplan relays ``fsapps_agent_<ext>``)."""
-    reg_node, host = ctx.redis.hmget(ctx.keys(domain).agent(extension), ["reg_node", "reg_host"])
-    if reg_node and reg_node != node and host and _SIP_HOST.match(host):
-        return f"sofia/internal/fsapps_agent_{extension}@{host}"
+    """Where to ring an agent's phone from ``node`` (this one).
+
+    ``user/<ext>@<domain>`` when the phone is registered on this node (or on none: the switch
+    then answers USER_NOT_REGISTERED). A phone registered on another live node is rung through
+    that node: ``[sip_h_X-FSAPPS-Domain=<domain>]sofia/<relay_profile>/fsapps_agent_<ext>@
+    <host:port>`` — sent from this node's relay profile to the address the other node's
+    relay profile listens on (its heartbeat's ``relay``: read from its switch, not the
+    machine's FreeSWITCH-IPv4, which need not be where SIP listens). There it lands in that
+    profile's context, whose ``fsapps_agent_relay`` extension rings the local user of the
+    domain the header names (:func:`relay_endpoint`). When that node has no relay address (it
+    stopped beating, or never reported one) the phone is unreachable from here: ``user/``,
+    which fails at once, and a warning."""
+    reg_node = ctx.redis.hget(ctx.keys(domain).agent(extension), "reg_node")
+    if not reg_node or reg_node == node:
+        return f"user/{extension}@{domain}"
+    relay = Nodes(ctx).relay_address(str(reg_node))
+    if relay is None:
+        log("NOTICE", f"agent {extension}@{domain} is registered on node {reg_node}, which "
+                       "reports no relay address (gone, or its relay profile "
+                       f"{ctx.settings.relay_profile!r} is not running); not reachable from "
+                       f"node {node}")
+        return f"user/{extension}@{domain}"
+    return (f"[{RELAY_DOMAIN_HEADER}={domain}]sofia/{ctx.settings.relay_profile}/"
+            f"{RELAY_PREFIX}{extension}@{relay}")
+
+
+def relay_endpoint(settings: Any, extension: str, domain: str | None) -> str:
+    """What the ``fsapps_agent_relay`` extension bridges a relayed agent call to, on the node
+    the phone is registered on: ``user/<ext>@<domain>``, the domain being the relay leg's
+    X-FSAPPS-Domain header (an unauthenticated call on the relay profile has no
+    ``domain_name``). Both come from the network: an extension that is no directory user id,
+    or a domain that is not one of ``settings.domains``, never reach the dial string —
+    ``error/NO_ROUTE_DESTINATION`` instead (the calling node sees that cause)."""
+    if not valid_extension(extension) or not domain or domain not in settings.domains:
+        log("WARNING", f"fsapps_agent_relay: refused a relayed call to extension "
+                       f"{extension!r} in domain {domain!r} (not a configured domain, or not "
+                       "an extension)")
+        return "error/NO_ROUTE_DESTINATION"
     return f"user/{extension}@{domain}"
 
 

@@ -217,6 +217,9 @@ class Settings:
     events: EventSettings = field(default_factory=EventSettings)
     directory: DirectorySettings = field(default_factory=DirectorySettings)
     node_name: str = ""
+    # The sofia profile other nodes relay agent calls to on this node, and this node's calls
+    # to agents registered elsewhere leave from (README "Several nodes").
+    relay_profile: str = "external"
     log_level: str = "INFO"
 
 
@@ -593,6 +596,14 @@ def _positive(value: float, key: str) -> float:
     return value
 
 
+def _hold_music_seconds(value: int, key: str) -> int:
+    # FreeSWITCH times a playback only from 2 s up (playback_timeout_sec > 1)
+    if value < 2:
+        raise ConfigError(key, value, "must be 2 or more (FreeSWITCH times hold music from "
+                          "2 s up)")
+    return value
+
+
 def _not_negative(value: int, key: str) -> int:
     if value < 0:
         raise ConfigError(key, value, "must be 0 or more")
@@ -626,6 +637,16 @@ def _key_part(value: str, key: str) -> str:
 
 def _key_part_or_empty(value: str, key: str) -> str:
     return _key_part(value, key) if value else value
+
+
+_SOFIA_PROFILE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def _sofia_profile(value: str, key: str) -> str:
+    # it goes into dial strings (sofia/<profile>/...) and api arguments
+    if not isinstance(value, str) or not _SOFIA_PROFILE.fullmatch(value):
+        raise ConfigError(key, value, "expected a sofia profile name [A-Za-z0-9_.-]")
+    return value
 
 
 def _one_of(choices: Sequence[Any]) -> Callable[[Any, str], Any]:
@@ -777,7 +798,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "group_defaults.memory_ttl_seconds": _positive,
     "group_defaults.hold_music": _word,
     "group_defaults.busy_ring_repeats": _not_negative,
-    "group_defaults.busy_ring_interval_seconds": _positive,
+    "group_defaults.busy_ring_interval_seconds": _hold_music_seconds,
     "group_defaults.lease_margin_seconds": _positive,
     "events.pubsub_format": _one_of(PUBSUB_FORMATS),
     "events.cti_ip": _word_or_empty,
@@ -790,6 +811,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "directory.call_list": _word_or_empty,
     "directory.call_fields[]": _word,
     "node_name": _key_part_or_empty,
+    "relay_profile": _sofia_profile,
     "log_level": _log_level,
 }
 

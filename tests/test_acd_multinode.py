@@ -260,7 +260,7 @@ def bridged(channel: Channel) -> bool:
 @pytest.fixture
 def cc(redis_server: RedisServer, database: FreshDatabase) -> Iterator[CallCenter]:
     yield from center(redis_server.url, database.dsn, lease_margin_seconds=LEASE_MARGIN_S,
-                      busy_ring_interval_seconds=1)
+                      busy_ring_interval_seconds=2)
 
 
 @pytest.fixture(params=["redis", "cluster"])
@@ -270,11 +270,11 @@ def any_cc(request: pytest.FixtureRequest, database: FreshDatabase) -> Iterator[
         cluster: RedisClusterServer = request.getfixturevalue("redis_cluster")
         cluster.flushall()
         yield from center(cluster.url, database.dsn, cluster=True,
-                          lease_margin_seconds=LEASE_MARGIN_S, busy_ring_interval_seconds=1)
+                          lease_margin_seconds=LEASE_MARGIN_S, busy_ring_interval_seconds=2)
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         yield from center(server.url, database.dsn, lease_margin_seconds=LEASE_MARGIN_S,
-                          busy_ring_interval_seconds=1)
+                          busy_ring_interval_seconds=2)
 
 
 def two_nodes(cc: CallCenter, checker: OfferChecker | None = None) -> tuple[Switch, Switch]:

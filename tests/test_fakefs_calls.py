@@ -593,6 +593,27 @@ def test_local_stream_plays_until_uuid_break(switch: Switch) -> None:
     finished(channel)
 
 
+@pytest.mark.parametrize("limit, stops", [("1", False), ("2", True)])
+def test_playback_timeout_sec_counts_from_two_seconds(switch: Switch, limit: str,
+                                                      stops: bool) -> None:
+    """switch_ivr_play_file tests atoi(playback_timeout_sec) > 1: a 1 s limit is no limit
+    (observed on 1.10.12: a 1 s segment of hold music played until uuid_break)."""
+    load(switch, dest("8001", act("answer") + act("set", f"playback_timeout_sec={limit}")
+                      + act("playback", "local_stream://moh") + act("set", "after_moh=yes")
+                      + act("park")))
+    channel = switch.place_call("1000", "8001")
+    switch.bus.wait_for(lambda e: e.name == "PLAYBACK_START", TIMEOUT)
+    if stops:
+        wait_until(lambda: channel.get("after_moh") == "yes", TIMEOUT, "playback timed out")
+    else:
+        time.sleep(switch.scaled(1500))  # past the 1 s a limit would have stopped it at
+        assert channel.get("after_moh") is None
+        assert switch.api(f"uuid_break {channel.uuid}") == "+OK\n"
+        wait_until(lambda: channel.get("after_moh") == "yes", TIMEOUT, "playback broken")
+    assert switch.api(f"uuid_kill {channel.uuid}") == "+OK\n"
+    finished(channel)
+
+
 def test_export_reaches_the_bridged_leg_and_set_does_not(switch: Switch) -> None:
     phone(switch, "1001", Behaviour(answer_after_ms=50, hangup_after_ms=100))
     caller = bridge_call(switch, "user/1001",

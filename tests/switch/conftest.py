@@ -160,7 +160,9 @@ def stack() -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def fs1(stack: Stack) -> RealSwitch:
     """The first node, started once per session (README install steps, schema migrated)."""
-    sw = stack.switch("fs1").build(trunk_port=stack.trunk_port)
+    # a busy ring every 2 s for the long-wait test (only groups with a busy_ring hear it)
+    sw = stack.switch("fs1", fsapps_extra={"group_defaults": {"busy_ring_interval_seconds": 2}}
+                      ).build(trunk_port=stack.trunk_port)
     migrated = fsapps_cli(sw.config_path, "db", "migrate")
     assert migrated.returncode == 0, migrated.stderr
     return sw.start()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from switch.conftest import DOMAIN, Stack, wait_for
-from switch.realswitch import RealSwitch
+from switch.realswitch import RealSwitch, write_tone_wav
 
 _groups = itertools.count(3100)
 
@@ -37,6 +37,10 @@ def agent(sw: RealSwitch, st: Stack, ext: str, group: str, **phone: object) -> N
     api(sw, f"nway_add_ext {ext}")
     st.phone(sw, ext, **phone)  # type: ignore[arg-type]
     api(sw, f"nway_login {ext} {group}")
+
+
+def group_key(group: str, part: str = "") -> str:
+    return f"fsapps:{{{DOMAIN}}}:group:{group}" + (f":{part}" if part else "")
 
 
 def agent_state(st: Stack, ext: str) -> dict[str, str]:
@@ -124,3 +128,56 @@ def test_caller_hangs_up_while_the_agent_rings(fs1: RealSwitch, phones: Stack, g
     # never left reserved
     wait_for(lambda: agent_state(phones, "3041").get("call_state") == "ready", 15,
              "3041 ready again")
+
+
+def test_blacklisted_caller_is_refused_before_any_agent(fs1: RealSwitch, phones: Stack,
+                                                        group: str) -> None:
+    agent(fs1, phones, "3051", group)
+    phones.redis.sadd(group_key(group, "blacklist"), "13800000051")
+    call = phones.caller(fs1, f"7{group}", "13800000051", talk_ms=5000)
+    assert call.wait(30) == 0, call.errors()
+    assert "SIP/2.0 603 Decline" in call.messages()  # CALL_REJECTED, never answered
+    row = cdr_row(phones, "13800000051")
+    assert row["flag"] == "黑名单" and row["a_answer_stamp"] is None
+    assert row["hangup_cause"] == "CALL_REJECTED" and row["a_billsec"] == 0
+    assert attempts(phones, row["uuid"]) == []
+    assert agent_state(phones, "3051")["call_state"] == "ready"
+
+
+def test_vip_caller_is_served_before_an_earlier_normal_one(fs1: RealSwitch, phones: Stack,
+                                                           group: str) -> None:
+    agent(fs1, phones, "3061", group)
+    api(fs1, "nway_busy 3061")
+    phones.redis.sadd(group_key(group, "vip"), "13800000062")
+    waiting = group_key(group, "queue")
+    normal = phones.caller(fs1, f"7{group}", "13800000061", talk_ms=8000)
+    wait_for(lambda: phones.redis.zcard(waiting) == 1, 15, "the normal caller queued")
+    vip = phones.caller(fs1, f"7{group}", "13800000062", talk_ms=1500)
+    wait_for(lambda: phones.redis.zcard(waiting) == 2, 15, "the VIP caller queued")
+    api(fs1, "nway_ready 3061")
+    assert vip.wait(30) == 0, vip.errors()
+    row = cdr_row(phones, "13800000062")
+    assert row["destination_number"] == "3061" and row["level"] == "vip"
+    # the agent is in wrap-up after the VIP: the earlier normal caller is still waiting
+    assert normal.proc is not None and normal.proc.poll() is None
+    assert normal.wait(30) == 0, normal.errors()
+    first = cdr_row(phones, "13800000061")
+    assert first["destination_number"] in ("", None) and first["level"] == "normal"
+
+
+def test_long_wait_policy_plays_the_busy_ring_then_hangs_up(fs1: RealSwitch, phones: Stack,
+                                                            group: str) -> None:
+    """busy_ring_interval_seconds is 2 (the least) on the tier's switches: two busy rings."""
+    busy_ring = fs1.dir / "sounds" / "busy.wav"
+    write_tone_wav(busy_ring, seconds=0.3)
+    phones.redis.hset(group_key(group), mapping={"busy_ring": str(busy_ring),
+                                                 "busy_ring_repeats": "2"})
+    agent(fs1, phones, "3071", group)
+    api(fs1, "nway_busy 3071")
+    call = phones.caller(fs1, f"7{group}", "13800000071", talk_ms=30000)
+    assert call.wait(30) == 0, call.errors()
+    assert "BYE sip:" in call.messages()  # the switch hung up, not the caller
+    row = cdr_row(phones, "13800000071")
+    assert row["flag"] == "排队超时" and row["a_answer_stamp"] is not None
+    assert row["a_sip_hangup_disposition"] == "send_bye"
+    assert phones.redis.zcard(group_key(group, "queue")) == 0
