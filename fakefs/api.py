@@ -435,3 +435,23 @@ def status(switch: Switch, args: str, session: Channel | None) -> str:
 @command("eval")
 def eval_(switch: Switch, args: str, session: Channel | None) -> str:
     return switch.expand(session, args)
+
+
+@command("sofia")
+def sofia(switch: Switch, args: str, session: Channel | None) -> str:
+    """``sofia xmlstatus profile <name>``: the profile's status as mod_sofia 1.10.12 writes it
+    (the fields fsapps reads: name, context, sip-ip, url, bind-url; observed); an unknown
+    profile answers ``Invalid Profile!``. Other sub-commands are not modelled."""
+    words = args.split()
+    if words[:2] != ["xmlstatus", "profile"] or len(words) != 3:
+        return f"-ERR fakefs models only 'sofia xmlstatus profile <name>', not {args!r}\n"
+    profile = switch.profiles.get(words[2])
+    if profile is None:
+        return "Invalid Profile!\n"
+    return ('<?xml version="1.0" encoding="ISO-8859-1"?>\n<profile>\n  <profile-info>\n'
+            f"    <name>{profile.name}</name>\n    <domain-name>N/A</domain-name>\n"
+            f"    <dialplan>XML</dialplan>\n    <context>{profile.context}</context>\n"
+            f"    <rtp-ip>{profile.ip}</rtp-ip>\n    <sip-ip>{profile.ip}</sip-ip>\n"
+            f"    <url>{profile.url}</url>\n"
+            f"    <bind-url>{profile.url};transport=udp,tcp</bind-url>\n"
+            "  </profile-info>\n</profile>\n")

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg2
 
 from fakefs.channel import Behaviour, Channel
-from fakefs.scenario import DIALPLAN_DIR, PYTHON_CONF, wait_until
+from fakefs.scenario import DIALPLAN_DIR, PUBLIC_DIALPLAN, PYTHON_CONF, wait_until
 from fakefs.switch import Switch
 
 TABLES = ("cdr_agent_attempt", "cdr", "caller_memory", "group_vip", "group_blacklist",
@@ -71,8 +71,11 @@ class SimulatedCallCenter:
 
     def start_switch(self, name: str | None = None) -> Switch:
         switch = Switch(name or f"node{len(self.switches) + 1}", dialplan_dir=DIALPLAN_DIR,
+                        public_dialplan=PUBLIC_DIALPLAN,
                         python_conf=PYTHON_CONF, domain=self.domain,
-                        ipv4=f"127.0.0.{11 + len(self.switches)}",
+                        # as on one host: events name the machine's address, SIP listens on
+                        # 127.0.0.1, each node on ports of its own (F5)
+                        ipv4=f"127.0.0.{11 + len(self.switches)}", sip_ip="127.0.0.1",
                         time_scale=self.time_scale, seed=len(self.switches) + 1)
         self.switches.append(switch)
         switch.start()

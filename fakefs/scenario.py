@@ -17,6 +17,9 @@ from fakefs.switch import RegisterResult, Switch
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DIALPLAN_DIR = PROJECT_ROOT / "dialplan"
 PYTHON_CONF = PROJECT_ROOT / "conf" / "autoload_configs" / "python.conf.xml"
+# What conf/freeswitch puts in the public context (the external profile's: trunks and the
+# other nodes' relayed agent calls), as the README's install steps do.
+PUBLIC_DIALPLAN = [DIALPLAN_DIR / "10_fsapps_acd.xml"]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0,
@@ -46,6 +49,8 @@ class CallCenter:
         self.switches: list[Switch] = []
 
     def start_switch(self, name: str | None = None, **kwargs: Any) -> Switch:
+        if self.dialplan_dir == DIALPLAN_DIR:
+            kwargs.setdefault("public_dialplan", PUBLIC_DIALPLAN)
         switch = Switch(name or f"fs{len(self.switches) + 1}", dialplan_dir=self.dialplan_dir,
                         python_conf=self.python_conf, time_scale=self.time_scale,
                         domain=self.domain, **kwargs)

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -44,6 +44,22 @@ from fakefs.modpython import SwitchCrashed, bind, run_runtime, run_xml_fetch
 from fakefs.scheduler import Scheduler
 
 LOG_LEVELS = ("DEBUG", "INFO", "NOTICE", "WARNING", "ERR", "CRIT", "ALERT", "CONSOLE")
+
+
+@dataclass
+class SipProfile:
+    """A sofia profile: where it listens for SIP and the context its inbound calls run in
+    (conf/freeswitch: "internal" for phones, context default; "external" for trunks and the
+    other nodes, no authentication, context public)."""
+
+    name: str
+    ip: str
+    port: int
+    context: str
+
+    @property
+    def url(self) -> str:
+        return f"sip:mod_sofia@{self.ip}:{self.port}"
 
 
 @dataclass
@@ -98,7 +114,15 @@ class Switch:
                  dialplan_context: str = "default", python_conf: str | Path | None = None,
                  domain: str = "127.0.0.1", ipv4: str = "127.0.0.1",
                  time_scale: float = 1.0, seed: int | None = None,
-                 global_vars: dict[str, str] | None = None) -> None:
+                 global_vars: dict[str, str] | None = None, sip_ip: str | None = None,
+                 sip_ports: dict[str, int] | None = None,
+                 public_dialplan: str | Path | Sequence[str | Path] | None = None) -> None:
+        """``ipv4`` is the machine's address (events' FreeSWITCH-IPv4); SIP listens where the
+        profiles say: ``sip_ip`` (default ``ipv4``) on ``sip_ports`` (default internal 5060,
+        external 5080; a port a running fake switch holds on that address already becomes
+        the next free one, so several nodes can share an address as on one host).
+        ``dialplan_dir``'s files go into ``dialplan_context``; ``public_dialplan`` (a directory
+        or files) into context "public", where calls on the external profile run."""
         self.name = name
         self.core_uuid = str(uuidlib.uuid4())
         self.ipv4 = ipv4
@@ -135,13 +159,23 @@ class Switch:
         self.aliases: dict[str, str] = {}
         self.conferences: dict[str, dict[str, Any]] = {}
         self.dialplan = Dialplan()
-        current = SIP_NETWORK.get(ipv4)
-        if current is None or not current.running:
-            SIP_NETWORK[ipv4] = self
+        self.profiles: dict[str, SipProfile] = {}
+        ports = {"internal": 5060, "external": 5080, **(sip_ports or {})}
+        for profile, port in ports.items():
+            context = {"internal": dialplan_context, "external": "public"}.get(profile, "public")
+            self.profiles[profile] = _listen(self, SipProfile(profile, sip_ip or ipv4, port,
+                                                               context))
         self._lock = threading.RLock()
         try:
             if dialplan_dir is not None:
                 self.dialplan.load_dir(dialplan_dir, dialplan_context)
+            public = [] if public_dialplan is None else [public_dialplan] \
+                if isinstance(public_dialplan, (str, Path)) else list(public_dialplan)
+            for item in public:
+                if Path(item).is_dir():
+                    self.dialplan.load_dir(item, "public")
+                else:
+                    self.dialplan.load_text(Path(item).read_text(encoding="utf-8"), "public")
             if python_conf is not None:
                 self.load_python_conf(python_conf)
         except Exception:
@@ -480,7 +514,11 @@ class Switch:
             caller_id_name=caller_name or caller, caller_id_number=caller,
             destination_number=destination, context=context, network_addr=network_addr,
             username=caller, behaviour=behaviour or Behaviour(hangup_after_ms=None))
-        channel.variables.update({"direction": "inbound", "domain_name": domain,
+        if authenticated or profile != "external":
+            # mod_sofia sets domain_name from the digest realm; a call on the external
+            # profile (no authentication) has none (observed on 1.10.12)
+            channel.variables["domain_name"] = domain
+        channel.variables.update({"direction": "inbound",
                                   "sip_from_user": caller, "sip_to_user": destination,
                                   "sip_req_user": destination, "caller_id_number": caller,
                                   "destination_number": destination,
@@ -961,7 +999,7 @@ class Switch:
         behaviour, failure, name = self._resolve_endpoint(tech, rest, leg)
         leg.name = name or leg.name
         if failure is not None and (tech in ("error", "user") or failure in (
-                "INVALID_GATEWAY", "GATEWAY_DOWN", "CHAN_NOT_IMPLEMENTED")):
+                "INVALID_GATEWAY", "GATEWAY_DOWN", "INVALID_PROFILE", "CHAN_NOT_IMPLEMENTED")):
             # The endpoint refused before any session existed (error/, an unknown or
             # unregistered user, a bad gateway): no channel, no events, just the cause.
             with leg.lock:
@@ -1020,7 +1058,7 @@ class Switch:
                 leg.variables["sip_gateway_name"] = gw_name
                 return gateway.behaviour_for(number), None, f"sofia/gateway/{gw_name}/{number}"
             user, _, host = target.partition("@")
-            host_only = host.split(":")[0]
+            host_only, _, port = host.partition(":")
             for (reg_user, _), regs in self.registrations.items():
                 for reg in regs:
                     if reg_user == user and reg.network_ip == host_only:
@@ -1028,10 +1066,16 @@ class Switch:
             peer = self.sip_peers.get(host) or self.sip_peers.get(host_only)
             if peer is not None:
                 return peer, None, None
-            remote = SIP_NETWORK.get(host_only)
-            if remote is not None and remote is not self and remote.running:
-                # Another fake FreeSWITCH node: the INVITE lands there as an inbound call.
-                apps_module.start_peer_call(self, leg, remote, user)
+            if profile not in self.profiles:
+                return None, "INVALID_PROFILE", None  # observed: originate answers that
+            # SIP goes to host:port, 5060 when the dial string names no port
+            listener = SIP_NETWORK.get(f"{host_only}:{port or 5060}")
+            if listener is not None and listener[0] is not self and listener[0].running:
+                # Another fake FreeSWITCH node: the INVITE lands there as an inbound call on
+                # the profile listening at that address, in that profile's context.
+                remote, remote_profile = listener
+                apps_module.start_peer_call(self, leg, remote, user, remote_profile,
+                                            self.profiles[profile])
                 return None, None, f"sofia/{profile}/{user}@{host}"
             return None, "DESTINATION_OUT_OF_ORDER", None
         if tech == "loopback":
@@ -1255,9 +1299,21 @@ class Switch:
         return heard
 
 
-# The fake SIP network: switches by their IPv4 address, so ``sofia/<profile>/<user>@<ip>``
-# on one fake node reaches another (several nodes in one process).
-SIP_NETWORK: dict[str, Switch] = {}
+# The fake SIP network: "ip:port" -> the switch and its profile listening there, so
+# ``sofia/<profile>/<user>@<ip>[:<port>]`` on one fake node reaches another (several nodes in
+# one process).
+SIP_NETWORK: dict[str, tuple[Switch, str]] = {}
+
+
+def _listen(switch: Switch, profile: SipProfile) -> SipProfile:
+    """Bind ``profile`` on the fake network at its ip:port, or the next port no running
+    switch holds."""
+    while True:
+        current = SIP_NETWORK.get(f"{profile.ip}:{profile.port}")
+        if current is None or not current[0].running or current[0] is switch:
+            SIP_NETWORK[f"{profile.ip}:{profile.port}"] = (switch, profile.name)
+            return profile
+        profile.port += 1
 
 
 _CALLSTATES = ["DOWN", "DIALING", "RINGING", "EARLY", "ACTIVE", "HELD", "RING_WAIT", "HANGUP",

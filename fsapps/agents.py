@@ -8,7 +8,9 @@ Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
 ``p:{d}:agent:<ext>``  hash  no expiry. Fields: extension, domain, job_number, enabled
     ("0": the extension is disabled, its seat kept busy: no queue calls; absent = enabled),
     logged_in ("1"/"0"), groups (comma list), reg_state (reged/unreg), seat_status (idle/busy),
-    reg_node / reg_host (the node the phone registered on and its SIP address), reg_until
+    reg_node / reg_host (the node the phone registered on, and that node's relay address
+    ``host:port`` when it registered — informational: other nodes ring the phone at the
+    relay address of reg_node's live heartbeat, :func:`fsapps.acd.agent_endpoint`), reg_until
     (ms when that registration runs out unless renewed: the REGISTER's expires) / reg_stamp
     (the Event-Date-Timestamp of its sofia::register, naming that registration's live state),
     call_state (:class:`~fsapps.agent_state.CallState`), last_change (ms of the last call-state

@@ -5,7 +5,11 @@ command queue each node's runtime serves, so any process can reach the node that
 Keys (``p`` prefix; domain-less, hash tag ``{nodes}``):
 
 ``p:{nodes}:nodes``               zset  node names, score = last heartbeat (ms).
-``p:{nodes}:node:<n>:heartbeat``  hash  PX 3 heartbeats: facts about the node (host, started).
+``p:{nodes}:node:<n>:heartbeat``  hash  PX 3 heartbeats: facts about the node: ``last`` (ms),
+                                        ``relay`` (``host:port`` where its relay sofia profile
+                                        listens: other nodes ring the agents registered on n
+                                        there, see :func:`fsapps.acd.agent_endpoint`; absent
+                                        until the switch reported it).
 ``p:{nodes}:node:<n>:commands``   list  PX 60 s after the last push: JSON commands for node n,
                                         RPUSH by anyone, BLPOP by n.
 ``p:{nodes}:node:<n>:channels``   set   PX 60 s, renewed by every heartbeat: uuids of the live
@@ -27,6 +31,7 @@ Keys (``p`` prefix; domain-less, hash tag ``{nodes}``):
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid as uuidlib
 from typing import Any
@@ -40,6 +45,26 @@ COMMANDS_TTL_MS = 60_000
 CHANNELS_TTL_MS = 60_000
 REPLY_TTL_MS = 30_000
 REPLY_TIMEOUT_S = 5.0
+
+# sofia xmlstatus profile <name>: <url>sip:mod_sofia@127.0.0.1:5080</url> ([v6] in brackets)
+_PROFILE_URL = re.compile(r"<url>\s*sips?:[^@<]*@(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)"
+                          r"(?::(\d{1,5}))?[;>\s<]")
+# what may follow the @ of a sofia dial string: host or address and an optional port
+RELAY_ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}")
+
+
+def profile_address(xmlstatus: str) -> str | None:
+    """``host:port`` where a sofia profile listens for SIP, read from the answer of
+    ``sofia xmlstatus profile <name>`` (its ``<url>``; port 5060 when the url names none).
+    None when the answer is no profile's status ("Invalid Profile!", an -ERR, a profile still
+    starting)."""
+    m = _PROFILE_URL.search(xmlstatus or "")
+    if m is None:
+        return None
+    port = int(m.group(2) or 5060)
+    if not 1 <= port <= 65535:
+        return None
+    return f"{m.group(1)}:{port}"
 
 
 class Nodes:
@@ -56,6 +81,12 @@ class Nodes:
         pipe.pexpire(self.keys.heartbeat(node), 3 * HEARTBEAT_MS)
         pipe.pexpire(self.keys.channels(node), CHANNELS_TTL_MS)
         pipe.execute()
+
+    def relay_address(self, node: str) -> str | None:
+        """``host:port`` of ``node``'s relay profile, from its live heartbeat: None when the
+        node is not beating (its heartbeat expired) or has not reported one."""
+        address = self.r.hget(self.keys.heartbeat(node), "relay")
+        return str(address) if address and RELAY_ADDRESS.fullmatch(str(address)) else None
 
     def channel_created(self, node: str, uuid: str, pipeline: Any = None) -> None:
         """Record that ``uuid`` lives on ``node`` (optionally in the caller's pipeline)."""

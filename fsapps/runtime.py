@@ -3,7 +3,9 @@
 It runs for the life of the switch, in the thread mod_python3 gives it, plus one thread of its
 own for the node's command queue (started once, never per call):
 
-- node heartbeat in Redis, so other nodes and CTI servers know the node is alive;
+- node heartbeat in Redis, so other nodes and CTI servers know the node is alive, with the
+  SIP address of its relay profile (``relay_profile``, read from the switch with
+  ``sofia xmlstatus profile <name>``): other nodes ring the agents registered here there;
 - commands for this node (``break <uuid>`` wakes a queued caller whose agent is reserved;
   ``transfer`` / ``hold`` / ``unhold`` / ``threeway`` run a switch command issued on another
   node for a channel of this one, and answer it);
@@ -51,7 +53,7 @@ from fsapps.cstafeed import CstaFeed
 from fsapps.errors import FsappsError
 from fsapps.fslog import log
 from fsapps.livestate import LiveState, Owner, parse_owner
-from fsapps.nodes import HEARTBEAT_MS, Nodes
+from fsapps.nodes import HEARTBEAT_MS, Nodes, profile_address
 from fsapps.pubsub import stamp
 from fsapps.store.connection import publish_pipeline
 from fsapps.userdir import flush_commands
@@ -60,6 +62,10 @@ WRAPUP_CHECK_MS = 200
 EVENT_QUEUE_LEN = 100_000
 EVENT_BATCH = 500
 RECONCILE_MS = 2000
+# The relay profile's address is asked of the switch on every heartbeat until it answers
+# (sofia starts its profiles a moment after the runtime starts), then again this often.
+RELAY_REFRESH_MS = 30_000
+RELAY_WARN_AFTER = 10  # heartbeats without an answer before a warning
 # Stopping with the switch: events still arriving are handled until none came for
 # STOP_QUIET_S, STOP_DRAIN_S at most (mod_python3 gives a stopping script about 10 s).
 STOP_QUIET_S = 1.5
@@ -82,7 +88,9 @@ class NodeRuntime:
         self.nodes = Nodes(ctx)
         self.livestate = LiveState(ctx, node)
         self.stopping = threading.Event()
-        self._next = {"heartbeat": 0, "wrapups": 0, "reconcile": 0}
+        self._next = {"heartbeat": 0, "wrapups": 0, "reconcile": 0, "relay": 0}
+        self.relay: str | None = None  # host:port of this node's relay profile, once known
+        self._relay_misses = 0
         self.xcc: xcc.XccPublisher | None = None
         self.cdr_writer = SpoolWriter(ctx, node)
         self.call_records = CallRecords(ctx, node, self.api_execute)
@@ -335,7 +343,8 @@ class NodeRuntime:
             # Where the phone is registered: other nodes reach the agent through this node;
             # and until when: if this node dies, nothing renews it after that (reconcile).
             expires = (event.getHeader("expires") or "").strip()
-            agents.registered(user, self.node, event.getHeader("FreeSWITCH-IPv4") or "",
+            # (not the event's FreeSWITCH-IPv4: the machine's address, not where SIP listens)
+            agents.registered(user, self.node, self.relay or "",
                               int(expires) if expires.isdigit() else 0,
                               event.getHeader("Event-Date-Timestamp") or "")
             acd.agent_available(self.ctx, domain, user)
@@ -368,7 +377,9 @@ class NodeRuntime:
         now = now_ms()
         if now >= self._next["heartbeat"]:
             self._next["heartbeat"] = now + HEARTBEAT_MS
-            self.nodes.heartbeat(self.node)
+            if now >= self._next["relay"]:
+                self.guarded(self.learn_relay, now)
+            self.nodes.heartbeat(self.node, {"relay": self.relay} if self.relay else None)
         if now >= self._next["wrapups"]:
             self._next["wrapups"] = now + WRAPUP_CHECK_MS
             for domain in self.ctx.settings.domains:
@@ -381,6 +392,27 @@ class NodeRuntime:
                 # is gone (after a restart, both the agent's call and the callers are)
                 self.reconcile_queue(domain)
                 self.reconcile(domain, now)
+
+    def learn_relay(self, now: int) -> None:
+        """Where this node's relay profile listens for SIP (``sofia xmlstatus profile
+        <relay_profile>``), published with the heartbeat for the other nodes. Until the
+        switch answers with the profile's status, asked again on the next heartbeat (a
+        warning after RELAY_WARN_AFTER); then every RELAY_REFRESH_MS."""
+        profile = self.ctx.settings.relay_profile
+        address = profile_address(self.api_execute("sofia", f"xmlstatus profile {profile}"))
+        if address is None:
+            self._relay_misses += 1
+            if self._relay_misses == RELAY_WARN_AFTER:
+                log("WARNING", f"runtime {self.node}: sofia profile {profile!r} (relay_profile) "
+                               "is not running: agents registered on this node cannot be rung "
+                               "from other nodes until it is")
+            return
+        if address != self.relay:
+            log("NOTICE", f"runtime {self.node}: other nodes relay agent calls to sofia "
+                          f"profile {profile!r} at {address}")
+        self.relay = address
+        self._relay_misses = 0
+        self._next["relay"] = now + RELAY_REFRESH_MS
 
     def reconcile(self, domain: str, now: int) -> list[str]:
         """Repair agents whose call state no longer matches the switch: a reservation whose

@@ -43,7 +43,9 @@ fsapps-owned, from :class:`NodeKeys`:
 
 =================================  ======  =====================================================
 ``p:{nodes}:nodes``                zset    none; node names, score = last heartbeat (ms)
-``p:{nodes}:node:<n>:heartbeat``   hash    PX a few heartbeats; node facts (host, started ...)
+``p:{nodes}:node:<n>:heartbeat``   hash    PX a few heartbeats; node facts: last (ms), relay
+                                           (host:port of its relay sofia profile: other nodes
+                                           ring its agents' phones there)
 ``p:{nodes}:node:<n>:commands``    list    PX 60 s after the last push; commands for node n
                                            (RPUSH by anyone, BLPOP by the node's runtime)
 ``p:{nodes}:node:<n>:channels``    set     PX 60 s renewed by each heartbeat; uuids of node n's

@@ -1,0 +1,106 @@
+"""Two FreeSWITCH nodes on loopback sharing the session's Redis and PostgreSQL: an agent whose
+phone is registered on one node answers a queue call that arrived on the other (F5).
+
+fs1 is the session's node; fs2 is built and started here, from the same conf/ and dialplan/,
+with ports of its own. Both listen on 127.0.0.1 (vars.xml local_ip_v4) while their events'
+FreeSWITCH-IPv4 is the machine's detected address: a node reaching another must use where that
+node's relay profile ("external", relay_profile) listens — host AND port — as each runtime
+reads it from its switch (``sofia xmlstatus profile external``) and publishes it with its
+heartbeat. The call reaches fs2 on its external profile (no authentication, fsapps_peers ACL:
+vars.xml peers_cidr 127.0.0.1/32 lets the other node in), runs context public, where
+dialplan/10_fsapps_acd.xml's fsapps_agent_relay extension rings the local user of the domain
+named by the X-FSAPPS-Domain header.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from switch.conftest import DOMAIN, Stack, wait_for
+from switch.realswitch import RealSwitch
+from switch.test_acd import agent, agent_state, api, attempts, cdr_row
+
+_groups = itertools.count(3500)
+
+
+@pytest.fixture(scope="module")
+def fs2(stack: Stack, fs1: RealSwitch) -> Iterator[RealSwitch]:
+    """A second node next to fs1: same Redis, same database (migrated by fs1's fixture)."""
+    sw = stack.switch("fs2").build(trunk_port=stack.trunk_port).start()
+    yield sw
+    sw.stop(timeout=20)
+
+
+def relay_of(st: Stack, node: str) -> str | None:
+    return st.redis.hget(f"fsapps:{{nodes}}:node:{node}:heartbeat", "relay")
+
+
+@pytest.fixture
+def group(fs1: RealSwitch, fs2: RealSwitch, phones: Stack) -> Iterator[str]:
+    number = str(next(_groups))
+    api(fs1, f"nway_add_group {number} 0")
+    # each node publishes where its relay profile listens (the runtime asks its switch once
+    # sofia runs): what another node dials to reach the phones registered there
+    for sw in (fs1, fs2):
+        wait_for(lambda sw=sw: relay_of(phones, sw.name) == f"127.0.0.1:{sw.external_port}",
+                 15, f"{sw.name}'s relay address 127.0.0.1:{sw.external_port} published")
+    yield number
+    for ext in phones.redis.zrange(f"fsapps:{{{DOMAIN}}}:group:{number}:members", 0, -1):
+        fs1.api(f"python fsapps.api nway_logout {ext}")
+
+
+def settled(st: Stack, ext: str) -> bool:
+    """Out of the call and holding no reservation: no lease, no offer, not ringing/talking."""
+    state = agent_state(st, ext)
+    offers = st.redis.hgetall(f"fsapps:{{{DOMAIN}}}:offers")
+    return (state.get("call_state") in ("typing", "ready") and ext not in offers.values()
+            and not st.redis.exists(f"fsapps:{{{DOMAIN}}}:lease:{ext}"))
+
+
+def test_agent_on_fs2_answers_a_queue_call_that_arrived_on_fs1(
+        fs1: RealSwitch, fs2: RealSwitch, phones: Stack, group: str) -> None:
+    agent(fs2, phones, "3501", group)
+    assert agent_state(phones, "3501")["reg_node"] == "fs2"
+    call = phones.caller(fs1, f"7{group}", "13800000501", talk_ms=1500)
+    # the phone rings on fs2, reached through fs2's relay profile
+    wait_for(lambda: "fsapps_agent_3501" in fs2.api("show channels"), 20,
+             "the relayed leg on fs2")
+    assert call.wait(40) == 0, call.errors()
+    row = cdr_row(phones, "13800000501")
+    assert row["node"] == "fs1"  # the queue call's own node writes its CDR
+    assert row["destination_number"] == "3501"
+    assert row["group_number"] == group
+    assert row["a_destination_number"] == f"7{group}"
+    assert row["answer_stamp"] is not None and row["billsec"] >= 1  # type: ignore[operator]
+    assert row["hangup_cause"] == "NORMAL_CLEARING"
+    assert attempts(phones, row["uuid"]) == [("3501", "answered")]
+    # the relay legs of fs2 are part of that call: no CDR of their own
+    assert phones.sql("SELECT count(*) FROM cdr WHERE a_caller_id_number = %s",
+                      "13800000501") == [(1,)]
+    wait_for(lambda: settled(phones, "3501"), 15, "3501 free again, no reservation left")
+
+
+def test_agents_on_both_nodes_each_take_one_of_two_calls(
+        fs1: RealSwitch, fs2: RealSwitch, phones: Stack, group: str) -> None:
+    agent(fs1, phones, "3511", group)
+    agent(fs2, phones, "3512", group)
+    # each call arrives on one node; with the group's sequence mode the first goes to 3511
+    # (through fs1's relay), the second to 3512 (through fs2's): relays both ways
+    first = phones.caller(fs2, f"7{group}", "13800000511", talk_ms=6000)
+    # the second caller arrives while the first talks to one agent
+    wait_for(lambda: any(agent_state(phones, ext).get("call_state") == "talking"
+                         for ext in ("3511", "3512")), 20, "the first call answered")
+    second = phones.caller(fs1, f"7{group}", "13800000512", talk_ms=1500)
+    assert second.wait(40) == 0, second.errors()
+    assert first.wait(40) == 0, first.errors()
+    rows = [cdr_row(phones, caller) for caller in ("13800000511", "13800000512")]
+    assert [row["node"] for row in rows] == ["fs2", "fs1"]
+    assert {row["destination_number"] for row in rows} == {"3511", "3512"}
+    # each agent was offered exactly one call: one attempt each, both answered
+    offered = sorted(a for row in rows for a in attempts(phones, row["uuid"]))
+    assert offered == [("3511", "answered"), ("3512", "answered")]
+    for ext in ("3511", "3512"):
+        wait_for(lambda ext=ext: settled(phones, ext), 15, f"{ext} free again")
