@@ -15,10 +15,12 @@ named by the X-FSAPPS-Domain header.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 
 import pytest
 
+from fsapps.nodes import profile_address
 from switch.conftest import DOMAIN, Stack, wait_for
 from switch.realswitch import RealSwitch
 from switch.test_acd import agent, agent_state, api, attempts, cdr_row
@@ -52,6 +54,20 @@ def group(fs1: RealSwitch, fs2: RealSwitch, phones: Stack) -> Iterator[str]:
         fs1.api(f"python fsapps.api nway_logout {ext}")
 
 
+def relayed_leg(sw: RealSwitch, ext: str) -> dict[str, str] | None:
+    rows = json.loads(sw.api("show channels as json")).get("rows") or []
+    return next((row for row in rows if row.get("dest") == f"fsapps_agent_{ext}"), None)
+
+
+def test_the_relay_profile_as_fakefs_models_it(fs2: RealSwitch) -> None:
+    """What fsapps reads of sofia and fakefs answers the same way (tests/test_relay.py)."""
+    assert profile_address(fs2.api("sofia xmlstatus profile external")) == \
+        f"127.0.0.1:{fs2.external_port}"
+    assert "<context>public</context>" in fs2.api("sofia xmlstatus profile external")
+    assert fs2.api("sofia xmlstatus profile nosuch").strip() == "Invalid Profile!"
+    assert fs2.api("originate sofia/nosuch/1@127.0.0.1 &park").strip() == "-ERR INVALID_PROFILE"
+
+
 def settled(st: Stack, ext: str) -> bool:
     """Out of the call and holding no reservation: no lease, no offer, not ringing/talking."""
     state = agent_state(st, ext)
@@ -65,9 +81,12 @@ def test_agent_on_fs2_answers_a_queue_call_that_arrived_on_fs1(
     agent(fs2, phones, "3501", group)
     assert agent_state(phones, "3501")["reg_node"] == "fs2"
     call = phones.caller(fs1, f"7{group}", "13800000501", talk_ms=1500)
-    # the phone rings on fs2, reached through fs2's relay profile
-    wait_for(lambda: "fsapps_agent_3501" in fs2.api("show channels"), 20,
-             "the relayed leg on fs2")
+    # the phone rings on fs2, reached through fs2's relay profile: what fakefs models of
+    # that leg (context public, no domain_name, the header as a variable) holds here
+    relayed = wait_for(lambda: relayed_leg(fs2, "3501"), 20, "the relayed leg on fs2")
+    assert relayed["context"] == "public" and relayed["name"].startswith("sofia/external/")
+    assert fs2.api(f"uuid_getvar {relayed['uuid']} sip_h_X-FSAPPS-Domain") == DOMAIN
+    assert fs2.api(f"uuid_getvar {relayed['uuid']} domain_name") == "_undef_"
     assert call.wait(40) == 0, call.errors()
     row = cdr_row(phones, "13800000501")
     assert row["node"] == "fs1"  # the queue call's own node writes its CDR
