@@ -742,6 +742,13 @@ class Switch:
             channel.state = "CS_HANGUP"
             # No hangup variables yet (hangup_cause, answer_uepoch, billsec, ...): the hangup
             # state sets them (hangup_state), after the channel's dialplan has returned.
+        bridged = self.channels.get(channel.peer) if channel.peer else None
+        if bridged is not None and bridged.up:
+            # switch_channel_perform_hangup: the partner of the channel that hangs up gets
+            # last_bridge_hangup_cause. A callee ending the bridge sets it on the caller; a
+            # caller ending it sets it on the callee only, the caller's stays unset (its
+            # bridged callee hangs up after it, when it is no longer up).
+            bridged.set("last_bridge_hangup_cause", cause)
         self.fire("CHANNEL_HANGUP", channel)
         channel.wake()
         attempt = channel.variables.get("_attempt_id")
@@ -1197,7 +1204,6 @@ class Switch:
                                                   "Other-Leg-Unique-ID": b.uuid})
         if not b.up:
             a.set("bridge_hangup_cause", b.hangup_cause)
-            a.set("last_bridge_hangup_cause", b.hangup_cause)
         if interrupt is not None:
             if b.up and b.session_thread is None:
                 self.hangup(b, "NORMAL_CLEARING")

@@ -307,8 +307,7 @@ class Router:
                 leg = str(agent_leg or "")
             answer = answer or rang
             leg = leg or s.getVariable("bridge_uuid") or s.getVariable("last_bridge_to") or ""
-        cause = s.getVariable("last_bridge_hangup_cause") or \
-            ("" if disposition == "SUCCESS" else disposition)
+        cause = cdr.attempt_cause(s, disposition)
         self.attempts.append(cdr.Attempt(
             attempt_no=len(self.attempts) + 1, extension=extension, start=rang, answer=answer,
             end=time.time(), result=attempt_result(disposition),

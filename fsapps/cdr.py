@@ -130,6 +130,19 @@ def attempt_result(disposition: str) -> str:
     return _ATTEMPT_RESULTS.get(disposition, "failed")
 
 
+def attempt_cause(session: Any, disposition: str) -> str:
+    """The ``cdr_agent_attempt.hangup_cause`` of the party a ``bridge`` rang, read on the
+    caller's channel once the bridge returned with ``disposition``. Answered: the party leg's
+    own cause, ``bridge_hangup_cause``, whoever ended the bridge ("" while the party is still
+    up: a transfer took the caller away). Not ``last_bridge_hangup_cause``: FreeSWITCH sets
+    that on the channel whose partner hangs up, so a caller that ended the bridge has none
+    (or one left by an earlier failed attempt). Not answered: ``last_bridge_hangup_cause``,
+    the leg's cause (e.g. USER_BUSY), else the disposition."""
+    if disposition == "SUCCESS":
+        return session.getVariable("bridge_hangup_cause") or ""
+    return session.getVariable("last_bridge_hangup_cause") or disposition
+
+
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """``data`` without the keys ``cls`` does not know (written by a newer fsapps)."""
     names = {f.name for f in fields(cls)}

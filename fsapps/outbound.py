@@ -357,10 +357,10 @@ def direct_cdr(session: Any, *, extension: str, caller: str, domain: str, node: 
     (:func:`fsapps.cdr.complete`)."""
     answered = disposition == "SUCCESS"
     a_end = time.time()
-    cause = (session.getVariable("last_bridge_hangup_cause") or "") if dial_started else ""
+    cause = cdr.attempt_cause(session, disposition) if dial_started else disposition
     attempt = cdr.Attempt(
         attempt_no=1, extension=extension, start=dial_started or a_end, answer=None,
-        end=a_end, result=acd.attempt_result(disposition), hangup_cause=cause or disposition,
+        end=a_end, result=acd.attempt_result(disposition), hangup_cause=cause,
         leg_uuid=(session.getVariable("last_bridge_to") or "") if answered else "")
     return cdr.Cdr(
         uuid=session.get_uuid(), is_callout=False, a_caller_id_number=caller,

@@ -304,6 +304,9 @@ def test_switch_hangup_fields_of_answered_app_calls(c: Cdrs) -> None:
         [attempt] = c.attempts(calls[app].uuid)
         assert attempt["answer_stamp"] is not None and attempt["billsec"] >= 1, app
         assert attempt["transferred"] is False
+        # the caller ended the bridge: the agent's leg cleared normally (its
+        # bridge_hangup_cause; the caller's last_bridge_hangup_cause stays unset then)
+        assert attempt["hangup_cause"] == "NORMAL_CLEARING", app
 
 
 # ------------------------------------------------------------------------ spool -------------

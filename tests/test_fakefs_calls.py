@@ -286,6 +286,26 @@ def test_bridge_answered_then_hung_up(switch: Switch) -> None:
     assert {"CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE"} <= set(names(events_of(switch, caller.uuid)))
 
 
+def test_bridge_answered_then_the_caller_hangs_up(switch: Switch) -> None:
+    """The caller ends the bridge: the callee's cause is bridge_hangup_cause, but the caller's
+    last_bridge_hangup_cause stays unset (switch_channel_perform_hangup sets it on the partner
+    of the channel hanging up: here the callee). As a real 1.10.12 showed
+    (tests/switch/test_fidelity.py test_a_leg_variables_after_a_bridge)."""
+    phone(switch, "1001", Behaviour(answer_after_ms=100))
+    caller = bridge_call(switch, "user/1001",
+                         behaviour=Behaviour(hangup_after_bridge_ms=500))
+    seen = bridge_result()
+    assert seen["originate_disposition"] == "SUCCESS" and seen["DIALSTATUS"] == "SUCCESS"
+    assert seen["bridge_hangup_cause"] == "NORMAL_CLEARING"
+    assert seen["last_bridge_hangup_cause"] is None
+    assert seen["last_bridge_to"] == seen["bridge_uuid"]
+    assert seen["hangup_cause"] is None and seen["ready"] is False
+    finished(caller)
+    [agent] = legs(switch, caller)
+    assert agent.hangup_cause == "NORMAL_CLEARING"
+    assert agent.get("last_bridge_hangup_cause") == "NORMAL_CLEARING"  # the caller's cause
+
+
 def test_bridge_never_answered_times_out_on_a_whole_second_timer(switch: Switch) -> None:
     phone(switch, "1001", Behaviour(answer_after_ms=None))
     caller = bridge_call(switch, "{originate_timeout=5}user/1001")

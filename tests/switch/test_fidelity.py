@@ -218,8 +218,9 @@ def test_a_leg_variables_after_a_bridge(fid: Fid) -> None:
     assert str(seen["bridge_channel"]).startswith("sofia/external/callee@127.0.0.1:")
     assert seen["hangup_cause"] is None and seen["ready"] is False
     # the caller ended the bridge: the b-leg's cause is bridge_hangup_cause, but
-    # last_bridge_hangup_cause stays unset (fakefs sets both; FREESWITCH.md's table is for a
-    # callee that hangs up first)
+    # last_bridge_hangup_cause stays unset (FREESWITCH.md's table is for a callee that hangs
+    # up first; fakefs: test_bridge_answered_then_the_caller_hangs_up; fsapps reads an
+    # answered party's cause from bridge_hangup_cause, cdr.attempt_cause)
     assert seen["bridge_hangup_cause"] == "NORMAL_CLEARING"
     assert seen["last_bridge_hangup_cause"] is None
     unbridge = fid.event("CHANNEL_UNBRIDGE", a_uuid)
