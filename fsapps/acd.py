@@ -29,7 +29,6 @@ from fsapps.context import Context, get_context, now_ms
 from fsapps.fslog import log
 from fsapps.groups import Group, Groups
 from fsapps.nodes import Nodes
-from fsapps.numbers import valid_extension
 from fsapps.pubsub import stamp
 
 # Hold music is cut into segments this long at most, so a wake-up that arrived before the
@@ -399,8 +398,8 @@ def agent_endpoint(ctx: Context, domain: str, extension: str, node: str) -> str:
     <host:port>`` — sent from this node's relay profile to the address the other node's
     relay profile listens on (its heartbeat's ``relay``: read from its switch, not the
     machine's FreeSWITCH-IPv4, which need not be where SIP listens). There it lands in that
-    profile's context, whose ``fsapps_agent_relay`` extension rings the local user of the
-    domain the header names (:func:`relay_endpoint`). When that node has no relay address (it
+    profile's context, whose ``fsapps_agent_relay`` extension (dialplan/10_fsapps_acd.xml)
+    rings the local user of the domain the header names. When that node has no relay address (it
     stopped beating, or never reported one) the phone is unreachable from here: ``user/``,
     which fails at once, and a warning."""
     reg_node = ctx.redis.hget(ctx.keys(domain).agent(extension), "reg_node")
@@ -415,21 +414,6 @@ def agent_endpoint(ctx: Context, domain: str, extension: str, node: str) -> str:
         return f"user/{extension}@{domain}"
     return (f"[{RELAY_DOMAIN_HEADER}={domain}]sofia/{ctx.settings.relay_profile}/"
             f"{RELAY_PREFIX}{extension}@{relay}")
-
-
-def relay_endpoint(settings: Any, extension: str, domain: str | None) -> str:
-    """What the ``fsapps_agent_relay`` extension bridges a relayed agent call to, on the node
-    the phone is registered on: ``user/<ext>@<domain>``, the domain being the relay leg's
-    X-FSAPPS-Domain header (an unauthenticated call on the relay profile has no
-    ``domain_name``). Both come from the network: an extension that is no directory user id,
-    or a domain that is not one of ``settings.domains``, never reach the dial string —
-    ``error/NO_ROUTE_DESTINATION`` instead (the calling node sees that cause)."""
-    if not valid_extension(extension) or not domain or domain not in settings.domains:
-        log("WARNING", f"fsapps_agent_relay: refused a relayed call to extension "
-                       f"{extension!r} in domain {domain!r} (not a configured domain, or not "
-                       "an extension)")
-        return "error/NO_ROUTE_DESTINATION"
-    return f"user/{extension}@{domain}"
 
 
 def agent_available(ctx: Context, domain: str, extension: str) -> str | None:

@@ -68,6 +68,17 @@ def test_the_relay_profile_as_fakefs_models_it(fs2: RealSwitch) -> None:
     assert fs2.api("originate sofia/nosuch/1@127.0.0.1 &park").strip() == "-ERR INVALID_PROFILE"
 
 
+def test_a_relay_for_a_domain_fs2_does_not_serve_rings_nobody(
+        fs1: RealSwitch, fs2: RealSwitch, phones: Stack, group: str) -> None:
+    agent(fs2, phones, "3521", group)
+    relay = f"sofia/external/fsapps_agent_3521@127.0.0.1:{fs2.external_port}"
+    for header, answer in (("evil.test", "-ERR SUBSCRIBER_ABSENT"),
+                           ("", "-ERR NO_ROUTE_DESTINATION")):
+        variables = f"{{sip_h_X-FSAPPS-Domain={header}}}" if header else ""
+        assert fs1.api(f"originate {variables}{relay} &park").strip() == answer
+    assert agent_state(phones, "3521")["call_state"] == "ready"
+
+
 def settled(st: Stack, ext: str) -> bool:
     """Out of the call and holding no reservation: no lease, no offer, not ringing/talking."""
     state = agent_state(st, ext)
