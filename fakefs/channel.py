@@ -266,13 +266,19 @@ class Channel:
         v["progresssec"] = str((progress - start) // 1_000_000) if progress else "0"
         v["answersec"] = str((answered - start) // 1_000_000) if answered else "0"
         v["waitsec"] = str((t.get("bridged", 0) - start) // 1_000_000) if t.get("bridged") else "0"
+        v["sip_hangup_disposition"] = self.sip_hangup_disposition()
+
+    def sip_hangup_disposition(self) -> str:
+        """mod_sofia's ``sip_hangup_disposition`` for how the channel ended: who hung up
+        (``hangup_side``), answered or not, which direction."""
+        answered = "answered" in self.times
         if self.direction == "inbound":
             disposition = {("remote", True): "recv_bye", ("local", True): "send_bye",
                            ("remote", False): "recv_cancel", ("local", False): "send_refuse"}
         else:
             disposition = {("remote", True): "recv_bye", ("local", True): "send_bye",
                            ("remote", False): "recv_refuse", ("local", False): "send_cancel"}
-        v["sip_hangup_disposition"] = disposition[(self.hangup_side or "local", bool(answered))]
+        return disposition[(self.hangup_side or "local", answered)]
 
     def __hash__(self) -> int:
         return hash(self.uuid)

@@ -750,6 +750,13 @@ class Switch:
             # bridged callee hangs up after it, when it is no longer up).
             bridged.set("last_bridge_hangup_cause", cause)
         self.fire("CHANNEL_HANGUP", channel)
+        if side == "remote":
+            # mod_sofia handling the far end's BYE / CANCEL / refusal sets the disposition
+            # itself, just after the channel hung up (sofia_handle_sip_i_bye: CHANNEL_HANGUP
+            # never carries it): a handler that reads it once ready() turned false usually
+            # finds it, though it may be first. Our own hangups' send_bye / send_refuse, like
+            # every other hangup-state variable, wait for the hangup state (hangup_state).
+            channel.set("sip_hangup_disposition", channel.sip_hangup_disposition())
         channel.wake()
         attempt = channel.variables.get("_attempt_id")
         if attempt:
