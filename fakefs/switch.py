@@ -131,9 +131,11 @@ class Switch:
         self.random = random.Random(seed)
         self.globals: dict[str, str] = {
             # FreeSWITCH has no "switchname" global (only the `switchname` api and the
-            # FreeSWITCH-Switchname header of events), unless vars.xml sets one.
+            # FreeSWITCH-Switchname header of events), unless vars.xml sets one; nor a
+            # "domain_name" one with conf/freeswitch's vars.xml (observed: only channels
+            # the switch authenticated have a domain_name; ${domain_name} is "" elsewhere).
             "hostname": name, "core_uuid": self.core_uuid,
-            "domain": domain, "domain_name": domain, "local_ip_v4": ipv4,
+            "domain": domain, "local_ip_v4": ipv4,
             "sound_prefix": "/usr/share/freeswitch/sounds/en/us/callie",
             "hold_music": "local_stream://moh",
         }

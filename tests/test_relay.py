@@ -112,6 +112,7 @@ def test_fakefs_unknown_profile_and_unauthenticated_external_call() -> None:
                               authenticated=False)
         phone = sw.place_call("1001", "nothing-here", profile="internal", authenticated=True)
         assert trunk.get("domain_name") is None  # observed: no domain_name on external
+        assert sw.api("eval [${domain_name}]") == "[]"  # nor a global one (conf/freeswitch)
         assert phone.get("domain_name") == DOMAIN
     finally:
         sw.shutdown(grace=1.0)

@@ -66,6 +66,8 @@ def test_the_relay_profile_as_fakefs_models_it(fs2: RealSwitch) -> None:
     assert "<context>public</context>" in fs2.api("sofia xmlstatus profile external")
     assert fs2.api("sofia xmlstatus profile nosuch").strip() == "Invalid Profile!"
     assert fs2.api("originate sofia/nosuch/1@127.0.0.1 &park").strip() == "-ERR INVALID_PROFILE"
+    # conf/freeswitch sets no domain_name global: only an authenticated channel has one
+    assert fs2.api("eval [${domain_name}]").strip() == "[]"
 
 
 def test_a_relay_for_a_domain_fs2_does_not_serve_rings_nobody(
