@@ -249,17 +249,21 @@ class Switch:
         return self
 
     def shutdown(self, grace: float = 10.0) -> None:
-        """A switch shutdown in FreeSWITCH's order, as a real 1.10.12 showed it: ``running()``
-        turns false, the SHUTDOWN event fires, the runtime threads (startup-script / pyrun)
-        get SystemExit and ``grace`` seconds to end (mod_python3's unload gives about 10 s);
-        only THEN are the calls hung up (hupall, SYSTEM_SHUTDOWN). Their hangup events reach
-        no runtime: what a runtime recorded about those calls is still there when the node
-        starts again. (switch_core_destroy in the 1.10 source fires SHUTDOWN and runs hupall
-        before unloading the modules; ``running()`` is false before either, and a runtime that
-        stops reading when it turns false misses the hangups in both orders. fakefs takes the
-        order that was observed, in which no runtime can read them.)"""
+        """A switch shutdown in FreeSWITCH 1.10.12's order (switch_core_destroy): ``running()``
+        turns false, the SHUTDOWN event fires, hupall hangs every call up (SYSTEM_SHUTDOWN,
+        their hangup events fire), and only then do the modules unload, mod_python3 with
+        them: the runtime threads (startup-script / pyrun) get SystemExit and ``grace``
+        seconds to end (mod_python3's unload gives about 10 s). A runtime that keeps reading
+        events a while after ``running()`` turned false may read some of those hangups before
+        the unload stops it, or none: a race, on a real switch as here, so what it recorded
+        about the calls may outlive them until the node starts again (NodeRuntime.recover)."""
         self.running = False
         self.fire("SHUTDOWN")
+        # hupall gives every channel SYSTEM_SHUTDOWN: legs without a session thread first, so
+        # none of them is hung up as the bridged peer of another (NORMAL_CLEARING).
+        for channel in sorted(list(self.channels.values()),
+                              key=lambda c: c.session_thread is not None):
+            self.hangup(channel, "SYSTEM_SHUTDOWN")
         for thread in self.runtime_threads:
             if thread.is_alive() and thread.ident is not None:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
@@ -267,11 +271,6 @@ class Switch:
         deadline = time.monotonic() + grace
         for thread in self.runtime_threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        # hupall gives every channel SYSTEM_SHUTDOWN: legs without a session thread first, so
-        # none of them is hung up as the bridged peer of another (NORMAL_CLEARING).
-        for channel in sorted(list(self.channels.values()),
-                              key=lambda c: c.session_thread is not None):
-            self.hangup(channel, "SYSTEM_SHUTDOWN")
         self.scheduler.stop()
 
     def kill(self, grace: float = 5.0) -> None:

@@ -29,9 +29,10 @@ own for the node's command queue (started once, never per call):
   queued on a node that is gone (or whose channel is) leave the queue; phones registered on a
   node that is gone are unregistered once their registration's own expiry has passed;
 - at start (:meth:`NodeRuntime.recover`): what the node recorded about channels the switch no
-  longer has is removed. A switch shutdown turns ``running()`` false and stops this runtime
-  BEFORE it hangs the calls up, so their hangup events are never read; a crash loses them too.
-  The reconciler's first pass, at once, frees the agents and queued callers of such calls.
+  longer has is removed. A switch shutdown turns ``running()`` false, hangs the calls up and
+  then unloads mod_python3, stopping this runtime: whether it still reads those hangups races
+  the unload, and a crash loses them all. The reconciler's first pass, at once, frees the
+  agents and queued callers of such calls.
 """
 
 from __future__ import annotations
@@ -134,9 +135,10 @@ class NodeRuntime:
     def finish_events(self, consumer: Any, linger: bool) -> None:
         """Best effort at stop: handle the events still queued and, when the switch stopped
         (``linger``: not told to exit), those still arriving, until none came for STOP_QUIET_S
-        (STOP_DRAIN_S at most). The hangups of a shutdown are not among them (the switch
-        hangs its calls up after stopping this runtime): :meth:`recover` at the next start
-        is what removes their records."""
+        (STOP_DRAIN_S at most). The hangups of a shutdown may be among them or not (the
+        switch hangs its calls up after ``running()`` turned false, then unloads
+        mod_python3, which stops this): :meth:`recover` at the next start removes the
+        records of those it missed."""
         deadline = time.monotonic() + STOP_DRAIN_S
         quiet_until = time.monotonic() + (STOP_QUIET_S if linger else 0.0)
         while time.monotonic() < deadline:

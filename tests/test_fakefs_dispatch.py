@@ -206,6 +206,29 @@ def test_pyrun_answers_ok_at_once_and_runtime_ends_on_shutdown(
     assert switch.api("pyrun") != "OK\n"
 
 
+def test_shutdown_hangs_the_calls_up_before_the_runtime_is_stopped(
+        make_switch: Callable[..., Switch]) -> None:
+    """switch_core_destroy's order on a real 1.10.12: running() false, SHUTDOWN, hupall (the
+    calls' hangup events fire), and only then does mod_python3 unload (SystemExit to the
+    runtime threads). Whether a runtime still reads those hangups is its own race."""
+    switch = make_switch()
+    switch.dialplan.load_text(extensions(ext("150", act("answer") + act("park"))))
+    assert switch.api("pyrun fsapps_testapps.rt order") == "OK\n"
+    wait_until(lambda: state.find("runtime_start"), TIMEOUT, "runtime started")
+    [runtime] = switch.runtime_threads
+    channel = call(switch, "150")
+    wait_until(lambda: channel.answered, TIMEOUT, "the call answered")
+    seen: list[tuple[str, bool, bool]] = []
+    switch.bus.listen(lambda e: seen.append((e.name, switch.running, runtime.is_alive()))
+                      if e.name in ("SHUTDOWN", "CHANNEL_HANGUP") else None)
+    switch.shutdown(grace=2.0)
+    finished(channel)
+    assert channel.hangup_cause == "SYSTEM_SHUTDOWN"
+    assert seen == [("SHUTDOWN", False, True), ("CHANNEL_HANGUP", False, True)]
+    assert not runtime.is_alive()
+    assert state.find("runtime_exit") == [{"args": "order"}]
+
+
 def test_startup_script_runs_at_start(make_switch: Callable[..., Switch], tmp_path: Path) -> None:
     conf = conf_file(tmp_path, ("startup-script", "fsapps_testapps.rt first"),
                      ("startup-script", "fsapps_testapps.rt second"))

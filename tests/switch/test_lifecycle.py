@@ -132,8 +132,9 @@ def log_lines(sw: RealSwitch) -> list[str]:
 
 def test_shutdown_with_calls_up_then_restart_cleans_up(phones: Stack) -> None:
     """F4 on the real switch; also the shutdown's order as fakefs models it
-    (fakefs/switch.py Switch.shutdown): ``running()`` false and SHUTDOWN first, the runtime
-    stops, and only then are the calls hung up (SYSTEM_SHUTDOWN) — no runtime reads them."""
+    (fakefs/switch.py Switch.shutdown): ``running()`` false and SHUTDOWN first, then the
+    calls hung up (SYSTEM_SHUTDOWN), and only then mod_python3 unloaded. The runtime notices
+    ``running()`` turn false before the hangups, and may read them while it drains, or not."""
     sw = new_node(phones).start()
     esl = Esl(sw.esl_port, ESL_PASSWORD)
     esl.subscribe("ALL")
@@ -149,8 +150,8 @@ def test_shutdown_with_calls_up_then_restart_cleans_up(phones: Stack) -> None:
     hangups = [i for i, (name, uuid) in enumerate(names)
                if name == "CHANNEL_HANGUP" and uuid in calls.uuids]
     assert all(i > shutdown_at for i in hangups), names[shutdown_at - 3:]
-    # ...and the runtime stopped before the switch hung the calls up (its log line comes
-    # first), so what it recorded about the calls outlived them (F4).
+    # ...and the runtime saw running() turn false before the switch hung the calls up (its
+    # log line comes first).
     lines = log_lines(sw)[log_from:]
     stopping = next(i for i, line in enumerate(lines)
                     if "[fsapps] runtime stopping on node" in line)
