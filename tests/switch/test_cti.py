@@ -220,7 +220,8 @@ def supervisor_leg(sw: RealSwitch, ext: str, app: str) -> dict[str, str]:
 def test_hold_and_unhold(fs1: RealSwitch, phones: Stack, group: str, cti: CtiServer,
                          events: Esl) -> None:
     ext = agent(fs1, phones, group)
-    call = queue_call(fs1, phones, group, ext, "13900004001", talk_ms=5000)
+    # long enough that the hold and unhold happen while the caller talks, however loaded
+    call = queue_call(fs1, phones, group, ext, "13900004001", talk_ms=12000)
     admin = cti.client("admin")
 
     message = cti.ok(admin, "GET", f"/api/hold/{ext}")
