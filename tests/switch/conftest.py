@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -57,6 +58,18 @@ def wait_for(check: Callable[[], object], timeout: float = 20.0, what: str = "")
         time.sleep(0.05)
 
 
+def api(sw: RealSwitch, line: str) -> str:
+    """A switch command over plain ESL (no aliases there): ``api python fsapps.api ...``,
+    which must answer +OK."""
+    reply = sw.api(f"python fsapps.api {line}")
+    assert reply.startswith("+OK"), f"{line}: {reply}"
+    return reply
+
+
+def agent_state(st: Stack, ext: str) -> dict[str, str]:
+    return st.redis.hgetall(f"fsapps:{{{DOMAIN}}}:agent:{ext}")
+
+
 def fsapps_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The ``fsapps`` command as an administrator runs it against the node's settings."""
     return subprocess.run([sys.executable, "-m", "fsapps.cli", "--config", str(config), *args],
@@ -91,6 +104,19 @@ class Stack:
         with psycopg2.connect(self.database.dsn) as conn, conn.cursor() as cur:
             cur.execute(query, params)
             return cur.fetchall() if cur.description else []
+
+    def cdr(self, where: str, *params: object) -> dict[str, Any]:
+        """The CDR row (as JSON) matching ``where``, once the runtime wrote it."""
+        def row() -> dict[str, Any] | None:
+            rows = self.sql(f"SELECT row_to_json(c) FROM cdr c WHERE {where}", *params)
+            return rows[0][0] if rows else None  # type: ignore[return-value]
+        return wait_for(row, 20, f"the CDR where {where} {params}")  # type: ignore[return-value]
+
+    def attempts(self, uuid: object, columns: str = "extension, result"
+                 ) -> list[tuple[object, ...]]:
+        """``columns`` of the CDR's cdr_agent_attempt rows, in attempt order."""
+        return self.sql(f"SELECT {columns} FROM cdr_agent_attempt WHERE cdr_uuid = %s "
+                        "ORDER BY attempt_no", uuid)
 
     # ---------------------------------------------------------------- directory + phones ---
     def extension(self, ext: str, password: str = PASSWORD, domain: str = DOMAIN,

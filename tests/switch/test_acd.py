@@ -7,20 +7,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from switch.conftest import DOMAIN, Stack, wait_for
+from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
 from switch.realswitch import RealSwitch, write_tone_wav
 
 _groups = itertools.count(3100)
-
-
-def api(sw: RealSwitch, line: str) -> str:
-    """A switch command over plain ESL (no aliases there): ``api python fsapps.api ...``."""
-    reply = sw.api(f"python fsapps.api {line}")
-    assert reply.startswith("+OK"), f"{line}: {reply}"
-    return reply
 
 
 @pytest.fixture
@@ -43,20 +37,8 @@ def group_key(group: str, part: str = "") -> str:
     return f"fsapps:{{{DOMAIN}}}:group:{group}" + (f":{part}" if part else "")
 
 
-def agent_state(st: Stack, ext: str) -> dict[str, str]:
-    return st.redis.hgetall(f"fsapps:{{{DOMAIN}}}:agent:{ext}")
-
-
-def cdr_row(st: Stack, caller: str) -> dict[str, object]:
-    def row() -> dict[str, object] | None:
-        rows = st.sql("SELECT row_to_json(c) FROM cdr c WHERE a_caller_id_number = %s", caller)
-        return rows[0][0] if rows else None  # type: ignore[return-value]
-    return wait_for(row, 20, f"the CDR of {caller}")  # type: ignore[return-value]
-
-
-def attempts(st: Stack, uuid: object) -> list[tuple[object, ...]]:
-    return st.sql("SELECT extension, result FROM cdr_agent_attempt WHERE cdr_uuid = %s "
-                  "ORDER BY attempt_no", uuid)
+def cdr_row(st: Stack, caller: str) -> dict[str, Any]:
+    return st.cdr("a_caller_id_number = %s", caller)
 
 
 def test_answered_queue_call_and_its_cdr(fs1: RealSwitch, phones: Stack, group: str) -> None:
@@ -67,12 +49,12 @@ def test_answered_queue_call_and_its_cdr(fs1: RealSwitch, phones: Stack, group: 
     # F2: the fields FreeSWITCH sets only in the hangup state are in the CDR
     assert row["destination_number"] == "3001"
     assert row["a_answer_stamp"] is not None and row["answer_stamp"] is not None
-    assert row["a_billsec"] >= 1 and row["billsec"] >= 1  # type: ignore[operator]
-    assert row["a_duration"] >= row["a_billsec"]  # type: ignore[operator]
+    assert row["a_billsec"] >= 1 and row["billsec"] >= 1
+    assert row["a_duration"] >= row["a_billsec"]
     assert row["hangup_cause"] == "NORMAL_CLEARING"
     assert row["a_sip_hangup_disposition"] == "recv_bye"
     assert row["group_number"] == group and row["node"] == "fs1"
-    assert attempts(phones, row["uuid"]) == [("3001", "answered")]
+    assert phones.attempts(row["uuid"]) == [("3001", "answered")]
     wait_for(lambda: agent_state(phones, "3001").get("call_state") in ("typing", "ready"), 10,
              "agent 3001 out of the call")
 
@@ -86,7 +68,7 @@ def test_no_answer_moves_to_next_agent(fs1: RealSwitch, phones: Stack, group: st
     assert call.wait(40) == 0, call.errors()
     row = cdr_row(phones, "13800000011")
     assert row["destination_number"] == "3012"
-    assert attempts(phones, row["uuid"]) == [("3011", "no_answer"), ("3012", "answered")]
+    assert phones.attempts(row["uuid"]) == [("3011", "no_answer"), ("3012", "answered")]
     assert "3011" in str(row["str_no_answer_agents"])
 
 
@@ -124,7 +106,7 @@ def test_caller_hangs_up_while_the_agent_rings(fs1: RealSwitch, phones: Stack, g
     wait_for(lambda: agent_state(phones, "3041").get("call_state") == "ring", 15, "3041 rings")
     assert call.wait(30) == 0, call.errors()
     row = cdr_row(phones, "13800000041")
-    assert attempts(phones, row["uuid"]) == [("3041", "caller_cancel")]
+    assert phones.attempts(row["uuid"]) == [("3041", "caller_cancel")]
     # never left reserved
     wait_for(lambda: agent_state(phones, "3041").get("call_state") == "ready", 15,
              "3041 ready again")
@@ -140,7 +122,7 @@ def test_blacklisted_caller_is_refused_before_any_agent(fs1: RealSwitch, phones:
     row = cdr_row(phones, "13800000051")
     assert row["flag"] == "黑名单" and row["a_answer_stamp"] is None
     assert row["hangup_cause"] == "CALL_REJECTED" and row["a_billsec"] == 0
-    assert attempts(phones, row["uuid"]) == []
+    assert phones.attempts(row["uuid"]) == []
     assert agent_state(phones, "3051")["call_state"] == "ready"
 
 

@@ -7,18 +7,13 @@ behind gateway "test" is the stack's SIPp trunk.
 
 from __future__ import annotations
 
-from switch.conftest import Stack, wait_for
+from typing import Any
+
+from switch.conftest import Stack, agent_state, api, wait_for
 from switch.realswitch import RealSwitch
-from switch.test_acd import agent, agent_state, api, attempts
+from switch.test_acd import agent
 
 OUT_GROUP = "110"  # the group dialplan/20_fsapps_outbound.xml calls out for
-
-
-def cdr_of(st: Stack, where: str, *params: object) -> dict[str, object]:
-    def row() -> dict[str, object] | None:
-        rows = st.sql(f"SELECT row_to_json(c) FROM cdr c WHERE {where}", *params)
-        return rows[0][0] if rows else None  # type: ignore[return-value]
-    return wait_for(row, 20, f"the CDR where {where} {params}")  # type: ignore[return-value]
 
 
 def ensure_group(sw: RealSwitch, group: str) -> None:
@@ -26,12 +21,12 @@ def ensure_group(sw: RealSwitch, group: str) -> None:
     assert reply.startswith("+OK") or "exists" in reply, reply
 
 
-def answered_fields(row: dict[str, object]) -> None:
+def answered_fields(row: dict[str, Any]) -> None:
     """The fields FreeSWITCH sets only in the hangup state, for an answered call (F2)."""
     assert row["a_answer_stamp"] is not None and row["answer_stamp"] is not None
-    assert row["a_billsec"] >= 1 and row["billsec"] >= 1  # type: ignore[operator]
-    assert row["a_duration"] >= row["a_billsec"]  # type: ignore[operator]
-    assert row["duration"] >= row["billsec"]  # type: ignore[operator]
+    assert row["a_billsec"] >= 1 and row["billsec"] >= 1
+    assert row["a_duration"] >= row["a_billsec"]
+    assert row["duration"] >= row["billsec"]
     assert row["hangup_cause"] == "NORMAL_CLEARING"
     assert row["a_sip_hangup_disposition"] in ("recv_bye", "send_bye")
 
@@ -44,12 +39,12 @@ def test_nway_bridge_answered_and_its_cdr(fs1: RealSwitch, phones: Stack) -> Non
     phones.extension("3202")
     call = phones.phone_call(fs1, "3202", "83201", talk_ms=1500)
     assert call.wait(30) == 0, call.errors()
-    row = cdr_of(phones, "a_caller_id_number = %s AND destination_number = %s", "3202", "3201")
+    row = phones.cdr("a_caller_id_number = %s AND destination_number = %s", "3202", "3201")
     answered_fields(row)
     assert row["a_sip_hangup_disposition"] == "recv_bye"  # the calling phone hung up
     assert row["is_callout"] is False and row["flag"] == "接通"
     assert row["a_destination_number"] == "83201" and row["node"] == "fs1"
-    assert attempts(phones, row["uuid"]) == [("3201", "answered")]
+    assert phones.attempts(row["uuid"]) == [("3201", "answered")]
     wait_for(lambda: agent_state(phones, "3201").get("call_state") in ("typing", "ready"), 10,
              "3201 out of the call")
 
@@ -79,7 +74,7 @@ def test_nwaycallout_through_the_gateway_and_its_cdr(fs1: RealSwitch, phones: St
     # the carrier got the number through gateway "test", with the group as caller id
     invite = next(m for m in trunk.messages().split("\n\n") if "INVITE sip:13900000221@" in m)
     assert f"From: \"{OUT_GROUP}\"" in invite or f"sip:{OUT_GROUP}@" in invite, invite
-    row = cdr_of(phones, "is_callout AND destination_number = %s", "13900000221")
+    row = phones.cdr("is_callout AND destination_number = %s", "13900000221")
     answered_fields(row)
     assert row["flag"] == "外呼接通" and row["group_number"] == OUT_GROUP
     assert row["a_caller_id_number"] == "3221"
@@ -96,7 +91,7 @@ def test_nwaycallout_busy_far_end(fs1: RealSwitch, phones: Stack) -> None:
     call = phones.phone_call(fs1, "3231", "913900000231", talk_ms=1000)
     assert call.wait(30) == 0, call.errors()
     assert "SIP/2.0 486 Busy Here" in call.messages()  # the far end's cause reaches the phone
-    row = cdr_of(phones, "is_callout AND destination_number = %s", "13900000231")
+    row = phones.cdr("is_callout AND destination_number = %s", "13900000231")
     assert row["flag"] == "外呼对方忙" and row["answer_stamp"] is None
     assert row["billsec"] == 0 and row["hangup_cause"] == "USER_BUSY"
     wait_for(lambda: agent_state(phones, "3231").get("call_state") == "ready", 10,

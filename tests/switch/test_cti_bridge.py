@@ -144,10 +144,7 @@ def final_response(call: sipp.Sipp) -> int:
 
 
 def cdr_row(st: Stack, uuid: str) -> dict[str, Any]:
-    def row() -> dict[str, Any] | None:
-        rows = st.sql("SELECT row_to_json(c) FROM cdr c WHERE uuid = %s", uuid)
-        return rows[0][0] if rows else None  # type: ignore[return-value]
-    return wait_for(row, 20, f"the CDR of {uuid}")  # type: ignore[return-value]
+    return st.cdr("uuid = %s", uuid)
 
 
 def log_line(sw: RealSwitch, uuid: str, text: str) -> str:

@@ -19,23 +19,13 @@ import yaml
 
 from fsapps import __version__
 from switch import sipp
-from switch.conftest import DOMAIN, Stack, fsapps_cli, wait_for
+from switch.conftest import DOMAIN, Stack, agent_state, api, fsapps_cli, wait_for
 from switch.esl import Esl
 from switch.realswitch import ESL_PASSWORD, RealSwitch
 
 PREFIX = "fsapps"
 _groups = itertools.count(4100)
 _nodes = itertools.count(1)
-
-
-def api(sw: RealSwitch, line: str) -> str:
-    reply = sw.api(f"python fsapps.api {line}")
-    assert reply.startswith("+OK"), f"{line}: {reply}"
-    return reply
-
-
-def agent_state(st: Stack, ext: str) -> dict[str, str]:
-    return st.redis.hgetall(f"{PREFIX}:{{{DOMAIN}}}:agent:{ext}")
 
 
 def live_uuids(st: Stack, ext: str) -> list[str]:

@@ -21,9 +21,9 @@ from collections.abc import Iterator
 import pytest
 
 from fsapps.nodes import profile_address
-from switch.conftest import DOMAIN, Stack, wait_for
+from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
 from switch.realswitch import RealSwitch
-from switch.test_acd import agent, agent_state, api, attempts, cdr_row
+from switch.test_acd import agent, cdr_row
 
 _groups = itertools.count(3500)
 
@@ -106,9 +106,9 @@ def test_agent_on_fs2_answers_a_queue_call_that_arrived_on_fs1(
     assert row["destination_number"] == "3501"
     assert row["group_number"] == group
     assert row["a_destination_number"] == f"7{group}"
-    assert row["answer_stamp"] is not None and row["billsec"] >= 1  # type: ignore[operator]
+    assert row["answer_stamp"] is not None and row["billsec"] >= 1
     assert row["hangup_cause"] == "NORMAL_CLEARING"
-    assert attempts(phones, row["uuid"]) == [("3501", "answered")]
+    assert phones.attempts(row["uuid"]) == [("3501", "answered")]
     # the relay legs of fs2 are part of that call: no CDR of their own
     assert phones.sql("SELECT count(*) FROM cdr WHERE a_caller_id_number = %s",
                       "13800000501") == [(1,)]
@@ -132,7 +132,7 @@ def test_agents_on_both_nodes_each_take_one_of_two_calls(
     assert [row["node"] for row in rows] == ["fs2", "fs1"]
     assert {row["destination_number"] for row in rows} == {"3511", "3512"}
     # each agent was offered exactly one call: one attempt each, both answered
-    offered = sorted(a for row in rows for a in attempts(phones, row["uuid"]))
+    offered = sorted(a for row in rows for a in phones.attempts(row["uuid"]))
     assert offered == [("3511", "answered"), ("3512", "answered")]
     for ext in ("3511", "3512"):
         wait_for(lambda ext=ext: settled(phones, ext), 15, f"{ext} free again")
