@@ -247,9 +247,14 @@ class Router:
         # Say which node holds the reservation (the reconciler checks) — if it is still ours:
         # a reconciler that found the caller gone, or a lease that ran out, may have freed the
         # agent and another call reserved it since. Ringing then would offer the agent two
-        # calls at once.
+        # calls at once. The lease starts again with the ring: it was counted from the
+        # reservation, and a handler woken late (a break before its hold music started: a
+        # whole segment) may ring after it ran out; an expired lease would leave the ringing
+        # agent - answered, until the runtime writes talking - free for any other call.
         if not self.agents.transition(extension, "ring", offer_uuid=c.uuid,
-                                      extra={"offer_node": c.node}):
+                                      only_from=("ring",),
+                                      extra={"offer_node": c.node,
+                                             "lease_until": now_ms() + self.lease_ms}):
             log("INFO", f"nwayacd: agent {extension}'s reservation for call {c.uuid} was "
                         "released before it rang; not ringing")
             self.guard()
@@ -279,8 +284,10 @@ class Router:
         if released is not None and released[0] == "no_answer":
             state = after_no_answer(released[1], c.group.no_answer_limit(self.defaults))
             extra = {"seat_status": "busy"} if state == "busy" else None
-            self.agents.transition(extension, state.value, extra=extra)
-            if state == "ready":
+            # only from that no_answer: an agent who pressed ready meanwhile may already
+            # ring for another call, which a move to ready (allowed from ring) would undo
+            if self.agents.transition(extension, state.value, extra=extra,
+                                      only_from=("no_answer",)) and state == "ready":
                 agent_available(self.ctx, c.domain, extension)
         elif released is not None and released[0] == "ready":
             agent_available(self.ctx, c.domain, extension)

@@ -192,12 +192,16 @@ class Agents:
     def publish(self, extension: str, status: str, at_ms: int | None = None) -> None:
         self.ctx.publisher.agent_status(extension, status, stamp((at_ms or now_ms()) / 1000))
 
-    def release(self, extension: str, uuid: str, outcome: str) -> tuple[str, int] | None:
+    def release(self, extension: str, uuid: str, outcome: str, *,
+                lease_expired: bool = False) -> tuple[str, int] | None:
         """End this call's offer to the agent (see agent_release.lua). Returns the agent's new
-        call state and consecutive misses, or None when the reservation was no longer ours."""
+        call state and consecutive misses, or None when the reservation was no longer ours.
+        ``lease_expired``: only if the agent still rings on a lease that has run out (the
+        reconciler's reason, checked again atomically: the handler may have rung since,
+        renewing the lease)."""
         result = run_script(self.r, "agent_release",
                             [self.keys.agent(extension), self.keys.offers()],
-                            [uuid, now_ms(), outcome])
+                            [uuid, now_ms(), outcome, "1" if lease_expired else "0"])
         if not result:
             return None
         state, misses = result[0], int(result[1])

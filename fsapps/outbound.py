@@ -166,8 +166,8 @@ class AgentCall:
         if state == "no_answer":
             after = after_no_answer(misses, max_no_answer)
             extra = {"seat_status": "busy"} if after == "busy" else None
-            self.agents.transition(self.extension, after.value, extra=extra)
-            if after == "ready":
+            if self.agents.transition(self.extension, after.value, extra=extra,
+                                      only_from=("no_answer",)) and after == "ready":
                 acd.agent_available(self.ctx, self.domain, self.extension)
         elif state == "ready":
             acd.agent_available(self.ctx, self.domain, self.extension)

@@ -430,8 +430,10 @@ class NodeRuntime:
             if agent.call_state not in ("ring", "talking") or not agent.offer_uuid:
                 continue
             reason = ""
+            expired = False
             if agent.call_state == "ring" and agent.lease_until and agent.lease_until < now:
                 reason = "reservation lease ran out"
+                expired = True
             elif agent.offer_node and agent.offer_node not in alive:
                 reason = f"node {agent.offer_node} is gone"
             elif agent.offer_node == self.node:
@@ -440,9 +442,12 @@ class NodeRuntime:
                     reason = "its call is gone"
             if not reason:
                 continue
-            log("WARNING", f"reconciler: agent {agent.extension} was {agent.call_state} for "
-                           f"call {agent.offer_uuid} but {reason}; making it available")
-            if agents.release(agent.extension, agent.offer_uuid, "cancel") is not None:
+            # (a lease read as run out is checked again in the release: the handler may
+            # have rung since, which starts the lease again)
+            if agents.release(agent.extension, agent.offer_uuid, "cancel",
+                              lease_expired=expired) is not None:
+                log("WARNING", f"reconciler: agent {agent.extension} was {agent.call_state} "
+                               f"for call {agent.offer_uuid} but {reason}; made it available")
                 repaired.append(agent.extension)
                 acd.agent_available(self.ctx, domain, agent.extension)
         return repaired

@@ -35,6 +35,8 @@ from fakefs.events import Event
 from fakefs.scenario import wait_until
 from fakefs.servers import FreshDatabase, RedisClusterServer, RedisServer
 from fsapps import acd
+from fsapps.callqueue import CallQueue
+from fsapps.context import now_ms
 from fsapps.nodes import DEAD_AFTER_MS
 from fsapps.runtime import RECONCILE_MS
 from tests.acd_support import DOMAIN, CallCenter, center
@@ -395,6 +397,54 @@ def test_two_nodes_300_calls_no_double_offer(any_cc: CallCenter) -> None:
     assert duration < 60
     assert not settled_problems(cc, AGENTS)
     assert all(checker.offers[ext] for ext in AGENTS), checker.offers
+
+
+def test_offer_rung_after_its_lease_ran_out_still_holds_the_agent(
+        cc: CallCenter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A queued caller's handler can read the agent reserved for it late: the break that wakes
+    it may come before its hold music starts, and then it sleeps a whole segment (2-3 s),
+    longer than a short lease (ring timeout + margin). Nobody took the agent meanwhile, so the
+    compare-and-set lets it ring — and the ringing must hold the agent. It kept the expired
+    lease of the reservation, so until the runtime wrote ``talking`` the ringing (and then
+    answered) agent looked free: another node's caller reserved it and rang it too (the
+    300-call test's double offers). Here the handler is made late on purpose: it reads its
+    offer only once the lease has run out."""
+    checker = OfferChecker()
+    node1, node2 = two_nodes(cc, checker)
+    ring_s = 3  # the whole-second originate timer fires after 2.0-2.6 s: the 1 s answer wins
+    cc.group("610", group_callout_timeout=ring_s, wrapup_seconds=0, max_no_answer=1000)
+    cc.agent("6101", ["610"], switch=node1, ready=False,
+             behaviour=Behaviour(answer_after_ms=1000, hangup_after_ms=300))
+    first = cc.call(node1, "13800006101", "7610")
+    wait_until(lambda: [w.uuid for w in cc.queue.waiting("610")] == [first.uuid], 5,
+               "first caller queued")
+
+    late = threading.Event()
+    offer_for = CallQueue.offer_for
+
+    def late_offer_for(self: CallQueue, uuid: str) -> str | None:
+        extension = offer_for(self, uuid)
+        if extension and uuid == first.uuid and not late.is_set():
+            key = self.keys.agent(extension)
+            wait_until(lambda: int(self.r.hget(key, "lease_until") or 0) < now_ms(),
+                       ring_s + LEASE_MARGIN_S + 2, "the reservation's lease ran out",
+                       interval=0.001)
+            late.set()
+        return extension
+
+    monkeypatch.setattr(CallQueue, "offer_for", late_offer_for)
+    assert acd.set_ready(cc.ctx, DOMAIN, "6101")  # reserved for the first caller, leased
+    wait_until(lambda: checker.offer_live.get("6101"), ring_s + LEASE_MARGIN_S + 3,
+               "6101 rung for the first caller, after its lease ran out")
+    assert late.is_set()
+    # Another node's caller arrives while 6101 rings (it answers after 1 s).
+    second = cc.call(node2, "13800006102", "7610")
+    wait_until(lambda: first.done.is_set() and second.done.is_set(), 15, "both calls over")
+    wait_until(lambda: checker.live_legs() == 0, 5, "every agent leg ended")
+    assert not checker.overlaps, checker.overlaps
+    assert bridged(first) and bridged(second)
+    assert checker.offers["6101"] == 2
+    wait_settled(cc, ["6101"])
 
 
 # ----------------------------------------------------------------------- 3: node death ----

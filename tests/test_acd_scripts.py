@@ -331,6 +331,27 @@ def test_release_acts_only_for_the_call_that_holds_the_reservation(
     assert agents.get("1001").no_answer_count == 1  # type: ignore[union-attr]
 
 
+def test_reconciler_release_of_a_run_out_lease_spares_an_offer_rung_since(
+        ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    """The reconciler read the reservation's lease as run out; before its release the call's
+    handler rang the agent, which starts the lease again (acd.Router.offer's compare-and-set).
+    The release checks again and changes nothing: freeing the ringing agent let another call
+    reserve it and ring it too."""
+    make_agent(ctx, "1001")
+    c = call()
+    assert reserve(queue, c, ["1001"]) == ("reserved", "1001")
+    agents.set_fields("1001", lease_until=now_ms() - 1)  # the handler is late
+    assert agents.transition("1001", "ring", offer_uuid=c.uuid, only_from=("ring",),
+                             extra={"lease_until": now_ms() + LEASE})
+    assert agents.release("1001", c.uuid, "cancel", lease_expired=True) is None
+    assert state(agents, "1001") == ("ring", c.uuid)
+    assert offers(ctx) == {c.uuid: "1001"}
+    assert reserve(queue, call(), ["1001"]) == ("none", None)  # held by the ringing call
+    agents.set_fields("1001", lease_until=now_ms() - 1)  # really run out: released
+    assert agents.release("1001", c.uuid, "cancel", lease_expired=True) == ("ready", 0)
+    assert state(agents, "1001") == ("ready", "") and offers(ctx) == {}
+
+
 def test_release_outcomes(ctx: Context, queue: CallQueue, agents: Agents) -> None:
     make_agent(ctx, "1001", no_answer_count=2)
     c = call()
