@@ -21,12 +21,16 @@ import pytest
 
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
-from fsapps import cdr, cdrspool
+from fsapps import cdr, cdrspool, outbound
 from fsapps.db.connection import Pool
 from tests.acd_support import DOMAIN, CallCenter, center
 from tests.pubsub_capture import Subscriber
 
 RING_S = 1
+# A ring that must end answered: FreeSWITCH checks originate_timeout on a whole-second timer
+# (fakefs models it), so a 1 s timeout fires after 0-0.6 s and may beat a phone answering
+# after 50 ms; a 2 s one fires after 1.0-1.6 s at the earliest.
+ANSWER_RING_S = 2
 TALK = 100
 
 
@@ -267,11 +271,15 @@ def test_switch_hangup_fields_of_answered_app_calls(c: Cdrs) -> None:
     (a_answer_stamp, a_duration, a_billsec, hangup_cause, a_sip_hangup_disposition; the
     party's answer_stamp and billsec), are in the CDRs nwayacd, nwaycallout and nway_bridge
     write — exactly the caller's channel's own values — though the handlers cannot read them."""
-    c.group("305")
+    # Each call has an agent of its own, rung long enough to answer: with 3053 also in group
+    # 305 (and a 1 s ring) the nwayacd call could ring 3051 out and then take 3053 from the
+    # simultaneous nway_bridge call, or ring 3051 again (two attempt rows) - both correct.
+    c.group("305", group_callout_timeout=ANSWER_RING_S)
     c.agent("305", "3051")
     c.cc.group("110", group_callout_timeout=RING_S, wrapup_seconds=0, group_call_mode=0)
     c.agent("110", "3052")
-    c.agent("305", "3053")
+    c.group("306", group_callout_timeout=ANSWER_RING_S)
+    c.agent("306", "3053")
     talk = {"hangup_after_bridge_ms": 1300}
     calls = {
         "nwayacd": c.call("305", "13900000305", **talk),
@@ -280,6 +288,8 @@ def test_switch_hangup_fields_of_answered_app_calls(c: Cdrs) -> None:
                                            behaviour=Behaviour(answer_after_ms=None, **talk)),
         "nway_bridge": c.switch.place_call("13900000306", "83053", domain=DOMAIN,
                                            context="default",
+                                           variables={outbound.RING_TIMEOUT_VAR:
+                                                      str(ANSWER_RING_S)},
                                            behaviour=Behaviour(answer_after_ms=None, **talk)),
     }
     for channel in calls.values():
