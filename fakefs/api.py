@@ -171,16 +171,39 @@ def uuid_hold(switch: Switch, args: str, session: Channel | None) -> str:
     if channel is None:
         return "-ERR Operation Failed\n"  # switch_ivr_hold_uuid failed: no such channel
     hold = {"on": True, "off": False, "toggle": not channel.held}[mode]
-    set_hold(switch, channel, hold)
+    set_hold(switch, channel, hold, suspend=True)
     return "+OK Success\n"
 
 
-def set_hold(switch: Switch, channel: Channel, hold: bool) -> None:
+# switch_ivr_bridge.c audio_bridge_thread: a bridged leg runs its queued private events (a
+# broadcast: the hold music) only once it has read more than DEFAULT_LEAD_FRAMES (10) frames
+# since the bridge began, and while its partner is suspended (held) it reads without counting.
+# 11 frames of 20 ms.
+BRIDGE_LEAD_US = 11 * 20_000
+
+
+def set_hold(switch: Switch, channel: Channel, hold: bool, suspend: bool = False) -> None:
+    """Hold / unhold (the phone's re-INVITE; with ``suspend``, switch_ivr_hold: ``uuid_hold``):
+    the peer hears the hold music (:meth:`Switch.hears`). A ``uuid_hold`` within the bridge's
+    lead frames (:data:`BRIDGE_LEAD_US` after the peer's bridge time) leaves the music
+    broadcast queued (observed on FreeSWITCH 1.10.12): the peer hears nothing for the whole
+    hold, and the unhold lets it run: the peer hears the looped hold music while the two talk
+    again."""
     from fakefs.channel import now_us
 
     if channel.held == hold:
         return
+    peer = switch.channels.get(channel.peer) if channel.peer else None
     channel.held = hold
+    if hold:
+        bridged = peer.times.get("bridged", 0) if peer is not None else 0
+        channel.hold_music_queued = (suspend and bool(bridged)
+                                     and now_us() - bridged < BRIDGE_LEAD_US)
+    elif channel.hold_music_queued:
+        channel.hold_music_queued = False
+        music = switch.hold_music(channel)
+        if peer is not None and peer.up and music:
+            peer.playing = music
     if hold:
         channel.times["last_hold"] = now_us()
         switch.set_callstate(channel, "HELD")
@@ -190,6 +213,24 @@ def set_hold(switch: Switch, channel: Channel, hold: bool) -> None:
         channel.times["hold_accum"] = channel.times.get("hold_accum", 0) + held_for
         switch.set_callstate(channel, "ACTIVE")
         switch.fire("CHANNEL_UNHOLD", channel)
+
+
+@command("uuid_dump")
+def uuid_dump(switch: Switch, args: str, session: Channel | None) -> str:
+    """mod_commands' ``uuid_dump <uuid> [format]``: the channel's event headers (profile
+    times, ``variable_*``), one ``Name: value`` line each (values URL-encoded), or ``json``."""
+    from urllib.parse import quote
+
+    parts = args.split()
+    if not parts:
+        return "-USAGE: <uuid> [format]\n"
+    channel = _channel(switch, parts[0])
+    if channel is None:
+        return NO_SUCH_CHANNEL
+    headers = channel.event_headers()
+    if len(parts) > 1 and parts[1] == "json":
+        return json.dumps(headers)
+    return "".join(f"{name}: {quote(str(value), safe='')}\n" for name, value in headers.items())
 
 
 @command("uuid_phone_event")

@@ -87,6 +87,9 @@ class Channel:
     originator: str | None = None    # for outbound legs: the uuid that originated us
     hangup_cause: str | None = None
     held: bool = False
+    # held so soon after the bridge that the peer's bridge loop had not yet counted its lead
+    # frames: the hold music broadcast sits queued (fakefs.api.set_hold)
+    hold_music_queued: bool = False
     hit_dialplan: bool = False
     playing: str | None = None       # what the channel currently hears from a playback
     ringback: str | None = None      # the ringback it hears while a bridge it started rings

@@ -1274,7 +1274,8 @@ class Switch:
         peer = self.channels.get(me.peer) if me.peer else None
         if peer is not None and peer.up and not me.held:
             if peer.held:
-                music = self.hold_music(peer)
+                # a hold within the bridge's lead frames: the music is still queued
+                music = None if peer.hold_music_queued else self.hold_music(peer)
                 if music:
                     heard.add(f"media:{music}")
             else:

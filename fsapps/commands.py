@@ -36,7 +36,7 @@ from typing import Any
 
 import psycopg2
 
-from fsapps import __version__, acd
+from fsapps import __version__, acd, hold
 from fsapps.agents import Agent, Agents
 from fsapps.callqueue import CallQueue
 from fsapps.context import Context, get_context, now_ms
@@ -617,7 +617,7 @@ def channel_command(ctx: Context, execute: Execute, node: str, op: str,
             target = f"{ext}@{domain}" if domain else ext
             what = f"transferred {uuid}{' peer' if leg else ''} to {target}"
     elif op == "hold":
-        reply, what = execute("uuid_hold", uuid), f"{uuid} on hold"
+        reply, what = hold.hold(execute, uuid), f"{uuid} on hold"
     elif op == "unhold":
         reply, what = execute("uuid_hold", f"off {uuid}"), f"{uuid} off hold"
     elif op == "threeway":

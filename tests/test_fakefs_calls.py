@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # makes fsapps_testapps importab
 from fsapps_testapps import state
 
 from fakefs import Behaviour, Channel, Switch
+from fakefs.api import BRIDGE_LEAD_US
 from fakefs.events import Event
 from fakefs.scenario import DIALPLAN_DIR, wait_until
 
@@ -760,6 +761,7 @@ def test_uuid_bridge_hold_broadcast(switch: Switch) -> None:
     assert switch.api(f"uuid_bridge {a.uuid} {b.uuid}").startswith("+OK")
     wait_until(lambda: switch.hears(a.uuid) == {b.uuid} and switch.hears(b.uuid) == {a.uuid},
                TIMEOUT, "bridged audio")
+    time.sleep(BRIDGE_LEAD_US / 1e6)  # past the bridge's lead frames: the music plays at once
 
     assert switch.api(f"uuid_hold {a.uuid}") == "+OK Success\n"
     assert a.callstate == "HELD"

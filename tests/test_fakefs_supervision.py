@@ -12,11 +12,13 @@ round; the source wins.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from fakefs import Behaviour, Channel, Switch
+from fakefs.api import BRIDGE_LEAD_US
 from fakefs.events import Event
 from fakefs.scenario import wait_until
 
@@ -233,8 +235,16 @@ def test_uuid_kill_cause_parsing(switch: Switch) -> None:
 
 
 # ---------------------------------------------------------------- hold ---------------------
+def past_the_lead_frames(*legs: Channel) -> None:
+    """Wait until the bridge of ``legs`` is older than its lead frames: a ``uuid_hold`` from
+    then on gets the hold music to the peer at once (a real switch's rule, fakefs.api)."""
+    bridged = max(leg.times["bridged"] for leg in legs)
+    time.sleep(max(0.0, (bridged + BRIDGE_LEAD_US) / 1e6 - time.time()) + 0.01)
+
+
 def test_uuid_hold_and_unhold(switch: Switch) -> None:
     customer, agent = bridged_call(switch)
+    past_the_lead_frames(customer, agent)
     assert switch.api(f"uuid_hold {agent.uuid}") == "+OK Success\n"
     held = switch.bus.wait_for(lambda e: e.name == "CHANNEL_HOLD", 2.0)
     assert held.headers["Unique-ID"] == agent.uuid
@@ -259,8 +269,23 @@ def test_eavesdropper_hears_the_hold_music_the_target_hears(switch: Switch) -> N
     customer, agent = bridged_call(switch)
     sup = originate(switch, f"user/{SUPERVISOR}@{DOMAIN} &eavesdrop({agent.uuid})")
     hears(switch, sup, {agent.uuid, customer.uuid}, "listening")
+    past_the_lead_frames(customer, agent)
     switch.api(f"uuid_hold {customer.uuid}")
     hears(switch, sup, {agent.uuid, "media:local_stream://moh"}, "target's write stream")
+
+
+def test_uuid_hold_within_the_bridge_lead_frames_queues_the_music(switch: Switch) -> None:
+    """FreeSWITCH 1.10.12 (observed, tests/switch/test_cti.py): the hold music reaches the
+    peer as a broadcast its bridge loop runs only after its lead frames, and a held (suspended)
+    partner stops that count. A ``uuid_hold`` right after the bridge: silence for the whole
+    hold, then the looped music once the unhold lets the count go on — while they talk."""
+    customer, agent = bridged_call(switch)
+    assert switch.api(f"uuid_hold {agent.uuid}") == "+OK Success\n"
+    assert agent.callstate == "HELD"
+    assert switch.hears(customer.uuid) == set()
+    assert switch.api(f"uuid_hold off {agent.uuid}") == "+OK Success\n"
+    assert switch.hears(customer.uuid) == {agent.uuid, "media:local_stream://moh"}
+    assert switch.hears(agent.uuid) == {customer.uuid}
 
 
 # ---------------------------------------------------------------- conference ---------------

@@ -32,6 +32,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from fsapps import hold
 from fsapps.numbers import valid_extension, valid_number
 
 COMMAND = "csta"
@@ -100,7 +101,7 @@ def _run(settings: Any, execute: Execute, node: str, args: Mapping[str, Any]) ->
     elif action == "drop":
         reply = execute("uuid_kill", f"{_uuid(args, 'uuid')} NORMAL_CLEARING")
     elif action == "hold":
-        reply = execute("uuid_hold", _uuid(args, "uuid"))
+        reply = hold.hold(execute, _uuid(args, "uuid"))  # a fresh bridge settles first
     elif action == "unhold":
         reply = execute("uuid_hold", f"off {_uuid(args, 'uuid')}")
     elif action == "call":
