@@ -26,7 +26,7 @@ import yaml
 from fakefs.servers import free_port, wait_for_port
 from fsapps.passwords import hash_password
 from switch import sipp
-from switch.conftest import DOMAIN, Stack, wait_for
+from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
 from switch.esl import Esl
 from switch.realswitch import ESL_PASSWORD, ROOT, RealSwitch
 
@@ -108,16 +108,6 @@ def events(fs1: RealSwitch) -> Iterator[Esl]:
 
 
 # ------------------------------------------------------------------------ helpers -----------
-def api(sw: RealSwitch, line: str) -> str:
-    reply = sw.api(f"python fsapps.api {line}")
-    assert reply.startswith("+OK"), f"{line}: {reply}"
-    return reply
-
-
-def agent_state(st: Stack, ext: str) -> dict[str, str]:
-    return st.redis.hgetall(f"fsapps:{{{DOMAIN}}}:agent:{ext}")
-
-
 def channels(sw: RealSwitch) -> dict[str, dict[str, str]]:
     """``show channels as json`` by uuid."""
     text = sw.api("show channels as json")
@@ -190,15 +180,11 @@ def queue_call(sw: RealSwitch, st: Stack, group: str, ext: str, number: str,
 
 
 def cdr_row(st: Stack, uuid: str) -> dict[str, Any]:
-    def row() -> dict[str, Any] | None:
-        rows = st.sql("SELECT row_to_json(c) FROM cdr c WHERE uuid = %s", uuid)
-        return rows[0][0] if rows else None  # type: ignore[return-value]
-    return wait_for(row, 20, f"the CDR of {uuid}")  # type: ignore[return-value]
+    return st.cdr("uuid = %s", uuid)
 
 
 def attempts(st: Stack, uuid: str) -> list[tuple[object, ...]]:
-    return st.sql("SELECT extension, result, transferred FROM cdr_agent_attempt "
-                  "WHERE cdr_uuid = %s ORDER BY attempt_no", uuid)
+    return st.attempts(uuid, "extension, result, transferred")
 
 
 def executed(events: Esl, uuid: str, app: str) -> dict[str, str]:
