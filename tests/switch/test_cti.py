@@ -237,7 +237,10 @@ def test_hold_and_unhold(fs1: RealSwitch, phones: Stack, group: str, cti: CtiSer
     cti.ok(admin, "GET", f"/api/unhold/{ext}")
     events.wait_event(lambda e: e.get("Event-Name") == "CHANNEL_UNHOLD"
                       and e.get("Unique-ID") == call.agent_leg, 10, "CHANNEL_UNHOLD")
-    assert dump(fs1, call.agent_leg)["Channel-Call-State"] == "ACTIVE"
+    # FreeSWITCH sets UNHELD at the unhold and ACTIVE a moment later (a uuid_dump right
+    # after CHANNEL_UNHOLD showed UNHELD once): wait for the state, as for show channels
+    wait_for(lambda: dump(fs1, call.agent_leg)["Channel-Call-State"] == "ACTIVE", 5,
+             "uuid_dump: the agent leg ACTIVE again")
     wait_for(lambda: channels(fs1)[call.agent_leg]["callstate"] == "ACTIVE", 5,
              "show channels: the agent leg ACTIVE again")
     assert dump(fs1, call.agent_leg)["variable_signal_bond"] == call.customer
