@@ -139,8 +139,12 @@ def test_dead_nodes_registration_runs_out(cc: SimulatedCallCenter) -> None:
           f"({time.time() - before.reg_until / 1000:.2f}s after its registration ran out)")
     dead = cc.get("7101")
     assert not dead.reg_node and not dead.reg_until
-    # the live state follows the agent hash (the same reconciler, right after)
-    wait_until(lambda: registration(cc, "7101") is None, 2, "7101's registration removed")
+    # the live state follows the agent hash (the same reconciler, right after): it removes the
+    # registration, then the userinfo entry, then publishes the sofia::expire - so wait for
+    # the publish, the last step, before looking at either record
+    wait_until(lambda: any(e.get("Event-Subclass") == "sofia::expire" for e in published(cc)),
+               2, "7101's sofia::expire published")
+    assert registration(cc, "7101") is None
     assert userinfo(cc, "7101") is None  # neither a registration nor a call left
     expired = [e for e in published(cc) if e.get("Event-Subclass") == "sofia::expire"]
     assert [(e["user"], e["host"], e["fsapps-expired-node"]) for e in expired] == \
