@@ -67,8 +67,9 @@ def isolated_decisions(center: SimulatedCallCenter, groups: list[str], rng: rand
     """Route calls straight through the decision path (routing facts, candidate order,
     reserve) and release the agent again, from several threads at once; returns the samples
     and decisions per second."""
-    from fsapps import metrics, routing
-    from fsapps.callqueue import WaitingCall
+    from fsapps import metrics
+    from fsapps.domain import routing
+    from fsapps.domain.callqueue import WaitingCall
 
     def worker(index: int) -> None:
         local = random.Random(index)
@@ -116,7 +117,8 @@ def directory_bench(ctx: Any, domain: str, users: int = 100_000,
     number-alias), then ``lookups`` REGISTER-style ``xml_fetch`` calls from one thread, by id
     and by alias (and some unknown names). Measures the Python side of a lookup: the Redis
     round trip, parsing the record and rendering the XML. Returns the table rows."""
-    from fsapps import directory, userdir
+    from fsapps import directory
+    from fsapps.domain import userdir
 
     rng = random.Random(seed)
     store = userdir.UserDirectory(ctx, domain)
@@ -177,8 +179,8 @@ def events_bench(redis_url: str, dsn: str, events: int = 20_000) -> list[tuple[s
     import subprocess
 
     from fakefs.servers import free_port, wait_for_port
-    from fsapps import xcc
     from fsapps.config import NatsSettings, Secret
+    from fsapps.events import xcc
 
     nats_proc = None
     settings = settings_for(redis_url, dsn, DOMAIN, log_level="WARNING")

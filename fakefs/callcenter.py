@@ -56,9 +56,9 @@ class SimulatedCallCenter:
 
     def __init__(self, settings: Any, time_scale: float = 1.0) -> None:
         from fsapps import context
-        from fsapps.agents import Agents
-        from fsapps.callqueue import CallQueue
-        from fsapps.groups import Groups
+        from fsapps.domain.agents import Agents
+        from fsapps.domain.callqueue import CallQueue
+        from fsapps.domain.groups import Groups
 
         self.ctx = context.configure(settings)
         self.domain = settings.default_domain
@@ -85,7 +85,7 @@ class SimulatedCallCenter:
         return switch
 
     def group(self, number: str, **fields: Any) -> Any:
-        from fsapps.groups import Group
+        from fsapps.domain.groups import Group
 
         group = Group(number, group_name=fields.pop("group_name", f"group {number}"),
                       domain=self.domain, **fields)
@@ -96,7 +96,7 @@ class SimulatedCallCenter:
               behaviour: Behaviour | None = None, ready: bool = True) -> None:
         """An agent: a phone registered on ``switch`` (default the first), logged into
         ``groups``, idle and ready unless ``ready=False``."""
-        from fsapps import acd
+        from fsapps.switch import acd
 
         switch = switch or self.switches[0]
         for sw in self.switches:

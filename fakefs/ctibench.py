@@ -1,5 +1,5 @@
-"""The CTI rows of ``make bench``: the CTI server (:mod:`fsapps.cti`, seed 001's REST API) and
-wellClient's event stream (:mod:`fsapps.csta`, SockJS + STOMP) over real HTTP and WebSocket
+"""The CTI rows of ``make bench``: the CTI server (:mod:`fsapps.server`, seed 001's REST API) and
+wellClient's event stream (:mod:`fsapps.server.csta`, SockJS + STOMP) over real HTTP and WebSocket
 connections, against a server wired to a fake switch running fsapps.runtime, a real Redis and
 PostgreSQL. Everything (switch, server, clients) runs in this one Python process.
 
@@ -109,9 +109,9 @@ def start(redis_url: str, dsn: str, agents: int) -> Bench:
     answer after 50-150 ms), CTI users for them and an admin, and a CTI server on a free
     port with the production worker count."""
     from fsapps.config import Secret, UserSettings
-    from fsapps.cti.app import BackgroundServer
-    from fsapps.cti.services import CtiServices
-    from fsapps.passwords import hash_password
+    from fsapps.server.app import BackgroundServer
+    from fsapps.server.passwords import hash_password
+    from fsapps.server.services import CtiServices
 
     reset_database(dsn)
     exts = [str(2000 + n) for n in range(agents)]
@@ -236,7 +236,7 @@ def rest_rows(bench: Bench, requests_each: int = 300, clients: int = 8,
     for t in pool:
         t.join()
     wall = time.perf_counter() - wall
-    from fsapps import acd
+    from fsapps.switch import acd
 
     for index in range(clients):  # a cycle cut short leaves its agent busy: ready again
         acd.set_ready(bench.center.ctx, DOMAIN, bench.agents[index % len(bench.agents)])
@@ -558,7 +558,7 @@ _STATE = {"delivered": "Alerting", "established": "Connect", "connectionCleared"
 
 
 def _publish_burst(center: SimulatedCallCenter, keys: list[Key]) -> None:
-    """Feed records as a switch runtime publishes them (fsapps.cstafeed's format) on the
+    """Feed records as a switch runtime publishes them (fsapps.events.cstafeed's format) on the
     domain's CSTA channel, in pipelines of 100: the hub's own capacity, no switch in front."""
     channel = center.ctx.keys(DOMAIN).csta_feed()
     now = int(time.time() * 1000)
@@ -575,7 +575,7 @@ def _publish_burst(center: SimulatedCallCenter, keys: list[Key]) -> None:
 
 def _set_all(center: SimulatedCallCenter, exts: list[str], ready: bool) -> None:
     """Agents ``exts`` ready (offered queue calls) or busy (not)."""
-    from fsapps import acd
+    from fsapps.switch import acd
 
     for ext in exts:
         (acd.set_ready if ready else acd.set_busy)(center.ctx, center.domain, ext)

@@ -107,9 +107,9 @@ def start_cti(settings: Any, port: int) -> Any:
     """The CTI server over the simulated center, on 127.0.0.1:``port`` (or, when that port
     is taken, a free one: the demo must not fail for a busy port)."""
     from fsapps.config import Secret, UserSettings
-    from fsapps.cti.app import BackgroundServer
-    from fsapps.cti.services import CtiServices
-    from fsapps.passwords import hash_password
+    from fsapps.server.app import BackgroundServer
+    from fsapps.server.passwords import hash_password
+    from fsapps.server.services import CtiServices
 
     users = tuple(UserSettings(name, Secret(hash_password(password)), role, extension)
                   for name, password, role, extension in DEMO_USERS)

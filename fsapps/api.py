@@ -4,7 +4,8 @@
 aliases fsapps.runtime installs.
 
 Thin: FreeSWITCH reloads this module on every call; the commands are in
-:mod:`fsapps.commands`. The reply is written last, in one write, and no exception ever leaves:
+:mod:`fsapps.switch.commands`. The reply is written last, in one write, and no exception ever
+leaves:
 an internal failure answers ``-ERR <reason>``.
 """
 
@@ -17,7 +18,7 @@ from fsapps.fslog import log
 
 def fsapi(session: Any, stream: Any, env: Any, args: str) -> None:
     try:
-        from fsapps import commands
+        from fsapps.switch import commands
 
         reply = commands.run(args)
     except Exception as exc:  # commands.run answers every failure itself; this is the last net

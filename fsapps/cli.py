@@ -37,14 +37,14 @@ def _ext_context(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _ext_import(args: argparse.Namespace) -> int:
-    from fsapps import extfile
+    from fsapps.domain import extfile
 
     ctx, domain = _ext_context(args)
     return extfile.import_file(ctx, domain, args.file, args.format, skip_bad=args.skip_bad)
 
 
 def _ext_export(args: argparse.Namespace) -> int:
-    from fsapps import extfile
+    from fsapps.domain import extfile
 
     ctx, domain = _ext_context(args)
     if args.output:
@@ -54,7 +54,7 @@ def _ext_export(args: argparse.Namespace) -> int:
 
 
 def _ext_set(args: argparse.Namespace) -> int:
-    from fsapps import extfile
+    from fsapps.domain import extfile
 
     ctx, domain = _ext_context(args)
     items = [("param.password", args.password)] if args.password is not None else []
@@ -72,7 +72,7 @@ def _ext_set(args: argparse.Namespace) -> int:
 
 
 def _ext_rm(args: argparse.Namespace) -> int:
-    from fsapps.userdir import UserDirectory
+    from fsapps.domain.userdir import UserDirectory
 
     ctx, domain = _ext_context(args)
     if not UserDirectory(ctx, domain).remove(args.user):
@@ -82,8 +82,8 @@ def _ext_rm(args: argparse.Namespace) -> int:
 
 
 def _ext_show(args: argparse.Namespace) -> int:
-    from fsapps import extfile
-    from fsapps.userdir import UserDirectory
+    from fsapps.domain import extfile
+    from fsapps.domain.userdir import UserDirectory
 
     ctx, domain = _ext_context(args)
     ext = UserDirectory(ctx, domain).get(args.user)
@@ -132,8 +132,8 @@ def _cti_serve(args: argparse.Namespace) -> int:
     import dataclasses
 
     from fsapps import config
-    from fsapps.cti.app import serve
-    from fsapps.cti.services import CtiServices
+    from fsapps.server.app import serve
+    from fsapps.server.services import CtiServices
 
     settings = config.load_settings(args.config)
     cti = settings.cti

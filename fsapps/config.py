@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from fsapps.errors import ConfigError
-from fsapps.passwords import is_password_hash
+from fsapps.server.passwords import is_password_hash
 
 
 # Secret has no mutator, so one default instance shared by every settings object is safe
@@ -505,7 +505,7 @@ def _build(cls: Any, raw: Any, path: str) -> Any:
     hints = _hints(cls)
     if cls is UserSettings and "password" in raw:
         raise ConfigError(_join(path, "password"), MASK, "plain passwords are refused; store "
-                          "password_hash, the output of `python -m fsapps.passwords`")
+                          "password_hash, the output of `python -m fsapps.server.passwords`")
     for name in raw:
         if name not in hints:
             key = _join(path, str(name))
@@ -738,7 +738,7 @@ def _postgres_dsn(secret: Secret, key: str) -> Secret:
 def _password_hash(secret: Secret, key: str) -> Secret:
     if not is_password_hash(secret.reveal()):
         raise ConfigError(key, MASK, "expected pbkdf2_sha256$<iterations>$<salt>$<hash>, "
-                          "the output of `python -m fsapps.passwords`")
+                          "the output of `python -m fsapps.server.passwords`")
     return secret
 
 

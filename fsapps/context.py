@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import redis
 
     from fsapps.db.connection import Pool
-    from fsapps.pubsub import Publisher
+    from fsapps.events.pubsub import Publisher
 
 
 def now_ms() -> int:
@@ -47,7 +47,7 @@ class Context:
     @property
     def publisher(self) -> Publisher:
         if self._publisher is None:
-            from fsapps.pubsub import Publisher
+            from fsapps.events.pubsub import Publisher
 
             self._publisher = Publisher(self.redis, self.settings.events)
         return self._publisher

@@ -2,7 +2,7 @@
 — ask an HTTP router where the call goes, then dial as told (README: HTTP-routed bridging).
 
 Thin: FreeSWITCH reloads this module on every call; the work, the HTTP connection pool and the
-notifier threads live in :mod:`fsapps.httproute`. No exception ever leaves: a failure is
+notifier threads live in :mod:`fsapps.switch.httproute`. No exception ever leaves: a failure is
 logged and the caller hears a clean hangup.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsapps import httproute
 from fsapps.context import get_context
 from fsapps.fslog import log
+from fsapps.switch import httproute
 
 
 def handler(session: Any, args: str) -> None:

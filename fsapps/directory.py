@@ -1,7 +1,7 @@
 """``xml_fetch(params, args)`` — the directory binding named in python.conf.xml.
 
 Answers REGISTER/INVITE authentication and ``user/<ext>`` dialling from the Redis hash
-``cti_exten@<domain>`` (seed 003, :mod:`fsapps.userdir`): the user's directory document, or
+``cti_exten@<domain>`` (seed 003, :mod:`fsapps.domain.userdir`): the user's directory document, or
 FreeSWITCH's "not found" result for an unknown user or domain, a malformed record (logged) or
 a failure (logged). Other sections get "" (nothing from this binding). It always returns a
 ``str``: None would crash the switch.
@@ -17,7 +17,7 @@ from typing import Any
 
 def xml_fetch(params: Any, args: str = "") -> str:
     try:
-        from fsapps import userdir
+        from fsapps.domain import userdir
     except Exception:  # an unimportable install: fall back to the switch's static XML
         return ""
     try:

@@ -1,6 +1,6 @@
 """``python fsapps.nwayacd <group>`` — the ACD application (seed 001 ``nwayacd 110``).
 
-Thin: FreeSWITCH reloads this module on every call; the work is in :mod:`fsapps.acd`. No
+Thin: FreeSWITCH reloads this module on every call; the work is in :mod:`fsapps.switch.acd`. No
 exception ever leaves: a failure is logged and the caller hears a clean hangup.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsapps import acd
-from fsapps.entry import run_app
+from fsapps.switch import acd
+from fsapps.switch.entry import run_app
 
 
 def handler(session: Any, args: str) -> None:

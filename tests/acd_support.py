@@ -10,7 +10,7 @@ from typing import Any
 from fakefs.callcenter import SimulatedCallCenter, reset_database
 from fakefs.callcenter import settings_for as _settings_for
 from fsapps.config import Settings
-from fsapps.groups import Group
+from fsapps.domain.groups import Group
 
 DOMAIN = "cc.test"
 CallCenter = SimulatedCallCenter

@@ -1,4 +1,4 @@
-"""A real CTI server for tests: :func:`start_server` runs ``fsapps.cti.app`` on a free
+"""A real CTI server for tests: :func:`start_server` runs ``fsapps.server.app`` on a free
 127.0.0.1 port in a background thread with its own event loop; :func:`cti_stack` wires it to
 a simulated call center (fake switches running fsapps.runtime, real Redis and PostgreSQL).
 
@@ -32,9 +32,9 @@ from acd_support import settings_for
 from fakefs.callcenter import SimulatedCallCenter, reset_database
 from fakefs.switch import Switch
 from fsapps.config import Secret, Settings, UserSettings
-from fsapps.cti.app import BackgroundServer
-from fsapps.cti.services import CtiServices
-from fsapps.passwords import hash_password
+from fsapps.server.app import BackgroundServer
+from fsapps.server.passwords import hash_password
+from fsapps.server.services import CtiServices
 
 # Few iterations: a test login costs microseconds; the format is the production one.
 _ITERATIONS = 1000

@@ -20,8 +20,8 @@ import pytest
 
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
-from fsapps import acd
-from fsapps.routing import CallMode
+from fsapps.domain.routing import CallMode
+from fsapps.switch import acd
 from tests.acd_support import DOMAIN, CallCenter, center
 from tests.pubsub_capture import Subscriber
 

@@ -34,11 +34,11 @@ from fakefs import Behaviour, Channel, Switch
 from fakefs.events import Event
 from fakefs.scenario import wait_until
 from fakefs.servers import FreshDatabase, RedisClusterServer, RedisServer
-from fsapps import acd
-from fsapps.callqueue import CallQueue
 from fsapps.context import now_ms
-from fsapps.nodes import DEAD_AFTER_MS
-from fsapps.runtime import RECONCILE_MS
+from fsapps.domain.callqueue import CallQueue
+from fsapps.domain.nodes import DEAD_AFTER_MS
+from fsapps.switch import acd
+from fsapps.switch.runtime import RECONCILE_MS
 from tests.acd_support import DOMAIN, CallCenter, center
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")

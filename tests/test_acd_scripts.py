@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import redis
 
-from fsapps.agent_state import IllegalTransition
-from fsapps.agents import Agents
-from fsapps.callqueue import CallQueue, WaitingCall
 from fsapps.context import Context, now_ms
-from fsapps.routing import queue_score
+from fsapps.domain.agent_state import IllegalTransition
+from fsapps.domain.agents import Agents
+from fsapps.domain.callqueue import CallQueue, WaitingCall
+from fsapps.domain.routing import queue_score
 from fsapps.store.scripts import run_script
 from tests.acd_support import DOMAIN, settings_for
 

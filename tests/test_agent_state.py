@@ -2,7 +2,7 @@
 
 import pytest
 
-from fsapps.agent_state import (
+from fsapps.domain.agent_state import (
     TRANSITIONS,
     CallState,
     IllegalTransition,

@@ -15,9 +15,9 @@ import pytest
 from fakefs.channel import Behaviour
 from fakefs.scenario import wait_until
 from fakefs.servers import FreshDatabase, RedisServer
-from fsapps import amqp
 from fsapps.config import AmqpSettings, Secret
-from fsapps.userdir import UserDirectory, parse_record
+from fsapps.domain.userdir import UserDirectory, parse_record
+from fsapps.events import amqp
 from tests.acd_support import DOMAIN, CallCenter, reset_database, settings_for
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"

@@ -2,7 +2,8 @@
 send it — ``api python fsapps.api nway_login 1000 120`` (``switch.api``) and the seed's own line
 ``nway_login 1000 120`` through the alias fsapps.runtime installs (``switch.console``) — to two
 fake nodes running the project's dialplan and runtime, against the test Redis and PostgreSQL.
-Each test checks the reply and then the state: Redis through fsapps.agents / fsapps.groups,
+Each test checks the reply and then the state: Redis through fsapps.domain.agents /
+fsapps.domain.groups,
 PostgreSQL by querying it, the switch through its events and its audio graph
 (``switch.hears``).
 
@@ -25,9 +26,9 @@ import pytest
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
 from fakefs.servers import FreshDatabase, RedisServer
-from fsapps import commands
-from fsapps.agents import Agent
-from fsapps.nodes import Nodes
+from fsapps.domain.agents import Agent
+from fsapps.domain.nodes import Nodes
+from fsapps.switch import commands
 from tests.acd_support import DOMAIN, CallCenter, center, sql
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
@@ -704,7 +705,7 @@ def test_a_stopping_runtime_hands_a_command_back_to_the_live_one(
     """A runtime that takes a command after its switch stopped (a reloaded runtime, a switch
     shutting down while the next one already serves the node's name) puts it back at the
     front of the node's queue instead of answering it with channels that are gone."""
-    from fsapps.runtime import NodeRuntime
+    from fsapps.switch.runtime import NodeRuntime
 
     class Stopped:  # the freeswitch module of a switch that is no longer running
         @staticmethod

@@ -18,9 +18,9 @@ from fakefs import Behaviour, Channel, Switch
 from fakefs.callcenter import SimulatedCallCenter, reset_database
 from fakefs.scenario import wait_until
 from fakefs.servers import FreshDatabase, RedisServer
-from fsapps import commands
-from fsapps.agents import Agent, Agents
-from fsapps.groups import Groups
+from fsapps.domain.agents import Agent, Agents
+from fsapps.domain.groups import Groups
+from fsapps.switch import commands
 from tests.acd_support import DOMAIN, settings_for, sql
 from tests.test_api_commands import LOCAL_EXTENSIONS, ringing_leg, third_party
 

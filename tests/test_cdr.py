@@ -21,8 +21,9 @@ import pytest
 
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
-from fsapps import cdr, cdrspool, outbound
 from fsapps.db.connection import Pool
+from fsapps.events import cdr, cdrspool
+from fsapps.switch import outbound
 from tests.acd_support import DOMAIN, CallCenter, center
 from tests.pubsub_capture import Subscriber
 

@@ -19,9 +19,9 @@ import redis
 
 from fakefs import Behaviour, Channel
 from fakefs.scenario import wait_until
-from fsapps import cdr, cdrspool
 from fsapps.config import Secret
 from fsapps.db.connection import Pool
+from fsapps.events import cdr, cdrspool
 from fsapps.store import connection as store_connection
 from tests.acd_support import DOMAIN, center
 from tests.test_cdr import RING_S, TALK, Cdrs, proxied, settled, watching

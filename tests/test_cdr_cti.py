@@ -10,7 +10,7 @@ import psycopg2
 import psycopg2.extras
 
 from fakefs.scenario import wait_until
-from fsapps import cdr
+from fsapps.events import cdr
 from tests.acd_support import DOMAIN
 from tests.test_cti_bridge import (  # noqa: F401 (fixtures)
     Bed,

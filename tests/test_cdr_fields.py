@@ -1,5 +1,6 @@
-"""The pure side of generic CDRs (fsapps.cdr.wants_generic_cdr / leg_from_event / generic_cdr)
-and fsapps.cdrcalls.CallRecords following a call's events — switch events as header maps,
+"""The pure side of generic CDRs (fsapps.events.cdr.wants_generic_cdr / leg_from_event /
+generic_cdr)
+and fsapps.events.cdrcalls.CallRecords following a call's events — switch events as header maps,
 no switch, no I/O (CallRecords' api calls are collected)."""
 
 from __future__ import annotations
@@ -7,8 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from fsapps import cdr
-from fsapps.cdrcalls import CallRecords
+from fsapps.events import cdr
+from fsapps.events.cdrcalls import CallRecords
 from tests.acd_support import DOMAIN, settings_for
 
 T0 = 1_700_000_000  # epoch seconds

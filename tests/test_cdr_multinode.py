@@ -16,7 +16,7 @@ import pytest
 from fakefs import Behaviour
 from fakefs.scenario import wait_until
 from fakefs.servers import FreshDatabase, RedisServer
-from fsapps import cdr
+from fsapps.events import cdr
 from tests.acd_support import DOMAIN, CallCenter, center
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")

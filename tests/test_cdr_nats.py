@@ -11,7 +11,7 @@ import pytest
 
 from fakefs import Behaviour
 from fakefs.scenario import wait_until
-from fsapps import xcc
+from fsapps.events import xcc
 from tests.acd_support import DOMAIN, CallCenter
 from tests.test_xcc import NatsServer, Subscriber, cc, nats_server, subscribers  # noqa: F401
 

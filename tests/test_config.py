@@ -23,7 +23,7 @@ from fsapps.config import (
     UserSettings,
 )
 from fsapps.errors import ConfigError
-from fsapps.passwords import hash_password, is_password_hash, verify_password
+from fsapps.server.passwords import hash_password, is_password_hash, verify_password
 
 # Cheap hashes for tests that only need the right shape; the default cost is tested once.
 FAST = 1_000
@@ -384,7 +384,7 @@ def test_a_plain_password_is_refused_without_echoing_it(tmp_path: Path) -> None:
     error = load_error(tmp_path, "users:\n  - {username: admin, password: hunter2hunter2}\n")
 
     assert error.key == "users[0].password"
-    assert "fsapps.passwords" in error.reason
+    assert "fsapps.server.passwords" in error.reason
     assert "hunter2" not in str(error)
 
 

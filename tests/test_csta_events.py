@@ -1,9 +1,10 @@
-"""CSTA event mapping (fsapps.csta.events, fsapps.cstafeed): pure functions over plain data."""
+"""CSTA event mapping (fsapps.server.csta.events, fsapps.events.cstafeed): pure functions over
+plain data."""
 
 from __future__ import annotations
 
-from fsapps.csta import events as ev
-from fsapps.cstafeed import CstaFeed, Leg, change, leg_of
+from fsapps.events.cstafeed import CstaFeed, Leg, change, leg_of
+from fsapps.server.csta import events as ev
 
 D = "zhen04.cc"
 

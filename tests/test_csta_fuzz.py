@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from fakefs.channel import Behaviour
 from fakefs.scenario import wait_until
-from fsapps.csta.rest import OPENAPI_TAG, documented_routes
+from fsapps.server.csta.rest import OPENAPI_TAG, documented_routes
 
 D = "cc.test"
 LIVE = str(uuid.UUID(int=7))

@@ -13,7 +13,7 @@ from csta_support import StompClient
 from cti_support import CtiStack
 
 from fakefs.scenario import wait_until
-from fsapps.csta.rest import call_legs
+from fsapps.server.csta.rest import call_legs
 
 D = "cc.test"
 A1, A2 = f"1001@{D}", f"1002@{D}"

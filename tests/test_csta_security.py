@@ -20,10 +20,10 @@ from cti_support import Client, CtiStack
 from test_csta_protocol import api, conn, talking, wellclient_login
 
 from fakefs.scenario import wait_until
-from fsapps.csta import events as ev
-from fsapps.csta import hub as hubmod
-from fsapps.csta import sockjs
-from fsapps.csta.rest import call_legs
+from fsapps.server.csta import events as ev
+from fsapps.server.csta import hub as hubmod
+from fsapps.server.csta import sockjs
+from fsapps.server.csta.rest import call_legs
 
 D = "cc.test"
 A1, A2 = f"1001@{D}", f"1002@{D}"
@@ -142,7 +142,7 @@ def test_a_revoked_token_ends_a_quiet_session(stack: CtiStack,
 
 
 def hub_of(stack: CtiStack) -> hubmod.Hub:
-    from fsapps.cti.extensions import HUB
+    from fsapps.server.plugins import HUB
 
     return stack.server.runner.app[HUB]
 
@@ -350,7 +350,7 @@ def test_login_says_the_same_for_unknown_users_and_wrong_passwords_and_throttles
     assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
     assert throttled.json()["error"]
     # the failure counter goes: the user can log in again in later tests
-    from fsapps.cti.auth import digest
+    from fsapps.server.auth import digest
 
     auth = stack.server.services.auth
     auth.r.delete(auth.keys.login_failures_user(digest("agent2")))

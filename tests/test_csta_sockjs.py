@@ -1,4 +1,5 @@
-"""SockJS server side (fsapps.csta.sockjs): info, WebSocket framing, xhr_streaming, xhr polling
+"""SockJS server side (fsapps.server.csta.sockjs): info, WebSocket framing, xhr_streaming, xhr
+polling
 with xhr_send, raw WebSocket, broken framing — against an echo receiver in a real aiohttp
 server (asyncio.run; no STOMP involved)."""
 
@@ -13,7 +14,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from fsapps.csta import sockjs
+from fsapps.server.csta import sockjs
 
 
 class Echo:

@@ -1,10 +1,11 @@
-"""The STOMP 1.1 codec (fsapps.csta.stomp): frames, escaping, incremental parsing, heart-beats."""
+"""The STOMP 1.1 codec (fsapps.server.csta.stomp): frames, escaping, incremental parsing,
+heart-beats."""
 
 from __future__ import annotations
 
 import pytest
 
-from fsapps.csta.stomp import Frame, Parser, StompError, negotiate_heartbeat, parse_frame
+from fsapps.server.csta.stomp import Frame, Parser, StompError, negotiate_heartbeat, parse_frame
 
 
 def test_encode_escapes_headers_except_in_connected() -> None:

@@ -15,8 +15,8 @@ from pubsub_capture import Subscriber
 
 from fakefs import Behaviour, Channel
 from fakefs.scenario import wait_until
-from fsapps import acd
-from fsapps.agents import Agents
+from fsapps.domain.agents import Agents
+from fsapps.switch import acd
 
 AGENT, AGENT2, SUPERVISOR = "1001", "1002", "1900"
 
@@ -359,7 +359,7 @@ def test_bodies_that_are_not_json_objects(cc: CtiStack) -> None:
 
 def _page_or_stream(path: str) -> bool:
     """Issue 9's pages, static files and SockJS stream are served but are no REST calls."""
-    from fsapps.cti.extensions import UNDOCUMENTED_PREFIXES
+    from fsapps.server.plugins import UNDOCUMENTED_PREFIXES
 
     return any(path == p or (p != "/" and path.startswith(p)) for p in UNDOCUMENTED_PREFIXES)
 
@@ -406,7 +406,7 @@ def test_transfer_and_eavesdrop_through_a_gateway(cc: CtiStack, caplog: Any) -> 
     ext = agent_leg.get("dialed_user")
     talking(cc, ext)
     sup = cc.server.client("supervisor")
-    caplog.set_level("INFO", logger="fsapps.cti.audit")
+    caplog.set_level("INFO", logger="fsapps.server.audit")
     ok(sup.post("/api/eavesdrop", json={"EvdedPhone": ext, "EvdPhone": "13900000001",
                                         "EvdGateway": "gw1"}))
     outside = wait_until(lambda: next((c for c in cc.switch.channels.values()

@@ -17,12 +17,12 @@ from cti_support import API_TOKEN, CtiStack, cti_stack, start_server
 
 from fakefs.scenario import wait_until
 from fakefs.servers import RedisServer
-from fsapps import acd
 from fsapps.config import Secret
-from fsapps.cti.app import build_app
-from fsapps.cti.auth import Auth, Principal, principal_of, requires
-from fsapps.cti.registry import ROUTES
-from fsapps.cti.services import CtiServices
+from fsapps.server.app import build_app
+from fsapps.server.auth import Auth, Principal, principal_of, requires
+from fsapps.server.registry import ROUTES
+from fsapps.server.services import CtiServices
+from fsapps.switch import acd
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ import pytest
 
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
-from fsapps import httproute
 from fsapps.config import CtiBridgeSettings
+from fsapps.switch import httproute
 from tests.acd_support import DOMAIN, CallCenter, center
 
 TEST_CONTEXT = """

@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fakefs.scenario import wait_until
-from fsapps.csta.rest import OPENAPI_TAG
-from fsapps.cti import api, supervision
-from fsapps.cti.registry import ROUTES, openapi
+from fsapps.server import cti_api as api
+from fsapps.server import supervision
+from fsapps.server.csta.rest import OPENAPI_TAG
+from fsapps.server.registry import ROUTES, openapi
 
 SAMPLES = ["1001", "1002", "1900", "110", "120", "9999", "", " ", "admin", "agent", "ready",
            "busy", "talking", "+8613800000000", "gw1", "a,b", "{x}", "../1001", "%00", "é",

@@ -16,12 +16,13 @@ import requests
 import yaml
 
 from fakefs.scenario import wait_until
-from fsapps.agents import Agent
-from fsapps.callqueue import WaitingCall
-from fsapps.commands import cli_allowed
-from fsapps.cti import api, supervision
-from fsapps.cti.registry import openapi
-from fsapps.cti.rows import (
+from fsapps.domain.agents import Agent
+from fsapps.domain.callqueue import WaitingCall
+from fsapps.server import cti_api as api
+from fsapps.server import supervision
+from fsapps.server.passwords import hash_password
+from fsapps.server.registry import openapi
+from fsapps.server.rows import (
     LiveCall,
     extension_info,
     extension_row,
@@ -31,7 +32,7 @@ from fsapps.cti.rows import (
     queue_row,
     rfc3339,
 )
-from fsapps.passwords import hash_password
+from fsapps.switch.commands import cli_allowed
 
 MS = int(datetime(2021, 5, 30, 17, 0, 2).timestamp() * 1000)
 U1, U2, U3 = ("7ba750aa-c138-11eb-8bdf-fd851cbd5da" + c for c in "abc")

@@ -16,7 +16,7 @@ from cti_support import CtiStack, cti_stack
 
 from fakefs import Behaviour
 from fakefs.scenario import wait_until
-from fsapps.agents import Agents
+from fsapps.domain.agents import Agents
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 

@@ -16,8 +16,8 @@ from pubsub_capture import Subscriber
 
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
-from fsapps.agents import Agents
-from fsapps.nodes import Nodes
+from fsapps.domain.agents import Agents
+from fsapps.domain.nodes import Nodes
 
 AGENT, SUPERVISOR = "1001", "1900"
 

@@ -18,9 +18,10 @@ from fakefs import Behaviour
 from fakefs.callcenter import DIALPLAN_DIR
 from fakefs.servers import FreshDatabase, RedisServer
 from fakefs.switch import Switch
-from fsapps import __version__, context, diag
+from fsapps import __version__, context
 from fsapps.config import PostgresSettings, RedisSettings, Secret
 from fsapps.context import Context, now_ms
+from fsapps.switch import diag
 from tests.acd_support import DOMAIN, CallCenter, center
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")

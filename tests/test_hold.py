@@ -1,4 +1,4 @@
-"""fsapps.hold: a switch-side hold right after the bridge still gets the hold music to the
+"""fsapps.switch.hold: a switch-side hold right after the bridge still gets the hold music to the
 peer. On FreeSWITCH 1.10.12 a ``uuid_hold`` within the bridge's lead frames leaves the music
 queued until the unhold (fakefs.api.set_hold models it; observed in tests/switch/test_cti.py):
 the node's hold command (CTI /api/hold, nway_uuid_hold, CSTA hold) lets the bridge settle
@@ -15,8 +15,8 @@ import pytest
 from fakefs import Behaviour, Channel, Switch
 from fakefs.api import BRIDGE_LEAD_US
 from fakefs.scenario import wait_until
-from fsapps import commands, hold
-from fsapps.csta import switchops
+from fsapps.server.csta import switchops
+from fsapps.switch import commands, hold
 
 DOMAIN = "gaofei.cn"
 AGENT = "1001"

@@ -16,7 +16,7 @@ from fakefs.scenario import wait_until
 from fakefs.servers import FreshDatabase, RedisServer
 from fakefs.switch import Switch
 from fsapps.config import DirectorySettings
-from fsapps.userdir import UserDirectory, parse_record
+from fsapps.domain.userdir import UserDirectory, parse_record
 from tests.acd_support import DOMAIN, CallCenter, reset_database, settings_for
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")

@@ -26,9 +26,9 @@ from cti_support import GROUP, CtiStack, cti_stack
 
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
-from fsapps import acd
-from fsapps.agents import Agents
-from fsapps.callqueue import CallQueue
+from fsapps.domain.agents import Agents
+from fsapps.domain.callqueue import CallQueue
+from fsapps.switch import acd
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
 

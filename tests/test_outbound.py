@@ -21,8 +21,9 @@ import pytest
 
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
-from fsapps import acd, numbers
 from fsapps.db.connection import Pool
+from fsapps.domain import numbers
+from fsapps.switch import acd
 from tests.acd_support import DOMAIN, CallCenter, center
 from tests.pubsub_capture import Subscriber
 

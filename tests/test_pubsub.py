@@ -18,7 +18,7 @@ from redis.client import PubSub
 from fakefs.servers import RedisServer
 from fsapps.config import EventSettings, RedisSettings, Secret
 from fsapps.errors import ConfigError
-from fsapps.pubsub import (
+from fsapps.events.pubsub import (
     AGENT_EVENTS_CHANNEL,
     CALL_EVENTS_CHANNEL,
     CDR_CALLOUT_CHANNEL,

@@ -27,9 +27,10 @@ from fakefs import Behaviour, Switch
 from fakefs.callcenter import SimulatedCallCenter, reset_database
 from fakefs.scenario import wait_until
 from fakefs.servers import FreshDatabase, RedisClusterServer, RedisServer
-from fsapps import nodes, runtime
-from fsapps.nodes import Nodes
+from fsapps.domain import nodes
+from fsapps.domain.nodes import Nodes
 from fsapps.store.keys import seed_userinfo_hash
+from fsapps.switch import runtime
 from tests.acd_support import DOMAIN, settings_for
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
@@ -218,8 +219,8 @@ def test_stalled_node_loses_nothing(cc: SimulatedCallCenter,
 def test_expiry_script_races(any_cc: SimulatedCallCenter) -> None:
     """agent_reg_expire.lua and the live-state compare-and-set, without switches: only the
     registration the dead node recorded, only once it ran out, only once; a newer one wins."""
-    from fsapps.agents import Agents
-    from fsapps.livestate import LiveState
+    from fsapps.domain.agents import Agents
+    from fsapps.switch.livestate import LiveState
 
     cc = any_cc
 

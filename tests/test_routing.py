@@ -4,8 +4,8 @@ import random
 
 import pytest
 
+from fsapps.domain.routing import CallMode, candidate_order, parse_mode, queue_score
 from fsapps.errors import FsappsError
-from fsapps.routing import CallMode, candidate_order, parse_mode, queue_score
 
 MEMBERS = ["1001", "1002", "1003", "1004"]
 

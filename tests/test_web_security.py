@@ -16,7 +16,7 @@ import pytest
 from browser_support import agents_stack, chromium, needs_chromium
 from cti_support import CtiStack
 
-from fsapps.csta import hub
+from fsapps.server.csta import hub
 
 pytest.importorskip("playwright.sync_api")
 from test_browser_agent import agent_login, new_page

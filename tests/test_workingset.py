@@ -8,9 +8,9 @@ import pytest
 
 from fakefs.scenario import wait_until
 from fakefs.servers import FreshDatabase, RedisServer
-from fsapps import acd
-from fsapps.extensions import Extensions
-from fsapps.workingset import restore_if_empty
+from fsapps.domain.extensions import Extensions
+from fsapps.domain.workingset import restore_if_empty
+from fsapps.switch import acd
 from tests.acd_support import DOMAIN, CallCenter, center
 
 

@@ -19,9 +19,9 @@ from fakefs.channel import Behaviour
 from fakefs.scenario import wait_until
 from fakefs.servers import FreshDatabase, RedisServer
 from fakefs.switch import Switch
-from fsapps import xcc
 from fsapps.config import NatsSettings, Secret
-from fsapps.userdir import UserDirectory, parse_record
+from fsapps.domain.userdir import UserDirectory, parse_record
+from fsapps.events import xcc
 from tests.acd_support import DOMAIN, CallCenter, reset_database, settings_for
 
 pytestmark = [

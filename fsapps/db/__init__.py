@@ -2,7 +2,7 @@
 
 ``fsapps.db.connection`` opens connections and pools them (pools live in that module, which
 FreeSWITCH does not reload); ``fsapps.db.migrations`` owns the schema
-(``fsapps/migrations/NNNN_<name>.sql``, applied by ``fsapps db migrate``).
+(``fsapps/db/schema/NNNN_<name>.sql``, applied by ``fsapps db migrate``).
 """
 
 from fsapps.db.connection import (

@@ -1,6 +1,6 @@
 """Versioned, idempotent schema migrations: numbered SQL files applied once each, in order.
 
-Files are ``fsapps/migrations/NNNN_<name>.sql``. The table ``fsapps_schema_migrations``
+Files are ``fsapps/db/schema/NNNN_<name>.sql``. The table ``fsapps_schema_migrations``
 (version, name, checksum, applied_at) records what was applied. Each migration runs in its own
 transaction together with its bookkeeping row, under a transaction-scoped advisory lock, so two
 nodes migrating at once apply every version exactly once and a failing migration leaves nothing
@@ -34,7 +34,7 @@ from fsapps.errors import FsappsError, MigrationError
 __all__ = ["MIGRATIONS_DIR", "Migration", "current_version", "discover", "migrate",
            "migrate_command"]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "schema"
 
 # Any fixed 64-bit value works as long as nothing else uses it: the bytes of b"fsappmig".
 LOCK_KEY = 0x66736170706D6967

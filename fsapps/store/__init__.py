@@ -1,7 +1,7 @@
 """Redis, the shared working set: one client per process, every key name, Lua scripts.
 
 ``connection`` builds the client (URL, Sentinel or Cluster, retrying, cached per settings),
-``keys`` names every key, ``scripts`` runs the Lua files of ``fsapps/lua`` by EVALSHA.
+``keys`` names every key, ``scripts`` runs the Lua files of ``fsapps/store/lua`` by EVALSHA.
 """
 
 from fsapps.store.connection import (

@@ -28,12 +28,12 @@ fsapps-owned, from :class:`Keys` (``p`` = prefix, ``d`` = domain) — name, type
 ``p:{d}:offers``                   hash    none; call uuid -> extension reserved for it
 ``p:{d}:wrapups``                  zset    none; extensions in wrap-up, score = end (ms)
 ``p:{d}:csta:legs``                hash    none (fields removed at hangup); channel uuid ->
-                                           CSTA callId (:mod:`fsapps.cstafeed`)
+                                           CSTA callId (:mod:`fsapps.events.cstafeed`)
 ``p:{d}:csta:call:<callId>``       hash    EX 1 h after its last change; calling, called and
                                            one field per leg ``p:<uuid>`` -> JSON device/state
 ``p:{d}:csta:userdata:<callId>``   hash    EX 1 h; CSTA call data (user-data key -> value)
 ``p:{d}:csta:agent:<job>``         hash    none (deleted at logout); a wellClient agent's
-                                           device, mode and since (:mod:`fsapps.csta.agents`)
+                                           device, mode and since (:mod:`fsapps.server.csta.agents`)
 ``p:{d}:csta:pending:<job>``       list    EX 30 s; agent events published before the
                                            agent's STOMP subscription arrived
 ``p:{d}:csta``                     pubsub  channel; the CSTA feed (JSON records) of the domain
@@ -80,7 +80,8 @@ Seed-defined, verbatim (seed 003 mod_cti directory, seed 001 events):
 ``cti_exten@<domain>``             hash    none; field extension -> JSON param/variable/attribute
 ``p:{cti_exten@<domain>}:exten_alias``  hash  none; number-alias -> extension (fsapps-owned index
                                         of cti_exten@<domain>, tagged to share its cluster slot;
-                                        :func:`exten_alias_hash`, kept by :mod:`fsapps.userdir`)
+                                        :func:`exten_alias_hash`, kept by
+                                        :mod:`fsapps.domain.userdir`)
 ``cti_userinfo@<domain>``          hash    none; field extension -> JSON register + calls
 ``registrations``                  hash    none; field extension -> JSON sofia::register event
 ``calls``                          hash    none; field extension -> JSON call fields

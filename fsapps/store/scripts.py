@@ -1,6 +1,6 @@
 """Lua scripts: read once per process, run by EVALSHA, reloaded after NOSCRIPT.
 
-Each script is a file ``fsapps/lua/<name>.lua`` beginning with a header that documents every
+Each script is a file ``fsapps/store/lua/<name>.lua`` beginning with a header that documents every
 key and argument it uses::
 
     -- What the script does, atomically.
@@ -37,7 +37,7 @@ from fsapps.store.connection import RedisClient, store_errors
 
 __all__ = ["LUA_DIR", "SCRIPTS", "Script", "Scripts", "lint", "run_script"]
 
-LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+LUA_DIR = Path(__file__).resolve().parent / "lua"
 
 ScriptArg = str | int | float
 
@@ -277,5 +277,5 @@ SCRIPTS = Scripts()
 
 def run_script(client: RedisClient, name: str, keys: Sequence[str],
                args: Sequence[ScriptArg] = ()) -> Any:
-    """:meth:`Scripts.run` on the packaged scripts in ``fsapps/lua``."""
+    """:meth:`Scripts.run` on the packaged scripts in ``fsapps/store/lua``."""
     return SCRIPTS.run(client, name, keys, args)

@@ -24,7 +24,7 @@ import requests
 import yaml
 
 from fakefs.servers import free_port, wait_for_port
-from fsapps.passwords import hash_password
+from fsapps.server.passwords import hash_password
 from switch import sipp
 from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
 from switch.esl import Esl
@@ -216,7 +216,7 @@ def test_hold_and_unhold(fs1: RealSwitch, phones: Stack, group: str, cti: CtiSer
                       10, "the call bridged")
 
     # The hold may come at once (a warm CTI server: 60 ms after the bridge, seen): FreeSWITCH
-    # runs the hold music broadcast only past the bridge's lead frames, so fsapps.hold waits
+    # runs the hold music broadcast only past the bridge's lead frames, so fsapps.switch.hold waits
     # for them; no music here is that bug back.
     message = cti.ok(admin, "GET", f"/api/hold/{ext}")
     assert call.agent_leg in message

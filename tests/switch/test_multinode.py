@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fsapps.nodes import profile_address
+from fsapps.domain.nodes import profile_address
 from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
 from switch.realswitch import RealSwitch
 from switch.test_acd import agent, cdr_row

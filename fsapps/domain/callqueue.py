@@ -1,0 +1,126 @@
+"""Callers waiting for an agent, per group, in Redis: VIP before normal, first come first
+served within a level (:func:`fsapps.domain.routing.queue_score`). A waiting call can be on any node
+and be served by an agent freed on any other.
+
+Keys (``p`` prefix, ``d`` domain):
+
+``p:{d}:group:<g>:queue``  zset  waiting call uuids, score = queue order.
+``p:{d}:waiting``          hash  call uuid -> JSON: node, group, level, number, real number,
+                                 callin time, arrival (ms), agents who failed it (``tried``).
+``p:{d}:offers``           hash  call uuid -> extension reserved for it (the handler of the
+                                 call reads it when woken).
+
+Every step that couples an agent and a call is one Lua script: reserve-or-queue
+(agent_reserve.lua), offer-the-best-waiting-call-to-a-freed-agent (agent_dispatch.lua) and
+leave (queue_leave.lua).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from fsapps.context import Context, now_ms
+from fsapps.domain.routing import queue_score
+from fsapps.store.scripts import run_script
+
+
+@dataclass
+class WaitingCall:
+    uuid: str
+    node: str
+    group: str
+    number: str
+    real_number: str
+    level: str
+    callin_time: str
+    arrived_ms: int
+    tried: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> WaitingCall:
+        data = json.loads(text)
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
+class Reservation:
+    outcome: str  # reserved | offered | queued | none
+    extension: str | None = None
+
+
+class CallQueue:
+    """The waiting callers of one domain."""
+
+    def __init__(self, ctx: Context, domain: str | None = None) -> None:
+        self.ctx = ctx
+        self.keys = ctx.keys(domain)
+        self.r = ctx.redis
+
+    def reserve_or_queue(self, call: WaitingCall, candidates: list[str], *, lease_ms: int,
+                         enqueue: bool, record_current: bool) -> Reservation:
+        """Reserve the first available of ``candidates`` for the call, or (with ``enqueue``)
+        put it in its group's queue — atomically, so an agent turning ready at the same moment
+        either is found here or finds the call queued."""
+        k = self.keys
+        result = run_script(
+            self.r, "agent_reserve",
+            [k.group(call.group), k.group_queue(call.group), k.waiting(), k.offers(),
+             *[k.agent(ext) for ext in candidates]],
+            [call.uuid, call.node, now_ms(), lease_ms, "1" if enqueue else "0",
+             queue_score(call.level, call.arrived_ms), call.to_json(),
+             "1" if record_current else "0"])
+        return Reservation(result[0], result[1] if len(result) > 1 else None)
+
+    def dispatch(self, extension: str, groups: list[str]) \
+            -> tuple[str, WaitingCall | None] | None:
+        """A freed agent takes the best waiting call of its groups: the agent is reserved
+        for it (for the longest ring timeout of its groups plus the lease margin) and the call
+        leaves the queue. Returns (call uuid, its queue record) or None."""
+        if not groups:
+            return None
+        k = self.keys
+        defaults = self.ctx.settings.group_defaults
+        per_group = [key for g in groups for key in (k.group_queue(g), k.group(g))]
+        result = run_script(self.r, "agent_dispatch",
+                            [k.agent(extension), k.waiting(), k.offers(), *per_group],
+                            [extension, now_ms(), defaults.lease_margin_seconds * 1000,
+                             defaults.callout_timeout])
+        if not result:
+            return None
+        uuid, info = result[0], result[1]
+        try:
+            return uuid, WaitingCall.from_json(info)
+        except (ValueError, TypeError):
+            return uuid, None
+
+    def leave(self, group: str, uuid: str) -> tuple[bool, str]:
+        """Take the call out of the queue; returns (it was queued, extension reserved for it
+        meanwhile or "") — such a reservation must be released by the caller."""
+        k = self.keys
+        removed, ext = run_script(self.r, "queue_leave",
+                                  [k.group_queue(group), k.waiting(), k.offers()], [uuid])
+        return bool(int(removed)), ext or ""
+
+    def is_waiting(self, group: str, uuid: str) -> bool:
+        """Is the call in its group's queue now?"""
+        return self.r.zscore(self.keys.group_queue(group), uuid) is not None
+
+    def offer_for(self, uuid: str) -> str | None:
+        return self.r.hget(self.keys.offers(), uuid)
+
+    def waiting(self, group: str | None = None) -> list[WaitingCall]:
+        """Queued calls in queue order (of one group, or of every group of the domain)."""
+        groups = [group] if group else sorted(self.r.smembers(self.keys.groups()))
+        pipe = self.r.pipeline(transaction=False)
+        for g in groups:
+            pipe.zrange(self.keys.group_queue(g), 0, -1, withscores=True)
+        ordered = sorted(((score, uuid) for per_group in pipe.execute()
+                          for uuid, score in per_group))
+        if not ordered:
+            return []
+        infos = self.r.hmget(self.keys.waiting(), [uuid for _, uuid in ordered])
+        return [WaitingCall.from_json(info) for info in infos if info]

@@ -1,0 +1,315 @@
+"""The CSTA feed: the runtime's compact record of every call-leg change, for the wellClient
+event stream of the CTI servers (:mod:`fsapps.server.csta`).
+
+The CTI servers hold no call state; what a CSTA event needs beyond one switch event (which call
+a leg belongs to, which devices are in that call, who called whom) is kept here, in Redis, by
+the node that sees the events:
+
+``p:{d}:csta:legs``            hash  channel uuid -> CSTA callId (field removed at hangup)
+``p:{d}:csta:call:<callId>``   hash  ``calling``, ``called`` (devices), and per leg
+                                     ``p:<uuid>`` -> ``{"d": device, "s": localState}``;
+                                     EX :data:`CALL_TTL_S` after its last change
+
+and every change is PUBLISHed as one JSON record on the domain's channel ``p:{d}:csta``::
+
+    {"id": "...", "name": "delivered", "callId": "...", "uuid": "<leg>", "device": "8001@d",
+     "localState": "Alerting", "calling": "...", "called": "...", "parties": ["8001@d", ...],
+     "time": <ms>, "cause": "<hangup cause, for connectionCleared>"}
+
+``name`` is the CSTA event the change means (serviceInitiated, originated, delivered,
+established, held, retrieved, connectionCleared); the CTI servers turn one record into one event
+per party (:func:`fsapps.server.csta.events.expand`).
+
+A call's id is the a-leg's uuid: a leg carries it in ``fsapps_csta_call`` (legs the CTI server
+originates, whose ``origination_uuid`` is the id itself), ``fsapps_acd_call`` (agent legs of a
+queue call) or ``originator`` (any b-leg: the uuid of the leg that originated it), else the leg
+is an a-leg and its own uuid is the id. A device is ``<number>@<domain>``: the extension a leg
+rings (``fsapps_acd_agent``, ``dialed_user``) or, for other legs, the number it stands for.
+
+Redis is read twice and written once per batch of events, then the records are published; a
+failure is the runtime's to log (the call goes on: only the browser's view of it suffers).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fsapps.context import Context
+from fsapps.store import hash_fields, json_object
+from fsapps.store.connection import publish_pipeline
+
+Header = Callable[[str], "str | None"]
+
+CALL_TTL_S = 3600
+EVENTS = ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
+          "CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_HANGUP_COMPLETE")
+INITIATOR = "initiator"
+RELAY_PREFIX = "fsapps_agent_"
+
+
+@dataclass(frozen=True)
+class Leg:
+    """What one switch event says about its leg (pure: read from the headers)."""
+
+    uuid: str
+    domain: str
+    device: str
+    call_hint: str      # the callId the leg's variables name ("" for an a-leg)
+    outbound: bool
+    initiator: bool     # originated by the CTI server for makeCall / consult: the caller's phone
+    called_hint: str    # for an initiator: the device it calls
+    hidden: bool = False  # a relay between nodes: in the call, but no party of it
+
+
+def leg_of(h: Header, domains: tuple[str, ...], default_domain: str) -> Leg | None:
+    """The leg of an event, or None when the event has no channel."""
+    uuid = h("Unique-ID") or ""
+    if not uuid:
+        return None
+    domain = ""
+    for name in ("variable_fsapps_domain", "variable_dialed_domain", "variable_domain_name"):
+        value = h(name) or ""
+        if value in domains:
+            domain = value
+            break
+    domain = domain or default_domain
+    outbound = (h("Call-Direction") or "") == "outbound"
+    initiator = (h("variable_fsapps_csta_role") or "") == INITIATOR
+    # dialed_user names the leg's own user on a user/ leg only: FreeSWITCH sets it on the
+    # channel that bridges to user/<ext> too, where it is whom that channel called.
+    number = (h("variable_fsapps_csta_device") or h("variable_fsapps_acd_agent") or
+              (h("variable_dialed_user") if outbound else "") or "")
+    outside = False
+    if not number and outbound:
+        number = h("Caller-Destination-Number") or ""
+    elif not number:
+        # An inbound leg is an extension's device only when mod_sofia authenticated the
+        # phone (sip_authorized, user_name): a caller ID is the caller's to choose, and a
+        # trunk caller presenting "1002" must not become 1002's device (its agent would see
+        # the call and could hang the caller up). Outside callers are bare numbers.
+        if (h("variable_sip_authorized") or "") == "true":
+            number = (h("variable_user_name") or h("variable_sip_auth_username") or
+                      h("Caller-Caller-ID-Number") or "")
+        else:
+            number, outside = h("Caller-Caller-ID-Number") or "", True
+    # The relay legs between nodes (fsapps_agent_<ext>, see dialplan/10_fsapps_acd.xml) carry
+    # the queue call's id in the X-FSAPPS-Call header; the phone's leg on the far node is the
+    # party, the relay legs are not.
+    call_hint = (h("variable_fsapps_csta_call") or h("variable_fsapps_acd_call") or
+                 h("variable_sip_h_X-FSAPPS-Call") or h("variable_originator") or
+                 h("variable_originating_leg_uuid") or "")
+    called = h("variable_fsapps_csta_called") or ""
+    relay = (h("Caller-Destination-Number") or "").startswith(RELAY_PREFIX)
+    return Leg(uuid=uuid, domain=domain,
+               device=number.strip() if outside else device(number, domain),
+               call_hint="" if call_hint == uuid else call_hint, outbound=outbound,
+               initiator=initiator, called_hint=device(called, domain) if called else "",
+               hidden=relay)
+
+
+def device(number: str, domain: str) -> str:
+    """``number@domain`` (a number that already names its domain is kept)."""
+    number = number.strip()
+    return number if "@" in number else f"{number}@{domain}"
+
+
+def change(event_name: str, leg: Leg, state: str) -> tuple[str, str] | None:
+    """(CSTA event, new localState) for switch event ``event_name`` on ``leg`` whose state was
+    ``state`` ("" when the leg is new to the call), or None when nothing changes for CSTA."""
+    if event_name == "CHANNEL_CREATE":
+        return ("serviceInitiated", "Initiate") if leg.initiator else None
+    if event_name in ("CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA"):
+        if leg.initiator or not leg.outbound or state in ("Alerting", "Connect", "Hold"):
+            return None  # 180 then 183: one delivered
+        return "delivered", "Alerting"
+    if event_name == "CHANNEL_ANSWER":
+        if leg.initiator:
+            return "originated", "Connect"
+        if not leg.outbound:
+            return None  # an inbound caller answered by the dialplan (IVR, queue music)
+        return "established", "Connect"
+    if event_name == "CHANNEL_HOLD":
+        return ("held", "Hold") if state != "Hold" else None
+    if event_name == "CHANNEL_UNHOLD":
+        return ("retrieved", "Connect") if state == "Hold" else None
+    if event_name == "CHANNEL_HANGUP_COMPLETE":
+        return "connectionCleared", "None"
+    return None
+
+
+class CstaFeed:
+    """Applies batches of switch events to the feed's Redis state and publishes the records."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def apply(self, events: list[Any]) -> list[dict[str, Any]]:
+        """Handle a batch (in order); returns the records published."""
+        settings = self.ctx.settings
+        items: list[tuple[str, Leg, Any]] = []
+        for event in events:
+            name = event.getHeader("Event-Name") or ""
+            if name not in EVENTS:
+                continue
+            leg = leg_of(event.getHeader, tuple(settings.domains), settings.default_domain)
+            if leg is not None:
+                items.append((name, leg, event))
+        if not items:
+            return []
+        r = self.ctx.redis
+        keys = {leg.domain: self.ctx.keys(leg.domain) for _, leg, _ in items}
+        # one read: each leg's known call, and the call its variables name
+        pipe = r.pipeline(transaction=False)
+        for _, leg, _ in items:
+            pipe.hget(keys[leg.domain].csta_legs(), leg.uuid)
+            pipe.hget(keys[leg.domain].csta_legs(), leg.call_hint or leg.uuid)
+        found = pipe.execute()
+        # Each leg's call, in event order: what this batch learnt first (a b-leg created
+        # right after its originator), then what Redis knew; a b-leg belongs to its
+        # originator's call, which may itself be a b-leg's.
+        local: dict[tuple[str, str], str] = {}
+        call_ids: list[str] = []
+        for i, (_, leg, _) in enumerate(items):
+            known, hinted = found[2 * i], found[2 * i + 1]
+            cid = str(local.get((leg.domain, leg.uuid)) or known or
+                      local.get((leg.domain, leg.call_hint)) or hinted or leg.call_hint or
+                      leg.uuid)
+            local[(leg.domain, leg.uuid)] = cid
+            call_ids.append(cid)
+        pipe = r.pipeline(transaction=False)
+        wanted = list(dict.fromkeys((leg.domain, cid) for (_, leg, _), cid
+                                    in zip(items, call_ids, strict=True)))
+        for domain, cid in wanted:
+            pipe.hgetall(keys[domain].csta_call(cid))
+        calls = {key: dict(doc) for key, doc in zip(wanted, pipe.execute(), strict=True)}
+        before = {key: dict(doc) for key, doc in calls.items()}
+        records: list[dict[str, Any]] = []
+        dirty: set[tuple[str, str]] = set()
+        legs_set: dict[str, dict[str, str]] = {}
+        legs_gone: dict[str, list[str]] = {}
+        for i, ((name, leg, event), cid) in enumerate(zip(items, call_ids, strict=True)):
+            call = calls[(leg.domain, cid)]
+            record = self.step(name, leg, cid, call, event.getHeader)
+            dirty.add((leg.domain, cid))
+            if name == "CHANNEL_HANGUP_COMPLETE":
+                legs_gone.setdefault(leg.domain, []).append(leg.uuid)
+                legs_set.get(leg.domain, {}).pop(leg.uuid, None)
+            elif found[2 * i] is None:  # not yet in the legs hash
+                legs_set.setdefault(leg.domain, {})[leg.uuid] = cid
+            if record is not None:
+                records.append(record)
+        pipe = r.pipeline(transaction=False)
+        for domain, mapping in legs_set.items():
+            if mapping:
+                pipe.hset(keys[domain].csta_legs(), mapping=hash_fields(dict[str, object](mapping)))
+        for domain, gone in legs_gone.items():
+            pipe.hdel(keys[domain].csta_legs(), *gone)
+        for domain, cid in dirty:
+            # Only the fields that changed: the legs of one call may live on several nodes
+            # (an agent registered on another node), each writing its own legs' fields.
+            key = keys[domain].csta_call(cid)
+            doc, old = calls[(domain, cid)], before[(domain, cid)]
+            changed = {k: v for k, v in doc.items() if old.get(k) != v}
+            gone = [k for k in old if k not in doc]
+            if changed:
+                pipe.hset(key, mapping=hash_fields(dict[str, object](changed)))
+            if gone:
+                pipe.hdel(key, *gone)
+            pipe.expire(key, CALL_TTL_S)
+        pipe.execute()
+        if records:  # after the state they describe is written (a reader may look it up)
+            messages = publish_pipeline(r)
+            for record in records:
+                messages.publish(keys[record["domain"]].csta_feed(), json.dumps(record))
+            messages.execute()
+        return records
+
+    def channels_gone(self, uuids: list[str]) -> list[dict[str, Any]]:
+        """Legs whose channels the switch ended unseen (hung up by a shutdown after the
+        runtime stopped, or lost in a crash) leave their calls as their
+        CHANNEL_HANGUP_COMPLETE would have made them: out of the legs hash and their call,
+        with a connectionCleared record (no cause: it is unknown). Returns the records."""
+        if not uuids:
+            return []
+        r = self.ctx.redis
+        domains = list(self.ctx.settings.domains)
+        pipe = r.pipeline(transaction=False)
+        for domain in domains:
+            for uuid in uuids:
+                pipe.hget(self.ctx.keys(domain).csta_legs(), uuid)
+        answers = iter(pipe.execute())
+        found = [(domain, uuid, str(cid)) for domain in domains for uuid in uuids
+                 if (cid := next(answers))]
+        if not found:
+            return []
+        pipe = r.pipeline(transaction=False)
+        for domain, uuid, cid in found:
+            pipe.hget(self.ctx.keys(domain).csta_call(cid), f"p:{uuid}")
+        events: list[_Ended] = []
+        parties_gone: dict[str, list[str]] = {}
+        for (domain, uuid, cid), text in zip(found, pipe.execute(), strict=True):
+            party = json_object(text).get("d")
+            if isinstance(party, str) and party:
+                events.append(_Ended({"Event-Name": "CHANNEL_HANGUP_COMPLETE",
+                                      "Unique-ID": uuid, "variable_fsapps_domain": domain,
+                                      "variable_fsapps_csta_device": party,
+                                      "variable_fsapps_csta_call": cid}))
+            else:  # no party of its call (a relay leg, or the call's record expired)
+                parties_gone.setdefault(domain, []).append(uuid)
+        if parties_gone:
+            pipe = r.pipeline(transaction=False)
+            for domain, gone in parties_gone.items():
+                pipe.hdel(self.ctx.keys(domain).csta_legs(), *gone)
+            pipe.execute()
+        return self.apply(events) if events else []
+
+    @staticmethod
+    def step(name: str, leg: Leg, call_id: str, call: dict[str, str],
+             h: Header) -> dict[str, Any] | None:
+        """Apply one event to ``call`` (the call hash, changed in place); the record to
+        publish, or None."""
+        if leg.hidden:
+            return None
+        field = f"p:{leg.uuid}"
+        current = json_object(call.get(field))
+        if not call.get("calling"):
+            if leg.initiator:
+                call["calling"], call["called"] = leg.device, leg.called_hint
+            elif leg.uuid == call_id and not leg.outbound:
+                call["calling"] = leg.device
+                call["called"] = device(h("Caller-Destination-Number") or "", leg.domain)
+        found = change(name, leg, current.get("s", ""))
+        if name == "CHANNEL_HANGUP_COMPLETE":
+            call.pop(field, None)
+        elif current or name == "CHANNEL_CREATE" or found is not None:
+            call[field] = json.dumps({"d": leg.device, "s": found[1] if found else
+                                      current.get("s", "Null")})
+        if found is None:
+            return None
+        parties = [json_object(v).get("d", "") for k, v in call.items() if k.startswith("p:")]
+        if name == "CHANNEL_HANGUP_COMPLETE" or leg.device not in parties:
+            parties.append(leg.device)
+        called = call.get("called", "")
+        if found[0] == "delivered" and (not called or called == call.get("calling")):
+            called = leg.device
+        return {"id": uuidlib.uuid4().hex, "name": found[0], "domain": leg.domain,
+                "callId": call_id, "uuid": leg.uuid, "device": leg.device,
+                "localState": found[1], "calling": call.get("calling", ""), "called": called,
+                "parties": list(dict.fromkeys(p for p in parties if p)),
+                "time": int(time.time() * 1000), "cause": h("Hangup-Cause") or ""}
+
+
+class _Ended:
+    """The CHANNEL_HANGUP_COMPLETE a leg the switch ended unseen never had: the headers
+    :func:`leg_of` and :meth:`CstaFeed.step` read for it."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+    def getHeader(self, name: str) -> str | None:  # noqa: N802 (the switch's Event API)
+        return self.headers.get(name)

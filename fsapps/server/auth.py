@@ -1,0 +1,284 @@
+"""Who may use the CTI server: users and roles from the settings, login tokens in Redis.
+
+- Users (``users:`` in the settings) have a role — ``agent`` < ``supervisor`` < ``admin`` — and
+  optionally their own extension; an agent may act only on that extension. Passwords are
+  PBKDF2 hashes (:mod:`fsapps.server.passwords`); a login for an unknown user still runs one hash so
+  the answer takes as long as for a known one.
+- :meth:`Auth.login` answers a fresh random token. Only its SHA-256 lives in Redis
+  (``p:{cti}:token:<sha256>``, EX ``cti.token_ttl_seconds``), so any number of stateless CTI
+  servers share the sessions and a Redis dump holds no usable token. A token is revoked by
+  deleting its key (:meth:`Auth.revoke`, or all of a user's with :meth:`Auth.revoke_user`).
+- The role and extension are read from the settings on every check, never from Redis: a user
+  removed from the settings (or demoted) loses its rights at once.
+- ``api_tokens:`` are fixed tokens for machine clients, with the admin role; they are compared
+  in constant time.
+- Failed logins are counted per user name and per client address for
+  ``cti.login_window_seconds``; past ``cti.login_max_failures`` (per user) or
+  ``cti.login_max_failures_per_address`` the login answers :class:`Throttled` without looking
+  at the password. The counter is taken before the password is checked (one atomic INCR), so
+  parallel guesses cannot slip past the limit; a successful login gives its count back.
+
+Keys: :class:`fsapps.store.keys.CtiKeys`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fsapps.config import Settings, UserSettings
+from fsapps.context import now_ms
+from fsapps.errors import FsappsError
+from fsapps.server.passwords import hash_password, verify_password
+from fsapps.store.keys import CtiKeys
+
+if TYPE_CHECKING:
+    import redis
+    from aiohttp import web
+
+ROLES = ("agent", "supervisor", "admin")
+RANK = {role: index for index, role in enumerate(ROLES)}
+TOKEN_BYTES = 32
+# Longer "tokens" are refused before any work is done for them.
+MAX_TOKEN_LENGTH = 256
+API_TOKEN_USER = "api-token"
+
+
+def digest(text: str) -> str:
+    """SHA-256 hex of ``text``: what goes into a key instead of a token, name or address."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class AuthError(FsappsError):
+    """A request that is not allowed; ``status`` is its HTTP status."""
+
+    status = 401
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.message = message
+        self.field = field
+        super().__init__(message)
+
+
+class NotAuthorized(AuthError):
+    """No token, an unknown / expired / revoked token, or wrong credentials (401)."""
+
+
+class Forbidden(AuthError):
+    """A valid user without the right to do this (403)."""
+
+    status = 403
+
+
+class Throttled(AuthError):
+    """Too many failed logins (429); ``retry_after`` seconds until the window ends."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The user behind a request."""
+
+    username: str
+    role: str
+    extension: str = ""
+    token_hash: str = ""  # empty for api_tokens (they cannot be revoked by logout)
+
+    def at_least(self, role: str) -> bool:
+        return RANK.get(self.role, -1) >= RANK[role]
+
+    def may_act_on(self, extension: str) -> bool:
+        """Agents act only on their own extension; supervisors and admins on any."""
+        if self.at_least("supervisor"):
+            return True
+        return bool(self.extension) and hmac.compare_digest(self.extension, extension)
+
+
+def _request_key() -> Any:
+    from aiohttp import web
+
+    # aiohttp >= 3.12 types request storage with RequestKey; older ones take a plain string.
+    factory = getattr(web, "RequestKey", None)
+    return factory("fsapps_cti_principal", Principal) if factory else "fsapps_cti_principal"
+
+
+PRINCIPAL: Any = _request_key()
+
+
+class Auth:
+    """Logins, token checks and revocation (blocking: call from a worker thread)."""
+
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        self.settings = settings
+        self.cti = settings.cti
+        self.r = client
+        self.keys = CtiKeys(settings.redis.key_prefix)
+        self.users = {u.username: u for u in settings.users}
+        self._dummy_hash: str | None = None
+
+    # ---------------------------------------------------------------- login -------------
+    def login(self, username: str, password: str, remote_addr: str) -> str:
+        """A new token for ``username``. Raises NotAuthorized (wrong name or password: the
+        same answer for both) or Throttled (too many failures: the password is not checked)."""
+        user_key = self.keys.login_failures_user(digest(username))
+        addr_key = self.keys.login_failures_address(digest(remote_addr or "-"))
+        window = int(self.cti.login_window_seconds)
+        pipe = self.r.pipeline(transaction=True)
+        for key in (user_key, addr_key):
+            pipe.set(key, 0, ex=window, nx=True)
+            pipe.incr(key)
+            pipe.ttl(key)
+        _, user_count, user_ttl, _, addr_count, addr_ttl = pipe.execute()
+        if int(user_count) > self.cti.login_max_failures:
+            self._give_back(addr_key)  # the address did not get to try
+            raise Throttled(f"too many failed logins for user {username!r}; try again later",
+                            int(user_ttl))
+        if int(addr_count) > self.cti.login_max_failures_per_address:
+            self._give_back(user_key)
+            raise Throttled("too many failed logins from this address; try again later",
+                            int(addr_ttl))
+        user = self.users.get(username)
+        hashed = user.password_hash.reveal() if user else self._dummy()
+        if not (verify_password(password, hashed) and user is not None):
+            raise NotAuthorized("Not Authorized")
+        # A success is not a failure: the user starts afresh, the address gets its try back.
+        pipe = self.r.pipeline(transaction=False)
+        pipe.delete(user_key)
+        pipe.decr(addr_key)
+        pipe.execute()
+        return self._issue(user)
+
+    def _give_back(self, key: str) -> None:
+        self.r.decr(key)
+
+    def _dummy(self) -> str:
+        # Same cost as a real user's hash (the first configured one's iterations), so timing
+        # does not tell which user names exist.
+        if self._dummy_hash is None:
+            sample = next(iter(self.users.values()), None)
+            iterations = 600_000
+            if sample is not None:
+                parts = sample.password_hash.reveal().split("$")
+                if len(parts) == 4 and parts[1].isdigit():
+                    iterations = int(parts[1])
+            self._dummy_hash = hash_password(secrets.token_hex(16), iterations=iterations)
+        return self._dummy_hash
+
+    def _issue(self, user: UserSettings) -> str:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        token_hash = digest(token)
+        ttl = int(self.cti.token_ttl_seconds)
+        now = now_ms()
+        user_tokens = self.keys.user_tokens(digest(user.username))
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.keys.token(token_hash), mapping={"username": user.username,
+                                                        "created": str(now)})
+        pipe.expire(self.keys.token(token_hash), ttl)
+        pipe.zremrangebyscore(user_tokens, "-inf", now)
+        pipe.zadd(user_tokens, {token_hash: now + ttl * 1000})
+        pipe.expire(user_tokens, ttl)
+        pipe.execute()
+        return token
+
+    # ---------------------------------------------------------------- checking ----------
+    def check(self, token: str) -> Principal:
+        """The principal of a token; NotAuthorized when it is unknown, expired, revoked or
+        its user is no longer configured."""
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise NotAuthorized("Not Authorized: missing or malformed token")
+        for configured in self.settings.api_tokens:
+            if hmac.compare_digest(configured.reveal().encode(), token.encode()):
+                return Principal(API_TOKEN_USER, "admin")
+        token_hash = digest(token)
+        username = self.r.hget(self.keys.token(token_hash), "username")
+        if not username:
+            raise NotAuthorized("Not Authorized: unknown, expired or revoked token")
+        user = self.users.get(str(username))
+        if user is None:
+            raise NotAuthorized("Not Authorized: the token's user is no longer configured")
+        return Principal(user.username, user.role, user.extension, token_hash)
+
+    def revoke(self, token: str) -> bool:
+        """End one token's session. False when it was not a live token."""
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            return False
+        token_hash = digest(token)
+        username = self.r.hget(self.keys.token(token_hash), "username")
+        pipe = self.r.pipeline(transaction=False)
+        pipe.delete(self.keys.token(token_hash))
+        if username:
+            pipe.zrem(self.keys.user_tokens(digest(str(username))), token_hash)
+        return bool(pipe.execute()[0])
+
+    def revoke_user(self, username: str) -> int:
+        """End every session of ``username``; returns how many were live."""
+        user_tokens = self.keys.user_tokens(digest(username))
+        hashes = [str(h) for h in self.r.zrange(user_tokens, 0, -1)]
+        pipe = self.r.pipeline(transaction=False)
+        for token_hash in hashes:
+            pipe.delete(self.keys.token(token_hash))
+        pipe.delete(user_tokens)
+        return sum(int(n) for n in pipe.execute()[:-1])
+
+
+# ------------------------------------------------------------------------ aiohttp --------
+def request_token(request: web.Request, query_key: bool = False) -> str:
+    """The token of a request: ``Authorization: Nway <token>`` (seed 001; ``Bearer`` is taken
+    too), else, with ``query_key``, the ``key`` query parameter (mod_cti's httpcli form)."""
+    header = request.headers.get("Authorization", "").strip()
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() in ("nway", "bearer"):
+            return value.strip()
+        return ""
+    return request.query.get("key", "") if query_key else ""
+
+
+async def authenticate(request: web.Request, role: str = "agent",
+                       query_key: bool = False) -> Principal:
+    """The request's principal, checked to hold at least ``role``; raises NotAuthorized /
+    Forbidden. The check runs in the services' worker threads (it reads Redis)."""
+    from fsapps.server.services import services_of
+
+    services = services_of(request.app)
+    principal = await services.run(services.auth.check, request_token(request, query_key))
+    if not principal.at_least(role):
+        raise Forbidden(f"this needs the {role} role; user {principal.username!r} is "
+                        f"{principal.role}")
+    request[PRINCIPAL] = principal
+    return principal
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The principal :func:`authenticate` stored on the request."""
+    found: Principal = request[PRINCIPAL]
+    return found
+
+
+Handler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
+
+
+def requires(role: str) -> Callable[[Handler], Handler]:
+    """Decorator for an aiohttp handler: the request must carry a token of at least ``role``
+    (:func:`principal_of` then gives it). The app's error middleware turns a refusal into
+    401/403 with a JSON error."""
+    if role not in RANK:
+        raise ValueError(f"unknown role {role!r}; one of {ROLES}")
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> Any:
+            await authenticate(request, role)
+            return await handler(request)
+        return guarded
+    return wrap

@@ -1,0 +1,575 @@
+"""The ACD service: routing one queue call (seed 001 steps d–h) and offering freed agents to
+waiting callers. The entry module ``fsapps.nwayacd`` only calls :func:`route_call`.
+
+A call, in order: the group's blacklist (hang up, or play the blacklist ring then hang up);
+the agent who served this caller last, if the mode asks and that agent is free; otherwise a
+free agent in the mode's order; if none, the caller waits in the group's queue with hold
+music — VIP first, then first come first served — and is connected the moment an agent turns
+free: the agent reserves itself for the best waiting call in Redis (agent_dispatch.lua) and the
+owning node's runtime breaks the caller's hold music (``uuid_break``) so its handler bridges.
+
+Everything that couples an agent to a call is atomic in Redis and carries a lease, so several
+nodes can route calls to one pool of agents and a node dying mid-offer frees its agents when
+the lease runs out.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fsapps import metrics
+from fsapps.context import Context, get_context, now_ms
+from fsapps.domain import routing
+from fsapps.domain.agent_state import after_no_answer
+from fsapps.domain.agents import Agents
+from fsapps.domain.callqueue import CallQueue, WaitingCall
+from fsapps.domain.groups import Group, Groups
+from fsapps.domain.nodes import Nodes
+from fsapps.events import cdr
+from fsapps.events.pubsub import stamp
+from fsapps.fslog import log
+
+# Hold music is cut into segments this long at most, so a wake-up that arrived before the
+# music started is seen within this time (the uuid_break normally wakes the caller at once).
+HOLD_SEGMENT_SECONDS = 3
+# switch_ivr_play_file ignores a playback_timeout_sec below 2 (its test is "> 1"): a 1 s
+# segment of hold music would play until something breaks it.
+PLAYBACK_TIMEOUT_MIN_SECONDS = 2
+# A call whose free agents have all failed it already waits this long before ringing again.
+RETRY_PAUSE_SECONDS = PLAYBACK_TIMEOUT_MIN_SECONDS
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.\-+*#@]{1,64}$")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.\-+*#@]")
+# The relay between nodes: the destination other nodes send an agent call to, and the SIP
+# header (a channel variable on both sides) naming the agent's domain.
+RELAY_PREFIX = "fsapps_agent_"
+RELAY_DOMAIN_HEADER = "sip_h_X-FSAPPS-Domain"
+
+# originate_disposition → (release outcome, agent-facing method)
+_FAILURES = {"USER_NOT_REGISTERED": "unregistered", "SUBSCRIBER_ABSENT": "unregistered"}
+# the call's recording for the CDR (the dialplan, or the runtime from RECORD_START, sets it)
+RECORD_FILE_VAR = cdr.RECORD_FILE_VAR
+# originate_disposition → cdr_agent_attempt.result (anything else: "failed")
+attempt_result = cdr.attempt_result
+
+
+def safe_part(value: str) -> str:
+    """A caller number as it may appear in a Redis key or a dial-string variable."""
+    return _UNSAFE_CHARS.sub("_", value or "")[:64] or "unknown"
+
+
+class CallerGone(Exception):
+    """The caller hung up (or the channel left us): stop routing, free what we hold."""
+
+
+@dataclass
+class QueueCall:
+    """One queue call as the handler routes it."""
+
+    uuid: str
+    node: str
+    domain: str
+    group: Group
+    caller: str
+    real_number: str
+    level: str
+    arrived_ms: int
+    tried: list[str] = field(default_factory=list)
+    queued: bool = False
+    dialled: str = ""  # what the caller dialled, read on arrival (a transfer changes it)
+
+    def waiting(self) -> WaitingCall:
+        return WaitingCall(self.uuid, self.node, self.group.group_number, self.caller,
+                           self.real_number, self.level, stamp(self.arrived_ms / 1000),
+                           self.arrived_ms, list(self.tried))
+
+
+class Router:
+    """Routes one call on one session (all state of the call lives in Redis)."""
+
+    def __init__(self, ctx: Context, session: Any, call: QueueCall) -> None:
+        self.ctx = ctx
+        self.session = session
+        self.call = call
+        self.defaults = ctx.settings.group_defaults
+        self.agents = Agents(ctx, call.domain)
+        self.groups = Groups(ctx, call.domain)
+        self.queue = CallQueue(ctx, call.domain)
+        self.decision_started: tuple[float, ...] | None = None
+        # for the CDR: every agent offered the call, and whether the long-wait policy ended it
+        self.attempts: list[cdr.Attempt] = []
+        self.timed_out = False
+        self.answered_at: float | None = None  # when the handler answered the caller
+
+    # ------------------------------------------------------------------ helpers ----------
+    def guard(self) -> None:
+        if not self.session.ready():
+            raise CallerGone()
+
+    def agent_event(self, method: str, extension: str) -> None:
+        c = self.call
+        self.ctx.publisher.agent_call_event(
+            method, uuid=c.uuid, number=c.caller, group=c.group.group_number,
+            extension=extension, level=c.level, callin_time=stamp(c.arrived_ms / 1000))
+
+    def queue_event(self, method: str) -> None:
+        c = self.call
+        self.ctx.publisher.queue_event(method, uuid=c.uuid, number=c.caller,
+                                       group=c.group.group_number, level=c.level,
+                                       callin_time=stamp(c.arrived_ms / 1000))
+
+    @property
+    def lease_ms(self) -> int:
+        return lease_ms(self.ctx, self.call.group.group_callout_timeout)
+
+    def play(self, path: str) -> None:
+        if path:
+            self.session.execute("playback", path)
+
+    # ------------------------------------------------------------------ the call ---------
+    def run(self, facts_members: list[str], remembered: str | None) -> None:
+        members = facts_members
+        while True:
+            self.guard()
+            order = routing.candidate_order(
+                self.call.group.mode, members, current=self.call.group.current_ext_number or
+                None, remembered=remembered, tried=self.call.tried)
+            found = self.queue.reserve_or_queue(
+                self.call.waiting(), order, lease_ms=self.lease_ms, enqueue=True,
+                record_current=self.call.group.mode.base is routing.CallMode.CYCLIC)
+            if found.outcome in ("reserved", "offered"):
+                metrics.stop("route_decision", self.decision_started)
+                self.decision_started = None
+            if found.outcome in ("reserved", "offered") and found.extension:
+                if found.outcome == "reserved":  # the Lua script set ring: say so
+                    self.agents.publish(found.extension, "ring")
+                self.left_queue()
+                if self.offer(found.extension):
+                    return
+            else:
+                if not self.call.queued:
+                    self.call.queued = True
+                    self.queue_event("nway_queue_add")
+                extension = self.wait_for_agent()
+                if not extension:
+                    continue  # dropped from the queue by a reconciler: queue again
+                self.left_queue()
+                if self.offer(extension):
+                    return
+            # The offer failed: fresh facts (members may have changed) and try again.
+            members = self.groups.members(self.call.group.group_number)
+            group = self.groups.get(self.call.group.group_number)
+            if group is not None:
+                self.call.group = group
+
+    def left_queue(self) -> None:
+        if self.call.queued:
+            self.call.queued = False
+            self.queue_event("nway_queue_remove")
+
+    def wait_for_agent(self) -> str:
+        """Hold music until an agent reserves itself for this call (its extension), or the
+        call is found out of the queue ("": queue it again); the long-wait policy plays the
+        busy ring every interval and hangs up after the configured number."""
+        group = self.call.group
+        repeats = group.busy_repeats(self.defaults)
+        interval = self.defaults.busy_ring_interval_seconds
+        music = group.music(self.defaults)
+        rings = 0
+        segment_start = time.monotonic()
+        while True:
+            extension = self.queue.offer_for(self.call.uuid)
+            if extension:
+                return extension
+            self.guard()
+            if not self.queue.is_waiting(group.group_number, self.call.uuid):
+                # A reconciler took this call for one whose node is gone (this node missed
+                # its heartbeats): "" sends it back through reserve_or_queue, which queues it
+                # again in the same place (or finds the offer made meanwhile).
+                return ""
+            if group.busy_ring and time.monotonic() - segment_start >= interval:
+                self.session.setVariable("playback_timeout_sec", "")
+                self.play(group.busy_ring)
+                rings += 1
+                segment_start = time.monotonic()
+                if repeats and rings >= repeats:
+                    if self.queue.offer_for(self.call.uuid):
+                        continue  # an agent took the call during the last busy ring
+                    self.timed_out = True
+                    self.give_up()
+                    raise CallerGone()
+                continue
+            remaining = interval - (time.monotonic() - segment_start)
+            self.hold_music(music, min(HOLD_SEGMENT_SECONDS, int(remaining) + 1))
+
+    def hold_music(self, music: str, seconds: int) -> None:
+        """Play ``music`` for ``seconds`` (at least FreeSWITCH's 2), or until broken."""
+        self.session.setVariable("playback_timeout_sec",
+                                 str(max(PLAYBACK_TIMEOUT_MIN_SECONDS, seconds)))
+        self.session.execute("playback", music)
+        self.session.setVariable("playback_timeout_sec", "")
+
+    def give_up(self) -> None:
+        """The long-wait policy ends the call."""
+        log("NOTICE", f"nwayacd: caller {self.call.caller} waited too long in group "
+                      f"{self.call.group.group_number}; hanging up by policy")
+        self.leave_queue()
+        self.session.hangup("NORMAL_CLEARING")
+
+    def leave_queue(self) -> None:
+        """Out of the queue for good; an agent reserved for us meanwhile is freed."""
+        _, extension = self.queue.leave(self.call.group.group_number, self.call.uuid)
+        self.left_queue()
+        if extension:
+            self.agents.release(extension, self.call.uuid, "cancel")
+            agent_available(self.ctx, self.call.domain, extension)
+
+    def offer(self, extension: str) -> bool:
+        """Ring the reserved agent. True when the call is over (answered, or the caller went
+        away); False to try the next agent."""
+        c = self.call
+        s = self.session
+        variables = ",".join([
+            f"originate_timeout={c.group.group_callout_timeout}",
+            # the relay on another node rings the phone no longer than this either
+            f"sip_h_X-FSAPPS-Ring-Timeout={c.group.group_callout_timeout}",
+            # the call's id for the phone's leg on another node (fsapps.events.cstafeed)
+            f"sip_h_X-FSAPPS-Call={c.uuid}",
+            "ignore_early_media=true",
+            f"origination_caller_id_number={safe_part(c.caller)}",
+            f"fsapps_acd_agent={extension}", f"fsapps_acd_call={c.uuid}",
+            f"fsapps_acd_group={c.group.group_number}", f"fsapps_domain={c.domain}",
+            f"fsapps_acd_level={c.level}", f"fsapps_acd_arrived={c.arrived_ms}",
+            f"{cdr.LEG_VAR}=nwayacd",
+        ])
+        # Say which node holds the reservation (the reconciler checks) — if it is still ours:
+        # a reconciler that found the caller gone, or a lease that ran out, may have freed the
+        # agent and another call reserved it since. Ringing then would offer the agent two
+        # calls at once. The lease starts again with the ring: it was counted from the
+        # reservation, and a handler woken late (a break before its hold music started: a
+        # whole segment) may ring after it ran out; an expired lease would leave the ringing
+        # agent - answered, until the runtime writes talking - free for any other call.
+        if not self.agents.transition(extension, "ring", offer_uuid=c.uuid,
+                                      only_from=("ring",),
+                                      extra={"offer_node": c.node,
+                                             "lease_until": now_ms() + self.lease_ms}):
+            log("INFO", f"nwayacd: agent {extension}'s reservation for call {c.uuid} was "
+                        "released before it rang; not ringing")
+            self.guard()
+            return False
+        self.agent_event("callout", extension)
+        s.setVariable("continue_on_fail", "true")
+        s.setVariable("hangup_after_bridge", "false")
+        rang = time.time()
+        s.execute("bridge", f"{{{variables}}}{self.agent_endpoint(extension)}")
+        disposition = s.getVariable("originate_disposition") or "NONE"
+        if disposition == "SUCCESS":
+            self.attempted(extension, rang, disposition)
+            self.finished(extension)
+            return True
+        self.attempted(extension, rang, disposition if s.ready() else "ORIGINATOR_CANCEL")
+        if disposition == "ORIGINATOR_CANCEL" or not s.ready():
+            self.agents.release(extension, c.uuid, "cancel")
+            agent_available(self.ctx, c.domain, extension)
+            raise CallerGone()
+        outcome = _FAILURES.get(disposition, "missed")
+        log("INFO", f"nwayacd: agent {extension} did not take call {c.uuid} ({disposition})")
+        self.agent_event("noanswer", extension)
+        released = self.agents.release(extension, c.uuid, outcome)
+        again = extension in c.tried
+        if not again:
+            c.tried.append(extension)
+        if released is not None and released[0] == "no_answer":
+            state = after_no_answer(released[1], c.group.no_answer_limit(self.defaults))
+            extra = {"seat_status": "busy"} if state == "busy" else None
+            # only from that no_answer: an agent who pressed ready meanwhile may already
+            # ring for another call, which a move to ready (allowed from ring) would undo
+            if self.agents.transition(extension, state.value, extra=extra,
+                                      only_from=("no_answer",)) and state == "ready":
+                agent_available(self.ctx, c.domain, extension)
+        elif released is not None and released[0] == "ready":
+            agent_available(self.ctx, c.domain, extension)
+        if again:
+            # Only agents who failed this call already were free (a phone that refuses at
+            # once would be rung in a tight loop): hold music for a moment, then try again.
+            self.hold_music(c.group.music(self.defaults), RETRY_PAUSE_SECONDS)
+        return False
+
+    def attempted(self, extension: str, rang: float, disposition: str) -> None:
+        """Note the attempt for the CDR. An answered one: the answer time and the agent's leg
+        are what the runtime wrote on the agent's CHANNEL_ANSWER (still ``talking`` for this
+        call: the wrap-up starts after this), else the bridge's start and ``bridge_uuid``."""
+        s = self.session
+        answer = None
+        leg = ""
+        if disposition == "SUCCESS":
+            state, offer, changed, agent_leg = self.ctx.redis.hmget(
+                self.agents.keys.agent(extension),
+                ["call_state", "offer_uuid", "last_change", "agent_leg"])
+            if state == "talking" and offer == self.call.uuid and str(changed or "").isdigit():
+                answer = int(str(changed)) / 1000
+                leg = str(agent_leg or "")
+            answer = answer or rang
+            leg = leg or s.getVariable("bridge_uuid") or s.getVariable("last_bridge_to") or ""
+        cause = cdr.attempt_cause(s, disposition)
+        self.attempts.append(cdr.Attempt(
+            attempt_no=len(self.attempts) + 1, extension=extension, start=rang, answer=answer,
+            end=time.time(), result=attempt_result(disposition),
+            hangup_cause=cause, leg_uuid=leg))
+
+    def call_record(self, a_start: float) -> cdr.Cdr:
+        """The call's CDR draft, from the attempts (the caller's channel hung up, or
+        transferred away, by now)."""
+        c = self.call
+        s = self.session
+        answered = next((a for a in self.attempts if a.result == "answered"), None)
+        missed = []
+        for attempt in self.attempts:
+            if attempt.result != "answered" and attempt.extension not in missed:
+                missed.append(attempt.extension)
+        if answered is not None:
+            flag = cdr.FLAG_ANSWERED
+        elif self.timed_out:
+            flag = cdr.FLAG_QUEUE_TIMEOUT
+        elif not missed:
+            flag = cdr.FLAG_ABANDONED
+        else:
+            flag = cdr.FLAG_ONE_NO_ANSWER if len(missed) == 1 else cdr.FLAG_MANY_NO_ANSWER
+        # the agent who answered; else, as in the seed, the last agent rung
+        agent = answered or (self.attempts[-1] if self.attempts else None)
+        return caller_cdr(
+            self.ctx, s, c.uuid, c.caller, c.group.group_number, c.domain, c.node, c.level,
+            a_start, flag, missed, agent, tuple(self.attempts), a_answer=self.answered_at,
+            dialled=c.dialled)
+
+    def record(self, a_start: float) -> None:
+        """Leave the call's CDR draft on the channel, for the runtime to complete when the
+        channel's hangup completes (cdr.record_own never raises)."""
+        record = self.call_record(a_start)
+        answered = next((a for a in self.attempts if a.result == "answered"), None)
+        cdr.record_own(self.ctx, self.session, record, "nwayacd", started=a_start,
+                       party_answered=answered is not None,
+                       party_leg=answered.leg_uuid if answered else "")
+
+    def agent_endpoint(self, extension: str) -> str:
+        return agent_endpoint(self.ctx, self.call.domain, extension, self.call.node)
+
+    def finished(self, extension: str) -> None:
+        """The agent answered and the bridge is over: wrap-up, memory, events."""
+        c = self.call
+        self.groups.remember(c.group.group_number, c.caller, extension)
+        self.agent_event("hangup", extension)
+        if self.agents.start_wrapup(extension, c.uuid, c.group.wrapup(self.defaults)):
+            agent_available(self.ctx, c.domain, extension)
+        if self.session.ready():
+            self.session.hangup("NORMAL_CLEARING")
+
+
+def caller_cdr(ctx: Context, session: Any, uuid: str, caller: str, group_number: str,
+               domain: str, node: str, level: str, a_start: float, flag: str,
+               missed: list[str], agent: cdr.Attempt | None,
+               attempts: tuple[cdr.Attempt, ...] = (), *,
+               a_answer: float | None = None, dialled: str = "") -> cdr.Cdr:
+    """A queue call's CDR draft: the agent part from ``agent``, the caller's times as this
+    handler saw them (``a_start`` when it took the call, ``a_answer`` when it answered, now
+    as the end). Inside the handler FreeSWITCH has not set the caller's ``answer_uepoch``,
+    ``billsec``, ``hangup_cause``, ``sip_hangup_disposition`` yet (its hangup state does,
+    after the handler returns): the runtime puts the switch's values in
+    (:func:`fsapps.events.cdr.complete`). ``dialled``: what the caller dialled, read when the call
+    arrived — after a transfer the channel's ``destination_number`` is the transfer's."""
+    if session.ready():
+        session.hangup("NORMAL_CLEARING")
+    a_end = time.time()
+    # the bridge returns a moment after the caller's hangup: the agent's part ends with it
+    end = min(agent.end, a_end) if agent and agent.end else None
+    return cdr.Cdr(
+        uuid=uuid, is_callout=False, a_caller_id_number=caller,
+        a_destination_number=dialled or group_number, a_start=a_start, a_answer=a_answer,
+        a_end=a_end,
+        a_record_file=session.getVariable(RECORD_FILE_VAR) or "",
+        no_answer_agents=tuple(missed),
+        destination_number=agent.extension if agent else "",
+        start=agent.start if agent else None, answer=agent.answer if agent else None,
+        end=end, flag=flag, group_number=group_number,
+        domain=domain, level=level, node=node, attempts=attempts)
+
+
+def agent_endpoint(ctx: Context, domain: str, extension: str, node: str) -> str:
+    """Where to ring an agent's phone from ``node`` (this one).
+
+    ``user/<ext>@<domain>`` when the phone is registered on this node (or on none: the switch
+    then answers USER_NOT_REGISTERED). A phone registered on another live node is rung through
+    that node: ``[sip_h_X-FSAPPS-Domain=<domain>]sofia/<relay_profile>/fsapps_agent_<ext>@
+    <host:port>`` — sent from this node's relay profile to the address the other node's
+    relay profile listens on (its heartbeat's ``relay``: read from its switch, not the
+    machine's FreeSWITCH-IPv4, which need not be where SIP listens). There it lands in that
+    profile's context, whose ``fsapps_agent_relay`` extension (dialplan/10_fsapps_acd.xml)
+    rings the local user of the domain the header names. When that node has no relay address (it
+    stopped beating, or never reported one) the phone is unreachable from here: ``user/``,
+    which fails at once, and a warning."""
+    reg_node = ctx.redis.hget(ctx.keys(domain).agent(extension), "reg_node")
+    if not reg_node or reg_node == node:
+        return f"user/{extension}@{domain}"
+    relay = Nodes(ctx).relay_address(str(reg_node))
+    if relay is None:
+        log("NOTICE", f"agent {extension}@{domain} is registered on node {reg_node}, which "
+                       "reports no relay address (gone, or its relay profile "
+                       f"{ctx.settings.relay_profile!r} is not running); not reachable from "
+                       f"node {node}")
+        return f"user/{extension}@{domain}"
+    return (f"[{RELAY_DOMAIN_HEADER}={domain}]sofia/{ctx.settings.relay_profile}/"
+            f"{RELAY_PREFIX}{extension}@{relay}")
+
+
+def agent_available(ctx: Context, domain: str, extension: str) -> str | None:
+    """The agent may be free now: reserve it for the best waiting call of its groups and wake
+    that call's handler through its node. Returns the call uuid offered, if any."""
+    started = metrics.start()
+    groups = ctx.redis.hget(ctx.keys(domain).agent(extension), "groups") or ""
+    group_numbers = [g for g in groups.split(",") if g]
+    if not group_numbers:
+        return None
+    taken = CallQueue(ctx, domain).dispatch(extension, group_numbers)
+    if taken is None:
+        return None
+    metrics.stop("dispatch_decision", started)
+    Agents(ctx, domain).publish(extension, "ring")  # agent_dispatch.lua set it
+    uuid, waiting = taken
+    if waiting is not None and waiting.node:
+        Nodes(ctx).send(waiting.node, "break", uuid=uuid)
+    return uuid
+
+
+def lease_ms(ctx: Context, ring_seconds: int) -> int:
+    """How long a reservation holds: the ring timeout plus the configured margin."""
+    return (ring_seconds + ctx.settings.group_defaults.lease_margin_seconds) * 1000
+
+
+_NODE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def node_name(ctx: Context) -> str:
+    """This node's name: the settings' ``node_name``, else FreeSWITCH's own name for itself
+    (the ``switchname`` api: switch.conf's ``switchname`` param, else the host name). There is
+    no ``switchname`` global variable in FreeSWITCH 1.10 unless vars.xml sets one, so nodes
+    that read it were all called the same. Outside a switch: the host name."""
+    if ctx.settings.node_name:
+        return ctx.settings.node_name
+    try:
+        import freeswitch
+
+        name = str(freeswitch.API().executeString("switchname") or "").strip()
+    except (ImportError, RuntimeError, AttributeError):
+        name = ""
+    if not _NODE_NAME.match(name):
+        name = socket.gethostname().split(".")[0] or "fs"
+    return name
+
+
+def route_call(session: Any, args: str) -> None:
+    """``python fsapps.nwayacd <group>``: route the call on ``session`` into ``group``."""
+    ctx = get_context()
+    group_number = (args or "").split()[0] if (args or "").split() else ""
+    if not _SAFE.match(group_number):
+        log("ERR", f"nwayacd: bad or missing group {group_number!r}; usage: nwayacd <group>")
+        session.hangup("UNALLOCATED_NUMBER")
+        return
+    domain = session.getVariable("domain_name") or ctx.settings.default_domain
+    if not _SAFE.match(domain):
+        domain = ctx.settings.default_domain
+    raw_caller = session.getVariable("caller_id_number") or ""
+    caller = safe_part(raw_caller)
+    dialled = session.getVariable("destination_number") or group_number
+    started = metrics.start()
+    facts = Groups(ctx, domain).routing_facts(group_number, caller)
+    if facts.group is None:
+        log("ERR", f"nwayacd: unknown group {group_number!r} in domain {domain!r}")
+        session.hangup("UNALLOCATED_NUMBER")
+        return
+    group = facts.group
+    if facts.blacklisted:
+        log("NOTICE", f"nwayacd: caller {caller} is blacklisted in group {group_number}")
+        a_start = time.time()
+        answered = None
+        if group.blacklist_action == "playback" and group.black_list_ring:
+            session.answer()
+            answered = time.time()
+            session.execute("playback", group.black_list_ring)
+        session.hangup("CALL_REJECTED")
+        cdr.record_own(ctx, session, caller_cdr(
+            ctx, session, session.get_uuid(), caller, group_number, domain, node_name(ctx),
+            routing.LEVEL_VIP if facts.vip else routing.LEVEL_NORMAL, a_start,
+            cdr.FLAG_BLACKLISTED, [], None, a_answer=answered, dialled=dialled), "nwayacd",
+            started=a_start)
+        return
+    uuid = session.get_uuid()
+    call = QueueCall(uuid=uuid, node=node_name(ctx), domain=domain, group=group, caller=caller,
+                     real_number=raw_caller, level=routing.LEVEL_VIP if facts.vip
+                     else routing.LEVEL_NORMAL, arrived_ms=now_ms(), dialled=dialled)
+    router = Router(ctx, session, call)
+    router.decision_started = started
+    a_start = time.time()
+    try:
+        session.answer()
+        router.answered_at = time.time()
+        if group.welcome_ring:
+            session.execute("playback", group.welcome_ring)
+        remembered = facts.remembered if group.mode.uses_memory else None
+        try:
+            router.run(facts.members, remembered)
+        except CallerGone:
+            router.leave_queue()
+    finally:
+        # once per call, whatever ended it (cdr.record_own never raises)
+        router.record(a_start)
+
+
+# ---------------------------------------------------------------------- agent operations ---
+# What agent_up / agent_down / agent_ready / agent_busy (REST) and nway_login / nway_logout /
+# nway_ready / nway_busy (api) do; each ends by offering the agent a waiting call if it is
+# free now.
+
+def login(ctx: Context, domain: str, extension: str, groups: list[str]) -> list[str]:
+    """The agent joins exactly ``groups`` (seed ``Groups: "12345,110"``), idle and ready."""
+    agents = Agents(ctx, domain)
+    agents.ensure(extension)
+    joined = Groups(ctx, domain).login(extension, groups)
+    set_ready(ctx, domain, extension)
+    return joined
+
+
+def logout(ctx: Context, domain: str, extension: str) -> None:
+    """The agent leaves all its groups; it gets no more queue calls."""
+    agents = Agents(ctx, domain)
+    agents.ensure(extension)
+    Groups(ctx, domain).login(extension, [])
+    agents.set_fields(extension, seat_status="busy")
+
+
+def set_ready(ctx: Context, domain: str, extension: str) -> bool:
+    """Seat idle and call state ready (ending a wrap-up early). False when the agent is on a
+    call (it becomes ready when the call ends), or its extension is disabled (nothing
+    changes)."""
+    agents = Agents(ctx, domain)
+    if ctx.redis.hget(agents.keys.agent(extension), "enabled") == "0":
+        return False
+    agents.set_fields(extension, seat_status="idle")
+    # Never from ring/talking/ivr: a ready agent on a call would be offered a second one.
+    done = agents.transition(extension, "ready", extra={"no_answer_count": 0},
+                             only_from=("ready", "typing", "no_answer", "busy", "rest",
+                                        "no_ready"))
+    if done:
+        ctx.redis.zrem(ctx.keys(domain).wrapups(), extension)
+        agent_available(ctx, domain, extension)
+    return done
+
+
+def set_busy(ctx: Context, domain: str, extension: str) -> None:
+    """Seat busy: no queue calls; the call state says busy unless the agent is on a call."""
+    agents = Agents(ctx, domain)
+    agents.set_fields(extension, seat_status="busy")
+    agents.transition(extension, "busy")

@@ -1,0 +1,550 @@
+"""``runtime(args)`` — the per-node startup script named in python.conf.xml.
+
+It runs for the life of the switch, in the thread mod_python3 gives it, plus one thread of its
+own for the node's command queue (started once, never per call):
+
+- node heartbeat in Redis, so other nodes and CTI servers know the node is alive, with the
+  SIP address of its relay profile (``relay_profile``, read from the switch with
+  ``sofia xmlstatus profile <name>``): other nodes ring the agents registered here there;
+- commands for this node (``break <uuid>`` wakes a queued caller whose agent is reserved;
+  ``transfer`` / ``hold`` / ``unhold`` / ``threeway`` run a switch command issued on another
+  node for a channel of this one, and answer it);
+- the channels of this node, recorded in Redis so other nodes know where a uuid lives;
+- the aliases of the switch commands (``nway_login ...`` in fs_cli), installed at start-up;
+- directory: ``directory_flush`` commands evict changed extensions from the switch's cache;
+- live state (seed 003, :mod:`fsapps.switch.livestate`): cti_userinfo@<domain>, registrations,
+calls;
+- switch events: registrations keep agents' reg_state, an agent leg answering makes the agent
+  ``talking``, and every call event is published as the seed's ``EVENT_*`` message;
+- event bus: with ``nats.enabled`` the configured native events go to NATS as XCC's
+  Event.NativeEvent (:mod:`fsapps.events.xcc`); with ``amqp.enabled`` every pub/sub message also
+  goes
+  to RabbitMQ (:mod:`fsapps.events.amqp`, a sink of the process's Publisher). Both send from a
+  thread
+  of their own (one per process) and drop rather than wait;
+- timers: wrap-ups that are over make their agents ready (and offer them waiting calls);
+- CDRs: a thread of its own writes the spooled CDRs to PostgreSQL every 0.5 s
+  (:mod:`fsapps.events.cdrspool`; a thread so a PostgreSQL that times out never stalls the events);
+  calls no app wrote a CDR for get a generic one (:mod:`fsapps.events.cdrcalls`, which also names
+  RECORD_START's recording file in the CDR), recorded by that thread too;
+- the reconciler: agents ringing or talking for a call that no longer exists, on a node that
+  is gone, or whose reservation lease ran out, are repaired and made available again; callers
+  queued on a node that is gone (or whose channel is) leave the queue; phones registered on a
+  node that is gone are unregistered once their registration's own expiry has passed;
+- at start (:meth:`NodeRuntime.recover`): what the node recorded about channels the switch no
+  longer has is removed. A switch shutdown turns ``running()`` false, hangs the calls up and
+  then unloads mod_python3, stopping this runtime: whether it still reads those hangups races
+  the unload, and a crash loses them all. The reconciler's first pass, at once, frees the
+  agents and queued callers of such calls.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from fsapps.context import Context, get_context, now_ms
+from fsapps.domain import workingset
+from fsapps.domain.agents import Agent, Agents
+from fsapps.domain.callqueue import CallQueue
+from fsapps.domain.nodes import HEARTBEAT_MS, Nodes, profile_address
+from fsapps.domain.userdir import flush_commands
+from fsapps.errors import FsappsError
+from fsapps.events import amqp, callevents, xcc
+from fsapps.events.cdrcalls import CallRecords
+from fsapps.events.cdrspool import INTERVAL_S as CDR_SPOOL_INTERVAL_S
+from fsapps.events.cdrspool import SpoolWriter
+from fsapps.events.cstafeed import CstaFeed
+from fsapps.events.pubsub import stamp
+from fsapps.fslog import log
+from fsapps.server.csta import switchops
+from fsapps.store.connection import publish_pipeline
+from fsapps.switch import acd, commands, httproute
+from fsapps.switch.livestate import LiveState, Owner, parse_owner
+
+WRAPUP_CHECK_MS = 200
+EVENT_QUEUE_LEN = 100_000
+EVENT_BATCH = 500
+RECONCILE_MS = 2000
+# The relay profile's address is asked of the switch on every heartbeat until it answers
+# (sofia starts its profiles a moment after the runtime starts), then again this often.
+RELAY_REFRESH_MS = 30_000
+RELAY_WARN_AFTER = 10  # heartbeats without an answer before a warning
+# Stopping with the switch: events still arriving are handled until none came for
+# STOP_QUIET_S, STOP_DRAIN_S at most (mod_python3 gives a stopping script about 10 s).
+STOP_QUIET_S = 1.5
+STOP_DRAIN_S = 5.0
+# A runtime that cannot start (bad config) or crashed is tried again this often.
+START_RETRY_S = 1.0
+START_RETRY_MAX_S = 5.0
+_EVENTS = ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
+           "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY",
+           "CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_PARK", "CHANNEL_UNPARK", "DTMF",
+           "PLAYBACK_START", "PLAYBACK_STOP", "RECORD_START")
+_SOFIA = ("sofia::register", "sofia::unregister", "sofia::expire")
+
+
+class NodeRuntime:
+    def __init__(self, ctx: Context, fs: Any, node: str) -> None:
+        self.ctx = ctx
+        self.fs = fs
+        self.node = node
+        self.nodes = Nodes(ctx)
+        self.livestate = LiveState(ctx, node)
+        self.stopping = threading.Event()
+        self._next = {"heartbeat": 0, "wrapups": 0, "reconcile": 0, "relay": 0}
+        self.relay: str | None = None  # host:port of this node's relay profile, once known
+        self._relay_misses = 0
+        self.xcc: xcc.XccPublisher | None = None
+        self.cdr_writer = SpoolWriter(ctx, node)
+        self.call_records = CallRecords(ctx, node, self.api_execute)
+        self.cstafeed = CstaFeed(ctx)
+
+    # ------------------------------------------------------------------ loops -------------
+    def run(self) -> None:
+        for domain in self.ctx.settings.domains:
+            self.guarded(workingset.restore_if_empty, self.ctx, domain)
+        # A deep queue, drained in batches: the switch drops events a full queue cannot take.
+        consumer = self.fs.EventConsumer("", "", EVENT_QUEUE_LEN)
+        self.guarded(self.start_buses)
+        for name, subclass in self.bindings():
+            consumer.bind(name, subclass)
+        # after the bind: a channel ending from now on is either live below or its events
+        # are queued for the loop
+        self.guarded(self.recover)
+        self.guarded(self.install_aliases)
+        serving = threading.Thread(target=self.serve_commands, name=f"fsapps:{self.node}:cmd",
+                                   daemon=True)
+        serving.start()
+        threading.Thread(target=self.write_cdrs, name=f"fsapps:{self.node}:cdr",
+                         daemon=True).start()
+        log("NOTICE", f"runtime started on node {self.node}")
+        told_to_exit = True  # until the loop ends by itself (SystemExit, or worse)
+        try:
+            while self.fs.running() and not self.stopping.is_set():
+                event = consumer.pop(1, 100)
+                if event is not None:
+                    self.guarded(self.on_events, drain(consumer, event))
+                self.guarded(self.tick)
+            told_to_exit = False
+        finally:
+            try:
+                log("NOTICE", f"runtime stopping on node {self.node}")
+                self.guarded(self.finish_events, consumer, not told_to_exit)
+            finally:
+                self.stopping.set()  # the command and CDR threads end (the CDRs of the
+                #                      events handled above included)
+
+    def finish_events(self, consumer: Any, linger: bool) -> None:
+        """Best effort at stop: handle the events still queued and, when the switch stopped
+        (``linger``: not told to exit), those still arriving, until none came for STOP_QUIET_S
+        (STOP_DRAIN_S at most). The hangups of a shutdown may be among them or not (the
+        switch hangs its calls up after ``running()`` turned false, then unloads
+        mod_python3, which stops this): :meth:`recover` at the next start removes the
+        records of those it missed."""
+        deadline = time.monotonic() + STOP_DRAIN_S
+        quiet_until = time.monotonic() + (STOP_QUIET_S if linger else 0.0)
+        while time.monotonic() < deadline:
+            event = consumer.pop(0, 0)
+            if event is None:
+                if time.monotonic() >= quiet_until:
+                    return
+                event = consumer.pop(1, 100)
+                if event is None:
+                    continue
+            self.guarded(self.on_events, drain(consumer, event))
+            if linger:
+                quiet_until = time.monotonic() + STOP_QUIET_S
+
+    def recover(self) -> None:
+        """At start: remove what this node recorded about channels the switch no longer has
+        (:meth:`fsapps.domain.nodes.Nodes.recorded_channels`, kept by earlier runtimes of the same
+        node name): their cti_userinfo / calls records (:meth:`LiveState.channels_gone`), their
+        CSTA legs, their channel -> node records. The reconciler's first pass (the loop's first
+        tick) then frees the agents ringing or talking for them and drops their queued
+        callers. Channels the switch has are recorded as this node's."""
+        live = self.switch_channels()
+        if live is None:
+            return
+        recorded = self.nodes.recorded_channels(self.node)
+        # `show channels` reads the core database, filled a moment after a channel is
+        # created: a channel missing from it is gone only if uuid_exists agrees.
+        gone = sorted(uuid for uuid in recorded if uuid not in live and
+                      self.fs.API().execute("uuid_exists", uuid).strip() == "false")
+        owned: dict[str, Owner] = {}
+        for uuid, text in recorded.items():
+            owner = parse_owner(text)
+            if owner is not None:
+                owned[uuid] = owner
+        self.livestate.channels_gone({u: owned[u] for u in gone if u in owned})
+        self.cstafeed.channels_gone(gone)
+        self.nodes.channels_gone(self.node, gone)
+        self.nodes.channels_live(self.node, live)
+        self.livestate.adopt({u: o for u, o in owned.items() if u in live})
+        if gone:
+            log("WARNING", f"runtime {self.node}: {len(gone)} channel(s) recorded by this "
+                           "node ended while no runtime listened (switch shutdown or crash); "
+                           "their live state, CSTA legs and channel records are removed")
+
+    def switch_channels(self) -> set[str] | None:
+        """The uuids of the switch's channels (``show channels as json``: ``{"row_count":0}``
+        when there are none), or None when the answer is not that (logged)."""
+        text = str(self.fs.API().executeString("show channels as json") or "")
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or not isinstance(answer.get("row_count"), int):
+            log("ERR", f"runtime {self.node}: 'show channels as json' answered "
+                       f"{text[:200]!r}; channels recorded earlier are kept")
+            return None
+        rows = answer.get("rows") or []
+        return {str(row["uuid"]) for row in rows if isinstance(row, dict) and row.get("uuid")}
+
+    def bindings(self) -> list[tuple[str, str]]:
+        """The events to consume: the runtime's own plus the NATS ones, each bound once (a
+        second bind of the same event would queue it twice)."""
+        wanted = [(name, "") for name in _EVENTS] + [("CUSTOM", sub) for sub in _SOFIA]
+        if self.xcc is not None:
+            wanted += sorted(self.xcc.events)
+        return list(dict.fromkeys(wanted))
+
+    def start_buses(self) -> None:
+        """The process's NATS and AMQP publishers, when enabled (started once per process)."""
+        settings = self.ctx.settings
+        if settings.nats.enabled:
+            self.xcc = xcc.get_publisher(settings.nats)
+        if settings.amqp.enabled:
+            self.ctx.publisher.add_sink(amqp.get_publisher(settings.amqp).sink)
+
+    def guarded(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except SystemExit:
+            raise
+        except FsappsError as exc:  # Redis down and the like: log, keep serving
+            log("ERR", f"runtime {self.node}: {exc}")
+        except Exception as exc:
+            log("ERR", f"runtime {self.node}: {type(exc).__name__}: {exc}")
+
+    def serve_commands(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                command = self.nodes.next_command(self.node, 0.5)
+            except FsappsError as exc:
+                log("ERR", f"runtime {self.node}: command queue: {exc}")
+                self.stopping.wait(1.0)
+                continue
+            if command is None:
+                continue
+            if self.stopping.is_set() or not self.fs.running():
+                # Taken while this runtime was stopping (a switch shutting down, a reloaded
+                # runtime whose successor already serves the node's name): hand it back to
+                # the front of the queue for the live runtime instead of answering it with
+                # channels that are gone.
+                self.guarded(self.nodes.requeue_command, self.node, command)
+                return
+            self.guarded(self.on_command, command)
+
+    def write_cdrs(self) -> None:
+        """Spooled CDRs to PostgreSQL until the runtime stops (errors logged, then retried)."""
+        while not self.stopping.wait(CDR_SPOOL_INTERVAL_S / 5):
+            self.guarded(self.call_records.record_pending)
+            if self.cdr_writer.due():
+                self.guarded(self.cdr_writer.run_once)
+        self.guarded(self.call_records.record_pending)  # the calls that ended last
+
+    def install_aliases(self) -> None:
+        """``alias add nway_login python fsapps.api nway_login`` and so on for every switch
+        command (fs_cli expands aliases; ESL ``api`` does not: there it is
+        ``python fsapps.api nway_login ...``)."""
+        refused = commands.install_aliases(self.api_execute)
+        if refused:
+            log("WARNING", f"runtime {self.node}: the switch refused the aliases {refused}")
+
+    def api_execute(self, cmd: str, args: str) -> str:
+        return str(self.fs.API().execute(cmd, args) or "")
+
+    def on_command(self, command: dict[str, Any]) -> None:
+        name = command.get("cmd")
+        if name == "break":
+            self.fs.API().execute("uuid_break", f"{command.get('uuid', '')} all")
+        elif name in commands.CHANNEL_COMMANDS:
+            try:
+                reply = commands.channel_command(self.ctx, self.api_execute, self.node,
+                                                 str(name), command)
+            except Exception as exc:  # the requester must hear something
+                reply = f"-ERR {name} failed on node {self.node}: {type(exc).__name__}: {exc}\n"
+            reply_id = command.get("reply")
+            if reply_id:
+                self.nodes.reply(str(reply_id), reply)
+        elif name == switchops.COMMAND:  # wellClient call control from a CTI server
+            reply = switchops.run(self.ctx.settings, self.api_execute, self.node, command)
+            if command.get("reply"):
+                self.nodes.reply(str(command["reply"]), reply)
+        elif name == "directory_flush":
+            # a directory record changed (fsapps.domain.userdir): drop the switch's cached copy
+            for args in flush_commands(str(command.get("domain", "")),
+                                       list(command.get("users") or [])):
+                self.fs.API().execute("xml_flush_cache", args)
+        else:
+            log("WARNING", f"runtime {self.node}: unknown command {command!r}")
+
+    # ------------------------------------------------------------------ events ------------
+    def on_events(self, events: list[Any]) -> None:
+        """Handle a batch of events; their pub/sub messages leave in one round trip."""
+        for event in events:  # generic CDRs and recordings first: they need no Redis
+            self.guarded(self.call_records.on_event, event)
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        messages = publish_pipeline(self.ctx.redis)
+        for event in events:
+            if self.xcc is not None:
+                self.guarded(self.xcc.publish_event, event)
+                self.guarded(self.xcc.publish_cdr, event)
+            self.guarded(self.on_event, event, pipe, messages)
+        self.guarded(pipe.execute)
+        self.guarded(messages.execute)
+        # seed 003's cti_userinfo@<domain>, registrations and calls: two round trips a batch
+        self.guarded(self.livestate.apply, events)
+        # the CSTA feed of the wellClient event stream (fsapps.events.cstafeed): three round trips
+        self.guarded(self.cstafeed.apply, events)
+
+    def on_event(self, event: Any, pipe: Any = None, messages: Any = None) -> None:
+        name = event.getHeader("Event-Name")
+        if name == "CUSTOM":
+            if event.getHeader("Event-Subclass") in _SOFIA:  # others are only for NATS
+                self.on_registration(event)
+            return
+        uuid = event.getHeader("Unique-ID")
+        if name == "CHANNEL_CREATE" and uuid:
+            self.nodes.channel_created(self.node, uuid, pipe)
+        elif name == "CHANNEL_DESTROY" and uuid:
+            self.nodes.channel_destroyed(self.node, uuid, pipe)
+        if name == "CHANNEL_ANSWER":
+            extension = event.getHeader("variable_fsapps_acd_agent")
+            if extension:
+                self.agent_answered(event, extension)
+        if name in httproute.LEG_EVENTS and event.getHeader("variable_fsapps_cti_notify_url"):
+            # a B leg of cti_bridge: ring / progress / answer go to its router
+            httproute.leg_event(self.ctx.settings.cti_bridge, name, event.getHeader)
+        mapped = callevents.call_event(event.getHeader)
+        if mapped is not None:
+            evt, fields = mapped
+            self.ctx.publisher.call_event(evt, pipeline=messages, **fields)
+
+    def on_registration(self, event: Any) -> None:
+        subclass = event.getHeader("Event-Subclass")
+        user = event.getHeader("username") or event.getHeader("from-user") or \
+            event.getHeader("user")
+        domain = event.getHeader("domain_name") or event.getHeader("realm") or \
+            event.getHeader("from-host") or event.getHeader("host")
+        if not user or not domain or domain not in self.ctx.settings.domains:
+            domain = self.ctx.settings.default_domain
+        if not user:
+            return
+        agents = Agents(self.ctx, domain)
+        agents.ensure(user)
+        if subclass == "sofia::register":
+            # Where the phone is registered: other nodes reach the agent through this node;
+            # and until when: if this node dies, nothing renews it after that (reconcile).
+            expires = (event.getHeader("expires") or "").strip()
+            # (not the event's FreeSWITCH-IPv4: the machine's address, not where SIP listens)
+            agents.registered(user, self.node, self.relay or "",
+                              int(expires) if expires.isdigit() else 0,
+                              event.getHeader("Event-Date-Timestamp") or "")
+            acd.agent_available(self.ctx, domain, user)
+        elif agents.unregistered(user, self.node):
+            log("INFO", f"runtime {self.node}: agent {user} unregistered")
+
+    def agent_answered(self, event: Any, extension: str) -> None:
+        domain = event.getHeader("variable_fsapps_domain") or self.ctx.settings.default_domain
+        call_uuid = event.getHeader("variable_fsapps_acd_call") or ""
+        arrived = event.getHeader("variable_fsapps_acd_arrived") or ""
+        agents = Agents(self.ctx, domain)
+        # One atomic step, only while the agent still holds this call: this event can come
+        # late, after the call ended and the agent was reserved for the next one, whose lease
+        # a separate write would wipe (making the agent look free while it rings).
+        if agents.transition(extension, "talking", offer_uuid=call_uuid,
+                             extra={"agent_leg": event.getHeader("Unique-ID") or "",
+                                    "lease_until": 0}):
+            self.ctx.publisher.agent_call_event(
+                "answered", uuid=call_uuid,
+                # the far party: a queue caller is the leg's caller id; an outbound call
+                # (fsapps.switch.outbound) names the dialled number in fsapps_acd_number
+                number=event.getHeader("variable_fsapps_acd_number") or
+                event.getHeader("Caller-Caller-ID-Number") or "",
+                group=event.getHeader("variable_fsapps_acd_group") or "",
+                extension=extension, level=event.getHeader("variable_fsapps_acd_level") or
+                "normal", callin_time=stamp(int(arrived) / 1000) if arrived.isdigit() else "")
+
+    # ------------------------------------------------------------------ timers ------------
+    def tick(self) -> None:
+        now = now_ms()
+        if now >= self._next["heartbeat"]:
+            self._next["heartbeat"] = now + HEARTBEAT_MS
+            if now >= self._next["relay"]:
+                self.guarded(self.learn_relay, now)
+            self.nodes.heartbeat(self.node, {"relay": self.relay} if self.relay else None)
+        if now >= self._next["wrapups"]:
+            self._next["wrapups"] = now + WRAPUP_CHECK_MS
+            for domain in self.ctx.settings.domains:
+                for extension in Agents(self.ctx, domain).end_due_wrapups(now):
+                    acd.agent_available(self.ctx, domain, extension)
+        if now >= self._next["reconcile"]:
+            self._next["reconcile"] = now + RECONCILE_MS
+            for domain in self.ctx.settings.domains:
+                # the queue first: an agent freed below is then never offered a caller that
+                # is gone (after a restart, both the agent's call and the callers are)
+                self.reconcile_queue(domain)
+                self.reconcile(domain, now)
+
+    def learn_relay(self, now: int) -> None:
+        """Where this node's relay profile listens for SIP (``sofia xmlstatus profile
+        <relay_profile>``), published with the heartbeat for the other nodes. Until the
+        switch answers with the profile's status, asked again on the next heartbeat (a
+        warning after RELAY_WARN_AFTER); then every RELAY_REFRESH_MS."""
+        profile = self.ctx.settings.relay_profile
+        address = profile_address(self.api_execute("sofia", f"xmlstatus profile {profile}"))
+        if address is None:
+            self._relay_misses += 1
+            if self._relay_misses == RELAY_WARN_AFTER:
+                log("WARNING", f"runtime {self.node}: sofia profile {profile!r} (relay_profile) "
+                               "is not running: agents registered on this node cannot be rung "
+                               "from other nodes until it is")
+            return
+        if address != self.relay:
+            log("NOTICE", f"runtime {self.node}: other nodes relay agent calls to sofia "
+                          f"profile {profile!r} at {address}")
+        self.relay = address
+        self._relay_misses = 0
+        self._next["relay"] = now + RELAY_REFRESH_MS
+
+    def reconcile(self, domain: str, now: int) -> list[str]:
+        """Repair agents whose call state no longer matches the switch: a reservation whose
+        lease ran out, a call owned by a dead node, or (on this node) a call that is gone.
+        Also unregisters phones whose registration on a dead node ran out. Returns the agents
+        whose call state was repaired."""
+        agents = Agents(self.ctx, domain)
+        alive = self.nodes.alive()
+        repaired = []
+        for agent in agents.all():
+            if agent.reg_state == "reged" and agent.reg_node and agent.reg_node not in alive:
+                self.guarded(self.expire_registration, agents, agent, now)
+            if agent.call_state not in ("ring", "talking") or not agent.offer_uuid:
+                continue
+            reason = ""
+            expired = False
+            if agent.call_state == "ring" and agent.lease_until and agent.lease_until < now:
+                reason = "reservation lease ran out"
+                expired = True
+            elif agent.offer_node and agent.offer_node not in alive:
+                reason = f"node {agent.offer_node} is gone"
+            elif agent.offer_node == self.node:
+                exists = self.fs.API().execute("uuid_exists", agent.offer_uuid).strip()
+                if exists == "false" and not self._leg_alive(agent.agent_leg):
+                    reason = "its call is gone"
+            if not reason:
+                continue
+            # (a lease read as run out is checked again in the release: the handler may
+            # have rung since, which starts the lease again)
+            if agents.release(agent.extension, agent.offer_uuid, "cancel",
+                              lease_expired=expired) is not None:
+                log("WARNING", f"reconciler: agent {agent.extension} was {agent.call_state} "
+                               f"for call {agent.offer_uuid} but {reason}; made it available")
+                repaired.append(agent.extension)
+                acd.agent_available(self.ctx, domain, agent.extension)
+        return repaired
+
+    def expire_registration(self, agents: Agents, agent: Agent, now: int) -> bool:
+        """The agent's phone is registered on a node that stopped beating. That node is the
+        only one that could have renewed the registration, so it is trusted until its own
+        expiry and no longer: then the agent is unreg, as the node's sofia::expire would have
+        made it. A node that merely stalled and beats again before then loses nothing; a
+        phone that registered on another node since has moved reg_node and is left alone
+        (both checked atomically by the script)."""
+        if not agent.reg_until or agent.reg_until > now:
+            return False
+        stamp = agents.expire_registration(agent.extension, agent.reg_node, now)
+        if stamp is None:
+            return False  # re-registered meanwhile, or another node's reconciler was first
+        log("WARNING", f"reconciler: agent {agent.extension}'s registration on node "
+                       f"{agent.reg_node} (gone) ran out; agent unregistered")
+        self.livestate.expire_registration(agents.domain, agent.extension, agent.reg_node,
+                                           stamp, agent.reg_until)
+        return True
+
+    def reconcile_queue(self, domain: str) -> list[str]:
+        """Drop waiting calls that no node will ever connect: their node is gone, or (on this
+        node) their channel is. An agent reserved for such a call meanwhile is freed. (A live
+        node whose caller was dropped by mistake - it missed heartbeats - queues the caller
+        again, in the same place, on its next hold segment.) Returns the calls dropped."""
+        queue = CallQueue(self.ctx, domain)
+        waiting = queue.waiting()
+        if not waiting:
+            return []
+        alive = self.nodes.alive()
+        dropped = []
+        for call in waiting:
+            if call.node in alive and call.node != self.node:
+                continue
+            if call.node == self.node and self.fs.API().execute(
+                    "uuid_exists", call.uuid).strip() != "false":
+                continue
+            removed, extension = queue.leave(call.group, call.uuid)
+            if extension:
+                Agents(self.ctx, domain).release(extension, call.uuid, "cancel")
+                acd.agent_available(self.ctx, domain, extension)
+            if not removed:
+                continue  # another node's reconciler (or the handler) was first
+            dropped.append(call.uuid)
+            why = "is gone" if call.node == self.node else f"was on node {call.node}, gone"
+            log("WARNING", f"reconciler: call {call.uuid} from {call.number} waiting in group "
+                           f"{call.group} {why}; removed from the queue")
+            self.ctx.publisher.queue_event("nway_queue_remove", uuid=call.uuid,
+                                           number=call.number, group=call.group,
+                                           level=call.level, callin_time=call.callin_time)
+        return dropped
+
+    def _leg_alive(self, leg: str) -> bool:
+        return bool(leg) and self.fs.API().execute("uuid_exists", leg).strip() == "true"
+
+
+def drain(consumer: Any, first: Any) -> list[Any]:
+    """``first`` and whatever else is queued now, up to EVENT_BATCH events."""
+    batch = [first]
+    while len(batch) < EVENT_BATCH:
+        event = consumer.pop(0, 0)
+        if event is None:
+            break
+        batch.append(event)
+    return batch
+
+
+def runtime(args: str = "") -> None:
+    """The startup script. Everything it needs is made inside the retry loop: a context that
+    cannot be made (a bad fsapps.yaml, a ConfigError) or a runtime that crashes is logged at
+    CRIT on every try and tried again (START_RETRY_S, growing to START_RETRY_MAX_S) for as
+    long as the switch runs, so fixing the file brings the node up with no switch restart
+    (F7: read once before the loop, a bad config at start stopped the runtime for good)."""
+    import freeswitch
+
+    node = ""
+    wait = START_RETRY_S
+    while freeswitch.running():
+        try:
+            ctx = get_context()  # cached only once the settings load
+            node = acd.node_name(ctx)
+            NodeRuntime(ctx, freeswitch, node).run()
+            return
+        except SystemExit:
+            raise
+        except Exception as exc:
+            what = f"runtime {node} crashed" if node else "runtime cannot start"
+            log("CRIT", f"{what}: {type(exc).__name__}: {exc}; retrying in {wait:g} s "
+                        "(`fsapps config check` and `python fsapps.diag` say what is wrong)")
+            retry_at = time.monotonic() + wait
+            while freeswitch.running() and time.monotonic() < retry_at:
+                time.sleep(0.1)  # a shutdown meanwhile ends the loop at once
+            wait = min(wait * 2, START_RETRY_MAX_S)
