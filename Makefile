@@ -29,21 +29,21 @@ test-switch: system venv
 DEMO_ARGS ?=
 demo: system venv
 	$(ENSURE_POSTGRES)
-	$(PY) -m fakefs.demo $(DEMO_ARGS)
+	$(PY) -m tools.demo $(DEMO_ARGS)
 
 # Routing performance table: make bench BENCH_ARGS="--calls 5000 --rate 150"
 BENCH_ARGS ?=
 bench: system venv
 	$(ENSURE_POSTGRES)
-	$(PY) -m fakefs.bench $(BENCH_ARGS)
+	$(PY) -m tools.bench $(BENCH_ARGS)
 
 # ruff reads no setup.cfg: its [ruff] section there is passed on as --config options.
 lint: venv
 	mapfile -t args < <($(PY) -c 'import configparser; c = configparser.ConfigParser(); c.read("setup.cfg"); print("\n".join(f"--{k}={v}" if k in ("select", "ignore") else f"--config={k}={v}" for k, v in c["ruff"].items()))')
-	$(VENV)/bin/ruff check "$${args[@]}" fsapps fakefs tests
+	$(VENV)/bin/ruff check "$${args[@]}" fsapps fakefs tools tests
 
 typecheck: venv
-	$(VENV)/bin/mypy fsapps fakefs
+	$(VENV)/bin/mypy fsapps fakefs tools
 
 # Make sure a PostgreSQL server answers at $$DATABASE_URL (default: the local server on
 # 127.0.0.1:5432 as postgres). A stopped local cluster is started; a fresh Debian install that

@@ -1,4 +1,4 @@
-"""Shared set-up for the ACD tests: :mod:`fakefs.callcenter` (the same simulated call center
+"""Shared set-up for the ACD tests: :mod:`tools.callcenter` (the same simulated call center
 ``make demo`` and ``make bench`` run) in the test domain, on the test servers."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from fakefs.callcenter import SimulatedCallCenter, reset_database
-from fakefs.callcenter import settings_for as _settings_for
 from fsapps.config import Settings
 from fsapps.domain.groups import Group
+from tools.callcenter import SimulatedCallCenter, reset_database
+from tools.callcenter import settings_for as _settings_for
 
 DOMAIN = "cc.test"
 CallCenter = SimulatedCallCenter

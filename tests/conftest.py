@@ -14,7 +14,7 @@ import redis
 
 from fakefs import Switch
 from fakefs.scenario import wait_until
-from fakefs.servers import FreshDatabase, RedisClusterServer, RedisServer
+from tools.servers import FreshDatabase, RedisClusterServer, RedisServer
 
 # Fake-switch time runs 20x faster in tests: a 5 s originate timeout takes 250 ms.
 SWITCH_TIME_SCALE = 0.05

@@ -29,12 +29,12 @@ from typing import Any
 import requests
 from acd_support import settings_for
 
-from fakefs.callcenter import SimulatedCallCenter, reset_database
 from fakefs.switch import Switch
 from fsapps.config import Secret, Settings, UserSettings
 from fsapps.server.app import BackgroundServer
 from fsapps.server.passwords import hash_password
 from fsapps.server.services import CtiServices
+from tools.callcenter import SimulatedCallCenter, reset_database
 
 # Few iterations: a test login costs microseconds; the format is the production one.
 _ITERATIONS = 1000

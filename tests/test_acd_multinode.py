@@ -33,13 +33,13 @@ import pytest
 from fakefs import Behaviour, Channel, Switch
 from fakefs.events import Event
 from fakefs.scenario import wait_until
-from fakefs.servers import FreshDatabase, RedisClusterServer, RedisServer
 from fsapps.context import now_ms
 from fsapps.domain.callqueue import CallQueue
 from fsapps.domain.nodes import DEAD_AFTER_MS
 from fsapps.switch import acd
 from fsapps.switch.runtime import RECONCILE_MS
 from tests.acd_support import DOMAIN, CallCenter, center
+from tools.servers import FreshDatabase, RedisClusterServer, RedisServer
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
 

@@ -14,11 +14,11 @@ import pytest
 
 from fakefs.channel import Behaviour
 from fakefs.scenario import wait_until
-from fakefs.servers import FreshDatabase, RedisServer
 from fsapps.config import AmqpSettings, Secret
 from fsapps.domain.userdir import UserDirectory, parse_record
 from fsapps.events import amqp
 from tests.acd_support import DOMAIN, CallCenter, reset_database, settings_for
+from tools.servers import FreshDatabase, RedisServer
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 

@@ -25,11 +25,11 @@ import pytest
 
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
-from fakefs.servers import FreshDatabase, RedisServer
 from fsapps.domain.agents import Agent
 from fsapps.domain.nodes import Nodes
 from fsapps.switch import commands
 from tests.acd_support import DOMAIN, CallCenter, center, sql
+from tools.servers import FreshDatabase, RedisServer
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
 

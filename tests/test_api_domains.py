@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 
 from fakefs import Behaviour, Channel, Switch
-from fakefs.callcenter import SimulatedCallCenter, reset_database
 from fakefs.scenario import wait_until
-from fakefs.servers import FreshDatabase, RedisServer
 from fsapps.domain.agents import Agent, Agents
 from fsapps.domain.groups import Groups
 from fsapps.switch import commands
 from tests.acd_support import DOMAIN, settings_for, sql
 from tests.test_api_commands import LOCAL_EXTENSIONS, ringing_leg, third_party
+from tools.callcenter import SimulatedCallCenter, reset_database
+from tools.servers import FreshDatabase, RedisServer
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
 

@@ -15,9 +15,9 @@ import pytest
 
 from fakefs import Behaviour
 from fakefs.scenario import wait_until
-from fakefs.servers import FreshDatabase, RedisServer
 from fsapps.events import cdr
 from tests.acd_support import DOMAIN, CallCenter, center
+from tools.servers import FreshDatabase, RedisServer
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
 

@@ -16,13 +16,14 @@ from aiohttp import test_utils, web
 from cti_support import API_TOKEN, CtiStack, cti_stack, start_server
 
 from fakefs.scenario import wait_until
-from fakefs.servers import RedisServer
 from fsapps.config import Secret
 from fsapps.server.app import build_app
-from fsapps.server.auth import Auth, Principal, principal_of, requires
+from fsapps.server.access import principal_of, requires
+from fsapps.server.auth import Auth, Principal
 from fsapps.server.registry import ROUTES
 from fsapps.server.services import CtiServices
 from fsapps.switch import acd
+from tools.servers import RedisServer
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,13 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from fakefs.servers import FreshDatabase, free_port
 from fsapps import cli
 from fsapps.config import Secret
 from fsapps.db import connection as dbconn
 from fsapps.db.connection import DatabaseUnavailableError, Pool, connect, transaction
 from fsapps.db.migrations import MIGRATIONS_DIR, current_version, discover, migrate
 from fsapps.errors import DatabaseError, MigrationError, StoreUnavailable
+from tools.servers import FreshDatabase, free_port
 
 PASSWORD = "pg-s3cr3t-Pa55"
 

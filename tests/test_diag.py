@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 
 from fakefs import Behaviour
-from fakefs.callcenter import DIALPLAN_DIR
-from fakefs.servers import FreshDatabase, RedisServer
 from fakefs.switch import Switch
 from fsapps import __version__, context
 from fsapps.config import PostgresSettings, RedisSettings, Secret
 from fsapps.context import Context, now_ms
 from fsapps.switch import diag
 from tests.acd_support import DOMAIN, CallCenter, center
+from tools.callcenter import DIALPLAN_DIR
+from tools.servers import FreshDatabase, RedisServer
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
 

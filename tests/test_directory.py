@@ -14,13 +14,13 @@ import pytest
 
 from fakefs.directory import a1_hash
 from fakefs.scenario import wait_until
-from fakefs.servers import FreshDatabase, RedisServer
 from fakefs.switch import Switch
 from fsapps import directory
 from fsapps.domain import userdir
 from fsapps.domain.userdir import NOT_FOUND, UserDirectory, parse_record
 from fsapps.store.keys import exten_alias_hash, seed_exten_hash
 from tests.acd_support import DOMAIN, CallCenter, center
+from tools.servers import FreshDatabase, RedisServer
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
 

@@ -11,9 +11,9 @@ import pytest
 import redis
 import yaml
 
-from fakefs.servers import RedisServer
 from fsapps import cli
 from fsapps.store.keys import exten_alias_hash, seed_exten_hash
+from tools.servers import RedisServer
 
 DOMAIN = "cc.test"
 

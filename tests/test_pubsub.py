@@ -15,7 +15,6 @@ import pytest
 import redis
 from redis.client import PubSub
 
-from fakefs.servers import RedisServer
 from fsapps.config import EventSettings, RedisSettings, Secret
 from fsapps.errors import ConfigError
 from fsapps.events.pubsub import (
@@ -36,6 +35,7 @@ from fsapps.events.pubsub import (
 from fsapps.store.connection import close_clients
 from fsapps.store.connection import redis_client as client_for
 from fsapps.store.keys import SEED_CHANNEL_PATTERNS
+from tools.servers import RedisServer
 
 CTI_IP = "10.1.213.29"
 UUID = "7ba750aa-c138-11eb-8bdf-fd851cbd5dad"

@@ -24,14 +24,14 @@ from typing import Any
 import pytest
 
 from fakefs import Behaviour, Switch
-from fakefs.callcenter import SimulatedCallCenter, reset_database
 from fakefs.scenario import wait_until
-from fakefs.servers import FreshDatabase, RedisClusterServer, RedisServer
 from fsapps.domain import nodes
 from fsapps.domain.nodes import Nodes
 from fsapps.store.keys import seed_userinfo_hash
 from fsapps.switch import runtime
 from tests.acd_support import DOMAIN, settings_for
+from tools.callcenter import SimulatedCallCenter, reset_database
+from tools.servers import FreshDatabase, RedisClusterServer, RedisServer
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
 

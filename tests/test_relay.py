@@ -21,11 +21,11 @@ import pytest
 
 from fakefs import Behaviour, Switch
 from fakefs.scenario import DIALPLAN_DIR, wait_until
-from fakefs.servers import FreshDatabase, RedisServer
 from fsapps.config import ConfigError, Settings, load_settings
 from fsapps.domain.nodes import Nodes, profile_address
 from fsapps.switch import acd
 from tests.acd_support import DOMAIN, CallCenter, center
+from tools.servers import FreshDatabase, RedisServer
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
 

@@ -15,10 +15,10 @@ import redis
 import yaml
 
 from fakefs.scenario import DIALPLAN_DIR, PYTHON_CONF, wait_until
-from fakefs.servers import FreshDatabase, RedisServer
 from fakefs.switch import Switch
 from fsapps import __version__, context
 from fsapps.db.migrations import migrate
+from tools.servers import FreshDatabase, RedisServer
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
 

@@ -1,4 +1,4 @@
-"""The real test servers of fakefs.servers: a private redis-server that stops and restarts on
+"""The real test servers of tools.servers: a private redis-server that stops and restarts on
 its port, and a private multi-master Redis Cluster proving the ``{domain}`` hash-tag key design
 (one domain = one slot = one node; two domains in one script are refused).
 """
@@ -15,14 +15,6 @@ import redis
 import redis.cluster
 from redis.crc import key_slot
 
-from fakefs.servers import (
-    CLUSTER_BUS_OFFSET,
-    CLUSTER_SLOTS,
-    RedisClusterServer,
-    RedisServer,
-    cluster_slot_ranges,
-    free_cluster_ports,
-)
 from fsapps.config import RedisSettings, Secret
 from fsapps.errors import ScriptError
 from fsapps.store import scripts as scriptmod
@@ -30,6 +22,14 @@ from fsapps.store.connection import close_clients
 from fsapps.store.connection import redis_client as client_for
 from fsapps.store.keys import Keys
 from fsapps.store.scripts import LUA_DIR, Scripts, run_script
+from tools.servers import (
+    CLUSTER_BUS_OFFSET,
+    CLUSTER_SLOTS,
+    RedisClusterServer,
+    RedisServer,
+    cluster_slot_ranges,
+    free_cluster_ports,
+)
 
 # With the 3-master split of cluster_slot_ranges, these two domains' slots (8592 and 3292)
 # belong to different masters; test_two_domains_live_on_different_masters checks it.

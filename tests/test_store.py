@@ -17,7 +17,6 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from fakefs.servers import RedisClusterServer, RedisServer, free_port, wait_for_port
 from fsapps.config import RedisSettings, Secret
 from fsapps.errors import ScriptError, StoreUnavailable
 from fsapps.store import keys as keymod
@@ -25,6 +24,7 @@ from fsapps.store.connection import RETRY_BUDGET_SECONDS, close_clients
 from fsapps.store.connection import redis_client as client_for
 from fsapps.store.keys import KeyPartError, Keys, NodeKeys
 from fsapps.store.scripts import SCRIPTS, Scripts, lint, run_script
+from tools.servers import RedisClusterServer, RedisServer, free_port, wait_for_port
 
 PASSWORD = "s3cr3t-Pa55"
 

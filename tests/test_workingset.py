@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import pytest
 
 from fakefs.scenario import wait_until
-from fakefs.servers import FreshDatabase, RedisServer
 from fsapps.domain.extensions import Extensions
 from fsapps.domain.workingset import restore_if_empty
 from fsapps.switch import acd
 from tests.acd_support import DOMAIN, CallCenter, center
+from tools.servers import FreshDatabase, RedisServer
 
 
 @pytest.fixture

@@ -17,12 +17,12 @@ import pytest
 
 from fakefs.channel import Behaviour
 from fakefs.scenario import wait_until
-from fakefs.servers import FreshDatabase, RedisServer
 from fakefs.switch import Switch
 from fsapps.config import NatsSettings, Secret
 from fsapps.domain.userdir import UserDirectory, parse_record
 from fsapps.events import xcc
 from tests.acd_support import DOMAIN, CallCenter, reset_database, settings_for
+from tools.servers import FreshDatabase, RedisServer
 
 pytestmark = [
     pytest.mark.usefixtures("no_leaked_switch_threads"),

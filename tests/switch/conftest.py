@@ -23,9 +23,9 @@ import psycopg2
 import pytest
 import redis
 
-from fakefs.servers import FreshDatabase, RedisServer, free_port, scratch_dir
 from switch import sipp
 from switch.realswitch import ROOT, RealSwitch, install_fsapps, missing_switch
+from tools.servers import FreshDatabase, RedisServer, free_port, scratch_dir
 
 DOMAIN = "test.fsapps"
 PASSWORD = "s3cret-pw"

@@ -30,8 +30,8 @@ from pathlib import Path
 import redis
 import yaml
 
-from fakefs.servers import free_port, wait_for_port
 from switch.esl import Esl
+from tools.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FS_PREFIX = Path(os.environ.get("FS_PREFIX", "/usr/local/freeswitch"))

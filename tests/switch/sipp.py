@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
-from fakefs.servers import free_port
+from tools.servers import free_port
 
 _HEAD = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="$name">\n'
 _SDP = """Content-Type: application/sdp

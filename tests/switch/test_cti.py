@@ -23,12 +23,12 @@ import pytest
 import requests
 import yaml
 
-from fakefs.servers import free_port, wait_for_port
 from fsapps.server.passwords import hash_password
 from switch import sipp
 from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
 from switch.esl import Esl
 from switch.realswitch import ESL_PASSWORD, ROOT, RealSwitch
+from tools.servers import free_port, wait_for_port
 
 _groups = itertools.count(4100)
 _exts = itertools.count(4101)

@@ -26,16 +26,18 @@ CSTA (aiohttp WebSocket clients, SockJS framing, STOMP 1.1):
   runtimes publish them (a call's delivered / established / connectionCleared, for each
   session in turn): how fast the server's hub turns them into MESSAGE frames, none lost.
 
-``python -m fakefs.ctibench`` prints only these tables.
+``python -m tools.ctibench`` prints only these tables.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import json
 import random
 import secrets
+import sys
 import threading
 import time
 import uuid
@@ -43,12 +45,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import requests
+from aiohttp import WSMsgType
 
-from fakefs.callcenter import SimulatedCallCenter, reset_database, settings_for
 from fakefs.channel import Behaviour, Channel
 from fakefs.events import Event
 from fakefs.scenario import wait_until
+from fsapps.config import Secret, UserSettings
+from fsapps.server.app import BackgroundServer
+from fsapps.server.passwords import hash_password
+from fsapps.server.services import CtiServices
+from fsapps.switch import acd
+from tools.callcenter import SimulatedCallCenter, reset_database, settings_for
+from tools.servers import FreshDatabase, RedisServer
 
 DOMAIN = "cti.bench"
 GROUP = "110"
@@ -108,11 +118,6 @@ def start(redis_url: str, dsn: str, agents: int) -> Bench:
     """A fresh call center (one fake switch, group 110 with ``agents`` agents whose phones
     answer after 50-150 ms), CTI users for them and an admin, and a CTI server on a free
     port with the production worker count."""
-    from fsapps.config import Secret, UserSettings
-    from fsapps.server.app import BackgroundServer
-    from fsapps.server.passwords import hash_password
-    from fsapps.server.services import CtiServices
-
     reset_database(dsn)
     exts = [str(2000 + n) for n in range(agents)]
     # Fresh random passwords; cheap hashes (1000 rounds, the production format) so 200 logins
@@ -236,8 +241,6 @@ def rest_rows(bench: Bench, requests_each: int = 300, clients: int = 8,
     for t in pool:
         t.join()
     wall = time.perf_counter() - wall
-    from fsapps.switch import acd
-
     for index in range(clients):  # a cycle cut short leaves its agent busy: ready again
         acd.set_ready(bench.center.ctx, DOMAIN, bench.agents[index % len(bench.agents)])
     every = [x for per in mixed for x in per]
@@ -418,8 +421,6 @@ async def _poll(session: Session) -> None:
 
 
 async def _read(session: Session) -> None:
-    from aiohttp import WSMsgType
-
     async for msg in session.ws:
         if msg.type == WSMsgType.TEXT:
             session.feed(msg.data, time.time())
@@ -442,8 +443,6 @@ def _latencies(tap: dict[Key, float], sessions: list[Session],
 
 async def _csta(bench: Bench, sessions_n: int, quiet_calls: int, calls: int,
                 rate: float, burst: int) -> list[Row]:
-    import aiohttp
-
     base = bench.server.url
     tap = Tap()
     bench.switch.bus.listen(tap)
@@ -575,8 +574,6 @@ def _publish_burst(center: SimulatedCallCenter, keys: list[Key]) -> None:
 
 def _set_all(center: SimulatedCallCenter, exts: list[str], ready: bool) -> None:
     """Agents ``exts`` ready (offered queue calls) or busy (not)."""
-    from fsapps.switch import acd
-
     for ext in exts:
         (acd.set_ready if ready else acd.set_busy)(center.ctx, center.domain, ext)
 
@@ -641,12 +638,8 @@ def print_tables(rest: list[Row], csta: list[Row]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Only the CTI rows: ``python -m fakefs.ctibench [--agents 200] [--calls 400] ...``"""
-    import argparse
-
-    from fakefs.servers import FreshDatabase, RedisServer
-
-    p = argparse.ArgumentParser(prog="fakefs.ctibench", description=__doc__.split("\n\n")[0])
+    """Only the CTI rows: ``python -m tools.ctibench [--agents 200] [--calls 400] ...``"""
+    p = argparse.ArgumentParser(prog="tools.ctibench", description=__doc__.split("\n\n")[0])
     p.add_argument("--agents", type=int, default=200)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--calls", type=int, default=400)
@@ -666,6 +659,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())

@@ -13,6 +13,20 @@ import psycopg2
 from fakefs.channel import Behaviour, Channel
 from fakefs.scenario import DIALPLAN_DIR, PUBLIC_DIALPLAN, PYTHON_CONF, wait_until
 from fakefs.switch import Switch
+from fsapps import context
+from fsapps.config import (
+    EventSettings,
+    GroupDefaults,
+    PostgresSettings,
+    RedisSettings,
+    Secret,
+    Settings,
+)
+from fsapps.db.migrations import migrate
+from fsapps.domain.agents import Agents
+from fsapps.domain.callqueue import CallQueue
+from fsapps.domain.groups import Group, Groups
+from fsapps.switch import acd
 
 TABLES = ("cdr_agent_attempt", "cdr", "caller_memory", "group_vip", "group_blacklist",
           "ext_group_map", "ext_group", "extensions")
@@ -21,15 +35,6 @@ TABLES = ("cdr_agent_attempt", "cdr", "caller_memory", "group_vip", "group_black
 def settings_for(redis_url: str, dsn: str, domain: str, *, cluster: bool = False,
                  log_level: str = "INFO", **group_defaults: Any) -> Any:
     """fsapps settings for a simulation: one domain, short wrap-up and lease margins."""
-    from fsapps.config import (
-        EventSettings,
-        GroupDefaults,
-        PostgresSettings,
-        RedisSettings,
-        Secret,
-        Settings,
-    )
-
     defaults = GroupDefaults(**{"wrapup_seconds": 0, "lease_margin_seconds": 2,
                                 "busy_ring_interval_seconds": 30, **group_defaults})
     return Settings(redis=RedisSettings(url=Secret(redis_url), key_prefix="t", cluster=cluster),
@@ -40,8 +45,6 @@ def settings_for(redis_url: str, dsn: str, domain: str, *, cluster: bool = False
 
 def reset_database(dsn: str) -> None:
     """Migrate the database and empty fsapps' tables."""
-    from fsapps.db.migrations import migrate
-
     migrate(dsn)
     conn = psycopg2.connect(dsn)
     try:
@@ -55,11 +58,6 @@ class SimulatedCallCenter:
     """fsapps + fake switches sharing one Redis."""
 
     def __init__(self, settings: Any, time_scale: float = 1.0) -> None:
-        from fsapps import context
-        from fsapps.domain.agents import Agents
-        from fsapps.domain.callqueue import CallQueue
-        from fsapps.domain.groups import Groups
-
         self.ctx = context.configure(settings)
         self.domain = settings.default_domain
         self.ctx.redis.flushall()
@@ -85,8 +83,6 @@ class SimulatedCallCenter:
         return switch
 
     def group(self, number: str, **fields: Any) -> Any:
-        from fsapps.domain.groups import Group
-
         group = Group(number, group_name=fields.pop("group_name", f"group {number}"),
                       domain=self.domain, **fields)
         self.groups.save(group)
@@ -96,8 +92,6 @@ class SimulatedCallCenter:
               behaviour: Behaviour | None = None, ready: bool = True) -> None:
         """An agent: a phone registered on ``switch`` (default the first), logged into
         ``groups``, idle and ready unless ``ready=False``."""
-        from fsapps.switch import acd
-
         switch = switch or self.switches[0]
         for sw in self.switches:
             if (extension, self.domain) not in sw.static_directory:

@@ -4,27 +4,36 @@ Redis: 1,000 agents in 50 groups, 2,000 callers arriving at a steady rate.
 Prints one table: routing decision latency (a call arriving, or an agent turning free, until
 an agent is reserved for a call) p50/p99, Redis round trips per decision, CPU time per routed
 call, calls routed per second — each against the goal of issue 3. Then the directory and
-events rows, and the CTI rows (:mod:`fakefs.ctibench`: the REST API over keep-alive HTTP,
+events rows, and the CTI rows (:mod:`tools.ctibench`: the REST API over keep-alive HTTP,
 CSTA push to 200 SockJS/STOMP WebSocket sessions; ``--no-cti`` skips them).
 
-    python -m fakefs.bench [--agents 1000] [--groups 50] [--calls 2000] [--rate 40]
+    python -m tools.bench [--agents 1000] [--groups 50] [--calls 2000] [--rate 40]
                            [--no-cti] [--cti-agents 200] [--cti-calls 400] [--cti-rate 20]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
+import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
 from typing import Any
 
-from fakefs.callcenter import SimulatedCallCenter, reset_database, settings_for
 from fakefs.channel import Behaviour, Channel
 from fakefs.scenario import wait_until
-from fakefs.servers import FreshDatabase, RedisServer
+from fsapps import directory, metrics
+from fsapps.config import NatsSettings, Secret
+from fsapps.domain import routing, userdir
+from fsapps.domain.callqueue import WaitingCall
+from fsapps.events import xcc
+from tools import ctibench
+from tools.callcenter import SimulatedCallCenter, reset_database, settings_for
+from tools.servers import FreshDatabase, RedisServer, free_port, wait_for_port
 
 DOMAIN = "bench.fsapps"
 _rtt = threading.local()
@@ -67,10 +76,6 @@ def isolated_decisions(center: SimulatedCallCenter, groups: list[str], rng: rand
     """Route calls straight through the decision path (routing facts, candidate order,
     reserve) and release the agent again, from several threads at once; returns the samples
     and decisions per second."""
-    from fsapps import metrics
-    from fsapps.domain import routing
-    from fsapps.domain.callqueue import WaitingCall
-
     def worker(index: int) -> None:
         local = random.Random(index)
         for n in range(per_thread):
@@ -117,9 +122,6 @@ def directory_bench(ctx: Any, domain: str, users: int = 100_000,
     number-alias), then ``lookups`` REGISTER-style ``xml_fetch`` calls from one thread, by id
     and by alias (and some unknown names). Measures the Python side of a lookup: the Redis
     round trip, parsing the record and rendering the XML. Returns the table rows."""
-    from fsapps import directory
-    from fsapps.domain import userdir
-
     rng = random.Random(seed)
     store = userdir.UserDirectory(ctx, domain)
     ctx.redis.delete(store.hash, store.alias_hash)
@@ -174,14 +176,6 @@ def events_bench(redis_url: str, dsn: str, events: int = 20_000) -> list[tuple[s
     """Switch events through one node's ``fsapps.runtime`` into Redis pub/sub (seed EVENT_*)
     and NATS (XCC Event.NativeEvent), with a real nats-server when one is installed: how many
     per second the runtime drains, and whether the switch dropped any."""
-    import dataclasses
-    import shutil
-    import subprocess
-
-    from fakefs.servers import free_port, wait_for_port
-    from fsapps.config import NatsSettings, Secret
-    from fsapps.events import xcc
-
     nats_proc = None
     settings = settings_for(redis_url, dsn, DOMAIN, log_level="WARNING")
     if shutil.which("nats-server"):
@@ -233,8 +227,6 @@ def events_bench(redis_url: str, dsn: str, events: int = 20_000) -> list[tuple[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fsapps import metrics
-
     p = argparse.ArgumentParser(prog="fsapps bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--agents", type=int, default=1000)
     p.add_argument("--groups", type=int, default=50)
@@ -364,8 +356,6 @@ def main(argv: list[str] | None = None) -> int:
         for name, value, goal in event_rows:
             print(f"{name:<{width}}  {value:>24}  {goal}")
         if not args.no_cti:
-            from fakefs import ctibench
-
             ctibench.print_tables(*ctibench.cti_bench(
                 redis_server.url, database.dsn, agents=args.cti_agents,
                 clients=args.cti_clients, calls=args.cti_calls, rate=args.cti_rate,

@@ -7,7 +7,7 @@ among them, some losing patience. A live status line, then a summary. Ctrl-C end
 A CTI server on 127.0.0.1:8085 serves the web agent console and the supervisor wallboard of
 the simulated center while it runs (--cti-port 0: none).
 
-    python -m fakefs.demo [--duration 60] [--rate 1.2] [--agents 20] [--nodes 2] [--seed 1]
+    python -m tools.demo [--duration 60] [--rate 1.2] [--agents 20] [--nodes 2] [--seed 1]
                           [--cti-port 8085]
 """
 
@@ -22,9 +22,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fakefs.callcenter import SimulatedCallCenter, reset_database, settings_for
 from fakefs.channel import Behaviour, Channel
-from fakefs.servers import FreshDatabase, RedisServer
+from fsapps.config import Secret, UserSettings
+from fsapps.server.app import BackgroundServer
+from fsapps.server.passwords import hash_password
+from fsapps.server.services import CtiServices
+from tools.callcenter import SimulatedCallCenter, reset_database, settings_for
+from tools.servers import FreshDatabase, RedisServer
 
 DOMAIN = "demo.fsapps"
 VIPS = ["13900000001", "13900000002", "13900000003"]
@@ -106,11 +110,6 @@ DEMO_USERS = (("supervisor", "supervisor", "supervisor", SUPERVISOR_PHONE),
 def start_cti(settings: Any, port: int) -> Any:
     """The CTI server over the simulated center, on 127.0.0.1:``port`` (or, when that port
     is taken, a free one: the demo must not fail for a busy port)."""
-    from fsapps.config import Secret, UserSettings
-    from fsapps.server.app import BackgroundServer
-    from fsapps.server.passwords import hash_password
-    from fsapps.server.services import CtiServices
-
     users = tuple(UserSettings(name, Secret(hash_password(password)), role, extension)
                   for name, password, role, extension in DEMO_USERS)
     settings = dataclasses.replace(settings, users=users)
