@@ -8,8 +8,10 @@ warning — logged once per process, naming the closest setting — never an err
 FreeSWITCH an error here would stop every entry point of the switch. Secrets are
 :class:`Secret` values whose repr and str never show the value.
 
-INTERFACE PINNED — the dataclasses below are what the rest of fsapps imports; the loader,
-validation, environment overrides and ``check_command`` are filled in underneath them.
+Each setting is declared once, as a field of the section dataclasses below: its type, its
+default and the check its value must pass (:func:`setting`); rules that tie two settings of a
+section together are that section's ``_check_across``. One binder (:func:`_build`) walks the
+dataclasses for the file, the environment and ``fsapps config check``.
 """
 
 from __future__ import annotations
@@ -23,17 +25,17 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 import yaml
 
+from fsapps import fslog
 from fsapps.errors import ConfigError
 from fsapps.server.passwords import is_password_hash
 
 
-# Secret has no mutator, so one default instance shared by every settings object is safe
-# (hence the RUF009 exemptions on the dataclass defaults below).
+# Secret has no mutator, so one default instance shared by every settings object is safe.
 class Secret:
     """A string that never shows itself in a repr, a str or a log line."""
 
@@ -60,178 +62,6 @@ class Secret:
         return bool(self._value)
 
 
-@dataclass(frozen=True)
-class RedisSettings:
-    # A plain URL (redis://[:password@]host:port/db, rediss://...) used when no sentinels are set.
-    url: Secret = Secret("redis://127.0.0.1:6379/0")
-    # Sentinel mode: (host, port) pairs and the monitored master's service name.
-    sentinels: tuple[tuple[str, int], ...] = ()
-    sentinel_service: str = "mymaster"
-    sentinel_password: Secret = Secret("")
-    # Every key fsapps owns (not the seed-defined names) starts with this prefix.
-    key_prefix: str = "fsapps"
-    socket_timeout: float = 2.0
-    # Redis Cluster: when true, connect with RedisCluster to the url's node.
-    cluster: bool = False
-    # Connections one process may hold to one Redis server. Every call handler thread of the
-    # switch may use one at once; redis-py's own default (100 since 8.0) is too low for a busy
-    # node, and past the cap a command fails instead of waiting.
-    max_connections: int = 2000
-
-
-@dataclass(frozen=True)
-class PostgresSettings:
-    dsn: Secret = Secret("postgresql://postgres@127.0.0.1:5432/fsapps")
-    connect_timeout: int = 5
-
-
-@dataclass(frozen=True)
-class NatsSettings:
-    enabled: bool = False
-    url: Secret = Secret("nats://127.0.0.1:4222")
-    subject_prefix: str = "cn.xswitch.ctrl.event"
-    # When set, Event.CDR goes here (seed 000 `cdr-subject`), else on the channel subject.
-    cdr_subject: str = ""
-    # Fields of Event.CDR (seed 000's default list when empty).
-    cdr_fields: tuple[str, ...] = ()
-    events: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class AmqpSettings:
-    enabled: bool = False
-    url: Secret = Secret("amqp://guest:guest@127.0.0.1:5672/%2F")
-    exchange: str = "fsapps"
-
-
-@dataclass(frozen=True)
-class CtiSettings:
-    listen: str = "0.0.0.0"
-    port: int = 8085
-    token_ttl_seconds: int = 8 * 3600
-    # Failed logins allowed per user name, and per client address, within the window; past
-    # that, /api/login answers 429 until the window ends.
-    login_max_failures: int = 5
-    login_max_failures_per_address: int = 20
-    login_window_seconds: int = 300
-    # Switch api commands GET /cli may run (admin only); for bgapi, the command it runs must be
-    # listed too. Empty: /cli is off.
-    cli_commands: tuple[str, ...] = ("status", "show", "uuid_kill", "uuid_hold", "originate",
-                                     "bgapi")
-    # How long a supervisor's phone rings for listen / whisper / barge (seconds).
-    supervise_ring_seconds: int = 30
-    # How long a request waits for the switch node holding the call to answer (seconds).
-    node_reply_timeout_seconds: float = 5.0
-    # Threads running the blocking Redis/PostgreSQL/node calls of the requests.
-    workers: int = 16
-
-
-@dataclass(frozen=True)
-class CtiBridgeSettings:
-    """``python fsapps.cti_bridge <url> ...``: what happens when the router's answer is
-    unusable (timeout, HTTP error, not JSON, bad or unsafe fields) or the bridge fails."""
-
-    # "hangup": hang up with failure_cause; "continue": return to the next dialplan action.
-    on_failure: str = "hangup"
-    failure_cause: str = "NORMAL_TEMPORARY_FAILURE"
-    # Let the router answer with a raw dial string ({vars}, "," and "|" included).
-    allow_dialstring: bool = False
-    # Threads sending the progress notifications (one pool per switch process).
-    notify_workers: int = 4
-
-
-@dataclass(frozen=True)
-class UserSettings:
-    username: str
-    # A password hash (``pbkdf2_sha256$...``); plain passwords are refused by the loader.
-    password_hash: Secret
-    role: str = "agent"  # agent | supervisor | admin
-    extension: str = ""
-
-
-@dataclass(frozen=True)
-class GroupDefaults:
-    call_mode: int = 5
-    callout_timeout: int = 15
-    wrapup_seconds: int = 300
-    max_no_answer: int = 3
-    memory_ttl_seconds: int = 30 * 24 * 3600
-    hold_music: str = "local_stream://moh"
-    # Long-wait policy: play the busy ring this many times then hang up; 0 = never hang up.
-    busy_ring_repeats: int = 0
-    # How long a caller hears hold music between two busy rings (seconds).
-    busy_ring_interval_seconds: int = 30
-    # An agent's reservation for a call lasts the ring timeout plus this margin (seconds); a
-    # node that dies mid-offer frees its agents when it runs out.
-    lease_margin_seconds: int = 10
-
-
-@dataclass(frozen=True)
-class EventSettings:
-    # Shape of the seed-001 pub/sub messages: "comma" (redis form) or "json" (the MQ form).
-    pubsub_format: str = "json"
-    cti_ip: str = ""
-
-
-# Channel fields the seed's gui.call block lists (its sample names Created-Time twice).
-SEED_CALL_FIELDS = ("Caller-Destination-Number", "Caller-Caller-ID-Number",
-                    "Caller-Callee-ID-Number", "Caller-Profile-Created-Time",
-                    "Caller-Channel-Answered-Time", "Caller-Channel-Hangup-Time",
-                    "Caller-Channel-Progress-Time", "Caller-Channel-Progress-Media-Time",
-                    "Answer-State", "variable_signal_bond")
-
-
-@dataclass(frozen=True)
-class DirectorySettings:
-    """Seed 003: the Redis directory (cti_exten@<domain>) and the live-state writes of its
-    ``gui`` block. An empty hash/channel/list name turns that write off."""
-
-    # cacheable attribute (ms, or "true") for records that set none; "" = not cached.
-    cacheable: str = ""
-    # cti_userinfo@<domain>: per extension, its register block and current calls.
-    userinfo: bool = True
-    registration_hash: str = "registrations"
-    registration_channel: str = ""
-    registration_list: str = ""
-    call_hash: str = "calls"
-    call_channel: str = ""
-    call_list: str = ""
-    call_fields: tuple[str, ...] = SEED_CALL_FIELDS
-    # true: a hung-up call's record leaves the calls hash; false: the last one stays.
-    call_remove_hangup: bool = False
-
-
-@dataclass(frozen=True)
-class Settings:
-    redis: RedisSettings = field(default_factory=RedisSettings)
-    postgres: PostgresSettings = field(default_factory=PostgresSettings)
-    nats: NatsSettings = field(default_factory=NatsSettings)
-    amqp: AmqpSettings = field(default_factory=AmqpSettings)
-    cti: CtiSettings = field(default_factory=CtiSettings)
-    cti_bridge: CtiBridgeSettings = field(default_factory=CtiBridgeSettings)
-    users: tuple[UserSettings, ...] = ()
-    api_tokens: tuple[Secret, ...] = ()
-    domains: tuple[str, ...] = ("default",)
-    default_domain: str = "default"
-    group_defaults: GroupDefaults = field(default_factory=GroupDefaults)
-    events: EventSettings = field(default_factory=EventSettings)
-    directory: DirectorySettings = field(default_factory=DirectorySettings)
-    node_name: str = ""
-    # The sofia profile other nodes relay agent calls to on this node, and this node's calls
-    # to agents registered elsewhere leave from (README "Several nodes").
-    relay_profile: str = "external"
-    log_level: str = "INFO"
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading: file → raw mapping → FSAPPS_* overrides → typed, validated Settings.
-# ---------------------------------------------------------------------------------------------
-
-SYSTEM_PATH = Path("/etc/fsapps/fsapps.yaml")
-# The commented sample shipped with the source tree; found from a checkout or editable install.
-BUNDLED_PATH = Path(__file__).resolve().parent.parent / "conf" / "fsapps.yaml"
-PATH_VARIABLE = "FSAPPS_CONFIG"
-ENV_PREFIX = "FSAPPS_"
 MASK = "**********"
 URL_PASSWORD_MASK = "*****"
 
@@ -242,346 +72,27 @@ CALL_MODES = range(6)
 CTI_BRIDGE_ON_FAILURE = ("hangup", "continue")
 MIN_API_TOKEN_LENGTH = 16
 
-# Secrets whose text is a URL or DSN: masked_dict shows their shape, with only the password hidden.
-_URL_SECRETS = frozenset({"redis.url", "postgres.dsn", "nats.url", "amqp.url"})
-# Names that probably hold a secret: the value of an unknown key like these is never echoed.
-_SECRET_LOOKING = re.compile(r"pass|secret|token|dsn|url|hash|auth", re.IGNORECASE)
+# A value's check: returns the value, or raises ConfigError naming ``key`` (its dotted path).
+Check = Callable[[Any, str], Any]
+# A Redis Sentinel address; written "host:port", "[v6]:port" or [host, port] in the file.
+HostPort = tuple[str, int]
+
+_CHECK = "fsapps.check"
+_SHOWN_AS_URL = "fsapps.shown_as_url"
 
 
-def config_path(
-    path: str | None = None,
-    environ: Mapping[str, str] | None = None,
-    *,
-    system_path: Path = SYSTEM_PATH,
-    bundled_path: Path = BUNDLED_PATH,
-) -> Path | None:
-    """The settings file to read, or None when only the built-in defaults apply.
-
-    Order: ``path``, ``$FSAPPS_CONFIG``, ``system_path`` if it exists, ``bundled_path`` if it
-    exists. A file named explicitly (argument or variable) must exist: ConfigError otherwise,
-    rather than silently running on defaults.
-    """
-    env = os.environ if environ is None else environ
-    named_by: tuple[tuple[str, str | None], ...] = (
-        ("--config", path), (PATH_VARIABLE, env.get(PATH_VARIABLE)))
-    for origin, named in named_by:
-        if named:
-            if not Path(named).is_file():
-                raise ConfigError(origin, named, "no such file")
-            return Path(named)
-    for candidate in (system_path, bundled_path):
-        if candidate.is_file():
-            return candidate
-    return None
+def checked(check: Check | None, *, shown_as_url: bool = False) -> dict[str, Any]:
+    """A field's metadata: the check its value (each item, for a list) passes once typed, and
+    whether ``masked_dict`` shows a secret's URL shape (only its password hidden)."""
+    return {_CHECK: check, _SHOWN_AS_URL: shown_as_url}
 
 
-def load_settings(
-    path: str | None = None,
-    environ: Mapping[str, str] | None = None,
-    *,
-    system_path: Path = SYSTEM_PATH,
-    bundled_path: Path = BUNDLED_PATH,
-) -> Settings:
-    """Read, override and validate the settings; raise the first problem as one ConfigError.
-
-    The file is found by :func:`config_path`; ``FSAPPS_<SECTION>_<FIELD>`` variables in
-    ``environ`` (default ``os.environ``) then replace single values. Nothing is connected to.
-    """
-    env = os.environ if environ is None else environ
-    warn_environment(env)
-    source = config_path(path, env, system_path=system_path, bundled_path=bundled_path)
-    settings, _ = _load(source, env)
-    return settings
+def setting(default: Any, *, check: Check | None = None, shown_as_url: bool = False) -> Any:
+    """A setting with a default: ``field(default=..., metadata=checked(...))``."""
+    return field(default=default, metadata=checked(check, shown_as_url=shown_as_url))
 
 
-def _load(source: Path | None, environ: Mapping[str, str]) -> tuple[Settings, dict[str, str]]:
-    """The settings from ``source`` and the environment, and which variable set which key."""
-    raw = _read_yaml(source) if source is not None else {}
-    overrides = _environment_overrides(environ)
-    origins: dict[str, str] = {}
-    for (section, name), (variable, value) in overrides.items():
-        if name is None:
-            raw[section] = value
-            origins[section] = variable
-            continue
-        if raw.get(section) is None:
-            raw[section] = {}
-        # A section that is not a mapping is reported by _build; the override cannot land in it.
-        if isinstance(raw[section], dict):
-            raw[section][name] = value
-            origins[f"{section}.{name}"] = variable
-    try:
-        settings = _build(Settings, raw, "")
-        _check_across(settings)
-    except ConfigError as exc:
-        origin = _origin_of(exc.key, origins)
-        if origin is None:
-            raise
-        raise ConfigError(exc.key, exc.value, f"{exc.reason} (from ${origin})") from None
-    return settings, origins
-
-
-def _origin_of(key: str, origins: Mapping[str, str]) -> str | None:
-    for dotted, variable in origins.items():
-        if key == dotted or key.startswith((dotted + "[", dotted + ".")):
-            return variable
-    return None
-
-
-# ---- the file ----------------------------------------------------------------------------------
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping (the last would win)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _read_yaml(source: Path) -> dict[str, Any]:
-    file = str(source)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(file, file, f"cannot read: {exc}") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(file, where, f"YAML syntax error: {problem}") from None
-    if data is None:  # an empty or all-comment file means: defaults
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(file, type(data).__name__, "the top level must be a mapping of settings")
-    return data
-
-
-# ---- the environment ---------------------------------------------------------------------------
-
-
-def _environment_names() -> dict[str, tuple[str, str | None]]:
-    """FSAPPS_<SECTION>_<FIELD> → (section, field); FSAPPS_<FIELD> → (field, None)."""
-    names: dict[str, tuple[str, str | None]] = {}
-    for top in fields(Settings):
-        section = _hints(Settings)[top.name]
-        if is_dataclass(section):
-            for sub in fields(section):
-                names[f"{ENV_PREFIX}{top.name}_{sub.name}".upper()] = (top.name, sub.name)
-        elif top.name != "users":  # a list of mappings has no sensible one-variable form
-            names[f"{ENV_PREFIX}{top.name}".upper()] = (top.name, None)
-    return names
-
-
-def environment_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
-    """One line per ``FSAPPS_*`` variable of ``environ`` (default ``os.environ``) that sets
-    nothing: a name that is no setting (with the closest one), or ``FSAPPS_USERS``. Those
-    variables are ignored; their values are never shown."""
-    env = os.environ if environ is None else environ
-    names = _environment_names()
-    known = [*names, PATH_VARIABLE]
-    warnings = []
-    for variable in sorted(env):
-        if not variable.startswith(ENV_PREFIX) or variable in names \
-                or variable == PATH_VARIABLE:
-            continue
-        if variable == f"{ENV_PREFIX}USERS":
-            warnings.append(f"config: ${variable} is ignored: users cannot be set from the "
-                            "environment; list them in the settings file")
-            continue
-        closest = difflib.get_close_matches(variable, known, n=1, cutoff=0.0)
-        hint = f"; the closest setting is ${closest[0]}" if closest else ""
-        if closest and closest[0] in names:
-            section, name = names[closest[0]]
-            hint += f" ({section if name is None else f'{section}.{name}'})"
-        warnings.append(f"config: ${variable} names no setting and is ignored{hint}")
-    return warnings
-
-
-# Variables already warned about by this process (load_settings runs on every entry point).
-_warned: set[str] = set()
-_warned_lock = threading.Lock()
-
-
-def warn_environment(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Log (WARNING) each of :func:`environment_warnings` this process has not logged yet;
-    return the lines logged now."""
-    fresh = []
-    for line in environment_warnings(environ):
-        variable = line.split("$", 1)[1].split(" ", 1)[0]
-        with _warned_lock:
-            if variable in _warned:
-                continue
-            _warned.add(variable)
-        fresh.append(line)
-    if fresh:
-        from fsapps.fslog import log
-
-        for line in fresh:
-            log("WARNING", line)
-    return fresh
-
-
-def _environment_overrides(
-    environ: Mapping[str, str],
-) -> dict[tuple[str, str | None], tuple[str, Any]]:
-    """The values of the ``FSAPPS_*`` variables that name a setting; any other ``FSAPPS_*``
-    variable is left out here (see :func:`environment_warnings`)."""
-    names = _environment_names()
-    overrides: dict[tuple[str, str | None], tuple[str, Any]] = {}
-    for variable in sorted(environ):
-        if variable not in names:
-            continue
-        text = environ[variable]
-        section, name = names[variable]
-        owner: Any = Settings if name is None else _hints(Settings)[section]
-        hint = _hints(owner)[name or section]
-        dotted = section if name is None else f"{section}.{name}"
-        overrides[(section, name)] = (variable, _from_text(hint, text, dotted, variable))
-    return overrides
-
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
-def _from_text(hint: Any, text: str, key: str, variable: str) -> Any:
-    """An environment string as the value YAML would have given; _build checks it further."""
-    if get_origin(hint) is tuple:
-        # Comma-separated: "a,b", and for sentinels "host:port,host:port".
-        return [part.strip() for part in text.split(",") if part.strip()]
-    word = text.strip()
-    if hint is bool:
-        if word.lower() in _TRUE:
-            return True
-        if word.lower() in _FALSE:
-            return False
-        raise ConfigError(key, text, f"expected true/false/1/0/yes/no (from ${variable})")
-    if hint is int:
-        try:
-            return int(word)
-        except ValueError:
-            raise ConfigError(key, text, f"expected an integer (from ${variable})") from None
-    if hint is float:
-        try:
-            return float(word)
-        except ValueError:
-            raise ConfigError(key, text, f"expected a number (from ${variable})") from None
-    return text
-
-
-# ---- building typed values ---------------------------------------------------------------------
-
-
-@functools.cache
-def _hints(cls: Any) -> dict[str, Any]:
-    return get_type_hints(cls)
-
-
-def _suggestion(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return "; known: " + ", ".join(sorted(known))
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
-
-
-def _build(cls: Any, raw: Any, path: str) -> Any:
-    """An instance of the dataclass ``cls`` from the mapping ``raw``; ``path`` is its dotted key."""
-    if not isinstance(raw, dict):
-        raise ConfigError(path, raw, "expected a mapping of settings")
-    hints = _hints(cls)
-    if cls is UserSettings and "password" in raw:
-        raise ConfigError(_join(path, "password"), MASK, "plain passwords are refused; store "
-                          "password_hash, the output of `python -m fsapps.server.passwords`")
-    for name in raw:
-        if name not in hints:
-            key = _join(path, str(name))
-            close = difflib.get_close_matches(str(name), list(hints), n=1, cutoff=0.6)
-            secret = _SECRET_LOOKING.search(str(name)) or (close and _is_secret(hints[close[0]]))
-            raise ConfigError(key, MASK if secret else raw[name],
-                              "unknown setting" + _suggestion(str(name), hints))
-    values: dict[str, Any] = {}
-    for item in fields(cls):
-        key = _join(path, item.name)
-        value = raw.get(item.name)
-        if value is None:  # absent, or written with no value: the default applies
-            if item.default is MISSING and item.default_factory is MISSING:
-                raise ConfigError(key, None, "required")
-            continue
-        value = _convert(hints[item.name], value, key)
-        check = _CHECKS.get(re.sub(r"\[\d+\]", "[]", key))
-        values[item.name] = check(value, key) if check else value
-    return cls(**values)
-
-
-def _is_secret(hint: Any) -> bool:
-    return hint is Secret or (get_origin(hint) is tuple and Secret in get_args(hint))
-
-
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               Secret: "a string"}
-
-
-def _convert(hint: Any, value: Any, key: str) -> Any:
-    if is_dataclass(hint):
-        return _build(hint, value, key)
-    if get_origin(hint) is tuple:
-        item_hint, *rest = get_args(hint)
-        if rest != [Ellipsis]:
-            return _host_port(value, key)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(key, MASK if _is_secret(hint) else value, "expected a list")
-        converted = []
-        for index, item in enumerate(value):
-            item_key = f"{key}[{index}]"
-            item = _convert(item_hint, item, item_key)
-            check = _CHECKS.get(re.sub(r"\[\d+\]", "[]", item_key))
-            converted.append(check(item, item_key) if check else item)
-        return tuple(converted)
-    # bool is an int to Python; a YAML `true` where a number belongs is still a mistake.
-    ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
-    if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is Secret:
-        ok = isinstance(value, str)
-    if not ok:
-        hint_text = " (quote it)" if hint in (str, Secret) and isinstance(value, int) else ""
-        shown = MASK if hint is Secret else value
-        raise ConfigError(key, shown, f"expected {_TYPE_NAMES[hint]}{hint_text}")
-    if hint is Secret:
-        return Secret(value)
-    return float(value) if hint is float else value
-
-
-def _host_port(value: Any, key: str) -> tuple[str, int]:
-    """A sentinel address from "host:port", "[v6]:port" or a [host, port] list."""
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        host, port = value
-    elif isinstance(value, str) and ":" in value:
-        host, _, port_text = value.rpartition(":")
-        port = int(port_text) if port_text.isdigit() else port_text
-    else:
-        raise ConfigError(key, value, "expected 'host:port'")
-    host = host.strip("[]") if isinstance(host, str) else host
-    if not isinstance(host, str) or not host or any(c.isspace() for c in host):
-        raise ConfigError(key, value, "expected 'host:port' with a host name or address")
-    return host, _port(port, key)
-
-
-# ---- checks of single values (keyed by dotted path, list indices as []) -----------------------
+# ---- checks of single values --------------------------------------------------------------------
 
 
 def _port(value: Any, key: str) -> int:
@@ -649,7 +160,7 @@ def _sofia_profile(value: str, key: str) -> str:
     return value
 
 
-def _one_of(choices: Sequence[Any]) -> Callable[[Any, str], Any]:
+def _one_of(choices: Sequence[Any]) -> Check:
     def check(value: Any, key: str) -> Any:
         if value not in choices:
             raise ConfigError(key, value, "expected one of " + ", ".join(map(str, choices)))
@@ -685,7 +196,7 @@ def _event_name(value: str, key: str) -> str:
     return value
 
 
-def _url(schemes: Sequence[str], *, several: bool = False) -> Callable[[Secret, str], Secret]:
+def _url(schemes: Sequence[str], *, several: bool = False) -> Check:
     """A check of a URL secret: scheme, host and port (each of a comma-separated list if
     ``several``). The error shows the URL with its password masked."""
 
@@ -756,84 +267,557 @@ def _cause(value: str, key: str) -> str:
     return value
 
 
-_CHECKS: dict[str, Callable[[Any, str], Any]] = {
-    "redis.url": _url(("redis", "rediss", "unix")),
-    "redis.sentinels[]": lambda value, key: value,  # checked by _host_port
-    "redis.sentinel_service": _word,
-    "redis.key_prefix": _key_part,
-    "redis.socket_timeout": _positive,
-    "redis.max_connections": _positive,
-    "postgres.dsn": _postgres_dsn,
-    "postgres.connect_timeout": _positive,
-    "nats.url": _url(("nats", "tls", "ws", "wss"), several=True),
-    "nats.subject_prefix": _subject,
-    "nats.cdr_subject": _subject_or_empty,
-    "nats.events[]": _event_name,
-    "nats.cdr_fields[]": _key_part,
-    "amqp.url": _url(("amqp", "amqps")),
-    "cti.listen": _word,
-    "cti.port": _port,
-    "cti.token_ttl_seconds": _positive,
-    "cti.login_max_failures": _positive,
-    "cti.login_max_failures_per_address": _positive,
-    "cti.login_window_seconds": _positive,
-    "cti.cli_commands[]": _word,
-    "cti.supervise_ring_seconds": _positive,
-    "cti.node_reply_timeout_seconds": _positive,
-    "cti.workers": _positive,
-    "cti_bridge.on_failure": _one_of(CTI_BRIDGE_ON_FAILURE),
-    "cti_bridge.failure_cause": _cause,
-    "cti_bridge.notify_workers": _positive,
-    "users[].username": _word,
-    "users[].password_hash": _password_hash,
-    "users[].role": _one_of(ROLES),
-    "users[].extension": _word_or_empty,
-    "api_tokens[]": _api_token,
-    "domains[]": _key_part,
-    "default_domain": _key_part,
-    "group_defaults.call_mode": _one_of(CALL_MODES),
-    "group_defaults.callout_timeout": _positive,
-    "group_defaults.wrapup_seconds": _not_negative,
-    "group_defaults.max_no_answer": _not_negative,
-    "group_defaults.memory_ttl_seconds": _positive,
-    "group_defaults.hold_music": _word,
-    "group_defaults.busy_ring_repeats": _not_negative,
-    "group_defaults.busy_ring_interval_seconds": _hold_music_seconds,
-    "group_defaults.lease_margin_seconds": _positive,
-    "events.pubsub_format": _one_of(PUBSUB_FORMATS),
-    "events.cti_ip": _word_or_empty,
-    "directory.cacheable": _cacheable,
-    "directory.registration_hash": _word_or_empty,
-    "directory.registration_channel": _word_or_empty,
-    "directory.registration_list": _word_or_empty,
-    "directory.call_hash": _word_or_empty,
-    "directory.call_channel": _word_or_empty,
-    "directory.call_list": _word_or_empty,
-    "directory.call_fields[]": _word,
-    "node_name": _key_part_or_empty,
-    "relay_profile": _sofia_profile,
-    "log_level": _log_level,
-}
+# ---- the sections -------------------------------------------------------------------------------
 
 
-def _check_across(settings: Settings) -> None:
-    """Rules that tie two settings together."""
-    if settings.redis.cluster and settings.redis.sentinels:
-        raise ConfigError("redis.cluster", True, "Redis Cluster and Sentinel exclude each other; "
-                          "leave sentinels empty or cluster false")
-    seen: set[str] = set()
-    for index, domain in enumerate(settings.domains):
-        if domain in seen:
-            raise ConfigError(f"domains[{index}]", domain, "listed twice")
-        seen.add(domain)
-    if settings.default_domain not in settings.domains:
-        raise ConfigError("default_domain", settings.default_domain,
-                          f"must be one of domains {list(settings.domains)!r}")
-    names: set[str] = set()
-    for index, user in enumerate(settings.users):
-        if user.username in names:
-            raise ConfigError(f"users[{index}].username", user.username, "listed twice")
-        names.add(user.username)
+@dataclass(frozen=True)
+class RedisSettings:
+    # A plain URL (redis://[:password@]host:port/db, rediss://...) used when no sentinels are set.
+    url: Secret = setting(Secret("redis://127.0.0.1:6379/0"),
+                          check=_url(("redis", "rediss", "unix")), shown_as_url=True)
+    # Sentinel mode: (host, port) pairs and the monitored master's service name.
+    sentinels: tuple[HostPort, ...] = ()
+    sentinel_service: str = setting("mymaster", check=_word)
+    sentinel_password: Secret = Secret("")
+    # Every key fsapps owns (not the seed-defined names) starts with this prefix.
+    key_prefix: str = setting("fsapps", check=_key_part)
+    socket_timeout: float = setting(2.0, check=_positive)
+    # Redis Cluster: when true, connect with RedisCluster to the url's node.
+    cluster: bool = False
+    # Connections one process may hold to one Redis server. Every call handler thread of the
+    # switch may use one at once; redis-py's own default (100 since 8.0) is too low for a busy
+    # node, and past the cap a command fails instead of waiting.
+    max_connections: int = setting(2000, check=_positive)
+
+    def _check_across(self) -> None:
+        if self.cluster and self.sentinels:
+            raise ConfigError("redis.cluster", True, "Redis Cluster and Sentinel exclude each "
+                              "other; leave sentinels empty or cluster false")
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    dsn: Secret = setting(Secret("postgresql://postgres@127.0.0.1:5432/fsapps"),
+                          check=_postgres_dsn, shown_as_url=True)
+    connect_timeout: int = setting(5, check=_positive)
+
+
+@dataclass(frozen=True)
+class NatsSettings:
+    enabled: bool = False
+    url: Secret = setting(Secret("nats://127.0.0.1:4222"),
+                          check=_url(("nats", "tls", "ws", "wss"), several=True),
+                          shown_as_url=True)
+    subject_prefix: str = setting("cn.xswitch.ctrl.event", check=_subject)
+    # When set, Event.CDR goes here (seed 000 `cdr-subject`), else on the channel subject.
+    cdr_subject: str = setting("", check=_subject_or_empty)
+    # Fields of Event.CDR (seed 000's default list when empty).
+    cdr_fields: tuple[str, ...] = setting((), check=_key_part)
+    events: tuple[str, ...] = setting((), check=_event_name)
+
+
+@dataclass(frozen=True)
+class AmqpSettings:
+    enabled: bool = False
+    url: Secret = setting(Secret("amqp://guest:guest@127.0.0.1:5672/%2F"),
+                          check=_url(("amqp", "amqps")), shown_as_url=True)
+    exchange: str = "fsapps"
+
+
+@dataclass(frozen=True)
+class CtiSettings:
+    listen: str = setting("0.0.0.0", check=_word)
+    port: int = setting(8085, check=_port)
+    token_ttl_seconds: int = setting(8 * 3600, check=_positive)
+    # Failed logins allowed per user name, and per client address, within the window; past
+    # that, /api/login answers 429 until the window ends.
+    login_max_failures: int = setting(5, check=_positive)
+    login_max_failures_per_address: int = setting(20, check=_positive)
+    login_window_seconds: int = setting(300, check=_positive)
+    # Switch api commands GET /cli may run (admin only); for bgapi, the command it runs must be
+    # listed too. Empty: /cli is off.
+    cli_commands: tuple[str, ...] = setting(
+        ("status", "show", "uuid_kill", "uuid_hold", "originate", "bgapi"), check=_word)
+    # How long a supervisor's phone rings for listen / whisper / barge (seconds).
+    supervise_ring_seconds: int = setting(30, check=_positive)
+    # How long a request waits for the switch node holding the call to answer (seconds).
+    node_reply_timeout_seconds: float = setting(5.0, check=_positive)
+    # Threads running the blocking Redis/PostgreSQL/node calls of the requests.
+    workers: int = setting(16, check=_positive)
+
+
+@dataclass(frozen=True)
+class CtiBridgeSettings:
+    """``python fsapps.cti_bridge <url> ...``: what happens when the router's answer is
+    unusable (timeout, HTTP error, not JSON, bad or unsafe fields) or the bridge fails."""
+
+    # "hangup": hang up with failure_cause; "continue": return to the next dialplan action.
+    on_failure: str = setting("hangup", check=_one_of(CTI_BRIDGE_ON_FAILURE))
+    failure_cause: str = setting("NORMAL_TEMPORARY_FAILURE", check=_cause)
+    # Let the router answer with a raw dial string ({vars}, "," and "|" included).
+    allow_dialstring: bool = False
+    # Threads sending the progress notifications (one pool per switch process).
+    notify_workers: int = setting(4, check=_positive)
+
+
+@dataclass(frozen=True)
+class UserSettings:
+    username: str = field(metadata=checked(_word))
+    # A password hash (``pbkdf2_sha256$...``); plain passwords are refused by the loader.
+    password_hash: Secret = field(metadata=checked(_password_hash))
+    role: str = setting("agent", check=_one_of(ROLES))  # agent | supervisor | admin
+    extension: str = setting("", check=_word_or_empty)
+
+    # Keys the file may not hold, and why; their value (a plain password) is never echoed.
+    refused: ClassVar[Mapping[str, str]] = {
+        "password": "plain passwords are refused; store password_hash, the output of "
+                    "`python -m fsapps.server.passwords`"}
+
+
+@dataclass(frozen=True)
+class GroupDefaults:
+    call_mode: int = setting(5, check=_one_of(CALL_MODES))
+    callout_timeout: int = setting(15, check=_positive)
+    wrapup_seconds: int = setting(300, check=_not_negative)
+    max_no_answer: int = setting(3, check=_not_negative)
+    memory_ttl_seconds: int = setting(30 * 24 * 3600, check=_positive)
+    hold_music: str = setting("local_stream://moh", check=_word)
+    # Long-wait policy: play the busy ring this many times then hang up; 0 = never hang up.
+    busy_ring_repeats: int = setting(0, check=_not_negative)
+    # How long a caller hears hold music between two busy rings (seconds).
+    busy_ring_interval_seconds: int = setting(30, check=_hold_music_seconds)
+    # An agent's reservation for a call lasts the ring timeout plus this margin (seconds); a
+    # node that dies mid-offer frees its agents when it runs out.
+    lease_margin_seconds: int = setting(10, check=_positive)
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    # Shape of the seed-001 pub/sub messages: "comma" (redis form) or "json" (the MQ form).
+    pubsub_format: str = setting("json", check=_one_of(PUBSUB_FORMATS))
+    cti_ip: str = setting("", check=_word_or_empty)
+
+
+# Channel fields the seed's gui.call block lists (its sample names Created-Time twice).
+SEED_CALL_FIELDS = ("Caller-Destination-Number", "Caller-Caller-ID-Number",
+                    "Caller-Callee-ID-Number", "Caller-Profile-Created-Time",
+                    "Caller-Channel-Answered-Time", "Caller-Channel-Hangup-Time",
+                    "Caller-Channel-Progress-Time", "Caller-Channel-Progress-Media-Time",
+                    "Answer-State", "variable_signal_bond")
+
+
+@dataclass(frozen=True)
+class DirectorySettings:
+    """Seed 003: the Redis directory (cti_exten@<domain>) and the live-state writes of its
+    ``gui`` block. An empty hash/channel/list name turns that write off."""
+
+    # cacheable attribute (ms, or "true") for records that set none; "" = not cached.
+    cacheable: str = setting("", check=_cacheable)
+    # cti_userinfo@<domain>: per extension, its register block and current calls.
+    userinfo: bool = True
+    registration_hash: str = setting("registrations", check=_word_or_empty)
+    registration_channel: str = setting("", check=_word_or_empty)
+    registration_list: str = setting("", check=_word_or_empty)
+    call_hash: str = setting("calls", check=_word_or_empty)
+    call_channel: str = setting("", check=_word_or_empty)
+    call_list: str = setting("", check=_word_or_empty)
+    call_fields: tuple[str, ...] = setting(SEED_CALL_FIELDS, check=_word)
+    # true: a hung-up call's record leaves the calls hash; false: the last one stays.
+    call_remove_hangup: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    nats: NatsSettings = field(default_factory=NatsSettings)
+    amqp: AmqpSettings = field(default_factory=AmqpSettings)
+    cti: CtiSettings = field(default_factory=CtiSettings)
+    cti_bridge: CtiBridgeSettings = field(default_factory=CtiBridgeSettings)
+    users: tuple[UserSettings, ...] = ()
+    api_tokens: tuple[Secret, ...] = setting((), check=_api_token)
+    domains: tuple[str, ...] = setting(("default",), check=_key_part)
+    default_domain: str = setting("default", check=_key_part)
+    group_defaults: GroupDefaults = field(default_factory=GroupDefaults)
+    events: EventSettings = field(default_factory=EventSettings)
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
+    node_name: str = setting("", check=_key_part_or_empty)
+    # The sofia profile other nodes relay agent calls to on this node, and this node's calls
+    # to agents registered elsewhere leave from (README "Several nodes").
+    relay_profile: str = setting("external", check=_sofia_profile)
+    log_level: str = setting("INFO", check=_log_level)
+
+    def _check_across(self) -> None:
+        seen: set[str] = set()
+        for index, domain in enumerate(self.domains):
+            if domain in seen:
+                raise ConfigError(f"domains[{index}]", domain, "listed twice")
+            seen.add(domain)
+        if self.default_domain not in self.domains:
+            raise ConfigError("default_domain", self.default_domain,
+                              f"must be one of domains {list(self.domains)!r}")
+        names: set[str] = set()
+        for index, user in enumerate(self.users):
+            if user.username in names:
+                raise ConfigError(f"users[{index}].username", user.username, "listed twice")
+            names.add(user.username)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: file → raw mapping → FSAPPS_* overrides → typed, validated Settings.
+# ---------------------------------------------------------------------------------------------
+
+SYSTEM_PATH = Path("/etc/fsapps/fsapps.yaml")
+# The commented sample shipped with the source tree; found from a checkout or editable install.
+BUNDLED_PATH = Path(__file__).resolve().parent.parent / "conf" / "fsapps.yaml"
+PATH_VARIABLE = "FSAPPS_CONFIG"
+ENV_PREFIX = "FSAPPS_"
+
+# Names that probably hold a secret: the value of an unknown key like these is never echoed.
+_SECRET_LOOKING = re.compile(r"pass|secret|token|dsn|url|hash|auth", re.IGNORECASE)
+
+
+def config_path(
+    path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    system_path: Path = SYSTEM_PATH,
+    bundled_path: Path = BUNDLED_PATH,
+) -> Path | None:
+    """The settings file to read, or None when only the built-in defaults apply.
+
+    Order: ``path``, ``$FSAPPS_CONFIG``, ``system_path`` if it exists, ``bundled_path`` if it
+    exists. A file named explicitly (argument or variable) must exist: ConfigError otherwise,
+    rather than silently running on defaults.
+    """
+    env = os.environ if environ is None else environ
+    named_by: tuple[tuple[str, str | None], ...] = (
+        ("--config", path), (PATH_VARIABLE, env.get(PATH_VARIABLE)))
+    for origin, named in named_by:
+        if named:
+            if not Path(named).is_file():
+                raise ConfigError(origin, named, "no such file")
+            return Path(named)
+    for candidate in (system_path, bundled_path):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(
+    path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    system_path: Path = SYSTEM_PATH,
+    bundled_path: Path = BUNDLED_PATH,
+) -> Settings:
+    """Read, override and validate the settings; raise the first problem as one ConfigError.
+
+    The file is found by :func:`config_path`; ``FSAPPS_<SECTION>_<FIELD>`` variables in
+    ``environ`` (default ``os.environ``) then replace single values. Nothing is connected to.
+    """
+    env = os.environ if environ is None else environ
+    warn_environment(env)
+    source = config_path(path, env, system_path=system_path, bundled_path=bundled_path)
+    settings, _ = _load(source, env)
+    return settings
+
+
+def _load(source: Path | None, environ: Mapping[str, str]) -> tuple[Settings, dict[str, str]]:
+    """The settings from ``source`` and the environment, and which variable set which key."""
+    raw = _read_yaml(source) if source is not None else {}
+    overrides = _environment_overrides(environ)
+    origins: dict[str, str] = {}
+    for (section, name), (variable, value) in overrides.items():
+        if name is None:
+            raw[section] = value
+            origins[section] = variable
+            continue
+        if raw.get(section) is None:
+            raw[section] = {}
+        # A section that is not a mapping is reported by _build; the override cannot land in it.
+        if isinstance(raw[section], dict):
+            raw[section][name] = value
+            origins[f"{section}.{name}"] = variable
+    try:
+        settings = _build(Settings, raw, "")
+        _check_sections(settings)
+    except ConfigError as exc:
+        origin = _origin_of(exc.key, origins)
+        if origin is None:
+            raise
+        raise ConfigError(exc.key, exc.value, f"{exc.reason} (from ${origin})") from None
+    return settings, origins
+
+
+def _origin_of(key: str, origins: Mapping[str, str]) -> str | None:
+    for dotted, variable in origins.items():
+        if key == dotted or key.startswith((dotted + "[", dotted + ".")):
+            return variable
+    return None
+
+
+# ---- the file ----------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (the last would win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(source: Path) -> dict[str, Any]:
+    file = str(source)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, file, f"cannot read: {exc}") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(file, where, f"YAML syntax error: {problem}") from None
+    if data is None:  # an empty or all-comment file means: defaults
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(file, type(data).__name__, "the top level must be a mapping of settings")
+    return data
+
+
+# ---- the environment ---------------------------------------------------------------------------
+
+
+def _environment_names() -> dict[str, tuple[str, str | None]]:
+    """FSAPPS_<SECTION>_<FIELD> → (section, field); FSAPPS_<FIELD> → (field, None)."""
+    names: dict[str, tuple[str, str | None]] = {}
+    for top in fields(Settings):
+        hint = _hints(Settings)[top.name]
+        if is_dataclass(hint):
+            for sub in fields(hint):
+                names[f"{ENV_PREFIX}{top.name}_{sub.name}".upper()] = (top.name, sub.name)
+        elif not _is_list_of_sections(hint):  # a list of mappings has no one-variable form
+            names[f"{ENV_PREFIX}{top.name}".upper()] = (top.name, None)
+    return names
+
+
+def _is_list_of_sections(hint: Any) -> bool:
+    return get_origin(hint) is tuple and is_dataclass(get_args(hint)[0])
+
+
+def environment_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per ``FSAPPS_*`` variable of ``environ`` (default ``os.environ``) that sets
+    nothing: a name that is no setting (with the closest one), or ``FSAPPS_USERS``. Those
+    variables are ignored; their values are never shown."""
+    env = os.environ if environ is None else environ
+    names = _environment_names()
+    lists = {f"{ENV_PREFIX}{item.name}".upper(): item.name for item in fields(Settings)
+             if _is_list_of_sections(_hints(Settings)[item.name])}
+    known = [*names, PATH_VARIABLE]
+    warnings = []
+    for variable in sorted(env):
+        if not variable.startswith(ENV_PREFIX) or variable in names \
+                or variable == PATH_VARIABLE:
+            continue
+        if variable in lists:
+            warnings.append(f"config: ${variable} is ignored: {lists[variable]} cannot be set "
+                            "from the environment; list them in the settings file")
+            continue
+        closest = difflib.get_close_matches(variable, known, n=1, cutoff=0.0)
+        hint = f"; the closest setting is ${closest[0]}" if closest else ""
+        if closest and closest[0] in names:
+            section, name = names[closest[0]]
+            hint += f" ({section if name is None else f'{section}.{name}'})"
+        warnings.append(f"config: ${variable} names no setting and is ignored{hint}")
+    return warnings
+
+
+# Variables already warned about by this process (load_settings runs on every entry point).
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Log (WARNING) each of :func:`environment_warnings` this process has not logged yet;
+    return the lines logged now."""
+    fresh = []
+    for line in environment_warnings(environ):
+        variable = line.split("$", 1)[1].split(" ", 1)[0]
+        with _warned_lock:
+            if variable in _warned:
+                continue
+            _warned.add(variable)
+        fresh.append(line)
+    for line in fresh:
+        fslog.log("WARNING", line)
+    return fresh
+
+
+def _environment_overrides(
+    environ: Mapping[str, str],
+) -> dict[tuple[str, str | None], tuple[str, Any]]:
+    """The values of the ``FSAPPS_*`` variables that name a setting; any other ``FSAPPS_*``
+    variable is left out here (see :func:`environment_warnings`)."""
+    names = _environment_names()
+    overrides: dict[tuple[str, str | None], tuple[str, Any]] = {}
+    for variable in sorted(environ):
+        if variable not in names:
+            continue
+        text = environ[variable]
+        section, name = names[variable]
+        owner: Any = Settings if name is None else _hints(Settings)[section]
+        hint = _hints(owner)[name or section]
+        dotted = section if name is None else f"{section}.{name}"
+        overrides[(section, name)] = (variable, _from_text(hint, text, dotted, variable))
+    return overrides
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _from_text(hint: Any, text: str, key: str, variable: str) -> Any:
+    """An environment string as the value YAML would have given; _build checks it further."""
+    if get_origin(hint) is tuple:
+        # Comma-separated: "a,b", and for sentinels "host:port,host:port".
+        return [part.strip() for part in text.split(",") if part.strip()]
+    word = text.strip()
+    if hint is bool:
+        if word.lower() in _TRUE:
+            return True
+        if word.lower() in _FALSE:
+            return False
+        raise ConfigError(key, text, f"expected true/false/1/0/yes/no (from ${variable})")
+    if hint is int:
+        try:
+            return int(word)
+        except ValueError:
+            raise ConfigError(key, text, f"expected an integer (from ${variable})") from None
+    if hint is float:
+        try:
+            return float(word)
+        except ValueError:
+            raise ConfigError(key, text, f"expected a number (from ${variable})") from None
+    return text
+
+
+# ---- the binder: raw mapping → typed, checked dataclasses -------------------------------------
+
+
+@functools.cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _suggestion(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return "; known: " + ", ".join(sorted(known))
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _build(cls: Any, raw: Any, path: str) -> Any:
+    """An instance of the dataclass ``cls`` from the mapping ``raw``; ``path`` is its dotted key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(path, raw, "expected a mapping of settings")
+    hints = _hints(cls)
+    known = [item.name for item in fields(cls)]
+    for name, reason in getattr(cls, "refused", {}).items():
+        if name in raw:
+            raise ConfigError(_join(path, name), MASK, reason)
+    for name in raw:
+        if name not in known:
+            key = _join(path, str(name))
+            close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+            secret = _SECRET_LOOKING.search(str(name)) or (close and _is_secret(hints[close[0]]))
+            raise ConfigError(key, MASK if secret else raw[name],
+                              "unknown setting" + _suggestion(str(name), known))
+    values: dict[str, Any] = {}
+    for item in fields(cls):
+        key = _join(path, item.name)
+        value = raw.get(item.name)
+        if value is None:  # absent, or written with no value: the default applies
+            if item.default is MISSING and item.default_factory is MISSING:
+                raise ConfigError(key, None, "required")
+            continue
+        values[item.name] = _convert(hints[item.name], value, key, item.metadata.get(_CHECK))
+    return cls(**values)
+
+
+def _is_secret(hint: Any) -> bool:
+    return hint is Secret or (get_origin(hint) is tuple and Secret in get_args(hint))
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               Secret: "a string"}
+
+
+def _convert(hint: Any, value: Any, key: str, check: Check | None) -> Any:
+    """``value`` as the type ``hint``, passed through ``check`` (each item's, for a list)."""
+    if is_dataclass(hint):
+        return _build(hint, value, key)
+    if hint == HostPort:
+        return _host_port(value, key)
+    if get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, MASK if _is_secret(hint) else value, "expected a list")
+        item_hint = get_args(hint)[0]
+        return tuple(_convert(item_hint, item, f"{key}[{index}]", check)
+                     for index, item in enumerate(value))
+    # bool is an int to Python; a YAML `true` where a number belongs is still a mistake.
+    ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is Secret:
+        ok = isinstance(value, str)
+    if not ok:
+        hint_text = " (quote it)" if hint in (str, Secret) and isinstance(value, int) else ""
+        shown = MASK if hint is Secret else value
+        raise ConfigError(key, shown, f"expected {_TYPE_NAMES[hint]}{hint_text}")
+    typed = Secret(value) if hint is Secret else float(value) if hint is float else value
+    return check(typed, key) if check else typed
+
+
+def _host_port(value: Any, key: str) -> HostPort:
+    """A sentinel address from "host:port", "[v6]:port" or a [host, port] list."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        host, port = value
+    elif isinstance(value, str) and ":" in value:
+        host, _, port_text = value.rpartition(":")
+        port = int(port_text) if port_text.isdigit() else port_text
+    else:
+        raise ConfigError(key, value, "expected 'host:port'")
+    host = host.strip("[]") if isinstance(host, str) else host
+    if not isinstance(host, str) or not host or any(c.isspace() for c in host):
+        raise ConfigError(key, value, "expected 'host:port' with a host name or address")
+    return host, _port(port, key)
+
+
+def _check_sections(section: Any) -> None:
+    """Each section's ``_check_across`` once every value passed its own check: inner sections
+    first, in field order, then the section itself."""
+    for item in fields(section):
+        value = getattr(section, item.name)
+        for inner in value if isinstance(value, tuple) else (value,):
+            if is_dataclass(inner):
+                _check_sections(inner)
+    rules = getattr(section, "_check_across", None)
+    if rules is not None:
+        rules()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -880,23 +864,27 @@ def masked_dict(settings: Settings) -> dict[str, Any]:
     URL and DSN secrets keep their shape with the password shown as ``*****``; other secrets
     become ``**********`` (an empty secret stays ``""``: there is nothing to hide).
     """
-    data = _plain(settings, "")
+    data = _plain(settings, type(settings))
     assert isinstance(data, dict)
     return data
 
 
-def _plain(value: Any, key: str) -> Any:
+def _plain(value: Any, hint: Any, shown_as_url: bool = False) -> Any:
     if isinstance(value, Secret):
         if not value:
             return ""
-        return mask_url(value.reveal()) if key in _URL_SECRETS else MASK
+        return mask_url(value.reveal()) if shown_as_url else MASK
     if is_dataclass(value) and not isinstance(value, type):
-        return {item.name: _plain(getattr(value, item.name), _join(key, item.name))
+        hints = _hints(type(value))
+        return {item.name: _plain(getattr(value, item.name), hints[item.name],
+                                  item.metadata.get(_SHOWN_AS_URL, False))
                 for item in fields(value)}
-    if key == "redis.sentinels":
-        return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in value]
+    if hint == HostPort:
+        host, port = value
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if isinstance(value, tuple):
-        return [_plain(item, key) for item in value]
+        item_hint = get_args(hint)[0] if get_origin(hint) is tuple else None
+        return [_plain(item, item_hint, shown_as_url) for item in value]
     return value
 
 

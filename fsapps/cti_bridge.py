@@ -11,17 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from fsapps.context import get_context
-from fsapps.fslog import log
 from fsapps.switch import httproute
+from fsapps.switch.entry import run_app
+
+
+def _route(session: Any, args: str) -> None:
+    httproute.route_call(session, args, get_context().settings.cti_bridge)
 
 
 def handler(session: Any, args: str) -> None:
-    try:
-        httproute.route_call(session, args, get_context().settings.cti_bridge)
-    except Exception as exc:
-        log("ERR", f"cti_bridge {args!r}: {type(exc).__name__}: {exc}")
-        try:
-            if session.ready():
-                session.hangup("NORMAL_TEMPORARY_FAILURE")
-        except Exception:
-            pass
+    run_app("cti_bridge", session, args, _route)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from fsapps.errors import FsappsError
+from fsapps.errors import Conflict, FsappsError
 
 
 class CallState(StrEnum):
@@ -25,7 +25,7 @@ class CallState(StrEnum):
     NO_READY = "no_ready"
 
 
-class IllegalTransition(FsappsError):
+class IllegalTransition(Conflict):
     def __init__(self, current: str, wanted: str) -> None:
         self.current, self.wanted = current, wanted
         super().__init__(f"agent call state cannot go from {current!r} to {wanted!r}")

@@ -23,11 +23,11 @@ from fsapps.context import Context
 from fsapps.db.connection import transaction
 from fsapps.domain.agents import Agents
 from fsapps.domain.groups import Groups, RedisUndo, written_together
-from fsapps.errors import FsappsError
+from fsapps.errors import Conflict
 from fsapps.store.scripts import run_script
 
 
-class ExtensionBusy(FsappsError):
+class ExtensionBusy(Conflict):
     """The extension is on a call; it cannot be removed now."""
 
     def __init__(self, extension: str, state: str) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from fsapps.errors import FsappsError
+from fsapps.errors import BadInput
 
 __all__ = ["BadDialValue", "check_extension", "check_gateway", "check_number",
            "valid_extension", "valid_gateway", "valid_number"]
@@ -26,7 +26,7 @@ _NUMBER = re.compile(r"\+?[0-9]{1,32}")
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
-class BadDialValue(FsappsError, ValueError):
+class BadDialValue(BadInput, ValueError):
     """A number, gateway or extension that must not reach a dial string."""
 
     def __init__(self, what: str, value: object) -> None:

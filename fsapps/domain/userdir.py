@@ -28,7 +28,7 @@ from xml.sax.saxutils import quoteattr
 
 from fsapps.context import Context
 from fsapps.domain.nodes import Nodes
-from fsapps.errors import FsappsError
+from fsapps.errors import BadInput, Conflict
 from fsapps.store.keys import exten_alias_hash, seed_exten_hash
 from fsapps.store.scripts import SCRIPTS, run_script
 
@@ -59,11 +59,11 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _NAME = re.compile(r"^[^\s{}\[\],|/@<>&\"']+$")
 
 
-class BadExtension(FsappsError, ValueError):
+class BadExtension(BadInput, ValueError):
     """An extension record (or name) that the directory cannot serve."""
 
 
-class AliasConflict(FsappsError):
+class AliasConflict(Conflict):
     """The record's number-alias is taken (or the extension is another's alias)."""
 
 

@@ -31,7 +31,7 @@ import redis
 
 from fsapps.context import Context
 from fsapps.db.connection import DatabaseUnavailableError
-from fsapps.errors import DatabaseError
+from fsapps.errors import DatabaseError, Unavailable
 from fsapps.events.cdr import Cdr, write
 from fsapps.fslog import log
 
@@ -190,7 +190,7 @@ class SpoolWriter:
         return len(done)
 
 
-class _PostgresDown(Exception):
+class _PostgresDown(Unavailable):
     def __init__(self, key: str, entry_uuid: str, error: BaseException) -> None:
         super().__init__(str(error))
         self.key = key

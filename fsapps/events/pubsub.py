@@ -45,7 +45,7 @@ from typing import Any, Protocol
 import redis.exceptions
 
 from fsapps.config import PUBSUB_FORMATS, EventSettings
-from fsapps.errors import ConfigError, FsappsError
+from fsapps.errors import BadInput, ConfigError, FsappsError
 from fsapps.fslog import log
 from fsapps.store.keys import agent_channel, cdr_channel, event_channel, queue_channel
 
@@ -122,7 +122,7 @@ class EventName(IntEnum):
     EVENT_DA = 17  # 回铃检测
 
 
-class MessageError(FsappsError, ValueError):
+class MessageError(BadInput, ValueError):
     """A message that the seed's format cannot express: an unknown event, method or CDR key."""
 
     def __init__(self, what: str, value: object, allowed: Iterable[str]) -> None:

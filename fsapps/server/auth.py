@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from fsapps.config import Settings, UserSettings
 from fsapps.context import now_ms
-from fsapps.errors import FsappsError
+from fsapps.errors import Denied
 from fsapps.server.passwords import hash_password, verify_password
 from fsapps.store.keys import CtiKeys
 
@@ -54,7 +54,7 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class AuthError(FsappsError):
+class AuthError(Denied):
     """A request that is not allowed; ``status`` is its HTTP status."""
 
     status = 401

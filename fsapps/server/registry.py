@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from fsapps import __version__
-from fsapps.errors import FsappsError
+from fsapps.errors import ClientError
 from fsapps.server.auth import Forbidden, Principal, authenticate
 from fsapps.server.services import CtiServices, services_of
 
@@ -31,7 +31,7 @@ MAX_TEXT = 256
 AUDIT = logging.getLogger("fsapps.server.audit")
 
 
-class ApiError(FsappsError):
+class ApiError(ClientError):
     """A request refused with ``status`` (4xx) and a JSON error naming ``field``."""
 
     def __init__(self, status: int, message: str, field: str | None = None) -> None:

@@ -23,7 +23,7 @@ from aiohttp import web
 from fsapps.config import Settings
 from fsapps.context import Context
 from fsapps.domain.nodes import Nodes
-from fsapps.errors import FsappsError
+from fsapps.errors import Unavailable
 from fsapps.server.auth import Auth
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class NodeCommandError(FsappsError):
+class NodeCommandError(Unavailable):
     """A node command could not be delivered or answered; ``status`` is the HTTP status."""
 
     def __init__(self, message: str, status: int) -> None:

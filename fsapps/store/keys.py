@@ -99,7 +99,7 @@ from __future__ import annotations
 
 import re
 
-from fsapps.errors import FsappsError
+from fsapps.errors import BadInput
 
 __all__ = [
     "CALLS",
@@ -126,7 +126,7 @@ SEED_CHANNEL_PATTERNS = ("event_*", "queue_*", "agent_*", "cdr_*")
 _FORBIDDEN = re.compile(r"[{}\s]")
 
 
-class KeyPartError(FsappsError, ValueError):
+class KeyPartError(BadInput, ValueError):
     """A domain, prefix or name part that cannot go into a Redis key."""
 
     def __init__(self, what: str, value: object) -> None:

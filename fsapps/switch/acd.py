@@ -29,9 +29,11 @@ from fsapps.domain.agents import Agents
 from fsapps.domain.callqueue import CallQueue, WaitingCall
 from fsapps.domain.groups import Group, Groups
 from fsapps.domain.nodes import Nodes
+from fsapps.errors import CallerGone
 from fsapps.events import cdr
 from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
+from fsapps.switch.session import ensure_up, hang_up
 
 # Hold music is cut into segments this long at most, so a wake-up that arrived before the
 # music started is seen within this time (the uuid_break normally wakes the caller at once).
@@ -60,10 +62,6 @@ attempt_result = cdr.attempt_result
 def safe_part(value: str) -> str:
     """A caller number as it may appear in a Redis key or a dial-string variable."""
     return _UNSAFE_CHARS.sub("_", value or "")[:64] or "unknown"
-
-
-class CallerGone(Exception):
-    """The caller hung up (or the channel left us): stop routing, free what we hold."""
 
 
 @dataclass
@@ -107,8 +105,7 @@ class Router:
 
     # ------------------------------------------------------------------ helpers ----------
     def guard(self) -> None:
-        if not self.session.ready():
-            raise CallerGone()
+        ensure_up(self.session)
 
     def agent_event(self, method: str, extension: str) -> None:
         c = self.call
@@ -365,8 +362,7 @@ class Router:
         self.agent_event("hangup", extension)
         if self.agents.start_wrapup(extension, c.uuid, c.group.wrapup(self.defaults)):
             agent_available(self.ctx, c.domain, extension)
-        if self.session.ready():
-            self.session.hangup("NORMAL_CLEARING")
+        hang_up(self.session, "NORMAL_CLEARING")
 
 
 def caller_cdr(ctx: Context, session: Any, uuid: str, caller: str, group_number: str,
@@ -381,8 +377,7 @@ def caller_cdr(ctx: Context, session: Any, uuid: str, caller: str, group_number:
     after the handler returns): the runtime puts the switch's values in
     (:func:`fsapps.events.cdr.complete`). ``dialled``: what the caller dialled, read when the call
     arrived — after a transfer the channel's ``destination_number`` is the transfer's."""
-    if session.ready():
-        session.hangup("NORMAL_CLEARING")
+    hang_up(session, "NORMAL_CLEARING")
     a_end = time.time()
     # the bridge returns a moment after the caller's hangup: the agent's part ends with it
     end = min(agent.end, a_end) if agent and agent.end else None

@@ -44,7 +44,7 @@ from fsapps.domain.extensions import Extensions
 from fsapps.domain.groups import Group, Groups
 from fsapps.domain.nodes import REPLY_TIMEOUT_S, Nodes
 from fsapps.domain.numbers import valid_extension, valid_gateway, valid_number
-from fsapps.errors import DatabaseError, FsappsError, StoreUnavailable
+from fsapps.errors import BadInput, Conflict, DatabaseError, FsappsError, StoreUnavailable
 from fsapps.fslog import log
 from fsapps.switch import acd, hold
 
@@ -67,7 +67,7 @@ _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
 
-class UsageError(Exception):
+class UsageError(BadInput):
     """A bad or missing argument: the reply is the command's usage line and ``detail``."""
 
     def __init__(self, detail: str = "") -> None:
@@ -75,7 +75,7 @@ class UsageError(Exception):
         super().__init__(detail)
 
 
-class Refused(FsappsError):
+class Refused(Conflict):
     """The command cannot be done as asked; the message is the reply's reason."""
 
 

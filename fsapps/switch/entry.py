@@ -6,17 +6,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from fsapps.errors import CallerGone
 from fsapps.fslog import log
+from fsapps.switch.session import hang_up
 
 
 def run_app(name: str, session: Any, args: str,
             service: Callable[[Any, str], None]) -> None:
     try:
         service(session, args)
+    except CallerGone:  # the caller hung up: not a failure, the app freed what it held
+        pass
     except Exception as exc:  # nothing may escape into the switch
         log("ERR", f"{name} {args!r}: {type(exc).__name__}: {exc}")
         try:
-            if session.ready():
-                session.hangup("NORMAL_TEMPORARY_FAILURE")
+            hang_up(session, "NORMAL_TEMPORARY_FAILURE")
         except Exception:  # the channel may be gone already
             pass

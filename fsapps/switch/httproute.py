@@ -32,8 +32,9 @@ from requests.adapters import HTTPAdapter
 
 from fsapps.config import CtiBridgeSettings
 from fsapps.domain import numbers
-from fsapps.errors import FsappsError
+from fsapps.errors import BadInput
 from fsapps.fslog import log
+from fsapps.switch.session import ensure_up, hang_up
 
 DEFAULT_CONNECT_TIMEOUT_MS = 3000
 DEFAULT_RESPONSE_TIMEOUT_MS = 3000
@@ -113,7 +114,7 @@ _BAD_DIALSTRING = re.compile(r"[\x00-\x1f\x7f]|\$\{")
 _MAX_DIALSTRING = 2048
 
 
-class BadAnswer(FsappsError, ValueError):
+class BadAnswer(BadInput, ValueError):
     """The router's answer (or the app's arguments) cannot be used; the message says why."""
 
 
@@ -503,12 +504,10 @@ def route_call(session: Any, args_text: str, settings: CtiBridgeSettings) -> Non
     finally:
         _calls.pop(uuid, None)
     if disposition == "SUCCESS":
-        if session.ready():
-            session.hangup(cause if cause in CAUSE_NAMES and cause != "NONE"
-                           else "NORMAL_CLEARING")
+        hang_up(session, cause if cause in CAUSE_NAMES and cause != "NONE"
+                else "NORMAL_CLEARING")
         return
-    if not session.ready():
-        return
+    ensure_up(session)
     if settings.on_failure == "continue":
         log("INFO", f"cti_bridge {uuid}: bridge to {route.kind} failed ({disposition}); "
                     "continuing the dialplan")
@@ -523,5 +522,4 @@ def fallback(session: Any, settings: CtiBridgeSettings, why: str) -> None:
         log("WARNING", f"{why}; continuing the dialplan")
         return
     log("WARNING", f"{why}; hanging up with {settings.failure_cause}")
-    if session.ready():
-        session.hangup(settings.failure_cause)
+    hang_up(session, settings.failure_cause)

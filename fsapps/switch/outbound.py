@@ -47,6 +47,7 @@ from fsapps.events import cdr
 from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
 from fsapps.switch import acd
+from fsapps.switch.session import hang_up
 
 CALLOUT_USAGE = "nwaycallout <number> <gateway> <group>"
 BRIDGE_USAGE = "nway_bridge <extension>"
@@ -68,8 +69,7 @@ _UNREGISTERED = ("USER_NOT_REGISTERED", "SUBSCRIBER_ABSENT")
 def refuse(session: Any, app: str, why: str, usage: str) -> None:
     """Bad input: a log line naming it and the usage, then INVALID_NUMBER_FORMAT."""
     log("ERR", f"{app}: {why}; usage: {usage}")
-    if session.ready():
-        session.hangup("INVALID_NUMBER_FORMAT")
+    hang_up(session, "INVALID_NUMBER_FORMAT")
 
 
 def _domain(ctx: Context, session: Any) -> str:
@@ -323,8 +323,7 @@ def direct_call(session: Any, args: str) -> None:
         disposition, still_up = _bridge(session, f"{{{','.join(variables)}}}{endpoint}")
         if disposition == "SUCCESS":
             agent.answered_call_over(defaults.wrapup_seconds)
-            if session.ready():
-                session.hangup("NORMAL_CLEARING")
+            hang_up(session, "NORMAL_CLEARING")
         elif disposition == "ORIGINATOR_CANCEL" or not still_up:
             agent.cancel()
         else:
@@ -334,8 +333,8 @@ def direct_call(session: Any, args: str) -> None:
             session.hangup(_failure_cause(disposition))
     finally:
         agent.cancel()
-        if session.ready():  # an exception on the way: end the call before its CDR
-            session.hangup("NORMAL_CLEARING")
+        # an exception on the way: end the call before its CDR
+        hang_up(session, "NORMAL_CLEARING")
         record = direct_cdr(session, extension=extension, caller=caller, domain=domain,
                             node=node, disposition=disposition, dial_started=dial_started,
                             answered_before=answered_before, handler_started=handler_started,

@@ -29,7 +29,7 @@ from aiohttp import web
 
 from fsapps.domain.agents import Agents
 from fsapps.domain.numbers import valid_extension, valid_number
-from fsapps.errors import FsappsError
+from fsapps.errors import ClientError, FsappsError
 from fsapps.server.auth import request_token
 from fsapps.server.csta import events as ev
 from fsapps.server.csta import hub
@@ -48,7 +48,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class CstaError(FsappsError):
+class CstaError(ClientError):
     def __init__(self, status: int, message: str, field: str | None = None) -> None:
         self.status, self.message, self.field = status, message, field
         super().__init__(message)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from fsapps.errors import FsappsError
+from fsapps.errors import BadInput
 
 HEARTBEAT = "\n"
 CLIENT_COMMANDS = frozenset({"CONNECT", "STOMP", "SEND", "SUBSCRIBE", "UNSUBSCRIBE", "BEGIN",
@@ -26,7 +26,7 @@ _ESCAPES = {"\\": "\\\\", "\n": "\\n", ":": "\\c", "\r": "\\r"}
 _UNESCAPES = {"\\": "\\", "n": "\n", "c": ":", "r": "\r"}
 
 
-class StompError(FsappsError):
+class StompError(BadInput):
     """A frame that is not STOMP 1.1; the message quotes the offending part."""
 
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fsapps.domain.numbers import valid_extension, valid_number
+from fsapps.errors import BadInput
 from fsapps.switch import hold
 
 COMMAND = "csta"
@@ -49,8 +50,8 @@ INVITE_MODES: dict[str, tuple[str, tuple[str, ...]]] = {
 Execute = Callable[[str, str], str]
 
 
-class BadArgument(ValueError):
-    pass
+class BadArgument(BadInput, ValueError):
+    """A csta node command's argument that cannot be used; answered ``-ERR``."""
 
 
 def _uuid(args: Mapping[str, Any], name: str) -> str:
