@@ -65,7 +65,6 @@ class Secret:
 MASK = "**********"
 URL_PASSWORD_MASK = "*****"
 
-LOG_LEVELS = ("DEBUG", "INFO", "NOTICE", "WARNING", "ERR", "ERROR", "CRIT")
 ROLES = ("agent", "supervisor", "admin")
 PUBSUB_FORMATS = ("comma", "json")
 CALL_MODES = range(6)
@@ -167,10 +166,6 @@ def _one_of(choices: Sequence[Any]) -> Check:
         return value
 
     return check
-
-
-def _log_level(value: str, key: str) -> str:
-    return str(_one_of(LOG_LEVELS)(value.upper(), key))
 
 
 def _subject(value: str, key: str) -> str:
@@ -445,7 +440,6 @@ class Settings:
     # The sofia profile other nodes relay agent calls to on this node, and this node's calls
     # to agents registered elsewhere leave from (README "Several nodes").
     relay_profile: str = setting("external", check=_sofia_profile)
-    log_level: str = setting("INFO", check=_log_level)
 
     def _check_across(self) -> None:
         seen: set[str] = set()

@@ -186,7 +186,7 @@ def test_the_bundled_path_is_the_repository_sample() -> None:
     ("FSAPPS_EVENTS_PUBSUB_FORMAT", "comma", lambda s: s.events.pubsub_format, "comma"),
     ("FSAPPS_API_TOKENS", "a" * 16 + "," + "b" * 16, lambda s: len(s.api_tokens), 2),
     ("FSAPPS_NODE_NAME", "fs-2", lambda s: s.node_name, "fs-2"),
-    ("FSAPPS_LOG_LEVEL", "debug", lambda s: s.log_level, "DEBUG"),
+    ("FSAPPS_RELAY_PROFILE", "internal", lambda s: s.relay_profile, "internal"),
 ])
 def test_an_environment_variable_overrides_one_value(
     tmp_path: Path, variable: str, text: str, read: Any, expected: Any
@@ -252,14 +252,15 @@ def test_an_unknown_fsapps_variable_is_a_warning_once_not_an_error(
     assert warnings_logged == [("WARNING", "config: $FSAPPS_HOME names no setting and is "
                                 "ignored; the closest setting is $FSAPPS_NODE_NAME (node_name)")]
     load(tmp_path, environ=environ)
-    load(tmp_path, environ={**environ, "FSAPPS_LOG_LEVL": "DEBUG"})
+    load(tmp_path, environ={**environ, "FSAPPS_RELAY_PROFLE": "internal"})
     assert len(warnings_logged) == 2
-    assert "$FSAPPS_LOG_LEVL" in warnings_logged[1][1]
-    assert "the closest setting is $FSAPPS_LOG_LEVEL (log_level)" in warnings_logged[1][1]
+    assert "$FSAPPS_RELAY_PROFLE" in warnings_logged[1][1]
+    assert "the closest setting is $FSAPPS_RELAY_PROFILE (relay_profile)" in warnings_logged[1][1]
 
 
 @pytest.mark.parametrize("environ, says", [
-    ({"FSAPPS_LOG_LEVL": "DEBUG"}, "closest setting is $FSAPPS_LOG_LEVEL (log_level)"),
+    ({"FSAPPS_RELAY_PROFLE": "internal"},
+     "closest setting is $FSAPPS_RELAY_PROFILE (relay_profile)"),
     ({"FSAPPS_CONFG": "/etc/x.yaml"}, "closest setting is $FSAPPS_CONFIG"),
     ({"FSAPPS_USERS": "admin"}, "users cannot be set from the environment"),
     ({"FSAPPS_REDIS_PASSWORD": "pw-in-env"}, "redis.sentinel_password"),
@@ -336,7 +337,7 @@ def users_yaml(*extras: str) -> str:
     ("group_defaults:\n  wrapup_seconds: -5\n", "group_defaults.wrapup_seconds", -5),
     ("group_defaults:\n  busy_ring_repeats: -1\n", "group_defaults.busy_ring_repeats", -1),
     ("group_defaults:\n  hold_music: 5\n", "group_defaults.hold_music", 5),
-    ("log_level: VERBOSE\n", "log_level", "VERBOSE"),
+    ("relay_profile: 'a b'\n", "relay_profile", "a b"),
     ("events:\n  pubsub_format: xml\n", "events.pubsub_format", "xml"),
     ("redis:\n  key_prefix: ''\n", "redis.key_prefix", ""),
     ("redis:\n  key_prefix: 'fs{x}'\n", "redis.key_prefix", "fs{x}"),
@@ -397,7 +398,7 @@ def test_the_error_for_a_bad_secret_url_masks_its_password(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("text, key, hint", [
     ("redis:\n  ulr: redis://h\n", "redis.ulr", "did you mean 'url'?"),
-    ("log_levle: INFO\n", "log_levle", "did you mean 'log_level'?"),
+    ("relay_profil: internal\n", "relay_profil", "did you mean 'relay_profile'?"),
     ("group_defaults:\n  call_mod: 3\n", "group_defaults.call_mod", "did you mean 'call_mode'?"),
     (users_yaml("rol: agent"), "users[0].rol", "did you mean 'role'?"),
     ("cti:\n  zzz: 1\n", "cti.zzz", "known: cli_commands, listen, login_max_failures"),

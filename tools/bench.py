@@ -177,7 +177,7 @@ def events_bench(redis_url: str, dsn: str, events: int = 20_000) -> list[tuple[s
     and NATS (XCC Event.NativeEvent), with a real nats-server when one is installed: how many
     per second the runtime drains, and whether the switch dropped any."""
     nats_proc = None
-    settings = settings_for(redis_url, dsn, DOMAIN, log_level="WARNING")
+    settings = settings_for(redis_url, dsn, DOMAIN)
     if shutil.which("nats-server"):
         port = free_port()
         nats_proc = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(port)],
@@ -258,8 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     center = None
     try:
         reset_database(database.dsn)
-        center = SimulatedCallCenter(settings_for(redis_server.url, database.dsn, DOMAIN,
-                                                  log_level="WARNING"))
+        center = SimulatedCallCenter(settings_for(redis_server.url, database.dsn, DOMAIN))
         for _ in range(args.nodes):
             center.start_switch()
         groups = [str(1000 + g) for g in range(args.groups)]

@@ -128,8 +128,7 @@ def start(redis_url: str, dsn: str, agents: int) -> Bench:
                                "admin" if name == "admin" else "agent",
                                "" if name == "admin" else name[1:])
                   for name, pw in passwords.items())
-    settings = dataclasses.replace(settings_for(redis_url, dsn, DOMAIN, log_level="WARNING"),
-                                   users=users)
+    settings = dataclasses.replace(settings_for(redis_url, dsn, DOMAIN), users=users)
     center = SimulatedCallCenter(settings)
     server = None
     try:

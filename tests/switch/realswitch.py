@@ -150,7 +150,6 @@ class RealSwitch:
             "domains": list(self.domains),
             "default_domain": self.domains[0],
             "node_name": self.node_name,
-            "log_level": "DEBUG",
         }
         for key, value in self.fsapps_extra.items():
             if isinstance(value, dict) and isinstance(settings.get(key), dict):
