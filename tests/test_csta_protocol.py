@@ -13,6 +13,8 @@ from csta_support import StompClient
 from cti_support import CtiStack
 
 from fakefs.scenario import wait_until
+from fsapps.db.connection import DatabaseUnavailableError
+from fsapps.server.csta import hub as hubmod
 from fsapps.server.csta.rest import call_legs
 
 D = "cc.test"
@@ -348,3 +350,20 @@ def test_supervisor_spy(stack: CtiStack, two_agents: Any, mode: str,
                "the supervisor hears the caller")
     assert (legs["1900"] in stack.switch.hears(legs["1001"])) is agent_hears_supervisor
     assert (legs["1900"] in stack.switch.hears(legs["13800000002"])) is caller_hears_supervisor
+
+
+def test_database_down_answers_503_not_409(stack: CtiStack, agent1: tuple[str, StompClient],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Errors map by type (fsapps.server.http_errors): a DatabaseUnavailableError is an
+    Unavailable, so a wellClient route answers 503 for it, as for its parents."""
+    token, _ = agent1
+
+    def database_down(*args: Any) -> dict[str, str]:
+        raise DatabaseUnavailableError("PostgreSQL at db.test:5432 refused the connection")
+
+    monkeypatch.setattr(hubmod, "agent_state", database_down)
+    reply = api(stack, token).post("/api/csta/agent/state", json={
+        "func": "SetState", "loginId": f"agent@{D}", "device": A1, "agentMode": "NotReady"})
+    assert reply.status_code == 503, reply.text
+    assert reply.json() == {"error": "service unavailable: PostgreSQL at db.test:5432 refused "
+                                     "the connection"}

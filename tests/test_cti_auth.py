@@ -17,8 +17,8 @@ from cti_support import API_TOKEN, CtiStack, cti_stack, start_server
 
 from fakefs.scenario import wait_until
 from fsapps.config import Secret
-from fsapps.server.app import build_app
 from fsapps.server.access import principal_of, requires
+from fsapps.server.app import build_app
 from fsapps.server.auth import Auth, Principal
 from fsapps.server.registry import ROUTES
 from fsapps.server.services import CtiServices

@@ -22,9 +22,9 @@ from fsapps.errors import DatabaseError, FsappsError, StoreUnavailable
 from fsapps.server import cti_api as api
 from fsapps.server import plugins as extensions
 from fsapps.server import supervision
-from fsapps.server.auth import AuthError, Throttled
-from fsapps.server.registry import ROUTES, ApiError, json_response, openapi
-from fsapps.server.services import SERVICES, CtiServices, NodeCommandError
+from fsapps.server.http_errors import http_error
+from fsapps.server.registry import ROUTES, json_response, openapi
+from fsapps.server.services import SERVICES, CtiServices
 
 logger = logging.getLogger("fsapps.server")
 # Request bodies are small JSON objects; anything bigger is refused before it is read.
@@ -45,26 +45,18 @@ def error(status: int, message: str, field: str | None = None,
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except Throttled as exc:
-        return error(exc.status, exc.message, exc.field, {"Retry-After": str(exc.retry_after)})
-    except AuthError as exc:
-        headers = {"WWW-Authenticate": 'Nway realm="fsapps"'} if exc.status == 401 else None
-        return error(exc.status, exc.message, exc.field, headers)
-    except ApiError as exc:
-        return error(exc.status, exc.message, exc.field)
-    except NodeCommandError as exc:
-        return error(exc.status, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return error(exc.status, exc.reason, None, {k: v for k, v in exc.headers.items()
                                                      if k in ("Allow",)})
-    except (StoreUnavailable, DatabaseError) as exc:
-        logger.error("%s %s: %s", request.method, request.path, exc)
-        return error(503, f"service unavailable: {exc}")
     except FsappsError as exc:
-        # fsapps' own refusals (Refused, IllegalTransition, ...) say what was wrong
-        return error(409, str(exc))
+        # by type (fsapps.server.http_errors): fsapps' own refusals (Refused,
+        # IllegalTransition, ...) say what was wrong; Redis or PostgreSQL down is a 503
+        if isinstance(exc, (StoreUnavailable, DatabaseError)):
+            logger.error("%s %s: %s", request.method, request.path, exc)
+        answer = http_error(exc)
+        return error(answer.status, answer.message, answer.field, answer.headers)
     except asyncio.CancelledError:
         raise
     except Exception:

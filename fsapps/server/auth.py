@@ -23,13 +23,11 @@ Keys: :class:`fsapps.store.keys.CtiKeys`.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fsapps.config import Settings, UserSettings
 from fsapps.context import now_ms
@@ -102,17 +100,6 @@ class Principal:
         if self.at_least("supervisor"):
             return True
         return bool(self.extension) and hmac.compare_digest(self.extension, extension)
-
-
-def _request_key() -> Any:
-    from aiohttp import web
-
-    # aiohttp >= 3.12 types request storage with RequestKey; older ones take a plain string.
-    factory = getattr(web, "RequestKey", None)
-    return factory("fsapps_cti_principal", Principal) if factory else "fsapps_cti_principal"
-
-
-PRINCIPAL: Any = _request_key()
 
 
 class Auth:
@@ -232,6 +219,8 @@ class Auth:
 
 
 # ------------------------------------------------------------------------ aiohttp --------
+# (the route guard that checks a request's token through the server's services is
+# fsapps.server.access: this module knows users and tokens, not the server)
 def request_token(request: web.Request, query_key: bool = False) -> str:
     """The token of a request: ``Authorization: Nway <token>`` (seed 001; ``Bearer`` is taken
     too), else, with ``query_key``, the ``key`` query parameter (mod_cti's httpcli form)."""
@@ -242,43 +231,3 @@ def request_token(request: web.Request, query_key: bool = False) -> str:
             return value.strip()
         return ""
     return request.query.get("key", "") if query_key else ""
-
-
-async def authenticate(request: web.Request, role: str = "agent",
-                       query_key: bool = False) -> Principal:
-    """The request's principal, checked to hold at least ``role``; raises NotAuthorized /
-    Forbidden. The check runs in the services' worker threads (it reads Redis)."""
-    from fsapps.server.services import services_of
-
-    services = services_of(request.app)
-    principal = await services.run(services.auth.check, request_token(request, query_key))
-    if not principal.at_least(role):
-        raise Forbidden(f"this needs the {role} role; user {principal.username!r} is "
-                        f"{principal.role}")
-    request[PRINCIPAL] = principal
-    return principal
-
-
-def principal_of(request: web.Request) -> Principal:
-    """The principal :func:`authenticate` stored on the request."""
-    found: Principal = request[PRINCIPAL]
-    return found
-
-
-Handler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
-
-
-def requires(role: str) -> Callable[[Handler], Handler]:
-    """Decorator for an aiohttp handler: the request must carry a token of at least ``role``
-    (:func:`principal_of` then gives it). The app's error middleware turns a refusal into
-    401/403 with a JSON error."""
-    if role not in RANK:
-        raise ValueError(f"unknown role {role!r}; one of {ROLES}")
-
-    def wrap(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        async def guarded(request: web.Request) -> Any:
-            await authenticate(request, role)
-            return await handler(request)
-        return guarded
-    return wrap

@@ -8,120 +8,79 @@ channel, whose ``-ERR`` reply becomes a 409 with the switch's reason.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fsapps.context import Context
-from fsapps.domain.agents import Agent, Agents
 from fsapps.domain.callqueue import CallQueue
-from fsapps.domain.extensions import Extensions
-from fsapps.domain.groups import Groups
+from fsapps.domain.nodes import Nodes
 from fsapps.domain.numbers import valid_number
 from fsapps.server import rows
 from fsapps.server.registry import ApiError
 from fsapps.server.services import CtiServices
-from fsapps.store.keys import seed_exten_hash, seed_userinfo_hash
-from fsapps.switch import acd
-
-
-# ------------------------------------------------------------------------ extensions ------
-def unknown_extensions(ctx: Context, domain: str, named: dict[str, str]) -> list[str]:
-    """The fields of ``named`` (field -> extension) whose extension fsapps does not know: no
-    agent, no directory record (``cti_exten@<domain>``), no registration or live call
-    (``cti_userinfo@<domain>``) and no extension record in PostgreSQL."""
-    if not named:
-        return []
-    keys = ctx.keys(domain)
-    registrations = ctx.settings.directory.registration_hash
-    pipe = ctx.redis.pipeline(transaction=False)
-    for ext in named.values():
-        pipe.exists(keys.agent(ext))
-        pipe.hexists(seed_exten_hash(domain), ext)
-        pipe.hexists(seed_userinfo_hash(domain), ext)
-        if registrations:
-            pipe.hexists(registrations, ext)
-    answers = pipe.execute()
-    per = 4 if registrations else 3
-    unknown = []
-    for index, (name, ext) in enumerate(named.items()):
-        if any(answers[index * per:(index + 1) * per]):
-            continue
-        if Extensions(ctx, domain).get(ext) is None:
-            unknown.append(name)
-    return unknown
-
-
-def agent_of(ctx: Context, domain: str, extension: str, field: str) -> Agent:
-    agent = Agents(ctx, domain).get(extension)
-    if agent is None:
-        raise ApiError(404, f"extension {extension!r} is not an agent (agent_up, or "
-                       f"nway_add_ext {extension}, makes it one)", field)
-    return agent
-
-
-def _enabled(agent: Agent, field: str) -> None:
-    if not agent.enabled:
-        raise ApiError(409, f"extension {agent.extension!r} is disabled "
-                       f"(nway_set_ext_jobnumber {agent.extension} <job> true)", field)
+from fsapps.services import agents
+from fsapps.store.keys import seed_userinfo_hash
+from fsapps.switch.commands import cli_allowed, valid_uuid
 
 
 # ------------------------------------------------------------------------ agents ----------
+@contextmanager
+def refusals(field: str) -> Iterator[None]:
+    """The agent services' refusals as the seed REST API words them (the extension in
+    ``field``)."""
+    try:
+        yield
+    except agents.NotAnAgent as exc:
+        raise ApiError(404, f"extension {exc.extension!r} is not an agent (agent_up, or "
+                       f"nway_add_ext {exc.extension}, makes it one)", field) from None
+    except agents.AgentDisabled as exc:
+        raise ApiError(409, f"extension {exc.extension!r} is disabled "
+                       f"(nway_set_ext_jobnumber {exc.extension} <job> true)", field) from None
+    except agents.UnknownGroups as exc:
+        raise ApiError(404, f"unknown group(s) {', '.join(exc.groups)!r}", "Groups") from None
+    except agents.CallStateRefused as exc:
+        raise ApiError(409, f"agent {exc.extension}: call state cannot go from "
+                       f"{exc.current!r} to {exc.wanted!r}", "Value") from None
+
+
 def agent_up(ctx: Context, domain: str, extension: str, groups: str) -> str:
     """The agent joins exactly ``groups``, idle and ready (seed 上线)."""
     wanted = list(dict.fromkeys(g for g in groups.split(",") if g))
-    agent = Agents(ctx, domain).get(extension)
-    if agent is not None:
-        _enabled(agent, "Extension")
-    known = set(Groups(ctx, domain).numbers())
-    unknown = [g for g in wanted if g not in known]
-    if unknown:
-        raise ApiError(404, f"unknown group(s) {', '.join(unknown)!r}", "Groups")
-    joined = acd.login(ctx, domain, extension, wanted)
+    with refusals("Extension"):
+        joined = agents.login(ctx, domain, extension, wanted)
     return f"agent {extension} logged into {','.join(joined)}"
 
 
 def agent_down(ctx: Context, domain: str, extension: str) -> str:
-    agent = agent_of(ctx, domain, extension, "Extension")
-    acd.logout(ctx, domain, extension)
+    with refusals("Extension"):
+        agent = agents.logout(ctx, domain, extension)
     return f"agent {extension} logged out (was in {','.join(agent.groups) or 'no group'})"
 
 
 def agent_ready(ctx: Context, domain: str, extension: str) -> str:
-    _enabled(agent_of(ctx, domain, extension, "Extension"), "Extension")
-    if acd.set_ready(ctx, domain, extension):
+    with refusals("Extension"):
+        readiness = agents.ready(ctx, domain, extension)
+    if readiness.now:
         return f"agent {extension} ready"
-    now = Agents(ctx, domain).get(extension)
-    return f"agent {extension} ready when its call ends ({now.call_state if now else '?'})"
+    state = "?" if readiness.call_state is None else readiness.call_state
+    return f"agent {extension} ready when its call ends ({state})"
 
 
 def agent_busy(ctx: Context, domain: str, extension: str) -> str:
-    agent_of(ctx, domain, extension, "Extension")
-    acd.set_busy(ctx, domain, extension)
+    with refusals("Extension"):
+        agents.busy(ctx, domain, extension)
     return f"agent {extension} busy"
 
 
-CALL_STATES = ("ring", "talking", "ivr", "ready", "typing", "no_answer", "busy", "rest",
-               "no_ready")
+CALL_STATES = agents.CALL_STATES
 
 
 def set_call_state(ctx: Context, domain: str, extension: str, value: str) -> str:
-    """Set the agent's call state (seed extension_callstate) through the checked transition
-    table; an illegal move is refused (409) naming both states. Ready ends a wrap-up and
-    offers the agent a waiting call."""
-    agent = agent_of(ctx, domain, extension, "Extension")
-    if value == "ready":
-        _enabled(agent, "Extension")
-    agents = Agents(ctx, domain)
-    # Never ready from ring/talking/ivr: a ready agent on a call would be offered a second
-    # call (acd.set_ready keeps the same rule).
-    only_from = ("ready", "typing", "no_answer", "busy", "rest", "no_ready") \
-        if value == "ready" else None
-    if not agents.transition(extension, value, only_from=only_from,
-                             extra={"no_answer_count": 0} if value == "ready" else None):
-        raise ApiError(409, f"agent {extension}: call state cannot go from "
-                       f"{agent.call_state!r} to {value!r}", "Value")
-    if value == "ready":
-        ctx.redis.zrem(ctx.keys(domain).wrapups(), extension)
-        acd.agent_available(ctx, domain, extension)
+    """Set the agent's call state (seed extension_callstate); see
+    :func:`fsapps.services.agents.set_call_state`."""
+    with refusals("Extension"):
+        agents.set_call_state(ctx, domain, extension, value)
     return f"agent {extension} call state {value}"
 
 
@@ -131,11 +90,12 @@ def queue_rows(ctx: Context, domain: str) -> list[dict[str, str]]:
 
 
 def extension_rows(ctx: Context, domain: str) -> list[dict[str, str]]:
-    return [rows.extension_row(a) for a in Agents(ctx, domain).all()]
+    return [rows.extension_row(a) for a in agents.all_agents(ctx, domain)]
 
 
 def extension_info(ctx: Context, domain: str, extension: str) -> dict[str, str]:
-    return rows.extension_info(agent_of(ctx, domain, extension, "extension"))
+    with refusals("extension"):
+        return rows.extension_info(agents.agent_of(ctx, domain, extension))
 
 
 # ------------------------------------------------------------------------ calls -----------
@@ -173,7 +133,7 @@ def _phone(phone: str, gateway: str, field: str, services: CtiServices | None = 
     if gateway and not valid_number(phone):
         raise ApiError(422, f"field {field!r} = {phone!r}: with a gateway it must be a phone "
                        "number (digits, optional leading +)", field)
-    if not gateway and services is not None and unknown_extensions(
+    if not gateway and services is not None and agents.unknown_extensions(
             services.ctx, services.domain, {field: phone}):
         raise ApiError(404, f"unknown extension {phone!r}", field)
 
@@ -245,9 +205,6 @@ def force_state(ctx: Context, domain: str, extension: str, state: str) -> str:
 def cli(services: CtiServices, command: str, arg: str, node: str | None) -> str:
     """mod_cti's /cli: an allow-listed api command on ``node``, or on the node holding the
     channel named by the first argument, or on the first live node."""
-    from fsapps.domain.nodes import Nodes
-    from fsapps.switch.commands import cli_allowed, valid_uuid
-
     refused = cli_allowed(services.settings.cti.cli_commands, command, arg)
     if refused:
         raise ApiError(403, refused, "cmd")

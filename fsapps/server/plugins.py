@@ -15,6 +15,7 @@ from aiohttp import web
 
 from fsapps.server.csta import rest, sockjs
 from fsapps.server.csta.hub import Hub
+from fsapps.server.registry import ROUTES
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 SOCKJS_PREFIX = "/mvc/stomp"
@@ -56,8 +57,6 @@ def install(app: web.Application, services: Any) -> None:
     rest.install(app)
     rest.install_supervision(app)
     # the REST calls appear in /api/openapi.json; pages, static files and SockJS do not
-    from fsapps.server.registry import ROUTES
-
     if ROUTES in app:
         app[ROUTES].extend(rest.documented_routes())
 

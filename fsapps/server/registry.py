@@ -24,8 +24,10 @@ from aiohttp import web
 
 from fsapps import __version__
 from fsapps.errors import ClientError
-from fsapps.server.auth import Forbidden, Principal, authenticate
+from fsapps.server.access import authenticate
+from fsapps.server.auth import Forbidden, Principal
 from fsapps.server.services import CtiServices, services_of
+from fsapps.services.agents import unknown_extensions
 
 MAX_TEXT = 256
 AUDIT = logging.getLogger("fsapps.server.audit")
@@ -203,8 +205,6 @@ def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
                                 spec.name)
         unknown = [spec.name for spec in route.fields if spec.known and values.get(spec.name)]
         if unknown:
-            from fsapps.server.operations import unknown_extensions
-
             missing = await services.run(unknown_extensions, services.ctx, services.domain,
                                          {name: values[name] for name in unknown})
             if missing:

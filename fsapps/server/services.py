@@ -24,6 +24,7 @@ from fsapps.config import Settings
 from fsapps.context import Context
 from fsapps.domain.nodes import Nodes
 from fsapps.errors import Unavailable
+from fsapps.events import amqp
 from fsapps.server.auth import Auth
 
 if TYPE_CHECKING:
@@ -57,8 +58,6 @@ class CtiServices:
         if settings.amqp.enabled:
             # Agent changes made here (agent_ready, force busy, ...) are published by this
             # process: AMQP consumers must see them as they see the switches' own.
-            from fsapps.events import amqp
-
             self.ctx.publisher.add_sink(amqp.get_publisher(settings.amqp).sink)
 
     @property

@@ -30,7 +30,8 @@ import json
 import re
 import traceback
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,7 @@ from fsapps.domain.nodes import REPLY_TIMEOUT_S, Nodes
 from fsapps.domain.numbers import valid_extension, valid_gateway, valid_number
 from fsapps.errors import BadInput, Conflict, DatabaseError, FsappsError, StoreUnavailable
 from fsapps.fslog import log
+from fsapps.services import agents as agent_service
 from fsapps.switch import acd, hold
 
 Execute = Callable[[str, str], str]
@@ -320,7 +322,8 @@ def nway_set_ext_jobnumber(inv: Invocation) -> str:
     inv.at_most(3)
     Extensions(inv.ctx, inv.domain).set_job_number(ext, job, enabled)
     if not enabled:
-        acd.set_busy(inv.ctx, inv.domain, ext)  # its call state says so too (and is published)
+        # its call state says so too (and is published)
+        agent_service.make_busy(inv.ctx, inv.domain, ext)
     state = "enabled" if enabled else "disabled"
     return f"+OK extension {inv.label(ext)} job number {job}, {state}"
 
@@ -341,7 +344,7 @@ def nway_set_reged_ext(inv: Invocation) -> str:
     ext = inv.qualified(0, "extension")
     inv.at_most(1)
     inv.agent(ext)
-    Agents(inv.ctx, inv.domain).set_fields(ext, reg_state="reged")
+    Agents(inv.ctx, inv.domain).set_reg_state(ext, "reged")
     offered = acd.agent_available(inv.ctx, inv.domain, ext)
     return f"+OK extension {inv.label(ext)} registered" + \
         (f"; offered call {offered}" if offered else "")
@@ -352,7 +355,7 @@ def nway_set_unreg_ext(inv: Invocation) -> str:
     ext = inv.qualified(0, "extension")
     inv.at_most(1)
     inv.agent(ext)
-    Agents(inv.ctx, inv.domain).set_fields(ext, reg_state="unreg")
+    Agents(inv.ctx, inv.domain).set_reg_state(ext, "unreg")
     return f"+OK extension {inv.label(ext)} unregistered"
 
 
@@ -460,6 +463,22 @@ def group_rows(inv: Invocation) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------ agents ----------
+@contextmanager
+def agent_refusals(inv: Invocation, extension: str) -> Iterator[None]:
+    """The agent services' refusals as fs_cli words them."""
+    label = inv.label(extension)
+    try:
+        yield
+    except agent_service.NotAnAgent:
+        raise Refused(f"unknown extension {label!r} (add it with nway_add_ext)") from None
+    except agent_service.AgentDisabled:
+        raise Refused(f"extension {label!r} is disabled "
+                      f"(nway_set_ext_jobnumber {label} <job> true)") from None
+    except agent_service.UnknownGroups as exc:
+        raise Refused(f"unknown group(s) {', '.join(exc.groups)!r} for agent "
+                      f"{label!r}") from None
+
+
 @command("nway_login", "<extension> <group>[,<group>...]", record=True)
 def nway_login(inv: Invocation) -> str:
     """The agent joins exactly these groups, idle and ready (seed 上线)."""
@@ -467,25 +486,17 @@ def nway_login(inv: Invocation) -> str:
     listed = inv.arg(1, "group list", lambda v: all(valid_qualified(g) for g in v.split(",")))
     inv.at_most(2)
     wanted = [inv.in_domain(g, "group") for g in listed.split(",")]
-    label = inv.label(ext)
-    agent = Agents(inv.ctx, inv.domain).get(ext)
-    if agent is not None and not agent.enabled:
-        raise Refused(f"extension {label!r} is disabled "
-                      f"(nway_set_ext_jobnumber {label} <job> true)")
-    known = set(Groups(inv.ctx, inv.domain).numbers())
-    unknown = [g for g in wanted if g not in known]
-    if unknown:  # refused before anything is written (acd.login would create the agent)
-        raise Refused(f"unknown group(s) {', '.join(unknown)!r} for agent {label!r}")
-    joined = acd.login(inv.ctx, inv.domain, ext, wanted)
-    return f"+OK agent {label} logged into {','.join(joined)}"
+    with agent_refusals(inv, ext):
+        joined = agent_service.login(inv.ctx, inv.domain, ext, wanted)
+    return f"+OK agent {inv.label(ext)} logged into {','.join(joined)}"
 
 
 @command("nway_logout", "<extension>", record=True)
 def nway_logout(inv: Invocation) -> str:
     ext = inv.qualified(0, "extension")
     inv.at_most(1)
-    agent = inv.agent(ext)
-    acd.logout(inv.ctx, inv.domain, ext)
+    with agent_refusals(inv, ext):
+        agent = agent_service.logout(inv.ctx, inv.domain, ext)
     was = ",".join(agent.groups) or "no group"
     return f"+OK agent {inv.label(ext)} logged out (was in {was})"
 
@@ -494,8 +505,8 @@ def nway_logout(inv: Invocation) -> str:
 def nway_busy(inv: Invocation) -> str:
     ext = inv.qualified(0, "extension")
     inv.at_most(1)
-    inv.agent(ext)
-    acd.set_busy(inv.ctx, inv.domain, ext)
+    with agent_refusals(inv, ext):
+        agent_service.busy(inv.ctx, inv.domain, ext)
     return f"+OK agent {inv.label(ext)} busy"
 
 
@@ -503,16 +514,13 @@ def nway_busy(inv: Invocation) -> str:
 def nway_ready(inv: Invocation) -> str:
     ext = inv.qualified(0, "extension")
     inv.at_most(1)
-    agent = inv.agent(ext)
+    with agent_refusals(inv, ext):
+        readiness = agent_service.ready(inv.ctx, inv.domain, ext)
     label = inv.label(ext)
-    if not agent.enabled:
-        raise Refused(f"extension {label!r} is disabled "
-                      f"(nway_set_ext_jobnumber {label} <job> true)")
-    if acd.set_ready(inv.ctx, inv.domain, ext):
+    if readiness.now:
         return f"+OK agent {label} ready"
-    state = Agents(inv.ctx, inv.domain).get(ext)
-    return (f"+OK agent {label} ready when its call ends "
-            f"({state.call_state if state else agent.call_state})")
+    state = readiness.before if readiness.call_state is None else readiness.call_state
+    return f"+OK agent {label} ready when its call ends ({state})"
 
 
 # ------------------------------------------------------------------------ channels --------

@@ -26,14 +26,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from fsapps import __version__
+from fsapps.server.auth import NotAuthorized
 from fsapps.server.csta import events as ev
 from fsapps.server.csta import stomp
 from fsapps.server.csta.sockjs import Session
+from fsapps.store.keys import KeyPartError
 
 logger = logging.getLogger("fsapps.server.csta")
 
@@ -78,8 +83,6 @@ class Hub:
 
     # ---------------------------------------------------------------- feed ---------------
     async def start(self) -> None:
-        import redis.asyncio as aioredis
-
         settings = self.services.settings
         self._client = aioredis.Redis.from_url(settings.redis.url.reveal(),
                                                decode_responses=True)
@@ -364,8 +367,6 @@ class StompConnection:
     async def still_authorized(self) -> bool:
         """Is the CONNECT's token still good for the same user and rights? Ends the session
         with an ERROR when it is not (Redis trouble is not a refusal: the session stays)."""
-        from fsapps.server.auth import NotAuthorized
-
         services = self.hub.services
         try:
             now = await services.run(services.auth.check, self._token)
@@ -456,8 +457,6 @@ def parse_destination(destination: str) -> tuple[str, str, str] | None:
 # -------------------------------------------------------------------- Redis (blocking) ----
 def agent_state(ctx: Any, domain: str, job: str) -> dict[str, str]:
     """The CSTA agent record of ``job`` (device, mode, since), {} when not logged in."""
-    from fsapps.store.keys import KeyPartError
-
     try:
         return dict(ctx.redis.hgetall(ctx.keys(domain).csta_agent(job)))
     except KeyPartError:
@@ -467,8 +466,6 @@ def agent_state(ctx: Any, domain: str, job: str) -> dict[str, str]:
 def take_pending(ctx: Any, domain: str, job: str) -> list[dict[str, Any]]:
     """The agent events held for ``job`` until its subscription arrived (left for other
     sessions of the same agent until they expire: a second tab gets them too)."""
-    from fsapps.store.keys import KeyPartError
-
     try:
         raw = ctx.redis.lrange(ctx.keys(domain).csta_pending(job), 0, -1)
     except KeyPartError:
@@ -483,8 +480,6 @@ def take_pending(ctx: Any, domain: str, job: str) -> list[dict[str, Any]]:
 def publish(ctx: Any, record: dict[str, Any], *, pending_job: str = "") -> None:
     """Publish a record on its domain's feed (every CTI server sends it to its sessions);
     with ``pending_job`` it is also held for that agent's next subscription."""
-    import uuid
-
     record.setdefault("id", uuid.uuid4().hex)
     keys = ctx.keys(record.get("domain") or None)
     text = json.dumps(record, ensure_ascii=False)

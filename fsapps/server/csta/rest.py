@@ -28,12 +28,19 @@ from typing import Any
 from aiohttp import web
 
 from fsapps.domain.agents import Agents
+from fsapps.domain.callqueue import CallQueue
+from fsapps.domain.groups import Groups
 from fsapps.domain.numbers import valid_extension, valid_number
 from fsapps.errors import ClientError, FsappsError
 from fsapps.server.auth import request_token
 from fsapps.server.csta import events as ev
 from fsapps.server.csta import hub
 from fsapps.server.csta.switchops import COMMAND
+from fsapps.server.http_errors import http_error
+from fsapps.server.registry import Field, Route
+from fsapps.server.services import CtiServices
+from fsapps.server.services import services_of as services_app
+from fsapps.services import agents as agent_service
 from fsapps.store.keys import seed_exten_hash
 from fsapps.switch import acd
 
@@ -67,28 +74,16 @@ def guarded(handler: Handler) -> Handler:
     async def run(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
-        except CstaError as exc:
-            return _error(exc.status, exc.message, exc.field)
-        except FsappsError as exc:
-            status = getattr(exc, "status", None)
-            if isinstance(status, int) and 400 <= status < 600:
-                retry = getattr(exc, "retry_after", None)
-                return _error(status, getattr(exc, "message", None) or str(exc),
-                              getattr(exc, "field", None),
-                              {"Retry-After": str(retry)} if retry else None)
-            name = type(exc).__name__
-            if name in ("StoreUnavailable", "DatabaseError"):
-                return _error(503, f"service unavailable: {exc}")
-            return _error(409, str(exc))
+        except FsappsError as exc:  # by type: fsapps.server.http_errors
+            answer = http_error(exc)
+            return _error(answer.status, answer.message, answer.field, answer.headers)
     run.__name__ = handler.__name__
     return run
 
 
 # ------------------------------------------------------------------------ parsing -------
-def services_of(request: web.Request) -> Any:
-    from fsapps.server.services import services_of as lookup
-
-    return lookup(request.app)
+def services_of(request: web.Request) -> CtiServices:
+    return services_app(request.app)
 
 
 async def principal_of(request: web.Request) -> Any:
@@ -294,7 +289,7 @@ def set_agent_mode(ctx: Any, domain: str, job: str, ext: str, mode: str, func: s
     agents = Agents(ctx, domain)
     now = int(time.time() * 1000)
     if func == "Logout":
-        acd.set_busy(ctx, domain, ext)
+        agent_service.make_busy(ctx, domain, ext)
         ctx.redis.delete(keys.csta_agent(job), keys.csta_pending(job))
         hub.publish(ctx, ev.agent_record("agentLoggedOff", domain=domain, agent_id=agent_id,
                                          device=dev, mode="Logout", ms=now))
@@ -305,9 +300,9 @@ def set_agent_mode(ctx: Any, domain: str, job: str, ext: str, mode: str, func: s
     previous = ctx.redis.hget(keys.csta_agent(job), "device")
     ctx.redis.hset(keys.csta_agent(job), mapping={"device": ext, "mode": mode, "since": now})
     if mode == "Ready":
-        acd.set_ready(ctx, domain, ext)
+        agent_service.make_ready(ctx, domain, ext)
     else:
-        acd.set_busy(ctx, domain, ext)
+        agent_service.make_busy(ctx, domain, ext)
     if func == "Login" or previous != ext:
         hub.publish(ctx, ev.agent_record("agentLoggedOn", domain=domain, agent_id=agent_id,
                                          device=dev, mode=mode, ms=now), pending_job=job)
@@ -630,8 +625,6 @@ def _wrapup(services: Any, domain: str, ext: str, call_id: str) -> None:
     agent = Agents(ctx, domain).get(ext)
     if agent is None or agent.offer_uuid != call_id:
         return
-    from fsapps.domain.groups import Groups
-
     group = Groups(ctx, domain).get(agent.groups[0]) if agent.groups else None
     seconds = group.wrapup(ctx.settings.group_defaults) if group else 0
     if Agents(ctx, domain).start_wrapup(ext, call_id, seconds):
@@ -667,9 +660,6 @@ def install(app: web.Application) -> None:
 def wallboard(ctx: Any, domain: str, now_ms: int | None = None) -> dict[str, Any]:
     """The supervisor's view of a domain (blocking; a handful of round trips): groups with
     their waiting callers and longest wait, agents with state and time in it, live calls."""
-    from fsapps.domain.callqueue import CallQueue
-    from fsapps.domain.groups import Groups
-
     now = now_ms or int(time.time() * 1000)
     keys = ctx.keys(domain)
     groups = Groups(ctx, domain)
@@ -782,8 +772,6 @@ def install_supervision(app: web.Application) -> None:
 def documented_routes() -> list[Any]:
     """The wellClient REST calls as entries of the CTI server's OpenAPI document
     (:mod:`fsapps.server.registry`); documentation only: the handlers above do their own checks."""
-    from fsapps.server.registry import Field, Route
-
     def path(*names: str) -> tuple[Any, ...]:
         return tuple(Field(n, kind="text", where="path") for n in names)
 

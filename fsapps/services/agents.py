@@ -1,0 +1,182 @@
+"""Agent operations shared by fs_cli (``nway_login`` ...), the seed REST API (``agent_up``
+...) and wellClient (``/api/csta/agent/state``): who is an agent, log in and out, ready,
+busy, the call state, and whether an extension is known at all.
+
+Every function checks first and raises before anything changes; the refusals carry what
+the front end needs to word them:
+
+- :class:`NotAnAgent` — the extension has no agent hash (NotFound);
+- :class:`AgentDisabled` — the extension is disabled (Conflict);
+- :class:`UnknownGroups` — a login names groups that do not exist (NotFound);
+- :class:`CallStateRefused` — the transition table refuses the new call state (Conflict).
+
+Keys: none of its own; the agent hash is :mod:`fsapps.domain.agents`'s, written through
+:class:`~fsapps.domain.agents.Agents` and :mod:`fsapps.switch.acd`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fsapps.context import Context
+from fsapps.domain.agents import Agent, Agents
+from fsapps.domain.extensions import Extensions
+from fsapps.domain.groups import Groups
+from fsapps.errors import Conflict, NotFound
+from fsapps.store.keys import seed_exten_hash, seed_userinfo_hash
+from fsapps.switch import acd
+
+CALL_STATES = ("ring", "talking", "ivr", "ready", "typing", "no_answer", "busy", "rest",
+               "no_ready")
+# Never ready from ring/talking/ivr: a ready agent on a call would be offered a second call.
+# (acd.set_ready defers instead: "ready when its call ends".)
+READY_FROM = ("ready", "typing", "no_answer", "busy", "rest", "no_ready")
+
+
+class NotAnAgent(NotFound):
+    def __init__(self, extension: str) -> None:
+        self.extension = extension
+        super().__init__(f"extension {extension!r} is not an agent")
+
+
+class AgentDisabled(Conflict):
+    def __init__(self, extension: str) -> None:
+        self.extension = extension
+        super().__init__(f"extension {extension!r} is disabled")
+
+
+class UnknownGroups(NotFound):
+    def __init__(self, extension: str, groups: list[str]) -> None:
+        self.extension, self.groups = extension, groups
+        super().__init__(f"unknown group(s) {', '.join(groups)!r} for agent {extension!r}")
+
+
+class CallStateRefused(Conflict):
+    def __init__(self, extension: str, current: str, wanted: str) -> None:
+        self.extension, self.current, self.wanted = extension, current, wanted
+        super().__init__(f"agent {extension}: call state cannot go from {current!r} to "
+                         f"{wanted!r}")
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The answer to :func:`ready`: ready now, or at the end of the call it is on
+    (``call_state`` is its state after the request, None when the agent vanished meanwhile;
+    ``before`` its state when the request came)."""
+
+    now: bool
+    call_state: str | None
+    before: str = ""
+
+
+# ------------------------------------------------------------------------ reads -----------
+def agent_of(ctx: Context, domain: str, extension: str) -> Agent:
+    """The agent of ``extension``; NotAnAgent when there is none."""
+    agent = Agents(ctx, domain).get(extension)
+    if agent is None:
+        raise NotAnAgent(extension)
+    return agent
+
+
+def enabled_agent(ctx: Context, domain: str, extension: str) -> Agent:
+    """The agent of ``extension``, which must be enabled (NotAnAgent, AgentDisabled)."""
+    agent = agent_of(ctx, domain, extension)
+    if not agent.enabled:
+        raise AgentDisabled(extension)
+    return agent
+
+
+def all_agents(ctx: Context, domain: str) -> list[Agent]:
+    return Agents(ctx, domain).all()
+
+
+def unknown_extensions(ctx: Context, domain: str, named: dict[str, str]) -> list[str]:
+    """The fields of ``named`` (field -> extension) whose extension fsapps does not know: no
+    agent, no directory record (``cti_exten@<domain>``), no registration or live call
+    (``cti_userinfo@<domain>``) and no extension record in PostgreSQL."""
+    if not named:
+        return []
+    keys = ctx.keys(domain)
+    registrations = ctx.settings.directory.registration_hash
+    pipe = ctx.redis.pipeline(transaction=False)
+    for ext in named.values():
+        pipe.exists(keys.agent(ext))
+        pipe.hexists(seed_exten_hash(domain), ext)
+        pipe.hexists(seed_userinfo_hash(domain), ext)
+        if registrations:
+            pipe.hexists(registrations, ext)
+    answers = pipe.execute()
+    per = 4 if registrations else 3
+    unknown = []
+    for index, (name, ext) in enumerate(named.items()):
+        if any(answers[index * per:(index + 1) * per]):
+            continue
+        if Extensions(ctx, domain).get(ext) is None:
+            unknown.append(name)
+    return unknown
+
+
+# ------------------------------------------------------------------------ changes ---------
+def login(ctx: Context, domain: str, extension: str, groups: list[str]) -> list[str]:
+    """The agent joins exactly ``groups``, idle and ready (seed 上线); the groups joined.
+    Refused before anything is written (acd.login would create the agent): a disabled
+    extension (AgentDisabled), groups that do not exist (UnknownGroups)."""
+    agent = Agents(ctx, domain).get(extension)
+    if agent is not None and not agent.enabled:
+        raise AgentDisabled(extension)
+    known = set(Groups(ctx, domain).numbers())
+    unknown = [g for g in groups if g not in known]
+    if unknown:
+        raise UnknownGroups(extension, unknown)
+    return acd.login(ctx, domain, extension, groups)
+
+
+def logout(ctx: Context, domain: str, extension: str) -> Agent:
+    """The agent leaves every group (seed 下线); the agent as it was (its groups)."""
+    agent = agent_of(ctx, domain, extension)
+    acd.logout(ctx, domain, extension)
+    return agent
+
+
+def ready(ctx: Context, domain: str, extension: str) -> Readiness:
+    """Seat idle, call state ready (seed 置闲) — at once, or when the agent's call ends."""
+    agent = enabled_agent(ctx, domain, extension)
+    readiness = make_ready(ctx, domain, extension)
+    return Readiness(readiness.now, readiness.call_state, agent.call_state)
+
+
+def make_ready(ctx: Context, domain: str, extension: str) -> Readiness:
+    """:func:`ready` without its checks, for a front end that has made its own (wellClient
+    creates the agent of a job number as it logs in)."""
+    if acd.set_ready(ctx, domain, extension):
+        return Readiness(True, "ready")
+    now = Agents(ctx, domain).get(extension)
+    return Readiness(False, now.call_state if now else None)
+
+
+def busy(ctx: Context, domain: str, extension: str) -> None:
+    """Seat busy: no queue calls (seed 置忙)."""
+    agent_of(ctx, domain, extension)
+    make_busy(ctx, domain, extension)
+
+
+def make_busy(ctx: Context, domain: str, extension: str) -> None:
+    """:func:`busy` without its check (wellClient, a disabled extension)."""
+    acd.set_busy(ctx, domain, extension)
+
+
+def set_call_state(ctx: Context, domain: str, extension: str, value: str) -> None:
+    """Set the agent's call state (seed extension_callstate) through the checked transition
+    table; an illegal move is refused (CallStateRefused) naming both states. Ready needs an
+    enabled agent, ends a wrap-up and offers the agent a waiting call."""
+    agent = agent_of(ctx, domain, extension)
+    if value == "ready" and not agent.enabled:
+        raise AgentDisabled(extension)
+    agents = Agents(ctx, domain)
+    only_from = READY_FROM if value == "ready" else None
+    if not agents.transition(extension, value, only_from=only_from,
+                             extra={"no_answer_count": 0} if value == "ready" else None):
+        raise CallStateRefused(extension, agent.call_state, value)
+    if value == "ready":
+        ctx.redis.zrem(ctx.keys(domain).wrapups(), extension)
+        acd.agent_available(ctx, domain, extension)
