@@ -17,7 +17,7 @@ import redis
 
 from fsapps.context import Context, now_ms
 from fsapps.domain.agent_state import IllegalTransition
-from fsapps.domain.agents import Agents
+from fsapps.domain.agents import Agents, Released
 from fsapps.domain.callqueue import CallQueue, WaitingCall
 from fsapps.domain.routing import queue_score
 from fsapps.store.scripts import run_script
@@ -68,14 +68,14 @@ def call(group: str = "100", level: str = "normal", arrived: int | None = None,
 
 def enqueue(queue: CallQueue, c: WaitingCall) -> None:
     """Queue a call (no candidates: nobody can be reserved)."""
-    assert queue.reserve_or_queue(c, [], lease_ms=LEASE, enqueue=True,
-                                  record_current=False).outcome == "queued"
+    assert Agents(queue.ctx, DOMAIN).reserve_or_queue(
+        c, [], lease_ms=LEASE, enqueue=True, record_current=False).outcome == "queued"
 
 
 def reserve(queue: CallQueue, c: WaitingCall, candidates: list[str],
             enqueue: bool = False, record_current: bool = False) -> tuple[str, str | None]:
-    found = queue.reserve_or_queue(c, candidates, lease_ms=LEASE, enqueue=enqueue,
-                                   record_current=record_current)
+    found = Agents(queue.ctx, DOMAIN).reserve_or_queue(
+        c, candidates, lease_ms=LEASE, enqueue=enqueue, record_current=record_current)
     return found.outcome, found.extension
 
 
@@ -164,7 +164,7 @@ def test_reserve_reports_an_offer_made_while_the_call_was_queued(ctx: Context,
     c = call()
     enqueue(queue, c)
     ctx.redis.hset(ctx.keys(DOMAIN).agent("1001"), "seat_status", "idle")
-    assert queue.dispatch("1001", ["100"]) is not None
+    assert Agents(ctx, DOMAIN).take_waiting_call("1001", ["100"]) is not None
     assert reserve(queue, c, [], enqueue=True) == ("offered", "1001")
     assert queue.waiting("100") == []
 
@@ -200,8 +200,8 @@ def test_reserve_never_gives_one_agent_two_offers_under_contention(
             c = call()
             order = exts[:]
             rng.shuffle(order)
-            found = queue.reserve_or_queue(c, order, lease_ms=LEASE, enqueue=True,
-                                           record_current=False)
+            found = agents.reserve_or_queue(c, order, lease_ms=LEASE, enqueue=True,
+                                            record_current=False)
             ext = found.extension
             deadline = time.monotonic() + 10
             while ext is None:
@@ -224,7 +224,7 @@ def test_reserve_never_gives_one_agent_two_offers_under_contention(
                 served[0] += 1
             if agents.release(ext, c.uuid, "cancel") is None:
                 problems.append(f"{ext} was no longer reserved for {c.uuid}")
-            queue.dispatch(ext, ["100"])
+            Agents(ctx, DOMAIN).take_waiting_call(ext, ["100"])
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
     for t in threads:
@@ -253,14 +253,14 @@ def test_dispatch_takes_vip_first_then_fifo_across_the_agents_groups(
     for c in (n1, n0, v1, v0, elsewhere):
         enqueue(queue, c)
     taken = []
-    while (got := queue.dispatch("1001", ["100", "200"])) is not None:
+    while (got := Agents(ctx, DOMAIN).take_waiting_call("1001", ["100", "200"])) is not None:
         uuid, info = got
         assert info is not None and info.uuid == uuid
         assert state(agents, "1001") == ("ring", uuid)
         assert offers(ctx) == {uuid: "1001"}
         assert uuid not in [w.uuid for w in queue.waiting()]
         taken.append(uuid)
-        assert agents.release("1001", uuid, "cancel") == ("ready", 0)
+        assert agents.release("1001", uuid, "cancel") == Released("ready", "ready", 0)
     assert taken == [v1.uuid, v0.uuid, n0.uuid, n1.uuid]
     assert queue.waiting("300") == [elsewhere]
 
@@ -277,14 +277,14 @@ def test_dispatch_skips_calls_the_agent_failed(ctx: Context, queue: CallQueue,
     fresh = call(arrived=2_000)
     enqueue(queue, failed)
     enqueue(queue, fresh)
-    assert queue.dispatch("1001", ["100"])[0] == fresh.uuid  # type: ignore[index]
-    assert queue.dispatch("1002", ["100"])[0] == failed.uuid  # type: ignore[index]
+    assert Agents(ctx, DOMAIN).take_waiting_call("1001", ["100"])[0] == fresh.uuid  # type: ignore[index]
+    assert Agents(ctx, DOMAIN).take_waiting_call("1002", ["100"])[0] == failed.uuid  # type: ignore[index]
     agents.release("1001", fresh.uuid, "cancel")
     agents.release("1002", failed.uuid, "cancel")
     older, newer = call(arrived=3_000, tried=["1001"]), call(arrived=4_000, tried=["1001"])
     enqueue(queue, older)
     enqueue(queue, newer)
-    assert queue.dispatch("1001", ["100"])[0] == older.uuid  # type: ignore[index]
+    assert Agents(ctx, DOMAIN).take_waiting_call("1001", ["100"])[0] == older.uuid  # type: ignore[index]
 
 
 @pytest.mark.parametrize("field,value", [
@@ -296,7 +296,7 @@ def test_dispatch_offers_nothing_to_an_agent_that_is_not_free(
     make_agent(ctx, "1001", **{field: value})
     c = call()
     enqueue(queue, c)
-    assert queue.dispatch("1001", ["100"]) is None
+    assert Agents(ctx, DOMAIN).take_waiting_call("1001", ["100"]) is None
     assert queue.waiting("100") == [c]
     assert offers(ctx) == {}
 
@@ -308,7 +308,7 @@ def test_dispatch_leases_for_the_longest_ring_timeout_of_the_agents_groups(
     make_agent(ctx, "1001", groups=("100", "200"))
     enqueue(queue, call("100"))
     before = now_ms()
-    assert queue.dispatch("1001", ["100", "200"]) is not None
+    assert Agents(ctx, DOMAIN).take_waiting_call("1001", ["100", "200"]) is not None
     lease_until = agents.get("1001").lease_until  # type: ignore[union-attr]
     assert before + 20_000 + MARGIN_MS <= lease_until <= now_ms() + 20_000 + MARGIN_MS
 
@@ -324,8 +324,9 @@ def test_release_acts_only_for_the_call_that_holds_the_reservation(
     assert agent is not None
     assert (agent.call_state, agent.offer_uuid, agent.no_answer_count) == ("ring", mine.uuid, 0)
     assert offers(ctx) == {mine.uuid: "1001"}
-    assert agents.release("1001", mine.uuid, "missed") == ("no_answer", 1)
-    assert state(agents, "1001") == ("no_answer", "")
+    # a missed offer is one step: no_answer, then (no max_no_answer) ready
+    assert agents.release("1001", mine.uuid, "missed") == Released("no_answer", "ready", 1)
+    assert state(agents, "1001") == ("ready", "")
     assert offers(ctx) == {}
     assert agents.release("1001", mine.uuid, "missed") is None  # twice: nothing more
     assert agents.get("1001").no_answer_count == 1  # type: ignore[union-attr]
@@ -348,7 +349,8 @@ def test_reconciler_release_of_a_run_out_lease_spares_an_offer_rung_since(
     assert offers(ctx) == {c.uuid: "1001"}
     assert reserve(queue, call(), ["1001"]) == ("none", None)  # held by the ringing call
     agents.set_fields("1001", lease_until=now_ms() - 1)  # really run out: released
-    assert agents.release("1001", c.uuid, "cancel", lease_expired=True) == ("ready", 0)
+    assert agents.release("1001", c.uuid, "cancel", lease_expired=True) == \
+        Released("ready", "ready", 0)
     assert state(agents, "1001") == ("ready", "") and offers(ctx) == {}
 
 
@@ -356,10 +358,10 @@ def test_release_outcomes(ctx: Context, queue: CallQueue, agents: Agents) -> Non
     make_agent(ctx, "1001", no_answer_count=2)
     c = call()
     reserve(queue, c, ["1001"])
-    assert agents.release("1001", c.uuid, "cancel") == ("ready", 2)
+    assert agents.release("1001", c.uuid, "cancel") == Released("ready", "ready", 2)
     c = call()
     reserve(queue, c, ["1001"])
-    assert agents.release("1001", c.uuid, "unregistered") == ("ready", 2)
+    assert agents.release("1001", c.uuid, "unregistered") == Released("ready", "ready", 2)
     assert agents.get("1001").reg_state == "unreg"  # type: ignore[union-attr]
 
 

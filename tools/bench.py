@@ -86,8 +86,8 @@ def isolated_decisions(center: SimulatedCallCenter, groups: list[str], rng: rand
             assert facts.group is not None
             order = routing.candidate_order(facts.group.mode, facts.members, rng=local)
             call = WaitingCall(uuid, "bench", group, "137", "137", "normal", "", 0)
-            found = center.queue.reserve_or_queue(call, order, lease_ms=20000, enqueue=False,
-                                                 record_current=False)
+            found = center.agents.reserve_or_queue(call, order, lease_ms=20000, enqueue=False,
+                                                  record_current=False)
             metrics.stop("isolated", started)
             if found.extension:
                 center.agents.release(found.extension, uuid, "cancel")

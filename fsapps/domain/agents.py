@@ -1,7 +1,23 @@
 """Agents: an extension (with optional job number) of a domain that logs into groups and
-takes queue calls. Its live state is one Redis hash; every change of call state goes through
-a checked transition (:mod:`fsapps.domain.agent_state`) applied by a compare-and-set Lua script, and
-is published on ``agent_<number>``.
+takes queue calls. Its live state is one Redis hash, and this module (with its Lua scripts) is
+the only code that writes it: the ACD, nway_bridge, nwaycallout, groups, extensions, the
+working-set rebuild and every front end go through :class:`Agents`
+(tests/test_agent_writers.py fails on any other writer).
+
+One lifecycle for every call that reaches an agent: reserve (:meth:`Agents.reserve_or_queue`,
+:meth:`Agents.take_waiting_call`, or a direct call's :meth:`Agents.transition` to ring) →
+ring → answered (talking) / missed (:meth:`Agents.release` "missed": no_answer, then ready or
+busy, in one script) / cancelled (:meth:`Agents.release` "cancel") → wrap-up
+(:meth:`Agents.start_wrapup`: typing) → ready (:meth:`Agents.end_due_wrapups`,
+:meth:`Agents.make_ready`). Every script that changes ``call_state`` applies the one
+transition table (``fsapps/store/lua/include/agent_rules.lua``, equal to
+:data:`fsapps.domain.agent_state.TRANSITIONS` — a test checks) and returns what to publish on
+``agent_<number>``; availability for a queue offer is one rule, ``agent_free`` in the same
+snippet (:meth:`Agent.available` is its Python twin for reports, checked against it).
+
+The agent module's scripts (``fsapps/store/lua``): agent_reserve, agent_dispatch,
+agent_ready, agent_release, agent_transition, wrapup_end, agent_remove, agent_unregister,
+agent_reg_expire (:data:`SCRIPTS`).
 
 Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
 
@@ -21,6 +37,8 @@ Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
 ``p:{d}:agents``       set   the extensions that have an agent hash.
 ``p:{d}:wrapups``      zset  extensions in wrap-up, score = when it ends (ms).
 ``p:{d}:group:<g>:members``  zset  (owned by :mod:`fsapps.domain.groups`) updated on login/logout.
+``p:{d}:offers`` / ``p:{d}:waiting`` / ``p:{d}:group:<g>:queue``  (owned by
+    :mod:`fsapps.domain.callqueue`) changed with the agent by the scripts that reserve it.
 """
 
 from __future__ import annotations
@@ -30,10 +48,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from fsapps.context import Context, now_ms
-from fsapps.domain.agent_state import TRANSITIONS, CallState, IllegalTransition, parse
+from fsapps.domain.agent_state import CallState, IllegalTransition, parse
+from fsapps.domain.callqueue import Reservation, WaitingCall
+from fsapps.domain.routing import queue_score
 from fsapps.events.pubsub import stamp
 from fsapps.store import hash_fields
 from fsapps.store.scripts import run_script
+
+# The Lua scripts that write the agent hash: with this module, the agent's only writers.
+SCRIPTS = ("agent_reserve", "agent_dispatch", "agent_ready", "agent_release",
+           "agent_transition", "wrapup_end", "agent_remove", "agent_unregister",
+           "agent_reg_expire")
+# The states a manual "ready" may leave: never ring, talking or ivr (a ready agent on a call
+# would be offered a second one; it becomes ready when the call ends).
+READY_FROM = ("ready", "typing", "no_answer", "busy", "rest", "no_ready")
 
 FIELDS = ("extension", "domain", "job_number", "enabled", "logged_in", "groups", "reg_state",
           "reg_node", "reg_host", "reg_until", "reg_stamp",
@@ -83,8 +111,9 @@ class Agent:
             wrapup_until=int(data.get("wrapup_until") or 0))
 
     def available(self, now: int) -> bool:
-        """Could a queue call be offered to this agent now? (The same rule as the Lua
-        scripts, for reports; reservations themselves are decided in Redis.)"""
+        """Could a queue call be offered to this agent now? The same rule as ``agent_free``
+        in ``fsapps/store/lua/include/agent_rules.lua`` (tests/test_agent_writers.py checks
+        both on the same hashes), for reports; reservations themselves are decided in Redis."""
         if not (self.enabled and self.logged_in and self.reg_state == "reged"
                 and self.seat_status == "idle"):
             return False
@@ -92,9 +121,35 @@ class Agent:
                                               and self.lease_until < now)
 
 
-def _allowed_from(target: CallState) -> str:
-    sources = [s.value for s, targets in TRANSITIONS.items() if target in targets]
-    return ",".join(sorted({*sources, target.value}))
+def _waiting(info: str) -> WaitingCall | None:
+    try:
+        return WaitingCall.from_json(info)
+    except (ValueError, TypeError):
+        return None
+
+
+@dataclass(frozen=True)
+class Ready:
+    """What :meth:`Agents.make_ready` did: ``done`` when the agent is ready now; else
+    ``outcome`` says why not ("on_call": it becomes ready when the call ends; "disabled";
+    "absent"). ``previous``: its call state before; ``offered``: the waiting call it took at
+    once ("" if none) and that call's queue record."""
+
+    done: bool
+    outcome: str
+    previous: str
+    offered: str = ""
+    waiting: WaitingCall | None = None
+
+
+@dataclass(frozen=True)
+class Released:
+    """What ending an offer did (:meth:`Agents.release`): the state the offer's end led to
+    (no_answer for a miss), the agent's call state after it, and the misses in a row."""
+
+    ended: str
+    state: str
+    misses: int
 
 
 class Agents:
@@ -118,6 +173,11 @@ class Agents:
         for ext in extensions:
             pipe.hgetall(self.keys.agent(ext))
         return [Agent.from_hash(d) for d in pipe.execute() if d]
+
+    def groups_of(self, extension: str) -> list[str]:
+        """The groups the agent is logged into ([] when none, or no agent)."""
+        raw = self.r.hget(self.keys.agent(extension), "groups") or ""
+        return [g for g in raw.split(",") if g]
 
     # ---------------------------------------------------------------- writing ------------
     def ensure(self, extension: str, job_number: str | None = None,
@@ -163,7 +223,43 @@ class Agents:
         return str(result[1])
 
     def set_fields(self, extension: str, **fields: object) -> None:
+        """Write raw fields, unchecked: for tests and repairs. The call state changes only
+        through the checked scripts (:meth:`transition` and the lifecycle methods)."""
         self.r.hset(self.keys.agent(extension), mapping=hash_fields(fields))
+
+    def set_reg_state(self, extension: str, reg_state: str) -> None:
+        """Mark the phone registered ("reged") or not ("unreg") by hand (a phone the switch
+        does not see register, or a manual repair); where it registered is left as it is."""
+        self.r.hset(self.keys.agent(extension), "reg_state", reg_state)
+
+    def set_seat(self, extension: str, seat_status: str) -> None:
+        """The seat "idle" (queue calls welcome) or "busy" (none), whatever the call state."""
+        self.r.hset(self.keys.agent(extension), "seat_status", seat_status)
+
+    def set_groups(self, extension: str, groups: list[str], pipeline: Any) -> None:
+        """Queue in ``pipeline``: the agent is logged into exactly ``groups`` (logged out when
+        there are none). The group member zsets are :mod:`fsapps.domain.groups`' part."""
+        pipeline.hset(self.keys.agent(extension), mapping=hash_fields(
+            {"groups": ",".join(groups), "logged_in": "1" if groups else "0"}))
+
+    def set_enabled(self, extension: str, enabled: bool, pipeline: Any) -> None:
+        """Queue in ``pipeline``: the extension enabled, or disabled with its seat made busy
+        in the same step (offered no queue call from then on; :meth:`make_ready` refuses)."""
+        key = self.keys.agent(extension)
+        pipeline.hset(key, "enabled", "1" if enabled else "0")
+        if not enabled:
+            pipeline.hset(key, "seat_status", "busy")
+
+    def remove(self, extension: str, member_keys: list[str]) -> tuple[str, str]:
+        """Delete the agent unless it is on a call (agent_remove.lua): its hash, its entries
+        in the agents set and the wrap-ups, and ``member_keys`` (the member zsets of the
+        domain's groups). Returns ("removed", ""), ("absent", "") or ("busy", call state):
+        then nothing changed."""
+        outcome, state = run_script(
+            self.r, "agent_remove",
+            [self.keys.agent(extension), self.keys.agents(), self.keys.wrapups(), *member_keys],
+            [extension])
+        return str(outcome), str(state or "")
 
     def transition(self, extension: str, to: str, *, offer_uuid: str = "",
                    extra: Mapping[str, object] | None = None, strict: bool = False,
@@ -174,9 +270,8 @@ class Agents:
         states). Publishes the new state."""
         target = parse(to)
         now = now_ms()
-        allowed = _allowed_from(target)
-        if only_from is not None:
-            allowed = ",".join(s for s in allowed.split(",") if s in only_from) or "-"
+        # The table itself is applied by the script (agent_rules.lua); this only narrows it.
+        allowed = "*" if only_from is None else ",".join(only_from) or "-"
         args: list[str | int | float] = [allowed, target.value, now, offer_uuid]
         for name, value in (extra or {}).items():
             args += [name, "" if value is None else str(value)]
@@ -194,20 +289,101 @@ class Agents:
         self.ctx.publisher.agent_status(extension, status, stamp((at_ms or now_ms()) / 1000))
 
     def release(self, extension: str, uuid: str, outcome: str, *,
-                lease_expired: bool = False) -> tuple[str, int] | None:
-        """End this call's offer to the agent (see agent_release.lua). Returns the agent's new
-        call state and consecutive misses, or None when the reservation was no longer ours.
+                lease_expired: bool = False, max_no_answer: int = 0) -> Released | None:
+        """End this call's offer to the agent, in one script (agent_release.lua): "cancel"
+        (the caller went away) and "unregistered" (the phone is gone: unreg as well) make it
+        ready; "missed" makes it no_answer and then, in the same step, ready — or busy, seat
+        busy too, after ``max_no_answer`` misses in a row (0 = never;
+        :func:`fsapps.domain.agent_state.after_no_answer`). Publishes each state it passed
+        through. Returns what happened, or None when the reservation was no longer ours.
         ``lease_expired``: only if the agent still rings on a lease that has run out (the
         reconciler's reason, checked again atomically: the handler may have rung since,
         renewing the lease)."""
         result = run_script(self.r, "agent_release",
                             [self.keys.agent(extension), self.keys.offers()],
-                            [uuid, now_ms(), outcome, "1" if lease_expired else "0"])
+                            [uuid, now_ms(), outcome, "1" if lease_expired else "0",
+                             max_no_answer])
         if not result:
             return None
-        state, misses = result[0], int(result[1])
-        self.publish(extension, state)
-        return state, misses
+        released = Released(str(result[0]), str(result[1]), int(result[2]))
+        at = int(result[3])
+        self.publish(extension, released.ended, at)
+        if released.state != released.ended:
+            self.publish(extension, released.state, at)
+        return released
+
+    def make_ready(self, extension: str) -> Ready:
+        """The agent makes itself ready, in one script (agent_ready.lua): seat idle; call
+        state ready (ending a wrap-up, misses in a row forgotten) unless it is on a call;
+        then, free now, it takes the best waiting call of its groups. Nothing changes for a
+        disabled extension. Two round trips: the agent's groups (their keys must be passed
+        to the script), then the script; a third only if the groups changed in between.
+        Publishes "ready" and "ring"; waking the offered call's handler is the caller's."""
+        groups = self.groups_of(extension)
+        result = run_script(
+            self.r, "agent_ready",
+            [self.keys.agent(extension), self.keys.waiting(), self.keys.offers(),
+             self.keys.wrapups(), *self._group_keys(groups)],
+            [extension, now_ms(), *self._lease_args(), ",".join(groups),
+             ",".join(READY_FROM)])
+        if result[0] != "ready":
+            return Ready(False, str(result[0]), str(result[1]))
+        previous, at, uuid, info, regroup = (str(result[1]), int(result[2]), str(result[3]),
+                                             str(result[4]), result[5] == "1")
+        if previous != CallState.READY:
+            self.publish(extension, CallState.READY, at)
+        if regroup:  # logged into other groups meanwhile: offer from those
+            taken = self.take_waiting_call(extension, self.groups_of(extension))
+            return Ready(True, "ready", previous, *(taken or ("", None)))
+        if not uuid:
+            return Ready(True, "ready", previous)
+        self.publish(extension, CallState.RING, at)
+        return Ready(True, "ready", previous, uuid, _waiting(info))
+
+    def reserve_or_queue(self, call: WaitingCall, candidates: list[str], *, lease_ms: int,
+                         enqueue: bool, record_current: bool) -> Reservation:
+        """Reserve the first available of ``candidates`` for the call (it rings: published),
+        or (with ``enqueue``) put it in its group's queue — atomically (agent_reserve.lua), so
+        an agent turning ready at the same moment either is found here or finds the call
+        queued. "offered": an agent already reserved itself for the call (published then)."""
+        k = self.keys
+        result = run_script(
+            self.r, "agent_reserve",
+            [k.group(call.group), k.group_queue(call.group), k.waiting(), k.offers(),
+             *[k.agent(ext) for ext in candidates]],
+            [call.uuid, call.node, now_ms(), lease_ms, "1" if enqueue else "0",
+             queue_score(call.level, call.arrived_ms), call.to_json(),
+             "1" if record_current else "0"])
+        found = Reservation(result[0], result[1] if len(result) > 1 else None)
+        if found.outcome == "reserved" and found.extension:
+            self.publish(found.extension, CallState.RING, int(result[2]))
+        return found
+
+    def take_waiting_call(self, extension: str, groups: list[str]) \
+            -> tuple[str, WaitingCall | None] | None:
+        """A freed agent takes the best waiting call of ``groups`` (its groups): it is
+        reserved for it (for the longest ring timeout of its groups plus the lease margin;
+        it rings: published) and the call leaves the queue, atomically (agent_dispatch.lua).
+        Returns (call uuid, its queue record) or None: not free, or nobody waits."""
+        if not groups:
+            return None
+        result = run_script(self.r, "agent_dispatch",
+                            [self.keys.agent(extension), self.keys.waiting(),
+                             self.keys.offers(), *self._group_keys(groups)],
+                            [extension, now_ms(), *self._lease_args()])
+        if not result:
+            return None
+        self.publish(extension, CallState.RING, int(result[2]))
+        return str(result[0]), _waiting(str(result[1]))
+
+    def _group_keys(self, groups: list[str]) -> list[str]:
+        """For each group: its queue zset, then its hash (the layout agent_take_call reads)."""
+        return [key for g in groups for key in (self.keys.group_queue(g), self.keys.group(g))]
+
+    def _lease_args(self) -> list[int]:
+        """The lease margin (ms) and the ring timeout (s) of a group that sets none."""
+        defaults = self.ctx.settings.group_defaults
+        return [defaults.lease_margin_seconds * 1000, defaults.callout_timeout]
 
     def start_wrapup(self, extension: str, uuid: str, seconds: int) -> bool:
         """The agent's call ``uuid`` ended: typing for ``seconds`` (the wrap-up), then ready.

@@ -10,9 +10,12 @@ Keys (``p`` prefix, ``d`` domain):
 ``p:{d}:offers``           hash  call uuid -> extension reserved for it (the handler of the
                                  call reads it when woken).
 
-Every step that couples an agent and a call is one Lua script: reserve-or-queue
-(agent_reserve.lua), offer-the-best-waiting-call-to-a-freed-agent (agent_dispatch.lua) and
-leave (queue_leave.lua).
+Every step that couples an agent and a call is one Lua script. The two that reserve an agent
+write the agent hash, so they belong to the agent module (:mod:`fsapps.domain.agents`, the
+agent's only writer): reserve-or-queue (:meth:`~fsapps.domain.agents.Agents.reserve_or_queue`,
+agent_reserve.lua) and offer-the-best-waiting-call-to-a-freed-agent
+(:meth:`~fsapps.domain.agents.Agents.take_waiting_call`, agent_dispatch.lua). Leaving the
+queue (queue_leave.lua) is here.
 """
 
 from __future__ import annotations
@@ -20,8 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from fsapps.context import Context, now_ms
-from fsapps.domain.routing import queue_score
+from fsapps.context import Context
 from fsapps.store.scripts import run_script
 
 
@@ -59,43 +61,6 @@ class CallQueue:
         self.ctx = ctx
         self.keys = ctx.keys(domain)
         self.r = ctx.redis
-
-    def reserve_or_queue(self, call: WaitingCall, candidates: list[str], *, lease_ms: int,
-                         enqueue: bool, record_current: bool) -> Reservation:
-        """Reserve the first available of ``candidates`` for the call, or (with ``enqueue``)
-        put it in its group's queue — atomically, so an agent turning ready at the same moment
-        either is found here or finds the call queued."""
-        k = self.keys
-        result = run_script(
-            self.r, "agent_reserve",
-            [k.group(call.group), k.group_queue(call.group), k.waiting(), k.offers(),
-             *[k.agent(ext) for ext in candidates]],
-            [call.uuid, call.node, now_ms(), lease_ms, "1" if enqueue else "0",
-             queue_score(call.level, call.arrived_ms), call.to_json(),
-             "1" if record_current else "0"])
-        return Reservation(result[0], result[1] if len(result) > 1 else None)
-
-    def dispatch(self, extension: str, groups: list[str]) \
-            -> tuple[str, WaitingCall | None] | None:
-        """A freed agent takes the best waiting call of its groups: the agent is reserved
-        for it (for the longest ring timeout of its groups plus the lease margin) and the call
-        leaves the queue. Returns (call uuid, its queue record) or None."""
-        if not groups:
-            return None
-        k = self.keys
-        defaults = self.ctx.settings.group_defaults
-        per_group = [key for g in groups for key in (k.group_queue(g), k.group(g))]
-        result = run_script(self.r, "agent_dispatch",
-                            [k.agent(extension), k.waiting(), k.offers(), *per_group],
-                            [extension, now_ms(), defaults.lease_margin_seconds * 1000,
-                             defaults.callout_timeout])
-        if not result:
-            return None
-        uuid, info = result[0], result[1]
-        try:
-            return uuid, WaitingCall.from_json(info)
-        except (ValueError, TypeError):
-            return uuid, None
 
     def leave(self, group: str, uuid: str) -> tuple[bool, str]:
         """Take the call out of the queue; returns (it was queued, extension reserved for it

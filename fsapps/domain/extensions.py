@@ -24,7 +24,6 @@ from fsapps.db.connection import transaction
 from fsapps.domain.agents import Agents
 from fsapps.domain.groups import Groups, RedisUndo, written_together
 from fsapps.errors import Conflict
-from fsapps.store.scripts import run_script
 
 
 class ExtensionBusy(Conflict):
@@ -93,9 +92,7 @@ class Extensions:
                      members={self.keys.agents(): [ext.number]})
         pipe = self.r.pipeline(transaction=True)
         self.agents.ensure(ext.number, ext.job_number, pipeline=pipe)
-        pipe.hset(key, "enabled", "1" if ext.enabled else "0")
-        if not ext.enabled:
-            pipe.hset(key, "seat_status", "busy")
+        self.agents.set_enabled(ext.number, ext.enabled, pipe)
         undo.write(pipe)
 
     def remove(self, number: str) -> bool:
@@ -114,9 +111,7 @@ class Extensions:
                         [number, self.domain])
             undo.capture(hashes=[key], members={self.keys.agents(): [number]},
                          scores={k: [number] for k in [self.keys.wrapups(), *member_keys]})
-            outcome, state = run_script(
-                self.r, "agent_remove",
-                [key, self.keys.agents(), self.keys.wrapups(), *member_keys], [number])
+            outcome, state = self.agents.remove(number, member_keys)
             if outcome == "busy":
                 raise ExtensionBusy(number, state)
             undo.written = True  # the script was the Redis write: a failed commit undoes it

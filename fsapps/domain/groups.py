@@ -28,7 +28,9 @@ from typing import Any
 from fsapps.config import GroupDefaults
 from fsapps.context import Context
 from fsapps.db.connection import Cursor, transaction
+from fsapps.domain.agents import Agents
 from fsapps.domain.routing import CallMode, parse_mode
+from fsapps.errors import NotFound
 from fsapps.fslog import log
 from fsapps.store import hash_fields
 
@@ -237,6 +239,8 @@ class Groups:
         self.keys = ctx.keys(domain)
         self.domain = self.keys.domain
         self.r = ctx.redis
+        # the agents' side of a login (their groups field) is the agent module's to write
+        self.agents = Agents(ctx, domain)
 
     # ---------------------------------------------------------------- reading (Redis) ----
     def get(self, number: str) -> Group | None:
@@ -350,9 +354,8 @@ class Groups:
                         k.group_vip(number))
             pipe.srem(k.groups(), number)
             for ext in members:
-                left = [g for g in self._groups_of(ext) if g != number]
-                pipe.hset(k.agent(ext), mapping={"groups": ",".join(left),
-                                                 "logged_in": "1" if left else "0"})
+                left = [g for g in self.agents.groups_of(ext) if g != number]
+                self.agents.set_groups(ext, left, pipe)
             undo.write(pipe)
         return existed
 
@@ -375,15 +378,14 @@ class Groups:
 
     def login(self, extension: str, numbers: list[str]) -> list[str]:
         """Make the agent a member of exactly these groups (seed agent_up / nway_login).
-        Unknown groups are refused with FsappsError naming them. Returns the groups."""
-        from fsapps.errors import FsappsError
+        Unknown groups are refused with NotFound naming them. Returns the groups."""
 
         numbers = list(dict.fromkeys(n for n in numbers if n))
         known = set(self.numbers())
         unknown = [n for n in numbers if n not in known]
         if unknown:
-            raise FsappsError(f"unknown group(s) {', '.join(unknown)!r} for agent {extension!r}")
-        previous = self._groups_of(extension)
+            raise NotFound(f"unknown group(s) {', '.join(unknown)!r} for agent {extension!r}")
+        previous = self.agents.groups_of(extension)
         with written_together(self.ctx) as (cur, undo):
             cur.execute("DELETE FROM ext_group_map WHERE ext = %s AND ext_group_number IN "
                         "(SELECT group_number FROM ext_group WHERE domain = %s)",
@@ -406,14 +408,9 @@ class Groups:
                     pipe.zrem(self.keys.group_members(number), extension)
             for number, position in positions.items():
                 pipe.zadd(self.keys.group_members(number), {extension: position})
-            pipe.hset(self.keys.agent(extension), mapping=hash_fields(
-                {"groups": ",".join(numbers), "logged_in": "1" if numbers else "0"}))
+            self.agents.set_groups(extension, numbers, pipe)
             undo.write(pipe)
         return numbers
-
-    def _groups_of(self, extension: str) -> list[str]:
-        raw = self.r.hget(self.keys.agent(extension), "groups") or ""
-        return [g for g in raw.split(",") if g]
 
     def load_into_redis(self) -> int:
         """Rebuild this domain's groups, members, blacklists and VIP lists in Redis from

@@ -39,10 +39,10 @@ def restore_if_empty(ctx: Context, domain: str) -> bool:
     pipe = ctx.redis.pipeline(transaction=False)
     for number, job_number, enabled in extensions:
         agents.ensure(number, job_number, pipeline=pipe)
-        pipe.hset(keys.agent(number), "enabled", "1" if enabled else "0")
+        agents.set_enabled(number, bool(enabled), pipe)
     for extension, group_list in logins:
         agents.ensure(extension, pipeline=pipe)
-        pipe.hset(keys.agent(extension), mapping={"groups": group_list, "logged_in": "1"})
+        agents.set_groups(extension, group_list.split(","), pipe)
     pipe.execute()
     log("WARNING", f"Redis had no working set for domain {domain}: rebuilt {groups} groups, "
                    f"{len(extensions)} extensions and {len(logins)} agent logins from "

@@ -18,6 +18,12 @@ concatenation: Redis Cluster routes a script by its KEYS and cannot see any othe
 (:func:`lint`) enforces it simply: the key argument of each ``redis.call``/``redis.pcall``
 must be ``KEYS[...]`` or a local bound once to ``KEYS[...]`` (or the loop variable of
 ``ipairs(KEYS)``), and the header must document each ``KEYS[n]`` and ``ARGV[n]`` used.
+
+Rules several scripts share live once, in ``fsapps/store/lua/include/<name>.lua``: a line
+``--#include <name>`` in a script's body is replaced by that file before the script is linted
+and hashed (Redis runs one self-contained text; the lint sees what Redis runs). The agent
+scripts include ``agent_rules`` this way: the call-state transition table and the one rule
+for "may a queue call be offered to this agent".
 """
 
 from __future__ import annotations
@@ -35,9 +41,12 @@ import redis.exceptions
 from fsapps.errors import ScriptError
 from fsapps.store.connection import RedisClient, store_errors
 
-__all__ = ["LUA_DIR", "SCRIPTS", "Script", "Scripts", "lint", "run_script"]
+__all__ = ["INCLUDE_DIR", "LUA_DIR", "SCRIPTS", "Script", "Scripts", "lint", "run_script"]
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
+# Shared snippets (not scripts of their own): ``--#include <name>`` pulls one in.
+INCLUDE_DIR = LUA_DIR / "include"
+_INCLUDE = re.compile(r"^--#include[ \t]+(\S+)[ \t]*$", re.MULTILINE)
 
 ScriptArg = str | int | float
 
@@ -228,6 +237,7 @@ class Scripts:
         except OSError as exc:
             raise ScriptError(f"script {name!r}: cannot read {str(path)!r}: {exc.strerror}") \
                 from None
+        source = self._expand(name, source)
         problems = lint(source)
         if problems:
             raise ScriptError(f"script {name!r} ({path.name}) refused: " + "; ".join(problems))
@@ -236,6 +246,22 @@ class Scripts:
         variadic = re.search(r"#KEYS\b|ipairs\(\s*KEYS\s*\)|unpack\(\s*KEYS\s*\)", code)
         sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
         return Script(name, path, source, sha, keys, variadic is not None)
+
+    def _expand(self, name: str, source: str) -> str:
+        """``source`` with each ``--#include <snippet>`` line replaced by the snippet (from
+        this registry's ``include/`` folder, else the packaged one); snippets do not nest."""
+        def snippet(match: re.Match[str]) -> str:
+            wanted = match.group(1)
+            if not _NAME.match(wanted):
+                raise ScriptError(f"script {name!r} includes {wanted!r}: not lowercase "
+                                  "letters, digits, '_'")
+            for folder in (self.directory / "include", INCLUDE_DIR):
+                path = folder / f"{wanted}.lua"
+                if path.is_file():
+                    return path.read_text(encoding="utf-8").rstrip("\n")
+            raise ScriptError(f"script {name!r} includes {wanted!r}, which is not in "
+                              f"{str(self.directory / 'include')!r} nor {str(INCLUDE_DIR)!r}")
+        return _INCLUDE.sub(snippet, source)
 
     def run(self, client: RedisClient, name: str, keys: Sequence[str],
             args: Sequence[ScriptArg] = ()) -> Any:

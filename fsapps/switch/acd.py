@@ -24,13 +24,12 @@ from typing import Any
 from fsapps import metrics
 from fsapps.context import Context, get_context, now_ms
 from fsapps.domain import routing
-from fsapps.domain.agent_state import after_no_answer
 from fsapps.domain.agents import Agents
 from fsapps.domain.callqueue import CallQueue, WaitingCall
 from fsapps.domain.groups import Group, Groups
 from fsapps.domain.nodes import Nodes
 from fsapps.errors import CallerGone
-from fsapps.events import cdr
+from fsapps.events import cdr, cdrspool
 from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
 from fsapps.switch.session import ensure_up, hang_up
@@ -135,15 +134,13 @@ class Router:
             order = routing.candidate_order(
                 self.call.group.mode, members, current=self.call.group.current_ext_number or
                 None, remembered=remembered, tried=self.call.tried)
-            found = self.queue.reserve_or_queue(
+            found = self.agents.reserve_or_queue(
                 self.call.waiting(), order, lease_ms=self.lease_ms, enqueue=True,
                 record_current=self.call.group.mode.base is routing.CallMode.CYCLIC)
             if found.outcome in ("reserved", "offered"):
                 metrics.stop("route_decision", self.decision_started)
                 self.decision_started = None
             if found.outcome in ("reserved", "offered") and found.extension:
-                if found.outcome == "reserved":  # the Lua script set ring: say so
-                    self.agents.publish(found.extension, "ring")
                 self.left_queue()
                 if self.offer(found.extension):
                     return
@@ -276,19 +273,13 @@ class Router:
         outcome = _FAILURES.get(disposition, "missed")
         log("INFO", f"nwayacd: agent {extension} did not take call {c.uuid} ({disposition})")
         self.agent_event("noanswer", extension)
-        released = self.agents.release(extension, c.uuid, outcome)
+        # One script: no_answer, then ready or busy (max_no_answer misses in a row).
+        released = self.agents.release(extension, c.uuid, outcome,
+                                       max_no_answer=c.group.no_answer_limit(self.defaults))
         again = extension in c.tried
         if not again:
             c.tried.append(extension)
-        if released is not None and released[0] == "no_answer":
-            state = after_no_answer(released[1], c.group.no_answer_limit(self.defaults))
-            extra = {"seat_status": "busy"} if state == "busy" else None
-            # only from that no_answer: an agent who pressed ready meanwhile may already
-            # ring for another call, which a move to ready (allowed from ring) would undo
-            if self.agents.transition(extension, state.value, extra=extra,
-                                      only_from=("no_answer",)) and state == "ready":
-                agent_available(self.ctx, c.domain, extension)
-        elif released is not None and released[0] == "ready":
+        if released is not None and released.state == "ready":
             agent_available(self.ctx, c.domain, extension)
         if again:
             # Only agents who failed this call already were free (a phone that refuses at
@@ -345,10 +336,10 @@ class Router:
 
     def record(self, a_start: float) -> None:
         """Leave the call's CDR draft on the channel, for the runtime to complete when the
-        channel's hangup completes (cdr.record_own never raises)."""
+        channel's hangup completes (cdrspool.record_own never raises)."""
         record = self.call_record(a_start)
         answered = next((a for a in self.attempts if a.result == "answered"), None)
-        cdr.record_own(self.ctx, self.session, record, "nwayacd", started=a_start,
+        cdrspool.record_own(self.ctx, self.session, record, "nwayacd", started=a_start,
                        party_answered=answered is not None,
                        party_leg=answered.leg_uuid if answered else "")
 
@@ -424,19 +415,21 @@ def agent_available(ctx: Context, domain: str, extension: str) -> str | None:
     """The agent may be free now: reserve it for the best waiting call of its groups and wake
     that call's handler through its node. Returns the call uuid offered, if any."""
     started = metrics.start()
-    groups = ctx.redis.hget(ctx.keys(domain).agent(extension), "groups") or ""
-    group_numbers = [g for g in groups.split(",") if g]
-    if not group_numbers:
-        return None
-    taken = CallQueue(ctx, domain).dispatch(extension, group_numbers)
+    agents = Agents(ctx, domain)
+    taken = agents.take_waiting_call(extension, agents.groups_of(extension))
     if taken is None:
         return None
     metrics.stop("dispatch_decision", started)
-    Agents(ctx, domain).publish(extension, "ring")  # agent_dispatch.lua set it
     uuid, waiting = taken
+    wake_handler(ctx, uuid, waiting)
+    return uuid
+
+
+def wake_handler(ctx: Context, uuid: str, waiting: WaitingCall | None) -> None:
+    """An agent reserved itself for the waiting call ``uuid``: break its hold music on the
+    node that holds it, so its handler rings the agent now."""
     if waiting is not None and waiting.node:
         Nodes(ctx).send(waiting.node, "break", uuid=uuid)
-    return uuid
 
 
 def lease_ms(ctx: Context, ring_seconds: int) -> int:
@@ -495,7 +488,7 @@ def route_call(session: Any, args: str) -> None:
             answered = time.time()
             session.execute("playback", group.black_list_ring)
         session.hangup("CALL_REJECTED")
-        cdr.record_own(ctx, session, caller_cdr(
+        cdrspool.record_own(ctx, session, caller_cdr(
             ctx, session, session.get_uuid(), caller, group_number, domain, node_name(ctx),
             routing.LEVEL_VIP if facts.vip else routing.LEVEL_NORMAL, a_start,
             cdr.FLAG_BLACKLISTED, [], None, a_answer=answered, dialled=dialled), "nwayacd",
@@ -519,7 +512,7 @@ def route_call(session: Any, args: str) -> None:
         except CallerGone:
             router.leave_queue()
     finally:
-        # once per call, whatever ended it (cdr.record_own never raises)
+        # once per call, whatever ended it (cdrspool.record_own never raises)
         router.record(a_start)
 
 
@@ -542,29 +535,23 @@ def logout(ctx: Context, domain: str, extension: str) -> None:
     agents = Agents(ctx, domain)
     agents.ensure(extension)
     Groups(ctx, domain).login(extension, [])
-    agents.set_fields(extension, seat_status="busy")
+    agents.set_seat(extension, "busy")
 
 
 def set_ready(ctx: Context, domain: str, extension: str) -> bool:
-    """Seat idle and call state ready (ending a wrap-up early). False when the agent is on a
-    call (it becomes ready when the call ends), or its extension is disabled (nothing
-    changes)."""
-    agents = Agents(ctx, domain)
-    if ctx.redis.hget(agents.keys.agent(extension), "enabled") == "0":
-        return False
-    agents.set_fields(extension, seat_status="idle")
-    # Never from ring/talking/ivr: a ready agent on a call would be offered a second one.
-    done = agents.transition(extension, "ready", extra={"no_answer_count": 0},
-                             only_from=("ready", "typing", "no_answer", "busy", "rest",
-                                        "no_ready"))
-    if done:
-        ctx.redis.zrem(ctx.keys(domain).wrapups(), extension)
-        agent_available(ctx, domain, extension)
-    return done
+    """Seat idle and call state ready (ending a wrap-up early), and a waiting call offered at
+    once: one script (:meth:`Agents.make_ready`). False when the agent is on a call (it
+    becomes ready when the call ends), or its extension is disabled (nothing changes)."""
+    started = metrics.start()
+    ready = Agents(ctx, domain).make_ready(extension)
+    if ready.offered:
+        metrics.stop("dispatch_decision", started)
+        wake_handler(ctx, ready.offered, ready.waiting)
+    return ready.done
 
 
 def set_busy(ctx: Context, domain: str, extension: str) -> None:
     """Seat busy: no queue calls; the call state says busy unless the agent is on a call."""
     agents = Agents(ctx, domain)
-    agents.set_fields(extension, seat_status="busy")
+    agents.set_seat(extension, "busy")
     agents.transition(extension, "busy")

@@ -39,11 +39,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fsapps.context import Context, get_context, now_ms
-from fsapps.domain.agent_state import after_no_answer
 from fsapps.domain.agents import Agents
 from fsapps.domain.groups import Groups
 from fsapps.domain.numbers import valid_extension, valid_gateway, valid_number
-from fsapps.events import cdr
+from fsapps.events import cdr, cdrspool
 from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
 from fsapps.switch import acd
@@ -160,17 +159,10 @@ class AgentCall:
         self.done = True
         self.event("noanswer")
         outcome = "unregistered" if disposition in _UNREGISTERED else "missed"
-        released = self.agents.release(self.extension, self.uuid, outcome)
-        if released is None:
-            return
-        state, misses = released
-        if state == "no_answer":
-            after = after_no_answer(misses, max_no_answer)
-            extra = {"seat_status": "busy"} if after == "busy" else None
-            if self.agents.transition(self.extension, after.value, extra=extra,
-                                      only_from=("no_answer",)) and after == "ready":
-                acd.agent_available(self.ctx, self.domain, self.extension)
-        elif state == "ready":
+        # One script: no_answer, then ready or busy (max_no_answer misses in a row).
+        released = self.agents.release(self.extension, self.uuid, outcome,
+                                       max_no_answer=max_no_answer)
+        if released is not None and released.state == "ready":
             acd.agent_available(self.ctx, self.domain, self.extension)
 
 
@@ -265,7 +257,7 @@ def callout(session: Any, args: str) -> None:
     a_end = time.time()
     guessed_disposition = (("send_bye" if still_up else "recv_bye") if answered_before or
                            answered else ("send_refuse" if still_up else "recv_cancel"))
-    cdr.record_own(ctx, session, cdr.Cdr(
+    cdrspool.record_own(ctx, session, cdr.Cdr(
         uuid=uuid, is_callout=True, a_caller_id_number=raw_ext,
         a_destination_number=dialled, a_start=handler_started,
         a_answer=handler_started if answered_before else None,
@@ -339,7 +331,7 @@ def direct_call(session: Any, args: str) -> None:
                             node=node, disposition=disposition, dial_started=dial_started,
                             answered_before=answered_before, handler_started=handler_started,
                             dialled=dialled)
-        cdr.record_own(ctx, session, record, "nway_bridge", started=handler_started,
+        cdrspool.record_own(ctx, session, record, "nway_bridge", started=handler_started,
                        party_answered=disposition == "SUCCESS",
                        party_leg=record.attempts[0].leg_uuid)
 

@@ -1,5 +1,7 @@
 -- End an offer that did not become a call (no answer, busy, rejected, not registered, or the
--- caller hung up) - only if the agent's reservation is still this call's.
+-- caller hung up) - only if the agent's reservation is still this call's. A missed offer is
+-- decided here too, in the same step: no_answer, then ready - or busy (seat busy as well)
+-- once the agent missed max_no_answer offers in a row (agent_state.after_no_answer).
 -- KEYS[1] = the agent hash
 -- KEYS[2] = offers hash (call uuid -> extension reserved for it)
 -- ARGV[1] = call uuid
@@ -7,10 +9,17 @@
 -- ARGV[3] = outcome: "missed" (counts as a no-answer), "unregistered", or "cancel"
 -- ARGV[4] = "1": only if the agent still rings on a lease that ran out before now (the
 --           reconciler's reason: the handler may have rung meanwhile, renewing the lease)
--- Returns {call_state, consecutive misses} after the release, or false when the agent's
--- reservation already belongs to another call (its lease ran out and it was re-offered:
--- then nothing about the agent changes), or, with ARGV[4], its lease no longer ran out.
+-- ARGV[5] = max_no_answer: misses in a row that make the agent busy (0 = never)
+-- Returns {state the offer's end led to, final call state, consecutive misses, now}: publish
+-- the first, then the final one when it differs (a miss: "no_answer", then "ready" or
+-- "busy"); both are the state the agent was in when the table forbids the move (it left the
+-- ring for a state the offer's end may not undo: the reservation is released, the state
+-- kept). False when the agent's reservation already belongs to another call (its lease ran
+-- out and it was re-offered: then nothing about the agent changes), or, with ARGV[4], its
+-- lease no longer ran out.
+--#include agent_rules
 local uuid, now, outcome = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local limit = tonumber(ARGV[5]) or 0
 if ARGV[4] == '1' then
   local a = redis.call('HMGET', KEYS[1], 'call_state', 'offer_uuid', 'lease_until')
   local lease = tonumber(a[3] or '') or 0
@@ -25,16 +34,28 @@ end
 if redis.call('HGET', KEYS[1], 'offer_uuid') ~= uuid then
   return false
 end
+local current = redis.call('HGET', KEYS[1], 'call_state')
 redis.call('HSET', KEYS[1], 'offer_uuid', '', 'offer_node', '', 'lease_until', 0,
-           'agent_leg', '', 'last_change', now)
-local misses = tonumber(redis.call('HGET', KEYS[1], 'no_answer_count') or '0')
-local state = 'ready'
-if outcome == 'missed' then
-  misses = redis.call('HINCRBY', KEYS[1], 'no_answer_count', 1)
-  state = 'no_answer'
-elseif outcome == 'unregistered' then
+           'agent_leg', '')
+if outcome == 'unregistered' then
   -- The switch says the phone is gone: repair the registration state we believed.
   redis.call('HSET', KEYS[1], 'reg_state', 'unreg')
 end
-redis.call('HSET', KEYS[1], 'call_state', state)
-return {state, misses}
+local misses = tonumber(redis.call('HGET', KEYS[1], 'no_answer_count') or '0')
+local ended = 'ready'
+if outcome == 'missed' then
+  ended = 'no_answer'
+end
+if not agent_may_move(current, ended) then
+  return {current, current, misses, now}
+end
+local final = ended
+if outcome == 'missed' then
+  misses = redis.call('HINCRBY', KEYS[1], 'no_answer_count', 1)
+  final = agent_after_no_answer(misses, limit)
+  if final == 'busy' then
+    redis.call('HSET', KEYS[1], 'seat_status', 'busy')
+  end
+end
+redis.call('HSET', KEYS[1], 'call_state', final, 'last_change', now)
+return {ended, final, misses, now}

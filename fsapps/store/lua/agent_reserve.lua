@@ -14,8 +14,9 @@
 -- ARGV[6] = queue score
 -- ARGV[7] = waiting JSON
 -- ARGV[8] = "1" to record the reserved agent as the group's current_ext_number
--- Returns {"reserved", ext}; {"offered", ext} when an agent turning ready already reserved
--- itself for this call; {"queued"}; or {"none"}.
+-- Returns {"reserved", ext, now} (the agent rings since now: publish that); {"offered", ext}
+-- when an agent turning ready already reserved itself for this call; {"queued"}; or {"none"}.
+--#include agent_rules
 local uuid, node = ARGV[1], ARGV[2]
 local now, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
 
@@ -26,22 +27,10 @@ if already then
   return {'offered', already}
 end
 
-local function available(agent)
-  local a = redis.call('HMGET', agent, 'logged_in', 'reg_state', 'seat_status', 'call_state',
-                       'lease_until')
-  if a[1] ~= '1' or a[2] ~= 'reged' or a[3] ~= 'idle' then
-    return false
-  end
-  if a[4] == 'ready' then
-    return true
-  end
-  -- A reservation whose lease ran out (its node died mid-offer) no longer holds the agent.
-  return a[4] == 'ring' and tonumber(a[5] or '0') < now
-end
-
 for i = 5, #KEYS do
   local agent = KEYS[i]
-  if available(agent) then
+  local a = redis.call('HMGET', agent, unpack(AGENT_FREE_FIELDS))
+  if agent_free(a, now) and agent_may_move(a[5], 'ring') then
     local ext = redis.call('HGET', agent, 'extension')
     local stale = redis.call('HGET', agent, 'offer_uuid')
     if stale and stale ~= '' and redis.call('HGET', KEYS[4], stale) == ext then
@@ -55,7 +44,7 @@ for i = 5, #KEYS do
     if ARGV[8] == '1' then
       redis.call('HSET', KEYS[1], 'current_ext_number', ext)
     end
-    return {'reserved', ext}
+    return {'reserved', ext, now}
   end
 end
 

@@ -1,16 +1,21 @@
--- Move an agent's call state, compare-and-set: only from one of the allowed states (and, if
--- asked, only while it holds the given call's reservation), setting extra fields with it.
+-- Move an agent's call state, compare-and-set: only where the transition table allows it
+-- (agent_rules), narrowed if asked to some current states and to the agent holding the given
+-- call's reservation, setting extra fields with it.
 -- KEYS[1] = the agent hash
--- ARGV[1] = allowed current states, comma separated ("*" = any)
+-- ARGV[1] = current states to move from, comma separated ("*" = any the table allows)
 -- ARGV[2] = the new call state
 -- ARGV[3] = now (ms)
 -- ARGV[4] = call uuid the agent must hold ("" = no condition)
 -- ARGV[5..] = field, value pairs to set as well
 -- Returns {previous state, 1} when done, {previous state, 0} when refused ("" when the agent
 -- does not exist).
+--#include agent_rules
 local current = redis.call('HGET', KEYS[1], 'call_state')
 if not current then
   return {'', 0}
+end
+if not agent_may_move(current, ARGV[2]) then
+  return {current, 0}
 end
 if ARGV[1] ~= '*' and not string.find(',' .. ARGV[1] .. ',', ',' .. current .. ',', 1, true) then
   return {current, 0}
