@@ -29,6 +29,7 @@ from xml.sax.saxutils import quoteattr
 from fsapps.context import Context
 from fsapps.domain.nodes import Nodes
 from fsapps.errors import BadInput, Conflict
+from fsapps.fslog import log
 from fsapps.store.keys import exten_alias_hash, seed_exten_hash
 from fsapps.store.scripts import SCRIPTS, run_script
 
@@ -295,8 +296,6 @@ def answer(ctx: Context, user: str | None, domain: str | None) -> str:
     """The XML answer for a directory request: the user's document, or NOT_FOUND (unknown
     domain or user, or a malformed record — logged with its key). Raises only when Redis
     fails."""
-    from fsapps.fslog import log
-
     if not user or not domain or domain not in ctx.settings.domains:
         return NOT_FOUND
     try:

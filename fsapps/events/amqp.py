@@ -110,6 +110,8 @@ class AmqpPublisher(DeliveryCounters):
 
     # ------------------------------------------------------------ the sender thread -----
     def _run(self) -> None:
+        # Optional at run time: imported only in the sender thread, which runs only when AMQP
+        # is enabled, so a process that never publishes to RabbitMQ does not load pika.
         import pika
 
         failed = False

@@ -3,13 +3,13 @@ published as the seed-001 ``cdr`` message (``cdr_callout`` for outbound calls, `
 for inbound ones; see :mod:`fsapps.events.pubsub`).
 
 A CDR is recorded after the call is over, by the handler that ran it, so nothing here can delay
-or break the call itself. :func:`record` never raises: it publishes the message once, then
-appends the CDR to the durable spool (the Redis stream ``p:{d}:cdr:spool``,
-:mod:`fsapps.events.cdrspool`), from which each node's runtime writes it to PostgreSQL. Redis down:
-the
-CDR is written to PostgreSQL directly; both down: the CDR's JSON is logged at ERR (the last
-resort). Writing is idempotent (``ON CONFLICT DO NOTHING`` on ``cdr.uuid`` and on
-``cdr_agent_attempt (cdr_uuid, attempt_no)``), so a replayed spool entry writes once.
+or break the call itself. :func:`fsapps.events.cdrspool.record` never raises: it publishes the
+message once, then appends the CDR to the durable spool (the Redis stream ``p:{d}:cdr:spool``,
+:mod:`fsapps.events.cdrspool`), from which each node's runtime writes it to PostgreSQL
+(:func:`write`). Redis down: the CDR is written to PostgreSQL directly; both down: the CDR's
+JSON is logged at ERR (the last resort). Writing is idempotent (``ON CONFLICT DO NOTHING`` on
+``cdr.uuid`` and on ``cdr_agent_attempt (cdr_uuid, attempt_no)``), so a replayed spool entry
+writes once.
 
 Every call gets exactly one CDR, and every CDR is recorded by the runtime of the node holding
 the caller's channel when that channel's CHANNEL_HANGUP_COMPLETE arrives
@@ -20,17 +20,17 @@ after the dialplan (a Python handler included) has returned, so a handler reads 
 even after ``session.hangup()``.
 
 The apps that know the call best (queue calls :mod:`fsapps.switch.acd`, ``nwaycallout`` and
-``nway_bridge`` :mod:`fsapps.switch.outbound`) leave a :class:`Draft` of their CDR on the caller's
-channel (:func:`record_own`: the channel variable :data:`DRAFT_VAR`, plus :data:`OWN_CDR_VAR`)
-with what only they know — the agents offered the call, the flag, the group — and the runtime
-completes it from the HANGUP_COMPLETE and the legs it followed (:func:`complete`). A caller
-transferred after the app (``nwayacd_transfer``, a CTI transfer) stays in that one CDR: the
-a-leg fields cover the whole call, and every party it reached after the transfer is an attempt
-row with ``transferred`` set (a second app on the same channel adds its draft to the first's).
-Every other call (a plain dialplan bridge, cti_bridge, an IVR, a refused call...) gets a generic
-CDR from the a-leg's CHANNEL_HANGUP_COMPLETE and the events of the legs it originated
-(:func:`wants_generic_cdr`, :func:`leg_from_event`, :func:`generic_cdr`). All of these are pure,
-no I/O.
+``nway_bridge`` :mod:`fsapps.switch.outbound`) leave a :class:`Draft` of their CDR on the
+caller's channel (:func:`fsapps.events.cdrspool.record_own`: the channel variable
+:data:`DRAFT_VAR`, plus :data:`OWN_CDR_VAR`) with what only they know — the agents offered the
+call, the flag, the group — and the runtime completes it from the HANGUP_COMPLETE and the legs
+it followed (:func:`complete`). A caller transferred after the app (``nwayacd_transfer``, a CTI
+transfer) stays in that one CDR: the a-leg fields cover the whole call, and every party it
+reached after the transfer is an attempt row with ``transferred`` set (a second app on the same
+channel adds its draft to the first's). Every other call (a plain dialplan bridge, cti_bridge,
+an IVR, a refused call...) gets a generic CDR from the a-leg's CHANNEL_HANGUP_COMPLETE and the
+events of the legs it originated (:func:`wants_generic_cdr`, :func:`leg_from_event`,
+:func:`generic_cdr`). All of these are pure, no I/O.
 
 A queue call (:mod:`fsapps.switch.acd`) carries one :class:`Attempt` per agent offered the call;
 its ``flag`` is one of :data:`QUEUE_FLAGS`. A generic CDR's flag is :data:`FLAG_ANSWERED`
@@ -48,25 +48,19 @@ seconds between whole-second epochs, as FreeSWITCH computes ``duration`` and ``b
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg2
-import redis
-
 from fsapps.context import Context
 from fsapps.db.connection import transaction
-from fsapps.errors import FsappsError
 from fsapps.events.pubsub import stamp
-from fsapps.fslog import log
 
 __all__ = ["DRAFT_VAR", "LEG_VAR", "OWN_CDR_VAR", "QUEUE_FLAGS", "RECORD_FILE_VAR", "Attempt",
            "Cdr", "Draft", "Leg", "attempt_result", "complete", "drafts_from_json",
-           "generic_cdr", "leg_from_bridge", "leg_from_event", "record", "record_own",
+           "drafts_to_json", "generic_cdr", "leg_from_bridge", "leg_from_event",
            "seconds_between", "wants_generic_cdr", "write"]
 
 # Set on the a-leg by an app that writes the call's CDR itself (its name): the runtime then
@@ -418,33 +412,6 @@ def write(ctx: Context, cdr: Cdr) -> bool:
         return written
 
 
-def record(ctx: Context, cdr: Cdr) -> bool:
-    """Publish the CDR message (once), then append the CDR to the domain's spool, from which a
-    runtime writes it to PostgreSQL (:mod:`fsapps.events.cdrspool`). Never raises. Redis down: write
-    to PostgreSQL directly; both down: the CDR's JSON is logged at ERR (nothing else keeps it).
-    True when the CDR is kept (spooled or written), False when only the log line has it."""
-    from fsapps.events import cdrspool
-
-    cdr = cdr if cdr.cti_ip else replace(cdr, cti_ip=ctx.publisher.cti_ip)
-    ctx.publisher.cdr(cdr.message_fields(), group=cdr.group_number or NO_GROUP_CHANNEL)
-    try:
-        cdrspool.append(ctx, cdr)
-        return True
-    except (FsappsError, redis.RedisError) as exc:
-        spool_error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-    try:
-        write(ctx, cdr)
-        log("WARNING", f"cdr: call {cdr.uuid} written to PostgreSQL directly (spool: "
-                       f"{spool_error})")
-        return True
-    except (FsappsError, psycopg2.Error) as exc:
-        log("ERR", f"cdr: call {cdr.uuid} ({cdr.a_caller_id_number} -> "
-                   f"{cdr.destination_number or cdr.a_destination_number}) not kept: spool "
-                   f"{spool_error}; PostgreSQL {type(exc).__name__}: "
-                   f"{' '.join(str(exc).split())}; CDR {cdr.to_json()}")
-        return False
-
-
 @dataclass(frozen=True)
 class Draft:
     """What an app knew of its call when its handler finished: its CDR as far as it could
@@ -481,39 +448,6 @@ def drafts_from_json(text: str) -> list[Draft]:
     if not isinstance(data, list):
         raise TypeError(f"expected a list of drafts, got {type(data).__name__}")
     return [Draft.from_dict(d) for d in data]
-
-
-def record_own(ctx: Context, session: Any, draft_cdr: Cdr, app: str, *, started: float,
-               party_answered: bool = False, party_leg: str = "") -> bool:
-    """Leave the app's CDR draft on the caller's channel, for the runtime to complete and
-    record when the channel's CHANNEL_HANGUP_COMPLETE comes (after the handler returns); a
-    draft already there (an app that ran before on this channel, which was transferred here)
-    is kept before it. Also marks the channel (``OWN_CDR_VAR=<app>``). Call it once, at the
-    end of the handler. Never raises. The channel cannot take the variable: the draft is
-    recorded as it is (:func:`record`) — the switch's hangup fields are then missing."""
-    draft = Draft(app=app, cdr=draft_cdr, started=started, party_answered=party_answered,
-                  party_leg=party_leg)
-    drafts: list[Draft] = []
-    try:
-        earlier = session.getVariable(DRAFT_VAR) or ""
-        drafts = drafts_from_json(earlier) if earlier else []
-    except Exception as exc:  # a garbled earlier draft must not cost this one
-        log("WARNING", f"cdr: call {draft_cdr.uuid}: ignoring the channel's earlier CDR draft "
-                       f"({type(exc).__name__}: {exc})")
-    try:
-        session.setVariable(DRAFT_VAR, drafts_to_json([*drafts, draft]))
-    except Exception as exc:
-        log("WARNING", f"cdr: call {draft_cdr.uuid}: could not leave the CDR draft on the "
-                       f"channel ({type(exc).__name__}: {exc}); recording it as it is")
-        try:
-            session.setVariable(OWN_CDR_VAR, app)
-        except Exception:  # the runtime may then add a generic CDR (two rows)
-            log("WARNING", f"cdr: call {draft_cdr.uuid}: could not mark the channel either; "
-                           f"the runtime may add a generic CDR")
-        return record(ctx, draft_cdr)
-    with contextlib.suppress(Exception):  # informational: the draft is what counts
-        session.setVariable(OWN_CDR_VAR, app)
-    return True
 
 
 def _earliest(*times: float | None) -> float | None:

@@ -11,8 +11,9 @@ Either way the call's one CDR is made here, once, from its one HANGUP_COMPLETE.
 
 No Redis keys: the state is this node's own channels, in memory, bounded. The CDRs it builds
 are recorded (published, spooled) by the runtime's CDR thread (:meth:`CallRecords.
-record_pending`), never by the event loop: with Redis down :func:`fsapps.events.cdr.record` writes
-to PostgreSQL directly, which must not stall the events.
+record_pending`), never by the event loop: with Redis down
+:func:`fsapps.events.cdrspool.record` writes to PostgreSQL directly, which must not stall the
+events.
 
 Recordings: FreeSWITCH's ``record_session`` fires RECORD_START with ``Record-File-Path`` and
 sets no channel variable. The first recording of a channel is remembered for its generic CDR
@@ -29,7 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 from fsapps.context import Context
-from fsapps.events import cdr
+from fsapps.events import cdr, cdrspool
 from fsapps.fslog import log
 
 __all__ = ["CallRecords"]
@@ -162,7 +163,7 @@ class CallRecords:
         return True
 
     def record_pending(self) -> int:
-        """Record the CDRs built since the last call (:func:`fsapps.events.cdr.record` never
+        """Record the CDRs built since the last call (:func:`fsapps.events.cdrspool.record` never
         raises); how many."""
         done = 0
         while True:
@@ -170,7 +171,7 @@ class CallRecords:
                 record = self.pending.get_nowait()
             except queue.Empty:
                 return done
-            cdr.record(self.ctx, record)
+            cdrspool.record(self.ctx, record)
             done += 1
 
 

@@ -1,6 +1,11 @@
 """The durable CDR spool: every CDR is appended to a Redis stream first and written to
 PostgreSQL from there, so a CDR survives PostgreSQL being down (and this node dying).
 
+How a CDR is kept (:mod:`fsapps.events.cdr` is the CDR itself; this module keeps it):
+:func:`record_own` leaves an app's draft on the caller's channel for the runtime to complete;
+:func:`record` publishes a finished CDR and appends it here (Redis down: writes it to PostgreSQL
+directly; both down: logs its JSON at ERR, the last resort).
+
 Keys (one stream per domain, listed in :mod:`fsapps.store.keys`):
 
 ``p:{d}:cdr:spool``  stream  entries ``{cdr: <Cdr JSON>}``; consumer group :data:`GROUP`, one
@@ -23,7 +28,9 @@ logged at ERR with its JSON and removed, so it cannot block the spool.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from dataclasses import replace
 from typing import Any
 
 import psycopg2
@@ -31,11 +38,20 @@ import redis
 
 from fsapps.context import Context
 from fsapps.db.connection import DatabaseUnavailableError
-from fsapps.errors import DatabaseError, Unavailable
-from fsapps.events.cdr import Cdr, write
+from fsapps.errors import DatabaseError, FsappsError, Unavailable
+from fsapps.events.cdr import (
+    DRAFT_VAR,
+    NO_GROUP_CHANNEL,
+    OWN_CDR_VAR,
+    Cdr,
+    Draft,
+    drafts_from_json,
+    drafts_to_json,
+    write,
+)
 from fsapps.fslog import log
 
-__all__ = ["GROUP", "SpoolWriter", "append"]
+__all__ = ["GROUP", "SpoolWriter", "append", "record", "record_own"]
 
 GROUP = "cdr-writers"
 INTERVAL_S = 0.5
@@ -49,6 +65,64 @@ def append(ctx: Context, cdr: Cdr) -> str:
     """XADD the CDR to its domain's spool; the entry id. Raises when Redis cannot take it."""
     entry_id = ctx.redis.xadd(ctx.keys(cdr.domain or None).cdr_spool(), {"cdr": cdr.to_json()})
     return str(entry_id)
+
+
+def record(ctx: Context, cdr: Cdr) -> bool:
+    """Publish the CDR message (once), then append the CDR to the domain's spool, from which a
+    runtime writes it to PostgreSQL (:class:`SpoolWriter`). Never raises. Redis down: write to
+    PostgreSQL directly; both down: the CDR's JSON is logged at ERR (nothing else keeps it).
+    True when the CDR is kept (spooled or written), False when only the log line has it."""
+    cdr = cdr if cdr.cti_ip else replace(cdr, cti_ip=ctx.publisher.cti_ip)
+    ctx.publisher.cdr(cdr.message_fields(), group=cdr.group_number or NO_GROUP_CHANNEL)
+    try:
+        append(ctx, cdr)
+        return True
+    except (FsappsError, redis.RedisError) as exc:
+        spool_error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    try:
+        write(ctx, cdr)
+        log("WARNING", f"cdr: call {cdr.uuid} written to PostgreSQL directly (spool: "
+                       f"{spool_error})")
+        return True
+    except (FsappsError, psycopg2.Error) as exc:
+        log("ERR", f"cdr: call {cdr.uuid} ({cdr.a_caller_id_number} -> "
+                   f"{cdr.destination_number or cdr.a_destination_number}) not kept: spool "
+                   f"{spool_error}; PostgreSQL {type(exc).__name__}: "
+                   f"{' '.join(str(exc).split())}; CDR {cdr.to_json()}")
+        return False
+
+
+def record_own(ctx: Context, session: Any, draft_cdr: Cdr, app: str, *, started: float,
+               party_answered: bool = False, party_leg: str = "") -> bool:
+    """Leave the app's CDR draft on the caller's channel, for the runtime to complete and
+    record when the channel's CHANNEL_HANGUP_COMPLETE comes (after the handler returns); a
+    draft already there (an app that ran before on this channel, which was transferred here)
+    is kept before it. Also marks the channel (``OWN_CDR_VAR=<app>``). Call it once, at the
+    end of the handler. Never raises. The channel cannot take the variable: the draft is
+    recorded as it is (:func:`record`) — the switch's hangup fields are then missing."""
+    draft = Draft(app=app, cdr=draft_cdr, started=started, party_answered=party_answered,
+                  party_leg=party_leg)
+    drafts: list[Draft] = []
+    try:
+        earlier = session.getVariable(DRAFT_VAR) or ""
+        drafts = drafts_from_json(earlier) if earlier else []
+    except Exception as exc:  # a garbled earlier draft must not cost this one
+        log("WARNING", f"cdr: call {draft_cdr.uuid}: ignoring the channel's earlier CDR draft "
+                       f"({type(exc).__name__}: {exc})")
+    try:
+        session.setVariable(DRAFT_VAR, drafts_to_json([*drafts, draft]))
+    except Exception as exc:
+        log("WARNING", f"cdr: call {draft_cdr.uuid}: could not leave the CDR draft on the "
+                       f"channel ({type(exc).__name__}: {exc}); recording it as it is")
+        try:
+            session.setVariable(OWN_CDR_VAR, app)
+        except Exception:  # the runtime may then add a generic CDR (two rows)
+            log("WARNING", f"cdr: call {draft_cdr.uuid}: could not mark the channel either; "
+                           f"the runtime may add a generic CDR")
+        return record(ctx, draft_cdr)
+    with contextlib.suppress(Exception):  # informational: the draft is what counts
+        session.setVariable(OWN_CDR_VAR, app)
+    return True
 
 
 def _unavailable(exc: BaseException) -> bool:

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from fsapps.config import NatsSettings
+from fsapps.config import NatsSettings, mask_url
 from fsapps.events.delivery import DeliveryCounters, ProcessPublisher
 from fsapps.fslog import log
 
@@ -202,8 +202,6 @@ class XccPublisher(DeliveryCounters):
             pass
 
     def _where(self) -> str:
-        from fsapps.config import mask_url
-
         return mask_url(self.settings.url.reveal())
 
     # ------------------------------------------------------------ the loop thread -------
@@ -246,6 +244,8 @@ class XccPublisher(DeliveryCounters):
 
     async def _connect(self) -> Any:
         """A connected nats-py client, retrying until it connects (None if closed first)."""
+        # Optional at run time: imported only once NATS publishing is on, so a process that
+        # never publishes to NATS (most switch handlers) does not load nats-py.
         import nats
 
         async def disconnected() -> None:
