@@ -11,9 +11,13 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
+from fakefs.calls import wake_originate
 from fakefs.causes import canonical
 from fakefs.channel import Channel, Interrupt
+from fakefs.dialplan import Action, parse_inline
+from fakefs.fsmodule import Session
 from fakefs.modpython import run_fsapi, run_runtime
 
 if TYPE_CHECKING:
@@ -40,8 +44,6 @@ NO_SUCH_CHANNEL = "-ERR No such channel!\n"
 
 @command("python")
 def python(switch: Switch, args: str, session: Channel | None) -> str:
-    from fakefs.fsmodule import Session
-
     if not args:
         return "-ERR no module given\n"
     return run_fsapi(switch, Session._attach(session) if session is not None else "na", args)
@@ -133,7 +135,7 @@ def uuid_transfer(switch: Switch, args: str, session: Channel | None) -> str:
     if not targets:
         return "-ERR No B-leg to transfer\n"
     for target in targets:
-        switch.transfer(target, dest, dialplan, context)
+        switch.calls.transfer(target, dest, dialplan, context)
     return "+OK\n"
 
 
@@ -171,56 +173,14 @@ def uuid_hold(switch: Switch, args: str, session: Channel | None) -> str:
     if channel is None:
         return "-ERR Operation Failed\n"  # switch_ivr_hold_uuid failed: no such channel
     hold = {"on": True, "off": False, "toggle": not channel.held}[mode]
-    set_hold(switch, channel, hold, suspend=True)
+    switch.media.set_hold(channel, hold, suspend=True)
     return "+OK Success\n"
-
-
-# switch_ivr_bridge.c audio_bridge_thread: a bridged leg runs its queued private events (a
-# broadcast: the hold music) only once it has read more than DEFAULT_LEAD_FRAMES (10) frames
-# since the bridge began, and while its partner is suspended (held) it reads without counting.
-# 11 frames of 20 ms.
-BRIDGE_LEAD_US = 11 * 20_000
-
-
-def set_hold(switch: Switch, channel: Channel, hold: bool, suspend: bool = False) -> None:
-    """Hold / unhold (the phone's re-INVITE; with ``suspend``, switch_ivr_hold: ``uuid_hold``):
-    the peer hears the hold music (:meth:`Switch.hears`). A ``uuid_hold`` within the bridge's
-    lead frames (:data:`BRIDGE_LEAD_US` after the peer's bridge time) leaves the music
-    broadcast queued (observed on FreeSWITCH 1.10.12): the peer hears nothing for the whole
-    hold, and the unhold lets it run: the peer hears the looped hold music while the two talk
-    again."""
-    from fakefs.channel import now_us
-
-    if channel.held == hold:
-        return
-    peer = switch.channels.get(channel.peer) if channel.peer else None
-    channel.held = hold
-    if hold:
-        bridged = peer.times.get("bridged", 0) if peer is not None else 0
-        channel.hold_music_queued = (suspend and bool(bridged)
-                                     and now_us() - bridged < BRIDGE_LEAD_US)
-    elif channel.hold_music_queued:
-        channel.hold_music_queued = False
-        music = switch.hold_music(channel)
-        if peer is not None and peer.up and music:
-            peer.playing = music
-    if hold:
-        channel.times["last_hold"] = now_us()
-        switch.set_callstate(channel, "HELD")
-        switch.fire("CHANNEL_HOLD", channel)
-    else:
-        held_for = now_us() - channel.times.get("last_hold", now_us())
-        channel.times["hold_accum"] = channel.times.get("hold_accum", 0) + held_for
-        switch.set_callstate(channel, "ACTIVE")
-        switch.fire("CHANNEL_UNHOLD", channel)
 
 
 @command("uuid_dump")
 def uuid_dump(switch: Switch, args: str, session: Channel | None) -> str:
     """mod_commands' ``uuid_dump <uuid> [format]``: the channel's event headers (profile
     times, ``variable_*``), one ``Name: value`` line each (values URL-encoded), or ``json``."""
-    from urllib.parse import quote
-
     parts = args.split()
     if not parts:
         return "-USAGE: <uuid> [format]\n"
@@ -246,16 +206,12 @@ def uuid_phone_event(switch: Switch, args: str, session: Channel | None) -> str:
     if channel is None:
         return NO_SUCH_CHANNEL
     if parts[1] == "hold":
-        set_hold(switch, channel, True)
+        switch.media.set_hold(channel, True)
     elif channel.held:
-        set_hold(switch, channel, False)
+        switch.media.set_hold(channel, False)
     elif not channel.answered:
-        from fakefs.switch import _ATTEMPTS
-
         switch.answer(channel)
-        attempt = channel.variables.get("_attempt_id")
-        if attempt and attempt in _ATTEMPTS:
-            _ATTEMPTS[attempt].notify()
+        wake_originate(channel)
     return "+OK\n"
 
 
@@ -274,8 +230,6 @@ def uuid_break(switch: Switch, args: str, session: Channel | None) -> str:
 
 @command("uuid_broadcast")
 def uuid_broadcast(switch: Switch, args: str, session: Channel | None) -> str:
-    from fakefs.apps import media_duration_ms
-
     parts = args.split()
     if len(parts) < 2:
         return "-USAGE: <uuid> <path> [aleg|bleg|both]\n"
@@ -298,7 +252,7 @@ def uuid_broadcast(switch: Switch, args: str, session: Channel | None) -> str:
                 t.playing = p
             if t.up:
                 switch.fire("PLAYBACK_STOP", t, headers={"Playback-File-Path": path})
-        duration = media_duration_ms(switch, path)
+        duration = switch.media.duration_ms(path)
         if duration is not None:
             switch.scheduler.call_later(switch.scaled(duration), stop)
     return "+OK Message sent\n"
@@ -339,9 +293,6 @@ def _split_quoted(text: str) -> list[str]:
 def originate(switch: Switch, args: str, session: Channel | None) -> str:
     """originate <dialstring> <&app(args)|exten> [dialplan] [context] [cid_name] [cid_num]
     [timeout]"""
-    from fakefs.dialplan import Action
-    from fakefs.switch import parse_inline
-
     parts = _split_quoted(args)
     if len(parts) < 2:
         return "-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] " \
@@ -368,7 +319,7 @@ def originate(switch: Switch, args: str, session: Channel | None) -> str:
         leg.context = context
         leg.destination_number = dest
         apps = None
-    switch._start_session(leg, apps)
+    switch.start_session(leg, apps)
     return f"+OK {leg.uuid}\n"
 
 

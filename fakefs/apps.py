@@ -7,17 +7,17 @@ hangs up, eavesdrop while its target lives.
 
 from __future__ import annotations
 
-import re
 import uuid as uuidlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from fakefs.channel import Behaviour, Channel, Interrupt, now_us
+from fakefs.channel import Channel, Interrupt, now_us
 from fakefs.directory import switch_true
+from fakefs.fsmodule import Session
 from fakefs.modpython import run_handler
 
 if TYPE_CHECKING:
-    from fakefs.switch import SipProfile, Switch
+    from fakefs.switch import Switch
 
 App = Callable[["Switch", Channel, str], "str | None"]
 APPS: dict[str, App] = {}
@@ -28,72 +28,6 @@ def app(name: str) -> Callable[[App], App]:
         APPS[name] = fn
         return fn
     return register
-
-
-def media_duration_ms(switch: Switch, path: str) -> float | None:
-    """How long a playback lasts; None for endless sources (music on hold)."""
-    if path in switch.media_durations:
-        return switch.media_durations[path]
-    if path.startswith("local_stream://"):
-        return None
-    if path.startswith("silence_stream://"):
-        ms = int(path.split("//", 1)[1].split(",")[0] or 0)
-        return None if ms < 0 else ms
-    if path.startswith("tone_stream://"):
-        loops = re.search(r"loops=(-?\d+)", path)
-        if loops and int(loops.group(1)) < 0:
-            return None
-        return 500
-    return switch.default_file_ms
-
-
-def play(switch: Switch, channel: Channel, path: str,
-         on_dtmf: Callable[[str], bool] | None = None, terminators: str = "") -> str:
-    """Play ``path`` to the channel. Returns "done", "hangup", "break" or "terminated"
-    (a terminator or the DTMF callback stopped it)."""
-    duration = media_duration_ms(switch, path)
-    # switch_ivr_play_file honours playback_timeout_sec: the playback stops after that long —
-    # but only from 2 s up (its test is atoi(var) > 1; 1 means no limit).
-    limit = channel.get("playback_timeout_sec") or ""
-    if limit.isdigit() and int(limit) > 1:
-        duration = int(limit) * 1000 if duration is None else min(duration, int(limit) * 1000)
-    switch.pre_answer(channel)  # switch_ivr_play_file: media first (183 if not answered)
-    channel.playing = path
-    switch.fire("PLAYBACK_START", channel, headers={"Playback-File-Path": path})
-    result = "done"
-    try:
-        remaining = None if duration is None else switch.scaled(duration)
-        start = now_us()
-        while True:
-            left = None if remaining is None else remaining - (now_us() - start) / 1e6
-            if left is not None and left <= 0:
-                break
-            try:
-                reason = channel.wait(left, dtmf=bool(on_dtmf or terminators))
-            except Interrupt as interrupt:
-                if interrupt.reason == "break":
-                    result = "break"
-                    break
-                raise
-            if reason == "hangup":
-                result = "hangup"
-                break
-            if reason == "timeout":
-                break
-            if reason == "dtmf":
-                digit = channel.dtmf.popleft()
-                if digit in terminators:
-                    channel.set("playback_terminator_used", digit)
-                    result = "terminated"
-                    break
-                if on_dtmf is not None and on_dtmf(digit):
-                    result = "terminated"
-                    break
-    finally:
-        channel.playing = None
-        switch.fire("PLAYBACK_STOP", channel, headers={"Playback-File-Path": path,
-                                                      "Playback-Status": result})
-    return result
 
 
 @app("answer")
@@ -162,7 +96,7 @@ def playback(switch: Switch, channel: Channel, data: str) -> str:
     terminators = channel.get("playback_terminators") or ""
     if terminators == "none":
         terminators = ""
-    result = play(switch, channel, data.strip(), terminators=terminators)
+    result = switch.media.play(channel, data.strip(), terminators=terminators)
     channel.set("playback_last_result", result)
     return "FILE PLAYED" if result in ("done", "terminated", "break") else "FILE NOT FOUND"
 
@@ -199,13 +133,11 @@ def transfer(switch: Switch, channel: Channel, data: str) -> None:
 
 @app("bridge")
 def bridge(switch: Switch, channel: Channel, data: str) -> None:
-    switch.bridge(channel, data)
+    switch.calls.bridge(channel, data)
 
 
 @app("python")
 def python(switch: Switch, channel: Channel, data: str) -> None:
-    from fakefs.fsmodule import Session
-
     session = Session._attach(channel)
     try:
         run_handler(switch, session, data)
@@ -331,7 +263,7 @@ def conference(switch: Switch, channel: Channel, data: str) -> None:
     name, _, profile = spec.partition("@")
     domain = channel.get("domain_name") or switch.domain
     switch.answer(channel)
-    with switch._lock:
+    with switch.lock:
         conf = switch.conferences.get(name)
         created = conf is None
         if conf is None:
@@ -354,7 +286,7 @@ def conference(switch: Switch, channel: Channel, data: str) -> None:
                     raise
     finally:
         channel.conference = None
-        with switch._lock:
+        with switch.lock:
             conf["members"].pop(channel.uuid, None)
             empty = not conf["members"]
             if empty:
@@ -362,109 +294,3 @@ def conference(switch: Switch, channel: Channel, data: str) -> None:
         _conference_event(switch, channel, conf, "del-member", member_id)
         if empty:
             _conference_event(switch, None, conf, "conference-destroy")
-
-
-def exchange_media(switch: Switch, channel: Channel, other_uuid: str) -> None:
-    """uuid_bridge put this channel in a bridge it did not start: wait while it lasts, then
-    hang up like FreeSWITCH does (unless park_after_bridge)."""
-    other = switch.channels.get(other_uuid)
-    if other is None:
-        return
-    switch.set_state(channel, "CS_EXCHANGE_MEDIA")
-    # The other side's thread starts the bridge: first wait for it (or for its end) ...
-    channel.wait(None, until=lambda: channel.peer == other_uuid or not other.up
-                 or other.peer not in (None, channel.uuid))
-    # ... then while it lasts.
-    channel.wait(None, until=lambda: channel.peer != other_uuid)
-    if channel.up and (channel.get("park_after_bridge") or "").lower() != "true" \
-            and not channel.variables.get("_transfer_pending"):
-        switch.hangup(channel, other.hangup_cause or "NORMAL_CLEARING")
-
-
-def start_loopback(switch: Switch, a_leg: Channel, dest: str, context: str) -> None:
-    """loopback/<dest>: the returned a-leg mirrors a new inbound b-leg that runs the
-    dialplan for ``dest``; answer and hangup cross over between them."""
-    b_leg = switch.new_channel(
-        name=f"loopback/{dest}-b", direction="inbound", caller_id_name=a_leg.caller_id_name,
-        caller_id_number=a_leg.caller_id_number, destination_number=dest, context=context,
-        source="mod_loopback")
-    a_leg.name = f"loopback/{dest}-a"
-    a_leg.set("other_loopback_leg_uuid", b_leg.uuid)
-    b_leg.set("other_loopback_leg_uuid", a_leg.uuid)
-    b_leg.set("_loopback_b", "true")
-    for name, value in a_leg.variables.items():
-        if not name.startswith("_"):
-            b_leg.variables.setdefault(name, value)
-    b_leg.variables["direction"] = "inbound"
-
-    def mirror() -> None:
-        if b_leg.answered and not a_leg.answered and a_leg.up:
-            switch.answer(a_leg)
-            aid = a_leg.variables.get("_attempt_id")
-            if aid:
-                from fakefs.switch import _ATTEMPTS
-                if aid in _ATTEMPTS:
-                    _ATTEMPTS[aid].notify()
-        if not b_leg.up and a_leg.up:
-            switch.hangup(a_leg, b_leg.hangup_cause or "NORMAL_CLEARING", side="remote")
-            return
-        if not a_leg.up and b_leg.up:
-            switch.hangup(b_leg, a_leg.hangup_cause or "NORMAL_CLEARING", side="remote")
-            return
-        if a_leg.up or b_leg.up:
-            switch.scheduler.call_later(0.01, mirror)
-
-    switch.fire("CHANNEL_CREATE", b_leg)
-    switch._start_session(b_leg)
-    switch.scheduler.call_later(0.01, mirror)
-
-
-def start_peer_call(switch: Switch, out_leg: Channel, remote: Switch, dest: str,
-                    remote_profile: str = "internal", local: SipProfile | None = None) -> None:
-    """``sofia/<profile>/<dest>@<ip:port of another fake node>``: the INVITE arrives on
-    ``remote``'s profile listening there as an inbound call to ``dest``, running that
-    profile's context (external: "public"). It is not authenticated, so it has no
-    ``domain_name`` (observed on 1.10.12 for a call on the external profile); the leg's
-    ``sip_h_*`` variables arrive as SIP headers, i.e. the same variables. Its ringing, answer
-    and hangup come back on ``out_leg``, and hanging ``out_leg`` up cancels or ends it."""
-    source = local.ip if local is not None else switch.ipv4
-    inbound = remote.place_call(out_leg.caller_id_number, dest,
-                                caller_name=out_leg.caller_id_name, network_addr=source,
-                                behaviour=Behaviour(answer_after_ms=None),
-                                context=remote.profiles[remote_profile].context,
-                                profile=remote_profile, domain=source, authenticated=False,
-                                variables={"sip_from_host": source,
-                                           "sip_network_ip": source,
-                                           # custom SIP headers travel with the INVITE
-                                           **{k: v for k, v in out_leg.variables.items()
-                                              if k.startswith("sip_h_")}})
-    out_leg.set("sip_peer_uuid", inbound.uuid)
-
-    def notify() -> None:
-        aid = out_leg.variables.get("_attempt_id")
-        if aid:
-            from fakefs.switch import _ATTEMPTS
-            if aid in _ATTEMPTS:
-                _ATTEMPTS[aid].notify()
-
-    def mirror() -> None:
-        if not out_leg.up:
-            if inbound.up:
-                remote.hangup(inbound, out_leg.hangup_cause or "NORMAL_CLEARING", side="remote")
-            return
-        if not inbound.up:
-            switch.hangup(out_leg, inbound.hangup_cause or "NORMAL_CLEARING", side="remote")
-            notify()
-            return
-        if inbound.answered and not out_leg.answered:
-            switch.answer(out_leg)
-            notify()
-        elif "progress_media" in inbound.times and "progress_media" not in out_leg.times:
-            switch.pre_answer(out_leg)
-            notify()
-        elif "progress" in inbound.times and "progress" not in out_leg.times:
-            switch.ring_ready(out_leg)
-            notify()
-        switch.scheduler.call_later(0.005, mirror)
-
-    switch.scheduler.call_later(0.005, mirror)

@@ -88,7 +88,7 @@ class Channel:
     hangup_cause: str | None = None
     held: bool = False
     # held so soon after the bridge that the peer's bridge loop had not yet counted its lead
-    # frames: the hold music broadcast sits queued (fakefs.api.set_hold)
+    # frames: the hold music broadcast sits queued (fakefs.media: Media.set_hold)
     hold_music_queued: bool = False
     hit_dialplan: bool = False
     playing: str | None = None       # what the channel currently hears from a playback

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
 
+from fakefs.dialstring import split_top
+
 
 class DialplanError(ValueError):
     pass
@@ -81,6 +83,15 @@ def _condition(el: ET.Element) -> Condition:
 def _extension(el: ET.Element) -> Extension:
     return Extension(el.get("name", ""), el.get("continue", "").lower() == "true",
                      [_condition(c) for c in el.findall("condition")])
+
+
+def parse_inline(text: str) -> list[Action]:
+    """The ``inline`` dialplan: ``app:data,app:data``."""
+    actions = []
+    for item in split_top(text, ","):
+        app, _, data = item.partition(":")
+        actions.append(Action(app.strip(), data))
+    return actions
 
 
 class Dialplan:

@@ -12,9 +12,12 @@ delays the others, as in FreeSWITCH (FREESWITCH.md). One lock per switch: one pe
 from __future__ import annotations
 
 import contextlib
+import queue
+import re
 import sys
 import threading
 import time
+import traceback
 import types
 import weakref
 from collections.abc import Callable
@@ -84,7 +87,7 @@ def bridge(session_a: Session, session_b: Session) -> None:
         return
     switch.answer(a)
     try:
-        switch.run_bridge(a, b)
+        switch.calls.run_bridge(a, b)
     except Interrupt as interrupt:
         switch.handle_interrupt(a, interrupt)
 
@@ -126,15 +129,13 @@ class EventConsumer:
         return 1
 
     def pop(self, block: int = 0, timeout: int = 0) -> Event | None:
-        import queue as queue_mod
-
         try:
             if block:
                 if timeout:
                     return self._sub.queue.get(timeout=timeout / 1000.0)
                 return self._sub.queue.get()
             return self._sub.queue.get_nowait()
-        except queue_mod.Empty:
+        except queue.Empty:
             return None
 
     @property
@@ -251,7 +252,6 @@ class Session:
                 else:
                     self._hook(self, what)
             except Exception:
-                import traceback
                 self._switch.console_log("ERR", traceback.format_exc())
 
     def _destroy(self) -> None:
@@ -326,8 +326,6 @@ class Session:
         self._check_hook()
 
     def _play(self, path: str) -> str:
-        from fakefs.apps import play
-
         ch = self._ch()
         if ch is None or not ch.up:
             return "hangup"
@@ -338,7 +336,7 @@ class Session:
             result = self._input_cb(self, "dtmf", DTMF(digit))
             return isinstance(result, str) and result.lower() in ("break", "stop")
         try:
-            return play(self._switch, ch, path, on_dtmf if self._input_cb else None)
+            return self._switch.media.play(ch, path, on_dtmf if self._input_cb else None)
         except Interrupt as interrupt:
             self._switch.handle_interrupt(ch, interrupt)
             return "interrupted"
@@ -412,20 +410,17 @@ class Session:
                          bad_input_audio_files: str = "", digits_regex: str = "",
                          var_name: str = "", digit_timeout: int = 0,
                          transfer_on_failure: str = "") -> str:
-        import re
-
         for _ in range(max(1, max_tries)):
             ch = self._ch()
             if ch is None or not ch.up:
                 return ""
             ch.dtmf.clear()
-            from fakefs.apps import play
 
             def keep_digit(digit: str, channel: Channel = ch) -> bool:
                 channel.dtmf.appendleft(digit)  # a key pressed during the prompt starts input
                 return True
 
-            play(self._switch, ch, audio_files, on_dtmf=keep_digit)
+            self._switch.media.play(ch, audio_files, on_dtmf=keep_digit)
             digits = self.getDigits(max_digits, terminators, timeout, digit_timeout)
             if len(digits) >= min_digits and (not digits_regex or re.fullmatch(digits_regex,
                                                                               digits)):
@@ -433,7 +428,7 @@ class Session:
                     ch.set(var_name, digits)
                 return digits
             if bad_input_audio_files:
-                play(self._switch, ch, bad_input_audio_files)
+                self._switch.media.play(ch, bad_input_audio_files)
         return ""
 
     def transfer(self, extension: str, dialplan: str = "XML", context: str = "") -> None:

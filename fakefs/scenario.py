@@ -12,7 +12,8 @@ from typing import Any
 
 from fakefs.channel import Behaviour, Channel
 from fakefs.events import Event
-from fakefs.switch import RegisterResult, Switch
+from fakefs.registrar import RegisterResult
+from fakefs.switch import Switch
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DIALPLAN_DIR = PROJECT_ROOT / "dialplan"

@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # makes fsapps_testapps importab
 from fsapps_testapps import state
 
 from fakefs import Behaviour, Channel, Switch
-from fakefs.api import BRIDGE_LEAD_US
 from fakefs.events import Event
+from fakefs.media import BRIDGE_LEAD_US
 from fakefs.scenario import DIALPLAN_DIR, wait_until
 
 SCALE = 0.05

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import pytest
 
 from fakefs import Behaviour, Channel, Switch
-from fakefs.api import BRIDGE_LEAD_US
 from fakefs.events import Event
+from fakefs.media import BRIDGE_LEAD_US
 from fakefs.scenario import wait_until
 
 DOMAIN = "gaofei.cn"

@@ -1,6 +1,6 @@
 """fsapps.switch.hold: a switch-side hold right after the bridge still gets the hold music to the
 peer. On FreeSWITCH 1.10.12 a ``uuid_hold`` within the bridge's lead frames leaves the music
-queued until the unhold (fakefs.api.set_hold models it; observed in tests/switch/test_cti.py):
+queued until the unhold (fakefs.media's set_hold models it; observed in tests/switch/test_cti.py):
 the node's hold command (CTI /api/hold, nway_uuid_hold, CSTA hold) lets the bridge settle
 first."""
 
@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 
 from fakefs import Behaviour, Channel, Switch
-from fakefs.api import BRIDGE_LEAD_US
+from fakefs.media import BRIDGE_LEAD_US
 from fakefs.scenario import wait_until
-from fsapps.server.csta import switchops
-from fsapps.switch import commands, hold
+from fsapps.switch import hold, nodecommands
 
 DOMAIN = "gaofei.cn"
 AGENT = "1001"
@@ -70,15 +69,16 @@ def test_the_node_and_csta_hold_commands_let_the_bridge_settle(switch: Switch) -
     ctx: Any = type("Ctx", (), {"settings": type("S", (), {"domains": (DOMAIN,),
                                                            "default_domain": DOMAIN})()})()
     customer, agent = bridged(switch)
-    reply = commands.channel_command(ctx, execute(switch), "hold1", "hold", {"uuid": agent.uuid})
+    reply = nodecommands.serve(ctx, execute(switch), "hold1",
+                               {"cmd": "hold", "uuid": agent.uuid}).text
     assert reply.startswith("+OK"), reply
     assert switch.hears(customer.uuid) == {MOH}
     switch.api(f"uuid_hold off {agent.uuid}")
     switch.api(f"uuid_kill {customer.uuid}")
 
     customer, agent = bridged(switch)
-    reply = switchops.run(ctx.settings, execute(switch), "hold1",
-                          {"action": "hold", "uuid": agent.uuid})
+    reply = nodecommands.serve(ctx, execute(switch), "hold1",
+                               {"cmd": "csta", "action": "hold", "uuid": agent.uuid}).text
     assert reply.startswith("+OK"), reply
     assert switch.hears(customer.uuid) == {MOH}
 
