@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from email.utils import formatdate
 
+from fakefs.binding import current_switch
+
 # switch_event_types_t names, as switch_event.c's EVENT_NAMES lists them (FreeSWITCH 1.10).
 EVENT_NAMES = frozenset({
     "CUSTOM", "CLONE", "CHANNEL_CREATE", "CHANNEL_DESTROY", "CHANNEL_STATE", "CHANNEL_CALLSTATE",
@@ -90,8 +92,6 @@ class Event:
         return "\n".join(lines) + "\n"
 
     def fire(self) -> bool:
-        from fakefs.modpython import current_switch
-
         switch = current_switch()
         switch.bus.fire(self, stamp=True)
         return True
@@ -152,6 +152,11 @@ class EventBus:
         with self._lock:
             if sub in self._subs:
                 self._subs.remove(sub)
+
+    def dropped(self) -> int:
+        """Events the current subscribers lost to a full queue (EventConsumer's drops)."""
+        with self._lock:
+            return sum(sub.dropped for sub in self._subs)
 
     def listen(self, callback: Callable[[Event], None]) -> None:
         with self._lock:

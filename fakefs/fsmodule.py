@@ -23,10 +23,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from fakefs.binding import current_switch
 from fakefs.causes import canonical
 from fakefs.channel import Channel, Interrupt
 from fakefs.events import EVENT_NAMES, Event
-from fakefs.modpython import current_switch
 
 _GILS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
 _GILS_LOCK = threading.Lock()

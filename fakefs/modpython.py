@@ -13,42 +13,17 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from fakefs.binding import bind
+from fakefs.events import Event
+
 if TYPE_CHECKING:
     from fakefs.switch import Switch
 
-_local = threading.local()
 _import_lock = threading.RLock()
 
 
 class SwitchCrashed(RuntimeError):
     """What would have crashed a real FreeSWITCH (e.g. xml_fetch returning None)."""
-
-
-# Threads that Python code starts inside the switch (a runtime's helper thread) talk to the
-# same switch as the thread that created them, as they would in a real FreeSWITCH process.
-_thread_init = threading.Thread.__init__
-
-
-def _inheriting_init(self: threading.Thread, *args: Any, **kwargs: Any) -> None:
-    _thread_init(self, *args, **kwargs)
-    self._fakefs_switch = getattr(_local, "switch", None)  # type: ignore[attr-defined]
-
-
-threading.Thread.__init__ = _inheriting_init  # type: ignore[method-assign]
-
-
-def current_switch() -> Switch:
-    switch = getattr(_local, "switch", None) or getattr(threading.current_thread(),
-                                                        "_fakefs_switch", None)
-    if switch is None:
-        raise RuntimeError("no fake switch bound to this thread (use switch.bound())")
-    return switch
-
-
-def bind(switch: Switch | None) -> Switch | None:
-    previous = getattr(_local, "switch", None)
-    _local.switch = switch
-    return previous
 
 
 _UNESCAPE = {"n": "\n", "r": "\r", "t": "\t", "s": " "}
@@ -151,8 +126,6 @@ class Stream:
 
 
 def run_fsapi(switch: Switch, session: Any, args_line: str) -> str:
-    from fakefs.events import Event
-
     name, args, func = split_data(args_line)
     stream = Stream()
     env = Event("API")

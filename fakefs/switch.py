@@ -27,6 +27,7 @@ from typing import Any
 
 from fakefs import api as api_module
 from fakefs import apps as apps_module
+from fakefs.binding import bind
 from fakefs.calls import Calls, wake_originate
 from fakefs.causes import canonical, q850
 from fakefs.channel import Behaviour, Channel, Interrupt, now_us
@@ -35,7 +36,7 @@ from fakefs.directory import DirectoryCache, DirectoryUser
 from fakefs.endpoints import Endpoints, Gateway, SipProfile, listen
 from fakefs.events import Event, EventBus
 from fakefs.media import Media
-from fakefs.modpython import SwitchCrashed, bind, run_runtime
+from fakefs.modpython import SwitchCrashed, run_runtime
 from fakefs.registrar import RegisterResult, Registrar, Registration
 from fakefs.scheduler import Scheduler
 

@@ -207,7 +207,7 @@ def events_bench(redis_url: str, dsn: str, events: int = 20_000) -> list[tuple[s
         else:
             time.sleep(1.0)
         drained = time.perf_counter() - t0
-        dropped = sum(sub.dropped for sub in switch.bus._subs)
+        dropped = switch.bus.dropped()
         redis_cmds = center.ctx.redis.info("stats").get("total_commands_processed", 0) - \
             redis_before
         return [
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         dispatch = metrics.samples("dispatch_decision")
         loaded = route + dispatch
         answered = sum("bridged" in c.times for c in callers)
-        dropped = sum(sub.dropped for sw in center.switches for sub in sw.bus._subs)
+        dropped = sum(sw.bus.dropped() for sw in center.switches)
 
         progress("isolated decision path: the same Redis and data, no simulated switch load")
         isolated, _ = isolated_decisions(center, groups, rng, per_thread=1000, threads=1)
