@@ -440,6 +440,12 @@ class Settings:
     # The sofia profile other nodes relay agent calls to on this node, and this node's calls
     # to agents registered elsewhere leave from (README "Several nodes").
     relay_profile: str = setting("external", check=_sofia_profile)
+    # Settings earlier versions took and nothing reads any more: accepted with a warning (once
+    # per process) so an upgrade does not stop the switch's entry points over a stale line.
+    retired: ClassVar[Mapping[str, str]] = {
+        "log_level": "no longer used (inside the switch fsapps logs at FreeSWITCH's own "
+                     "console levels; the fsapps command sets its own); delete the line",
+    }
 
     def _check_across(self) -> None:
         seen: set[str] = set()
@@ -641,6 +647,14 @@ _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 
+def _warn_once(line: str) -> None:
+    with _warned_lock:
+        if line in _warned:
+            return
+        _warned.add(line)
+    fslog.log("WARNING", line)
+
+
 def warn_environment(environ: Mapping[str, str] | None = None) -> list[str]:
     """Log (WARNING) each of :func:`environment_warnings` this process has not logged yet;
     return the lines logged now."""
@@ -733,8 +747,11 @@ def _build(cls: Any, raw: Any, path: str) -> Any:
     for name, reason in getattr(cls, "refused", {}).items():
         if name in raw:
             raise ConfigError(_join(path, name), MASK, reason)
+    retired = getattr(cls, "retired", {})
     for name in raw:
-        if name not in known:
+        if name in retired:
+            _warn_once(f"config: {_join(path, str(name))} is ignored: {retired[name]}")
+        elif name not in known:
             key = _join(path, str(name))
             close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
             secret = _SECRET_LOOKING.search(str(name)) or (close and _is_secret(hints[close[0]]))

@@ -413,6 +413,19 @@ def test_an_unknown_key_is_named_with_the_close_match(
     assert hint in error.reason
 
 
+def test_a_retired_setting_is_ignored_with_a_warning_once(
+    tmp_path: Path, warnings_logged: list[tuple[str, str]]
+) -> None:
+    """log_level was a setting nothing read; a file that still sets it loads (an upgrade must
+    not stop the switch's entry points over it) and says once that it is ignored."""
+    assert load(tmp_path, "log_level: DEBUG\nnode_name: fs1\n") == \
+        dataclasses.replace(Settings(), node_name="fs1")
+    load(tmp_path, "log_level: INFO\n")
+    assert warnings_logged == [("WARNING", "config: log_level is ignored: no longer used (inside "
+                                "the switch fsapps logs at FreeSWITCH's own console levels; the "
+                                "fsapps command sets its own); delete the line")]
+
+
 def test_an_unknown_key_that_looks_secret_is_not_echoed(tmp_path: Path) -> None:
     error = load_error(tmp_path, "postgres:\n  dns: postgresql://u:pgsecret@db/x\n")
 
