@@ -27,7 +27,7 @@ from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
 from fsapps.domain.agents import Agent
 from fsapps.domain.nodes import Nodes
-from fsapps.switch import commands
+from fsapps.switch import commands, nodecommands
 from tests.acd_support import DOMAIN, CallCenter, center, sql
 from tools.servers import FreshDatabase, RedisServer
 
@@ -512,8 +512,8 @@ def test_nwayacd_transfer_of_the_agent_leg_rings_the_caller_group_ring(env: Env)
     assert env.api("nway_set_ring_group 427 - - - /nway/transfer427.wav").startswith("+OK")
     def execute(cmd: str, args: str) -> str:
         return env.node1.api(f"{cmd} {args}")
-    reply = commands.channel_command(env.cc.ctx, execute, "node1", "transfer",
-                                     {"uuid": agent_leg, "extension": "1428", "leg": "bleg"})
+    reply = nodecommands.serve(env.cc.ctx, execute, "node1", nodecommands.Transfer(
+        uuid=agent_leg, extension="1428", leg="bleg")).text
     assert reply == f"+OK transferred {agent_leg} peer to 1428 (node node1)\n"
     ringing_leg(env.node1, "1428")
     wait_until(lambda: env.hears(env.node1, caller.uuid, "media:/nway/transfer427.wav"), 5,

@@ -18,7 +18,7 @@ from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
 from fsapps.domain.agents import Agent, Agents
 from fsapps.domain.groups import Groups
-from fsapps.switch import commands
+from fsapps.switch import commands, nodecommands
 from tests.acd_support import DOMAIN, settings_for, sql
 from tests.test_api_commands import LOCAL_EXTENSIONS, ringing_leg, third_party
 from tools.callcenter import SimulatedCallCenter, reset_database
@@ -231,8 +231,8 @@ def test_transfer_and_threeway_to_an_extension_of_another_domain(env: Env) -> No
 def test_a_node_command_naming_an_unconfigured_domain_is_refused(env: Env) -> None:
     """A node command is only as trustworthy as whoever can write to Redis: the owning node
     checks the domain again."""
-    reply = commands.channel_command(
-        env.cc.ctx, lambda cmd, args: env.node.api(f"{cmd} {args}"), "node1", "transfer",
-        {"uuid": "00000000-0000-0000-0000-000000000002", "extension": "1000",
-         "domain": "x.test"})
+    reply = nodecommands.serve(
+        env.cc.ctx, lambda cmd, args: env.node.api(f"{cmd} {args}"), "node1",
+        {"cmd": "transfer", "uuid": "00000000-0000-0000-0000-000000000002", "extension": "1000",
+         "domain": "x.test"}).text
     assert reply == "-ERR unknown domain 'x.test'\n"

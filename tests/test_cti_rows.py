@@ -32,7 +32,7 @@ from fsapps.server.rows import (
     queue_row,
     rfc3339,
 )
-from fsapps.switch.commands import cli_allowed
+from fsapps.switch.nodecommands import cli_allowed
 
 MS = int(datetime(2021, 5, 30, 17, 0, 2).timestamp() * 1000)
 U1, U2, U3 = ("7ba750aa-c138-11eb-8bdf-fd851cbd5da" + c for c in "abc")

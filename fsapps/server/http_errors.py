@@ -2,9 +2,11 @@
 (:mod:`fsapps.server.app`) and the wellClient calls (:mod:`fsapps.server.csta.rest`).
 
 An error whose instance says its ``status`` (ApiError, CstaError, AuthError and its
-subclasses, NodeCommandError) answers that status; any other error answers the status of the
-first base of :mod:`fsapps.errors` it derives from (``isinstance``, most specific first), so a
-subclass answers as its parent does: a DatabaseUnavailableError is an Unavailable, 503.
+subclasses, the node errors of :mod:`fsapps.switch.nodecommands`: 503 no live node, 504 no
+answer) answers that status; any other error answers the status of the first base of
+:mod:`fsapps.errors` it derives from (``isinstance``, most specific first), so a subclass
+answers as its parent does: a DatabaseUnavailableError is an Unavailable, 503; NoSuchChannel a
+NotFound, 404.
 """
 
 from __future__ import annotations

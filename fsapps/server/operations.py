@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from fsapps.context import Context
 from fsapps.domain.callqueue import CallQueue
@@ -19,9 +18,8 @@ from fsapps.domain.numbers import valid_number
 from fsapps.server import rows
 from fsapps.server.registry import ApiError
 from fsapps.server.services import CtiServices
-from fsapps.services import agents
-from fsapps.store.keys import seed_userinfo_hash
-from fsapps.switch.commands import cli_allowed, valid_uuid
+from fsapps.services import agents, calls
+from fsapps.switch.nodecommands import Cli, NodeReply, cli_allowed, valid_uuid
 
 
 # ------------------------------------------------------------------------ agents ----------
@@ -99,32 +97,20 @@ def extension_info(ctx: Context, domain: str, extension: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------ calls -----------
-def find_call(ctx: Context, domain: str, extension: str, want: str, field: str) -> rows.LiveCall:
-    """The extension's call to act on (:func:`fsapps.server.rows.pick`); 409 naming ``field``
-    when it has none in that state."""
-    call_hash = ctx.settings.directory.call_hash
-    pipe = ctx.redis.pipeline(transaction=False)
-    pipe.hget(seed_userinfo_hash(domain), extension)
-    pipe.hget(ctx.keys(domain).agent(extension), "agent_leg")
-    if call_hash:  # the seed's "calls" hash may be turned off (directory.call_hash: "")
-        pipe.hget(call_hash, extension)
-    userinfo, agent_leg, *calls = pipe.execute()
-    found = rows.live_calls(userinfo, calls[0] if calls else None, agent_leg or "")
-    call = rows.pick(found, want)
-    if call is None:
-        what = {"ringing": "has no ringing call", "answered": "is not on an answered call"}
-        raise ApiError(409, f"extension {extension!r} {what.get(want, 'is not on a call')}",
-                       field)
-    return call
+@contextmanager
+def call_refusals(field: str) -> Iterator[None]:
+    """An extension without the call asked for: 409 naming ``field``."""
+    try:
+        yield
+    except calls.NoCall as exc:
+        raise ApiError(409, str(exc), field) from None
 
 
-def on_channel(services: CtiServices, uuid: str, op: str, **args: Any) -> str:
-    """Node command ``op`` for channel ``uuid``; the node's ``+OK`` text, or 409 with its
-    ``-ERR`` reason."""
-    reply = services.node_command(uuid, op, **args).strip()
-    if not reply.startswith("+OK"):
-        raise ApiError(409, reply.removeprefix("-ERR").strip() or f"{op} failed")
-    return reply.removeprefix("+OK").strip()
+def done(reply: NodeReply, op: str) -> str:
+    """The node's ``+OK`` text, or 409 with its ``-ERR`` reason."""
+    if not reply.ok:
+        raise ApiError(409, reply.detail or f"{op} failed")
+    return reply.detail
 
 
 def _phone(phone: str, gateway: str, field: str, services: CtiServices | None = None) -> None:
@@ -139,58 +125,62 @@ def _phone(phone: str, gateway: str, field: str, services: CtiServices | None = 
 
 
 def transfer(services: CtiServices, extension: str, target: str, gateway: str) -> str:
-    """The party talking with ``extension`` goes to ``target`` (an extension, through the
-    dialplan; or a number through ``gateway``); the extension's leg is released."""
+    """The party talking with ``extension`` goes to ``target``
+    (:func:`fsapps.services.calls.transfer`)."""
     _phone(target, gateway, "EvdPhone")
-    call = find_call(services.ctx, services.domain, extension, "answered", "EvdedPhone")
-    return on_channel(services, call.uuid, "transfer", extension=target, gateway=gateway,
-                      leg="bleg")
+    with call_refusals("EvdedPhone"):
+        reply = calls.transfer(services.ctx, services.switch, services.domain, extension,
+                               target, gateway)
+    return done(reply, "transfer")
 
 
 def answer(services: CtiServices, extension: str) -> str:
     """The extension's ringing phone answers (a talk event: the phone must support it)."""
-    call = find_call(services.ctx, services.domain, extension, "ringing", "extension")
-    return on_channel(services, call.uuid, "phone_event", event="talk")
+    with call_refusals("extension"):
+        reply = calls.answer(services.ctx, services.switch, services.domain, extension)
+    return done(reply, "phone_event")
 
 
 def hangup(services: CtiServices, extension: str, both: bool = False) -> str:
     """Hang up the extension's call (its own leg; with ``both`` its peer too)."""
-    call = find_call(services.ctx, services.domain, extension, "any", "extension")
-    args = {"both": "1"} if both else {}
-    return on_channel(services, call.uuid, "kill", cause="NORMAL_CLEARING" if not both
-                      else "MANAGER_REQUEST", **args)
+    with call_refusals("extension"):
+        reply = calls.hangup(services.ctx, services.switch, services.domain, extension, both)
+    return done(reply, "kill")
 
 
 def hold(services: CtiServices, extension: str, on: bool) -> str:
     """Switch-side hold of the extension's leg: its peer hears hold music."""
-    call = find_call(services.ctx, services.domain, extension, "answered", "extension")
-    return on_channel(services, call.uuid, "hold" if on else "unhold")
+    with call_refusals("extension"):
+        reply = calls.hold(services.ctx, services.switch, services.domain, extension, on)
+    return done(reply, "hold" if on else "unhold")
 
 
 def phone_hold(services: CtiServices, extension: str, on: bool) -> str:
     """Ask the phone itself to hold / resume (its hold key, through a NOTIFY)."""
-    call = find_call(services.ctx, services.domain, extension, "answered", "extension")
-    return on_channel(services, call.uuid, "phone_event", event="hold" if on else "talk")
+    with call_refusals("extension"):
+        reply = calls.phone_hold(services.ctx, services.switch, services.domain, extension, on)
+    return done(reply, "phone_event")
 
 
 def eavesdrop(services: CtiServices, target: str, phone: str, gateway: str, mode: str,
               target_field: str = "EvdedPhone", phone_field: str = "EvdPhone") -> str:
-    """Ring ``phone`` (an extension, or a number through ``gateway``) to listen to
-    ``target``'s call, or whisper to the agent / the customer (``mode``); the listener
-    switches with DTMF 1/2/3/0."""
+    """Ring ``phone`` to listen to ``target``'s call, or whisper (``mode``)
+    (:func:`fsapps.services.calls.eavesdrop`)."""
     _phone(phone, gateway, phone_field, services)
-    call = find_call(services.ctx, services.domain, target, "answered", target_field)
-    return on_channel(services, call.uuid, "eavesdrop", phone=phone, gateway=gateway,
-                      mode=mode, dtmf="true",
-                      ring_seconds=str(services.settings.cti.supervise_ring_seconds))
+    with call_refusals(target_field):
+        reply = calls.eavesdrop(services.ctx, services.switch, services.domain, target, phone,
+                                gateway, mode, services.settings.cti.supervise_ring_seconds)
+    return done(reply, "eavesdrop")
 
 
 def threeway(services: CtiServices, in_call: str, phone: str, gateway: str,
              in_call_field: str = "EvdPhone", phone_field: str = "EvdedPhone") -> str:
     """Ring ``phone`` into ``in_call``'s call as a third party (all three hear each other)."""
     _phone(phone, gateway, phone_field, services)
-    call = find_call(services.ctx, services.domain, in_call, "answered", in_call_field)
-    return on_channel(services, call.uuid, "threeway", phone=phone, gateway=gateway)
+    with call_refusals(in_call_field):
+        reply = calls.threeway(services.ctx, services.switch, services.domain, in_call, phone,
+                               gateway)
+    return done(reply, "threeway")
 
 
 def force_state(ctx: Context, domain: str, extension: str, state: str) -> str:
@@ -216,4 +206,4 @@ def cli(services: CtiServices, command: str, arg: str, node: str | None) -> str:
             node = Nodes(services.ctx).owner(first)
             if node is None:
                 raise ApiError(404, f"no such channel {first}", "arg")
-    return services.any_node_command("cli", node=node, api=command, arg=arg)
+    return services.switch.on_node(Cli(api=command, arg=arg), node).text

@@ -18,10 +18,10 @@ quotes or backslashes, uuids canonical, phone numbers digits with an optional ``
 - Live state (ready, busy, registration) is Redis only; every node reads it on the next call.
 - Channel commands (transfer, hold, unhold, three-way) run where the channel lives: on this
   switch through its api, otherwise on the node whose runtime recorded the channel, through a
-  node command whose answer is the reply (:meth:`fsapps.domain.nodes.Nodes.request`). The CTI
-  server (:mod:`fsapps.server`) sends the same node commands, plus ``eavesdrop`` (listen /
-  whisper), ``kill`` (one leg or both), ``phone_event`` (the phone answers / holds) and
-  ``cli`` (an allow-listed api command, checked again here against this node's settings).
+  node command whose answer is the reply — the one engine the CTI server uses too
+  (:mod:`fsapps.switch.nodecommands`).
+- Agent changes (login, logout, ready, busy) are :mod:`fsapps.services.agents`, shared with
+  the REST and wellClient APIs; this module parses the line and words the reply.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import json
 import re
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -43,24 +43,28 @@ from fsapps.domain.agents import Agent, Agents
 from fsapps.domain.callqueue import CallQueue
 from fsapps.domain.extensions import Extensions
 from fsapps.domain.groups import Group, Groups
-from fsapps.domain.nodes import REPLY_TIMEOUT_S, Nodes
-from fsapps.domain.numbers import valid_extension, valid_gateway, valid_number
+from fsapps.domain.nodes import REPLY_TIMEOUT_S
+from fsapps.domain.numbers import valid_gateway, valid_number
 from fsapps.errors import BadInput, Conflict, DatabaseError, FsappsError, StoreUnavailable
 from fsapps.fslog import log
 from fsapps.services import agents as agent_service
-from fsapps.switch import acd, hold
+from fsapps.switch import acd
+from fsapps.switch.nodecommands import (
+    Hold,
+    NodeCommand,
+    SwitchCommands,
+    Threeway,
+    Transfer,
+    Unhold,
+    valid_name,
+    valid_path,
+    valid_uuid,
+)
 
 Execute = Callable[[str, str], str]
 
 MODES = {0: "sequence", 1: "random", 2: "cycle", 3: "remember+0", 4: "remember+1",
          5: "remember+2"}
-THREEWAY_RING_SECONDS = 30
-# Channel commands a node runs for another (fsapps.runtime serves them).
-CHANNEL_COMMANDS = ("transfer", "hold", "unhold", "threeway", "eavesdrop", "kill",
-                    "phone_event", "cli")
-
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_PATH = re.compile(r"[^\s'\"\\\x00-\x1f\x7f]{1,255}")
 # A domain as written after ``@``: only its shape, so that a bad one is named in the refusal
 # (a configured domain is a Redis key part: no braces, no whitespace).
 _DOMAIN = re.compile(r"[A-Za-z0-9_.:-]{1,253}")
@@ -177,26 +181,11 @@ def command(name: str, usage: str, *, record: bool = False,
     return register
 
 
-def valid_name(text: str) -> bool:
-    """An extension, job number or group number: ``[A-Za-z0-9_.-]``, 1 to 50 characters (what
-    the ``varchar(50)`` columns hold and what may go into a key or a dial string)."""
-    return valid_extension(text) and len(text) <= 50
-
-
 def valid_qualified(text: str) -> bool:
     """An extension or group, optionally with its domain: ``1000`` or ``1000@cc.test``. Only
     the shape: whether the domain is configured is :meth:`Invocation.in_domain`'s refusal."""
     name, at, domain = text.partition("@")
     return valid_name(name) and (not at or _DOMAIN.fullmatch(domain) is not None)
-
-
-def valid_uuid(text: str) -> bool:
-    return _UUID.fullmatch(text) is not None
-
-
-def valid_path(text: str) -> bool:
-    """A sound file for playback: no whitespace, quotes, backslashes or control characters."""
-    return _PATH.fullmatch(text) is not None
 
 
 def _mode(text: str) -> bool:
@@ -532,22 +521,21 @@ def nwayacd_transfer(inv: Invocation) -> str:
     uuid = inv.arg(0, "uuid", valid_uuid)
     ext = inv.qualified(1, "extension")
     inv.at_most(2)
-    domain = {"domain": inv.named_domain} if inv.named_domain else {}
-    return on_channel(inv, "transfer", uuid=uuid, extension=ext, **domain)
+    return on_channel(inv, Transfer(uuid=uuid, extension=ext, domain=inv.named_domain or ""))
 
 
 @command("nway_uuid_hold", "<uuid>")
 def nway_uuid_hold(inv: Invocation) -> str:
     uuid = inv.arg(0, "uuid", valid_uuid)
     inv.at_most(1)
-    return on_channel(inv, "hold", uuid=uuid)
+    return on_channel(inv, Hold(uuid=uuid))
 
 
 @command("nway_uuid_unhold", "<uuid>")
 def nway_uuid_unhold(inv: Invocation) -> str:
     uuid = inv.arg(0, "uuid", valid_uuid)
     inv.at_most(1)
-    return on_channel(inv, "unhold", uuid=uuid)
+    return on_channel(inv, Unhold(uuid=uuid))
 
 
 @command("nway_threeway", "<uuid> <phone> [<gateway>|-]")
@@ -562,234 +550,18 @@ def nway_threeway(inv: Invocation) -> str:
     else:
         phone = inv.qualified(1, "extension")
     inv.at_most(3)
-    domain = {"domain": inv.named_domain} if inv.named_domain else {}
-    return on_channel(inv, "threeway", uuid=uuid, phone=phone,
-                      gateway="" if gateway == "-" else gateway, **domain)
+    return on_channel(inv, Threeway(uuid=uuid, phone=phone,
+                                    gateway="" if gateway == "-" else gateway,
+                                    domain=inv.named_domain or ""))
 
 
-def on_channel(inv: Invocation, op: str, **args: str) -> str:
+def on_channel(inv: Invocation, command: NodeCommand) -> str:
     """Run a channel command where the channel lives: here, or on its node (waiting for that
-    node's answer)."""
-    uuid = args["uuid"]
-    if inv.execute("uuid_exists", uuid).strip() == "true":
-        return channel_command(inv.ctx, inv.execute, inv.node, op, args)
-    nodes = Nodes(inv.ctx)
-    owner = nodes.owner(uuid)
-    if owner is None or owner == inv.node:
-        raise Refused(f"no such channel {uuid}")
-    reply = nodes.request(owner, op, REPLY_TIMEOUT_S, **args)
-    if reply is None:
-        raise Refused(f"node {owner} holding {uuid} did not answer within "
-                      f"{REPLY_TIMEOUT_S:g} s (the command may still run there)")
-    return reply
-
-
-def channel_command(ctx: Context, execute: Execute, node: str, op: str,
-                    args: Mapping[str, Any]) -> str:
-    """Run channel command ``op`` on this switch (the api for a channel here; the runtime for a
-    node command from another node): the reply. Arguments are checked again — a node command
-    is only as trustworthy as whoever can write to Redis."""
-    if op == "cli":
-        return cli_command(ctx, execute, node, args)
-    uuid = str(args.get("uuid", ""))
-    if not valid_uuid(uuid):
-        return f"-ERR invalid uuid {uuid!r}\n"
-    where = f" (node {node})"
-    domain = str(args.get("domain", "") or "")
-    if domain and domain not in ctx.settings.domains:
-        return f"-ERR unknown domain {domain!r}\n"
-    if op == "transfer":
-        ext = str(args.get("extension", ""))
-        gateway = str(args.get("gateway", ""))
-        if gateway and not (valid_gateway(gateway) and valid_number(ext)):
-            return f"-ERR invalid number {ext!r} or gateway {gateway!r}\n"
-        if not gateway and not valid_name(ext):
-            return f"-ERR invalid extension {ext!r}\n"
-        # "bleg": the party the channel talks to moves, the channel itself is hung up
-        leg = "-bleg " if args.get("leg") == "bleg" else ""
-        moved = _peer(execute, uuid) if leg else uuid
-        if moved:
-            _set_transfer_ring(ctx, execute, uuid, moved)
-        if gateway:
-            reply = execute("uuid_transfer",
-                            f"{uuid} {leg}bridge:sofia/gateway/{gateway}/{ext} inline")
-            what = f"transferred {uuid}{' peer' if leg else ''} to {ext} via {gateway}"
-        else:
-            was = _getvar(execute, moved, "domain_name") if domain and moved else ""
-            if domain and moved:
-                # the dialplan rings user/<ext>@${domain_name}: the extension of that domain
-                execute("uuid_setvar", f"{moved} domain_name {domain}")
-            reply = execute("uuid_transfer", f"{uuid} {leg}{ext}")
-            if domain and moved and not reply.startswith("+OK"):
-                # not transferred: the channel stays in the domain it was in
-                execute("uuid_setvar", f"{moved} domain_name {was}".rstrip())
-            target = f"{ext}@{domain}" if domain else ext
-            what = f"transferred {uuid}{' peer' if leg else ''} to {target}"
-    elif op == "hold":
-        reply, what = hold.hold(execute, uuid), f"{uuid} on hold"
-    elif op == "unhold":
-        reply, what = execute("uuid_hold", f"off {uuid}"), f"{uuid} off hold"
-    elif op == "threeway":
-        phone, gateway = str(args.get("phone", "")), str(args.get("gateway", ""))
-        if gateway and not (valid_gateway(gateway) and valid_number(phone)):
-            return f"-ERR invalid number {phone!r} or gateway {gateway!r}\n"
-        if not gateway and not valid_name(phone):
-            return f"-ERR invalid extension {phone!r}\n"
-        endpoint = f"sofia/gateway/{gateway}/{phone}" if gateway else \
-            acd.agent_endpoint(ctx, domain or ctx.settings.default_domain, phone, node)
-        if domain and not gateway:
-            phone = f"{phone}@{domain}"
-        variables = ",".join([f"originate_timeout={THREEWAY_RING_SECONDS}",
-                              f"sip_h_X-FSAPPS-Ring-Timeout={THREEWAY_RING_SECONDS}",
-                              f"fsapps_threeway_with={uuid}"])
-        reply = execute("bgapi", f"originate {{{variables}}}{endpoint} &three_way({uuid})")
-        job = reply.strip().removeprefix("+OK").strip()
-        via = f" via {gateway}" if gateway else ""
-        what = f"inviting {phone}{via} into {uuid} ({job})"
-    elif op == "eavesdrop":
-        return _eavesdrop(ctx, execute, node, uuid, args)
-    elif op == "kill":
-        return _kill(execute, node, uuid, args)
-    elif op == "phone_event":
-        event = str(args.get("event", ""))
-        if event not in ("talk", "hold"):
-            return f"-ERR invalid phone event {event!r} (talk or hold)\n"
-        # mod_sofia sends the phone a NOTIFY (Event: talk / hold): the phone itself answers,
-        # or puts the call on hold, as if its user had pressed the key.
-        reply, what = execute("uuid_phone_event", f"{uuid} {event}"), f"{uuid} phone {event}"
-        if not reply.strip():
-            reply = "+OK"
-    else:
-        return f"-ERR unknown channel command {op!r}\n"
-    if reply.startswith("+OK"):
-        return f"+OK {what}{where}\n"
-    reason = reply.strip().removeprefix("-ERR").strip() or "no reply"
-    return f"-ERR {op} {uuid}: {reason}{where}\n"
-
-
-def _peer(execute: Execute, uuid: str) -> str:
-    """The channel ``uuid`` is bridged to ("" when none)."""
-    peer = execute("uuid_getvar", f"{uuid} signal_bond").strip()
-    return peer if valid_uuid(peer) else ""
-
-
-def _getvar(execute: Execute, uuid: str, name: str) -> str:
-    value = execute("uuid_getvar", f"{uuid} {name}").strip()
-    return "" if value in ("_undef_", "") or value.startswith("-ERR") else value
-
-
-def _set_transfer_ring(ctx: Context, execute: Execute, uuid: str, moved: str) -> str:
-    """Seed 001's transfer ring (转接时放的音, ``nway_set_ring_group``'s fourth file) of the
-    call's group: set as ``transfer_ringback`` on the channel that is transferred, which
-    FreeSWITCH plays to an answered channel while the bridge its transfer leads to rings.
-    The call's group is on the agent's leg (``fsapps_acd_group`` / ``fsapps_domain``, set by
-    the ACD's bridge): ``uuid`` itself or the leg it talks to. Nothing is set when the call
-    came through no group, or its group has no transfer ring. Returns the file set."""
-    for leg in (uuid, _peer(execute, uuid)):
-        if not leg:
-            continue
-        group = _getvar(execute, leg, "fsapps_acd_group")
-        if not group:
-            continue
-        domain = _getvar(execute, leg, "fsapps_domain") or ctx.settings.default_domain
-        if not valid_name(group) or domain not in ctx.settings.domains:
-            return ""
-        found = Groups(ctx, domain).get(group)
-        ring = found.transfer_ring if found is not None else ""
-        if ring and valid_path(ring):
-            execute("uuid_setvar", f"{moved} transfer_ringback {ring}")
-            return ring
-        return ""
-    return ""
-
-
-# Listener modes of eavesdrop (FreeSWITCH's mod_dptools: eavesdrop_whisper_aleg mixes the
-# listener into what the target's PEER hears, eavesdrop_whisper_bleg into what the TARGET
-# hears; see tests/test_fakefs_supervision.py).
-EAVESDROP_MODES = {"listen": "", "agent": "eavesdrop_whisper_bleg=true",
-                   "customer": "eavesdrop_whisper_aleg=true"}
-_CAUSE = re.compile(r"[A-Z][A-Z_]{2,40}")
-
-
-def _eavesdrop(ctx: Context, execute: Execute, node: str, uuid: str,
-               args: Mapping[str, Any]) -> str:
-    """Ring a listener (an extension, or a number through a gateway) and, when it answers,
-    let it listen to channel ``uuid`` (``mode`` listen), or whisper to the agent or to the
-    customer. With ``dtmf`` the listener switches modes with 1/2/3/0 (seed 003)."""
-    phone, gateway = str(args.get("phone", "")), str(args.get("gateway", ""))
-    mode = str(args.get("mode", "listen"))
-    if mode not in EAVESDROP_MODES:
-        return f"-ERR invalid eavesdrop mode {mode!r} ({', '.join(EAVESDROP_MODES)})\n"
-    if gateway and not (valid_gateway(gateway) and valid_number(phone)):
-        return f"-ERR invalid number {phone!r} or gateway {gateway!r}\n"
-    if not gateway and not valid_name(phone):
-        return f"-ERR invalid extension {phone!r}\n"
-    try:
-        ring = max(1, min(int(args.get("ring_seconds", THREEWAY_RING_SECONDS)), 600))
-    except (TypeError, ValueError):
-        ring = THREEWAY_RING_SECONDS
-    endpoint = f"sofia/gateway/{gateway}/{phone}" if gateway else \
-        acd.agent_endpoint(ctx, ctx.settings.default_domain, phone, node)
-    dtmf = "false" if str(args.get("dtmf", "true")) in ("false", "0") else "true"
-    variables = [f"originate_timeout={ring}", f"sip_h_X-FSAPPS-Ring-Timeout={ring}",
-                 f"eavesdrop_enable_dtmf={dtmf}", f"fsapps_eavesdrop={uuid}"]
-    if EAVESDROP_MODES[mode]:
-        variables.append(EAVESDROP_MODES[mode])
-    reply = execute("bgapi", f"originate {{{','.join(variables)}}}{endpoint} &eavesdrop({uuid})")
-    if not reply.startswith("+OK"):
-        reason = reply.strip().removeprefix("-ERR").strip() or "no reply"
-        return f"-ERR eavesdrop {uuid}: {reason} (node {node})\n"
-    job = reply.strip().removeprefix("+OK").strip()
-    via = f" via {gateway}" if gateway else ""
-    return f"+OK {phone}{via} rung to {mode} on {uuid} ({job}) (node {node})\n"
-
-
-def _kill(execute: Execute, node: str, uuid: str, args: Mapping[str, Any]) -> str:
-    """Hang up channel ``uuid`` (``uuid_kill``) with ``cause``; with ``both`` its bridged peer
-    too (its ``signal_bond``, read before the kill), as seed 003 advises for a forced hangup."""
-    cause = str(args.get("cause", "") or "MANAGER_REQUEST")
-    if not _CAUSE.fullmatch(cause):
-        return f"-ERR invalid hangup cause {cause!r}\n"
-    peer = ""
-    if args.get("both"):
-        peer = execute("uuid_getvar", f"{uuid} signal_bond").strip()
-        if not valid_uuid(peer):
-            peer = ""
-    reply = execute("uuid_kill", f"{uuid} {cause}")
-    if not reply.startswith("+OK"):
-        reason = reply.strip().removeprefix("-ERR").strip() or "no reply"
-        return f"-ERR kill {uuid}: {reason} (node {node})\n"
-    killed = [uuid]
-    if peer:
-        # The peer may already be gone (hangup_after_bridge), or live on another node.
-        if execute("uuid_kill", f"{peer} {cause}").startswith("+OK"):
-            killed.append(peer)
-    return f"+OK hung up {' and '.join(killed)} ({cause}) (node {node})\n"
-
-
-def cli_allowed(allowed: Sequence[str], command: str, arg: str) -> str | None:
-    """Why ``command arg`` may not run under the allow-list (None: it may). ``bgapi`` runs
-    another command, which must be allowed as well."""
-    if command not in allowed:
-        return f"command {command!r} is not allowed (cti.cli_commands)"
-    if command == "bgapi":
-        inner = arg.split(" ", 1)[0]
-        if not inner or inner == "bgapi" or inner not in allowed:
-            return f"bgapi of {inner or '(nothing)'!r} is not allowed (cti.cli_commands)"
-    return None
-
-
-def cli_command(ctx: Context, execute: Execute, node: str, args: Mapping[str, Any]) -> str:
-    """mod_cti's ``/cli`` passthrough on this node: the switch's own reply. The allow-list is
-    checked again here, against this node's settings."""
-    command, arg = str(args.get("api", "")), str(args.get("arg", ""))
-    if any(ch in arg for ch in "\r\n\x00"):
-        return "-ERR invalid argument: line breaks are not allowed\n"
-    refused = cli_allowed(ctx.settings.cti.cli_commands, command, arg)
-    if refused:
-        return f"-ERR {refused}\n"
-    reply = execute(command, arg)
-    return reply if reply.endswith("\n") else reply + "\n"
+    node's answer, :class:`fsapps.switch.nodecommands.SwitchCommands`); the reply as fs_cli
+    shows it."""
+    switch = SwitchCommands(inv.ctx, node=inv.node, execute=inv.execute,
+                            timeout_s=REPLY_TIMEOUT_S)
+    return switch.on_channel(command).text
 
 
 # ------------------------------------------------------------------------ status ----------

@@ -45,6 +45,17 @@ import threading
 import time
 from typing import Any
 
+from fsapps.channelvars import (
+    ACD_AGENT_VAR,
+    ACD_ARRIVED_VAR,
+    ACD_CALL_VAR,
+    ACD_GROUP_VAR,
+    ACD_LEVEL_VAR,
+    ACD_NUMBER_VAR,
+    CTI_NOTIFY_URL_VAR,
+    DOMAIN_VAR,
+    event_header,
+)
 from fsapps.context import Context, get_context, now_ms
 from fsapps.domain import workingset
 from fsapps.domain.agents import Agent, Agents
@@ -59,9 +70,8 @@ from fsapps.events.cdrspool import SpoolWriter
 from fsapps.events.cstafeed import CstaFeed
 from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
-from fsapps.server.csta import switchops
 from fsapps.store.connection import publish_pipeline
-from fsapps.switch import acd, commands, httproute
+from fsapps.switch import acd, commands, httproute, nodecommands
 from fsapps.switch.livestate import LiveState, Owner, parse_owner
 
 WRAPUP_CHECK_MS = 200
@@ -271,19 +281,14 @@ class NodeRuntime:
         name = command.get("cmd")
         if name == "break":
             self.fs.API().execute("uuid_break", f"{command.get('uuid', '')} all")
-        elif name in commands.CHANNEL_COMMANDS:
+        elif name in nodecommands.COMMANDS:  # channel commands, wellClient call control
             try:
-                reply = commands.channel_command(self.ctx, self.api_execute, self.node,
-                                                 str(name), command)
+                reply = nodecommands.serve(self.ctx, self.api_execute, self.node, command).text
             except Exception as exc:  # the requester must hear something
                 reply = f"-ERR {name} failed on node {self.node}: {type(exc).__name__}: {exc}\n"
             reply_id = command.get("reply")
             if reply_id:
                 self.nodes.reply(str(reply_id), reply)
-        elif name == switchops.COMMAND:  # wellClient call control from a CTI server
-            reply = switchops.run(self.ctx.settings, self.api_execute, self.node, command)
-            if command.get("reply"):
-                self.nodes.reply(str(command["reply"]), reply)
         elif name == "directory_flush":
             # a directory record changed (fsapps.domain.userdir): drop the switch's cached copy
             for args in flush_commands(str(command.get("domain", "")),
@@ -323,10 +328,10 @@ class NodeRuntime:
         elif name == "CHANNEL_DESTROY" and uuid:
             self.nodes.channel_destroyed(self.node, uuid, pipe)
         if name == "CHANNEL_ANSWER":
-            extension = event.getHeader("variable_fsapps_acd_agent")
+            extension = event.getHeader(event_header(ACD_AGENT_VAR))
             if extension:
                 self.agent_answered(event, extension)
-        if name in httproute.LEG_EVENTS and event.getHeader("variable_fsapps_cti_notify_url"):
+        if name in httproute.LEG_EVENTS and event.getHeader(event_header(CTI_NOTIFY_URL_VAR)):
             # a B leg of cti_bridge: ring / progress / answer go to its router
             httproute.leg_event(self.ctx.settings.cti_bridge, name, event.getHeader)
         mapped = callevents.call_event(event.getHeader)
@@ -359,9 +364,9 @@ class NodeRuntime:
             log("INFO", f"runtime {self.node}: agent {user} unregistered")
 
     def agent_answered(self, event: Any, extension: str) -> None:
-        domain = event.getHeader("variable_fsapps_domain") or self.ctx.settings.default_domain
-        call_uuid = event.getHeader("variable_fsapps_acd_call") or ""
-        arrived = event.getHeader("variable_fsapps_acd_arrived") or ""
+        domain = event.getHeader(event_header(DOMAIN_VAR)) or self.ctx.settings.default_domain
+        call_uuid = event.getHeader(event_header(ACD_CALL_VAR)) or ""
+        arrived = event.getHeader(event_header(ACD_ARRIVED_VAR)) or ""
         agents = Agents(self.ctx, domain)
         # One atomic step, only while the agent still holds this call: this event can come
         # late, after the call ended and the agent was reserved for the next one, whose lease
@@ -373,10 +378,10 @@ class NodeRuntime:
                 "answered", uuid=call_uuid,
                 # the far party: a queue caller is the leg's caller id; an outbound call
                 # (fsapps.switch.outbound) names the dialled number in fsapps_acd_number
-                number=event.getHeader("variable_fsapps_acd_number") or
+                number=event.getHeader(event_header(ACD_NUMBER_VAR)) or
                 event.getHeader("Caller-Caller-ID-Number") or "",
-                group=event.getHeader("variable_fsapps_acd_group") or "",
-                extension=extension, level=event.getHeader("variable_fsapps_acd_level") or
+                group=event.getHeader(event_header(ACD_GROUP_VAR)) or "",
+                extension=extension, level=event.getHeader(event_header(ACD_LEVEL_VAR)) or
                 "normal", callin_time=stamp(int(arrived) / 1000) if arrived.isdigit() else "")
 
     # ------------------------------------------------------------------ timers ------------

@@ -11,7 +11,7 @@ switch. Success is 204, or 200 with JSON where there is something to say (the ne
 errors are JSON ``{"error": ..., "field": ...}``: 400 bad input, 401/403, 404 unknown call or
 connection, 409 the switch refused, 503/504 Redis or the node.
 
-The calls map onto switch actions on the node holding the leg (:mod:`fsapps.server.csta.switchops`);
+The calls map onto switch actions on the node holding the leg (:mod:`fsapps.switch.nodecommands`);
 the events that follow come from the switch (:mod:`fsapps.events.cstafeed`), except agent changes,
 transfers and conferences, whose records these handlers publish themselves.
 """
@@ -35,7 +35,6 @@ from fsapps.errors import ClientError, FsappsError
 from fsapps.server.auth import request_token
 from fsapps.server.csta import events as ev
 from fsapps.server.csta import hub
-from fsapps.server.csta.switchops import COMMAND
 from fsapps.server.http_errors import http_error
 from fsapps.server.registry import Field, Route
 from fsapps.server.services import CtiServices
@@ -43,6 +42,7 @@ from fsapps.server.services import services_of as services_app
 from fsapps.services import agents as agent_service
 from fsapps.store.keys import seed_exten_hash
 from fsapps.switch import acd
+from fsapps.switch.nodecommands import Csta, NodeReply
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 USERDATA_TTL_S = 3600
@@ -188,24 +188,27 @@ def move_leg(ctx: Any, domain: str, uuid: str, from_call: str, to_call: str) -> 
     pipe.execute()
 
 
-def run_on_leg(services: Any, uuid: str, action: str, **args: Any) -> str:
-    """A csta action on the node that holds ``uuid``; CstaError 409 when the switch refuses."""
-    reply = services.node_command(uuid, COMMAND, action=action, **args)
-    if not reply.startswith("+OK"):
-        raise CstaError(409, reply.strip().removeprefix("-ERR").strip() or "refused")
+def _done(reply: NodeReply) -> NodeReply:
+    """The node's reply; CstaError 409 with its reason when the switch refused."""
+    if not reply.ok:
+        raise CstaError(409, reply.detail or "refused")
     return reply
 
 
-def run_on_phone(services: Any, domain: str, ext: str, action: str, **args: Any) -> str:
+def run_on_leg(services: CtiServices, uuid: str, action: str, **args: str) -> NodeReply:
+    """A csta action (:class:`fsapps.switch.nodecommands.Csta`) on the node that holds
+    ``uuid``; CstaError 409 when the switch refuses."""
+    return _done(services.switch.on_channel(Csta(action=action, uuid=uuid, **args)))
+
+
+def run_on_phone(services: CtiServices, domain: str, ext: str, action: str,
+                 **args: str) -> NodeReply:
     """A csta action on the node the phone of ``ext`` is registered on (any live one when
     the registration is unknown)."""
     agent = Agents(services.ctx, domain).get(ext)
     node = agent.reg_node if agent is not None and agent.reg_node else None
-    reply = services.any_node_command(COMMAND, node=node, action=action, domain=domain,
-                                      device=ext, **args)
-    if not reply.startswith("+OK"):
-        raise CstaError(409, reply.strip().removeprefix("-ERR").strip() or "refused")
-    return reply
+    return _done(services.switch.on_node(Csta(action=action, domain=domain, device=ext,
+                                              **args), node))
 
 
 # ------------------------------------------------------------------------ handlers ------

@@ -1,0 +1,113 @@
+"""Call operations shared by the front ends: which live call of an extension to act on, and
+the switch commands that act on a call, sent where its channel lives
+(:class:`fsapps.switch.nodecommands.SwitchCommands`: here, or the owning node through Redis).
+
+fs_cli names the channel itself (``nway_uuid_hold <uuid>``) and goes straight to the engine;
+the seed REST API names an extension, whose call :func:`live_call` finds; wellClient names a
+connection, whose leg is in the CSTA records (:mod:`fsapps.server.csta.rest`). Each gets a
+:class:`~fsapps.switch.nodecommands.NodeReply` and words it for its users. A missing call is
+:class:`NoCall`.
+
+Keys read: ``cti_userinfo@<domain>`` (seed 003's live calls per extension, written by
+:mod:`fsapps.switch.livestate`), the agent hash's ``agent_leg`` and the seed's ``calls`` hash
+(``directory.call_hash``).
+"""
+
+from __future__ import annotations
+
+from fsapps.context import Context
+from fsapps.errors import Conflict
+from fsapps.server import rows
+from fsapps.store.keys import seed_userinfo_hash
+from fsapps.switch.nodecommands import (
+    Eavesdrop,
+    Hold,
+    Kill,
+    NodeReply,
+    PhoneEvent,
+    SwitchCommands,
+    Threeway,
+    Transfer,
+    Unhold,
+)
+
+_NO_CALL = {"ringing": "has no ringing call", "answered": "is not on an answered call"}
+
+
+class NoCall(Conflict):
+    """The extension has no call in the state asked for (``want``: ringing, answered, any)."""
+
+    def __init__(self, extension: str, want: str) -> None:
+        self.extension, self.want = extension, want
+        super().__init__(f"extension {extension!r} {_NO_CALL.get(want, 'is not on a call')}")
+
+
+def live_call(ctx: Context, domain: str, extension: str, want: str) -> rows.LiveCall:
+    """The extension's call to act on (:func:`fsapps.server.rows.pick`); NoCall when it has
+    none in that state. One round trip."""
+    call_hash = ctx.settings.directory.call_hash
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.hget(seed_userinfo_hash(domain), extension)
+    pipe.hget(ctx.keys(domain).agent(extension), "agent_leg")
+    if call_hash:  # the seed's "calls" hash may be turned off (directory.call_hash: "")
+        pipe.hget(call_hash, extension)
+    userinfo, agent_leg, *calls = pipe.execute()
+    found = rows.live_calls(userinfo, calls[0] if calls else None, agent_leg or "")
+    call = rows.pick(found, want)
+    if call is None:
+        raise NoCall(extension, want)
+    return call
+
+
+def transfer(ctx: Context, switch: SwitchCommands, domain: str, extension: str, target: str,
+             gateway: str) -> NodeReply:
+    """The party talking with ``extension`` goes to ``target`` (an extension, through the
+    dialplan; or a number through ``gateway``); the extension's leg is released."""
+    call = live_call(ctx, domain, extension, "answered")
+    return switch.on_channel(Transfer(uuid=call.uuid, extension=target, gateway=gateway,
+                                      leg="bleg"))
+
+
+def answer(ctx: Context, switch: SwitchCommands, domain: str, extension: str) -> NodeReply:
+    """The extension's ringing phone answers (a talk event: the phone must support it)."""
+    call = live_call(ctx, domain, extension, "ringing")
+    return switch.on_channel(PhoneEvent(uuid=call.uuid, event="talk"))
+
+
+def hangup(ctx: Context, switch: SwitchCommands, domain: str, extension: str,
+           both: bool = False) -> NodeReply:
+    """Hang up the extension's call (its own leg; with ``both`` its peer too)."""
+    call = live_call(ctx, domain, extension, "any")
+    return switch.on_channel(Kill(uuid=call.uuid, cause="MANAGER_REQUEST" if both
+                                  else "NORMAL_CLEARING", both="1" if both else ""))
+
+
+def hold(ctx: Context, switch: SwitchCommands, domain: str, extension: str,
+         on: bool) -> NodeReply:
+    """Switch-side hold of the extension's leg: its peer hears hold music."""
+    call = live_call(ctx, domain, extension, "answered")
+    return switch.on_channel(Hold(uuid=call.uuid) if on else Unhold(uuid=call.uuid))
+
+
+def phone_hold(ctx: Context, switch: SwitchCommands, domain: str, extension: str,
+               on: bool) -> NodeReply:
+    """Ask the phone itself to hold / resume (its hold key, through a NOTIFY)."""
+    call = live_call(ctx, domain, extension, "answered")
+    return switch.on_channel(PhoneEvent(uuid=call.uuid, event="hold" if on else "talk"))
+
+
+def eavesdrop(ctx: Context, switch: SwitchCommands, domain: str, target: str, phone: str,
+              gateway: str, mode: str, ring_seconds: int) -> NodeReply:
+    """Ring ``phone`` (an extension, or a number through ``gateway``) to listen to
+    ``target``'s call, or whisper to the agent / the customer (``mode``); the listener
+    switches with DTMF 1/2/3/0."""
+    call = live_call(ctx, domain, target, "answered")
+    return switch.on_channel(Eavesdrop(uuid=call.uuid, phone=phone, gateway=gateway,
+                                       mode=mode, dtmf="true", ring_seconds=str(ring_seconds)))
+
+
+def threeway(ctx: Context, switch: SwitchCommands, domain: str, in_call: str, phone: str,
+             gateway: str) -> NodeReply:
+    """Ring ``phone`` into ``in_call``'s call as a third party (all three hear each other)."""
+    call = live_call(ctx, domain, in_call, "answered")
+    return switch.on_channel(Threeway(uuid=call.uuid, phone=phone, gateway=gateway))
