@@ -16,8 +16,8 @@ transition table (``fsapps/store/lua/include/agent_rules.lua``, equal to
 snippet (:meth:`Agent.available` is its Python twin for reports, checked against it).
 
 The agent module's scripts (``fsapps/store/lua``): agent_reserve, agent_dispatch,
-agent_ready, agent_release, agent_transition, wrapup_end, agent_remove, agent_unregister,
-agent_reg_expire (:data:`SCRIPTS`).
+agent_ready, agent_release, agent_transition, agent_wrapup, wrapup_end, agent_remove,
+agent_unregister, agent_reg_expire (:data:`SCRIPTS`).
 
 Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
 
@@ -57,8 +57,8 @@ from fsapps.store.scripts import run_script
 
 # The Lua scripts that write the agent hash: with this module, the agent's only writers.
 SCRIPTS = ("agent_reserve", "agent_dispatch", "agent_ready", "agent_release",
-           "agent_transition", "wrapup_end", "agent_remove", "agent_unregister",
-           "agent_reg_expire")
+           "agent_transition", "agent_wrapup", "wrapup_end", "agent_remove",
+           "agent_unregister", "agent_reg_expire")
 # The states a manual "ready" may leave: never ring, talking or ivr (a ready agent on a call
 # would be offered a second one; it becomes ready when the call ends).
 READY_FROM = ("ready", "typing", "no_answer", "busy", "rest", "no_ready")
@@ -285,6 +285,18 @@ class Agents:
             self.publish(extension, target.value, now)
         return True
 
+    def set_call_state(self, extension: str, value: str) -> bool:
+        """Set the call state by hand (seed extension_callstate) where the table allows it;
+        "ready" only from :data:`READY_FROM`, forgetting the misses in a row and ending a
+        wrap-up. False when refused (nothing changed). Offering a waiting call to the agent,
+        ready now, is the caller's (:func:`fsapps.switch.acd.agent_available`)."""
+        ready = value == CallState.READY
+        done = self.transition(extension, value, only_from=READY_FROM if ready else None,
+                               extra={"no_answer_count": 0} if ready else None)
+        if done and ready:
+            self.r.zrem(self.keys.wrapups(), extension)
+        return done
+
     def publish(self, extension: str, status: str, at_ms: int | None = None) -> None:
         self.ctx.publisher.agent_status(extension, status, stamp((at_ms or now_ms()) / 1000))
 
@@ -386,23 +398,23 @@ class Agents:
         return [defaults.lease_margin_seconds * 1000, defaults.callout_timeout]
 
     def start_wrapup(self, extension: str, uuid: str, seconds: int) -> bool:
-        """The agent's call ``uuid`` ended: typing for ``seconds`` (the wrap-up), then ready.
-        Returns True when the agent is ready at once (no wrap-up). Nothing changes when the
-        agent no longer holds this call (the reconciler freed it and it may be ringing for
-        another call by now); the call's entry in the offers hash goes either way."""
+        """The agent's call ``uuid`` ended: typing for ``seconds`` (the wrap-up), then ready;
+        one script (agent_wrapup.lua). Returns True when the agent is ready at once (no
+        wrap-up). Nothing changes when the agent no longer holds this call (the reconciler
+        freed it and it may be ringing for another call by now); the call's entry in the
+        offers hash goes either way."""
         now = now_ms()
-        # The call is over: nothing reads its offer any more. Removed before the agent turns
-        # free, so the offers hash never shows the agent reserved for two calls.
-        self.r.hdel(self.keys.offers(), uuid)
-        common = {"offer_uuid": "", "offer_node": "", "lease_until": 0, "agent_leg": "",
-                  "no_answer_count": 0}
-        if seconds <= 0:
-            return self.transition(extension, "ready", offer_uuid=uuid, extra=common)
-        until = now + seconds * 1000
-        if self.transition(extension, "typing", offer_uuid=uuid,
-                           extra={**common, "wrapup_until": until}):
-            self.r.zadd(self.keys.wrapups(), {extension: until})
-        return False
+        until = now + seconds * 1000 if seconds > 0 else 0
+        result = run_script(self.r, "agent_wrapup",
+                            [self.keys.agent(extension), self.keys.offers(),
+                             self.keys.wrapups()],
+                            [uuid, now, until, extension])
+        if not result:
+            return False
+        previous, state = str(result[0]), str(result[1])
+        if previous != state:
+            self.publish(extension, state, int(result[2]))
+        return state == CallState.READY
 
     def end_due_wrapups(self, now: int | None = None) -> list[str]:
         """Agents whose wrap-up is over go ready; returns them (safe on every node at once)."""

@@ -28,9 +28,6 @@ from fsapps.switch import acd
 
 CALL_STATES = ("ring", "talking", "ivr", "ready", "typing", "no_answer", "busy", "rest",
                "no_ready")
-# Never ready from ring/talking/ivr: a ready agent on a call would be offered a second call.
-# (acd.set_ready defers instead: "ready when its call ends".)
-READY_FROM = ("ready", "typing", "no_answer", "busy", "rest", "no_ready")
 
 
 class NotAnAgent(NotFound):
@@ -172,11 +169,7 @@ def set_call_state(ctx: Context, domain: str, extension: str, value: str) -> Non
     agent = agent_of(ctx, domain, extension)
     if value == "ready" and not agent.enabled:
         raise AgentDisabled(extension)
-    agents = Agents(ctx, domain)
-    only_from = READY_FROM if value == "ready" else None
-    if not agents.transition(extension, value, only_from=only_from,
-                             extra={"no_answer_count": 0} if value == "ready" else None):
+    if not Agents(ctx, domain).set_call_state(extension, value):
         raise CallStateRefused(extension, agent.call_state, value)
     if value == "ready":
-        ctx.redis.zrem(ctx.keys(domain).wrapups(), extension)
         acd.agent_available(ctx, domain, extension)

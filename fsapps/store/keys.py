@@ -10,7 +10,8 @@ fsapps-owned, from :class:`Keys` (``p`` = prefix, ``d`` = domain) — name, type
 
 =================================  ======  =====================================================
 ``p:{d}:agent:<ext>``              hash    none; one agent's state (login, groups, state, call,
-                                           registration: node and expiry)
+                                           registration: node and expiry); written only by
+                                           :mod:`fsapps.domain.agents` and its scripts
 ``p:{d}:agents``                   set     none; extensions with an agent hash in the domain
 ``p:{d}:group:<g>``                hash    none; group settings loaded from PostgreSQL
 ``p:{d}:groups``                   set     none; group numbers of the domain

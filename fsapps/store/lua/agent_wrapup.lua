@@ -1,0 +1,36 @@
+-- The agent's call ended: wrap-up (typing) until a time, or ready at once when there is no
+-- wrap-up - only while the agent still holds this call (the reconciler may have freed it,
+-- and it may ring for another call by now). The call's entry in the offers hash goes either
+-- way: nothing reads its offer any more (removed before the agent turns free, so the offers
+-- hash never shows the agent reserved for two calls).
+-- KEYS[1] = the agent hash
+-- KEYS[2] = offers hash (call uuid -> extension reserved for it)
+-- KEYS[3] = wrapups zset (extension, score = end of wrap-up in ms)
+-- ARGV[1] = call uuid
+-- ARGV[2] = now (ms)
+-- ARGV[3] = end of the wrap-up (ms); 0 = none: ready at once
+-- ARGV[4] = the agent's extension
+-- Returns {previous call state, new call state, now} when done (publish the new state if it
+-- differs), or false when the agent no longer holds this call or the table forbids the move.
+--#include agent_rules
+local uuid, now, until_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
+redis.call('HDEL', KEYS[2], uuid)
+local a = redis.call('HMGET', KEYS[1], 'call_state', 'offer_uuid')
+local current = a[1]
+local wanted = 'ready'
+if until_ms > 0 then
+  wanted = 'typing'
+end
+if not current or a[2] ~= uuid or not agent_may_move(current, wanted) then
+  return false
+end
+if current ~= wanted then
+  redis.call('HSET', KEYS[1], 'call_state', wanted, 'last_change', now)
+end
+redis.call('HSET', KEYS[1], 'offer_uuid', '', 'offer_node', '', 'lease_until', 0, 'agent_leg', '',
+           'no_answer_count', 0)
+if until_ms > 0 then
+  redis.call('HSET', KEYS[1], 'wrapup_until', until_ms)
+  redis.call('ZADD', KEYS[3], until_ms, ARGV[4])
+end
+return {current, wanted, now}
