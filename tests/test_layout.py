@@ -15,9 +15,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "fsapps"
 
-# Cycles someone is removing right now; empty when none. cdr <-> cdrspool: being removed in
-# the same issue (14, the events package); take it out of this list when it is gone.
-KNOWN_CYCLES: set[frozenset[str]] = {frozenset({"fsapps.events.cdr", "fsapps.events.cdrspool"})}
 
 
 def module_name(path: Path) -> str:
@@ -111,7 +108,7 @@ def test_the_checker_finds_a_cycle() -> None:
 def test_no_import_cycles_among_fsapps_modules() -> None:
     graph = {name: imported(name, path) for name, path in MODULES.items()}
     assert graph["fsapps.server.app"], "the import graph is empty: the checker is broken"
-    found = [c for c in cycles(graph) if frozenset(c) not in KNOWN_CYCLES]
+    found = cycles(graph)
     edges = {" ".join(c): sorted(f"{a} -> {b}" for a in c for b in graph[a] if b in c)
              for c in found}
     assert not found, f"import cycles: {edges}"

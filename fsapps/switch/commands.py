@@ -239,6 +239,8 @@ def names() -> str:
 
 def switch_api() -> Execute:
     """The api of the switch this code runs in (``freeswitch.API().execute``)."""
+    # optional: the module exists only inside FreeSWITCH (mod_python3); the CLI and the tests
+    # pass their own execute
     import freeswitch
 
     api = freeswitch.API()
