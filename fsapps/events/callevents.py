@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from fsapps.channelvars import DOMAIN_VAR, event_header
 from fsapps.events.pubsub import EventName
 
 _BY_EVENT = {
@@ -45,7 +46,7 @@ def call_event(header: Callable[[str], str | None]) -> tuple[EventName, dict[str
     return evt, {
         "callin_number": h("Caller-Caller-ID-Number"),
         "dest_number": dest,
-        "domain": h("variable_domain_name") or h("variable_fsapps_domain"),
+        "domain": h("variable_domain_name") or h(event_header(DOMAIN_VAR)),
         "dtmf": h("DTMF-Digit"),
         "gateway": h("variable_sip_gateway_name"),
         "originate_number": h("Caller-Orig-Caller-ID-Number"),

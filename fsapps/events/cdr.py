@@ -54,6 +54,14 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from fsapps.channelvars import (
+    DRAFT_VAR,
+    LEG_VAR,
+    OWN_CDR_VAR,
+    RECORD_FILE_VAR,
+    RELAY_PREFIX,
+    event_header,
+)
 from fsapps.context import Context
 from fsapps.db.connection import transaction
 from fsapps.events.pubsub import stamp
@@ -63,24 +71,10 @@ __all__ = ["DRAFT_VAR", "LEG_VAR", "OWN_CDR_VAR", "QUEUE_FLAGS", "RECORD_FILE_VA
            "drafts_to_json", "generic_cdr", "leg_from_bridge", "leg_from_event",
            "seconds_between", "wants_generic_cdr", "write"]
 
-# Set on the a-leg by an app that writes the call's CDR itself (its name): the runtime then
-# writes no generic CDR for it, so every call has exactly one.
-OWN_CDR_VAR = "fsapps_cdr_by"
-# The app's CDR drafts on the caller's channel (a JSON list of Draft, in the order the apps
-# ran); the runtime completes them from the channel's CHANNEL_HANGUP_COMPLETE.
-DRAFT_VAR = "fsapps_cdr_draft"
-# A dial-string variable on every leg an app rings for its call (value: the app): the app's CDR
-# has that leg as an attempt; a leg the caller reaches without it came after a transfer.
-LEG_VAR = "fsapps_cdr_leg"
-# The call's recording: set it in the dialplan, or the runtime sets it from RECORD_START.
-RECORD_FILE_VAR = "fsapps_record_file"
 # cdr_<group> of the CDRs of inbound calls that are in no group (generic, nway_bridge):
 # cdr_direct. Groups are numbered (seed 001: 座席组短号), so, like cdr_callout, it is no
 # group's channel.
 NO_GROUP_CHANNEL = "direct"
-# A leg to fsapps_agent_<ext> is another node ringing one of this node's agents for a call
-# that node records (dialplan/10_fsapps_acd.xml): not a call of its own.
-_RELAY_PREFIX = "fsapps_agent_"
 
 # The flag of a queue call (seed 001 writes them in Chinese):
 FLAG_ANSWERED = "接通"                 # an agent answered
@@ -323,9 +317,9 @@ def wants_generic_cdr(header: Header) -> bool:
     if _h(header, "variable_other_loopback_leg_uuid") and \
             _h(header, "Call-Direction") == "inbound":  # loopback's b side: its a side's call
         return False
-    if _h(header, f"variable_{OWN_CDR_VAR}"):
+    if _h(header, event_header(OWN_CDR_VAR)):
         return False
-    return not _h(header, "Caller-Destination-Number").startswith(_RELAY_PREFIX)
+    return not _h(header, "Caller-Destination-Number").startswith(RELAY_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -351,7 +345,7 @@ def leg_from_event(header: Header) -> Leg:
                answer=_micro(header, "Caller-Channel-Answered-Time"),
                end=_micro(header, "Caller-Channel-Hangup-Time"),
                hangup_cause=_h(header, "variable_hangup_cause") or _h(header, "Hangup-Cause"),
-               own=bool(_h(header, f"variable_{LEG_VAR}")))
+               own=bool(_h(header, event_header(LEG_VAR))))
 
 
 def leg_from_bridge(header: Header, prefix: str = "Other-Leg") -> Leg:
@@ -392,7 +386,7 @@ def generic_cdr(header: Header, *, node: str, domain: str, legs: Sequence[Leg] =
         a_end=a_end, a_duration=_whole(header, "variable_duration"),
         a_billsec=_whole(header, "variable_billsec"),
         a_sip_hangup_disposition=_h(header, "variable_sip_hangup_disposition"),
-        a_record_file=_h(header, f"variable_{RECORD_FILE_VAR}") or record_file,
+        a_record_file=_h(header, event_header(RECORD_FILE_VAR)) or record_file,
         destination_number=leg.destination if leg else "",
         start=leg.start if leg else None, answer=leg.answer if leg else None,
         end=end, flag=flag, domain=domain,
@@ -536,7 +530,7 @@ def complete(drafts: Sequence[Draft], header: Header, legs: Sequence[Leg] = (),
         a_billsec=_whole(header, "variable_billsec") if switch_end else base.a_billsec,
         a_sip_hangup_disposition=_h(header, "variable_sip_hangup_disposition") or
         base.a_sip_hangup_disposition,
-        a_record_file=_h(header, f"variable_{RECORD_FILE_VAR}") or base.a_record_file or
+        a_record_file=_h(header, event_header(RECORD_FILE_VAR)) or base.a_record_file or
         record_file,
         no_answer_agents=tuple(missed), destination_number=party.destination_number,
         start=party.start, answer=answer, end=clip(end) if end else end, flag=flag,

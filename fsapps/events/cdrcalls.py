@@ -2,7 +2,7 @@
 consumes, it follows the legs each call originates (and the channels a call is bridged to
 without originating them: ``uuid_bridge`` after a consultation) and the recordings channels
 make. When a channel's CHANNEL_HANGUP_COMPLETE carries the CDR drafts an app left on it
-(:data:`fsapps.events.cdr.DRAFT_VAR`: queue, outbound and direct calls, also when the channel was
+(:data:`fsapps.channelvars.DRAFT_VAR`: queue, outbound and direct calls, also when the channel was
 transferred afterwards) it completes them with the fields FreeSWITCH sets only in the hangup
 state (:func:`fsapps.events.cdr.complete`); when an a-leg's says no app took the call
 (:func:`fsapps.events.cdr.wants_generic_cdr`) it builds a generic CDR
@@ -17,7 +17,7 @@ events.
 
 Recordings: FreeSWITCH's ``record_session`` fires RECORD_START with ``Record-File-Path`` and
 sets no channel variable. The first recording of a channel is remembered for its generic CDR
-and, unless the dialplan named one, set as :data:`fsapps.events.cdr.RECORD_FILE_VAR` on the channel
+and, unless the dialplan named one, set as :data:`fsapps.channelvars.RECORD_FILE_VAR` on the channel
 (``uuid_setvar``), so the apps that write their own CDR, the CHANNEL_HANGUP_COMPLETE and the
 NATS Event.CDR ``abs_path`` name it too.
 """
@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from fsapps.channelvars import DOMAIN_VAR, DRAFT_VAR, RECORD_FILE_VAR, event_header
 from fsapps.context import Context
 from fsapps.events import cdr, cdrspool
 from fsapps.fslog import log
@@ -75,7 +76,7 @@ class CallRecords:
             if name == "CHANNEL_HANGUP_COMPLETE":
                 # legs this leg called itself (a transferred agent's), part of the same call
                 legs = self.legs.pop(uuid, None)
-                if header(f"variable_{cdr.DRAFT_VAR}"):
+                if header(event_header(DRAFT_VAR)):
                     # an app ran on this leg after a transfer: its CDR is this leg's
                     self.drafted(header, uuid, list((legs or {}).values()),
                                  self.recordings.get(uuid, ""))
@@ -126,23 +127,23 @@ class CallRecords:
         if not path or uuid in self.recordings:
             return
         _bounded(self.recordings)[uuid] = path
-        if not header(f"variable_{cdr.RECORD_FILE_VAR}") and "\n" not in path:
+        if not header(event_header(RECORD_FILE_VAR)) and "\n" not in path:
             # the handlers and CHANNEL_HANGUP_COMPLETE read the variable; a channel already
             # gone answers -ERR, and its generic CDR still has the path from here
-            self.api("uuid_setvar", f"{uuid} {cdr.RECORD_FILE_VAR} {path}")
+            self.api("uuid_setvar", f"{uuid} {RECORD_FILE_VAR} {path}")
 
     def call_over(self, header: Header, uuid: str) -> None:
         legs = list(self.legs.pop(uuid, {}).values())
         recording = self.recordings.pop(uuid, "")
         for leg in legs:
             recording = recording or self.recordings.get(leg.uuid, "")
-        drafts = header(f"variable_{cdr.DRAFT_VAR}")
+        drafts = header(event_header(DRAFT_VAR))
         if drafts and self.drafted(header, uuid, legs, recording):
             return
         if not drafts and not cdr.wants_generic_cdr(header):
             return  # (unreadable drafts: a generic CDR rather than none)
         settings = self.ctx.settings
-        domain = header("variable_domain_name") or header("variable_fsapps_domain") or ""
+        domain = header("variable_domain_name") or header(event_header(DOMAIN_VAR)) or ""
         if domain not in settings.domains:
             domain = settings.default_domain
         self.pending.put(cdr.generic_cdr(header, node=self.node, domain=domain, legs=legs,
@@ -150,7 +151,7 @@ class CallRecords:
 
     def drafted(self, header: Header, uuid: str, legs: list[cdr.Leg], recording: str) -> bool:
         """Complete the CDR drafts the channel carries; False when they do not parse (logged)."""
-        text = header(f"variable_{cdr.DRAFT_VAR}") or ""
+        text = header(event_header(DRAFT_VAR)) or ""
         try:
             drafts = cdr.drafts_from_json(text)
         except (ValueError, TypeError, KeyError) as exc:

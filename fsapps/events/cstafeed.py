@@ -39,6 +39,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fsapps.channelvars import (
+    ACD_AGENT_VAR,
+    ACD_CALL_VAR,
+    CALL_HEADER,
+    CSTA_CALL_VAR,
+    CSTA_CALLED_VAR,
+    CSTA_DEVICE_VAR,
+    CSTA_ROLE_VAR,
+    DOMAIN_VAR,
+    RELAY_PREFIX,
+    event_header,
+)
 from fsapps.context import Context
 from fsapps.store import hash_fields, json_object
 from fsapps.store.connection import publish_pipeline
@@ -49,7 +61,6 @@ CALL_TTL_S = 3600
 EVENTS = ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
           "CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_HANGUP_COMPLETE")
 INITIATOR = "initiator"
-RELAY_PREFIX = "fsapps_agent_"
 
 
 @dataclass(frozen=True)
@@ -72,17 +83,17 @@ def leg_of(h: Header, domains: tuple[str, ...], default_domain: str) -> Leg | No
     if not uuid:
         return None
     domain = ""
-    for name in ("variable_fsapps_domain", "variable_dialed_domain", "variable_domain_name"):
+    for name in (event_header(DOMAIN_VAR), "variable_dialed_domain", "variable_domain_name"):
         value = h(name) or ""
         if value in domains:
             domain = value
             break
     domain = domain or default_domain
     outbound = (h("Call-Direction") or "") == "outbound"
-    initiator = (h("variable_fsapps_csta_role") or "") == INITIATOR
+    initiator = (h(event_header(CSTA_ROLE_VAR)) or "") == INITIATOR
     # dialed_user names the leg's own user on a user/ leg only: FreeSWITCH sets it on the
     # channel that bridges to user/<ext> too, where it is whom that channel called.
-    number = (h("variable_fsapps_csta_device") or h("variable_fsapps_acd_agent") or
+    number = (h(event_header(CSTA_DEVICE_VAR)) or h(event_header(ACD_AGENT_VAR)) or
               (h("variable_dialed_user") if outbound else "") or "")
     outside = False
     if not number and outbound:
@@ -100,10 +111,10 @@ def leg_of(h: Header, domains: tuple[str, ...], default_domain: str) -> Leg | No
     # The relay legs between nodes (fsapps_agent_<ext>, see dialplan/10_fsapps_acd.xml) carry
     # the queue call's id in the X-FSAPPS-Call header; the phone's leg on the far node is the
     # party, the relay legs are not.
-    call_hint = (h("variable_fsapps_csta_call") or h("variable_fsapps_acd_call") or
-                 h("variable_sip_h_X-FSAPPS-Call") or h("variable_originator") or
+    call_hint = (h(event_header(CSTA_CALL_VAR)) or h(event_header(ACD_CALL_VAR)) or
+                 h(event_header(CALL_HEADER)) or h("variable_originator") or
                  h("variable_originating_leg_uuid") or "")
-    called = h("variable_fsapps_csta_called") or ""
+    called = h(event_header(CSTA_CALLED_VAR)) or ""
     relay = (h("Caller-Destination-Number") or "").startswith(RELAY_PREFIX)
     return Leg(uuid=uuid, domain=domain,
                device=number.strip() if outside else device(number, domain),
@@ -256,9 +267,9 @@ class CstaFeed:
             party = json_object(text).get("d")
             if isinstance(party, str) and party:
                 events.append(_Ended({"Event-Name": "CHANNEL_HANGUP_COMPLETE",
-                                      "Unique-ID": uuid, "variable_fsapps_domain": domain,
-                                      "variable_fsapps_csta_device": party,
-                                      "variable_fsapps_csta_call": cid}))
+                                      "Unique-ID": uuid, event_header(DOMAIN_VAR): domain,
+                                      event_header(CSTA_DEVICE_VAR): party,
+                                      event_header(CSTA_CALL_VAR): cid}))
             else:  # no party of its call (a relay leg, or the call's record expired)
                 parties_gone.setdefault(domain, []).append(uuid)
         if parties_gone:

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from fsapps.channelvars import RECORD_FILE_VAR, event_header
 from fsapps.config import NatsSettings, mask_url
 from fsapps.events.delivery import DeliveryCounters, ProcessPublisher
 from fsapps.fslog import log
@@ -75,7 +76,7 @@ CDR_FIELDS: dict[str, tuple[str, ...]] = {
     "billsec": ("variable_billsec",),
     "account_code": ("variable_accountcode", "Caller-Caller-ID-Number"),
     "network_addr": ("Caller-Network-Addr",),
-    "abs_path": ("variable_fsapps_record_file", "variable_record_session_path"),
+    "abs_path": (event_header(RECORD_FILE_VAR), "variable_record_session_path"),
     "answer_stamp": ("variable_answer_stamp",),
     "sip_hangup_disposition": ("variable_sip_hangup_disposition",),
     "context": ("Caller-Context",),

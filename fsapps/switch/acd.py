@@ -22,6 +22,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fsapps import metrics
+from fsapps.channelvars import (
+    ACD_AGENT_VAR,
+    ACD_ARRIVED_VAR,
+    ACD_CALL_VAR,
+    ACD_GROUP_VAR,
+    ACD_LEVEL_VAR,
+    CALL_HEADER,
+    DOMAIN_VAR,
+    LEG_VAR,
+    RECORD_FILE_VAR,
+    RELAY_DOMAIN_HEADER,
+    RELAY_PREFIX,
+    RING_TIMEOUT_HEADER,
+)
 from fsapps.context import Context, get_context, now_ms
 from fsapps.domain import routing
 from fsapps.domain.agents import Agents
@@ -45,15 +59,9 @@ RETRY_PAUSE_SECONDS = PLAYBACK_TIMEOUT_MIN_SECONDS
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.\-+*#@]{1,64}$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.\-+*#@]")
-# The relay between nodes: the destination other nodes send an agent call to, and the SIP
-# header (a channel variable on both sides) naming the agent's domain.
-RELAY_PREFIX = "fsapps_agent_"
-RELAY_DOMAIN_HEADER = "sip_h_X-FSAPPS-Domain"
 
 # originate_disposition → (release outcome, agent-facing method)
 _FAILURES = {"USER_NOT_REGISTERED": "unregistered", "SUBSCRIBER_ABSENT": "unregistered"}
-# the call's recording for the CDR (the dialplan, or the runtime from RECORD_START, sets it)
-RECORD_FILE_VAR = cdr.RECORD_FILE_VAR
 # originate_disposition → cdr_agent_attempt.result (anything else: "failed")
 attempt_result = cdr.attempt_result
 
@@ -230,15 +238,15 @@ class Router:
         variables = ",".join([
             f"originate_timeout={c.group.group_callout_timeout}",
             # the relay on another node rings the phone no longer than this either
-            f"sip_h_X-FSAPPS-Ring-Timeout={c.group.group_callout_timeout}",
+            f"{RING_TIMEOUT_HEADER}={c.group.group_callout_timeout}",
             # the call's id for the phone's leg on another node (fsapps.events.cstafeed)
-            f"sip_h_X-FSAPPS-Call={c.uuid}",
+            f"{CALL_HEADER}={c.uuid}",
             "ignore_early_media=true",
             f"origination_caller_id_number={safe_part(c.caller)}",
-            f"fsapps_acd_agent={extension}", f"fsapps_acd_call={c.uuid}",
-            f"fsapps_acd_group={c.group.group_number}", f"fsapps_domain={c.domain}",
-            f"fsapps_acd_level={c.level}", f"fsapps_acd_arrived={c.arrived_ms}",
-            f"{cdr.LEG_VAR}=nwayacd",
+            f"{ACD_AGENT_VAR}={extension}", f"{ACD_CALL_VAR}={c.uuid}",
+            f"{ACD_GROUP_VAR}={c.group.group_number}", f"{DOMAIN_VAR}={c.domain}",
+            f"{ACD_LEVEL_VAR}={c.level}", f"{ACD_ARRIVED_VAR}={c.arrived_ms}",
+            f"{LEG_VAR}=nwayacd",
         ])
         # Say which node holds the reservation (the reconciler checks) — if it is still ours:
         # a reconciler that found the caller gone, or a lease that ran out, may have freed the

@@ -26,6 +26,13 @@ import os
 from typing import Any
 
 from fsapps import __version__
+from fsapps.channelvars import (
+    DIAG_CHECKS_VAR,
+    DIAG_DIGITS_VAR,
+    DIAG_REPORT_VAR,
+    DIAG_VAR,
+    DIAG_VERSION_VAR,
+)
 from fsapps.fslog import log
 
 TONE = "tone_stream://%(200,0,800)"
@@ -209,16 +216,16 @@ def handler(session: Any, args: str) -> None:
     try:
         session.answer()
         report = run_checks()
-        session.setVariable("fsapps_diag", "ok")
-        session.setVariable("fsapps_diag_version", __version__)
-        session.setVariable("fsapps_diag_checks", report.checks_variable())
-        session.setVariable("fsapps_diag_report", " | ".join(report.lines()))
+        session.setVariable(DIAG_VAR, "ok")
+        session.setVariable(DIAG_VERSION_VAR, __version__)
+        session.setVariable(DIAG_CHECKS_VAR, report.checks_variable())
+        session.setVariable(DIAG_REPORT_VAR, " | ".join(report.lines()))
         log("INFO" if report.passed else "ERR",
             f"diag: call {session.get_uuid()}: {report.headline()}: "
             + " | ".join(report.lines()))
         session.streamFile(TONE if report.passed else FAILED_TONE)
         digits = session.getDigits(max_digits, "#", 3000)
-        session.setVariable("fsapps_diag_digits", digits)
+        session.setVariable(DIAG_DIGITS_VAR, digits)
         log("INFO", f"diag: call {session.get_uuid()} digits {digits!r}")
         session.hangup("NORMAL_CLEARING")
     except Exception as exc:

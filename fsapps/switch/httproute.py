@@ -30,6 +30,14 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from fsapps.channelvars import (
+    CTI_CONNECT_MS_VAR,
+    CTI_NOTIFY_URL_VAR,
+    CTI_REQUEST_VARS_VAR,
+    CTI_RESPONSE_MS_VAR,
+    CTI_UUID_VAR,
+    event_header,
+)
 from fsapps.config import CtiBridgeSettings
 from fsapps.domain import numbers
 from fsapps.errors import BadInput
@@ -413,12 +421,12 @@ def leg_event(settings: CtiBridgeSettings, name: str, header: Callable[[str], st
         -> None:
     """The runtime saw ``name`` on a B leg that carries ``fsapps_cti_notify_url``: notify."""
     action = LEG_EVENTS.get(name)
-    url = header("variable_fsapps_cti_notify_url")
-    call_uuid = header("variable_fsapps_cti_uuid") or ""
+    url = header(event_header(CTI_NOTIFY_URL_VAR))
+    call_uuid = header(event_header(CTI_UUID_VAR)) or ""
     if action is None or not url:
         return
-    timeouts = (_ms(header("variable_fsapps_cti_connect_ms"), DEFAULT_CONNECT_TIMEOUT_MS),
-                _ms(header("variable_fsapps_cti_response_ms"), DEFAULT_RESPONSE_TIMEOUT_MS))
+    timeouts = (_ms(header(event_header(CTI_CONNECT_MS_VAR)), DEFAULT_CONNECT_TIMEOUT_MS),
+                _ms(header(event_header(CTI_RESPONSE_MS_VAR)), DEFAULT_RESPONSE_TIMEOUT_MS))
     payload = {"action": action, "uuid": call_uuid, "leg_uuid": header("Unique-ID") or ""}
     notify(settings, url, payload, timeouts)
     tracked = _calls.get(call_uuid)
@@ -438,7 +446,7 @@ def request_body(session: Any, uuid: str) -> dict[str, Any]:
     get = session.getVariable
     number = get("caller_id_number") or ""
     variables = {name: get(name) for name in REQUEST_VARIABLES if get(name) is not None}
-    for name in (get("fsapps_cti_request_vars") or "").split(","):
+    for name in (get(CTI_REQUEST_VARS_VAR) or "").split(","):
         name = name.strip()
         if _VAR_NAME.fullmatch(name) and get(name) is not None:
             variables[name] = get(name)
@@ -472,9 +480,9 @@ def route_call(session: Any, args_text: str, settings: CtiBridgeSettings) -> Non
         return
     variables = dict(route.variables)
     if args.notify:
-        variables.update({"fsapps_cti_notify_url": args.url, "fsapps_cti_uuid": uuid,
-                          "fsapps_cti_connect_ms": str(args.connect_timeout_ms),
-                          "fsapps_cti_response_ms": str(args.response_timeout_ms)})
+        variables.update({CTI_NOTIFY_URL_VAR: args.url, CTI_UUID_VAR: uuid,
+                          CTI_CONNECT_MS_VAR: str(args.connect_timeout_ms),
+                          CTI_RESPONSE_MS_VAR: str(args.response_timeout_ms)})
         _calls[uuid] = _Tracked()
     dialstring = with_variables(route.dialstring, variables)
     # bridge hangs the caller up itself on most failures: we need the channel afterwards.

@@ -38,6 +38,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from fsapps.channelvars import (
+    ACD_AGENT_VAR,
+    ACD_ARRIVED_VAR,
+    ACD_CALL_VAR,
+    ACD_GROUP_VAR,
+    ACD_LEVEL_VAR,
+    ACD_NUMBER_VAR,
+    CALLER_ID_VAR,
+    DOMAIN_VAR,
+    LEG_VAR,
+    RECORD_FILE_VAR,
+    RING_TIMEOUT_HEADER,
+    RING_TIMEOUT_VAR,
+)
 from fsapps.context import Context, get_context, now_ms
 from fsapps.domain.agents import Agents
 from fsapps.domain.groups import Groups
@@ -50,10 +64,6 @@ from fsapps.switch.session import hang_up
 
 CALLOUT_USAGE = "nwaycallout <number> <gateway> <group>"
 BRIDGE_USAGE = "nway_bridge <extension>"
-# Channel variables read from the calling channel (set them in the dialplan).
-CALLER_ID_VAR = "fsapps_callout_caller_id"   # outbound caller id instead of the group number
-RING_TIMEOUT_VAR = "fsapps_ring_timeout"     # seconds the far end / the agent may ring
-RECORD_FILE_VAR = cdr.RECORD_FILE_VAR        # the call's recording, for the CDR
 CALLOUT_RING_SECONDS = 60
 MAX_RING_SECONDS = 600
 # A direct call or an outbound call may take the agent from these states only.
@@ -128,10 +138,10 @@ class AgentCall:
         """The queue offer's leg variables (the runtime turns the leg's answer into talking)."""
         if not self.tracked:
             return []
-        return [f"fsapps_acd_agent={self.extension}", f"fsapps_acd_call={self.uuid}",
-                f"fsapps_acd_group={self.group}", f"fsapps_domain={self.domain}",
-                "fsapps_acd_level=normal", f"fsapps_acd_arrived={self.arrived_ms}",
-                f"fsapps_acd_number={self.number}"]
+        return [f"{ACD_AGENT_VAR}={self.extension}", f"{ACD_CALL_VAR}={self.uuid}",
+                f"{ACD_GROUP_VAR}={self.group}", f"{DOMAIN_VAR}={self.domain}",
+                f"{ACD_LEVEL_VAR}=normal", f"{ACD_ARRIVED_VAR}={self.arrived_ms}",
+                f"{ACD_NUMBER_VAR}={self.number}"]
 
     def answered_call_over(self, wrapup_seconds: int) -> None:
         """The answered call ended: ``hangup`` event, wrap-up (or ready at once)."""
@@ -232,7 +242,7 @@ def callout(session: Any, args: str) -> None:
     try:
         agent.event("callout")
         variables = [f"originate_timeout={ring}", f"origination_caller_id_number={caller_id}",
-                     f"fsapps_domain={domain}", f"{cdr.LEG_VAR}=nwaycallout",
+                     f"{DOMAIN_VAR}={domain}", f"{LEG_VAR}=nwaycallout",
                      *agent.leg_variables()]
         dial_started = time.time()
         disposition, still_up = _bridge(
@@ -307,9 +317,9 @@ def direct_call(session: Any, args: str) -> None:
             session.hangup("USER_BUSY")
             return
         agent.event("callout")
-        variables = [f"originate_timeout={ring}", f"sip_h_X-FSAPPS-Ring-Timeout={ring}",
-                     f"origination_caller_id_number={caller}", f"fsapps_domain={domain}",
-                     f"{cdr.LEG_VAR}=nway_bridge", *agent.leg_variables()]
+        variables = [f"originate_timeout={ring}", f"{RING_TIMEOUT_HEADER}={ring}",
+                     f"origination_caller_id_number={caller}", f"{DOMAIN_VAR}={domain}",
+                     f"{LEG_VAR}=nway_bridge", *agent.leg_variables()]
         endpoint = acd.agent_endpoint(ctx, domain, extension, node)
         dial_started = time.time()
         disposition, still_up = _bridge(session, f"{{{','.join(variables)}}}{endpoint}")
