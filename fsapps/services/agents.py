@@ -173,3 +173,25 @@ def set_call_state(ctx: Context, domain: str, extension: str, value: str) -> Non
         raise CallStateRefused(extension, agent.call_state, value)
     if value == "ready":
         acd.agent_available(ctx, domain, extension)
+
+
+def handed_on(ctx: Context, domain: str, extension: str, call_id: str) -> None:
+    """The agent handed its queue call ``call_id`` on (a wellClient transfer): its wrap-up
+    starts now, the wrap-up time of its first group. Nothing happens when the agent no
+    longer holds that call (e.g. the call was not a queue call)."""
+    agent = Agents(ctx, domain).get(extension)
+    if agent is None or agent.offer_uuid != call_id:
+        return
+    group = Groups(ctx, domain).get(agent.groups[0]) if agent.groups else None
+    seconds = group.wrapup(ctx.settings.group_defaults) if group else 0
+    if Agents(ctx, domain).start_wrapup(extension, call_id, seconds):
+        acd.agent_available(ctx, domain, extension)
+
+
+def set_registered(ctx: Context, domain: str, extension: str, registered: bool) -> str | None:
+    """Mark the agent's phone registered or not by hand (a phone the switch does not see
+    register, a repair); registered and free, it is offered a waiting caller at once: the
+    uuid of the call offered, if any."""
+    agent_of(ctx, domain, extension)
+    Agents(ctx, domain).set_reg_state(extension, "reged" if registered else "unreg")
+    return acd.agent_available(ctx, domain, extension) if registered else None

@@ -39,7 +39,7 @@ import psycopg2
 
 from fsapps import __version__
 from fsapps.context import Context, get_context, now_ms
-from fsapps.domain.agents import Agent, Agents
+from fsapps.domain.agents import Agents
 from fsapps.domain.callqueue import CallQueue
 from fsapps.domain.extensions import Extensions
 from fsapps.domain.groups import Group, Groups
@@ -150,14 +150,6 @@ class Invocation:
     def no_json(self) -> None:
         if self.json:
             raise UsageError("unexpected argument 'json'")
-
-    def agent(self, extension: str) -> Agent:
-        """The agent of ``extension``; Refused when there is none."""
-        agent = Agents(self.ctx, self.domain).get(extension)
-        if agent is None:
-            raise Refused(f"unknown extension {self.label(extension)!r} "
-                          "(add it with nway_add_ext)")
-        return agent
 
 
 @dataclass(frozen=True)
@@ -334,9 +326,8 @@ def nway_set_reged_ext(inv: Invocation) -> str:
     repair); a waiting caller is offered to it at once if it is free."""
     ext = inv.qualified(0, "extension")
     inv.at_most(1)
-    inv.agent(ext)
-    Agents(inv.ctx, inv.domain).set_reg_state(ext, "reged")
-    offered = acd.agent_available(inv.ctx, inv.domain, ext)
+    with agent_refusals(inv, ext):
+        offered = agent_service.set_registered(inv.ctx, inv.domain, ext, True)
     return f"+OK extension {inv.label(ext)} registered" + \
         (f"; offered call {offered}" if offered else "")
 
@@ -345,8 +336,8 @@ def nway_set_reged_ext(inv: Invocation) -> str:
 def nway_set_unreg_ext(inv: Invocation) -> str:
     ext = inv.qualified(0, "extension")
     inv.at_most(1)
-    inv.agent(ext)
-    Agents(inv.ctx, inv.domain).set_reg_state(ext, "unreg")
+    with agent_refusals(inv, ext):
+        agent_service.set_registered(inv.ctx, inv.domain, ext, False)
     return f"+OK extension {inv.label(ext)} unregistered"
 
 
@@ -357,7 +348,7 @@ def nway_list_exts(inv: Invocation) -> str:
              "logged_in": a.logged_in, "groups": list(a.groups), "reg_state": a.reg_state,
              "reg_node": a.reg_node, "seat_status": a.seat_status,
              "call_state": a.call_state, "call": a.offer_uuid}
-            for a in Agents(inv.ctx, inv.domain).all()]
+            for a in agent_service.all_agents(inv.ctx, inv.domain)]
     return listing(inv, EXT_COLUMNS, rows)
 
 

@@ -41,7 +41,6 @@ from fsapps.server.services import CtiServices
 from fsapps.server.services import services_of as services_app
 from fsapps.services import agents as agent_service
 from fsapps.store.keys import seed_exten_hash
-from fsapps.switch import acd
 from fsapps.switch.nodecommands import Csta, NodeReply
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -510,7 +509,7 @@ def _single_step_transfer(services: Any, domain: str, call_id: str, device: str,
     # The agent's leg is not killed here: it ends with its bridge, as a bridged leg without
     # a dialplan of its own does; a uuid_kill racing that bridge's end could take the
     # transferred party down with it.
-    _wrapup(services, domain, ext, call_id)
+    agent_service.handed_on(services.ctx, domain, ext, call_id)
 
 
 def _single_step_conference(services: Any, domain: str, call_id: str, device: str, ext: str,
@@ -591,7 +590,7 @@ def _transfer(services: Any, domain: str, call_id: str, device: str, ext: str,
         "transferredToDevice": to_device, "newCall": consult,
         "time": int(time.time() * 1000)})
     # Both of the agent's legs end with their bridges (see _single_step_transfer).
-    _wrapup(services, domain, ext, call_id)
+    agent_service.handed_on(services.ctx, domain, ext, call_id)
 
 
 def _conference(services: Any, domain: str, call_id: str, device: str, ext: str,
@@ -619,19 +618,6 @@ def _conference(services: Any, domain: str, call_id: str, device: str, ext: str,
         "parties": list(dict.fromkeys([*[leg.get("d") for leg in held.values()], added])),
         "primaryOldCall": call_id, "secondaryOldCall": consult, "conferencingDevice": device,
         "addedParty": added, "newCall": call_id, "time": int(time.time() * 1000)})
-
-
-def _wrapup(services: Any, domain: str, ext: str, call_id: str) -> None:
-    """The agent handed its queue call on: its wrap-up starts now (a no-op when the agent no
-    longer holds that call, e.g. the call was not a queue call)."""
-    ctx = services.ctx
-    agent = Agents(ctx, domain).get(ext)
-    if agent is None or agent.offer_uuid != call_id:
-        return
-    group = Groups(ctx, domain).get(agent.groups[0]) if agent.groups else None
-    seconds = group.wrapup(ctx.settings.group_defaults) if group else 0
-    if Agents(ctx, domain).start_wrapup(ext, call_id, seconds):
-        acd.agent_available(ctx, domain, ext)
 
 
 _ACTIONS: dict[str, Callable[..., Any]] = {
