@@ -4,7 +4,8 @@ to the node that owns the channel.
 
 ``app.build_app(services)`` builds the aiohttp application; ``services.CtiServices`` holds
 what handlers use; ``auth`` the users, tokens and roles; ``registry`` the route declarations
-(validation, errors, OpenAPI); ``api`` / ``supervision`` the routes; ``operations`` the
-blocking service calls behind them; ``rows`` the pure mapping of Redis state to the seed's
-JSON rows.
+(validation, errors, OpenAPI); ``access`` the route guard; ``http_errors`` an error's HTTP
+answer by its type; ``cti_api`` / ``supervision`` the routes; ``operations`` the blocking calls
+behind them, which call :mod:`fsapps.services` and word its answers; ``rows`` the pure mapping
+of Redis state to the seed's JSON rows.
 """

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 
 from fsapps.context import Context
 from fsapps.domain.callqueue import CallQueue
-from fsapps.domain.nodes import Nodes
 from fsapps.domain.numbers import valid_number
 from fsapps.server import rows
 from fsapps.server.registry import ApiError
@@ -203,7 +202,7 @@ def cli(services: CtiServices, command: str, arg: str, node: str | None) -> str:
         if command == "bgapi":
             first = (arg.split(" ") + ["", ""])[1]
         if valid_uuid(first):
-            node = Nodes(services.ctx).owner(first)
+            node = services.switch.owner(first)
             if node is None:
                 raise ApiError(404, f"no such channel {first}", "arg")
     return services.switch.on_node(Cli(api=command, arg=arg), node).text

@@ -50,6 +50,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from fsapps.channelvars import (
+    ACD_GROUP_VAR,
+    CSTA_CALL_VAR,
+    CSTA_CALLED_VAR,
+    CSTA_DEVICE_VAR,
+    CSTA_ROLE_VAR,
+    DOMAIN_VAR,
+    EAVESDROP_VAR,
+    RING_TIMEOUT_HEADER,
+    THREEWAY_WITH_VAR,
+)
 from fsapps.context import Context
 from fsapps.domain.groups import Groups
 from fsapps.domain.nodes import REPLY_TIMEOUT_S, Nodes
@@ -301,6 +312,10 @@ class SwitchCommands:
             raise NoSuchChannel(uuid)
         return self._request(owner, command, uuid)
 
+    def owner(self, uuid: str) -> str | None:
+        """The live node that holds channel ``uuid`` (None when none does)."""
+        return Nodes(self.ctx).owner(uuid)
+
     def on_node(self, command: NodeCommand, node: str | None = None) -> NodeReply:
         """Run ``command`` on ``node`` (default: the first live node by name). Raises
         NoLiveNode, NodeNotAlive, NodeDidNotAnswer."""
@@ -427,8 +442,8 @@ def _channel(ctx: Context, execute: Execute, node: str, command: NodeCommand) ->
         if domain and not gateway:
             phone = f"{phone}@{domain}"
         reply = _originate(execute, [f"originate_timeout={THREEWAY_RING_SECONDS}",
-                                     f"sip_h_X-FSAPPS-Ring-Timeout={THREEWAY_RING_SECONDS}",
-                                     f"fsapps_threeway_with={uuid}"],
+                                     f"{RING_TIMEOUT_HEADER}={THREEWAY_RING_SECONDS}",
+                                     f"{THREEWAY_WITH_VAR}={uuid}"],
                            endpoint, f"&three_way({uuid})")
         job = reply.strip().removeprefix("+OK").strip()
         via = f" via {gateway}" if gateway else ""
@@ -461,10 +476,10 @@ def _set_transfer_ring(ctx: Context, execute: Execute, uuid: str, moved: str) ->
     for leg in (uuid, _peer(execute, uuid)):
         if not leg:
             continue
-        group = _getvar(execute, leg, "fsapps_acd_group")
+        group = _getvar(execute, leg, ACD_GROUP_VAR)
         if not group:
             continue
-        domain = _getvar(execute, leg, "fsapps_domain") or ctx.settings.default_domain
+        domain = _getvar(execute, leg, DOMAIN_VAR) or ctx.settings.default_domain
         if not valid_name(group) or domain not in ctx.settings.domains:
             return ""
         found = Groups(ctx, domain).get(group)
@@ -495,8 +510,8 @@ def _eavesdrop(ctx: Context, execute: Execute, node: str, command: Eavesdrop) ->
     endpoint = f"sofia/gateway/{gateway}/{phone}" if gateway else \
         acd.agent_endpoint(ctx, ctx.settings.default_domain, phone, node)
     dtmf = "false" if command.dtmf in ("false", "0") else "true"
-    variables = [f"originate_timeout={ring}", f"sip_h_X-FSAPPS-Ring-Timeout={ring}",
-                 f"eavesdrop_enable_dtmf={dtmf}", f"fsapps_eavesdrop={uuid}"]
+    variables = [f"originate_timeout={ring}", f"{RING_TIMEOUT_HEADER}={ring}",
+                 f"eavesdrop_enable_dtmf={dtmf}", f"{EAVESDROP_VAR}={uuid}"]
     if EAVESDROP_MODES[mode]:
         variables.append(EAVESDROP_MODES[mode])
     reply = _originate(execute, variables, endpoint, f"&eavesdrop({uuid})")
@@ -599,12 +614,12 @@ def _csta(ctx: Context, execute: Execute, node: str, command: Csta) -> NodeReply
         ext = _csta_ext(command.device, "device")
         target, to = _csta_target(command, domain, context)
         variables = [
-            f"fsapps_csta_call={call_id}", "fsapps_csta_role=initiator",
-            f"fsapps_csta_device={ext}", f"fsapps_csta_called={to}", f"fsapps_domain={domain}",
+            f"{CSTA_CALL_VAR}={call_id}", f"{CSTA_ROLE_VAR}=initiator",
+            f"{CSTA_DEVICE_VAR}={ext}", f"{CSTA_CALLED_VAR}={to}", f"{DOMAIN_VAR}={domain}",
             "sip_auto_answer=true", f"origination_caller_id_number={to}",
             f"originate_timeout={CSTA_RING_SECONDS}"]
         if target.startswith("user/"):
-            dest = f"&bridge({{fsapps_csta_call={call_id},fsapps_domain={domain}}}{target})"
+            dest = f"&bridge({{{CSTA_CALL_VAR}={call_id},{DOMAIN_VAR}={domain}}}{target})"
         else:
             dest = target
         reply = _originate(execute, variables, f"user/{ext}@{domain}", dest)
@@ -629,7 +644,7 @@ def _csta(ctx: Context, execute: Execute, node: str, command: Csta) -> NodeReply
             raise BadArgument(f"invalid mode {mode!r}")
         app, extra = INVITE_MODES[mode]
         call_id = _csta_uuid(command.call_id, "call_id")
-        reply = _originate(execute, [f"fsapps_csta_call={call_id}", f"fsapps_domain={domain}",
+        reply = _originate(execute, [f"{CSTA_CALL_VAR}={call_id}", f"{DOMAIN_VAR}={domain}",
                                      f"originate_timeout={CSTA_RING_SECONDS}", *extra],
                            f"user/{ext}@{domain}", f"&{app}({uuid})")
     else:
