@@ -17,7 +17,7 @@ import redis
 
 from fsapps.context import Context, now_ms
 from fsapps.domain.agent_state import IllegalTransition
-from fsapps.domain.agents import Agents, Released
+from fsapps.domain.agents import Agents, Ready, Released
 from fsapps.domain.callqueue import CallQueue, WaitingCall
 from fsapps.domain.routing import queue_score
 from fsapps.store.scripts import run_script
@@ -363,6 +363,94 @@ def test_release_outcomes(ctx: Context, queue: CallQueue, agents: Agents) -> Non
     reserve(queue, c, ["1001"])
     assert agents.release("1001", c.uuid, "unregistered") == Released("ready", "ready", 2)
     assert agents.get("1001").reg_state == "unreg"  # type: ignore[union-attr]
+
+
+def test_missed_offer_is_one_step_busy_after_max_no_answer(
+        ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    """no_answer and the decision after it (agent_state.after_no_answer) in one script: no
+    moment where another writer sees no_answer, nor a second round trip to lose."""
+    make_agent(ctx, "1001")
+    first = call()
+    reserve(queue, first, ["1001"])
+    assert agents.release("1001", first.uuid, "missed", max_no_answer=2) == \
+        Released("no_answer", "ready", 1)
+    second = call()
+    reserve(queue, second, ["1001"])
+    assert agents.release("1001", second.uuid, "missed", max_no_answer=2) == \
+        Released("no_answer", "busy", 2)
+    agent = agents.get("1001")
+    assert agent is not None
+    assert (agent.call_state, agent.seat_status, agent.offer_uuid) == ("busy", "busy", "")
+    assert offers(ctx) == {}
+
+
+def test_missed_offer_of_an_agent_that_went_busy_meanwhile_keeps_busy(
+        ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    """The agent pressed busy while its phone rang: busy -> no_answer is not in the table, so
+    the miss releases the reservation and leaves the call state alone."""
+    make_agent(ctx, "1001")
+    c = call()
+    reserve(queue, c, ["1001"])
+    assert agents.transition("1001", "busy")
+    assert agents.release("1001", c.uuid, "missed", max_no_answer=1) == \
+        Released("busy", "busy", 0)
+    assert state(agents, "1001") == ("busy", "") and offers(ctx) == {}
+
+
+# ------------------------------------------------------------------------ agent_ready -------
+def test_make_ready_takes_the_best_waiting_call_in_the_same_step(
+        ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    make_group(ctx, "100")
+    make_agent(ctx, "1001", seat_status="busy", call_state="typing", no_answer_count=3)
+    ctx.redis.zadd(ctx.keys(DOMAIN).wrapups(), {"1001": now_ms() + 60_000})
+    c = call()
+    enqueue(queue, c)
+    ready = agents.make_ready("1001")
+    assert (ready.done, ready.previous, ready.offered) == (True, "typing", c.uuid)
+    assert ready.waiting is not None and ready.waiting.uuid == c.uuid
+    agent = agents.get("1001")
+    assert agent is not None
+    assert (agent.call_state, agent.offer_uuid, agent.seat_status, agent.no_answer_count) == \
+        ("ring", c.uuid, "idle", 0)
+    assert ctx.redis.zcard(ctx.keys(DOMAIN).wrapups()) == 0
+    assert offers(ctx) == {c.uuid: "1001"} and queue.waiting() == []
+
+
+@pytest.mark.parametrize("fields,outcome", [
+    ({"enabled": "0", "call_state": "busy", "seat_status": "busy"}, "disabled"),
+    ({"call_state": "talking", "seat_status": "busy"}, "on_call"),
+    ({"call_state": "ring", "seat_status": "busy"}, "on_call")])
+def test_make_ready_refusals(ctx: Context, queue: CallQueue, agents: Agents,
+                             fields: dict[str, str], outcome: str) -> None:
+    make_group(ctx, "100")
+    make_agent(ctx, "1001", **fields)
+    enqueue(queue, call())
+    ready = agents.make_ready("1001")
+    assert (ready.done, ready.outcome, ready.previous) == (False, outcome, fields["call_state"])
+    agent = agents.get("1001")
+    assert agent is not None and agent.call_state == fields["call_state"]
+    # a disabled seat stays busy; an agent on a call is idle for when its call ends
+    assert agent.seat_status == ("busy" if outcome == "disabled" else "idle")
+    assert offers(ctx) == {}
+    assert agents.make_ready("9999") == Ready(False, "absent", "")
+
+
+def test_make_ready_with_groups_changed_since_they_were_read(
+        ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    """The script refuses to offer from groups that are no longer the agent's (the caller
+    read them first): it is ready, and make_ready offers again from the new ones."""
+    make_group(ctx, "100")
+    make_group(ctx, "200")
+    make_agent(ctx, "1001", groups=("200",), call_state="busy")
+    c = call("100")
+    enqueue(queue, c)
+    k = ctx.keys(DOMAIN)
+    result = run_script(ctx.redis, "agent_ready",
+                        [k.agent("1001"), k.waiting(), k.offers(), k.wrapups(),
+                         k.group_queue("100"), k.group("100")],
+                        ["1001", now_ms(), MARGIN_MS, 15, "100", "ready,busy"])
+    assert result[0] == "ready" and result[3] == "" and result[5] == "1"
+    assert state(agents, "1001") == ("ready", "") and queue.waiting("100") == [c]
 
 
 # ------------------------------------------------------------------------ agent_transition --

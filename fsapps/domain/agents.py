@@ -307,7 +307,9 @@ class Agents:
         ready; "missed" makes it no_answer and then, in the same step, ready — or busy, seat
         busy too, after ``max_no_answer`` misses in a row (0 = never;
         :func:`fsapps.domain.agent_state.after_no_answer`). Publishes each state it passed
-        through. Returns what happened, or None when the reservation was no longer ours.
+        through. An agent that left the ring for a state the table does not let the offer's
+        end undo (busy, pressed while ringing) keeps it; its reservation goes all the same.
+        Returns what happened, or None when the reservation was no longer ours.
         ``lease_expired``: only if the agent still rings on a lease that has run out (the
         reconciler's reason, checked again atomically: the handler may have rung since,
         renewing the lease)."""
@@ -318,9 +320,10 @@ class Agents:
         if not result:
             return None
         released = Released(str(result[0]), str(result[1]), int(result[2]))
-        at = int(result[3])
-        self.publish(extension, released.ended, at)
-        if released.state != released.ended:
+        at, moved = int(result[3]), int(result[4])
+        if moved:
+            self.publish(extension, released.ended, at)
+        if moved and released.state != released.ended:
             self.publish(extension, released.state, at)
         return released
 

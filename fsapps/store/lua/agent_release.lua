@@ -10,11 +10,11 @@
 -- ARGV[4] = "1": only if the agent still rings on a lease that ran out before now (the
 --           reconciler's reason: the handler may have rung meanwhile, renewing the lease)
 -- ARGV[5] = max_no_answer: misses in a row that make the agent busy (0 = never)
--- Returns {state the offer's end led to, final call state, consecutive misses, now}: publish
--- the first, then the final one when it differs (a miss: "no_answer", then "ready" or
--- "busy"); both are the state the agent was in when the table forbids the move (it left the
--- ring for a state the offer's end may not undo: the reservation is released, the state
--- kept). False when the agent's reservation already belongs to another call (its lease ran
+-- Returns {state the offer's end led to, final call state, consecutive misses, now, moved}:
+-- with moved = 1 publish the first, then the final one when it differs (a miss: "no_answer",
+-- then "ready" or "busy"); moved = 0 when the table forbids the move (the agent left the ring
+-- for a state the offer's end may not undo, e.g. busy: the reservation is released, the state
+-- kept, nothing to publish; both states are that one). False when the agent's reservation already belongs to another call (its lease ran
 -- out and it was re-offered: then nothing about the agent changes), or, with ARGV[4], its
 -- lease no longer ran out.
 --#include agent_rules
@@ -47,7 +47,7 @@ if outcome == 'missed' then
   ended = 'no_answer'
 end
 if not agent_may_move(current, ended) then
-  return {current, current, misses, now}
+  return {current, current, misses, now, 0}
 end
 local final = ended
 if outcome == 'missed' then
@@ -58,4 +58,4 @@ if outcome == 'missed' then
   end
 end
 redis.call('HSET', KEYS[1], 'call_state', final, 'last_change', now)
-return {ended, final, misses, now}
+return {ended, final, misses, now, 1}
