@@ -48,6 +48,8 @@ TRANSITIONS: dict[CallState, frozenset[CallState]] = {
 }
 # (ring/talking from a pause or from typing: a direct call — nway_bridge, an outbound call —
 # reaches the agent whatever its queue availability; only queue offers require ready.)
+# The Lua scripts that change call_state apply the same table, written out for Lua in
+# fsapps/store/lua/include/agent_rules.lua; tests/test_agent_writers.py checks both are equal.
 
 
 def parse(value: str) -> CallState:
@@ -69,7 +71,8 @@ def check(current: str, wanted: str) -> CallState:
 
 def after_no_answer(consecutive_misses: int, max_no_answer: int) -> CallState:
     """Where an agent goes once an offer rang out: back to ready, or busy after
-    ``max_no_answer`` misses in a row (0 = never)."""
+    ``max_no_answer`` misses in a row (0 = never). agent_release.lua decides the same in the
+    missed offer's own step (``agent_after_no_answer`` in agent_rules.lua; a test checks)."""
     if max_no_answer and consecutive_misses >= max_no_answer:
         return S.BUSY
     return S.READY
