@@ -15,7 +15,7 @@ from cti_support import CtiStack
 from fakefs.scenario import wait_until
 from fsapps.db.connection import DatabaseUnavailableError
 from fsapps.server.csta import hub as hubmod
-from fsapps.server.csta.rest import call_legs
+from fsapps.server.csta.callcontrol import call_legs
 
 D = "cc.test"
 A1, A2 = f"1001@{D}", f"1002@{D}"

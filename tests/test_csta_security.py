@@ -23,7 +23,7 @@ from fakefs.scenario import wait_until
 from fsapps.server.csta import events as ev
 from fsapps.server.csta import hub as hubmod
 from fsapps.server.csta import sockjs
-from fsapps.server.csta.rest import call_legs
+from fsapps.server.csta.callcontrol import call_legs
 
 D = "cc.test"
 A1, A2 = f"1001@{D}", f"1002@{D}"

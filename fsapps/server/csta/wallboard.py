@@ -1,0 +1,84 @@
+"""The wallboard: a supervisor's view of a domain from Redis, for
+``GET /api/csta/wallboard`` (:mod:`fsapps.server.csta.rest`).
+
+Reads the groups, the queue and the agents (their modules), the CSTA agent records
+(``p:{d}:csta:agent:*``, by SCAN) and the live CSTA calls (``p:{d}:csta:legs``,
+``p:{d}:csta:call:<callId>``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fsapps.domain.agents import Agents
+from fsapps.domain.callqueue import CallQueue
+from fsapps.domain.groups import Groups
+
+
+def wallboard(ctx: Any, domain: str, now_ms: int | None = None) -> dict[str, Any]:
+    """The supervisor's view of a domain (blocking; a handful of round trips): groups with
+    their waiting callers and longest wait, agents with state and time in it, live calls."""
+    now = now_ms or int(time.time() * 1000)
+    keys = ctx.keys(domain)
+    groups = Groups(ctx, domain)
+    waiting = CallQueue(ctx, domain).waiting()
+    agents = Agents(ctx, domain).all()
+    group_rows = []
+    for number in groups.numbers():
+        group = groups.get(number)
+        mine = [w for w in waiting if w.group == number]
+        members = groups.members(number)
+        group_rows.append({
+            "group": number, "name": group.group_name if group else number,
+            "waiting": len(mine), "members": len(members),
+            "ready": sum(1 for a in agents if a.extension in members and a.available(now)),
+            "longestWaitMs": max((now - w.arrived_ms for w in mine), default=0),
+            "callers": [{"number": w.number, "level": w.level, "waitMs": now - w.arrived_ms,
+                         "uuid": w.uuid} for w in sorted(mine, key=lambda w: w.arrived_ms)]})
+    jobs: dict[str, str] = {}
+    for key in ctx.redis.scan_iter(match=keys.csta_agent("*"), count=500):
+        job = str(key).rsplit(":", 1)[-1]
+        dev = ctx.redis.hget(key, "device")
+        if dev:
+            jobs[str(dev)] = job
+    call_ids = sorted(set(ctx.redis.hvals(keys.csta_legs())))
+    pipe = ctx.redis.pipeline(transaction=False)
+    for call_id in call_ids:
+        pipe.hgetall(keys.csta_call(call_id))
+    calls = []
+    for call_id, doc in zip(call_ids, pipe.execute(), strict=True):
+        parties = []
+        for name, value in doc.items():
+            if name.startswith("p:"):
+                try:
+                    leg = json.loads(value)
+                except ValueError:
+                    continue
+                parties.append({"uuid": name[2:], "device": leg.get("d", ""),
+                                "state": leg.get("s", "")})
+        if parties:
+            calls.append({"callId": call_id, "calling": doc.get("calling", ""),
+                          "called": doc.get("called", ""), "parties": parties})
+    # A call the ACD did not place (a consult, a direct call) shows on the agent's row too.
+    on_call: dict[str, str] = {}
+    for call in calls:
+        for party in call["parties"]:
+            state = {"Alerting": "ring", "Connect": "talking", "Hold": "talking",
+                     "Initiate": "talking"}.get(party["state"], "")
+            if state and on_call.get(party["device"]) != "talking":
+                on_call[party["device"]] = state
+    agent_rows = []
+    for a in agents:
+        dev = f"{a.extension}@{domain}"
+        state = a.call_state
+        if state not in ("ring", "talking") and dev in on_call:
+            state = on_call[dev]
+        agent_rows.append({
+            "extension": a.extension, "job": a.job_number or jobs.get(a.extension, ""),
+            "state": state, "seat": a.seat_status, "loggedIn": a.logged_in,
+            "registered": a.reg_state == "reged", "groups": list(a.groups),
+            "sinceMs": max(0, now - a.last_change) if a.last_change else 0, "device": dev})
+    return {"domain": domain, "time": now, "groups": group_rows, "agents": agent_rows,
+            "calls": calls}
