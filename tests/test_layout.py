@@ -111,3 +111,39 @@ def test_no_import_cycles_among_fsapps_modules() -> None:
     edges = {" ".join(c): sorted(f"{a} -> {b}" for a in c for b in graph[a] if b in c)
              for c in found}
     assert not found, f"import cycles: {edges}"
+
+
+# Modules that may be missing where the code runs: imported where they are used.
+OPTIONAL = {"freeswitch", "nats", "pika"}
+
+
+def function_level_imports(path: Path) -> list[str]:
+    """``line: module`` of every import inside a function of ``path`` (``if TYPE_CHECKING:``
+    left out)."""
+    found: list[str] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _type_checking(child):
+                continue
+            if in_function and isinstance(child, ast.Import):
+                found.extend(f"{child.lineno}: {a.name}" for a in child.names)
+            elif in_function and isinstance(child, ast.ImportFrom):
+                found.append(f"{child.lineno}: {child.module}")
+            visit(child, in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef))
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), False)
+    return found
+
+
+def test_the_server_services_and_switch_commands_import_at_module_level() -> None:
+    """A function-level import hides a dependency (and a cycle) until the function runs: the
+    CTI server, the services and the switch-command modules import at their top, but for a
+    module that may be missing where they run."""
+    paths = [*sorted((PACKAGE / "server").rglob("*.py")),
+             *sorted((PACKAGE / "services").rglob("*.py")),
+             PACKAGE / "switch" / "commands.py", PACKAGE / "switch" / "nodecommands.py"]
+    hidden = {str(p.relative_to(ROOT)): [i for i in function_level_imports(p)
+                                         if i.split(": ")[1].split(".")[0] not in OPTIONAL]
+              for p in paths}
+    assert not {p: i for p, i in hidden.items() if i}
