@@ -4,7 +4,6 @@ throttle of /api/login (per user, per address, atomic under parallel guesses).""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 from collections.abc import Iterator
@@ -12,16 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from aiohttp import test_utils, web
 from cti_support import API_TOKEN, CtiStack, cti_stack, start_server
 
 from fakefs.scenario import wait_until
 from fsapps.config import Secret
-from fsapps.server.access import principal_of, requires
-from fsapps.server.app import build_app
 from fsapps.server.auth import Auth, Principal
 from fsapps.server.registry import ROUTES
-from fsapps.server.services import CtiServices
 from fsapps.switch import acd
 from tools.servers import RedisServer
 
@@ -118,15 +113,11 @@ def test_a_token_expires(stack: CtiStack) -> None:
         server.close()
 
 
-def test_logout_revokes_and_revoke_user_ends_every_session(fresh: CtiStack) -> None:
+def test_logout_revokes_that_session_only(fresh: CtiStack) -> None:
     first, second = fresh.server.client("supervisor"), fresh.server.client("supervisor")
     assert first.post("/api/logout").json()["result"] == "ok"
     assert first.get("/api/queues").status_code == 401
     assert second.get("/api/queues").status_code == 200
-    third = fresh.server.client("supervisor")
-    assert fresh.server.services.auth.revoke_user("supervisor") == 2
-    assert second.get("/api/queues").status_code == 401
-    assert third.get("/api/queues").status_code == 401
 
 
 def test_servers_share_tokens_and_read_roles_from_their_settings(stack: CtiStack) -> None:
@@ -287,35 +278,3 @@ def test_redis_down_answers_503(stack: CtiStack) -> None:
     finally:
         server.close()
         private.close()
-
-
-def test_requires_guards_a_plain_aiohttp_handler(stack: CtiStack) -> None:
-    """What another feature's routes (issue 9) use: requires(role) and principal_of."""
-    services = CtiServices(stack.server.services.settings, workers=2)
-
-    @requires("supervisor")
-    async def board(request: web.Request) -> web.Response:
-        return web.json_response({"who": principal_of(request).username})
-
-    async def scenario() -> list[tuple[int, Any]]:
-        app = build_app(services)
-        app.router.add_get("/board", board)
-        async with test_utils.TestClient(test_utils.TestServer(app)) as client:
-            answers = []
-            for user in (None, "agent", "supervisor", "admin"):
-                headers = {}
-                if user:
-                    token = await services.run(services.auth.login, user, user, "10.0.0.9")
-                    headers["Authorization"] = f"Nway {token}"
-                reply = await client.get("/board", headers=headers)
-                answers.append((reply.status, await reply.json()))
-            return answers
-
-    try:
-        answers = asyncio.run(scenario())
-    finally:
-        services.close()
-    assert [status for status, _ in answers] == [401, 403, 200, 200]
-    assert answers[2][1] == {"who": "supervisor"} and answers[3][1] == {"who": "admin"}
-    with pytest.raises(ValueError, match="unknown role"):
-        requires("boss")

@@ -57,8 +57,7 @@ def domain_keys(keys: Keys) -> list[str]:
     return [keys.agent("1000"), keys.agents(), keys.group("110"), keys.groups(),
             keys.group_members("110"), keys.group_ready("110"), keys.group_queue("110"),
             keys.group_blacklist("110"), keys.group_vip("110"), keys.memory("110", "13800000000"),
-            keys.call("7ba750aa-c138-11eb-8bdf-fd851cbd5dad"), keys.lease("1000"),
-            keys.cdr_spool()]
+            keys.call("7ba750aa-c138-11eb-8bdf-fd851cbd5dad"), keys.cdr_spool()]
 
 
 def slot_owners(cluster: RedisClusterServer) -> dict[int, int]:
@@ -223,9 +222,11 @@ def test_multi_key_script_within_one_domain(cluster_client: redis.Redis,
     # After every node lost its script cache, EVALSHA is reloaded on the node of the slot.
     cluster_client.script_flush()
     assert run_script(cluster_client, "move", [members, ready], ["1000"]) == 1
-    for domain in (DOMAIN, OTHER_DOMAIN):
-        lease = Keys("fsapps", domain).lease("1000")
-        assert run_script(cluster_client, "lease_acquire", [lease], ["owner", 10_000]) == 1
+    for domain in (DOMAIN, OTHER_DOMAIN):  # each domain's slot, on whichever node serves it
+        there = Keys("fsapps", domain)
+        cluster_client.sadd(there.group_ready("111"), "1001")
+        assert run_script(cluster_client, "move",
+                          [there.group_ready("111"), there.group_members("111")], ["1001"]) == 1
 
 
 def test_script_across_two_domains_is_refused(cluster: RedisClusterServer,

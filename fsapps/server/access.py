@@ -7,13 +7,11 @@ so it lives above both and neither imports it).
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from fsapps.server.auth import RANK, ROLES, Forbidden, Principal, request_token
+from fsapps.server.auth import Forbidden, Principal, request_token
 from fsapps.server.services import services_of
 
 # aiohttp >= 3.12 types request storage with RequestKey; older ones take a plain string.
@@ -34,27 +32,3 @@ async def authenticate(request: web.Request, role: str = "agent",
     request[PRINCIPAL] = principal
     return principal
 
-
-def principal_of(request: web.Request) -> Principal:
-    """The principal :func:`authenticate` stored on the request."""
-    found: Principal = request[PRINCIPAL]
-    return found
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def requires(role: str) -> Callable[[Handler], Handler]:
-    """Decorator for an aiohttp handler: the request must carry a token of at least ``role``
-    (:func:`principal_of` then gives it). The app's error middleware turns a refusal into
-    401/403 with a JSON error."""
-    if role not in RANK:
-        raise ValueError(f"unknown role {role!r}; one of {ROLES}")
-
-    def wrap(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        async def guarded(request: web.Request) -> Any:
-            await authenticate(request, role)
-            return await handler(request)
-        return guarded
-    return wrap

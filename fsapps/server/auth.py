@@ -7,7 +7,7 @@
 - :meth:`Auth.login` answers a fresh random token. Only its SHA-256 lives in Redis
   (``p:{cti}:token:<sha256>``, EX ``cti.token_ttl_seconds``), so any number of stateless CTI
   servers share the sessions and a Redis dump holds no usable token. A token is revoked by
-  deleting its key (:meth:`Auth.revoke`, or all of a user's with :meth:`Auth.revoke_user`).
+  deleting its key (:meth:`Auth.revoke`).
 - The role and extension are read from the settings on every check, never from Redis: a user
   removed from the settings (or demoted) loses its rights at once.
 - ``api_tokens:`` are fixed tokens for machine clients, with the admin role; they are compared
@@ -166,14 +166,10 @@ class Auth:
         token_hash = digest(token)
         ttl = int(self.cti.token_ttl_seconds)
         now = now_ms()
-        user_tokens = self.keys.user_tokens(digest(user.username))
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.keys.token(token_hash), mapping={"username": user.username,
                                                         "created": str(now)})
         pipe.expire(self.keys.token(token_hash), ttl)
-        pipe.zremrangebyscore(user_tokens, "-inf", now)
-        pipe.zadd(user_tokens, {token_hash: now + ttl * 1000})
-        pipe.expire(user_tokens, ttl)
         pipe.execute()
         return token
 
@@ -199,23 +195,7 @@ class Auth:
         """End one token's session. False when it was not a live token."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             return False
-        token_hash = digest(token)
-        username = self.r.hget(self.keys.token(token_hash), "username")
-        pipe = self.r.pipeline(transaction=False)
-        pipe.delete(self.keys.token(token_hash))
-        if username:
-            pipe.zrem(self.keys.user_tokens(digest(str(username))), token_hash)
-        return bool(pipe.execute()[0])
-
-    def revoke_user(self, username: str) -> int:
-        """End every session of ``username``; returns how many were live."""
-        user_tokens = self.keys.user_tokens(digest(username))
-        hashes = [str(h) for h in self.r.zrange(user_tokens, 0, -1)]
-        pipe = self.r.pipeline(transaction=False)
-        for token_hash in hashes:
-            pipe.delete(self.keys.token(token_hash))
-        pipe.delete(user_tokens)
-        return sum(int(n) for n in pipe.execute()[:-1])
+        return bool(self.r.delete(self.keys.token(digest(token))))
 
 
 # ------------------------------------------------------------------------ aiohttp --------

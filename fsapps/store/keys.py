@@ -22,7 +22,6 @@ fsapps-owned, from :class:`Keys` (``p`` = prefix, ``d`` = domain) — name, type
 ``p:{d}:group:<g>:vip``            set     none; caller numbers queued as level vip
 ``p:{d}:memory:<g>:<caller>``      string  EX memory TTL; extension that last served caller
 ``p:{d}:call:<uuid>``              hash    set EX after hangup; one call's live state
-``p:{d}:lease:<ext>``              string  PX offer timeout; owner token of an agent reservation
 ``p:{d}:cdr:spool``                stream  none (trimmed once written); CDRs not yet in PostgreSQL
 ``p:{d}:waiting``                  hash    none; queued call uuid -> JSON (node, group, level,
                                            number, arrival, agents who failed it)
@@ -34,7 +33,8 @@ fsapps-owned, from :class:`Keys` (``p`` = prefix, ``d`` = domain) — name, type
                                            one field per leg ``p:<uuid>`` -> JSON device/state
 ``p:{d}:csta:userdata:<callId>``   hash    EX 1 h; CSTA call data (user-data key -> value)
 ``p:{d}:csta:agent:<job>``         hash    none (deleted at logout); a wellClient agent's
-                                           device, mode and since (:mod:`fsapps.server.csta.agents`)
+                                           device, mode and since
+                                           (:mod:`fsapps.server.csta.callcontrol`)
 ``p:{d}:csta:pending:<job>``       list    EX 30 s; agent events published before the
                                            agent's STOMP subscription arrived
 ``p:{d}:csta``                     pubsub  channel; the CSTA feed (JSON records) of the domain
@@ -68,8 +68,6 @@ the SHA-256 hex of the token, user name or client address, so no request text re
 =================================  ======  =====================================================
 ``p:{cti}:token:<h>``              hash    EX cti.token_ttl_seconds; one login token: username,
                                            created (ms). Only the hash of the token is stored
-``p:{cti}:user:<h>:tokens``        zset    EX token TTL, renewed by each login; the user's token
-                                           hashes, score = expiry (ms), to revoke them all
 ``p:{cti}:login:user:<h>``         string  EX cti.login_window_seconds; failed logins of a user
 ``p:{cti}:login:addr:<h>``         string  EX cti.login_window_seconds; failed logins of an
                                            address
@@ -197,9 +195,6 @@ class Keys:
     def call(self, uuid: str) -> str:
         return f"{self._base}:call:{_part('call uuid', uuid)}"
 
-    def lease(self, extension: str) -> str:
-        return f"{self._base}:lease:{_part('extension', extension)}"
-
     def cdr_spool(self) -> str:
         return f"{self._base}:cdr:spool"
 
@@ -278,9 +273,6 @@ class CtiKeys:
 
     def token(self, token_hash: str) -> str:
         return f"{self._base}:token:{_part('token hash', token_hash)}"
-
-    def user_tokens(self, user_hash: str) -> str:
-        return f"{self._base}:user:{_part('user hash', user_hash)}:tokens"
 
     def login_failures_user(self, user_hash: str) -> str:
         return f"{self._base}:login:user:{_part('user hash', user_hash)}"

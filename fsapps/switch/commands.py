@@ -147,10 +147,6 @@ class Invocation:
         if len(self.args) > count:
             raise UsageError(f"unexpected argument {self.args[count]!r}")
 
-    def no_json(self) -> None:
-        if self.json:
-            raise UsageError("unexpected argument 'json'")
-
 
 @dataclass(frozen=True)
 class Command:
