@@ -23,15 +23,13 @@ from fsapps.server import supervision
 from fsapps.server.passwords import hash_password
 from fsapps.server.registry import openapi
 from fsapps.server.rows import (
-    LiveCall,
     extension_info,
     extension_row,
-    live_calls,
     local_stamp,
-    pick,
     queue_row,
     rfc3339,
 )
+from fsapps.services.calls import LiveCall, live_calls, pick
 from fsapps.switch.nodecommands import cli_allowed
 
 MS = int(datetime(2021, 5, 30, 17, 0, 2).timestamp() * 1000)

@@ -4,7 +4,7 @@ the switch commands that act on a call, sent where its channel lives
 
 fs_cli names the channel itself (``nway_uuid_hold <uuid>``) and goes straight to the engine;
 the seed REST API names an extension, whose call :func:`live_call` finds; wellClient names a
-connection, whose leg is in the CSTA records (:mod:`fsapps.server.csta.rest`). Each gets a
+connection, whose leg is in the CSTA records (:mod:`fsapps.server.csta.callcontrol`). Each gets a
 :class:`~fsapps.switch.nodecommands.NodeReply` and words it for its users. A missing call is
 :class:`NoCall`.
 
@@ -15,9 +15,12 @@ Keys read: ``cti_userinfo@<domain>`` (seed 003's live calls per extension, writt
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from fsapps.context import Context
 from fsapps.errors import Conflict
-from fsapps.server import rows
+from fsapps.store import json_object
 from fsapps.store.keys import seed_userinfo_hash
 from fsapps.switch.nodecommands import (
     Eavesdrop,
@@ -31,6 +34,55 @@ from fsapps.switch.nodecommands import (
     Unhold,
 )
 
+
+@dataclass(frozen=True)
+class LiveCall:
+    """One channel of an extension: its uuid, whether it was answered, its bridged peer."""
+
+    uuid: str
+    answered: bool
+    peer: str = ""
+
+
+def live_calls(userinfo: str | None, calls: str | None, agent_leg: str = "") -> list[LiveCall]:
+    """An extension's live channels, oldest first, from its ``cti_userinfo@<domain>`` record
+    (``calls``: Unique-ID, Answered-Time, Signal-Bond), else its ``calls`` hash record
+    (``activity``), else the agent's leg of a queue call. Malformed records count as none."""
+    found: list[LiveCall] = []
+    info = json_object(userinfo)
+    for entry in info.get("calls", []) if isinstance(info.get("calls"), list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("Unique-ID"), str):
+            found.append(LiveCall(entry["Unique-ID"], bool(entry.get("Answered-Time")),
+                                  str(entry.get("Signal-Bond") or "")))
+    if found:
+        return found
+    record = json_object(calls)
+    activity = record.get("activity")
+    for uuid in activity if isinstance(activity, list) else []:
+        if isinstance(uuid, str):
+            entry = record.get(uuid)
+            fields: dict[str, Any] = entry if isinstance(entry, dict) else {}
+            answered = str(fields.get("Caller-Channel-Answered-Time") or "0") not in ("", "0")
+            found.append(LiveCall(uuid, answered,
+                                  str(fields.get("variable_signal_bond") or "")))
+    if found:
+        return found
+    return [LiveCall(agent_leg, True)] if agent_leg else []
+
+
+def pick(calls: list[LiveCall], want: str) -> LiveCall | None:
+    """The call to act on: ``ringing`` the newest unanswered one; ``answered`` the newest
+    answered one; ``any`` the newest answered one, else the newest."""
+    ringing = [c for c in calls if not c.answered]
+    answered = [c for c in calls if c.answered]
+    if want == "ringing":
+        return ringing[-1] if ringing else None
+    if want == "answered":
+        return answered[-1] if answered else None
+    chosen = answered or calls
+    return chosen[-1] if chosen else None
+
+
 _NO_CALL = {"ringing": "has no ringing call", "answered": "is not on an answered call"}
 
 
@@ -42,9 +94,9 @@ class NoCall(Conflict):
         super().__init__(f"extension {extension!r} {_NO_CALL.get(want, 'is not on a call')}")
 
 
-def live_call(ctx: Context, domain: str, extension: str, want: str) -> rows.LiveCall:
-    """The extension's call to act on (:func:`fsapps.server.rows.pick`); NoCall when it has
-    none in that state. One round trip."""
+def live_call(ctx: Context, domain: str, extension: str, want: str) -> LiveCall:
+    """The extension's call to act on (:func:`pick`); NoCall when it has none in that state.
+    One round trip."""
     call_hash = ctx.settings.directory.call_hash
     pipe = ctx.redis.pipeline(transaction=False)
     pipe.hget(seed_userinfo_hash(domain), extension)
@@ -52,8 +104,8 @@ def live_call(ctx: Context, domain: str, extension: str, want: str) -> rows.Live
     if call_hash:  # the seed's "calls" hash may be turned off (directory.call_hash: "")
         pipe.hget(call_hash, extension)
     userinfo, agent_leg, *calls = pipe.execute()
-    found = rows.live_calls(userinfo, calls[0] if calls else None, agent_leg or "")
-    call = rows.pick(found, want)
+    found = live_calls(userinfo, calls[0] if calls else None, agent_leg or "")
+    call = pick(found, want)
     if call is None:
         raise NoCall(extension, want)
     return call
