@@ -55,7 +55,7 @@ def accepts(port: int) -> bool:
 
 def domain_keys(keys: Keys) -> list[str]:
     return [keys.agent("1000"), keys.agents(), keys.group("110"), keys.groups(),
-            keys.group_members("110"), keys.group_ready("110"), keys.group_queue("110"),
+            keys.group_members("110"), keys.group_queue("110"),
             keys.group_blacklist("110"), keys.group_vip("110"), keys.memory("110", "13800000000"),
             keys.call("7ba750aa-c138-11eb-8bdf-fd851cbd5dad"), keys.cdr_spool()]
 
@@ -215,7 +215,7 @@ def scripts_with_move(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Script
 def test_multi_key_script_within_one_domain(cluster_client: redis.Redis,
                                             scripts_with_move: Scripts) -> None:
     keys = Keys("fsapps", DOMAIN)
-    ready, members = keys.group_ready("110"), keys.group_members("110")
+    ready, members = keys.group_vip("110"), keys.group_members("110")
     cluster_client.sadd(ready, "1000")
     assert run_script(cluster_client, "move", [ready, members], ["1000"]) == 1
     assert cluster_client.smembers(members) == {"1000"}
@@ -224,16 +224,16 @@ def test_multi_key_script_within_one_domain(cluster_client: redis.Redis,
     assert run_script(cluster_client, "move", [members, ready], ["1000"]) == 1
     for domain in (DOMAIN, OTHER_DOMAIN):  # each domain's slot, on whichever node serves it
         there = Keys("fsapps", domain)
-        cluster_client.sadd(there.group_ready("111"), "1001")
+        cluster_client.sadd(there.group_vip("111"), "1001")
         assert run_script(cluster_client, "move",
-                          [there.group_ready("111"), there.group_members("111")], ["1001"]) == 1
+                          [there.group_vip("111"), there.group_members("111")], ["1001"]) == 1
 
 
 def test_script_across_two_domains_is_refused(cluster: RedisClusterServer,
                                               cluster_client: redis.Redis,
                                               scripts_with_move: Scripts) -> None:
-    ready = Keys("fsapps", DOMAIN).group_ready("110")
-    elsewhere = Keys("fsapps", OTHER_DOMAIN).group_ready("110")
+    ready = Keys("fsapps", DOMAIN).group_vip("110")
+    elsewhere = Keys("fsapps", OTHER_DOMAIN).group_vip("110")
     cluster_client.sadd(ready, "1000")
     # The cluster client refuses before sending ...
     with pytest.raises(ScriptError, match="'move'.*same key slot"):

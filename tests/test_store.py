@@ -222,7 +222,7 @@ def test_unreachable_cluster_is_unavailable() -> None:
 
 def all_domain_keys(keys: Keys) -> list[str]:
     return [keys.agent("1000"), keys.agents(), keys.group("110"), keys.groups(),
-            keys.group_members("110"), keys.group_ready("110"), keys.group_queue("110"),
+            keys.group_members("110"), keys.group_queue("110"),
             keys.group_blacklist("110"), keys.group_vip("110"), keys.memory("110", "13800000000"),
             keys.call("7ba750aa-c138-11eb-8bdf-fd851cbd5dad"), keys.cdr_spool()]
 
@@ -388,7 +388,7 @@ def test_scripts_on_redis_cluster(cluster_server: RedisClusterServer, tmp_path: 
     (tmp_path / "take.lua").write_text(TAKE_SCRIPT)
     scripts = Scripts(tmp_path)
     keys = Keys("fsapps", "example.com")
-    ready, busy = keys.group_ready("110"), keys.group_members("110")
+    ready, busy = keys.group_vip("110"), keys.group_members("110")
     client.sadd(ready, "1000")
     client.script_flush()
     # Two keys of one domain: same slot, so one script may touch both.

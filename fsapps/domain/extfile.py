@@ -44,8 +44,6 @@ from fsapps.domain.userdir import (
     parse_record,
 )
 
-FORMATS = ("csv", "yaml")
-
 
 class Progress:
     """A one-line progress bar on ``stream``, redrawn at most every 0.1 s."""

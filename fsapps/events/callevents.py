@@ -23,8 +23,6 @@ _BY_EVENT = {
     "CHANNEL_DESTROY": EventName.EVENT_DESTORY,
 }
 
-SWITCH_EVENTS = ("CHANNEL_CREATE", *_BY_EVENT)
-
 
 def call_event(header: Callable[[str], str | None]) -> tuple[EventName, dict[str, str]] | None:
     """The seed's call event for a switch event read through ``header`` (``getHeader``), or

@@ -16,7 +16,6 @@ fsapps-owned, from :class:`Keys` (``p`` = prefix, ``d`` = domain) — name, type
 ``p:{d}:group:<g>``                hash    none; group settings loaded from PostgreSQL
 ``p:{d}:groups``                   set     none; group numbers of the domain
 ``p:{d}:group:<g>:members``        zset    none; member extensions, score = position
-``p:{d}:group:<g>:ready``          zset    none; agents ready now, score = ready-since (ms)
 ``p:{d}:group:<g>:queue``          zset    none; waiting call uuids, score = priority order
 ``p:{d}:group:<g>:blacklist``      set     none; caller numbers refused by the group
 ``p:{d}:group:<g>:vip``            set     none; caller numbers queued as level vip
@@ -176,9 +175,6 @@ class Keys:
 
     def group_members(self, group: str) -> str:
         return f"{self.group(group)}:members"
-
-    def group_ready(self, group: str) -> str:
-        return f"{self.group(group)}:ready"
 
     def group_queue(self, group: str) -> str:
         return f"{self.group(group)}:queue"
