@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fsapps.errors import FsappsError
+from fsapps.errors import BadInput, FsappsError
 from fsapps.fslog import setup_logging
 
 
@@ -32,7 +32,7 @@ def _ext_context(args: argparse.Namespace) -> tuple[Any, str]:
     ctx = context.configure(config.load_settings(args.config))
     domain = args.domain or ctx.settings.default_domain
     if domain not in ctx.settings.domains:
-        raise FsappsError(f"domain {domain!r} is not one of {list(ctx.settings.domains)!r}")
+        raise BadInput(f"domain {domain!r} is not one of {list(ctx.settings.domains)!r}")
     return ctx, domain
 
 
@@ -63,7 +63,7 @@ def _ext_set(args: argparse.Namespace) -> int:
         for pair in pairs or []:
             name, sep, value = pair.partition("=")
             if not sep:
-                raise FsappsError(f"--{section} {pair!r}: expected NAME=VALUE")
+                raise BadInput(f"--{section} {pair!r}: expected NAME=VALUE")
             items.append((f"{section}.{name}", value))
     ext = extfile.set_one(ctx, domain, args.user, replace=args.replace,
                           record_json=args.json, items=items)
@@ -141,7 +141,7 @@ def _cti_serve(args: argparse.Namespace) -> int:
         cti = dataclasses.replace(cti, listen=args.listen)
     if args.port is not None:
         if not 0 <= args.port <= 65535:
-            raise FsappsError(f"--port {args.port}: must be a port number 0-65535")
+            raise BadInput(f"--port {args.port}: must be a port number 0-65535")
         cti = dataclasses.replace(cti, port=args.port)
     settings = dataclasses.replace(settings, cti=cti)
     serve(CtiServices(settings), cti.listen, cti.port)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from fsapps.errors import Conflict, FsappsError
+from fsapps.errors import BadInput, Conflict
 
 
 class CallState(StrEnum):
@@ -56,7 +56,7 @@ def parse(value: str) -> CallState:
     try:
         return CallState(value)
     except ValueError:
-        raise FsappsError(f"unknown agent call state {value!r}; one of "
+        raise BadInput(f"unknown agent call state {value!r}; one of "
                           f"{', '.join(s.value for s in CallState)}") from None
 
 

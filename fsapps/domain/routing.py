@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterable, Sequence
 from enum import IntEnum
 
-from fsapps.errors import FsappsError
+from fsapps.errors import BadInput
 
 
 class CallMode(IntEnum):
@@ -37,7 +37,7 @@ def parse_mode(value: object) -> CallMode:
     try:
         return CallMode(int(str(value)))
     except ValueError:
-        raise FsappsError(f"call mode {value!r} is not one of 0-5 (0 sequential, 1 random, "
+        raise BadInput(f"call mode {value!r} is not one of 0-5 (0 sequential, 1 random, "
                           "2 cyclic, 3/4/5 memory first + 0/1/2)") from None
 
 
