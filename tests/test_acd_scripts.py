@@ -453,6 +453,20 @@ def test_make_ready_with_groups_changed_since_they_were_read(
     assert state(agents, "1001") == ("ready", "") and queue.waiting("100") == [c]
 
 
+# ------------------------------------------------------------------------ agent_busy --------
+@pytest.mark.parametrize("before,after,moved", [
+    ("ready", "busy", True), ("typing", "busy", True), ("ring", "busy", True),
+    ("busy", "busy", True), ("talking", "talking", False)])
+def test_make_busy_sets_the_seat_and_the_state_the_table_allows(
+        ctx: Context, agents: Agents, before: str, after: str, moved: bool) -> None:
+    make_agent(ctx, "1001", call_state=before)
+    assert agents.make_busy("1001") is moved
+    agent = agents.get("1001")
+    assert agent is not None and (agent.call_state, agent.seat_status) == (after, "busy")
+    assert agents.make_busy("9999") is False
+    assert agents.get("9999") is None
+
+
 # ------------------------------------------------------------------------ agent_transition --
 def test_transition_refuses_illegal_moves_and_names_both_states(agents: Agents,
                                                                 ctx: Context) -> None:

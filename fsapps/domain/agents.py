@@ -16,7 +16,7 @@ transition table (``fsapps/store/lua/include/agent_rules.lua``, equal to
 snippet (:meth:`Agent.available` is its Python twin for reports, checked against it).
 
 The agent module's scripts (``fsapps/store/lua``): agent_reserve, agent_dispatch,
-agent_ready, agent_release, agent_transition, agent_wrapup, wrapup_end, agent_remove,
+agent_ready, agent_busy, agent_release, agent_transition, agent_wrapup, wrapup_end, agent_remove,
 agent_unregister, agent_reg_expire (:data:`SCRIPTS`).
 
 Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
@@ -56,7 +56,7 @@ from fsapps.store import hash_fields
 from fsapps.store.scripts import run_script
 
 # The Lua scripts that write the agent hash: with this module, the agent's only writers.
-SCRIPTS = ("agent_reserve", "agent_dispatch", "agent_ready", "agent_release",
+SCRIPTS = ("agent_reserve", "agent_dispatch", "agent_ready", "agent_busy", "agent_release",
            "agent_transition", "agent_wrapup", "wrapup_end", "agent_remove",
            "agent_unregister", "agent_reg_expire")
 # The states a manual "ready" may leave: never ring, talking or ivr (a ready agent on a call
@@ -354,6 +354,17 @@ class Agents:
             return Ready(True, "ready", previous)
         self.publish(extension, CallState.RING, at)
         return Ready(True, "ready", previous, uuid, _waiting(info))
+
+    def make_busy(self, extension: str) -> bool:
+        """The agent makes itself busy, in one script (agent_busy.lua): seat busy (no queue
+        calls) and call state busy unless the table forbids it (on a call: the seat alone
+        says so then). True when the call state is busy now; publishes it. Nothing changes
+        for an extension without an agent."""
+        previous, moved, at = run_script(self.r, "agent_busy", [self.keys.agent(extension)],
+                                         [now_ms()])
+        if int(moved) and previous != CallState.BUSY:
+            self.publish(extension, CallState.BUSY, int(at))
+        return bool(int(moved))
 
     def reserve_or_queue(self, call: WaitingCall, candidates: list[str], *, lease_ms: int,
                          enqueue: bool, record_current: bool) -> Reservation:

@@ -560,6 +560,4 @@ def set_ready(ctx: Context, domain: str, extension: str) -> bool:
 
 def set_busy(ctx: Context, domain: str, extension: str) -> None:
     """Seat busy: no queue calls; the call state says busy unless the agent is on a call."""
-    agents = Agents(ctx, domain)
-    agents.set_seat(extension, "busy")
-    agents.transition(extension, "busy")
+    Agents(ctx, domain).make_busy(extension)

@@ -1,0 +1,21 @@
+-- An agent makes itself busy (seed agent_busy / nway_busy), in one step: its seat busy (no
+-- queue calls), and its call state busy where the transition table allows it (not while it
+-- talks: the seat alone says so then).
+-- KEYS[1] = the agent hash
+-- ARGV[1] = now (ms)
+-- Returns {previous call state, 1, now} when the call state is busy now (publish busy if the
+-- previous one differs), {previous call state, 0, now} when only the seat changed, or
+-- {"", 0, now} when there is no agent (nothing changes).
+--#include agent_rules
+local current = redis.call('HGET', KEYS[1], 'call_state')
+if not current then
+  return {'', 0, ARGV[1]}
+end
+redis.call('HSET', KEYS[1], 'seat_status', 'busy')
+if not agent_may_move(current, 'busy') then
+  return {current, 0, ARGV[1]}
+end
+if current ~= 'busy' then
+  redis.call('HSET', KEYS[1], 'call_state', 'busy', 'last_change', ARGV[1])
+end
+return {current, 1, ARGV[1]}
