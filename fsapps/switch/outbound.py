@@ -60,7 +60,7 @@ from fsapps.events import cdr, cdrspool
 from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
 from fsapps.switch import acd
-from fsapps.switch.session import hang_up
+from fsapps.switch.session import hang_up, is_up
 
 CALLOUT_USAGE = "nwaycallout <number> <gateway> <group>"
 BRIDGE_USAGE = "nway_bridge <extension>"
@@ -187,7 +187,7 @@ def _bridge(session: Any, dialstring: str) -> tuple[str, bool]:
     session.setVariable("continue_on_fail", "true")
     session.setVariable("hangup_after_bridge", "false")
     session.execute("bridge", dialstring)
-    return session.getVariable("originate_disposition") or "NONE", session.ready()
+    return session.getVariable("originate_disposition") or "NONE", is_up(session)
 
 
 # ---------------------------------------------------------------------- nwaycallout ---------

@@ -14,14 +14,19 @@ from typing import Any
 from fsapps.errors import CallerGone
 
 
+def is_up(session: Any) -> bool:
+    """Whether the caller's channel is still up (the one place that asks the channel)."""
+    return bool(session.ready())
+
+
 def ensure_up(session: Any) -> None:
     """Raise CallerGone when the caller's channel is no longer up (hung up, or gone from this
     handler); nothing happens while it is."""
-    if not session.ready():
+    if not is_up(session):
         raise CallerGone()
 
 
 def hang_up(session: Any, cause: str) -> None:
     """Hang the caller up with ``cause``; nothing happens when the channel is gone already."""
-    if session.ready():
+    if is_up(session):
         session.hangup(cause)
