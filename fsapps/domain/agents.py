@@ -174,6 +174,10 @@ class Agents:
             pipe.hgetall(self.keys.agent(ext))
         return [Agent.from_hash(d) for d in pipe.execute() if d]
 
+    def reg_node(self, extension: str) -> str:
+        """The node the agent's phone registered on ("" when none, or no agent)."""
+        return str(self.r.hget(self.keys.agent(extension), "reg_node") or "")
+
     def groups_of(self, extension: str) -> list[str]:
         """The groups the agent is logged into ([] when none, or no agent)."""
         raw = self.r.hget(self.keys.agent(extension), "groups") or ""

@@ -46,7 +46,7 @@ from fsapps.errors import CallerGone
 from fsapps.events import cdr, cdrspool
 from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
-from fsapps.switch.session import ensure_up, hang_up
+from fsapps.switch.session import ensure_up, hang_up, is_up
 
 # Hold music is cut into segments this long at most, so a wake-up that arrived before the
 # music started is seen within this time (the uuid_break normally wakes the caller at once).
@@ -273,8 +273,8 @@ class Router:
             self.attempted(extension, rang, disposition)
             self.finished(extension)
             return True
-        self.attempted(extension, rang, disposition if s.ready() else "ORIGINATOR_CANCEL")
-        if disposition == "ORIGINATOR_CANCEL" or not s.ready():
+        self.attempted(extension, rang, disposition if is_up(s) else "ORIGINATOR_CANCEL")
+        if disposition == "ORIGINATOR_CANCEL" or not is_up(s):
             self.agents.release(extension, c.uuid, "cancel")
             agent_available(self.ctx, c.domain, extension)
             raise CallerGone()
@@ -303,12 +303,11 @@ class Router:
         answer = None
         leg = ""
         if disposition == "SUCCESS":
-            state, offer, changed, agent_leg = self.ctx.redis.hmget(
-                self.agents.keys.agent(extension),
-                ["call_state", "offer_uuid", "last_change", "agent_leg"])
-            if state == "talking" and offer == self.call.uuid and str(changed or "").isdigit():
-                answer = int(str(changed)) / 1000
-                leg = str(agent_leg or "")
+            agent = self.agents.get(extension)
+            if agent is not None and agent.call_state == "talking" and \
+                    agent.offer_uuid == self.call.uuid and agent.last_change:
+                answer = agent.last_change / 1000
+                leg = agent.agent_leg
             answer = answer or rang
             leg = leg or s.getVariable("bridge_uuid") or s.getVariable("last_bridge_to") or ""
         cause = cdr.attempt_cause(s, disposition)
@@ -405,7 +404,7 @@ def agent_endpoint(ctx: Context, domain: str, extension: str, node: str) -> str:
     rings the local user of the domain the header names. When that node has no relay address (it
     stopped beating, or never reported one) the phone is unreachable from here: ``user/``,
     which fails at once, and a warning."""
-    reg_node = ctx.redis.hget(ctx.keys(domain).agent(extension), "reg_node")
+    reg_node = Agents(ctx, domain).reg_node(extension)
     if not reg_node or reg_node == node:
         return f"user/{extension}@{domain}"
     relay = Nodes(ctx).relay_address(str(reg_node))
