@@ -147,3 +147,14 @@ def test_the_server_services_and_switch_commands_import_at_module_level() -> Non
                                          if i.split(": ")[1].split(".")[0] not in OPTIONAL]
               for p in paths}
     assert not {p: i for p, i in hidden.items() if i}
+
+
+def test_the_events_and_domain_modules_import_at_module_level() -> None:
+    """The same for fsapps/events and fsapps/domain: nats and pika stay lazy (only a process
+    whose NATS / AMQP publisher runs loads them)."""
+    paths = [*sorted((PACKAGE / "events").rglob("*.py")),
+             *sorted((PACKAGE / "domain").rglob("*.py"))]
+    hidden = {str(p.relative_to(ROOT)): [i for i in function_level_imports(p)
+                                         if i.split(": ")[1].split(".")[0] not in OPTIONAL]
+              for p in paths}
+    assert not {p: i for p, i in hidden.items() if i}
