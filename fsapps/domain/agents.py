@@ -4,20 +4,21 @@ the only code that writes it: the ACD, nway_bridge, nwaycallout, groups, extensi
 working-set rebuild and every front end go through :class:`Agents`
 (tests/test_agent_writers.py fails on any other writer).
 
-One lifecycle for every call that reaches an agent: reserve (:meth:`Agents.reserve_or_queue`,
-:meth:`Agents.take_waiting_call`, or a direct call's :meth:`Agents.transition` to ring) →
-ring → answered (talking) / missed (:meth:`Agents.release` "missed": no_answer, then ready or
-busy, in one script) / cancelled (:meth:`Agents.release` "cancel") → wrap-up
-(:meth:`Agents.start_wrapup`: typing) → ready (:meth:`Agents.end_due_wrapups`,
-:meth:`Agents.make_ready`). Every script that changes ``call_state`` applies the one
-transition table (``fsapps/store/lua/include/agent_rules.lua``, equal to
-:data:`fsapps.domain.agent_state.TRANSITIONS` — a test checks) and returns what to publish on
-``agent_<number>``; availability for a queue offer is one rule, ``agent_free`` in the same
-snippet (:meth:`Agent.available` is its Python twin for reports, checked against it).
+One lifecycle for every call that reaches an agent (the ACD, nway_bridge, nwaycallout, and
+the front ends' ready / busy): reserve (:meth:`Agents.reserve_or_queue`,
+:meth:`Agents.take_waiting_call`, a direct call's :meth:`Agents.reserve_direct`) → ring
+(:meth:`Agents.ringing`) → answered (:meth:`Agents.answered`: talking) / missed
+(:meth:`Agents.release` "missed": no_answer, then ready or busy, in one script) / cancelled
+(:meth:`Agents.release` "cancel") → wrap-up (:meth:`Agents.start_wrapup`: typing) → ready
+(:meth:`Agents.end_due_wrapups`, :meth:`Agents.make_ready`). Every script that changes
+``call_state`` applies the one transition table (``fsapps/store/lua/include/agent_rules.lua``,
+equal to :data:`fsapps.domain.agent_state.TRANSITIONS` — a test checks) and returns what to
+publish on ``agent_<number>``; availability for a queue offer is one rule, ``agent_free`` in
+the same snippet (:meth:`Agent.available` is its Python twin for reports, checked against it).
 
 The agent module's scripts (``fsapps/store/lua``): agent_reserve, agent_dispatch,
-agent_ready, agent_busy, agent_release, agent_transition, agent_wrapup, wrapup_end, agent_remove,
-agent_unregister, agent_reg_expire (:data:`SCRIPTS`).
+agent_ready, agent_busy, agent_release, agent_transition, agent_wrapup, wrapup_end,
+agent_remove, agent_unregister, agent_reg_expire (:data:`SCRIPTS`).
 
 Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
 
@@ -62,6 +63,9 @@ SCRIPTS = ("agent_reserve", "agent_dispatch", "agent_ready", "agent_busy", "agen
 # The states a manual "ready" may leave: never ring, talking or ivr (a ready agent on a call
 # would be offered a second one; it becomes ready when the call ends).
 READY_FROM = ("ready", "typing", "no_answer", "busy", "rest", "no_ready")
+# The states a direct call (nway_bridge, nwaycallout) may reserve the agent from: anything
+# but on or ringing for another call (no_answer: its last offer is still being settled).
+FREE_FOR_DIRECT = ("ready", "typing", "busy", "rest", "no_ready")
 
 FIELDS = ("extension", "domain", "job_number", "enabled", "logged_in", "groups", "reg_state",
           "reg_node", "reg_host", "reg_until", "reg_stamp",
@@ -358,6 +362,34 @@ class Agents:
             return Ready(True, "ready", previous)
         self.publish(extension, CallState.RING, at)
         return Ready(True, "ready", previous, uuid, _waiting(info))
+
+    # -------------------------------------------------------------- the lifecycle --------
+    # reserve (reserve_or_queue, take_waiting_call, reserve_direct) -> ring (ringing) ->
+    # answered / missed or cancelled (release) -> wrap-up (start_wrapup) -> ready
+    # (end_due_wrapups, make_ready).
+    def reserve_direct(self, extension: str, uuid: str, node: str, lease_until: int) -> bool:
+        """A direct call (nway_bridge, nwaycallout) reserves the agent, whatever its queue
+        availability, unless it is on or ringing for another call (:data:`FREE_FOR_DIRECT`):
+        it rings for ``uuid`` owned by ``node`` until ``lease_until`` (ms). Atomic; False
+        when refused (or there is no agent)."""
+        return self.transition(extension, CallState.RING, only_from=FREE_FOR_DIRECT,
+                               extra={"offer_uuid": uuid, "offer_node": node,
+                                      "lease_until": lease_until, "agent_leg": ""})
+
+    def ringing(self, extension: str, uuid: str, node: str, lease_until: int) -> bool:
+        """The call's handler is about to ring the agent it reserved: still reserved for
+        ``uuid`` (a reconciler, or a lease that ran out, may have freed it and another call
+        reserved it since), owned by ``node``, the lease starting again until ``lease_until``.
+        Atomic; False when the reservation is no longer this call's (do not ring)."""
+        return self.transition(extension, CallState.RING, offer_uuid=uuid, only_from=("ring",),
+                               extra={"offer_node": node, "lease_until": lease_until})
+
+    def answered(self, extension: str, uuid: str, agent_leg: str) -> bool:
+        """The agent's leg ``agent_leg`` answered the call ``uuid``: talking, the lease over.
+        Only while the agent still holds this call (the event can come late, after the call
+        ended and the agent was reserved for the next one). False when it does not."""
+        return self.transition(extension, CallState.TALKING, offer_uuid=uuid,
+                               extra={"agent_leg": agent_leg, "lease_until": 0})
 
     def make_busy(self, extension: str) -> bool:
         """The agent makes itself busy, in one script (agent_busy.lua): seat busy (no queue

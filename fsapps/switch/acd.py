@@ -255,10 +255,7 @@ class Router:
         # reservation, and a handler woken late (a break before its hold music started: a
         # whole segment) may ring after it ran out; an expired lease would leave the ringing
         # agent - answered, until the runtime writes talking - free for any other call.
-        if not self.agents.transition(extension, "ring", offer_uuid=c.uuid,
-                                      only_from=("ring",),
-                                      extra={"offer_node": c.node,
-                                             "lease_until": now_ms() + self.lease_ms}):
+        if not self.agents.ringing(extension, c.uuid, c.node, now_ms() + self.lease_ms):
             log("INFO", f"nwayacd: agent {extension}'s reservation for call {c.uuid} was "
                         "released before it rang; not ringing")
             self.guard()

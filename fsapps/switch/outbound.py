@@ -66,8 +66,6 @@ CALLOUT_USAGE = "nwaycallout <number> <gateway> <group>"
 BRIDGE_USAGE = "nway_bridge <extension>"
 CALLOUT_RING_SECONDS = 60
 MAX_RING_SECONDS = 600
-# A direct call or an outbound call may take the agent from these states only.
-FREE_FOR_DIRECT = ("ready", "typing", "busy", "rest", "no_ready")
 # CDR flag of an outbound call, by originate disposition (seed 001 writes flags in Chinese).
 CALLOUT_FLAGS = {"SUCCESS": "外呼接通", "USER_BUSY": "外呼对方忙", "NO_ANSWER": "外呼无应答",
                  "NO_USER_RESPONSE": "外呼无应答", "ORIGINATOR_CANCEL": "外呼取消"}
@@ -121,10 +119,8 @@ class AgentCall:
         """Reserve the agent ``ring`` for this call (atomic). False when it has no agent hash
         or is on (or ringing for) another call."""
         lease_until = now_ms() + acd.lease_ms(self.ctx, ring)
-        self.tracked = self.agents.transition(
-            self.extension, "ring", only_from=FREE_FOR_DIRECT,
-            extra={"offer_uuid": self.uuid, "offer_node": self.node,
-                   "lease_until": lease_until, "agent_leg": ""})
+        self.tracked = self.agents.reserve_direct(self.extension, self.uuid, self.node,
+                                                  lease_until)
         return self.tracked
 
     def event(self, method: str) -> None:

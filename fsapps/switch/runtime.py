@@ -371,9 +371,7 @@ class NodeRuntime:
         # One atomic step, only while the agent still holds this call: this event can come
         # late, after the call ended and the agent was reserved for the next one, whose lease
         # a separate write would wipe (making the agent look free while it rings).
-        if agents.transition(extension, "talking", offer_uuid=call_uuid,
-                             extra={"agent_leg": event.getHeader("Unique-ID") or "",
-                                    "lease_until": 0}):
+        if agents.answered(extension, call_uuid, event.getHeader("Unique-ID") or ""):
             self.ctx.publisher.agent_call_event(
                 "answered", uuid=call_uuid,
                 # the far party: a queue caller is the leg's caller id; an outbound call
