@@ -66,3 +66,13 @@ def test_no_module_spells_a_declared_name() -> None:
                 if name in DECLARED or name.rstrip("_") + "_" in DECLARED:
                     spelled.append(f"{path.relative_to(ROOT)}: {name}")
     assert spelled == []
+
+
+def test_every_declared_name_is_used_by_fsapps_or_the_dialplan() -> None:
+    code = "\n".join(p.read_text() for p in (ROOT / "fsapps").rglob("*.py")
+                     if p.name != "channelvars.py")
+    xml = "\n".join(path.read_text() for path in DIALPLAN)
+    unused = [name for name, value in vars(channelvars).items()
+              if name.isupper() and isinstance(value, str)
+              and not re.search(rf"\b{name}\b", code) and value not in xml]
+    assert unused == []
