@@ -145,10 +145,11 @@ def ready(ctx: Context, domain: str, extension: str) -> Readiness:
 def make_ready(ctx: Context, domain: str, extension: str) -> Readiness:
     """:func:`ready` without its checks, for a front end that has made its own (wellClient
     creates the agent of a job number as it logs in)."""
-    if acd.set_ready(ctx, domain, extension):
+    ready = acd.make_ready(ctx, domain, extension)
+    if ready.done:
         return Readiness(True, "ready")
-    now = Agents(ctx, domain).get(extension)
-    return Readiness(False, now.call_state if now else None)
+    # the state the script found it in (none: the agent vanished meanwhile)
+    return Readiness(False, ready.previous if ready.outcome != "absent" else None)
 
 
 def busy(ctx: Context, domain: str, extension: str) -> None:

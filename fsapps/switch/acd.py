@@ -38,7 +38,7 @@ from fsapps.channelvars import (
 )
 from fsapps.context import Context, get_context, now_ms
 from fsapps.domain import routing
-from fsapps.domain.agents import Agents
+from fsapps.domain.agents import Agents, Ready
 from fsapps.domain.callqueue import CallQueue, WaitingCall
 from fsapps.domain.groups import Group, Groups
 from fsapps.domain.nodes import Nodes
@@ -544,14 +544,20 @@ def logout(ctx: Context, domain: str, extension: str) -> None:
 
 def set_ready(ctx: Context, domain: str, extension: str) -> bool:
     """Seat idle and call state ready (ending a wrap-up early), and a waiting call offered at
-    once: one script (:meth:`Agents.make_ready`). False when the agent is on a call (it
-    becomes ready when the call ends), or its extension is disabled (nothing changes)."""
+    once (:func:`make_ready`). False when the agent is on a call (it becomes ready when the
+    call ends), or its extension is disabled (nothing changes)."""
+    return make_ready(ctx, domain, extension).done
+
+
+def make_ready(ctx: Context, domain: str, extension: str) -> Ready:
+    """:func:`set_ready`, answering what happened: one script (:meth:`Agents.make_ready`)
+    after reading the agent's groups, then the offered call's handler woken."""
     started = metrics.start()
     ready = Agents(ctx, domain).make_ready(extension)
     if ready.offered:
         metrics.stop("dispatch_decision", started)
         wake_handler(ctx, ready.offered, ready.waiting)
-    return ready.done
+    return ready
 
 
 def set_busy(ctx: Context, domain: str, extension: str) -> None:
