@@ -424,6 +424,34 @@ def test_lint_flags_bad_scripts_and_registry_refuses_them(name: str, tmp_path: P
         Scripts(tmp_path).get(name)
 
 
+def test_include_pulls_a_shared_snippet_in_before_lint_and_hash(
+        tmp_path: Path, redis_client: redis.Redis) -> None:
+    """``--#include <name>`` is replaced by ``include/<name>.lua`` (this registry's, else the
+    packaged one): Redis runs, and the lint checks, the whole text."""
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "twice.lua").write_text(
+        "local function twice(n)\n  return n * 2\nend")
+    (tmp_path / "doubled.lua").write_text(
+        "-- KEYS[1] = a counter\n--#include twice\n"
+        "return twice(redis.call('INCR', KEYS[1]))\n")
+    (tmp_path / "packaged.lua").write_text(
+        "-- KEYS[1] = an agent hash\n--#include agent_rules\n"
+        "return agent_may_move(redis.call('HGET', KEYS[1], 'call_state'), 'ring') and 1 or 0\n")
+    scripts = Scripts(tmp_path)
+    assert "local function twice" in scripts.get("doubled").source
+    assert scripts.run(redis_client, "doubled", ["n"]) == 2
+    redis_client.hset("a", "call_state", "ready")
+    assert scripts.run(redis_client, "packaged", ["a"]) == 1
+    (tmp_path / "missing.lua").write_text("-- KEYS[1] = x\n--#include nothing_here\nreturn 1\n")
+    with pytest.raises(ScriptError, match="'missing' includes 'nothing_here'"):
+        scripts.get("missing")
+    # an included snippet is linted as part of the script: a key it builds is refused
+    (tmp_path / "include" / "bad.lua").write_text("local v = redis.call('GET', 'built' .. 1)")
+    (tmp_path / "usesbad.lua").write_text("-- KEYS[1] = x\n--#include bad\nreturn 1\n")
+    with pytest.raises(ScriptError, match="does not come from KEYS"):
+        scripts.get("usesbad")
+
+
 def test_lint_accepts_keys_through_locals_loops_and_keyless_commands() -> None:
     source = """\
 -- KEYS[1] = agent hash
