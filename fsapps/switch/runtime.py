@@ -12,16 +12,14 @@ own for the node's command queue (started once, never per call):
 - the channels of this node, recorded in Redis so other nodes know where a uuid lives;
 - the aliases of the switch commands (``nway_login ...`` in fs_cli), installed at start-up;
 - directory: ``directory_flush`` commands evict changed extensions from the switch's cache;
-- live state (seed 003, :mod:`fsapps.switch.livestate`): cti_userinfo@<domain>, registrations,
-calls;
+- live state (seed 003, :mod:`fsapps.switch.livestate`): cti_userinfo@<domain>,
+  registrations, calls;
 - switch events: registrations keep agents' reg_state, an agent leg answering makes the agent
   ``talking``, and every call event is published as the seed's ``EVENT_*`` message;
 - event bus: with ``nats.enabled`` the configured native events go to NATS as XCC's
-  Event.NativeEvent (:mod:`fsapps.events.xcc`); with ``amqp.enabled`` every pub/sub message also
-  goes
-  to RabbitMQ (:mod:`fsapps.events.amqp`, a sink of the process's Publisher). Both send from a
-  thread
-  of their own (one per process) and drop rather than wait;
+  Event.NativeEvent (:mod:`fsapps.events.xcc`); with ``amqp.enabled`` every pub/sub message
+  also goes to RabbitMQ (:mod:`fsapps.events.amqp`, a sink of the process's Publisher). Both
+  send from a thread of their own (one per process) and drop rather than wait;
 - timers: wrap-ups that are over make their agents ready (and offer them waiting calls);
 - CDRs: a thread of its own writes the spooled CDRs to PostgreSQL every 0.5 s
   (:mod:`fsapps.events.cdrspool`; a thread so a PostgreSQL that times out never stalls the events);
@@ -433,7 +431,10 @@ class NodeRuntime:
         alive = self.nodes.alive()
         repaired = []
         for agent in agents.all():
-            if agent.reg_state == "reged" and agent.reg_node and agent.reg_node not in alive:
+            # (never this node's own: it is running, and its switch expires its registrations
+            # itself - a node whose heartbeats stalled is not gone to itself)
+            if agent.reg_state == "reged" and agent.reg_node and agent.reg_node not in alive \
+                    and agent.reg_node != self.node:
                 self.guarded(self.expire_registration, agents, agent, now)
             if agent.call_state not in ("ring", "talking") or not agent.offer_uuid:
                 continue
