@@ -5,8 +5,7 @@ aliases fsapps.runtime installs.
 
 Thin: FreeSWITCH reloads this module on every call; the commands are in
 :mod:`fsapps.switch.commands`. The reply is written last, in one write, and no exception ever
-leaves:
-an internal failure answers ``-ERR <reason>``.
+leaves: an internal failure answers ``-ERR <reason>``.
 """
 
 from __future__ import annotations

@@ -3,8 +3,7 @@ send it — ``api python fsapps.api nway_login 1000 120`` (``switch.api``) and t
 ``nway_login 1000 120`` through the alias fsapps.runtime installs (``switch.console``) — to two
 fake nodes running the project's dialplan and runtime, against the test Redis and PostgreSQL.
 Each test checks the reply and then the state: Redis through fsapps.domain.agents /
-fsapps.domain.groups,
-PostgreSQL by querying it, the switch through its events and its audio graph
+fsapps.domain.groups, PostgreSQL by querying it, the switch through its events and its audio graph
 (``switch.hears``).
 
 Every test uses its own extensions and groups. The tests that stop Redis come last: a

@@ -1,7 +1,6 @@
 """The pure side of generic CDRs (fsapps.events.cdr.wants_generic_cdr / leg_from_event /
-generic_cdr)
-and fsapps.events.cdrcalls.CallRecords following a call's events — switch events as header maps,
-no switch, no I/O (CallRecords' api calls are collected)."""
+generic_cdr) and fsapps.events.cdrcalls.CallRecords following a call's events — switch events
+as header maps, no switch, no I/O (CallRecords' api calls are collected)."""
 
 from __future__ import annotations
 

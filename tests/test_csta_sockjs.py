@@ -1,6 +1,5 @@
 """SockJS server side (fsapps.server.csta.sockjs): info, WebSocket framing, xhr_streaming, xhr
-polling
-with xhr_send, raw WebSocket, broken framing — against an echo receiver in a real aiohttp
+polling with xhr_send, raw WebSocket, broken framing — against an echo receiver in a real aiohttp
 server (asyncio.run; no STOMP involved)."""
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
 """``fsapps ext ...``: the seed-003 extension records (:mod:`fsapps.domain.userdir`) from and to
-files,
-and one at a time.
+files, and one at a time.
 
 File formats:
 

@@ -13,11 +13,10 @@ writes once.
 
 Every call gets exactly one CDR, and every CDR is recorded by the runtime of the node holding
 the caller's channel when that channel's CHANNEL_HANGUP_COMPLETE arrives
-(:mod:`fsapps.events.cdrcalls`):
-only then does FreeSWITCH know the a-leg's ``answer_uepoch``, ``duration``, ``billsec``,
-``hangup_cause`` and ``sip_hangup_disposition`` — it sets them in the channel's hangup state,
-after the dialplan (a Python handler included) has returned, so a handler reads None for them
-even after ``session.hangup()``.
+(:mod:`fsapps.events.cdrcalls`): only then does FreeSWITCH know the a-leg's ``answer_uepoch``,
+``duration``, ``billsec``, ``hangup_cause`` and ``sip_hangup_disposition`` — it sets them in
+the channel's hangup state, after the dialplan (a Python handler included) has returned, so a
+handler reads None for them even after ``session.hangup()``.
 
 The apps that know the call best (queue calls :mod:`fsapps.switch.acd`, ``nwaycallout`` and
 ``nway_bridge`` :mod:`fsapps.switch.outbound`) leave a :class:`Draft` of their CDR on the

@@ -6,8 +6,8 @@ make. When a channel's CHANNEL_HANGUP_COMPLETE carries the CDR drafts an app lef
 transferred afterwards) it completes them with the fields FreeSWITCH sets only in the hangup
 state (:func:`fsapps.events.cdr.complete`); when an a-leg's says no app took the call
 (:func:`fsapps.events.cdr.wants_generic_cdr`) it builds a generic CDR
-(:func:`fsapps.events.cdr.generic_cdr`).
-Either way the call's one CDR is made here, once, from its one HANGUP_COMPLETE.
+(:func:`fsapps.events.cdr.generic_cdr`). Either way the call's one CDR is made here, once,
+from its one HANGUP_COMPLETE.
 
 No Redis keys: the state is this node's own channels, in memory, bounded. The CDRs it builds
 are recorded (published, spooled) by the runtime's CDR thread (:meth:`CallRecords.

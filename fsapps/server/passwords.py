@@ -1,8 +1,8 @@
 """Password hashes for CTI users: PBKDF2-HMAC-SHA256, stored as one self-describing string.
 
 Format: ``pbkdf2_sha256$<iterations>$<salt, base64>$<hash, base64>`` (standard base64 with
-padding). The settings file holds only such hashes; ``python -m fsapps.server.passwords`` prints
-one.
+padding). The settings file holds only such hashes; ``python -m fsapps.server.passwords``
+prints one.
 """
 
 from __future__ import annotations
