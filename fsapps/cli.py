@@ -6,29 +6,30 @@ Subcommands grow with later issues; each registers itself in :func:`build_parser
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from fsapps import config, context
+from fsapps.db import migrations
+from fsapps.domain import extfile
+from fsapps.domain.userdir import UserDirectory
 from fsapps.errors import BadInput, FsappsError
 from fsapps.fslog import setup_logging
+from fsapps.server.app import serve
+from fsapps.server.services import CtiServices
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from fsapps import config
-
     return config.check_command(args.config)
 
 
 def _db_migrate(args: argparse.Namespace) -> int:
-    from fsapps.db import migrations
-
     return migrations.migrate_command(args.config, dsn=args.dsn)
 
 
 def _ext_context(args: argparse.Namespace) -> tuple[Any, str]:
-    from fsapps import config, context
-
     ctx = context.configure(config.load_settings(args.config))
     domain = args.domain or ctx.settings.default_domain
     if domain not in ctx.settings.domains:
@@ -37,15 +38,11 @@ def _ext_context(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _ext_import(args: argparse.Namespace) -> int:
-    from fsapps.domain import extfile
-
     ctx, domain = _ext_context(args)
     return extfile.import_file(ctx, domain, args.file, args.format, skip_bad=args.skip_bad)
 
 
 def _ext_export(args: argparse.Namespace) -> int:
-    from fsapps.domain import extfile
-
     ctx, domain = _ext_context(args)
     if args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
@@ -54,8 +51,6 @@ def _ext_export(args: argparse.Namespace) -> int:
 
 
 def _ext_set(args: argparse.Namespace) -> int:
-    from fsapps.domain import extfile
-
     ctx, domain = _ext_context(args)
     items = [("param.password", args.password)] if args.password is not None else []
     for section, pairs in (("param", args.param), ("variable", args.variable),
@@ -72,8 +67,6 @@ def _ext_set(args: argparse.Namespace) -> int:
 
 
 def _ext_rm(args: argparse.Namespace) -> int:
-    from fsapps.domain.userdir import UserDirectory
-
     ctx, domain = _ext_context(args)
     if not UserDirectory(ctx, domain).remove(args.user):
         print(f"fsapps: no extension {args.user!r} in cti_exten@{domain}", file=sys.stderr)
@@ -82,9 +75,6 @@ def _ext_rm(args: argparse.Namespace) -> int:
 
 
 def _ext_show(args: argparse.Namespace) -> int:
-    from fsapps.domain import extfile
-    from fsapps.domain.userdir import UserDirectory
-
     ctx, domain = _ext_context(args)
     ext = UserDirectory(ctx, domain).get(args.user)
     if ext is None:
@@ -129,12 +119,6 @@ def _add_ext_commands(groups: Any) -> None:
 
 
 def _cti_serve(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from fsapps import config
-    from fsapps.server.app import serve
-    from fsapps.server.services import CtiServices
-
     settings = config.load_settings(args.config)
     cti = settings.cti
     if args.listen is not None:

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, ClassVar, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+import psycopg2
+import psycopg2.extensions
 import yaml
 
 from fsapps import fslog
@@ -220,10 +222,6 @@ def _url(schemes: Sequence[str], *, several: bool = False) -> Check:
 
 
 def _postgres_dsn(secret: Secret, key: str) -> Secret:
-    # Imported here: psycopg2 is only needed once a DSN is actually read.
-    import psycopg2
-    import psycopg2.extensions
-
     text = secret.reveal()
     if not text.strip():
         raise ConfigError(key, "", "expected a PostgreSQL DSN")

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fsapps.config import Settings, load_settings
+from fsapps.db.connection import Pool, get_pool
+from fsapps.events.pubsub import Publisher
+from fsapps.store.connection import redis_client
 from fsapps.store.keys import Keys, NodeKeys
 
 if TYPE_CHECKING:
     import redis
-
-    from fsapps.db.connection import Pool
-    from fsapps.events.pubsub import Publisher
 
 
 def now_ms() -> int:
@@ -39,24 +39,18 @@ class Context:
     @property
     def redis(self) -> redis.Redis:
         if self._redis is None:
-            from fsapps.store.connection import redis_client
-
             self._redis = redis_client(self.settings.redis)
         return self._redis
 
     @property
     def publisher(self) -> Publisher:
         if self._publisher is None:
-            from fsapps.events.pubsub import Publisher
-
             self._publisher = Publisher(self.redis, self.settings.events)
         return self._publisher
 
     @property
     def pool(self) -> Pool:
         if self._pool is None:
-            from fsapps.db.connection import get_pool
-
             pg = self.settings.postgres
             self._pool = get_pool(pg.dsn, connect_timeout=pg.connect_timeout)
         return self._pool

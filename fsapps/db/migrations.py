@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg2
 import psycopg2.extensions
 
-from fsapps.config import Secret
+from fsapps.config import Secret, load_settings
 from fsapps.db.connection import (
     Connection,
     Cursor,
@@ -231,8 +231,6 @@ def migrate_command(config_path: str | None, dsn: str | Secret | None = None,
     """
     try:
         if dsn is None:
-            from fsapps.config import load_settings
-
             settings = load_settings(config_path)
             target: str | Secret = settings.postgres.dsn
             timeout = settings.postgres.connect_timeout

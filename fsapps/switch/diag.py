@@ -111,6 +111,9 @@ def run_checks() -> Report:
     return report
 
 
+# The checks import what they check inside their try: the self-test exists to say what is
+# broken, so a module that cannot be imported (a half-installed fsapps, a missing library) is
+# a failed check in the answer, never an api that answers nothing.
 def _check_config(report: Report) -> Any:
     try:
         from fsapps import config
