@@ -323,6 +323,25 @@ def test_login_elsewhere_needs_force(stack: CtiStack) -> None:
         "func": "Logout", "loginId": f"supervisor@{D}", "device": A1}).status_code == 204
 
 
+def test_the_wallboard_finds_agent_records_through_their_index(stack: CtiStack) -> None:
+    """A wellClient login writes the agent's record and its entry in the domain's index
+    (job -> device) together; the wallboard reads the index instead of scanning the keyspace;
+    the logout removes both."""
+    keys = stack.ctx.keys(D)
+    token = wellclient_login(stack, "supervisor", "1900", mode="NotReady")
+    http = api(stack, token)
+    assert stack.ctx.redis.hget(keys.csta_agents(), "supervisor") == "1900"
+    assert stack.ctx.redis.hget(keys.csta_agent("supervisor"), "device") == "1900"
+    board = http.get("/api/csta/wallboard", params={"domain": D})
+    assert board.status_code == 200, board.text
+    row = next(a for a in board.json()["agents"] if a["extension"] == "1900")
+    assert row["job"] == "supervisor"
+    assert http.post("/api/csta/agent/state", json={
+        "func": "Logout", "loginId": f"supervisor@{D}", "device": f"1900@{D}"}).status_code == 204
+    assert stack.ctx.redis.hget(keys.csta_agents(), "supervisor") is None
+    assert not stack.ctx.redis.exists(keys.csta_agent("supervisor"))
+
+
 @pytest.mark.parametrize("mode, agent_hears_supervisor, caller_hears_supervisor", [
     ("listen", False, False), ("whisper", True, False), ("barge", True, True)])
 def test_supervisor_spy(stack: CtiStack, two_agents: Any, mode: str,

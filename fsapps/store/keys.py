@@ -34,6 +34,8 @@ fsapps-owned, from :class:`Keys` (``p`` = prefix, ``d`` = domain) — name, type
 ``p:{d}:csta:agent:<job>``         hash    none (deleted at logout); a wellClient agent's
                                            device, mode and since
                                            (:mod:`fsapps.server.csta.callcontrol`)
+``p:{d}:csta:agents``              hash    none; job number -> device of each csta:agent record
+                                           (its index, written with it, for the wallboard)
 ``p:{d}:csta:pending:<job>``       list    EX 30 s; agent events published before the
                                            agent's STOMP subscription arrived
 ``p:{d}:csta``                     pubsub  channel; the CSTA feed (JSON records) of the domain
@@ -214,6 +216,11 @@ class Keys:
 
     def csta_agent(self, job: str) -> str:
         return f"{self._base}:csta:agent:{_part('job number', job)}"
+
+    def csta_agents(self) -> str:
+        """The index of the csta:agent records: job number -> device (the wallboard reads it
+        instead of scanning the keyspace)."""
+        return f"{self._base}:csta:agents"
 
     def csta_pending(self, job: str) -> str:
         return f"{self._base}:csta:pending:{_part('job number', job)}"

@@ -10,7 +10,8 @@ records here (:func:`fsapps.server.csta.hub.publish`); the rest come from the sw
 Keys (``p`` prefix, ``d`` domain; :mod:`fsapps.store.keys`): ``p:{d}:csta:legs`` (uuid ->
 callId) and ``p:{d}:csta:call:<callId>`` (``p:<uuid>`` -> the leg's device and state), written
 by the CSTA feed, moved here when a leg changes call; ``p:{d}:csta:agent:<job>`` (device,
-mode, since) and ``p:{d}:csta:pending:<job>``, the agent's logon; ``p:{d}:csta:userdata:<callId>``
+mode, since), its index ``p:{d}:csta:agents`` (job -> device, written in the same
+MULTI) and ``p:{d}:csta:pending:<job>``, the agent's logon; ``p:{d}:csta:userdata:<callId>``
 (EX :data:`USERDATA_TTL_S`) the call data.
 """
 
@@ -143,7 +144,10 @@ def set_agent_mode(ctx: Any, domain: str, job: str, ext: str, mode: str, func: s
     now = int(time.time() * 1000)
     if func == "Logout":
         agent_service.make_busy(ctx, domain, ext)
-        ctx.redis.delete(keys.csta_agent(job), keys.csta_pending(job))
+        pipe = ctx.redis.pipeline(transaction=True)
+        pipe.delete(keys.csta_agent(job), keys.csta_pending(job))
+        pipe.hdel(keys.csta_agents(), job)
+        pipe.execute()
         hub.publish(ctx, ev.agent_record("agentLoggedOff", domain=domain, agent_id=agent_id,
                                          device=dev, mode="Logout", ms=now))
         return
@@ -151,7 +155,10 @@ def set_agent_mode(ctx: Any, domain: str, job: str, ext: str, mode: str, func: s
         ctx.redis.delete(keys.csta_pending(job))
     agents.ensure(ext, job_number=job)
     previous = ctx.redis.hget(keys.csta_agent(job), "device")
-    ctx.redis.hset(keys.csta_agent(job), mapping={"device": ext, "mode": mode, "since": now})
+    pipe = ctx.redis.pipeline(transaction=True)
+    pipe.hset(keys.csta_agent(job), mapping={"device": ext, "mode": mode, "since": now})
+    pipe.hset(keys.csta_agents(), job, ext)
+    pipe.execute()
     if mode == "Ready":
         agent_service.make_ready(ctx, domain, ext)
     else:

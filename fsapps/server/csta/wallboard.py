@@ -2,7 +2,7 @@
 ``GET /api/csta/wallboard`` (:mod:`fsapps.server.csta.rest`).
 
 Reads the groups, the queue and the agents (their modules), the CSTA agent records
-(``p:{d}:csta:agent:*``, by SCAN) and the live CSTA calls (``p:{d}:csta:legs``,
+(their index ``p:{d}:csta:agents``: job -> device, one HGETALL) and the live CSTA calls (``p:{d}:csta:legs``,
 ``p:{d}:csta:call:<callId>``).
 """
 
@@ -37,12 +37,8 @@ def wallboard(ctx: Any, domain: str, now_ms: int | None = None) -> dict[str, Any
             "longestWaitMs": max((now - w.arrived_ms for w in mine), default=0),
             "callers": [{"number": w.number, "level": w.level, "waitMs": now - w.arrived_ms,
                          "uuid": w.uuid} for w in sorted(mine, key=lambda w: w.arrived_ms)]})
-    jobs: dict[str, str] = {}
-    for key in ctx.redis.scan_iter(match=keys.csta_agent("*"), count=500):
-        job = str(key).rsplit(":", 1)[-1]
-        dev = ctx.redis.hget(key, "device")
-        if dev:
-            jobs[str(dev)] = job
+    jobs = {str(dev): str(job) for job, dev in ctx.redis.hgetall(keys.csta_agents()).items()
+            if dev}
     call_ids = sorted(set(ctx.redis.hvals(keys.csta_legs())))
     pipe = ctx.redis.pipeline(transaction=False)
     for call_id in call_ids:
