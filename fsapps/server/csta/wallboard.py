@@ -1,9 +1,9 @@
 """The wallboard: a supervisor's view of a domain from Redis, for
 ``GET /api/csta/wallboard`` (:mod:`fsapps.server.csta.rest`).
 
-Reads the groups, the queue and the agents (their modules), the CSTA agent records
-(their index ``p:{d}:csta:agents``: job -> device, one HGETALL) and the live CSTA calls (``p:{d}:csta:legs``,
-``p:{d}:csta:call:<callId>``).
+Reads the groups, the queue and the agents (their modules), the CSTA agent records (their
+index ``p:{d}:csta:agents``: job -> device, one HGETALL) and the live CSTA calls
+(``p:{d}:csta:legs``, ``p:{d}:csta:call:<callId>``).
 """
 
 from __future__ import annotations
