@@ -23,8 +23,8 @@ import psycopg2
 import pytest
 import redis
 
-from switch import sipp
-from switch.realswitch import ROOT, RealSwitch, install_fsapps, missing_switch
+from tools import sipp
+from tools.realswitch import ROOT, RealSwitch, install_fsapps, missing_switch
 from tools.servers import FreshDatabase, RedisServer, free_port, scratch_dir
 
 DOMAIN = "test.fsapps"

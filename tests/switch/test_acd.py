@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
-from switch.realswitch import RealSwitch, write_tone_wav
+from tools.realswitch import RealSwitch, write_tone_wav
 
 _groups = itertools.count(3100)
 

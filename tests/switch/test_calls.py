@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from switch.conftest import Stack, agent_state, api, wait_for
-from switch.realswitch import RealSwitch
 from switch.test_acd import agent
+from tools.realswitch import RealSwitch
 
 OUT_GROUP = "110"  # the group dialplan/20_fsapps_outbound.xml calls out for
 

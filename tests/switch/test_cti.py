@@ -24,10 +24,10 @@ import requests
 import yaml
 
 from fsapps.server.passwords import hash_password
-from switch import sipp
 from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
-from switch.esl import Esl
-from switch.realswitch import ESL_PASSWORD, ROOT, RealSwitch
+from tools import sipp
+from tools.esl import Esl
+from tools.realswitch import ESL_PASSWORD, ROOT, RealSwitch
 from tools.servers import free_port, wait_for_port
 
 _groups = itertools.count(4100)

@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from switch import sipp
 from switch.conftest import DOMAIN, Stack, wait_for
-from switch.realswitch import RealSwitch
+from tools import sipp
+from tools.realswitch import RealSwitch
 
 SHIPPED_ROUTER = "http://127.0.0.1:8090/route"
 _exts = itertools.count(5101)

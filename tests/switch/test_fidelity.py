@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from switch import sipp
 from switch.conftest import Stack, fsapps_cli, wait_for
-from switch.esl import Esl
-from switch.realswitch import ESL_PASSWORD, ROOT, RealSwitch
+from tools import sipp
+from tools.esl import Esl
+from tools.realswitch import ESL_PASSWORD, ROOT, RealSwitch
 
 STATIC_DOMAIN = "static.fsapps"  # not one of fsapps' domains: the static XML answers for it
 

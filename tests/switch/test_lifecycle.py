@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from fsapps import __version__
-from switch import sipp
 from switch.conftest import DOMAIN, Stack, agent_state, api, fsapps_cli, wait_for
-from switch.esl import Esl
-from switch.realswitch import ESL_PASSWORD, RealSwitch
+from tools import sipp
+from tools.esl import Esl
+from tools.realswitch import ESL_PASSWORD, RealSwitch
 
 PREFIX = "fsapps"
 _groups = itertools.count(4100)

@@ -22,8 +22,8 @@ import pytest
 
 from fsapps.domain.nodes import profile_address
 from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
-from switch.realswitch import RealSwitch
 from switch.test_acd import agent, cdr_row
+from tools.realswitch import RealSwitch
 
 _groups = itertools.count(3500)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from switch import sipp
 from switch.conftest import DOMAIN, PASSWORD, Stack, wait_for
-from switch.realswitch import RealSwitch
+from tools import sipp
+from tools.realswitch import RealSwitch
 
 
 def _register(sw: RealSwitch, phones: Stack, ext: str, password: str) -> int:

@@ -30,10 +30,10 @@ from pathlib import Path
 import redis
 import yaml
 
-from switch.esl import Esl
+from tools.esl import Esl
 from tools.servers import free_port, wait_for_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 FS_PREFIX = Path(os.environ.get("FS_PREFIX", "/usr/local/freeswitch"))
 SYSTEM_PYTHON = os.environ.get("FS_PYTHON", "/usr/bin/python3")
 ESL_PASSWORD = "ClueCon"
@@ -272,7 +272,7 @@ class RealSwitch:
         return (self.dir / "console.log").read_text(errors="replace")
 
 
-if __name__ == "__main__":  # manual: python -m tests.switch.realswitch /tmp/fsx
+if __name__ == "__main__":  # manual: python -m tools.realswitch /tmp/fsx
     base = Path(sys.argv[1])
     sw = RealSwitch("fs1", base, install_fsapps(base / "site"), sys.argv[2], sys.argv[3])
     sw.build().start()

@@ -1,4 +1,5 @@
-"""SIPp phones and callers for the real-switch tests (Debian package ``sip-tester``).
+"""SIPp phones and callers for the real-switch tests and ``make bench-switch`` (Debian package
+``sip-tester``).
 
 Each scenario is written from a template with its values filled in (ring time, talk time,
 user, ...), so one XML file says exactly what one phone or caller does. Every process is
