@@ -676,3 +676,28 @@ def test_an_agent_refusing_at_once_is_not_rung_in_a_tight_loop(a: Acd) -> None:
     callouts = a.callouts(channel)
     assert 2 <= len(callouts) <= 5, len(callouts)
     assert a.cc.get("2231").call_state == "ready"
+
+
+def test_the_caller_is_hung_up_before_the_post_call_bookkeeping(
+        a: Acd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent ends the call: the caller's channel is down by the time the handler does its
+    bookkeeping (memory, the hangup event, wrap-up, a waiting call offered, the CDR), which
+    on a loaded switch waits for Redis and the GIL and must not hold a finished call's
+    channel up; the bookkeeping still happens."""
+    caller_up_at_bookkeeping: list[bool] = []
+    finished = acd.Router.finished
+
+    def spy(router: acd.Router, extension: str) -> None:
+        caller_up_at_bookkeeping.append(bool(router.session.ready()))
+        finished(router, extension)
+
+    monkeypatch.setattr(acd.Router, "finished", spy)
+    a.group("224", mode=0, wrapup_seconds=1)
+    a.agents("224", "2241", hangup_after_ms=TALK)
+    channel = a.call("224", "13900002401", hangup_after_bridge_ms=None)
+    assert a.answered_by(channel) == "2241"
+    a.gone(channel)
+    assert channel.hangup_cause == "NORMAL_CLEARING"
+    a.wait_state("2241", "typing")
+    assert caller_up_at_bookkeeping == [False]
+    a.bus.wait("event_agent", uuid=channel.uuid, method="hangup")

@@ -265,12 +265,18 @@ class Router:
         s.setVariable("hangup_after_bridge", "false")
         rang = time.time()
         s.execute("bridge", f"{{{variables}}}{self.agent_endpoint(extension)}")
+        ended = time.time()
         disposition = s.getVariable("originate_disposition") or "NONE"
         if disposition == "SUCCESS":
-            self.attempted(extension, rang, disposition)
+            # The caller goes the moment the bridge ends: the bookkeeping after it (CDR
+            # attempt, memory, wrap-up, events) needs Redis and the GIL, which a loaded
+            # switch grants late, and must not keep a finished call's channel up meanwhile.
+            hang_up(s, "NORMAL_CLEARING")
+            self.attempted(extension, rang, disposition, ended)
             self.finished(extension)
             return True
-        self.attempted(extension, rang, disposition if is_up(s) else "ORIGINATOR_CANCEL")
+        self.attempted(extension, rang, disposition if is_up(s) else "ORIGINATOR_CANCEL",
+                       ended)
         if disposition == "ORIGINATOR_CANCEL" or not is_up(s):
             self.agents.release(extension, c.uuid, "cancel")
             agent_available(self.ctx, c.domain, extension)
@@ -292,10 +298,11 @@ class Router:
             self.hold_music(c.group.music(self.defaults), RETRY_PAUSE_SECONDS)
         return False
 
-    def attempted(self, extension: str, rang: float, disposition: str) -> None:
-        """Note the attempt for the CDR. An answered one: the answer time and the agent's leg
-        are what the runtime wrote on the agent's CHANNEL_ANSWER (still ``talking`` for this
-        call: the wrap-up starts after this), else the bridge's start and ``bridge_uuid``."""
+    def attempted(self, extension: str, rang: float, disposition: str, ended: float) -> None:
+        """Note the attempt for the CDR (``ended``: when the bridge returned). An answered
+        one: the answer time and the agent's leg are what the runtime wrote on the agent's
+        CHANNEL_ANSWER (still ``talking`` for this call: the wrap-up starts after this), else
+        the bridge's start and ``bridge_uuid``."""
         s = self.session
         answer = None
         leg = ""
@@ -310,7 +317,7 @@ class Router:
         cause = cdr.attempt_cause(s, disposition)
         self.attempts.append(cdr.Attempt(
             attempt_no=len(self.attempts) + 1, extension=extension, start=rang, answer=answer,
-            end=time.time(), result=attempt_result(disposition),
+            end=ended, result=attempt_result(disposition),
             hangup_cause=cause, leg_uuid=leg))
 
     def call_record(self, a_start: float) -> cdr.Cdr:
@@ -351,13 +358,13 @@ class Router:
         return agent_endpoint(self.ctx, self.call.domain, extension, self.call.node)
 
     def finished(self, extension: str) -> None:
-        """The agent answered and the bridge is over: wrap-up, memory, events."""
+        """The agent answered and the bridge is over (the caller hung up already): wrap-up,
+        memory, events."""
         c = self.call
         self.groups.remember(c.group.group_number, c.caller, extension)
         self.agent_event("hangup", extension)
         if self.agents.start_wrapup(extension, c.uuid, c.group.wrapup(self.defaults)):
             agent_available(self.ctx, c.domain, extension)
-        hang_up(self.session, "NORMAL_CLEARING")
 
 
 def caller_cdr(ctx: Context, session: Any, uuid: str, caller: str, group_number: str,
