@@ -2,7 +2,9 @@
 takes queue calls. Its live state is one Redis hash, and this module (with its Lua scripts) is
 the only code that writes it: the ACD, nway_bridge, nwaycallout, groups, extensions, the
 working-set rebuild and every front end go through :class:`Agents`
-(tests/test_agent_writers.py fails on any other writer).
+(tests/test_agent_writers.py fails on any other writer). The one other write is a rollback,
+not a change: when the PostgreSQL commit of a change that also wrote Redis fails,
+:class:`fsapps.domain.groups.RedisUndo` puts back the agent fields it captured just before.
 
 One lifecycle for every call that reaches an agent (the ACD, nway_bridge, nwaycallout, and
 the front ends' ready / busy): reserve (:meth:`Agents.reserve_or_queue`,
@@ -18,7 +20,7 @@ the same snippet (:meth:`Agent.available` is its Python twin for reports, checke
 
 The agent module's scripts (``fsapps/store/lua``): agent_reserve, agent_dispatch,
 agent_ready, agent_busy, agent_release, agent_transition, agent_wrapup, wrapup_end,
-agent_remove, agent_unregister, agent_reg_expire (:data:`SCRIPTS`).
+agent_remove, agent_unregister, agent_reg_expire, agent_leg_end (:data:`SCRIPTS`).
 
 Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
 
@@ -34,7 +36,11 @@ Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
     call-state
     change), no_answer_count (offers missed in a row), offer_uuid / offer_node / lease_until
     (the reservation: which call, which node, until when in ms), agent_leg (uuid of the
-    agent's channel), wrapup_until (ms).
+    agent's channel for the call it holds, named by the ring), leg_pending / leg_node (the
+    agent's last leg, and the node it is a channel of, until the switch has told its end: the
+    agent is not free before - offered the next call while the switch still ended the last,
+    its phone would have two; kept after the offer ends, unlike agent_leg), wrapup_until
+    (ms).
 ``p:{d}:agents``       set   the extensions that have an agent hash.
 ``p:{d}:wrapups``      zset  extensions in wrap-up, score = when it ends (ms).
 ``p:{d}:group:<g>:members``  zset  (owned by :mod:`fsapps.domain.groups`) updated on login/logout.
@@ -59,7 +65,7 @@ from fsapps.store.scripts import run_script
 # The Lua scripts that write the agent hash: with this module, the agent's only writers.
 SCRIPTS = ("agent_reserve", "agent_dispatch", "agent_ready", "agent_busy", "agent_release",
            "agent_transition", "agent_wrapup", "wrapup_end", "agent_remove",
-           "agent_unregister", "agent_reg_expire")
+           "agent_unregister", "agent_reg_expire", "agent_leg_end")
 # The states a manual "ready" may leave: never ring, talking or ivr (a ready agent on a call
 # would be offered a second one; it becomes ready when the call ends).
 READY_FROM = ("ready", "typing", "no_answer", "busy", "rest", "no_ready")
@@ -67,10 +73,13 @@ READY_FROM = ("ready", "typing", "no_answer", "busy", "rest", "no_ready")
 # but on or ringing for another call (no_answer: its last offer is still being settled).
 FREE_FOR_DIRECT = ("ready", "typing", "busy", "rest", "no_ready")
 
+# transition()'s offer_uuid meaning "only while the agent holds no call"
+NO_CALL = "-"
+
 FIELDS = ("extension", "domain", "job_number", "enabled", "logged_in", "groups", "reg_state",
           "reg_node", "reg_host", "reg_until", "reg_stamp",
           "seat_status", "call_state", "last_change", "no_answer_count", "offer_uuid",
-          "offer_node", "lease_until", "agent_leg", "wrapup_until")
+          "offer_node", "lease_until", "agent_leg", "leg_pending", "leg_node", "wrapup_until")
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,8 @@ class Agent:
     offer_node: str = ""
     lease_until: int = 0
     agent_leg: str = ""
+    leg_pending: str = ""
+    leg_node: str = ""
     wrapup_until: int = 0
 
     @classmethod
@@ -111,18 +122,18 @@ class Agent:
             no_answer_count=int(data.get("no_answer_count") or 0),
             offer_uuid=data.get("offer_uuid", ""), offer_node=data.get("offer_node", ""),
             lease_until=int(data.get("lease_until") or 0),
-            agent_leg=data.get("agent_leg", ""),
+            agent_leg=data.get("agent_leg", ""), leg_pending=data.get("leg_pending", ""),
+            leg_node=data.get("leg_node", ""),
             wrapup_until=int(data.get("wrapup_until") or 0))
 
     def available(self, now: int) -> bool:
         """Could a queue call be offered to this agent now? The same rule as ``agent_free``
         in ``fsapps/store/lua/include/agent_rules.lua`` (tests/test_agent_writers.py checks
         both on the same hashes), for reports; reservations themselves are decided in Redis."""
-        if not (self.enabled and self.logged_in and self.reg_state == "reged"
-                and self.seat_status == "idle"):
-            return False
-        return self.call_state == "ready" or (self.call_state == "ring"
-                                              and self.lease_until < now)
+        # (``now`` is kept for the callers: a lease that ran out no longer frees an agent)
+        return (self.enabled and self.logged_in and self.reg_state == "reged"
+                and self.seat_status == "idle" and self.call_state == "ready"
+                and not self.leg_pending)
 
 
 def _waiting(info: str) -> WaitingCall | None:
@@ -273,7 +284,8 @@ class Agents:
                    extra: Mapping[str, object] | None = None, strict: bool = False,
                    only_from: tuple[str, ...] | None = None) -> bool:
         """Move the agent's call state to ``to`` if the transition table allows it from the
-        state it is in now (atomically); ``only_from`` narrows the allowed states further.
+        state it is in now (atomically); ``only_from`` narrows the allowed states further,
+        ``offer_uuid`` to an agent holding that call (:data:`NO_CALL`: holding none).
         Returns False when refused (or, with ``strict``, raises IllegalTransition naming both
         states). Publishes the new state."""
         target = parse(to)
@@ -293,6 +305,22 @@ class Agents:
             self.publish(extension, target.value, now)
         return True
 
+    def settle(self, extension: str, stuck: str) -> bool:
+        """The reconciler: an agent left in ``stuck`` (a state nothing will end) while it holds
+        no call goes ready, misses in a row forgotten, wrap-up over - atomically, only if it
+        is still in that state and still holds no call. False when refused. Publishes."""
+        done = self.transition(extension, CallState.READY, offer_uuid=NO_CALL,
+                               only_from=(stuck,),
+                               extra={"no_answer_count": 0, "lease_until": 0, "agent_leg": ""})
+        if done:
+            self.r.zrem(self.keys.wrapups(), extension)
+        return done
+
+    def wrapup_ends(self) -> dict[str, int]:
+        """Every agent whose wrap-up a timer will end, and when (ms)."""
+        return {str(ext): int(score) for ext, score in
+                self.r.zrange(self.keys.wrapups(), 0, -1, withscores=True)}
+
     def set_call_state(self, extension: str, value: str) -> bool:
         """Set the call state by hand (seed extension_callstate) where the table allows it;
         "ready" only from :data:`READY_FROM`, forgetting the misses in a row and ending a
@@ -309,7 +337,8 @@ class Agents:
         self.ctx.publisher.agent_status(extension, status, stamp((at_ms or now_ms()) / 1000))
 
     def release(self, extension: str, uuid: str, outcome: str, *,
-                lease_expired: bool = False, max_no_answer: int = 0) -> Released | None:
+                lease_expired: bool = False, max_no_answer: int = 0,
+                leg_gone: str | None = None) -> Released | None:
         """End this call's offer to the agent, in one script (agent_release.lua): "cancel"
         (the caller went away) and "unregistered" (the phone is gone: unreg as well) make it
         ready; "missed" makes it no_answer and then, in the same step, ready — or busy, seat
@@ -318,13 +347,17 @@ class Agents:
         through. An agent that left the ring for a state the table does not let the offer's
         end undo (busy, pressed while ringing) keeps it; its reservation goes all the same.
         Returns what happened, or None when the reservation was no longer ours.
-        ``lease_expired``: only if the agent still rings on a lease that has run out (the
-        reconciler's reason, checked again atomically: the handler may have rung since,
-        renewing the lease)."""
+        "leg_alive": the call lets go of the agent whose leg the switch has not ended yet; the
+        agent keeps its state (nothing published) for the reconciler, which frees it once the
+        switch says the leg is gone.
+        ``lease_expired``: only if the agent still rings on a lease that has run out;
+        ``leg_gone``: only if the agent's leg is still the one the switch said is gone ("" for
+        none) - the reconciler's conditions, checked again atomically: the handler may have
+        rung since, renewing the lease and recording a new leg."""
         result = run_script(self.r, "agent_release",
                             [self.keys.agent(extension), self.keys.offers()],
                             [uuid, now_ms(), outcome, "1" if lease_expired else "0",
-                             max_no_answer])
+                             max_no_answer, "*" if leg_gone is None else leg_gone])
         if not result:
             return None
         released = Released(str(result[0]), str(result[1]), int(result[2]))
@@ -367,29 +400,48 @@ class Agents:
     # reserve (reserve_or_queue, take_waiting_call, reserve_direct) -> ring (ringing) ->
     # answered / missed or cancelled (release) -> wrap-up (start_wrapup) -> ready
     # (end_due_wrapups, make_ready).
-    def reserve_direct(self, extension: str, uuid: str, node: str, lease_until: int) -> bool:
+    def reserve_direct(self, extension: str, uuid: str, node: str, lease_until: int,
+                       agent_leg: str) -> bool:
         """A direct call (nway_bridge, nwaycallout) reserves the agent, whatever its queue
         availability, unless it is on or ringing for another call (:data:`FREE_FOR_DIRECT`):
-        it rings for ``uuid`` owned by ``node`` until ``lease_until`` (ms). Atomic; False
-        when refused (or there is no agent)."""
+        it rings for ``uuid`` owned by ``node`` until ``lease_until`` (ms), on the leg
+        ``agent_leg`` (the agent's channel: what the reconciler asks the switch about).
+        Atomic; False when refused (or there is no agent)."""
         return self.transition(extension, CallState.RING, only_from=FREE_FOR_DIRECT,
                                extra={"offer_uuid": uuid, "offer_node": node,
-                                      "lease_until": lease_until, "agent_leg": ""})
+                                      "lease_until": lease_until, "agent_leg": agent_leg,
+                                      "leg_pending": agent_leg, "leg_node": node})
 
-    def ringing(self, extension: str, uuid: str, node: str, lease_until: int) -> bool:
-        """The call's handler is about to ring the agent it reserved: still reserved for
-        ``uuid`` (a reconciler, or a lease that ran out, may have freed it and another call
-        reserved it since), owned by ``node``, the lease starting again until ``lease_until``.
-        Atomic; False when the reservation is no longer this call's (do not ring)."""
+    def ringing(self, extension: str, uuid: str, node: str, lease_until: int,
+                agent_leg: str) -> bool:
+        """The call's handler is about to ring the agent it reserved on the leg ``agent_leg``
+        (the uuid it gives the leg: ``origination_uuid``): still reserved for ``uuid`` (a
+        reconciler may have freed it and another call reserved it since), owned by ``node``,
+        the lease starting again until ``lease_until``. The leg is recorded in the same step,
+        so a reconciler that finds the lease run out asks the switch about that leg before it
+        frees the agent. Atomic; False when the reservation is no longer this call's (do not
+        ring)."""
         return self.transition(extension, CallState.RING, offer_uuid=uuid, only_from=("ring",),
-                               extra={"offer_node": node, "lease_until": lease_until})
+                               extra={"offer_node": node, "lease_until": lease_until,
+                                      "agent_leg": agent_leg, "leg_pending": agent_leg,
+                                      "leg_node": node})
 
-    def answered(self, extension: str, uuid: str, agent_leg: str) -> bool:
-        """The agent's leg ``agent_leg`` answered the call ``uuid``: talking, the lease over.
-        Only while the agent still holds this call (the event can come late, after the call
-        ended and the agent was reserved for the next one). False when it does not."""
+    def answered(self, extension: str, uuid: str, agent_leg: str, node: str) -> bool:
+        """The agent's leg ``agent_leg`` (a channel of ``node``) answered the call ``uuid``:
+        talking, the lease over; the agent is free again only once that leg's end is told
+        (:meth:`leg_ended`). Only while the agent still holds this call (the event can come
+        late, after the call ended and the agent was reserved for the next one). False when
+        it does not."""
         return self.transition(extension, CallState.TALKING, offer_uuid=uuid,
-                               extra={"agent_leg": agent_leg, "lease_until": 0})
+                               extra={"agent_leg": agent_leg, "lease_until": 0,
+                                      "leg_pending": agent_leg, "leg_node": node})
+
+    def leg_ended(self, extension: str, leg: str) -> bool:
+        """The switch told the end of the agent's leg ``leg`` (its CHANNEL_HANGUP_COMPLETE, or
+        the reconciler found it gone): the agent may be free again (agent_leg_end.lua). True
+        when that was the leg the agent waited for; offering it a waiting call is the
+        caller's (:func:`fsapps.switch.acd.agent_available`)."""
+        return bool(run_script(self.r, "agent_leg_end", [self.keys.agent(extension)], [leg]))
 
     def make_busy(self, extension: str) -> bool:
         """The agent makes itself busy, in one script (agent_busy.lua): seat busy (no queue
