@@ -69,6 +69,7 @@ URL_PASSWORD_MASK = "*****"
 
 ROLES = ("agent", "supervisor", "admin")
 PUBSUB_FORMATS = ("comma", "json")
+CSTA_FEED_MODES = ("on", "off", "auto")
 CALL_MODES = range(6)
 CTI_BRIDGE_ON_FAILURE = ("hangup", "continue")
 MIN_API_TOKEN_LENGTH = 16
@@ -253,6 +254,23 @@ def _api_token(secret: Secret, key: str) -> Secret:
     return secret
 
 
+_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?")
+
+
+def _cors_origin(value: str, key: str) -> str:
+    # Credentials (the session cookie, the sessionId header) are allowed for every listed
+    # origin, so "*" (any page on any host) is never one; an origin is scheme://host[:port]
+    # exactly as a browser sends it in its Origin header, without a path or trailing slash.
+    if value.strip() == "*":
+        raise ConfigError(key, value, "'*' can not be allowed together with credentials; "
+                          "list each origin (scheme://host:port) of the pages that use the CTI "
+                          "server")
+    if not _ORIGIN.fullmatch(value):
+        raise ConfigError(key, value, "expected an origin like 'https://crm.example.com' or "
+                          "'http://10.0.0.5:8080' (scheme://host[:port], no path)")
+    return value
+
+
 def _cause(value: str, key: str) -> str:
     if not re.fullmatch(r"[A-Z][A-Z0-9_]*", value):
         raise ConfigError(key, value, "expected a FreeSWITCH hangup cause name like "
@@ -337,6 +355,10 @@ class CtiSettings:
     node_reply_timeout_seconds: float = setting(5.0, check=_positive)
     # Threads running the blocking Redis/PostgreSQL/node calls of the requests.
     workers: int = setting(16, check=_positive)
+    # Origins (scheme://host[:port]) of pages on other hosts allowed to use the CTI server
+    # from a browser (CORS with credentials; the session cookie is taken from them). None by
+    # default: only pages served by the CTI server itself.
+    cors_origins: tuple[str, ...] = setting((), check=_cors_origin)
 
 
 @dataclass(frozen=True)
@@ -389,6 +411,10 @@ class EventSettings:
     # Shape of the seed-001 pub/sub messages: "comma" (redis form) or "json" (the MQ form).
     pubsub_format: str = setting("json", check=_one_of(PUBSUB_FORMATS))
     cti_ip: str = setting("", check=_word_or_empty)
+    # The CSTA feed of the wellClient event stream (fsapps.events.cstafeed), the runtime's
+    # costliest work per event: "on", "off" (no CTI server uses wellClient), or "auto": on
+    # while a CTI server listens (checked with every node heartbeat).
+    csta_feed: str = setting("on", check=_one_of(CSTA_FEED_MODES))
 
 
 # Channel fields the seed's gui.call block lists (its sample names Created-Time twice).

@@ -26,8 +26,10 @@ queue call) or ``originator`` (any b-leg: the uuid of the leg that originated it
 is an a-leg and its own uuid is the id. A device is ``<number>@<domain>``: the extension a leg
 rings (``fsapps_acd_agent``, ``dialed_user``) or, for other legs, the number it stands for.
 
-Redis is read twice and written once per batch of events, then the records are published; a
-failure is the runtime's to log (the call goes on: only the browser's view of it suffers).
+Redis is read once and written once per batch of events (the records published in the same
+pipeline, after the state); a failure is the runtime's to log (the call goes on: only the
+browser's view of it suffers). The runtime runs the feed only when ``events.csta_feed`` asks
+(:func:`feed_wanted`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ from fsapps.store.connection import publish_pipeline
 Header = Callable[[str], "str | None"]
 
 CALL_TTL_S = 3600
+# Legs whose call id this node remembers (its own channels: a few thousand at most); beyond
+# it the oldest are forgotten (their next event costs one more read).
+MAX_REMEMBERED = 20_000
 EVENTS = ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
           "CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_HANGUP_COMPLETE")
 INITIATOR = "initiator"
@@ -153,14 +158,53 @@ def change(event_name: str, leg: Leg, state: str) -> tuple[str, str] | None:
     return None
 
 
+@dataclass
+class FeedBatch:
+    """The feed's part of one batch of events between its read and its write (see
+    :meth:`CstaFeed.read`)."""
+
+    items: list[tuple[str, Leg, Any]]
+    keys: dict[str, Any]
+    leg_fields: list[tuple[str, str]]            # (domain, legs field) read, in order
+    call_keys: list[tuple[str, str]]             # (domain, callId) whose hash was read
+    reads: int = 0                               # commands queued on the read pipeline
+
+
 class CstaFeed:
-    """Applies batches of switch events to the feed's Redis state and publishes the records."""
+    """Applies batches of switch events to the feed's Redis state and publishes the records.
+
+    A batch costs one read and one write round trip, each shared with the runtime's other
+    Redis work (:meth:`read`, :meth:`write`): the legs' call ids and the call hashes are read
+    together, the call hashes for the call ids this node last saw for the legs; only a leg
+    whose call id turns out different (another node or the CTI server moved it) costs a second
+    read."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        # leg uuid -> the callId last written or read for it by this node (a guess, checked
+        # against the legs hash read in the same round trip)
+        self.call_of: dict[str, str] = {}
 
     def apply(self, events: list[Any]) -> list[dict[str, Any]]:
-        """Handle a batch (in order); returns the records published."""
+        """Handle a batch (in order) on its own: one read, one write; returns the records
+        published."""
+        r = self.ctx.redis
+        reads = r.pipeline(transaction=False)
+        batch = self.read(events, reads)
+        if batch is None:
+            return []
+        results = reads.execute()
+        writes = r.pipeline(transaction=False)
+        messages = publish_pipeline(r) if self.ctx.settings.redis.cluster else writes
+        records = self.write(batch, results, writes, messages)
+        writes.execute()
+        if messages is not writes:
+            messages.execute()
+        return records
+
+    def read(self, events: list[Any], pipe: Any) -> FeedBatch | None:
+        """Queue on ``pipe`` what a batch needs to read (None: nothing in it for the feed):
+        each leg's call id and its call id's guess, and the guessed calls' hashes."""
         settings = self.ctx.settings
         items: list[tuple[str, Leg, Any]] = []
         for event in events:
@@ -171,50 +215,75 @@ class CstaFeed:
             if leg is not None:
                 items.append((name, leg, event))
         if not items:
-            return []
-        r = self.ctx.redis
+            return None
         keys = {leg.domain: self.ctx.keys(leg.domain) for _, leg, _ in items}
-        # one read: each leg's known call, and the call its variables name
-        pipe = r.pipeline(transaction=False)
-        for _, leg, _ in items:
-            pipe.hget(keys[leg.domain].csta_legs(), leg.uuid)
-            pipe.hget(keys[leg.domain].csta_legs(), leg.call_hint or leg.uuid)
-        found = pipe.execute()
-        # Each leg's call, in event order: what this batch learnt first (a b-leg created
-        # right after its originator), then what Redis knew; a b-leg belongs to its
-        # originator's call, which may itself be a b-leg's.
+        leg_fields = list(dict.fromkeys(
+            (leg.domain, field) for _, leg, _ in items
+            for field in (leg.uuid, leg.call_hint or leg.uuid)))
+        for domain, field in leg_fields:
+            pipe.hget(keys[domain].csta_legs(), field)
+        memory = {(leg.domain, uuid): cid for _, leg, _ in items
+                  for uuid in (leg.uuid, leg.call_hint) if uuid and (cid := self.call_of.get(uuid))}
+        call_keys = list(dict.fromkeys(self._call_ids(items, memory)))
+        for domain, cid in call_keys:
+            pipe.hgetall(keys[domain].csta_call(cid))
+        return FeedBatch(items, keys, leg_fields, call_keys, len(leg_fields) + len(call_keys))
+
+    @staticmethod
+    def _call_ids(items: list[tuple[str, Leg, Any]],
+                  known: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+        """Each leg's (domain, callId), in event order, from ``known`` (legs field -> callId):
+        what this batch learnt first (a b-leg created right after its originator), then what
+        was known; a b-leg belongs to its originator's call, which may itself be a b-leg's."""
         local: dict[tuple[str, str], str] = {}
-        call_ids: list[str] = []
-        for i, (_, leg, _) in enumerate(items):
-            known, hinted = found[2 * i], found[2 * i + 1]
-            cid = str(local.get((leg.domain, leg.uuid)) or known or
-                      local.get((leg.domain, leg.call_hint)) or hinted or leg.call_hint or
+        found: list[tuple[str, str]] = []
+        for _, leg, _ in items:
+            cid = str(local.get((leg.domain, leg.uuid)) or known.get((leg.domain, leg.uuid)) or
+                      local.get((leg.domain, leg.call_hint)) or
+                      known.get((leg.domain, leg.call_hint or leg.uuid)) or leg.call_hint or
                       leg.uuid)
             local[(leg.domain, leg.uuid)] = cid
-            call_ids.append(cid)
-        pipe = r.pipeline(transaction=False)
-        wanted = list(dict.fromkeys((leg.domain, cid) for (_, leg, _), cid
-                                    in zip(items, call_ids, strict=True)))
-        for domain, cid in wanted:
-            pipe.hgetall(keys[domain].csta_call(cid))
-        calls = {key: dict(doc) for key, doc in zip(wanted, pipe.execute(), strict=True)}
-        before = {key: dict(doc) for key, doc in calls.items()}
+            found.append((leg.domain, cid))
+        return found
+
+    def write(self, batch: FeedBatch, results: list[Any], pipe: Any,
+              messages: Any) -> list[dict[str, Any]]:
+        """Apply the batch read by :meth:`read` (``results``: the answers to its reads) and
+        queue its writes on ``pipe``, then its records on ``messages`` (the same pipeline
+        outside Redis Cluster: the records go after the state they describe, which a reader
+        may look up). Returns the records."""
+        items, keys = batch.items, batch.keys
+        stored = dict(zip(batch.leg_fields, results, strict=False))
+        known = {key: str(cid) for key, cid in stored.items() if cid}
+        call_ids = self._call_ids(items, known)
+        guessed = results[len(batch.leg_fields):batch.reads]
+        calls = {key: dict(doc) for key, doc in zip(batch.call_keys, guessed, strict=True)}
+        missing = [key for key in dict.fromkeys(call_ids) if key not in calls]
+        if missing:  # a call id this node did not know (rare): read those calls now
+            again = self.ctx.redis.pipeline(transaction=False)
+            for domain, cid in missing:
+                again.hgetall(keys[domain].csta_call(cid))
+            calls.update({key: dict(doc) for key, doc in zip(missing, again.execute(),
+                                                              strict=True)})
+        before = {key: dict(calls[key]) for key in dict.fromkeys(call_ids)}
         records: list[dict[str, Any]] = []
         dirty: set[tuple[str, str]] = set()
         legs_set: dict[str, dict[str, str]] = {}
         legs_gone: dict[str, list[str]] = {}
-        for i, ((name, leg, event), cid) in enumerate(zip(items, call_ids, strict=True)):
-            call = calls[(leg.domain, cid)]
+        for (name, leg, event), (domain, cid) in zip(items, call_ids, strict=True):
+            call = calls[(domain, cid)]
             record = self.step(name, leg, cid, call, event.getHeader)
-            dirty.add((leg.domain, cid))
+            dirty.add((domain, cid))
             if name == "CHANNEL_HANGUP_COMPLETE":
-                legs_gone.setdefault(leg.domain, []).append(leg.uuid)
-                legs_set.get(leg.domain, {}).pop(leg.uuid, None)
-            elif found[2 * i] is None:  # not yet in the legs hash
-                legs_set.setdefault(leg.domain, {})[leg.uuid] = cid
+                legs_gone.setdefault(domain, []).append(leg.uuid)
+                legs_set.get(domain, {}).pop(leg.uuid, None)
+                self.call_of.pop(leg.uuid, None)
+            else:
+                if stored.get((domain, leg.uuid)) is None:  # not yet in the legs hash
+                    legs_set.setdefault(domain, {})[leg.uuid] = cid
+                _bounded(self.call_of)[leg.uuid] = cid
             if record is not None:
                 records.append(record)
-        pipe = r.pipeline(transaction=False)
         for domain, mapping in legs_set.items():
             if mapping:
                 pipe.hset(keys[domain].csta_legs(), mapping=hash_fields(dict[str, object](mapping)))
@@ -232,12 +301,8 @@ class CstaFeed:
             if gone:
                 pipe.hdel(key, *gone)
             pipe.expire(key, CALL_TTL_S)
-        pipe.execute()
-        if records:  # after the state they describe is written (a reader may look it up)
-            messages = publish_pipeline(r)
-            for record in records:
-                messages.publish(keys[record["domain"]].csta_feed(), json.dumps(record))
-            messages.execute()
+        for record in records:
+            messages.publish(keys[record["domain"]].csta_feed(), json.dumps(record))
         return records
 
     def channels_gone(self, uuids: list[str]) -> list[dict[str, Any]]:
@@ -313,6 +378,25 @@ class CstaFeed:
                 "localState": found[1], "calling": call.get("calling", ""), "called": called,
                 "parties": list(dict.fromkeys(p for p in parties if p)),
                 "time": int(time.time() * 1000), "cause": h("Hangup-Cause") or ""}
+
+
+def feed_wanted(ctx: Context) -> bool:
+    """Whether the runtime keeps the feed, by ``events.csta_feed``: ``on``, ``off``, or
+    ``auto``: while something listens on a served domain's feed channel (``PUBSUB NUMSUB``;
+    every CTI server subscribes there when it starts). Calls already up when the first CTI
+    server starts are missing from its view until they end."""
+    mode = ctx.settings.events.csta_feed
+    if mode != "auto":
+        return mode == "on"
+    channels = [ctx.keys(domain).csta_feed() for domain in ctx.settings.domains]
+    return any(int(count) > 0 for _, count in ctx.redis.pubsub_numsub(*channels))
+
+
+def _bounded(remembered: dict[str, str]) -> dict[str, str]:
+    """``remembered`` with room for one more (the oldest forgotten)."""
+    while len(remembered) >= MAX_REMEMBERED:
+        del remembered[next(iter(remembered))]
+    return remembered
 
 
 class _Ended:

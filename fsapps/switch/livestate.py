@@ -35,20 +35,25 @@ Which channels' records this node holds is noted in its ``recorded`` hash
 runtime stopped reading events, so their hangups never reach these records; the node's next
 start removes them (:meth:`LiveState.channels_gone`) as the hangups would have.
 
-Each batch of events costs two round trips: one pipeline reads the records it touches, one
-writes them back. Not atomic across nodes: an extension's events come from the node its phone
-is registered on, so two nodes rarely write the same field; when they do, the last write wins.
+Each batch of events costs two round trips, shared with the runtime's other Redis work: one
+pipeline reads the records it touches (:meth:`LiveState.read`), one writes them back
+(:meth:`LiveState.write`). With every write above turned off (``userinfo: false`` and the
+hash/channel/list names empty) the runtime does no live-state work at all. Not atomic across
+nodes: an extension's events come from the node its phone is registered on, so two nodes
+rarely write the same field; when they do, the last write wins.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fsapps.context import Context, now_ms
 from fsapps.domain.nodes import Nodes
 from fsapps.fslog import log
+from fsapps.store.connection import publish_pipeline
 from fsapps.store.keys import seed_exten_hash, seed_userinfo_hash
 from fsapps.store.scripts import run_script
 
@@ -58,9 +63,20 @@ NOTIFY = {"CHANNEL_CREATE": "", "CHANNEL_PROGRESS": "progress",
           "CHANNEL_BRIDGE": "bridge", "CHANNEL_UNBRIDGE": "unbridge",
           "CHANNEL_HANGUP_COMPLETE": "hangup"}
 _FORGET = ("CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY")
+MAX_UNOWNED = 20_000
 
 Owner = tuple[str, str]  # (domain, extension)
 Header = Callable[[str], str | None]
+
+
+@dataclass
+class LiveBatch:
+    """Live state's part of one batch of events between its read and its write."""
+
+    items: list[tuple[str, Any, Any]]     # ("reg", event, owner) / ("call", event, uuid)
+    checks: list[tuple[str, Owner]]       # callers that are an extension's only if known
+    reads: list[tuple[str, Owner]]        # the records read, in order
+    reads_count: int                      # commands queued on the read pipeline
 
 
 def registration_block(h: Header, node: str) -> dict[str, str]:
@@ -92,6 +108,8 @@ class LiveState:
         self.owners: dict[str, Owner] = {}
         # Channels whose owner is noted in the node's recorded hash (see channels_gone).
         self._noted: set[str] = set()
+        # Channels whose caller was checked and is no extension: not asked again every batch.
+        self._unowned: set[str] = set()
         # The calls records when no calls hash keeps them (channel/list only).
         self._calls_memory: dict[Owner, dict[str, Any]] = {}
         self._pushes: list[tuple[str, str, str]] = []  # (publish|rpush, name, JSON)
@@ -135,9 +153,25 @@ class LiveState:
 
     # ---------------------------------------------------------------- batch -------------
     def apply(self, events: list[Any]) -> None:
-        """Write what ``events`` change, in two round trips (read, write)."""
-        if not self.enabled:
+        """Write what ``events`` change, on its own: two round trips (read, write)."""
+        r = self.ctx.redis
+        reads = r.pipeline(transaction=False)
+        batch = self.read(events, reads)
+        if batch is None:
             return
+        results = reads.execute() if batch.reads else []
+        writes = r.pipeline(transaction=False)
+        messages = publish_pipeline(r) if self.ctx.settings.redis.cluster else writes
+        self.write(batch, results, writes, messages)
+        writes.execute()
+        if messages is not writes:
+            messages.execute()
+
+    def read(self, events: list[Any], pipe: Any) -> LiveBatch | None:
+        """Queue on ``pipe`` the reads a batch of events needs: the records it touches and
+        whether the callers it is unsure of are extensions (None: nothing to do)."""
+        if not self.enabled:
+            return None
         items: list[tuple[str, Any, Any]] = []
         unsure: dict[str, Owner] = {}
         for event in events:
@@ -152,7 +186,10 @@ class LiveState:
             uuid = h("Unique-ID")
             if not uuid or (name not in NOTIFY and name != "CHANNEL_DESTROY"):
                 continue
-            if uuid not in self.owners and uuid not in unsure and name != "CHANNEL_DESTROY":
+            if name in _FORGET:
+                self._unowned.discard(uuid)
+            if uuid not in self.owners and uuid not in unsure and name != "CHANNEL_DESTROY" \
+                    and uuid not in self._unowned:
                 found, certain = self.channel_owner(h)
                 if found is not None and certain:
                     self.owners[uuid] = found
@@ -160,25 +197,7 @@ class LiveState:
                     unsure[uuid] = found
             items.append(("call", event, uuid))
         if not items:
-            return
-        docs = self._read(items, unsure)
-        # Channel and list copies go out once per change, in order (the hashes once a batch).
-        self._pushes = []
-        dirty: set[tuple[str, Owner]] = set()
-        for kind, event, what in items:
-            if kind == "reg":
-                self._registration(event, what, docs, dirty)
-            else:
-                self._channel(event, what, docs, dirty)
-        # The channels whose records are now held (and still up): noted for the node's next
-        # start, which removes the records of those the switch ends unseen.
-        noted = {uuid: owner_text(self.owners[uuid]) for kind, _, uuid in items
-                 if kind == "call" and uuid in self.owners and uuid not in self._noted}
-        self._noted.update(noted)
-        self._write(docs, dirty, noted)
-
-    def _read(self, items: list[tuple[str, Any, Any]],
-              unsure: dict[str, Owner]) -> dict[tuple[str, Owner], Any]:
+            return None
         owners: set[Owner] = set()
         for kind, event, what in items:
             if kind == "reg":
@@ -190,17 +209,46 @@ class LiveState:
                 owner = self.owners.get(uuid or "") or unsure.get(uuid or "")
                 if owner is not None:
                     owners.add(owner)
-        pipe = self.ctx.redis.pipeline(transaction=False)
         checks = sorted(unsure.items())
         for _, (domain, user) in checks:
             pipe.hexists(seed_exten_hash(domain), user)
             pipe.hexists(self.conf.registration_hash or seed_exten_hash(domain), user)
         reads = self._queue_reads(pipe, owners)
-        results = pipe.execute() if (checks or reads) else []
+        return LiveBatch(items, checks, reads, 2 * len(checks) + len(reads))
+
+    def write(self, batch: LiveBatch, results: list[Any], pipe: Any, messages: Any) -> None:
+        """Apply a batch read by :meth:`read` (``results``: the answers to its reads): queue
+        the records' writes on ``pipe`` and their channel copies on ``messages`` (the same
+        pipeline outside Redis Cluster)."""
+        checks = batch.checks
         for index, (uuid, owner) in enumerate(checks):
             if results[2 * index] or results[2 * index + 1]:
                 self.owners[uuid] = owner
-        return _docs(reads, results[2 * len(checks):])
+            elif uuid not in self._forgotten(batch):
+                if len(self._unowned) >= MAX_UNOWNED:  # hangups missed: start again
+                    self._unowned.clear()
+                self._unowned.add(uuid)
+        docs = _docs(batch.reads, results[2 * len(checks):batch.reads_count])
+        # Channel and list copies go out once per change, in order (the hashes once a batch).
+        self._pushes = []
+        dirty: set[tuple[str, Owner]] = set()
+        for kind, event, what in batch.items:
+            if kind == "reg":
+                self._registration(event, what, docs, dirty)
+            else:
+                self._channel(event, what, docs, dirty)
+        # The channels whose records are now held (and still up): noted for the node's next
+        # start, which removes the records of those the switch ends unseen.
+        noted = {uuid: owner_text(self.owners[uuid]) for kind, _, uuid in batch.items
+                 if kind == "call" and uuid in self.owners and uuid not in self._noted}
+        self._noted.update(noted)
+        self._queue_writes(docs, dirty, noted, pipe, messages)
+
+    @staticmethod
+    def _forgotten(batch: LiveBatch) -> set[str]:
+        """The channels that end in ``batch``."""
+        return {what for kind, event, what in batch.items
+                if kind == "call" and event.getHeader("Event-Name") in _FORGET}
 
     def _queue_reads(self, pipe: Any, owners: set[Owner]) -> list[tuple[str, Owner]]:
         """Queue on ``pipe`` the reads of the owners' cti_userinfo and calls records."""
@@ -430,12 +478,22 @@ class LiveState:
             dirty.add(("calls", owner))
 
     # ---------------------------------------------------------------- write -------------
-    def _write(self, docs: dict[tuple[str, Owner], Any], dirty: set[tuple[str, Owner]],
-               noted: dict[str, str] | None = None) -> None:
+    def _write(self, docs: dict[tuple[str, Owner], Any], dirty: set[tuple[str, Owner]]) -> None:
+        r = self.ctx.redis
+        pipe = r.pipeline(transaction=False)
+        messages = publish_pipeline(r) if self.ctx.settings.redis.cluster else pipe
+        self._queue_writes(docs, dirty, {}, pipe, messages)
+        pipe.execute()
+        if messages is not pipe:
+            messages.execute()
+
+    def _queue_writes(self, docs: dict[tuple[str, Owner], Any], dirty: set[tuple[str, Owner]],
+                      noted: dict[str, str], pipe: Any, messages: Any) -> None:
+        """Queue the records' writes on ``pipe``, then their channel copies on ``messages``
+        (Redis Cluster refuses PUBLISH in a pipeline: there it is a publish pipeline)."""
         c = self.conf
-        pipe = self.ctx.redis.pipeline(transaction=False)
         pushes = self._pushes
-        Nodes(self.ctx).record_owners(self.node, noted or {}, pipe)
+        Nodes(self.ctx).record_owners(self.node, noted, pipe)
         for what, owner in sorted(dirty):
             domain, user = owner
             doc = docs[(what, owner)]
@@ -460,17 +518,12 @@ class LiveState:
                         pipe.hset(c.call_hash, user, _dumps(doc))
                 if remove:
                     self._calls_memory.pop(owner, None)
-        cluster = self.ctx.settings.redis.cluster
         for command, name, text in pushes:
             if command == "rpush":
                 pipe.rpush(name, text)
-            elif not cluster:
-                pipe.publish(name, text)
-        pipe.execute()
-        if cluster:  # Redis Cluster refuses PUBLISH in a pipeline
-            for command, name, text in pushes:
-                if command == "publish":
-                    self.ctx.redis.publish(name, text)
+        for command, name, text in pushes:
+            if command == "publish":
+                messages.publish(name, text)
 
 
 def owner_text(owner: Owner) -> str:

@@ -65,7 +65,7 @@ from fsapps.events import amqp, callevents, xcc
 from fsapps.events.cdrcalls import CallRecords
 from fsapps.events.cdrspool import INTERVAL_S as CDR_SPOOL_INTERVAL_S
 from fsapps.events.cdrspool import SpoolWriter
-from fsapps.events.cstafeed import CstaFeed
+from fsapps.events.cstafeed import CstaFeed, feed_wanted
 from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
 from fsapps.store.connection import publish_pipeline
@@ -109,6 +109,7 @@ class NodeRuntime:
         self.cdr_writer = SpoolWriter(ctx, node)
         self.call_records = CallRecords(ctx, node, self.api_execute)
         self.cstafeed = CstaFeed(ctx)
+        self.csta_feed = ctx.settings.events.csta_feed == "on"  # auto: from the 1st heartbeat
 
     # ------------------------------------------------------------------ loops -------------
     def run(self) -> None:
@@ -227,15 +228,17 @@ class NodeRuntime:
         if settings.amqp.enabled:
             self.ctx.publisher.add_sink(amqp.get_publisher(settings.amqp).sink)
 
-    def guarded(self, fn: Any, *args: Any) -> None:
+    def guarded(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``'s answer; None when it failed (logged)."""
         try:
-            fn(*args)
+            return fn(*args)
         except SystemExit:
             raise
         except FsappsError as exc:  # Redis down and the like: log, keep serving
             log("ERR", f"runtime {self.node}: {exc}")
         except Exception as exc:
             log("ERR", f"runtime {self.node}: {type(exc).__name__}: {exc}")
+        return None
 
     def serve_commands(self) -> None:
         while not self.stopping.is_set():
@@ -297,22 +300,39 @@ class NodeRuntime:
 
     # ------------------------------------------------------------------ events ------------
     def on_events(self, events: list[Any]) -> None:
-        """Handle a batch of events; their pub/sub messages leave in one round trip."""
-        for event in events:  # generic CDRs and recordings first: they need no Redis
+        """Handle a batch of events in two Redis round trips whatever its size: one pipeline
+        reads what live state and the CSTA feed need, one writes everything (channel records,
+        live state, the feed's state, then the pub/sub messages; Redis Cluster takes the
+        PUBLISHes in a pipeline of their own). Agent answers and registrations run their
+        scripts as they come. Each header is read from the switch once per event."""
+        batch = [HeaderCache(event) for event in events]
+        for event in batch:  # generic CDRs and recordings first: they need no Redis
             self.guarded(self.call_records.on_event, event)
-        pipe = self.ctx.redis.pipeline(transaction=False)
-        messages = publish_pipeline(self.ctx.redis)
-        for event in events:
+        redis = self.ctx.redis
+        reads = redis.pipeline(transaction=False)
+        # seed 003's cti_userinfo@<domain>, registrations and calls (fsapps.switch.livestate)
+        live = self.guarded(self.livestate.read, batch, reads)
+        live_reads = len(reads)
+        # the CSTA feed of the wellClient event stream (fsapps.events.cstafeed), when wanted
+        feed = self.guarded(self.cstafeed.read, batch, reads) if self.csta_feed else None
+        queued = len(reads)  # (execute empties the pipeline)
+        results = (self.guarded(reads.execute) if queued else []) or []
+        writes = redis.pipeline(transaction=False)
+        messages = publish_pipeline(redis) if self.ctx.settings.redis.cluster else writes
+        for event in batch:
             if self.xcc is not None:
                 self.guarded(self.xcc.publish_event, event)
                 self.guarded(self.xcc.publish_cdr, event)
-            self.guarded(self.on_event, event, pipe, messages)
-        self.guarded(pipe.execute)
-        self.guarded(messages.execute)
-        # seed 003's cti_userinfo@<domain>, registrations and calls: two round trips a batch
-        self.guarded(self.livestate.apply, events)
-        # the CSTA feed of the wellClient event stream (fsapps.events.cstafeed): three round trips
-        self.guarded(self.cstafeed.apply, events)
+            self.guarded(self.on_event, event, writes, messages)
+        if len(results) == queued:  # (else the reads failed: logged)
+            if live is not None:
+                self.guarded(self.livestate.write, live, results[:live_reads], writes, messages)
+            if feed is not None:
+                self.guarded(self.cstafeed.write, feed, results[live_reads:], writes, messages)
+        if len(writes):
+            self.guarded(writes.execute)
+        if messages is not writes and len(messages):
+            self.guarded(messages.execute)
 
     def on_event(self, event: Any, pipe: Any = None, messages: Any = None) -> None:
         name = event.getHeader("Event-Name")
@@ -388,6 +408,7 @@ class NodeRuntime:
             if now >= self._next["relay"]:
                 self.guarded(self.learn_relay, now)
             self.nodes.heartbeat(self.node, {"relay": self.relay} if self.relay else None)
+            self.csta_feed = bool(self.guarded(feed_wanted, self.ctx))
         if now >= self._next["wrapups"]:
             self._next["wrapups"] = now + WRAPUP_CHECK_MS
             for domain in self.ctx.settings.domains:
@@ -513,6 +534,32 @@ class NodeRuntime:
 
     def _leg_alive(self, leg: str) -> bool:
         return bool(leg) and self.fs.API().execute("uuid_exists", leg).strip() == "true"
+
+
+class HeaderCache:
+    """A switch event whose headers are each read from the switch at most once: the parts of
+    the runtime (generic CDRs, seed events, live state, the CSTA feed, NATS) ask for the same
+    few headers again and again (46 reads per event), and in the switch each read is a call
+    into C that searches the event's header list (over a hundred on a hangup)."""
+
+    __slots__ = ("event", "headers", "serialized")
+
+    def __init__(self, event: Any) -> None:
+        self.event = event
+        self.headers: dict[str, str | None] = {}
+        self.serialized: dict[str, str] = {}
+
+    def getHeader(self, name: str) -> str | None:  # noqa: N802 (the switch's Event API)
+        try:
+            return self.headers[name]
+        except KeyError:
+            value = self.headers[name] = self.event.getHeader(name)
+            return value
+
+    def serialize(self, fmt: str = "") -> str:
+        if fmt not in self.serialized:
+            self.serialized[fmt] = self.event.serialize(fmt)
+        return self.serialized[fmt]
 
 
 def drain(consumer: Any, first: Any) -> list[Any]:
