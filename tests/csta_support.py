@@ -32,12 +32,15 @@ def parse(text: str) -> tuple[str, dict[str, str], str]:
 
 
 class StompClient:
-    """Opens a SockJS session over xhr polling, CONNECTs with ``token`` and collects frames."""
+    """Opens a SockJS session over xhr polling, CONNECTs with ``token`` and collects frames.
+    An empty ``token`` CONNECTs without headers, as wellClient does (``http``: a session
+    holding the cookie /login set, and any headers such as Origin its requests carry)."""
 
-    def __init__(self, base: str, token: str, *, heart_beat: str = "0,0") -> None:
+    def __init__(self, base: str, token: str, *, heart_beat: str = "0,0",
+                 http: requests.Session | None = None) -> None:
         self.url = f"{base}/mvc/stomp/{uuid.uuid4().int % 1000:03d}/{uuid.uuid4().hex[:8]}"
         self.token = token
-        self.http = requests.Session()
+        self.http = http or requests.Session()
         self.frames: queue.Queue[tuple[str, dict[str, str], str]] = queue.Queue()
         self.events: list[dict[str, Any]] = []
         self.raw: list[str] = []
@@ -53,8 +56,10 @@ class StompClient:
         assert first == "o\n", first
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
-        self.send(frame("CONNECT", {"accept-version": "1.1,1.0", "host": "fsapps",
-                                    "heart-beat": self.heart_beat, "sessionId": self.token}))
+        headers = {"accept-version": "1.1,1.0", "host": "fsapps", "heart-beat": self.heart_beat}
+        if self.token:
+            headers["sessionId"] = self.token
+        self.send(frame("CONNECT", headers))
         command, headers, body = self.next_frame(10)
         if command != "CONNECTED":
             raise AssertionError(f"expected CONNECTED, got {command} {headers} {body}")

@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from fsapps.errors import DatabaseError, FsappsError, StoreUnavailable
+from fsapps.server import cors, supervision
 from fsapps.server import cti_api as api
 from fsapps.server import plugins as extensions
-from fsapps.server import supervision
 from fsapps.server.http_errors import http_error
 from fsapps.server.registry import ROUTES, json_response, openapi
 from fsapps.server.services import SERVICES, CtiServices
@@ -71,8 +71,11 @@ async def openapi_json(request: web.Request) -> web.Response:
 def build_app(services: CtiServices) -> web.Application:
     """The CTI server: seed 001's REST API, supervision, the OpenAPI document, /cli, and the
     routes other features add (:func:`fsapps.server.plugins.install`)."""
-    app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[cors.preflight, errors_as_json],
+                          client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = services
+    # CORS for the configured origins on every answer, errors and streams included
+    app.on_response_prepare.append(cors.cors_headers)
     app[ROUTES] = []
     app.router.add_get("/api/openapi.json", openapi_json)
     api.install(app)

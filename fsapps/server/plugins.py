@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from fsapps.server import cors
 from fsapps.server.csta import rest, sockjs
 from fsapps.server.csta.hub import Hub
 from fsapps.server.registry import ROUTES
@@ -53,7 +54,7 @@ def install(app: web.Application, services: Any) -> None:
     hub = Hub(services)
     app[HUB] = hub
     registry = sockjs.SessionRegistry(hub.connection)
-    sockjs.install(app, SOCKJS_PREFIX, registry)
+    sockjs.install(app, SOCKJS_PREFIX, registry, cors.cookie_token)
     rest.install(app)
     rest.install_supervision(app)
     # the REST calls appear in /api/openapi.json; pages, static files and SockJS do not

@@ -7,7 +7,9 @@ changes, transfers and conferences), turns each record into the events of each p
 parties. It keeps no call state: a record carries all its event needs.
 
 Destinations a client may SUBSCRIBE to (after a CONNECT carrying its token in the header
-``sessionId``, ``passcode`` or ``Authorization``):
+``sessionId``, ``passcode`` or ``Authorization``, or — wellClient's CONNECT has no header — a
+CONNECT on a SockJS session whose requests carried the session cookie set by ``/login``, from a
+page allowed to use it: :mod:`fsapps.server.cors`):
 
 - ``/topic/csta/agent/<job>@<domain>``: the events of that agent's device (wellClient's); an
   agent only its own job number, a supervisor any;
@@ -334,8 +336,11 @@ class StompConnection:
         if "1.1" not in versions and "1.0" not in versions:
             self.error("unsupported STOMP version", f"server speaks 1.1, not {versions}")
             return
+        # the CONNECT's own token, else (wellClient connects with no header) the session
+        # cookie its transport's requests carried; neither: refused (check of '')
         token = frame.header("sessionId") or frame.header("passcode") or \
-            frame.header("Authorization").removeprefix("Nway ").removeprefix("Bearer ")
+            frame.header("Authorization").removeprefix("Nway ").removeprefix("Bearer ") or \
+            self.session.cookie_token
         services = self.hub.services
         try:
             self.principal = await services.run(services.auth.check, token)

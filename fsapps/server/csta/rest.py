@@ -2,14 +2,15 @@
 ``POST /login`` and the ``/api/csta`` call and agent control.
 
 Every call but ``/login`` carries the token ``/login`` answered, in the header ``sessionId``
-(``Authorization: Nway <token>`` is taken too). An agent may act only on its own job number and
-extension; a supervisor on any (the force* calls of the SDK are the same calls made by a
-supervisor). Devices are ``<ext>@<domain>``, agents ``<job>@<domain>``, connections
-``<device>|<callId>`` (``%7C`` accepted for ``|``); each part is checked (extension rules of
-:mod:`fsapps.domain.numbers`, a configured domain, a canonical callId) before it reaches Redis or a
-switch. Success is 204, or 200 with JSON where there is something to say (the new callId);
-errors are JSON ``{"error": ..., "field": ...}``: 400 bad input, 401/403, 404 unknown call or
-connection, 409 the switch refused, 503/504 Redis or the node.
+(``Authorization: Nway <token>`` is taken too), or the session cookie ``/login`` set (from the
+CTI server's own pages or an allowed origin only: :mod:`fsapps.server.cors`). An agent may act
+only on its own job number and extension; a supervisor on any (the force* calls of the SDK
+are the same calls made by a supervisor). Devices are ``<ext>@<domain>``, agents
+``<job>@<domain>``, connections ``<device>|<callId>`` (``%7C`` accepted for ``|``); each part
+is checked (extension rules of :mod:`fsapps.domain.numbers`, a configured domain, a canonical
+callId) before it reaches Redis or a switch. Success is 204, or 200 with JSON where there is
+something to say (the new callId); errors are JSON ``{"error": ..., "field": ...}``: 400 bad
+input, 401/403, 404 unknown call or connection, 409 the switch refused, 503/504 Redis or the node.
 
 This module parses the requests and answers them; what they do, blocking, is
 :mod:`fsapps.server.csta.callcontrol` (switch actions on the node holding the leg, through
@@ -30,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from fsapps.errors import FsappsError
+from fsapps.server import cors
 from fsapps.server.auth import request_token
 from fsapps.server.csta import callcontrol as cc
 from fsapps.server.csta import events as ev
@@ -74,11 +76,17 @@ def services_of(request: web.Request) -> CtiServices:
     return services_app(request.app)
 
 
+def token_of(request: web.Request) -> str:
+    """wellClient's ``sessionId`` header, else the ``Authorization`` token, else the session
+    cookie (when the page sending it may use it)."""
+    return request.headers.get("sessionId", "").strip() or request_token(request) or \
+        cors.cookie_token(request)
+
+
 async def principal_of(request: web.Request) -> Any:
-    """wellClient's ``sessionId`` header, else the CTI server's ``Authorization`` token."""
+    """The user behind the request's token (:func:`token_of`); NotAuthorized without one."""
     services = services_of(request)
-    token = request.headers.get("sessionId", "").strip() or request_token(request)
-    return await services.run(services.auth.check, token)
+    return await services.run(services.auth.check, token_of(request))
 
 
 def check_call_id(text: str) -> str:
@@ -133,15 +141,21 @@ async def login(request: web.Request) -> web.Response:
         raise CstaError(400, "username is required", "username")
     token = await services.run(services.auth.login, username, password, request.remote or "")
     principal = await services.run(services.auth.check, token)
-    return web.json_response({"sessionId": token, "username": principal.username,
-                              "role": principal.role, "extension": principal.extension,
-                              "namespace": namespace or services.settings.default_domain})
+    response = web.json_response({"sessionId": token, "username": principal.username,
+                                  "role": principal.role, "extension": principal.extension,
+                                  "namespace": namespace or services.settings.default_domain})
+    # the same token as a cookie: the SDK's STOMP CONNECT carries no header, its SockJS
+    # requests and WebSocket handshake carry this
+    cors.set_session_cookie(request, response, token,
+                            int(services.settings.cti.token_ttl_seconds))
+    return response
 
 
 @guarded
 async def agent_state(request: web.Request) -> web.StreamResponse:
     """``POST /api/csta/agent/state`` {func: Login|Logout|SetState, loginId, device,
-    agentMode, reason}."""
+    agentMode, reason}. Without ``loginId`` (the SDK's SetState and Logout send only
+    ``device``) the agent is the session's user."""
     services = services_of(request)
     principal = await principal_of(request)
     body = await body_of(request)
@@ -149,15 +163,18 @@ async def agent_state(request: web.Request) -> web.StreamResponse:
     func = str(body.get("func", ""))
     if func not in ("Login", "Logout", "SetState"):
         raise CstaError(400, f"invalid func {func!r}: Login, Logout or SetState", "func")
-    job, domain = split_address(str(body.get("loginId", "")), "loginId", domains)
-    if not (principal.username == job or principal.at_least("supervisor")):
-        raise CstaError(403, f"user {principal.username!r} may not act for agent {job!r}")
+    job, domain = session_agent(principal, body, services.settings)
     current = await services.run(hub.agent_state, services.ctx, domain, job)
     device = str(body.get("device") or current.get("device", ""))
     ext, dev_domain = split_address(device, "device", domains)
     if dev_domain != domain:
         raise CstaError(400, f"device {device!r} is not in domain {domain!r}", "device")
     allow_device(principal, ext)
+    if func != "Login" and current.get("device") not in (None, ext) \
+            and not principal.at_least("supervisor"):
+        # an agent changes the session it logged in with, not one named by another device
+        raise CstaError(403, f"device {device!r} is not the device agent {job}@{domain} is "
+                             f"logged in on", "device")
     mode = str(body.get("agentMode") or ("Logout" if func == "Logout" else "NotReady"))
     if func == "Logout":
         mode = "Logout"
@@ -182,15 +199,34 @@ async def agent_state(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-@guarded
-async def heartbeat(request: web.Request) -> web.Response:
-    """``POST /api/csta/agent/heartbeat/{loginId}``: the session is alive (204)."""
-    services = services_of(request)
-    principal = await principal_of(request)
-    job, _ = split_address(request.match_info["login_id"], "loginId",
-                           tuple(services.settings.domains))
+def session_agent(principal: Any, body: dict[str, Any], settings: Any) -> tuple[str, str]:
+    """(job, domain) a state change or heart-beat is for: ``loginId`` when given (an agent only
+    its own; a supervisor any), else the session's user in the domain of ``device`` (else
+    ``namespace``, else the default domain)."""
+    domains = tuple(settings.domains)
+    login_id = str(body.get("loginId") or "")
+    if not login_id:
+        device = str(body.get("device") or "")
+        if device:
+            _, domain = split_address(device, "device", domains)
+        else:
+            domain = str(body.get("namespace") or settings.default_domain)
+        login_id = f"{principal.username}@{domain}"
+    job, domain = split_address(login_id, "loginId", domains)
     if not (principal.username == job or principal.at_least("supervisor")):
         raise CstaError(403, f"user {principal.username!r} may not act for agent {job!r}")
+    return job, domain
+
+
+@guarded
+async def heartbeat(request: web.Request) -> web.Response:
+    """``POST /api/csta/agent/heartbeat[/{loginId}]``: the session is alive (204); without a
+    loginId, the session's own agent."""
+    services = services_of(request)
+    principal = await principal_of(request)
+    session_agent(principal, {"loginId": request.match_info.get("login_id", ""),
+                              "namespace": request.query.get("namespace", "")},
+                  services.settings)
     return web.Response(status=204)
 
 
@@ -315,6 +351,7 @@ def install(app: web.Application) -> None:
     app.router.add_post("/login", login)
     app.router.add_post(f"{base}/agent/state", agent_state)
     app.router.add_post(f"{base}/agent/heartbeat/{{login_id:[^/]+}}", heartbeat)
+    app.router.add_post(f"{base}/agent/heartbeat", heartbeat)
     app.router.add_post(f"{base}/callControl/calls", make_call)
     calls = f"{base}/callControl/calls/{{call_id:[^/]+}}"
     app.router.add_post(f"{calls}/connections/{{connection:[^/]+}}/{{action:[^/]+}}",

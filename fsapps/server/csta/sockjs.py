@@ -96,6 +96,9 @@ class Session:
         self.opened = False
         self.receiver: Receiver | None = None
         self.remote = ""
+        # the token of the session cookie the transport's HTTP requests carried (only from a
+        # page allowed to use it): what a CONNECT without headers is authenticated by
+        self.cookie_token = ""
         self._expiry: asyncio.TimerHandle | None = None
 
     def send(self, text: str) -> None:
@@ -188,8 +191,20 @@ class SessionRegistry:
             session.close(1001, "server shutting down")
 
 
-def install(app: web.Application, prefix: str, registry: SessionRegistry) -> None:
-    """Add the SockJS routes under ``prefix`` (e.g. ``/mvc/stomp``)."""
+def _no_credentials(request: web.Request) -> str:
+    return ""
+
+
+def install(app: web.Application, prefix: str, registry: SessionRegistry,
+            credentials: Callable[[web.Request], str] = _no_credentials) -> None:
+    """Add the SockJS routes under ``prefix`` (e.g. ``/mvc/stomp``); ``credentials(request)``
+    is the token a transport request carries by itself (the session cookie), kept on the
+    session for its CONNECT."""
+    def remember_credentials(session: Session, request: web.Request) -> None:
+        token = credentials(request)
+        if token:
+            session.cookie_token = token
+
     async def greeting(request: web.Request) -> web.Response:
         return web.Response(text="Welcome to SockJS!\n",
                             content_type="text/plain", charset="UTF-8")
@@ -208,6 +223,7 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
             # The session id is the client's choice and travels in URLs: another address
             # that learnt it must not read the session's messages.
             raise web.HTTPNotFound()
+        remember_credentials(session, request)
         return session, new
 
     async def socket_closed(session: Session, sender: asyncio.Future[Any]) -> None:
@@ -231,6 +247,7 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
         session.remote = request.remote or ""
         session.receiver = registry.factory(session)
         session.attached = True
+        remember_credentials(session, request)
         registry.sockets.add(session)
         await ws.send_str(open_frame())
         sender = asyncio.ensure_future(_pump_ws(ws, session))
@@ -256,6 +273,7 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
         await ws.prepare(request)
         session = Session("raw", registry)
         session.remote = request.remote or ""
+        remember_credentials(session, request)
         session.receiver = registry.factory(session)
         registry.sockets.add(session)
         sender = asyncio.ensure_future(_pump_raw(ws, session))
@@ -324,6 +342,7 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
         session = registry.sessions.get(sid)
         if session is None or session.remote != (request.remote or ""):
             raise web.HTTPNotFound()
+        remember_credentials(session, request)
         raw = await request.read()
         if not raw:
             return web.Response(status=500, text="Payload expected.")
@@ -347,12 +366,10 @@ def install(app: web.Application, prefix: str, registry: SessionRegistry) -> Non
 
 
 def _no_cache(request: web.Request) -> dict[str, str]:
-    headers = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0"}
-    origin = request.headers.get("Origin")
-    if origin:
-        headers.update({"Access-Control-Allow-Origin": origin,
-                        "Access-Control-Allow-Credentials": "true"})
-    return headers
+    # (CORS headers, for the configured origins only, are the application's:
+    # fsapps.server.cors — never the request's Origin echoed back, now that a cookie
+    # authenticates a session)
+    return {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0"}
 
 
 async def _next_frame(session: Session) -> str:
