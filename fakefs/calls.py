@@ -189,6 +189,8 @@ class Calls:
                 leg_vars = {**base_vars, **leg_spec.variables, "_attempt_id": attempt_id}
                 leg = sw.endpoints.create_leg(leg_spec.endpoint, leg_vars, originator)
                 attempt.legs.append(leg)
+                # switch_ivr_originate gives origination_uuid to the first leg it creates only
+                base_vars.pop("origination_uuid", None)
             # FreeSWITCH's originate checks its timeout on a whole-second timer: a 5 s timeout
             # fires after 4.0-4.6 s (FREESWITCH.md, observed).
             wall = sw.scaled(1000 * max(0.0, timeout - 1 + sw.random.uniform(0.0, 0.6)))

@@ -41,6 +41,10 @@ class Behaviour:
     - ``hangup_after_bridge_ms``: hangs up this long after being bridged.
     - ``abandon_after_ms``: hangs up this long after the call starts unless bridged by then.
     - ``dtmf``: (ms after answer, digits) pairs sent to the switch.
+    - ``hangup_event_delay_ms``: the switch is slow to tell of this leg's end: the leg is down
+      at once (the originate and the bridge see it), its CHANNEL_HANGUP is fired this much
+      later by the thread that hangs it up (a thread descheduled between the two on a loaded
+      machine), and it stays a channel of the switch (``uuid_exists``) until then.
     """
 
     answer_after_ms: int | None = 100
@@ -52,6 +56,7 @@ class Behaviour:
     hangup_after_bridge_ms: int | None = None
     abandon_after_ms: int | None = None
     dtmf: tuple[tuple[int, str], ...] = ()
+    hangup_event_delay_ms: int = 0
 
 
 class Interrupt(Exception):

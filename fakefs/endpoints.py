@@ -91,9 +91,12 @@ class Endpoints:
             if originator else "FreeSWITCH")
         tech, _, rest = endpoint.partition("/")
         dest_number = rest.rsplit("/", 1)[-1].split("@")[0]
+        # origination_uuid names the leg (a uuid already in use is ignored, a fresh one taken)
+        wanted = leg_vars.pop("origination_uuid", None)
         leg = sw.new_channel(name=endpoint, direction="outbound", caller_id_name=cid_name,
                              caller_id_number=cid_num, destination_number=dest_number,
-                             context=originator.context if originator else "default")
+                             context=originator.context if originator else "default",
+                             uuid=wanted or None)
         leg.originator = originator.uuid if originator else None
         leg.variables.update({k: v for k, v in leg_vars.items()})
         leg.variables.update({"direction": "outbound", "originate_endpoint": endpoint})

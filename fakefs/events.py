@@ -133,8 +133,12 @@ class EventBus:
     """One switch's event dispatcher: stamps the core headers, keeps a history for tests,
     and hands a copy to each subscription and listener that wants it."""
 
-    def __init__(self, core_headers: Callable[[], dict[str, str]], history: int = 20000) -> None:
+    def __init__(self, core_headers: Callable[[], dict[str, str]], history: int = 20000,
+                 later: Callable[[float, Callable[[], None]], None] | None = None) -> None:
         self._core_headers = core_headers
+        self._later = later  # runs a function after some seconds (the switch's timers)
+        # (predicate, seconds): matching events reach the subscriptions this much later
+        self._delays: list[tuple[Callable[[Event], bool], float]] = []
         self._subs: list[Subscription] = []
         self._listeners: list[Callable[[Event], None]] = []
         self._lock = threading.Lock()
@@ -157,6 +161,16 @@ class EventBus:
         """Events the current subscribers lost to a full queue (EventConsumer's drops)."""
         with self._lock:
             return sum(sub.dropped for sub in self._subs)
+
+    def delay_delivery(self, predicate: Callable[[Event], bool], seconds: float) -> None:
+        """From now on, events matching ``predicate`` reach the EventConsumer queues (the
+        runtime) ``seconds`` after they are fired - a loaded switch whose event thread falls
+        behind; other events keep flowing meanwhile. Listeners and the history see them at
+        once."""
+        if self._later is None:
+            raise RuntimeError("this event bus has no timer to delay events with")
+        with self._lock:
+            self._delays.append((predicate, seconds))
 
     def listen(self, callback: Callable[[Event], None]) -> None:
         with self._lock:
@@ -189,10 +203,21 @@ class EventBus:
                 event.headers = headers
             subs = [s for s in self._subs if s.wants(event)]
             listeners = list(self._listeners)
+            delay = max((seconds for predicate, seconds in self._delays if predicate(event)),
+                        default=0.0)
             self.history.append(event)
             self._cond.notify_all()
-        for sub in subs:
-            sub.offer(event)
+        if delay > 0 and self._later is not None:
+            held = event.copy()
+
+            def deliver() -> None:
+                for sub in subs:
+                    sub.offer(held)
+
+            self._later(delay, deliver)
+        else:
+            for sub in subs:
+                sub.offer(event)
         for callback in listeners:
             callback(event)
         return event

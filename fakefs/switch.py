@@ -77,7 +77,7 @@ class Switch:
         self.globals.update(global_vars or {})
         self.channels: dict[str, Channel] = {}
         self.all_channels: dict[str, Channel] = {}
-        self.bus = EventBus(self.core_headers)
+        self.bus = EventBus(self.core_headers, later=self._later)
         self.scheduler = Scheduler(name)
         self.log: list[tuple[str, str]] = []
         self.python_errors: list[str] = []
@@ -118,6 +118,10 @@ class Switch:
             raise
 
     # ------------------------------------------------------------------ plumbing ---------
+    def _later(self, seconds: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the switch's timer thread after ``seconds`` (delayed events)."""
+        self.scheduler.call_later(seconds, fn)
+
     def core_headers(self) -> dict[str, str]:
         """The headers every event of this node carries."""
         return {"Core-UUID": self.core_uuid, "FreeSWITCH-Hostname": self.name,
@@ -215,7 +219,7 @@ class Switch:
         self.running = False
         # Whatever the dying threads still fire lands on a bus nobody listens to; the old bus
         # keeps its history for tests to read.
-        self.bus = EventBus(self.core_headers)
+        self.bus = EventBus(self.core_headers, later=self._later)
         self.scheduler.stop()
         with self.lock:
             channels = list(self.channels.values())
@@ -324,9 +328,12 @@ class Switch:
         return self.media.durations
 
     # ------------------------------------------------------------------ channels ---------
-    def new_channel(self, **kwargs: Any) -> Channel:
-        channel = Channel(self, str(uuidlib.uuid4()), **kwargs)
+    def new_channel(self, uuid: str | None = None, **kwargs: Any) -> Channel:
+        """A channel, named ``uuid`` when given and free (``origination_uuid``)."""
         with self.lock:
+            if not uuid or uuid in self.all_channels:
+                uuid = str(uuidlib.uuid4())
+            channel = Channel(self, uuid, **kwargs)
             self.channels[channel.uuid] = channel
             self.all_channels[channel.uuid] = channel
         return channel
@@ -504,6 +511,8 @@ class Switch:
             # caller ending it sets it on the callee only, the caller's stays unset (its
             # bridged callee hangs up after it, when it is no longer up).
             bridged.set("last_bridge_hangup_cause", cause)
+        if channel.behaviour.hangup_event_delay_ms:
+            time.sleep(self.scaled(channel.behaviour.hangup_event_delay_ms))
         self.fire("CHANNEL_HANGUP", channel)
         if side == "remote":
             # mod_sofia handling the far end's BYE / CANCEL / refusal sets the disposition

@@ -128,18 +128,60 @@ def test_reserve_skips_an_agent_ringing_for_another_call(ctx: Context, queue: Ca
     assert state(agents, "1001") == ("ring", "other")
 
 
-def test_an_expired_lease_frees_the_agent(ctx: Context, queue: CallQueue,
-                                          agents: Agents) -> None:
-    """A reservation whose node died mid-offer: once its lease ran out, the agent can be
-    reserved again, and the stale offer entry is dropped."""
+def test_an_expired_lease_alone_does_not_free_the_agent(ctx: Context, queue: CallQueue,
+                                                        agents: Agents) -> None:
+    """A reservation whose lease ran out still holds the agent: answered, an agent stays
+    "ring" until its CHANNEL_ANSWER reaches the runtime, which a loaded switch sends seconds
+    late (a timer alone freed agents who were talking: double offers). The reconciler frees
+    it once the switch says it has no live leg; then the stale offer entry is dropped too."""
     stale = call()
     make_agent(ctx, "1001")
     assert reserve(queue, stale, ["1001"]) == ("reserved", "1001")
     agents.set_fields("1001", lease_until=now_ms() - 1)
     fresh = call()
+    assert reserve(queue, fresh, ["1001"]) == ("none", None)
+    assert state(agents, "1001") == ("ring", stale.uuid)
+    assert agents.release("1001", stale.uuid, "cancel", lease_expired=True, leg_gone="") == \
+        Released("ready", "ready", 0)
     assert reserve(queue, fresh, ["1001"]) == ("reserved", "1001")
     assert state(agents, "1001") == ("ring", fresh.uuid)
     assert offers(ctx) == {fresh.uuid: "1001"}
+
+
+def test_an_agent_is_not_free_until_its_last_leg_end_is_told(ctx: Context, queue: CallQueue,
+                                                             agents: Agents) -> None:
+    """The offer's end (release, wrap-up) makes the agent ready, but it takes no call until
+    the switch has told the end of the leg it was rung on (agent_leg_end, from the runtime's
+    CHANNEL_HANGUP_COMPLETE): another leg's end changes nothing."""
+    make_agent(ctx, "1001")
+    c = call()
+    assert reserve(queue, c, ["1001"]) == ("reserved", "1001")
+    assert agents.ringing("1001", c.uuid, "node1", now_ms() + LEASE, "leg-1")
+    assert agents.release("1001", c.uuid, "missed") == Released("no_answer", "ready", 1)
+    agent = agents.get("1001")
+    assert agent is not None and (agent.agent_leg, agent.leg_pending) == ("", "leg-1")
+    assert not agent.available(now_ms())
+    assert reserve(queue, call(), ["1001"]) == ("none", None)
+    assert not agents.leg_ended("1001", "leg-0")
+    assert agents.leg_ended("1001", "leg-1")
+    assert not agents.leg_ended("1001", "leg-1")  # told twice: nothing more
+    assert agents.get("1001").available(now_ms())  # type: ignore[union-attr]
+    assert reserve(queue, call(), ["1001"])[0] == "reserved"
+
+
+def test_reconciler_release_counts_the_leg_it_found_gone_as_ended(
+        ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    """The reconciler releases an agent whose leg the switch no longer has: that leg's end
+    counts as told. Its condition is the leg it asked about: a ring since, on another leg,
+    makes the release change nothing."""
+    make_agent(ctx, "1001")
+    c = call()
+    reserve(queue, c, ["1001"])
+    assert agents.ringing("1001", c.uuid, "node1", now_ms() - 1, "leg-1")
+    assert agents.release("1001", c.uuid, "cancel", lease_expired=True, leg_gone="leg-0") is None
+    assert agents.release("1001", c.uuid, "cancel", lease_expired=True, leg_gone="leg-1") == \
+        Released("ready", "ready", 0)
+    assert agents.get("1001").available(now_ms())  # type: ignore[union-attr]
 
 
 def test_reserve_queues_the_call_when_nobody_is_available(ctx: Context, queue: CallQueue,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,6 +236,7 @@ class Router:
         away); False to try the next agent."""
         c = self.call
         s = self.session
+        leg = str(uuidlib.uuid4())
         variables = ",".join([
             f"originate_timeout={c.group.group_callout_timeout}",
             # the relay on another node rings the phone no longer than this either
@@ -247,6 +249,9 @@ class Router:
             f"{ACD_GROUP_VAR}={c.group.group_number}", f"{DOMAIN_VAR}={c.domain}",
             f"{ACD_LEVEL_VAR}={c.level}", f"{ACD_ARRIVED_VAR}={c.arrived_ms}",
             f"{LEG_VAR}=nwayacd",
+            # the agent's leg has a name before it exists: recorded with the ring, the agent
+            # is free again only once the switch has told that leg's end (agents.py)
+            f"origination_uuid={leg}",
         ])
         # Say which node holds the reservation (the reconciler checks) — if it is still ours:
         # a reconciler that found the caller gone, or a lease that ran out, may have freed the
@@ -255,7 +260,7 @@ class Router:
         # reservation, and a handler woken late (a break before its hold music started: a
         # whole segment) may ring after it ran out; an expired lease would leave the ringing
         # agent - answered, until the runtime writes talking - free for any other call.
-        if not self.agents.ringing(extension, c.uuid, c.node, now_ms() + self.lease_ms):
+        if not self.agents.ringing(extension, c.uuid, c.node, now_ms() + self.lease_ms, leg):
             log("INFO", f"nwayacd: agent {extension}'s reservation for call {c.uuid} was "
                         "released before it rang; not ringing")
             self.guard()

@@ -35,6 +35,7 @@ line naming it (and the usage).
 from __future__ import annotations
 
 import time
+import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,12 +116,13 @@ class AgentCall:
     def agents(self) -> Agents:
         return Agents(self.ctx, self.domain)
 
-    def reserve(self, ring: int) -> bool:
-        """Reserve the agent ``ring`` for this call (atomic). False when it has no agent hash
-        or is on (or ringing for) another call."""
+    def reserve(self, ring: int, agent_leg: str) -> bool:
+        """Reserve the agent ``ring`` for this call (atomic), on its channel ``agent_leg``
+        (what the reconciler asks the switch about). False when it has no agent hash or is on
+        (or ringing for) another call."""
         lease_until = now_ms() + acd.lease_ms(self.ctx, ring)
         self.tracked = self.agents.reserve_direct(self.extension, self.uuid, self.node,
-                                                  lease_until)
+                                                  lease_until, agent_leg)
         return self.tracked
 
     def event(self, method: str) -> None:
@@ -231,7 +233,9 @@ def callout(session: Any, args: str) -> None:
     uuid = session.get_uuid()
     dialled = session.getVariable("destination_number") or number  # (a transfer changes it)
     agent = AgentCall(ctx, domain, raw_ext, uuid, acd.node_name(ctx), group_number, number)
-    if not agent.reserve(ring):
+    # (no leg of the agent's to name: its own channel places the call; the far end's leg,
+    # once it answers, is the runtime's to record)
+    if not agent.reserve(ring, ""):
         log("INFO", f"nwaycallout: {raw_ext} calls {number} untracked (no agent, or the agent "
                     f"is on another call)")
     answered_before = session.answered()
@@ -304,8 +308,9 @@ def direct_call(session: Any, args: str) -> None:
     dialled = session.getVariable("destination_number") or extension  # (a transfer changes it)
     agent = AgentCall(ctx, domain, extension, session.get_uuid(), node, "", caller)
     disposition, dial_started, answered_before = "NONE", None, session.answered()
+    leg = str(uuidlib.uuid4())  # the agent's leg, named before it exists (origination_uuid)
     try:
-        if not agent.reserve(ring) and Agents(ctx, domain).get(extension) is not None:
+        if not agent.reserve(ring, leg) and Agents(ctx, domain).get(extension) is not None:
             # A lost race with a queue offer, or the agent is on a call: busy, as a phone is.
             log("INFO", f"nway_bridge: agent {extension} is busy; caller {caller} gets "
                         f"USER_BUSY")
@@ -315,7 +320,8 @@ def direct_call(session: Any, args: str) -> None:
         agent.event("callout")
         variables = [f"originate_timeout={ring}", f"{RING_TIMEOUT_HEADER}={ring}",
                      f"origination_caller_id_number={caller}", f"{DOMAIN_VAR}={domain}",
-                     f"{LEG_VAR}=nway_bridge", *agent.leg_variables()]
+                     f"{LEG_VAR}=nway_bridge", f"origination_uuid={leg}",
+                     *agent.leg_variables()]
         endpoint = acd.agent_endpoint(ctx, domain, extension, node)
         dial_started = time.time()
         disposition, still_up = _bridge(session, f"{{{','.join(variables)}}}{endpoint}")

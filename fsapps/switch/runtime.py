@@ -41,6 +41,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fsapps.channelvars import (
@@ -349,6 +351,10 @@ class NodeRuntime:
             extension = event.getHeader(event_header(ACD_AGENT_VAR))
             if extension:
                 self.agent_answered(event, extension)
+        elif name == "CHANNEL_HANGUP_COMPLETE":
+            extension = event.getHeader(event_header(ACD_AGENT_VAR))
+            if extension and uuid:
+                self.agent_leg_ended(event, extension, uuid)
         if name in httproute.LEG_EVENTS and event.getHeader(event_header(CTI_NOTIFY_URL_VAR)):
             # a B leg of cti_bridge: ring / progress / answer go to its router
             httproute.leg_event(self.ctx.settings.cti_bridge, name, event.getHeader)
@@ -389,7 +395,7 @@ class NodeRuntime:
         # One atomic step, only while the agent still holds this call: this event can come
         # late, after the call ended and the agent was reserved for the next one, whose lease
         # a separate write would wipe (making the agent look free while it rings).
-        if agents.answered(extension, call_uuid, event.getHeader("Unique-ID") or ""):
+        if agents.answered(extension, call_uuid, event.getHeader("Unique-ID") or "", self.node):
             self.ctx.publisher.agent_call_event(
                 "answered", uuid=call_uuid,
                 # the far party: a queue caller is the leg's caller id; an outbound call
@@ -399,6 +405,14 @@ class NodeRuntime:
                 group=event.getHeader(event_header(ACD_GROUP_VAR)) or "",
                 extension=extension, level=event.getHeader(event_header(ACD_LEVEL_VAR)) or
                 "normal", callin_time=stamp(int(arrived) / 1000) if arrived.isdigit() else "")
+
+    def agent_leg_ended(self, event: Any, extension: str, leg: str) -> None:
+        """An agent's leg ended (its CHANNEL_HANGUP_COMPLETE: the switch has sent its hangup):
+        the agent, settled by its call's handler already, is free again - offered the best
+        waiting call at once."""
+        domain = event.getHeader(event_header(DOMAIN_VAR)) or self.ctx.settings.default_domain
+        if Agents(self.ctx, domain).leg_ended(extension, leg):
+            acd.agent_available(self.ctx, domain, extension)
 
     # ------------------------------------------------------------------ timers ------------
     def tick(self) -> None:
@@ -444,42 +458,53 @@ class NodeRuntime:
         self._next["relay"] = now + RELAY_REFRESH_MS
 
     def reconcile(self, domain: str, now: int) -> list[str]:
-        """Repair agents whose call state no longer matches the switch: a reservation whose
-        lease ran out, a call owned by a dead node, or (on this node) a call that is gone.
-        Also unregisters phones whose registration on a dead node ran out. Returns the agents
-        whose call state was repaired."""
+        """Repair agents whose state no longer matches the switch, by the rules of
+        :func:`agent_repair`: a reconciler frees an agent only when the switch that owns its
+        call says the agent has no live leg (this node's switch, asked with ``uuid_exists``;
+        another live node's agents are that node's to repair), or when that node is gone -
+        never because a timer ran out alone. Also unregisters phones whose registration on a
+        dead node ran out, and offers waiting callers to free agents nobody offered them to
+        (a dispatch lost to a Redis error must not stall the queue). Returns the agents
+        repaired."""
         agents = Agents(self.ctx, domain)
         alive = self.nodes.alive()
+        wrapups = agents.wrapup_ends()
+        longest_wrapup_ms = max(self.ctx.settings.group_defaults.wrapup_seconds * 1000,
+                                RECONCILE_MS)
         repaired = []
+        free_for_waiting = []
         for agent in agents.all():
             # (never this node's own: it is running, and its switch expires its registrations
             # itself - a node whose heartbeats stalled is not gone to itself)
             if agent.reg_state == "reged" and agent.reg_node and agent.reg_node not in alive \
                     and agent.reg_node != self.node:
                 self.guarded(self.expire_registration, agents, agent, now)
-            if agent.call_state not in ("ring", "talking") or not agent.offer_uuid:
+            if agent.available(now):
+                free_for_waiting.append(agent.extension)
                 continue
-            reason = ""
-            expired = False
-            if agent.call_state == "ring" and agent.lease_until and agent.lease_until < now:
-                reason = "reservation lease ran out"
-                expired = True
-            elif agent.offer_node and agent.offer_node not in alive:
-                reason = f"node {agent.offer_node} is gone"
-            elif agent.offer_node == self.node:
-                exists = self.fs.API().execute("uuid_exists", agent.offer_uuid).strip()
-                if exists == "false" and not self._leg_alive(agent.agent_leg):
-                    reason = "its call is gone"
-            if not reason:
+            repair = agent_repair(agent, now, self.node, alive, self._channel_up,
+                                  agent.extension in wrapups, longest_wrapup_ms)
+            if repair is None:
                 continue
-            # (a lease read as run out is checked again in the release: the handler may
-            # have rung since, which starts the lease again)
-            if agents.release(agent.extension, agent.offer_uuid, "cancel",
-                              lease_expired=expired) is not None:
-                log("WARNING", f"reconciler: agent {agent.extension} was {agent.call_state} "
-                               f"for call {agent.offer_uuid} but {reason}; made it available")
+            if repair.action == "release":
+                done = agents.release(agent.extension, agent.offer_uuid, "cancel",
+                                      lease_expired=repair.lease_expired,
+                                      leg_gone=repair.leg_gone) is not None
+            elif repair.action == "leg_end":
+                done = agents.leg_ended(agent.extension, agent.leg_pending)
+            else:
+                done = agents.settle(agent.extension, agent.call_state)
+            if done:
+                held = f" for call {agent.offer_uuid}" if agent.offer_uuid else ""
+                log("WARNING", f"reconciler: agent {agent.extension} was {agent.call_state}"
+                               f"{held} but {repair.reason}; repaired")
                 repaired.append(agent.extension)
                 acd.agent_available(self.ctx, domain, agent.extension)
+        if free_for_waiting and CallQueue(self.ctx, domain).waiting():
+            for extension in free_for_waiting:
+                if acd.agent_available(self.ctx, domain, extension):
+                    log("WARNING", f"reconciler: agent {extension} was free while callers "
+                                   "waited for it; offered it the best of them")
         return repaired
 
     def expire_registration(self, agents: Agents, agent: Agent, now: int) -> bool:
@@ -532,8 +557,10 @@ class NodeRuntime:
                                            level=call.level, callin_time=call.callin_time)
         return dropped
 
-    def _leg_alive(self, leg: str) -> bool:
-        return bool(leg) and self.fs.API().execute("uuid_exists", leg).strip() == "true"
+    def _channel_up(self, uuid: str) -> bool:
+        """This node's switch still has the channel ``uuid`` (anything but a plain "false"
+        counts as yes: a reconciler frees nothing on an answer it does not understand)."""
+        return str(self.fs.API().execute("uuid_exists", uuid) or "").strip() != "false"
 
 
 class HeaderCache:
@@ -560,6 +587,76 @@ class HeaderCache:
         if fmt not in self.serialized:
             self.serialized[fmt] = self.event.serialize(fmt)
         return self.serialized[fmt]
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What the reconciler does about one agent: "release" its reservation (the conditions it
+    saw are checked again atomically: the lease still run out, the leg still the one found
+    gone), "leg_end" (its last leg's end, never told, counts as told) or "settle" a state
+    nothing ends (ready again)."""
+
+    action: str
+    reason: str
+    lease_expired: bool = False
+    leg_gone: str | None = None
+
+
+def agent_repair(agent: Agent, now: int, node: str, alive: set[str],
+                 channel_up: Callable[[str], bool], in_wrapup: bool,
+                 longest_wrapup_ms: int) -> Repair | None:
+    """The reconciler's rule for one agent, as seen by the reconciler of ``node``;
+    ``channel_up`` asks this node's switch about a channel (called only for this node's
+    channels). None: leave the agent as it is.
+
+    An agent holding a call (``offer_uuid``: ring, talking, or a state it chose while it
+    rang): its owner is the call's node (``offer_node``). An owner that is gone cannot answer
+    any more: its reservations are released. Another live node's are that node's. This
+    node's are released once the agent's leg (``agent_leg``: named by the ring, the answer or
+    a direct call's reservation) is gone - and either the call is gone too (its handler has
+    ended) or the lease ran out (a handler that never rang). A ringing agent's lease running
+    out frees nothing while its leg is up: answered, it stays "ring" until its CHANNEL_ANSWER
+    arrives, which a loaded switch sends seconds late.
+
+    An agent holding no call: a last leg whose end the switch never told (``leg_pending``: the
+    event lost) counts as ended once its node's switch has no such channel, a reconcile
+    period after the agent settled (or at once when that node is gone); "typing" with no
+    wrap-up timer (a wrap-up nothing will end) after the longest wrap-up, "no_answer" (a miss
+    nothing settled) after a reconcile period, and "ring" / "talking" with no call and no live
+    leg go ready. Ready agents, and those that chose busy, rest, no_ready or ivr, stay."""
+    state = agent.call_state
+    if agent.offer_uuid:
+        owner = agent.offer_node or node
+        if owner != node:
+            if owner in alive:
+                return None  # that node's switch knows; its own reconciler asks it
+            return Repair("release", f"node {owner} is gone", leg_gone=agent.agent_leg)
+        leg = agent.agent_leg
+        if leg and channel_up(leg):
+            return None  # the agent has a live leg, whatever Redis says
+        if state == "ring" and agent.lease_until < now:
+            why = "its lease ran out and its leg is gone" if leg else \
+                "its lease ran out before it was rung"
+            return Repair("release", why, lease_expired=True, leg_gone=leg)
+        if not channel_up(agent.offer_uuid):
+            return Repair("release", "its call and its leg are gone", leg_gone=leg)
+        return None
+    settled_for = now - agent.last_change
+    if agent.leg_pending:
+        owner = agent.leg_node or node
+        if owner != node and owner not in alive:
+            return Repair("leg_end", f"its last leg's node {owner} is gone")
+        if owner == node and settled_for > RECONCILE_MS and not channel_up(agent.leg_pending):
+            return Repair("leg_end", "its last leg is gone but its end was never told")
+    if state == "typing" and not in_wrapup and settled_for > longest_wrapup_ms:
+        return Repair("settle", "no wrap-up timer would end its wrap-up")
+    if state == "no_answer" and settled_for > RECONCILE_MS:
+        return Repair("settle", "nothing settled its missed offer")
+    if state in ("ring", "talking") and settled_for > RECONCILE_MS and \
+            agent.leg_node in ("", node) and not (agent.agent_leg and
+                                                  channel_up(agent.agent_leg)):
+        return Repair("settle", "it holds no call and has no live leg")
+    return None
 
 
 def drain(consumer: Any, first: Any) -> list[Any]:

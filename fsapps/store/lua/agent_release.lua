@@ -7,46 +7,60 @@
 -- ARGV[1] = call uuid
 -- ARGV[2] = now (ms)
 -- ARGV[3] = outcome: "missed" (counts as a no-answer), "unregistered", or "cancel"
--- ARGV[4] = "1": only if the agent still rings on a lease that ran out before now (the
+-- ARGV[4] = "1": only if the agent's lease ran out before now (none counts as run out; the
 --           reconciler's reason: the handler may have rung meanwhile, renewing the lease)
 -- ARGV[5] = max_no_answer: misses in a row that make the agent busy (0 = never)
+-- ARGV[6] = the agent leg the caller found gone ("*": none found): only if the agent still
+--           has that leg (the reconciler asked the switch about it; a ring since recorded
+--           another); that leg's end counts as told (leg_pending cleared)
 -- Returns {state the offer's end led to, final call state, consecutive misses, now, moved}:
 -- with moved = 1 publish the first, then the final one when it differs (a miss: "no_answer",
--- then "ready" or "busy"); moved = 0 when the table forbids the move (the agent left the ring
--- for a state the offer's end may not undo, e.g. busy: the reservation is released, the state
--- kept, nothing to publish; both states are that one). False when the agent's reservation already belongs to another call (its lease ran
--- out and it was re-offered: then nothing about the agent changes), or, with ARGV[4], its
--- lease no longer ran out.
+-- then "ready" or "busy"); moved = 0 when the agent is in a state the offer's end does not
+-- undo (it left the ring for busy, rest or no_ready: the reservation is released, the state
+-- kept, nothing to publish; both states are that one). False when the
+-- agent's reservation already belongs to another call (its lease ran out and it was
+-- re-offered: then nothing about the agent changes), or a condition of ARGV[4] / ARGV[6]
+-- no longer holds.
 --#include agent_rules
 local uuid, now, outcome = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local limit = tonumber(ARGV[5]) or 0
+local a = redis.call('HMGET', KEYS[1], 'call_state', 'offer_uuid', 'lease_until', 'agent_leg',
+                      'leg_pending')
 if ARGV[4] == '1' then
-  local a = redis.call('HMGET', KEYS[1], 'call_state', 'offer_uuid', 'lease_until')
   local lease = tonumber(a[3] or '') or 0
-  if a[1] ~= 'ring' or a[2] ~= uuid or lease <= 0 or lease >= now then
+  if a[2] ~= uuid or lease >= now then
     return false
   end
+end
+if ARGV[6] ~= '*' and (a[4] or '') ~= ARGV[6] then
+  return false
 end
 local ext = redis.call('HGET', KEYS[1], 'extension')
 if redis.call('HGET', KEYS[2], uuid) == ext then
   redis.call('HDEL', KEYS[2], uuid)
 end
-if redis.call('HGET', KEYS[1], 'offer_uuid') ~= uuid then
+if a[2] ~= uuid then
   return false
 end
-local current = redis.call('HGET', KEYS[1], 'call_state')
+local current = a[1]
+local misses = tonumber(redis.call('HGET', KEYS[1], 'no_answer_count') or '0')
 redis.call('HSET', KEYS[1], 'offer_uuid', '', 'offer_node', '', 'lease_until', 0,
            'agent_leg', '')
+if ARGV[6] ~= '*' and (a[5] or '') == ARGV[6] then
+  redis.call('HSET', KEYS[1], 'leg_pending', '')
+end
 if outcome == 'unregistered' then
   -- The switch says the phone is gone: repair the registration state we believed.
   redis.call('HSET', KEYS[1], 'reg_state', 'unreg')
 end
-local misses = tonumber(redis.call('HGET', KEYS[1], 'no_answer_count') or '0')
 local ended = 'ready'
 if outcome == 'missed' then
   ended = 'no_answer'
 end
-if not agent_may_move(current, ended) then
+-- The offer's end moves only the states of the offer itself: an agent that pressed busy (or
+-- rest, no_ready) while it rang keeps it.
+local of_the_offer = current == 'ring' or current == 'talking' or current == 'no_answer'
+if not of_the_offer or not agent_may_move(current, ended) then
   return {current, current, misses, now, 0}
 end
 local final = ended

@@ -30,14 +30,14 @@ end
 for i = 5, #KEYS do
   local agent = KEYS[i]
   local a = redis.call('HMGET', agent, unpack(AGENT_FREE_FIELDS))
-  if agent_free(a, now) and agent_may_move(a[5], 'ring') then
+  if agent_free(a) and agent_may_move(a[5], 'ring') then
     local ext = redis.call('HGET', agent, 'extension')
     local stale = redis.call('HGET', agent, 'offer_uuid')
     if stale and stale ~= '' and redis.call('HGET', KEYS[4], stale) == ext then
       redis.call('HDEL', KEYS[4], stale)
     end
     redis.call('HSET', agent, 'call_state', 'ring', 'offer_uuid', uuid, 'offer_node', node,
-               'lease_until', now + lease, 'last_change', now)
+               'lease_until', now + lease, 'last_change', now, 'agent_leg', '')
     redis.call('HSET', KEYS[4], uuid, ext)
     redis.call('ZREM', KEYS[2], uuid)
     redis.call('HDEL', KEYS[3], uuid)

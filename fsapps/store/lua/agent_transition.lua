@@ -5,7 +5,7 @@
 -- ARGV[1] = current states to move from, comma separated ("*" = any the table allows)
 -- ARGV[2] = the new call state
 -- ARGV[3] = now (ms)
--- ARGV[4] = call uuid the agent must hold ("" = no condition)
+-- ARGV[4] = call uuid the agent must hold ("" = no condition, "-" = it must hold none)
 -- ARGV[5..] = field, value pairs to set as well
 -- Returns {previous state, 1} when done, {previous state, 0} when refused ("" when the agent
 -- does not exist).
@@ -20,7 +20,11 @@ end
 if ARGV[1] ~= '*' and not string.find(',' .. ARGV[1] .. ',', ',' .. current .. ',', 1, true) then
   return {current, 0}
 end
-if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'offer_uuid') ~= ARGV[4] then
+local held = redis.call('HGET', KEYS[1], 'offer_uuid') or ''
+if ARGV[4] == '-' and held ~= '' then
+  return {current, 0}
+end
+if ARGV[4] ~= '' and ARGV[4] ~= '-' and held ~= ARGV[4] then
   return {current, 0}
 end
 if current ~= ARGV[2] then

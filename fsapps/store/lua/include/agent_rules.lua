@@ -35,19 +35,20 @@ local function agent_after_no_answer(misses, limit)
 end
 
 -- Availability, the one rule: a queue call may be offered to an agent that is enabled,
--- logged in, registered, with its seat idle, and ready - or still "ring" on a reservation
--- whose lease ran out (its node died mid-offer: the reservation no longer holds the agent).
--- Not in wrap-up (typing), not on a call, not paused. Agent.available in agents.py is the
--- same rule for reports; tests/test_agent_writers.py checks both agree on the same hashes.
+-- logged in, registered, with its seat idle, and ready. Not in wrap-up (typing), not on a
+-- call, not paused - and not "ring", even on a reservation whose lease ran out: an answered
+-- agent stays "ring" until its CHANNEL_ANSWER reaches the runtime, which a loaded switch
+-- delivers seconds late. Only a reconciler frees a reservation, once the switch that owns it
+-- says the agent has no live leg (runtime.py). Nor ready while the switch has not told the
+-- end of its last leg (leg_pending): the leg is down when the bridge returns, but the thread
+-- ending it may not have sent its hangup yet. Agent.available in agents.py is the same rule
+-- for reports; tests/test_agent_writers.py checks both agree on the same hashes.
 -- AGENT_FREE_FIELDS: what to HMGET from the agent hash for agent_free, in this order.
 local AGENT_FREE_FIELDS = {'enabled', 'logged_in', 'reg_state', 'seat_status', 'call_state',
-                           'lease_until'}
-local function agent_free(a, now)
+                           'leg_pending'}
+local function agent_free(a)
   if a[1] == '0' or a[2] ~= '1' or a[3] ~= 'reged' or a[4] ~= 'idle' then
     return false
   end
-  if a[5] == 'ready' then
-    return true
-  end
-  return a[5] == 'ring' and (tonumber(a[6] or '0') or 0) < now
+  return a[5] == 'ready' and (a[6] or '') == ''
 end

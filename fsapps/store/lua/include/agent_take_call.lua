@@ -9,7 +9,7 @@
 -- agent is not available (agent_free) or nobody waits for it.
 local function agent_take_call(ext, now, margin, default_ring, first)
   local a = redis.call('HMGET', KEYS[1], unpack(AGENT_FREE_FIELDS))
-  if not agent_free(a, now) or not agent_may_move(a[5], 'ring') then
+  if not agent_free(a) or not agent_may_move(a[5], 'ring') then
     return false
   end
 
@@ -73,7 +73,7 @@ local function agent_take_call(ext, now, margin, default_ring, first)
     node = call.node
   end
   redis.call('HSET', KEYS[1], 'call_state', 'ring', 'offer_uuid', best_uuid, 'offer_node', node,
-             'lease_until', now + lease, 'last_change', now)
+             'lease_until', now + lease, 'last_change', now, 'agent_leg', '')
   redis.call('HSET', KEYS[3], best_uuid, ext)
   redis.call('ZREM', KEYS[best_index], best_uuid)
   redis.call('HDEL', KEYS[2], best_uuid)
