@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Where the tests find PostgreSQL; each run creates and drops its own database there.
 DEFAULT_DATABASE_URL := postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: test test-switch demo bench lint typecheck system venv clean
+.PHONY: test test-switch demo bench bench-switch lint typecheck system venv clean
 
 # Both tiers: fakefs, and the real FreeSWITCH tier (tests/switch) when a FreeSWITCH with
 # mod_python3 is at $$FS_PREFIX (default /usr/local/freeswitch) and sipp is installed; otherwise
@@ -36,6 +36,14 @@ BENCH_ARGS ?=
 bench: system venv
 	$(ENSURE_POSTGRES)
 	$(PY) -m tools.bench $(BENCH_ARGS)
+
+# fsapps against mod_callcenter and a plain bridge in a real FreeSWITCH, SIPp agents and callers
+# (needs the FreeSWITCH of the real-switch tier and sipp; says in one line what is missing):
+# make bench-switch BENCH_SWITCH_ARGS="--runs 100x10 --acd fsapps,callcenter --arrivals 60"
+BENCH_SWITCH_ARGS ?=
+bench-switch: system venv
+	$(ENSURE_POSTGRES)
+	$(PY) -m tools.benchswitch $(BENCH_SWITCH_ARGS)
 
 # ruff reads no setup.cfg: its [ruff] section there is passed on as --config options.
 lint: venv

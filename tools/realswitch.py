@@ -101,6 +101,9 @@ class RealSwitch:
     external_port: int = field(default_factory=free_port)
     esl_port: int = field(default_factory=free_port)
     rtp_start: int = 0
+    # False: a FreeSWITCH without fsapps (make bench-switch's mod_callcenter and plain-bridge
+    # switches); start() then waits for the core, not for fsapps' runtime.
+    with_fsapps: bool = True
     proc: subprocess.Popen[bytes] | None = None
     _esl: Esl | None = None
 
@@ -185,10 +188,12 @@ class RealSwitch:
         wait_for_port(self.esl_port, timeout=timeout)
         while True:
             try:
-                reply = self.api("python fsapps.diag")
+                reply = self.api("python fsapps.diag" if self.with_fsapps else "status")
             except OSError:
                 reply = ""
-            if reply.startswith("+OK") and self.heartbeat_seen():
+            if self.with_fsapps and reply.startswith("+OK") and self.heartbeat_seen():
+                break
+            if not self.with_fsapps and " is ready" in reply:
                 break
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name}: freeswitch exited {self.proc.returncode}; "

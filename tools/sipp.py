@@ -9,8 +9,10 @@ call went as scripted).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
@@ -121,7 +123,7 @@ _BYE_REPLY = """
 """
 
 _PHONE = """
-  <recv request="INVITE" crlf="true"/>
+  <recv request="INVITE" crlf="true"$invite_actions
   <send>
     <![CDATA[
       SIP/2.0 $first_reply
@@ -154,6 +156,7 @@ _RINGING = """
   </send>
   <recv request="ACK" crlf="true"/>
 """ + _TALK_LOOP + _BYE_REPLY + """
+  $hangup
   <label id="cancelled"/>
   <send>
     <![CDATA[
@@ -180,6 +183,35 @@ _RINGING = """
   <recv request="ACK" next="end"/>
   <label id="end"/>
 </scenario>
+"""
+
+# A phone that hangs up itself after talking: the INVITE's From (with the caller's tag), To and
+# Contact are kept, the BYE goes to that Contact from the To (with the tag this phone answered
+# with) to the From.
+_KEEP_DIALOG = """>
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="peer"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" check_it="true" assign_to="me"/>
+      <ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" check_it="true"
+            assign_to="peer_contact"/>
+    </action>
+  </recv>"""
+
+_PHONE_HANGUP = """
+  <label id="hangup"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [$peer_contact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$me];tag=[pid]ph[call_number]
+      To: [$peer]
+      Call-ID: [call_id]
+      CSeq: 1 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200" next="end"/>
 """
 
 _REJECTED = """
@@ -372,17 +404,64 @@ def register(target_port: int, user: str, password: str, domain: str, contact_po
                 f"register-{user}").start()
 
 
+def register_many(target_port: int, users: Sequence[str], password: str, domain: str,
+                  contact_port: int, at_once: int = 25, expires: int = 3600,
+                  agent: str = "fsapps-bench-phone") -> list[str]:
+    """REGISTER every user of ``users`` (digest, one password) with its contact at
+    ``contact_port``, ``at_once`` SIPp processes at a time (SIPp 3.6 takes no digest
+    username from an injection file: one process per user). Returns the users whose
+    registration failed."""
+    failed: list[str] = []
+    for attempt in range(3):  # a REGISTER lost on a loaded machine is tried again
+        todo, failed = list(failed if attempt else users), []
+        for first in range(0, len(todo), at_once):
+            batch = [(user, register(target_port, user, password, domain, contact_port,
+                                     expires=expires, agent=agent))
+                     for user in todo[first:first + at_once]]
+            for user, proc in batch:
+                if proc.wait(30) != 0:
+                    failed.append(user)
+                shutil.rmtree(proc.workdir, ignore_errors=True)
+        if not failed:
+            break
+    return failed
+
+
+def register_blind(target_port: int, users: Sequence[str], domain: str, contact_port: int,
+                   rate: int = 200, expires: int = 3600,
+                   agent: str = "fsapps-bench-phone") -> Sipp:
+    """REGISTER every user of ``users`` without a digest (the switch must accept them blind:
+    sofia's ``accept-blind-reg``), ``rate`` per second from one SIPp process."""
+    unchallenged = _REGISTER[:_REGISTER.index('  <recv response="401"')]
+    body = _fill(_HEAD + unchallenged + '  <recv response="200"/>\n</scenario>\n',
+                 name="register", user="[field0]", domain=domain, contact_port=contact_port,
+                 expires=expires, agent=agent)
+    proc = Sipp(body, [], "register-blind")
+    users_file = proc.workdir / "users.csv"
+    users_file.write_text("SEQUENTIAL\n" + "".join(f"{user};\n" for user in users))
+    proc.args = [f"127.0.0.1:{target_port}", "-inf", str(users_file), "-m", str(len(users)),
+                 "-r", str(rate), "-l", str(rate), "-timeout", "120s", "-timeout_error",
+                 "-recv_timeout", "10000"]
+    return proc.start()
+
+
 def phone(ring_ms: int = 300, answer: bool = True, busy: bool = False,
-          calls: int = 1000, timeout_s: int = 600, port: int = 0) -> Sipp:
+          calls: int = 1000, timeout_s: int = 600, port: int = 0,
+          hangup_after_ms: int = 0) -> Sipp:
     """A phone's UAS: rings ``ring_ms`` then answers (or rings until cancelled, or answers
-    486 busy); a call ends when the other side sends BYE (or CANCEL while ringing)."""
+    486 busy); a call ends when the other side sends BYE (or CANCEL while ringing), or with
+    ``hangup_after_ms`` when the phone hangs up that long after answering. It answers any
+    INVITE: several users registered with this one contact make it a room of phones."""
     if busy:
         first, after = "486 Busy Here", _REJECTED
     else:
         first, after = "180 Ringing", _RINGING
     ring = ring_ms if answer else 3_600_000
-    body = _fill(_HEAD + _PHONE, name="phone", first_reply=first, after_first=after)
-    body = _fill(body, ring_ms=ring, sdp=_SDP, bye_wait="")
+    body = _fill(_HEAD + _PHONE, name="phone", first_reply=first, after_first=after,
+                 invite_actions=_KEEP_DIALOG if hangup_after_ms else "/>")
+    bye_wait = f'timeout="{hangup_after_ms}" ontimeout="hangup"' if hangup_after_ms else ""
+    body = _fill(body, ring_ms=ring, sdp=_SDP, bye_wait=bye_wait,
+                 hangup=_PHONE_HANGUP if hangup_after_ms else "")
     uas = Sipp(body, ["-m", str(calls), "-timeout", f"{timeout_s}s"], "phone")
     if port:
         uas.port = port
@@ -392,10 +471,12 @@ def phone(ring_ms: int = 300, answer: bool = True, busy: bool = False,
 def caller(target_port: int, number: str, caller_number: str, talk_ms: int = 1000,
            domain: str = "127.0.0.1", password: str = "", cancel_ms: int = 0,
            headers: str = "", calls: int = 1, rate: float = 1.0, timeout_s: int = 120,
-           hold_ms: int = 0) -> Sipp:
+           hold_ms: int = 0, limit: int = 500, extra_args: Sequence[str] = ()) -> Sipp:
     """Callers dialling ``number``: talk ``talk_ms`` after the answer then BYE (or take the far
     end's BYE); ``cancel_ms`` > 0 cancels after that long unanswered. With ``password`` the
-    INVITE answers the switch's digest challenge as phone ``caller_number``."""
+    INVITE answers the switch's digest challenge as phone ``caller_number``. ``limit``: at most
+    that many calls at once; ``extra_args`` go to SIPp as they are (e.g. ``-inf`` with
+    ``[field0]`` in ``number``)."""
     # SIPp waits at the first of a run of optional <recv>s: each carries the timeout
     cancel_wait = f'timeout="{cancel_ms}" ontimeout="cancel"' if cancel_ms else ""
     refusals = "\n  ".join(f'<recv response="{code}" optional="true" {cancel_wait} '
@@ -410,5 +491,6 @@ def caller(target_port: int, number: str, caller_number: str, talk_ms: int = 100
     body = _fill(body, number=number, caller=caller_number, domain=domain, password=password,
                  headers=extra, sdp=_SDP)
     return Sipp(body, [f"127.0.0.1:{target_port}", "-m", str(calls), "-r", str(rate),
-                       "-timeout", f"{timeout_s}s", "-timeout_error", "-l", "500"],
+                       "-timeout", f"{timeout_s}s", "-timeout_error", "-l", str(limit),
+                       *extra_args],
                 f"caller-{caller_number}").start()

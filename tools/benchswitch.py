@@ -1,0 +1,684 @@
+"""``make bench-switch`` — fsapps' ACD in a real FreeSWITCH 1.10.12, side by side with the same
+build's mod_callcenter and with no ACD at all (a plain bridge), on one SIPp load.
+
+Agents: ONE SIPp process answers as every agent — N users registered with the same contact —
+ringing 300 ms, answering, talking ``--talk`` seconds and hanging up (wrap-up 0). Callers: a
+SIPp process per run calling at ``--rate`` calls/s for ``--arrivals`` seconds; a caller who
+has not reached an agent gives up ``--patience`` seconds after arriving. Every ACD gets its own
+switch, built from the real-switch tier's configuration (:mod:`tools.realswitch`), all three
+alive for the whole bench; each run is played on them back to back.
+
+- ``fsapps``: the switch as README installs it (mod_python3, fsapps' directory and runtime,
+  its own Redis and PostgreSQL database); callers dial 7<group>, one group of the N agents,
+  call mode 2 (cyclic), ring timeout 15 s, wrap-up 0.
+- ``callcenter``: the same switch without mod_python3, with mod_callcenter: one queue,
+  longest-idle-agent, the N agents (contact ``user/<ext>``, ring timeout 15 s, wrap-up 0, no
+  delays after a reject/busy/no answer), hold music ``local_stream://moh`` as fsapps; the users
+  in a static XML directory (mod_callcenter's usual setting, no Python in the switch).
+- ``plain``: the same switch without mod_python3: the caller's INVITE is bridged to the next
+  agent in turn (SIPp takes the agents from an injection file in sequence) — no queue, no
+  decision: the cost of the calls themselves.
+
+The table (printed at the end and written to ``--out``): bridged / offered; decision latency
+p50/p99 (the caller answered — or arrived, when nothing answers it before an agent rings — to
+the first agent leg created, from the switch's CHANNEL_CREATE/ANSWER events over ESL); wait
+p50/p99 (arrival to the bridge with an agent); connections per second (bridged calls over the
+time from the first arrival to the last bridge); FreeSWITCH CPU ms per offered call (utime +
+stime of the process from ``/proc``, the run's arrivals and drain); agents left not ready
+after the run (fsapps: the agent hashes; mod_callcenter: ``callcenter_config agent list``) and
+channels still up; the most threads the switch had. For fsapps also Redis commands and reads
+(≈ round trips) per bridged call, from its own Redis' INFO.
+
+    python -m tools.benchswitch [--runs 100x10,500x20,500x40] [--talk 10] [--arrivals 30]
+                                [--patience 30] [--acd fsapps,callcenter,plain] [--out PATH]
+
+Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import redis
+
+from tools import sipp
+from tools.esl import Esl, EslError
+from tools.realswitch import (
+    ESL_PASSWORD,
+    FS_PREFIX,
+    ROOT,
+    RealSwitch,
+    install_fsapps,
+    missing_switch,
+)
+from tools.servers import FreshDatabase, RedisServer, scratch_dir
+
+DOMAIN = "bench.fsapps"
+PASSWORD = "bench-pw-1"
+FIRST_AGENT = 2000
+GROUP = "5000"
+QUEUE = f"bench@{DOMAIN}"
+RING_TIMEOUT = 15
+RING_MS = 300
+ACDS = ("fsapps", "callcenter", "plain")
+DEFAULT_RUNS = "100x10,500x20,500x40"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The core's log level on every bench switch (the test tier's "debug" would bill each call
+# for its own debug lines); the same for the three ACDs (--loglevel).
+SWITCH_LOGLEVEL = "notice"
+# Headers kept from each event (the rest, every channel variable, is dropped as it arrives).
+_KEPT = re.compile(r"^(Event-Name|Unique-ID|Call-Direction|Caller-Caller-ID-Number|"
+                   r"Event-Date-Timestamp|Bridge-A-Unique-ID|Bridge-B-Unique-ID|"
+                   r"Other-Leg-Unique-ID|variable_cc_member_session_uuid): (.*)$", re.M)
+
+
+def say(line: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+
+@dataclass(frozen=True)
+class Run:
+    agents: int
+    rate: float
+    talk: float
+    arrivals: float
+    patience: float
+
+    @property
+    def offered(self) -> int:
+        return int(round(self.rate * self.arrivals))
+
+    @property
+    def label(self) -> str:
+        return f"{self.agents} × {self.rate:g}, {self.talk:g} s"
+
+
+@dataclass
+class Result:
+    acd: str
+    run: Run
+    offered: int
+    callers_seen: int
+    bridged: int
+    decision_ms: list[float]
+    wait_s: list[float]
+    per_second: float
+    cpu_ms_per_call: float
+    left_not_ready: str
+    channels_left: int
+    threads_max: int
+    redis_per_call: str = ""
+
+
+# ------------------------------------------------------------------------ events ------------
+class EventLog(Esl):
+    """An ESL connection keeping a few headers of every CHANNEL_CREATE/ANSWER/BRIDGE."""
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                headers, body = self.reader.message()
+                kind = headers.get("Content-Type")
+                if kind == "text/event-plain":
+                    event = dict(_KEPT.findall(body.partition("\n\n")[0]))
+                    event["_rx"] = repr(time.time())
+                    with self.events_cond:
+                        self.events.append(event)
+                elif kind in ("api/response", "command/reply"):
+                    self.replies.put((headers, body))
+                elif kind == "text/disconnect-notice":
+                    return
+        except (EslError, OSError):
+            return
+
+    def since(self, index: int) -> list[dict[str, str]]:
+        with self.events_cond:
+            return list(self.events[index:])
+
+    def mark(self) -> int:
+        with self.events_cond:
+            return len(self.events)
+
+
+def _stamp(event: dict[str, str]) -> float:
+    return int(event.get("Event-Date-Timestamp", "0")) / 1e6
+
+
+def _received(event: dict[str, str]) -> float:
+    """When the event reached the bench: the switch's own stamps tick every 20 ms, too coarse
+    for a decision of a few ms (the events of one connection arrive in the switch's order)."""
+    return float(event["_rx"])
+
+
+def analyse(events: Iterable[dict[str, str]], prefix: str) -> tuple[int, int, list[float],
+                                                                     list[float], float]:
+    """Callers (inbound legs whose number starts with ``prefix``), their first agent leg and
+    their bridge: (callers seen, bridged, decision ms, wait s, connections per second)."""
+    created: dict[str, float] = {}
+    created_rx: dict[str, float] = {}
+    answered_rx: dict[str, float] = {}
+    by_number: dict[str, str] = {}
+    first_leg: dict[str, float] = {}
+    bridged: dict[str, float] = {}
+    events = list(events)
+    for event in events:
+        uuid = event.get("Unique-ID", "")
+        name = event.get("Event-Name")
+        inbound = event.get("Call-Direction") == "inbound"
+        number = event.get("Caller-Caller-ID-Number", "")
+        if name == "CHANNEL_CREATE" and inbound and number.startswith(prefix):
+            created[uuid] = _stamp(event)
+            created_rx[uuid] = _received(event)
+            by_number[number] = uuid
+        elif name == "CHANNEL_ANSWER" and uuid in created:
+            answered_rx.setdefault(uuid, _received(event))
+    for event in events:
+        name = event.get("Event-Name")
+        if name == "CHANNEL_CREATE" and event.get("Call-Direction") == "outbound":
+            caller = (event.get("Other-Leg-Unique-ID") or
+                      event.get("variable_cc_member_session_uuid") or "")
+            if caller not in created:
+                caller = by_number.get(event.get("Caller-Caller-ID-Number", ""), "")
+            if caller:
+                first_leg.setdefault(caller, _received(event))
+        elif name == "CHANNEL_BRIDGE":
+            for side in ("Bridge-A-Unique-ID", "Bridge-B-Unique-ID"):
+                if event.get(side) in created:
+                    bridged.setdefault(event[side], _stamp(event))
+    decision = []
+    for caller, leg in first_leg.items():
+        start = answered_rx.get(caller, created_rx[caller])
+        if start > leg:  # not answered before its agent rang (the plain bridge)
+            start = created_rx[caller]
+        decision.append((leg - start) * 1000)
+    wait = [at - created[caller] for caller, at in bridged.items()]
+    per_second = 0.0
+    if bridged:
+        span = max(bridged.values()) - min(created.values())
+        per_second = len(bridged) / span if span > 0 else 0.0
+    return len(created), len(bridged), decision, wait, per_second
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def thread_count(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+class ThreadSampler:
+    """The most threads a process had, sampled every half second."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.most = thread_count(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            self.most = max(self.most, thread_count(self.pid))
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.most
+
+
+# ------------------------------------------------------------------------ the ACDs ----------
+def agent_ids(count: int) -> list[str]:
+    return [str(FIRST_AGENT + i) for i in range(count)]
+
+
+def static_directory(users: Sequence[str]) -> str:
+    """conf/directory/default.xml with ``users`` (one password) for the switches without
+    fsapps; the dial-string is FreeSWITCH's default, as fsapps' directory renders it."""
+    rows = "\n".join(f'        <user id="{u}"><params><param name="password" '
+                     f'value="{PASSWORD}"/></params></user>' for u in users)
+    dial = ("{^^:sip_invite_domain=${dialed_domain}:presence_id=${dialed_user}@${dialed_domain}}"
+            "${sofia_contact(*/${dialed_user}@${dialed_domain})}")
+    return (f'<include>\n  <domain name="{DOMAIN}">\n    <params>\n'
+            f'      <param name="dial-string" value={quoteattr(dial)}/>\n    </params>\n'
+            f'    <groups><group name="default"><users>\n{rows}\n'
+            '    </users></group></groups>\n  </domain>\n</include>\n')
+
+
+def callcenter_conf(users: Sequence[str]) -> str:
+    agents = "\n".join(
+        f'    <agent name="{u}@{DOMAIN}" type="callback" '
+        f'contact="[leg_timeout={RING_TIMEOUT}]user/{u}@{DOMAIN}" status="Logged Out" '
+        'max-no-answer="0" wrap-up-time="0" reject-delay-time="0" busy-delay-time="0" '
+        'no-answer-delay-time="0"/>' for u in users)
+    tiers = "\n".join(f'    <tier agent="{u}@{DOMAIN}" queue="{QUEUE}" level="1" position="1"/>'
+                      for u in users)
+    return f"""<configuration name="callcenter.conf" description="CallCenter">
+  <settings/>
+  <queues>
+    <queue name="{QUEUE}">
+      <param name="strategy" value="longest-idle-agent"/>
+      <param name="moh-sound" value="local_stream://moh"/>
+      <param name="time-base-score" value="system"/>
+      <param name="max-wait-time" value="0"/>
+      <param name="max-wait-time-with-no-agent" value="0"/>
+      <param name="tier-rules-apply" value="false"/>
+      <param name="discard-abandoned-after" value="60"/>
+      <param name="abandoned-resume-allowed" value="false"/>
+    </queue>
+  </queues>
+  <agents>
+{agents}
+  </agents>
+  <tiers>
+{tiers}
+  </tiers>
+</configuration>
+"""
+
+
+BENCH_DIALPLAN = f"""<include>
+  <extension name="bench_callcenter">
+    <condition field="destination_number" expression="^bench_queue$">
+      <action application="answer"/>
+      <action application="callcenter" data="{QUEUE}"/>
+      <action application="hangup"/>
+    </condition>
+  </extension>
+  <extension name="bench_plain_bridge">
+    <condition field="destination_number" expression="^bench_agent_(\\d+)$">
+      <action application="set" data="hangup_after_bridge=true"/>
+      <action application="bridge" data="{{leg_timeout={RING_TIMEOUT}}}user/$1@{DOMAIN}"/>
+    </condition>
+  </extension>
+</include>
+"""
+
+
+@dataclass
+class Target:
+    """One ACD on its own switch."""
+
+    acd: str
+    sw: RealSwitch
+    workdir: Path
+    redis_client: redis.Redis | None = None
+    logged_in: int = 0
+    events: EventLog | None = None
+
+    def number(self, agents: int) -> tuple[str, list[str]]:
+        """What the callers dial, and SIPp's extra arguments."""
+        if self.acd == "fsapps":
+            return f"7{GROUP}", []
+        if self.acd == "callcenter":
+            return "bench_queue", []
+        sequence = self.workdir / f"agents-{agents}.csv"
+        sequence.write_text("SEQUENTIAL\n" + "".join(f"{a};\n" for a in agent_ids(agents)))
+        return "bench_agent_[field0]", ["-inf", str(sequence)]
+
+    def api(self, line: str) -> str:
+        return self.sw.api(line)
+
+    def set_agents(self, count: int, everyone: Sequence[str]) -> None:
+        """Exactly the first ``count`` agents logged in and ready."""
+        wanted = everyone[:count]
+        if self.acd == "fsapps":
+            for ext in wanted[self.logged_in:]:
+                reply = self.api(f"python fsapps.api nway_login {ext} {GROUP}")
+                if not reply.startswith("+OK"):
+                    raise RuntimeError(f"nway_login {ext}: {reply}")
+            for ext in everyone[count:self.logged_in]:
+                self.api(f"python fsapps.api nway_logout {ext}")
+        elif self.acd == "callcenter":
+            for ext in wanted[self.logged_in:]:
+                self.api(f"callcenter_config agent set status {ext}@{DOMAIN} Available")
+            for ext in everyone[count:self.logged_in]:
+                self.api(f"callcenter_config agent set status {ext}@{DOMAIN} 'Logged Out'")
+        self.logged_in = count
+
+    def not_ready(self, agents: Sequence[str]) -> str:
+        """Agents of the run not ready (fsapps) or not Available/Waiting (mod_callcenter)."""
+        states: dict[str, int] = {}
+        if self.acd == "fsapps":
+            assert self.redis_client is not None
+            pipe = self.redis_client.pipeline(transaction=False)
+            for ext in agents:
+                pipe.hget(f"fsapps:{{{DOMAIN}}}:agent:{ext}", "call_state")
+            for state in pipe.execute():
+                name = (state or b"absent").decode() if isinstance(state, bytes) else str(state)
+                if name != "ready":
+                    states[name] = states.get(name, 0) + 1
+        elif self.acd == "callcenter":
+            lines = self.api("callcenter_config agent list").splitlines()
+            if not lines:
+                return "?"
+            head = lines[0].split("|")
+            status_col, state_col = head.index("status"), head.index("state")
+            for line in lines[1:]:
+                cols = line.split("|")
+                if len(cols) != len(head):
+                    continue
+                status, state = cols[status_col], cols[state_col]
+                if status == "Logged Out":
+                    continue
+                if status != "Available" or state != "Waiting":
+                    name = f"{status}/{state}"
+                    states[name] = states.get(name, 0) + 1
+        else:
+            return "—"
+        if not states:
+            return "0"
+        total = sum(states.values())
+        return f"{total} ({', '.join(f'{k} {v}' for k, v in sorted(states.items()))})"
+
+    def channels(self) -> int:
+        match = re.search(r"(\d+) total", self.api("show channels count"))
+        return int(match.group(1)) if match else -1
+
+    def redis_counters(self) -> dict[str, int]:
+        if self.redis_client is None:
+            return {}
+        info = self.redis_client.info("stats")
+        return {"commands": int(info["total_commands_processed"]),
+                "reads": int(info.get("total_reads_processed", 0))}
+
+
+# ------------------------------------------------------------------------ the bench ---------
+@dataclass
+class Bench:
+    acds: Sequence[str]
+    max_agents: int
+    talk: float
+    loglevel: str = SWITCH_LOGLEVEL
+    base: Path = field(default_factory=lambda: scratch_dir("fsapps-bench-switch-"))
+    targets: list[Target] = field(default_factory=list)
+    redis_server: RedisServer | None = None
+    database: FreshDatabase | None = None
+    agents_uas: sipp.Sipp | None = None
+
+    def start(self) -> None:
+        everyone = agent_ids(self.max_agents)
+        self.agents_uas = sipp.phone(ring_ms=RING_MS, calls=10_000_000, timeout_s=4 * 3600,
+                                     hangup_after_ms=int(self.talk * 1000))
+        say(f"agents: one SIPp on 127.0.0.1:{self.agents_uas.port} answers as "
+            f"{self.max_agents} agents (ring {RING_MS} ms, talk {self.talk:g} s)")
+        for acd in self.acds:
+            target = self._switch(acd, everyone)
+            self.targets.append(target)
+            say(f"{acd}: switch up (pid {target.sw.proc.pid if target.sw.proc else '?'}, "
+                f"external 127.0.0.1:{target.sw.external_port})")
+        for target in self.targets:
+            self._register(target, everyone)
+
+    def _switch(self, acd: str, everyone: Sequence[str]) -> Target:
+        if acd == "fsapps":
+            self.redis_server = RedisServer().start()
+            self.database = FreshDatabase().create()
+            say("fsapps: installing it for the switch's python (pip install --target)")
+            site = install_fsapps(self.base / "site")
+            sw = RealSwitch("bench-fsapps", self.base, site, self.redis_server.url,
+                            self.database.dsn, domains=(DOMAIN,), fsapps_extra={
+                                "group_defaults": {"wrapup_seconds": 0,
+                                                   "callout_timeout": RING_TIMEOUT}})
+        else:
+            sw = RealSwitch(f"bench-{acd}", self.base, self.base / "no-site", "redis://unused",
+                            "", with_fsapps=False)
+        sw.build()
+        # room for ~1,000 calls' RTP (the test tier's 400 ports are for a few calls)
+        sw.set_vars(rtp_end_port=str(sw.rtp_start + 3999))
+        switch_conf = sw.conf / "autoload_configs" / "switch.conf.xml"
+        switch_conf.write_text(re.sub(r'name="loglevel" value="[^"]*"',
+                                      f'name="loglevel" value="{self.loglevel}"',
+                                      switch_conf.read_text()))
+        (sw.conf / "dialplan" / "public" / "00_bench.xml").write_text(BENCH_DIALPLAN)
+        if acd != "fsapps":
+            # these agents register without a digest, all from one SIPp process (setup only);
+            # fsapps' agents answer the challenge, or its runtime never hears of them
+            internal = sw.conf / "sip_profiles" / "internal.xml"
+            internal.write_text(internal.read_text().replace(
+                '<param name="accept-blind-reg" value="false"/>',
+                '<param name="accept-blind-reg" value="true"/>'))
+            modules = sw.conf / "autoload_configs" / "modules.conf.xml"
+            load = '<load module="mod_callcenter"/>' if acd == "callcenter" else ""
+            modules.write_text(modules.read_text().replace('<load module="mod_python3"/>', load))
+            (sw.conf / "directory" / "default.xml").write_text(static_directory(everyone))
+            (sw.conf / "autoload_configs" / "callcenter.conf.xml").write_text(
+                callcenter_conf(everyone))
+        else:
+            migrated = subprocess.run(
+                [sys.executable, "-m", "fsapps.cli", "--config", str(sw.config_path), "db",
+                 "migrate"], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                env={k: v for k, v in os.environ.items() if not k.startswith("FSAPPS_")})
+            if migrated.returncode != 0:
+                raise RuntimeError(f"fsapps db migrate: {migrated.stderr}")
+        sw.start(timeout=90)
+        target = Target(acd, sw, self.base)
+        if acd == "fsapps":
+            assert self.redis_server is not None
+            target.redis_client = redis.Redis.from_url(self.redis_server.url)
+            record = json.dumps({"param": {"password": PASSWORD}, "variable": {},
+                                 "attribute": {}})
+            target.redis_client.hset(f"cti_exten@{DOMAIN}",
+                                     mapping=dict.fromkeys(everyone, record))
+            reply = sw.api(f"python fsapps.api nway_add_group {GROUP} 2")
+            if not reply.startswith("+OK"):
+                raise RuntimeError(f"nway_add_group: {reply}")
+            for ext in everyone:
+                reply = sw.api(f"python fsapps.api nway_add_ext {ext}")
+                if not reply.startswith("+OK"):
+                    raise RuntimeError(f"nway_add_ext {ext}: {reply}")
+        target.events = EventLog(sw.esl_port, ESL_PASSWORD)
+        target.events.subscribe("CHANNEL_CREATE CHANNEL_ANSWER CHANNEL_BRIDGE")
+        return target
+
+    def _register(self, target: Target, everyone: Sequence[str]) -> None:
+        assert self.agents_uas is not None
+        started = time.monotonic()
+        if target.acd == "fsapps":
+            failed = sipp.register_many(target.sw.internal_port, everyone, PASSWORD, DOMAIN,
+                                        self.agents_uas.port)
+        else:
+            blind = sipp.register_blind(target.sw.internal_port, everyone, DOMAIN,
+                                        self.agents_uas.port)
+            failed = [] if blind.wait(150) == 0 else [blind.errors()[-300:]]
+        deadline = time.monotonic() + 60
+        count = 0
+        while time.monotonic() < deadline:
+            if target.redis_client is not None:  # fsapps has seen them (its runtime)
+                count = int(target.redis_client.hlen("registrations"))
+            else:
+                match = re.search(r"(\d+) total", target.api("show registrations count"))
+                count = int(match.group(1)) if match else 0
+            if count >= len(everyone):
+                break
+            time.sleep(0.5)
+        if count < len(everyone):
+            raise RuntimeError(f"{target.acd}: {count} of {len(everyone)} agents registered "
+                               f"(failed: {' '.join(failed[:20])})")
+        say(f"{target.acd}: {count} agents registered in {time.monotonic() - started:.1f} s")
+
+    def run(self, run: Run, index: int) -> list[Result]:
+        everyone = agent_ids(self.max_agents)
+        results = []
+        for target in self.targets:
+            setup = time.monotonic()
+            target.set_agents(run.agents, everyone)
+            say(f"run {run.label} · {target.acd}: {run.agents} agents ready "
+                f"({time.monotonic() - setup:.1f} s); {run.offered} callers over "
+                f"{run.arrivals:g} s")
+            results.append(self._play(target, run, index))
+            r = results[-1]
+            say(f"run {run.label} · {target.acd}: bridged {r.bridged}/{r.offered}, decision "
+                f"p50 {percentile(r.decision_ms, 50):.0f} ms p99 "
+                f"{percentile(r.decision_ms, 99):.0f} ms, {r.cpu_ms_per_call:.1f} CPU ms/call, "
+                f"not ready after: {r.left_not_ready}")
+        return results
+
+    def _play(self, target: Target, run: Run, index: int) -> Result:
+        assert target.events is not None and target.sw.proc is not None
+        pid = target.sw.proc.pid
+        prefix = f"9{index}{ACDS.index(target.acd)}"
+        number, extra = target.number(run.agents)
+        mark = target.events.mark()
+        redis_before = target.redis_counters()
+        cpu_before = cpu_seconds(pid)
+        sampler = ThreadSampler(pid)
+        budget = run.arrivals + run.patience + run.talk + 30
+        callers = sipp.caller(target.sw.external_port, number, f"{prefix}[call_number]",
+                              talk_ms=int((run.patience + run.talk) * 1000),
+                              calls=run.offered, rate=run.rate, timeout_s=int(budget),
+                              limit=max(run.offered, 1), extra_args=extra)
+        try:
+            callers.wait(budget + 10)
+        except subprocess.TimeoutExpired:
+            say(f"  {target.acd}: callers still up after {budget:.0f} s, stopped")
+        # the last calls' legs hang up a moment after SIPp's last BYE
+        deadline = time.monotonic() + 10
+        while target.channels() > 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        cpu = cpu_seconds(pid) - cpu_before
+        threads = sampler.stop()
+        redis_after = target.redis_counters()
+        channels = target.channels()
+        seen, bridged, decision, wait, per_second = analyse(target.events.since(mark), prefix)
+        redis_note = ""
+        if redis_before and bridged:
+            redis_note = (f"{(redis_after['commands'] - redis_before['commands']) / bridged:.0f}"
+                          f" cmds, {(redis_after['reads'] - redis_before['reads']) / bridged:.0f}"
+                          " reads")
+        return Result(target.acd, run, run.offered, seen, bridged, decision, wait, per_second,
+                      cpu * 1000 / max(run.offered, 1),
+                      target.not_ready(agent_ids(run.agents)), channels, threads, redis_note)
+
+    def stop(self) -> None:
+        for target in self.targets:
+            if target.events is not None:
+                target.events.close()
+            target.sw.stop(timeout=20)
+            target.sw.kill()
+            if target.redis_client is not None:
+                target.redis_client.close()
+        if self.agents_uas is not None:
+            self.agents_uas.stop()
+        if self.database is not None:
+            self.database.drop()
+        if self.redis_server is not None:
+            self.redis_server.close()
+
+
+# ------------------------------------------------------------------------ the table ---------
+def _ms(values: Sequence[float]) -> str:
+    if not values:
+        return "—"
+    return f"{percentile(values, 50):,.0f} / {percentile(values, 99):,.0f} ms"
+
+
+def _s(values: Sequence[float]) -> str:
+    if not values:
+        return "—"
+    return f"{percentile(values, 50):.2f} / {percentile(values, 99):.2f} s"
+
+
+def table(results: Sequence[Result]) -> str:
+    lines = [
+        "| agents × calls/s, talk | ACD | bridged / offered | decision p50 / p99 | "
+        "wait p50 / p99 | connections/s | FS CPU ms/call | agents not ready after | "
+        "channels left | FS threads max | Redis per bridged call |",
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(
+            f"| {r.run.label} | {r.acd} | {r.bridged} / {r.offered} | {_ms(r.decision_ms)} | "
+            f"{_s(r.wait_s)} | {r.per_second:.1f} | {r.cpu_ms_per_call:.1f} | "
+            f"{r.left_not_ready} | {r.channels_left} | {r.threads_max} | "
+            f"{r.redis_per_call or '—'} |")
+    return "\n".join(lines)
+
+
+def parse_runs(text: str) -> list[tuple[int, float]]:
+    runs = []
+    for item in text.split(","):
+        agents, _, rate = item.strip().partition("x")
+        runs.append((int(agents), float(rate)))
+    return runs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.benchswitch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default=DEFAULT_RUNS,
+                        help="agents x calls/s, comma separated (default %(default)s)")
+    parser.add_argument("--talk", type=float, default=10.0, help="agent talk seconds")
+    parser.add_argument("--arrivals", type=float, default=30.0,
+                        help="seconds of caller arrivals per run (default %(default)s: the "
+                             "default runs on the three ACDs then take under 10 minutes)")
+    parser.add_argument("--patience", type=float, default=30.0,
+                        help="a caller not connected this long after arriving hangs up")
+    parser.add_argument("--acd", default=",".join(ACDS),
+                        help="which ACDs, comma separated (default %(default)s)")
+    parser.add_argument("--out", default="/tmp/bench-switch.md", help="where the table goes")
+    parser.add_argument("--loglevel", default=SWITCH_LOGLEVEL,
+                        help="the switches' core log level (default %(default)s)")
+    args = parser.parse_args(argv)
+    missing = missing_switch()
+    if missing:
+        print(f"bench-switch: cannot run: {missing}", file=sys.stderr)
+        return 2
+    acds = [a.strip() for a in args.acd.split(",") if a.strip()]
+    unknown = set(acds) - set(ACDS)
+    if unknown:
+        parser.error(f"unknown ACD(s) {sorted(unknown)}: choose from {', '.join(ACDS)}")
+    callcenter = FS_PREFIX / "mod" / "mod_callcenter.so"
+    if "callcenter" in acds and not callcenter.exists():
+        print(f"bench-switch: cannot run: no {callcenter} (or leave it out: --acd fsapps,plain)",
+              file=sys.stderr)
+        return 2
+    runs = [Run(agents, rate, args.talk, args.arrivals, args.patience)
+            for agents, rate in parse_runs(args.runs)]
+    started = time.monotonic()
+    bench = Bench(acds, max(r.agents for r in runs), args.talk, args.loglevel)
+    results: list[Result] = []
+    try:
+        say(f"bench-switch: {', '.join(acds)}; runs {args.runs}; talk {args.talk:g} s, "
+            f"{args.arrivals:g} s of arrivals, patience {args.patience:g} s; in {bench.base}")
+        bench.start()
+        for index, run in enumerate(runs):
+            results.extend(bench.run(run, index))
+    finally:
+        bench.stop()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=ROOT).stdout.strip()
+    text = (f"make bench-switch — commit {commit or '?'}, {time.strftime('%Y-%m-%d %H:%M')}, "
+            f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
+            f"{args.arrivals:g} s of arrivals, talk {args.talk:g} s, ring {RING_MS} ms, "
+            f"patience {args.patience:g} s; {time.monotonic() - started:.0f} s in all\n\n"
+            + table(results) + "\n")
+    Path(args.out).write_text(text)
+    print("\n" + text)
+    say(f"table written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
