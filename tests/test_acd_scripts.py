@@ -582,3 +582,111 @@ def test_wrapup_end_leaves_an_agent_that_is_no_longer_typing(ctx: Context,
     assert run_script(ctx.redis, "wrapup_end", [k.agent("1001"), k.wrapups()], args) == 0
     assert state(agents, "1001")[0] == "rest"
     assert ctx.redis.zcard(k.wrapups()) == 0
+
+
+# ------------------------------------------------------------------- retry-safe scripts -----
+def snapshot(ctx: Context) -> dict[str, Any]:
+    """Every key of the domain and its content (what a repeated request must not change)."""
+    r = ctx.redis
+    found: dict[str, Any] = {}
+    for key in sorted(r.scan_iter(match="*")):
+        kind = r.type(key)
+        found[key] = (r.hgetall(key) if kind == "hash" else
+                      r.zrange(key, 0, -1, withscores=True) if kind == "zset" else
+                      sorted(r.smembers(key)) if kind == "set" else r.get(key))
+    return found
+
+
+def retry_cases(ctx: Context, agents: Agents, queue: CallQueue) \
+        -> Iterator[tuple[str, list[str], list[Any], int]]:
+    """(script, KEYS, ARGV without the request id, where the request id goes) for each agent
+    script, with the agent set up so that the first run changes something."""
+    k = ctx.keys(DOMAIN)
+    make_group(ctx, "100")
+    agent = k.agent("1001")
+    now = now_ms()
+    # agent_release: a missed offer (no_answer -> ready, a miss counted)
+    c = call()
+    reserve(queue, c, ["1001"])
+    yield "agent_release", [agent, k.offers()], [c.uuid, now, "missed", "0", 0, "*"], 6
+    # agent_wrapup: the answered call ends, wrap-up 10 s
+    c = call()
+    make_agent(ctx, "1001", call_state="talking", offer_uuid=c.uuid)
+    yield "agent_wrapup", [agent, k.offers(), k.wrapups()], [c.uuid, now, now + 10_000,
+                                                             "1001"], 4
+    # wrapup_end: that wrap-up is due
+    yield "wrapup_end", [agent, k.wrapups()], ["1001", now + 20_000], 2
+    # agent_dispatch: the ready agent takes the one waiting call
+    c = call()
+    make_agent(ctx, "1001")
+    enqueue(queue, c)
+    yield "agent_dispatch", [agent, k.waiting(), k.offers(), k.group_queue("100"),
+                             k.group("100")], ["1001", now, MARGIN_MS, 15], 4
+    # agent_ready: a busy agent makes itself ready and takes the next waiting call
+    c = call()
+    make_agent(ctx, "1001", call_state="busy", seat_status="busy", offer_uuid="")
+    enqueue(queue, c)
+    yield "agent_ready", [agent, k.waiting(), k.offers(), k.wrapups(), k.group_queue("100"),
+                          k.group("100")], ["1001", now, MARGIN_MS, 15, "100",
+                                            ",".join(("ready", "busy"))], 6
+    # agent_reserve: a call reserves the ready agent
+    c = call()
+    make_agent(ctx, "1001")
+    yield "agent_reserve", [k.group("100"), k.group_queue("100"), k.waiting(), k.offers(),
+                            agent], [c.uuid, "node1", now, LEASE, "1",
+                                     queue_score("normal", now), c.to_json(), "0"], 8
+    # agent_transition: ring -> talking for that call (the runtime's answered)
+    yield "agent_transition", [agent], ["ring", "talking", now, c.uuid], 4
+    # agent_busy, agent_leg_end, agent_unregister, agent_reg_expire
+    make_agent(ctx, "1001", leg_pending="leg-1")
+    yield "agent_busy", [agent], [now], 1
+    yield "agent_leg_end", [agent], ["leg-1"], 1
+    make_agent(ctx, "1001", reg_node="node1")
+    yield "agent_unregister", [agent], ["node1"], 1
+    make_agent(ctx, "1001", reg_node="node2", reg_until=now - 1, reg_stamp="42")
+    yield "agent_reg_expire", [agent], ["node2", now], 2
+
+
+def test_every_agent_script_answers_a_repeated_request_as_the_first_time(
+        ctx: Context, agents: Agents, queue: CallQueue) -> None:
+    """Every Redis command is retried after a timeout (store/connection.py): a script whose
+    reply was lost runs again with the same arguments. Run twice with the same request id,
+    each agent script answers the second time what it answered the first and changes
+    nothing more; with a fresh id the same arguments are a new request (and, the agent
+    having changed, mostly answer "nothing done" - what a retry answered before)."""
+    make_agent(ctx, "1001")
+    checked = []
+    for script, keys, args, at in retry_cases(ctx, agents, queue):
+        req = f"req-{script}"
+        with_id = [*args[:at], req, *args[at:]]
+        first = run_script(ctx.redis, script, keys, with_id)
+        after_first = snapshot(ctx)
+        again = run_script(ctx.redis, script, keys, with_id)
+        assert again == first, (script, first, again)
+        assert snapshot(ctx) == after_first, script
+        fresh = run_script(ctx.redis, script, keys, [*args[:at], "req-other", *args[at:]])
+        checked.append((script, first != fresh))
+    assert [name for name, _ in checked] == [
+        "agent_release", "agent_wrapup", "wrapup_end", "agent_dispatch", "agent_ready",
+        "agent_reserve", "agent_transition", "agent_busy", "agent_leg_end", "agent_unregister",
+        "agent_reg_expire"]
+    # without the id, a retry of these would have answered differently ("nothing done")
+    assert {name for name, differs in checked if differs} >= {
+        "agent_release", "agent_wrapup", "wrapup_end", "agent_dispatch", "agent_leg_end",
+        "agent_unregister", "agent_reg_expire"}, checked
+
+
+def test_a_release_retried_after_its_reply_was_lost_still_makes_the_agent_ready(
+        ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    """The field report: agent_release ran, its reply timed out, the retry answered "not
+    ours" and the ACD skipped the agent's next step. The same request again answers what
+    the first run did: the miss, the agent ready."""
+    make_agent(ctx, "1001")
+    c = call()
+    reserve(queue, c, ["1001"])
+    k = ctx.keys(DOMAIN)
+    args = [c.uuid, now_ms(), "missed", "0", 0, "*", "req-lost"]
+    first = run_script(ctx.redis, "agent_release", [k.agent("1001"), k.offers()], args)
+    retried = run_script(ctx.redis, "agent_release", [k.agent("1001"), k.offers()], args)
+    assert retried == first and first[:3] == ["no_answer", "ready", 1]
+    assert agents.get("1001").no_answer_count == 1  # type: ignore[union-attr]

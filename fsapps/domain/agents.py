@@ -50,6 +50,7 @@ Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -136,6 +137,12 @@ class Agent:
                 and not self.leg_pending)
 
 
+def request_id() -> str:
+    """A fresh id for one call of an agent script (the same in redis-py's retries of it): a
+    retry after a reply lost to a timeout gets the first run's reply (agent_request.lua)."""
+    return secrets.token_hex(8)
+
+
 def _waiting(info: str) -> WaitingCall | None:
     try:
         return WaitingCall.from_json(info)
@@ -220,7 +227,8 @@ class Agents:
     def unregistered(self, extension: str, node: str) -> bool:
         """The phone unregistered (or expired) on ``node``: the agent is unreg unless it has
         registered on another node since. Returns True when the state changed."""
-        return bool(run_script(self.r, "agent_unregister", [self.keys.agent(extension)], [node]))
+        return bool(run_script(self.r, "agent_unregister", [self.keys.agent(extension)],
+                               [node, request_id()]))
 
     def registered(self, extension: str, node: str, host: str, expires_s: int,
                    stamp: str, now: int | None = None) -> None:
@@ -236,7 +244,7 @@ class Agents:
         that ended, or None when nothing changed (it registered again meanwhile, or has not
         run out yet)."""
         result = run_script(self.r, "agent_reg_expire", [self.keys.agent(extension)],
-                            [node, now])
+                            [node, now, request_id()])
         if not result:
             return None
         return str(result[1])
@@ -292,7 +300,7 @@ class Agents:
         now = now_ms()
         # The table itself is applied by the script (agent_rules.lua); this only narrows it.
         allowed = "*" if only_from is None else ",".join(only_from) or "-"
-        args: list[str | int | float] = [allowed, target.value, now, offer_uuid]
+        args: list[str | int | float] = [allowed, target.value, now, offer_uuid, request_id()]
         for name, value in (extra or {}).items():
             args += [name, "" if value is None else str(value)]
         previous, done = run_script(self.r, "agent_transition", [self.keys.agent(extension)],
@@ -357,7 +365,8 @@ class Agents:
         result = run_script(self.r, "agent_release",
                             [self.keys.agent(extension), self.keys.offers()],
                             [uuid, now_ms(), outcome, "1" if lease_expired else "0",
-                             max_no_answer, "*" if leg_gone is None else leg_gone])
+                             max_no_answer, "*" if leg_gone is None else leg_gone,
+                             request_id()])
         if not result:
             return None
         released = Released(str(result[0]), str(result[1]), int(result[2]))
@@ -381,7 +390,7 @@ class Agents:
             [self.keys.agent(extension), self.keys.waiting(), self.keys.offers(),
              self.keys.wrapups(), *self._group_keys(groups)],
             [extension, now_ms(), *self._lease_args(), ",".join(groups),
-             ",".join(READY_FROM)])
+             ",".join(READY_FROM), request_id()])
         if result[0] != "ready":
             return Ready(False, str(result[0]), str(result[1]))
         previous, at, uuid, info, regroup = (str(result[1]), int(result[2]), str(result[3]),
@@ -441,7 +450,8 @@ class Agents:
         the reconciler found it gone): the agent may be free again (agent_leg_end.lua). True
         when that was the leg the agent waited for; offering it a waiting call is the
         caller's (:func:`fsapps.switch.acd.agent_available`)."""
-        return bool(run_script(self.r, "agent_leg_end", [self.keys.agent(extension)], [leg]))
+        return bool(run_script(self.r, "agent_leg_end", [self.keys.agent(extension)],
+                               [leg, request_id()]))
 
     def make_busy(self, extension: str) -> bool:
         """The agent makes itself busy, in one script (agent_busy.lua): seat busy (no queue
@@ -449,7 +459,7 @@ class Agents:
         says so then). True when the call state is busy now; publishes it. Nothing changes
         for an extension without an agent."""
         previous, moved, at = run_script(self.r, "agent_busy", [self.keys.agent(extension)],
-                                         [now_ms()])
+                                         [now_ms(), request_id()])
         if int(moved) and previous != CallState.BUSY:
             self.publish(extension, CallState.BUSY, int(at))
         return bool(int(moved))
@@ -467,7 +477,7 @@ class Agents:
              *[k.agent(ext) for ext in candidates]],
             [call.uuid, call.node, now_ms(), lease_ms, "1" if enqueue else "0",
              queue_score(call.level, call.arrived_ms), call.to_json(),
-             "1" if record_current else "0"])
+             "1" if record_current else "0", request_id()])
         found = Reservation(result[0], result[1] if len(result) > 1 else None)
         if found.outcome == "reserved" and found.extension:
             self.publish(found.extension, CallState.RING, int(result[2]))
@@ -484,7 +494,7 @@ class Agents:
         result = run_script(self.r, "agent_dispatch",
                             [self.keys.agent(extension), self.keys.waiting(),
                              self.keys.offers(), *self._group_keys(groups)],
-                            [extension, now_ms(), *self._lease_args()])
+                            [extension, now_ms(), *self._lease_args(), request_id()])
         if not result:
             return None
         self.publish(extension, CallState.RING, int(result[2]))
@@ -510,7 +520,7 @@ class Agents:
         result = run_script(self.r, "agent_wrapup",
                             [self.keys.agent(extension), self.keys.offers(),
                              self.keys.wrapups()],
-                            [uuid, now, until, extension])
+                            [uuid, now, until, extension, request_id()])
         if not result:
             return False
         previous, state = str(result[0]), str(result[1])
@@ -525,7 +535,7 @@ class Agents:
         ready = []
         for ext in due:
             if int(run_script(self.r, "wrapup_end", [self.keys.agent(ext), self.keys.wrapups()],
-                              [ext, now])):
+                              [ext, now, request_id()])):
                 self.publish(ext, "ready", now)
                 ready.append(ext)
         return ready

@@ -3,19 +3,31 @@
 -- talks: the seat alone says so then).
 -- KEYS[1] = the agent hash
 -- ARGV[1] = now (ms)
+-- ARGV[2] = request id: the same in a retry, which gets the first run's reply (agent_request)
 -- Returns {previous call state, 1, now} when the call state is busy now (publish busy if the
 -- previous one differs), {previous call state, 0, now} when only the seat changed, or
 -- {"", 0, now} when there is no agent (nothing changes).
 --#include agent_rules
-local current = redis.call('HGET', KEYS[1], 'call_state')
-if not current then
-  return {'', 0, ARGV[1]}
+--#include agent_request
+local req = ARGV[2]
+local prior = agent_repeat(req)
+if prior ~= nil then
+  return prior
 end
-redis.call('HSET', KEYS[1], 'seat_status', 'busy')
-if not agent_may_move(current, 'busy') then
-  return {current, 0, ARGV[1]}
+
+local function run()
+  local current = redis.call('HGET', KEYS[1], 'call_state')
+  if not current then
+    return {'', 0, ARGV[1]}
+  end
+  redis.call('HSET', KEYS[1], 'seat_status', 'busy')
+  if not agent_may_move(current, 'busy') then
+    return {current, 0, ARGV[1]}
+  end
+  if current ~= 'busy' then
+    redis.call('HSET', KEYS[1], 'call_state', 'busy', 'last_change', ARGV[1])
+  end
+  return {current, 1, ARGV[1]}
 end
-if current ~= 'busy' then
-  redis.call('HSET', KEYS[1], 'call_state', 'busy', 'last_change', ARGV[1])
-end
-return {current, 1, ARGV[1]}
+
+return agent_reply(req, run())

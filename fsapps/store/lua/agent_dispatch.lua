@@ -9,13 +9,25 @@
 -- ARGV[2] = now (ms)
 -- ARGV[3] = lease margin (ms)
 -- ARGV[4] = ring timeout (s) for a group hash without group_callout_timeout
+-- ARGV[5] = request id: the same in a retry, which gets the first run's reply (agent_request)
 -- Returns {call uuid, waiting JSON, now} for the call now offered this agent (it rings since
 -- now: publish that), or false when the agent is not available or nobody waits for it.
 --#include agent_rules
 --#include agent_take_call
-local now = tonumber(ARGV[2])
-local taken = agent_take_call(ARGV[1], now, tonumber(ARGV[3]), tonumber(ARGV[4]), 4)
-if not taken then
-  return false
+--#include agent_request
+local req = ARGV[5]
+local prior = agent_repeat(req)
+if prior ~= nil then
+  return prior
 end
-return {taken[1], taken[2], now}
+
+local function run()
+  local now = tonumber(ARGV[2])
+  local taken = agent_take_call(ARGV[1], now, tonumber(ARGV[3]), tonumber(ARGV[4]), 4)
+  if not taken then
+    return false
+  end
+  return {taken[1], taken[2], now}
+end
+
+return agent_reply(req, run())

@@ -3,9 +3,21 @@
 -- is (agent_free lets a ready agent take calls again). A later leg of the agent is left alone.
 -- KEYS[1] = the agent hash
 -- ARGV[1] = the leg's uuid
+-- ARGV[2] = request id: the same in a retry, which gets the first run's reply (agent_request)
 -- Returns 1 when that leg was the one the agent waited for, 0 otherwise.
-if ARGV[1] == '' or redis.call('HGET', KEYS[1], 'leg_pending') ~= ARGV[1] then
-  return 0
+--#include agent_request
+local req = ARGV[2]
+local prior = agent_repeat(req)
+if prior ~= nil then
+  return prior
 end
-redis.call('HSET', KEYS[1], 'leg_pending', '')
-return 1
+
+local function run()
+  if ARGV[1] == '' or redis.call('HGET', KEYS[1], 'leg_pending') ~= ARGV[1] then
+    return 0
+  end
+  redis.call('HSET', KEYS[1], 'leg_pending', '')
+  return 1
+end
+
+return agent_reply(req, run())

@@ -15,6 +15,7 @@
 -- ARGV[5] = the agent's groups field as the caller read it (KEYS[5..] are its keys)
 -- ARGV[6] = the states a manual ready may leave, comma separated (never ring, talking, ivr:
 --           a ready agent on a call would be offered a second one)
+-- ARGV[7] = request id: the same in a retry, which gets the first run's reply (agent_request)
 -- Returns {"disabled", state}, {"absent", ""} or {"on_call", state} when the call state did
 -- not change (the seat is idle all the same unless disabled or absent); else {"ready",
 -- previous state, now, offered call uuid or "", its waiting JSON or "", "1" when the groups
@@ -22,30 +23,41 @@
 -- Publish "ready" when the previous state differs, then "ring" when a call was offered.
 --#include agent_rules
 --#include agent_take_call
-local ext, now = ARGV[1], tonumber(ARGV[2])
-local a = redis.call('HMGET', KEYS[1], 'enabled', 'call_state', 'groups')
-if a[1] == '0' then
-  return {'disabled', a[2] or ''}
+--#include agent_request
+local req = ARGV[7]
+local prior = agent_repeat(req)
+if prior ~= nil then
+  return prior
 end
-if not a[2] then
-  return {'absent', ''}
+
+local function run()
+  local ext, now = ARGV[1], tonumber(ARGV[2])
+  local a = redis.call('HMGET', KEYS[1], 'enabled', 'call_state', 'groups')
+  if a[1] == '0' then
+    return {'disabled', a[2] or ''}
+  end
+  if not a[2] then
+    return {'absent', ''}
+  end
+  redis.call('HSET', KEYS[1], 'seat_status', 'idle')
+  local current = a[2]
+  local leaves = string.find(',' .. ARGV[6] .. ',', ',' .. current .. ',', 1, true)
+  if not leaves or not agent_may_move(current, 'ready') then
+    return {'on_call', current}
+  end
+  if current ~= 'ready' then
+    redis.call('HSET', KEYS[1], 'call_state', 'ready', 'last_change', now)
+  end
+  redis.call('HSET', KEYS[1], 'no_answer_count', 0)
+  redis.call('ZREM', KEYS[4], ext)
+  if (a[3] or '') ~= ARGV[5] then
+    return {'ready', current, now, '', '', '1'}
+  end
+  local taken = agent_take_call(ext, now, tonumber(ARGV[3]), tonumber(ARGV[4]), 5)
+  if not taken then
+    return {'ready', current, now, '', '', '0'}
+  end
+  return {'ready', current, now, taken[1], taken[2], '0'}
 end
-redis.call('HSET', KEYS[1], 'seat_status', 'idle')
-local current = a[2]
-local leaves = string.find(',' .. ARGV[6] .. ',', ',' .. current .. ',', 1, true)
-if not leaves or not agent_may_move(current, 'ready') then
-  return {'on_call', current}
-end
-if current ~= 'ready' then
-  redis.call('HSET', KEYS[1], 'call_state', 'ready', 'last_change', now)
-end
-redis.call('HSET', KEYS[1], 'no_answer_count', 0)
-redis.call('ZREM', KEYS[4], ext)
-if (a[3] or '') ~= ARGV[5] then
-  return {'ready', current, now, '', '', '1'}
-end
-local taken = agent_take_call(ext, now, tonumber(ARGV[3]), tonumber(ARGV[4]), 5)
-if not taken then
-  return {'ready', current, now, '', '', '0'}
-end
-return {'ready', current, now, taken[1], taken[2], '0'}
+
+return agent_reply(req, run())

@@ -13,6 +13,7 @@
 -- ARGV[6] = the agent leg the caller found gone ("*": none found): only if the agent still
 --           has that leg (the reconciler asked the switch about it; a ring since recorded
 --           another); that leg's end counts as told (leg_pending cleared)
+-- ARGV[7] = request id: the same in a retry, which gets the first run's reply (agent_request)
 -- Returns {state the offer's end led to, final call state, consecutive misses, now, moved}:
 -- with moved = 1 publish the first, then the final one when it differs (a miss: "no_answer",
 -- then "ready" or "busy"); moved = 0 when the agent is in a state the offer's end does not
@@ -22,54 +23,65 @@
 -- re-offered: then nothing about the agent changes), or a condition of ARGV[4] / ARGV[6]
 -- no longer holds.
 --#include agent_rules
-local uuid, now, outcome = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local limit = tonumber(ARGV[5]) or 0
-local a = redis.call('HMGET', KEYS[1], 'call_state', 'offer_uuid', 'lease_until', 'agent_leg',
-                      'leg_pending')
-if ARGV[4] == '1' then
-  local lease = tonumber(a[3] or '') or 0
-  if a[2] ~= uuid or lease >= now then
+--#include agent_request
+local req = ARGV[7]
+local prior = agent_repeat(req)
+if prior ~= nil then
+  return prior
+end
+
+local function run()
+  local uuid, now, outcome = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+  local limit = tonumber(ARGV[5]) or 0
+  local a = redis.call('HMGET', KEYS[1], 'call_state', 'offer_uuid', 'lease_until', 'agent_leg',
+                        'leg_pending')
+  if ARGV[4] == '1' then
+    local lease = tonumber(a[3] or '') or 0
+    if a[2] ~= uuid or lease >= now then
+      return false
+    end
+  end
+  if ARGV[6] ~= '*' and (a[4] or '') ~= ARGV[6] then
     return false
   end
-end
-if ARGV[6] ~= '*' and (a[4] or '') ~= ARGV[6] then
-  return false
-end
-local ext = redis.call('HGET', KEYS[1], 'extension')
-if redis.call('HGET', KEYS[2], uuid) == ext then
-  redis.call('HDEL', KEYS[2], uuid)
-end
-if a[2] ~= uuid then
-  return false
-end
-local current = a[1]
-local misses = tonumber(redis.call('HGET', KEYS[1], 'no_answer_count') or '0')
-redis.call('HSET', KEYS[1], 'offer_uuid', '', 'offer_node', '', 'lease_until', 0,
-           'agent_leg', '')
-if ARGV[6] ~= '*' and (a[5] or '') == ARGV[6] then
-  redis.call('HSET', KEYS[1], 'leg_pending', '')
-end
-if outcome == 'unregistered' then
-  -- The switch says the phone is gone: repair the registration state we believed.
-  redis.call('HSET', KEYS[1], 'reg_state', 'unreg')
-end
-local ended = 'ready'
-if outcome == 'missed' then
-  ended = 'no_answer'
-end
--- The offer's end moves only the states of the offer itself: an agent that pressed busy (or
--- rest, no_ready) while it rang keeps it.
-local of_the_offer = current == 'ring' or current == 'talking' or current == 'no_answer'
-if not of_the_offer or not agent_may_move(current, ended) then
-  return {current, current, misses, now, 0}
-end
-local final = ended
-if outcome == 'missed' then
-  misses = redis.call('HINCRBY', KEYS[1], 'no_answer_count', 1)
-  final = agent_after_no_answer(misses, limit)
-  if final == 'busy' then
-    redis.call('HSET', KEYS[1], 'seat_status', 'busy')
+  local ext = redis.call('HGET', KEYS[1], 'extension')
+  if redis.call('HGET', KEYS[2], uuid) == ext then
+    redis.call('HDEL', KEYS[2], uuid)
   end
+  if a[2] ~= uuid then
+    return false
+  end
+  local current = a[1]
+  local misses = tonumber(redis.call('HGET', KEYS[1], 'no_answer_count') or '0')
+  redis.call('HSET', KEYS[1], 'offer_uuid', '', 'offer_node', '', 'lease_until', 0,
+             'agent_leg', '')
+  if ARGV[6] ~= '*' and (a[5] or '') == ARGV[6] then
+    redis.call('HSET', KEYS[1], 'leg_pending', '')
+  end
+  if outcome == 'unregistered' then
+    -- The switch says the phone is gone: repair the registration state we believed.
+    redis.call('HSET', KEYS[1], 'reg_state', 'unreg')
+  end
+  local ended = 'ready'
+  if outcome == 'missed' then
+    ended = 'no_answer'
+  end
+  -- The offer's end moves only the states of the offer itself: an agent that pressed busy (or
+  -- rest, no_ready) while it rang keeps it.
+  local of_the_offer = current == 'ring' or current == 'talking' or current == 'no_answer'
+  if not of_the_offer or not agent_may_move(current, ended) then
+    return {current, current, misses, now, 0}
+  end
+  local final = ended
+  if outcome == 'missed' then
+    misses = redis.call('HINCRBY', KEYS[1], 'no_answer_count', 1)
+    final = agent_after_no_answer(misses, limit)
+    if final == 'busy' then
+      redis.call('HSET', KEYS[1], 'seat_status', 'busy')
+    end
+  end
+  redis.call('HSET', KEYS[1], 'call_state', final, 'last_change', now)
+  return {ended, final, misses, now, 1}
 end
-redis.call('HSET', KEYS[1], 'call_state', final, 'last_change', now)
-return {ended, final, misses, now, 1}
+
+return agent_reply(req, run())

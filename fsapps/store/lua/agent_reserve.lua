@@ -14,13 +14,26 @@
 -- ARGV[6] = queue score
 -- ARGV[7] = waiting JSON
 -- ARGV[8] = "1" to record the reserved agent as the group's current_ext_number
+-- ARGV[9] = request id: the same in a retry, which gets the first run's reply (agent_request:
+--           recorded in the hash of the agent it reserved)
 -- Returns {"reserved", ext, now} (the agent rings since now: publish that); {"offered", ext}
 -- when an agent turning ready already reserved itself for this call; {"queued"}; or {"none"}.
 --#include agent_rules
 local uuid, node = ARGV[1], ARGV[2]
 local now, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
 
+local req = ARGV[9] or ''
 local already = redis.call('HGET', KEYS[4], uuid)
+if already and req ~= '' then
+  -- a retry of the reservation that reserved this agent (its reply was lost): the same reply
+  for i = 5, #KEYS do
+    local candidate = KEYS[i]
+    local last = redis.call('HMGET', candidate, 'last_req', 'last_reply')
+    if last[1] == req and last[2] then
+      return cjson.decode(last[2])
+    end
+  end
+end
 if already then
   redis.call('ZREM', KEYS[2], uuid)
   redis.call('HDEL', KEYS[3], uuid)
@@ -44,7 +57,11 @@ for i = 5, #KEYS do
     if ARGV[8] == '1' then
       redis.call('HSET', KEYS[1], 'current_ext_number', ext)
     end
-    return {'reserved', ext, now}
+    local reply = {'reserved', ext, now}
+    if req ~= '' then
+      redis.call('HSET', agent, 'last_req', req, 'last_reply', cjson.encode(reply))
+    end
+    return reply
   end
 end
 

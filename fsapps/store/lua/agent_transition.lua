@@ -6,31 +6,43 @@
 -- ARGV[2] = the new call state
 -- ARGV[3] = now (ms)
 -- ARGV[4] = call uuid the agent must hold ("" = no condition, "-" = it must hold none)
--- ARGV[5..] = field, value pairs to set as well
+-- ARGV[5] = request id: the same in a retry, which gets the first run's reply (agent_request)
+-- ARGV[6..] = field, value pairs to set as well
 -- Returns {previous state, 1} when done, {previous state, 0} when refused ("" when the agent
 -- does not exist).
 --#include agent_rules
-local current = redis.call('HGET', KEYS[1], 'call_state')
-if not current then
-  return {'', 0}
+--#include agent_request
+local req = ARGV[5]
+local prior = agent_repeat(req)
+if prior ~= nil then
+  return prior
 end
-if not agent_may_move(current, ARGV[2]) then
-  return {current, 0}
+
+local function run()
+  local current = redis.call('HGET', KEYS[1], 'call_state')
+  if not current then
+    return {'', 0}
+  end
+  if not agent_may_move(current, ARGV[2]) then
+    return {current, 0}
+  end
+  if ARGV[1] ~= '*' and not string.find(',' .. ARGV[1] .. ',', ',' .. current .. ',', 1, true) then
+    return {current, 0}
+  end
+  local held = redis.call('HGET', KEYS[1], 'offer_uuid') or ''
+  if ARGV[4] == '-' and held ~= '' then
+    return {current, 0}
+  end
+  if ARGV[4] ~= '' and ARGV[4] ~= '-' and held ~= ARGV[4] then
+    return {current, 0}
+  end
+  if current ~= ARGV[2] then
+    redis.call('HSET', KEYS[1], 'call_state', ARGV[2], 'last_change', ARGV[3])
+  end
+  for i = 6, #ARGV - 1, 2 do
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+  return {current, 1}
 end
-if ARGV[1] ~= '*' and not string.find(',' .. ARGV[1] .. ',', ',' .. current .. ',', 1, true) then
-  return {current, 0}
-end
-local held = redis.call('HGET', KEYS[1], 'offer_uuid') or ''
-if ARGV[4] == '-' and held ~= '' then
-  return {current, 0}
-end
-if ARGV[4] ~= '' and ARGV[4] ~= '-' and held ~= ARGV[4] then
-  return {current, 0}
-end
-if current ~= ARGV[2] then
-  redis.call('HSET', KEYS[1], 'call_state', ARGV[2], 'last_change', ARGV[3])
-end
-for i = 5, #ARGV - 1, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-return {current, 1}
+
+return agent_reply(req, run())

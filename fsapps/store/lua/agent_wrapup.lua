@@ -10,27 +10,39 @@
 -- ARGV[2] = now (ms)
 -- ARGV[3] = end of the wrap-up (ms); 0 = none: ready at once
 -- ARGV[4] = the agent's extension
+-- ARGV[5] = request id: the same in a retry, which gets the first run's reply (agent_request)
 -- Returns {previous call state, new call state, now} when done (publish the new state if it
 -- differs), or false when the agent no longer holds this call or the table forbids the move.
 --#include agent_rules
-local uuid, now, until_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
-redis.call('HDEL', KEYS[2], uuid)
-local a = redis.call('HMGET', KEYS[1], 'call_state', 'offer_uuid')
-local current = a[1]
-local wanted = 'ready'
-if until_ms > 0 then
-  wanted = 'typing'
+--#include agent_request
+local req = ARGV[5]
+local prior = agent_repeat(req)
+if prior ~= nil then
+  return prior
 end
-if not current or a[2] ~= uuid or not agent_may_move(current, wanted) then
-  return false
+
+local function run()
+  local uuid, now, until_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
+  redis.call('HDEL', KEYS[2], uuid)
+  local a = redis.call('HMGET', KEYS[1], 'call_state', 'offer_uuid')
+  local current = a[1]
+  local wanted = 'ready'
+  if until_ms > 0 then
+    wanted = 'typing'
+  end
+  if not current or a[2] ~= uuid or not agent_may_move(current, wanted) then
+    return false
+  end
+  if current ~= wanted then
+    redis.call('HSET', KEYS[1], 'call_state', wanted, 'last_change', now)
+  end
+  redis.call('HSET', KEYS[1], 'offer_uuid', '', 'offer_node', '', 'lease_until', 0, 'agent_leg', '',
+             'no_answer_count', 0)
+  if until_ms > 0 then
+    redis.call('HSET', KEYS[1], 'wrapup_until', until_ms)
+    redis.call('ZADD', KEYS[3], until_ms, ARGV[4])
+  end
+  return {current, wanted, now}
 end
-if current ~= wanted then
-  redis.call('HSET', KEYS[1], 'call_state', wanted, 'last_change', now)
-end
-redis.call('HSET', KEYS[1], 'offer_uuid', '', 'offer_node', '', 'lease_until', 0, 'agent_leg', '',
-           'no_answer_count', 0)
-if until_ms > 0 then
-  redis.call('HSET', KEYS[1], 'wrapup_until', until_ms)
-  redis.call('ZADD', KEYS[3], until_ms, ARGV[4])
-end
-return {current, wanted, now}
+
+return agent_reply(req, run())

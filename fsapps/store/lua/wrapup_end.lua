@@ -4,16 +4,28 @@
 -- KEYS[2] = wrapups zset (extension, score = end of wrap-up in ms)
 -- ARGV[1] = the agent's extension
 -- ARGV[2] = now (ms)
+-- ARGV[3] = request id: the same in a retry, which gets the first run's reply (agent_request)
 -- Returns 1 when the agent went from typing to ready (since now: publish that), 0 otherwise.
 --#include agent_rules
-local due = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not due or tonumber(due) > tonumber(ARGV[2]) then
-  return 0
+--#include agent_request
+local req = ARGV[3]
+local prior = agent_repeat(req)
+if prior ~= nil then
+  return prior
 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-local current = redis.call('HGET', KEYS[1], 'call_state')
-if current ~= 'typing' or not agent_may_move(current, 'ready') then
-  return 0
+
+local function run()
+  local due = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  if not due or tonumber(due) > tonumber(ARGV[2]) then
+    return 0
+  end
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  local current = redis.call('HGET', KEYS[1], 'call_state')
+  if current ~= 'typing' or not agent_may_move(current, 'ready') then
+    return 0
+  end
+  redis.call('HSET', KEYS[1], 'call_state', 'ready', 'last_change', ARGV[2])
+  return 1
 end
-redis.call('HSET', KEYS[1], 'call_state', 'ready', 'last_change', ARGV[2])
-return 1
+
+return agent_reply(req, run())
