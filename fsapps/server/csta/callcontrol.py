@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Mapping
@@ -36,6 +37,10 @@ from fsapps.switch.nodecommands import Csta, NodeReply
 
 CALL_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 USERDATA_TTL_S = 3600
+# How long a single-step conference's conferenced waits for the added phone to answer (its
+# ring time, CSTA_RING_SECONDS, and a margin), and how often it looks.
+CONFERENCE_WAIT_S = 35.0
+CONFERENCE_POLL_S = 0.2
 
 
 class CstaError(ClientError):
@@ -238,13 +243,32 @@ def _single_step_conference(services: Any, domain: str, call_id: str, device: st
     mine = leg_for(legs, device, call_id)
     run_on_phone(services, domain, number, "invite", uuid=mine,
                  mode="barge" if kind == "Active" else "listen", call_id=call_id)
-    hub.publish(services.ctx, {
-        "name": "conferenced", "domain": domain, "callId": call_id,
-        "device": f"{number}@{domain}", "localState": "Connect",
-        "parties": [*[leg.get("d") for leg in legs.values()], f"{number}@{domain}"],
-        "primaryOldCall": "0", "secondaryOldCall": call_id, "conferencingDevice": device,
-        "addedParty": f"{number}@{domain}", "newCall": call_id,
-        "time": int(time.time() * 1000)})
+    added = f"{number}@{domain}"
+    record = {
+        "name": "conferenced", "domain": domain, "callId": call_id, "device": added,
+        "localState": "Connect", "primaryOldCall": "0", "secondaryOldCall": call_id,
+        "conferencingDevice": device, "addedParty": added, "newCall": call_id}
+    # conferenced once the added phone answered (seed 004: delivered, established, then
+    # conferenced): sent at the invite, it reached the added party's SDK before any event of
+    # the call, which it could not place. The request does not wait for the answer.
+    threading.Thread(target=announce_when_joined, name="csta-conference", daemon=True,
+                     args=(services.ctx, record, CONFERENCE_WAIT_S)).start()
+
+
+def announce_when_joined(ctx: Any, record: dict[str, Any], timeout_s: float) -> bool:
+    """Publish ``record`` (a conferenced) when its ``addedParty`` is connected in its call;
+    False when it did not answer within ``timeout_s``."""
+    domain, call_id, added = record["domain"], record["callId"], record["addedParty"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        legs = call_legs(ctx, domain, call_id)
+        if any(leg.get("d") == added and leg.get("s") == "Connect" for leg in legs.values()):
+            hub.publish(ctx, {**record, "time": int(time.time() * 1000),
+                              "parties": list(dict.fromkeys(leg.get("d") for leg in
+                                                            legs.values()))})
+            return True
+        time.sleep(CONFERENCE_POLL_S)
+    return False
 
 
 def _consult(services: Any, domain: str, call_id: str, device: str, ext: str,

@@ -97,6 +97,13 @@ def call_event(record: dict[str, Any], src: str) -> dict[str, Any]:
         event["agentStatus"] = _STATUS[state]
     event["connectionId"] = connection_id(dev, call_id)
     calling, called = record.get("calling", ""), record.get("called", "")
+    if name in ("delivered", "established") and dev and dev != calling:
+        # The leg that rings or answers is the called device. The call's recorded callee is
+        # what was dialled — a queue, an IVR, a route, or the first agent of a call since
+        # transferred — which a client indexing its call memory by device never saw as a
+        # party: its established handler then finds nothing for the answering device
+        # (issue 16). Seed 004's examples: alertingDevice == answeringDevice == calledDevice.
+        called = dev
     if name == "serviceInitiated":
         event["initiatedDevice"] = dev
     elif name == "originated":
