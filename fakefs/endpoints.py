@@ -284,6 +284,14 @@ class Endpoints:
                                                   if k.startswith("sip_h_")}})
         out_leg.set("sip_peer_uuid", inbound.uuid)
 
+        def cancel_across() -> None:
+            # Hanging out_leg up sends its CANCEL / BYE at once: the other node hears it now,
+            # not on the next mirror tick of this node's (possibly busy) timer thread.
+            if inbound.up:
+                remote.hangup(inbound, out_leg.hangup_cause or "NORMAL_CLEARING", side="remote")
+
+        out_leg.hangup_hooks.append(cancel_across)
+
         def mirror() -> None:
             if not out_leg.up:
                 if inbound.up:

@@ -25,13 +25,11 @@ import threading
 import time
 import uuid as uuidlib
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
 import pytest
 
 from fakefs import Behaviour, Channel, Switch
-from fakefs.events import Event
 from fakefs.scenario import wait_until
 from fsapps.context import now_ms
 from fsapps.domain.callqueue import CallQueue
@@ -39,6 +37,7 @@ from fsapps.domain.nodes import DEAD_AFTER_MS
 from fsapps.switch import acd
 from fsapps.switch.runtime import RECONCILE_MS
 from tests.acd_support import DOMAIN, CallCenter, center
+from tools.doubleoffer import OfferChecker, OffersSampler, set_phone
 from tools.servers import FreshDatabase, RedisClusterServer, RedisServer
 
 pytestmark = pytest.mark.usefixtures("no_leaked_switch_threads")
@@ -49,170 +48,6 @@ _GAVE_UP = re.compile(r"nwayacd: caller (\S+) waited too long")
 
 
 # ----------------------------------------------------------------------- helpers ----------
-def set_phone(switch: Switch, extension: str, behaviour: Behaviour) -> None:
-    """What the agent's phone does on its next call."""
-    switch.registrations[(extension, DOMAIN)][-1].behaviour = behaviour
-
-
-@dataclass
-class Leg:
-    node: str
-    uuid: str
-    created: float
-    offer: str = ""   # phone legs: the fsapps offer leg they ring for (itself when direct)
-    via: str = ""     # phone legs rung through another node: the relay's inbound uuid
-    ended: float | None = None
-
-
-@dataclass
-class OfferChecker:
-    """Watches every switch's bus and records every offer of a call to an agent.
-
-    An *offer* is a leg fsapps originates to an agent (``variable_fsapps_acd_agent``); a *phone
-    leg* is what rings the agent's phone (an outbound ``user/<ext>`` leg, on the node the phone
-    is registered on: the offer leg itself, or the relay's leg when the offer went through
-    another node). Violations: an offer created while another offer to the same agent is up,
-    on any node; a phone leg created while another phone leg of the agent is up whose offer is
-    up too. A phone leg outliving its offer by the time the cancel takes to cross nodes is
-    ``lingering``, not a double offer (the agent was released when its offer ended).
-
-    With ``chooser``, picks each phone's behaviour for its next call (a registration's
-    behaviour is read before CHANNEL_CREATE fires)."""
-
-    offer_live: dict[str, dict[str, Leg]] = field(default_factory=dict)
-    phone_live: dict[str, dict[str, Leg]] = field(default_factory=dict)
-    offer_legs: dict[str, Leg] = field(default_factory=dict)
-    relayed: dict[str, str] = field(default_factory=dict)  # relay inbound uuid -> offer uuid
-    history: list[Leg] = field(default_factory=list)
-    offers: Counter[str] = field(default_factory=Counter)
-    answered: Counter[str] = field(default_factory=Counter)
-    overlaps: list[str] = field(default_factory=list)
-    lingering: list[float] = field(default_factory=list)  # s a phone leg outlived its offer
-    chooser: Callable[[str], Behaviour] | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    trail: dict[str, list[str]] = field(default_factory=dict)
-    t0: float = field(default_factory=time.monotonic)
-
-    def watch(self, switch: Switch) -> None:
-        switch.bus.listen(lambda event: self.on_event(switch, event))
-
-    def on_event(self, switch: Switch, event: Event) -> None:
-        name = event.name
-        if name not in ("CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_HANGUP"):
-            return
-        h = event.headers
-        offered = h.get("variable_fsapps_acd_agent")
-        phone = h.get("variable_dialed_user") if h.get("Call-Direction") == "outbound" else None
-        if not offered and not phone:
-            return
-        leg_uuid = h.get("Unique-ID", "")
-        now = time.monotonic()
-        with self.lock:
-            self.trail.setdefault(offered or phone or "", []).append(
-                f"{now - self.t0:7.3f} {switch.name} {name} {'offer' if offered else 'phone'} "
-                f"{leg_uuid[:8]} call={h.get('variable_fsapps_acd_call', '')[:8]} "
-                f"via={h.get('variable_sip_peer_uuid', '')[:8]}"
-                f"{h.get('variable_originator', '')[:8] if not offered else ''} "
-                f"{h.get('Hangup-Cause', '')}")
-            if offered:
-                self.on_offer(switch, name, offered, leg_uuid, h, now)
-            if phone:
-                self.on_phone(switch, name, phone, leg_uuid, h, now)
-
-    def on_offer(self, switch: Switch, name: str, agent: str, leg_uuid: str,
-                 h: dict[str, str], now: float) -> None:
-        live = self.offer_live.setdefault(agent, {})
-        if name == "CHANNEL_CREATE":
-            self.offers[agent] += 1
-            if live:
-                self.overlaps.append(f"agent {agent}: offer {leg_uuid[:8]} on {switch.name} "
-                                     f"while offer {self._names(live)} is up")
-            leg = Leg(switch.name, leg_uuid, now)
-            live[leg_uuid] = self.offer_legs[leg_uuid] = leg
-            if h.get("variable_sip_peer_uuid"):
-                self.relayed[h["variable_sip_peer_uuid"]] = leg_uuid
-        elif name == "CHANNEL_ANSWER":
-            self.answered[agent] += 1
-        else:
-            ended = live.pop(leg_uuid, None)
-            if ended is not None:
-                ended.ended = now
-
-    def on_phone(self, switch: Switch, name: str, agent: str, leg_uuid: str,
-                 h: dict[str, str], now: float) -> None:
-        live = self.phone_live.setdefault(agent, {})
-        if name == "CHANNEL_CREATE":
-            direct = bool(h.get("variable_fsapps_acd_agent"))
-            leg = Leg(switch.name, leg_uuid, now, offer=leg_uuid if direct else "",
-                      via="" if direct else h.get("variable_originator", ""))
-            for other in [] if self._offer_over(leg) else live.values():
-                if not self._offer_over(other):
-                    self.overlaps.append(f"agent {agent}: phone leg {leg_uuid[:8]} on "
-                                         f"{switch.name} while phone leg {other.uuid[:8]} on "
-                                         f"{other.node} still rings for a live offer")
-            live[leg_uuid] = leg
-            self.history.append(leg)
-            if self.chooser is not None:
-                set_phone(switch, agent, self.chooser(agent))
-        elif name == "CHANNEL_HANGUP":
-            leg = live.pop(leg_uuid, None)
-            offer = None if leg is None else self.offer_legs.get(
-                leg.offer or self.relayed.get(leg.via, ""))
-            if offer is not None and offer.ended is not None and offer.uuid != leg_uuid:
-                self.lingering.append(max(0.0, now - offer.ended))
-
-    def _offer_over(self, leg: Leg) -> bool:
-        """The offer this phone leg rings for has ended (False while its CHANNEL_CREATE has
-        not been seen yet: a relayed phone leg can show up before its offer's event)."""
-        offer = self.offer_legs.get(leg.offer or self.relayed.get(leg.via, ""))
-        return offer is not None and offer.ended is not None
-
-    @staticmethod
-    def _names(legs: dict[str, Leg]) -> str:
-        return ", ".join(f"{leg.uuid[:8]} on {leg.node}" for leg in legs.values())
-
-    def forget_node(self, node: str) -> None:
-        """A killed node's legs vanish without events."""
-        with self.lock:
-            for table in (self.offer_live, self.phone_live):
-                for legs in table.values():
-                    for leg_uuid in [u for u, leg in legs.items() if leg.node == node]:
-                        legs.pop(leg_uuid).ended = time.monotonic()
-
-    def live_legs(self) -> int:
-        with self.lock:
-            return sum(len(legs) for table in (self.offer_live, self.phone_live)
-                       for legs in table.values())
-
-
-class OffersSampler:
-    """Reads the offers hash (one HGETALL: an atomic snapshot) every few ms and records any
-    extension reserved for two calls at once."""
-
-    def __init__(self, cc: CallCenter) -> None:
-        self.cc = cc
-        self.key = cc.ctx.keys(DOMAIN).offers()
-        self.doubles: list[str] = []
-        self.samples = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, name="offers-sampler", daemon=True)
-        self.thread.start()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            offers = self.cc.ctx.redis.hgetall(self.key)
-            self.samples += 1
-            for ext, count in Counter(offers.values()).items():
-                if count > 1:
-                    calls = sorted(u[:8] for u, e in offers.items() if e == ext)
-                    self.doubles.append(f"{ext} reserved for {calls}")
-            self.stop.wait(0.01)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-
-
 def settled_problems(cc: CallCenter, extensions: list[str]) -> list[str]:
     """What is still reserved, ringing, talking or queued in Redis ([] when all is clean)."""
     problems = []

@@ -9,12 +9,18 @@ CSTA push to 200 SockJS/STOMP WebSocket sessions; ``--no-cti`` skips them).
 
     python -m tools.bench [--agents 1000] [--groups 50] [--calls 2000] [--rate 40]
                            [--no-cti] [--cti-agents 200] [--cti-calls 400] [--cti-rate 20]
+                           [--double-offer-runs 5] [--double-offer-load <cores>]
+
+Last, the double-offer row (:mod:`tools.doubleoffer`): the 300-call two-node shape of
+tests/test_acd_multinode.py run N times while busy processes saturate the cores, every offer
+of a call to an agent followed on the nodes' event buses; doubles counted.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import random
 import shutil
 import statistics
@@ -31,7 +37,7 @@ from fsapps.config import NatsSettings, Secret
 from fsapps.domain import routing, userdir
 from fsapps.domain.callqueue import WaitingCall
 from fsapps.events import xcc
-from tools import ctibench
+from tools import ctibench, doubleoffer
 from tools.callcenter import SimulatedCallCenter, reset_database, settings_for
 from tools.servers import FreshDatabase, RedisServer, free_port, wait_for_port
 
@@ -248,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="their calls per second (20)")
     p.add_argument("--cti-burst", type=int, default=10_000,
                    help="CSTA feed records published at once in the burst row (10000)")
+    p.add_argument("--double-offer-runs", type=int, default=5,
+                   help="runs of the 300-call two-node shape under CPU load, every offer "
+                        "checked for a double (5, about 15 s each; 0 skips them)")
+    p.add_argument("--double-offer-load", type=int, default=os.cpu_count() or 2,
+                   help="busy processes competing for the CPU meanwhile (one per core)")
     args = p.parse_args(argv)
     rng = random.Random(args.seed)
 
@@ -359,6 +370,18 @@ def main(argv: list[str] | None = None) -> int:
                 redis_server.url, database.dsn, agents=args.cti_agents,
                 clients=args.cti_clients, calls=args.cti_calls, rate=args.cti_rate,
                 burst=args.cti_burst))
+        if args.double_offer_runs > 0:
+            progress(f"double offers: {args.double_offer_runs} runs of 300 calls on 2 nodes, "
+                     f"{args.double_offer_load} busy processes alongside")
+            stress_rows = doubleoffer.rows(doubleoffer.stress(
+                redis_server.url, database.dsn, args.double_offer_runs,
+                args.double_offer_load, progress), args.double_offer_load)
+            width = max(len(r[0]) for r in stress_rows)
+            print(f"\n{'double offers (300 calls, 2 nodes, CPU saturated)':<{width}}  "
+                  f"{'measured':>20}  goal")
+            print(f"{'-' * width}  {'-' * 20}  {'-' * 8}")
+            for name, value, goal in stress_rows:
+                print(f"{name:<{width}}  {value:>20}  {goal}")
         return 0
     finally:
         if center is not None:
