@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from fsapps.server import operations as ops
-from fsapps.server.auth import AuthError, request_token
-from fsapps.server.registry import Call, Field, Route, ok, register
+from fsapps.server.auth import AuthError, NotAuthorized, request_token
+from fsapps.server.registry import Call, Field, Route, json_response, ok, register
 
 LOG = logging.getLogger("fsapps.server")
 EXT = Field("Extension", "extension", own=True, known=True,
@@ -54,6 +54,9 @@ ME = {"username": "the user", "role": "agent, supervisor or admin",
       "extension": "the user's own extension (may be empty)"}
 
 
+SEED_NOT_AUTHORIZED = "Not Authorized"
+
+
 async def login(call: Call) -> Any:
     remote = call.request.remote or ""
     try:
@@ -62,6 +65,10 @@ async def login(call: Call) -> Any:
     except AuthError as exc:
         LOG.warning("login refused for user %r from %s: %s", call["username"], remote,
                     exc.message)
+        if isinstance(exc, NotAuthorized):
+            # seed 001's answer, verbatim: the JSON string "Not Authorized"
+            return json_response(SEED_NOT_AUTHORIZED, 401,
+                                 {"WWW-Authenticate": 'Nway realm="fsapps"'})
         raise
     LOG.info("login: user %r from %s", call["username"], remote)
     return {"token": token}

@@ -422,6 +422,8 @@ def documented_routes() -> list[Any]:
               response=ok, errors=errors),
         Route("POST", "/api/csta/agent/heartbeat/{login_id}", doc(heartbeat), "agent heart-beat",
               fields=path("login_id"), tag=tag, response=ok, errors=errors),
+        Route("POST", "/api/csta/agent/heartbeat", doc(heartbeat),
+              "heart-beat of the session's own agent", tag=tag, response=ok, errors=errors),
         Route("POST", "/api/csta/callControl/calls", doc(make_call), "makeCall {from, to}",
               fields=body("from", "to"), tag=tag, response=ok, errors=errors),
         Route("POST", conn + "/{action}", doc(connection_action),
