@@ -169,6 +169,19 @@ def test_an_agent_is_not_free_until_its_last_leg_end_is_told(ctx: Context, queue
     assert reserve(queue, call(), ["1001"])[0] == "reserved"
 
 
+def test_an_offer_to_an_unregistered_phone_leaves_no_leg_to_wait_for(
+        ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    """USER_NOT_REGISTERED: the user endpoint refused before any channel existed, so no
+    hangup will ever be told of the named leg; the release does not wait for one."""
+    make_agent(ctx, "1001")
+    c = call()
+    reserve(queue, c, ["1001"])
+    assert agents.ringing("1001", c.uuid, "node1", now_ms() + LEASE, "leg-1")
+    assert agents.release("1001", c.uuid, "unregistered") == Released("ready", "ready", 0)
+    agent = agents.get("1001")
+    assert agent is not None and (agent.reg_state, agent.leg_pending) == ("unreg", "")
+
+
 def test_reconciler_release_counts_the_leg_it_found_gone_as_ended(
         ctx: Context, queue: CallQueue, agents: Agents) -> None:
     """The reconciler releases an agent whose leg the switch no longer has: that leg's end

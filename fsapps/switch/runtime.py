@@ -39,6 +39,7 @@ own for the node's command queue (started once, never per call):
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -52,6 +53,7 @@ from fsapps.channelvars import (
     ACD_GROUP_VAR,
     ACD_LEVEL_VAR,
     ACD_NUMBER_VAR,
+    ACD_OFFER_VAR,
     CTI_NOTIFY_URL_VAR,
     DOMAIN_VAR,
     event_header,
@@ -94,6 +96,7 @@ _EVENTS = ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHAN
            "CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_PARK", "CHANNEL_UNPARK", "DTMF",
            "PLAYBACK_START", "PLAYBACK_STOP", "RECORD_START")
 _SOFIA = ("sofia::register", "sofia::unregister", "sofia::expire")
+_WORD = re.compile(r"^[A-Za-z0-9_.\-+*#@]{1,64}$")  # a uuid or an extension in an api argument
 
 
 class NodeRuntime:
@@ -277,13 +280,25 @@ class NodeRuntime:
         if refused:
             log("WARNING", f"runtime {self.node}: the switch refused the aliases {refused}")
 
+    def wake(self, uuid: str, agent: str) -> None:
+        """Wake a waiting caller's handler whose agent reserved itself (``break``): the agent
+        goes on the channel (:data:`ACD_OFFER_VAR`), then its hold music is broken. Music
+        that begins after the break carries the variable in its PLAYBACK_START, which
+        :meth:`on_event` breaks too: the handler never misses its wake-up, however late it
+        started the music. Two quick api calls, once per dispatched call."""
+        if not _WORD.match(uuid):
+            return
+        if _WORD.match(agent):
+            self.fs.API().execute("uuid_setvar", f"{uuid} {ACD_OFFER_VAR} {agent}")
+        self.fs.API().execute("uuid_break", f"{uuid} all")
+
     def api_execute(self, cmd: str, args: str) -> str:
         return str(self.fs.API().execute(cmd, args) or "")
 
     def on_command(self, command: dict[str, Any]) -> None:
         name = command.get("cmd")
         if name == "break":
-            self.fs.API().execute("uuid_break", f"{command.get('uuid', '')} all")
+            self.wake(str(command.get("uuid", "")), str(command.get("agent", "")))
         elif name in nodecommands.COMMANDS:  # channel commands, wellClient call control
             try:
                 reply = nodecommands.serve(self.ctx, self.api_execute, self.node, command).text
@@ -355,6 +370,10 @@ class NodeRuntime:
             extension = event.getHeader(event_header(ACD_AGENT_VAR))
             if extension and uuid:
                 self.agent_leg_ended(event, extension, uuid)
+        elif name == "PLAYBACK_START" and uuid and event.getHeader(event_header(ACD_OFFER_VAR)):
+            # a waiting caller's music began after the break that named its agent (the
+            # handler clears the variable when it takes the agent): break it now
+            self.fs.API().execute("uuid_break", f"{uuid} all")
         if name in httproute.LEG_EVENTS and event.getHeader(event_header(CTI_NOTIFY_URL_VAR)):
             # a B leg of cti_bridge: ring / progress / answer go to its router
             httproute.leg_event(self.ctx.settings.cti_bridge, name, event.getHeader)
@@ -472,7 +491,7 @@ class NodeRuntime:
         longest_wrapup_ms = max(self.ctx.settings.group_defaults.wrapup_seconds * 1000,
                                 RECONCILE_MS)
         repaired = []
-        free_for_waiting = []
+        free_for_waiting: list[tuple[str, tuple[str, ...]]] = []
         for agent in agents.all():
             # (never this node's own: it is running, and its switch expires its registrations
             # itself - a node whose heartbeats stalled is not gone to itself)
@@ -480,7 +499,7 @@ class NodeRuntime:
                     and agent.reg_node != self.node:
                 self.guarded(self.expire_registration, agents, agent, now)
             if agent.available(now):
-                free_for_waiting.append(agent.extension)
+                free_for_waiting.append((agent.extension, agent.groups))
                 continue
             repair = agent_repair(agent, now, self.node, alive, self._channel_up,
                                   agent.extension in wrapups, longest_wrapup_ms)
@@ -500,8 +519,10 @@ class NodeRuntime:
                                f"{held} but {repair.reason}; repaired")
                 repaired.append(agent.extension)
                 acd.agent_available(self.ctx, domain, agent.extension)
-        if free_for_waiting and CallQueue(self.ctx, domain).waiting():
-            for extension in free_for_waiting:
+        waiting_groups = {call.group for call in CallQueue(self.ctx, domain).waiting()} \
+            if free_for_waiting else set()
+        for extension, groups in free_for_waiting:
+            if waiting_groups.intersection(groups):
                 if acd.agent_available(self.ctx, domain, extension):
                     log("WARNING", f"reconciler: agent {extension} was free while callers "
                                    "waited for it; offered it the best of them")

@@ -59,8 +59,13 @@ local function run()
     redis.call('HSET', KEYS[1], 'leg_pending', '')
   end
   if outcome == 'unregistered' then
-    -- The switch says the phone is gone: repair the registration state we believed.
+    -- The switch says the phone is gone: repair the registration state we believed. It made
+    -- no leg for the offer (the user endpoint refuses before any channel exists): no hangup
+    -- will be told of it.
     redis.call('HSET', KEYS[1], 'reg_state', 'unreg')
+    if (a[5] or '') == (a[4] or '') then
+      redis.call('HSET', KEYS[1], 'leg_pending', '')
+    end
   end
   local ended = 'ready'
   if outcome == 'missed' then
