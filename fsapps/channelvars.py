@@ -23,6 +23,10 @@ ACD_GROUP_VAR = "fsapps_acd_group"      # the group the call came through
 ACD_LEVEL_VAR = "fsapps_acd_level"      # normal / vip
 ACD_ARRIVED_VAR = "fsapps_acd_arrived"  # when the call arrived (epoch ms)
 ACD_NUMBER_VAR = "fsapps_acd_number"    # the far party of an outbound / direct call
+# On a waiting caller's channel: the agent that reserved itself for the call, set by the node's
+# runtime as it breaks the hold music (the handler takes it and clears it; a PLAYBACK_START
+# still carrying it is broken again: music that began after the break).
+ACD_OFFER_VAR = "fsapps_acd_offer"
 
 # ------------------------------------------------------------------------------- the CDR ---
 # Set on the a-leg by an app that writes the call's CDR itself (its name): the runtime then

@@ -701,3 +701,59 @@ def test_the_caller_is_hung_up_before_the_post_call_bookkeeping(
     a.wait_state("2241", "typing")
     assert caller_up_at_bookkeeping == [False]
     a.bus.wait("event_agent", uuid=channel.uuid, method="hangup")
+
+
+def test_a_waiting_caller_asks_redis_nothing_until_its_agent_wakes_it(
+        a: Acd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A waiting caller's handler blocks in its hold music: it looks in Redis once when it
+    starts waiting, then not at all until the node's runtime breaks the music naming the agent
+    that reserved itself (no hold-music segments every few seconds); the agent named is the
+    one rung."""
+    looks: list[str] = []
+    offer_or_waiting = acd.CallQueue.offer_or_waiting
+
+    def spy(queue: Any, group: str, uuid: str) -> tuple[str | None, bool]:
+        looks.append(uuid)
+        return offer_or_waiting(queue, group, uuid)
+
+    monkeypatch.setattr(acd.CallQueue, "offer_or_waiting", spy)
+    a.group("225", mode=0)
+    a.agents("225", "2251", ready=False)
+    channel = a.call("225", "13900002501")
+    wait_until(lambda: channel.uuid in a.queued("225"), 3, "the caller queued")
+    wait_until(lambda: a.playbacks(channel, "local_stream://moh"), 3, "hold music")
+    time.sleep(3.5)  # longer than the hold-music segments of before (3 s)
+    assert looks.count(channel.uuid) == 1
+    assert len(a.playbacks(channel, "local_stream://moh")) == 1
+    a.ready("2251")
+    assert a.answered_by(channel) == "2251"
+    a.gone(channel)
+    assert looks.count(channel.uuid) == 1  # woken with its agent: no look in Redis
+
+
+def test_a_wake_up_before_the_hold_music_starts_is_not_lost(
+        a: Acd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent reserves itself for the caller while its handler is between looking in
+    Redis and starting the hold music: the runtime's break finds no music to stop, but the
+    music's PLAYBACK_START still names the agent, and the runtime breaks it then: the caller
+    is connected at once, not after a hold-music segment."""
+    hold_music = acd.Router.hold_music
+    woken: list[str] = []
+
+    def late_music(router: acd.Router, music: str, seconds: int) -> None:
+        if not woken:
+            woken.append(router.call.uuid)
+            acd.set_ready(router.ctx, DOMAIN, "2261")
+            wait_until(lambda: router.session.getVariable("fsapps_acd_offer") == "2261", 3,
+                       "the runtime named the agent on the channel")
+        hold_music(router, music, seconds)
+
+    monkeypatch.setattr(acd.Router, "hold_music", late_music)
+    a.group("226", mode=0)
+    a.agents("226", "2261", ready=False)
+    channel = a.call("226", "13900002601")
+    wait_until(lambda: woken, 3, "the caller about to hear hold music")
+    started = time.monotonic()
+    assert a.answered_by(channel, 3) == "2261"
+    assert elapsed(started) < 2.0
+    a.gone(channel)

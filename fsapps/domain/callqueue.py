@@ -77,6 +77,15 @@ class CallQueue:
     def offer_for(self, uuid: str) -> str | None:
         return self.r.hget(self.keys.offers(), uuid)
 
+    def offer_or_waiting(self, group: str, uuid: str) -> tuple[str | None, bool]:
+        """(the agent reserved for the call or None, whether the call is in its group's
+        queue): one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hget(self.keys.offers(), uuid)
+        pipe.zscore(self.keys.group_queue(group), uuid)
+        offered, score = pipe.execute()
+        return offered or None, score is not None
+
     def waiting(self, group: str | None = None) -> list[WaitingCall]:
         """Queued calls in queue order (of one group, or of every group of the domain)."""
         groups = [group] if group else sorted(self.r.smembers(self.keys.groups()))

@@ -29,6 +29,7 @@ from fsapps.channelvars import (
     ACD_CALL_VAR,
     ACD_GROUP_VAR,
     ACD_LEVEL_VAR,
+    ACD_OFFER_VAR,
     CALL_HEADER,
     DOMAIN_VAR,
     LEG_VAR,
@@ -49,9 +50,11 @@ from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
 from fsapps.switch.session import ensure_up, hang_up, is_up
 
-# Hold music is cut into segments this long at most, so a wake-up that arrived before the
-# music started is seen within this time (the uuid_break normally wakes the caller at once).
-HOLD_SEGMENT_SECONDS = 3
+# A waiting caller's hold music lasts until the runtime breaks it with an agent (or the next
+# busy ring is due, or the caller hangs up): the handler asks Redis nothing meanwhile. This cap
+# only bounds a wake-up lost against all odds (the runtime breaks music that began after its
+# break as well, see fsapps.switch.runtime); then the handler looks in Redis itself.
+HOLD_SEGMENT_SECONDS = 60
 # switch_ivr_play_file ignores a playback_timeout_sec below 2 (its test is "> 1"): a 1 s
 # segment of hold music would play until something breaks it.
 PLAYBACK_TIMEOUT_MIN_SECONDS = 2
@@ -185,11 +188,14 @@ class Router:
         rings = 0
         segment_start = time.monotonic()
         while True:
-            extension = self.queue.offer_for(self.call.uuid)
+            extension = self.woken_with()
             if extension:
                 return extension
             self.guard()
-            if not self.queue.is_waiting(group.group_number, self.call.uuid):
+            extension, waiting = self.queue.offer_or_waiting(group.group_number, self.call.uuid)
+            if extension:
+                return extension
+            if not waiting:
                 # A reconciler took this call for one whose node is gone (this node missed
                 # its heartbeats): "" sends it back through reserve_or_queue, which queues it
                 # again in the same place (or finds the offer made meanwhile).
@@ -208,6 +214,15 @@ class Router:
                 continue
             remaining = interval - (time.monotonic() - segment_start)
             self.hold_music(music, min(HOLD_SEGMENT_SECONDS, int(remaining) + 1))
+
+    def woken_with(self) -> str | None:
+        """The agent the runtime woke this caller with (:data:`ACD_OFFER_VAR`), taken: the
+        variable is cleared, so music started from now on is not broken for it again."""
+        extension = self.session.getVariable(ACD_OFFER_VAR)
+        if not extension:
+            return None
+        self.session.setVariable(ACD_OFFER_VAR, "")
+        return str(extension)
 
     def hold_music(self, music: str, seconds: int) -> None:
         """Play ``music`` for ``seconds`` (at least FreeSWITCH's 2), or until broken."""
@@ -437,15 +452,16 @@ def agent_available(ctx: Context, domain: str, extension: str) -> str | None:
         return None
     metrics.stop("dispatch_decision", started)
     uuid, waiting = taken
-    wake_handler(ctx, uuid, waiting)
+    wake_handler(ctx, uuid, waiting, extension)
     return uuid
 
 
-def wake_handler(ctx: Context, uuid: str, waiting: WaitingCall | None) -> None:
-    """An agent reserved itself for the waiting call ``uuid``: break its hold music on the
-    node that holds it, so its handler rings the agent now."""
+def wake_handler(ctx: Context, uuid: str, waiting: WaitingCall | None, extension: str) -> None:
+    """The agent ``extension`` reserved itself for the waiting call ``uuid``: the node that
+    holds the call breaks its hold music, naming the agent, so its handler rings it now
+    without asking Redis."""
     if waiting is not None and waiting.node:
-        Nodes(ctx).send(waiting.node, "break", uuid=uuid)
+        Nodes(ctx).send(waiting.node, "break", uuid=uuid, agent=extension)
 
 
 def lease_ms(ctx: Context, ring_seconds: int) -> int:
@@ -568,7 +584,7 @@ def make_ready(ctx: Context, domain: str, extension: str) -> Ready:
     ready = Agents(ctx, domain).make_ready(extension)
     if ready.offered:
         metrics.stop("dispatch_decision", started)
-        wake_handler(ctx, ready.offered, ready.waiting)
+        wake_handler(ctx, ready.offered, ready.waiting, extension)
     return ready
 
 
