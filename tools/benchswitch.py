@@ -80,7 +80,10 @@ SWITCH_LOGLEVEL = "notice"
 # Headers kept from each event (the rest, every channel variable, is dropped as it arrives).
 _KEPT = re.compile(r"^(Event-Name|Unique-ID|Call-Direction|Caller-Caller-ID-Number|"
                    r"Event-Date-Timestamp|Bridge-A-Unique-ID|Bridge-B-Unique-ID|"
-                   r"Other-Leg-Unique-ID|variable_cc_member_session_uuid): (.*)$", re.M)
+                   r"Other-Leg-Unique-ID|variable_cc_member_session_uuid|API-Command): (.*)$",
+                   re.M)
+# The bench's own commands (its API events are not the ACD's)
+_OWN_COMMANDS = ("show", "callcenter_config", "status")
 
 
 def say(line: str) -> None:
@@ -118,7 +121,10 @@ class Result:
     left_not_ready: str
     channels_left: int
     threads_max: int
+    hottest_thread_ms: float
     redis_per_call: str = ""
+    redis_top: str = ""
+    api_per_call: str = ""
 
 
 # ------------------------------------------------------------------------ events ------------
@@ -218,8 +224,23 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    return cpu_seconds_of(f"/proc/{pid}/stat")  # utime + stime
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of ``pid``."""
+    times = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            times[tid] = cpu_seconds_of(f"/proc/{pid}/task/{tid}/stat")
+        except OSError:
+            continue
+    return times
+
+
+def cpu_seconds_of(stat: str) -> float:
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def thread_count(pid: int) -> int:
@@ -398,11 +419,16 @@ class Target:
         return int(match.group(1)) if match else -1
 
     def redis_counters(self) -> dict[str, int]:
+        """Commands, reads (≈ round trips: a pipeline is read at once) and calls per command
+        of the ACD's own Redis."""
         if self.redis_client is None:
             return {}
         info = self.redis_client.info("stats")
-        return {"commands": int(info["total_commands_processed"]),
-                "reads": int(info.get("total_reads_processed", 0))}
+        counters = {"commands": int(info["total_commands_processed"]),
+                    "reads": int(info.get("total_reads_processed", 0))}
+        for name, stats in self.redis_client.info("commandstats").items():
+            counters[name.removeprefix("cmdstat_")] = int(stats["calls"])
+        return counters
 
 
 # ------------------------------------------------------------------------ the bench ---------
@@ -421,7 +447,8 @@ class Bench:
     def start(self) -> None:
         everyone = agent_ids(self.max_agents)
         self.agents_uas = sipp.phone(ring_ms=RING_MS, calls=10_000_000, timeout_s=4 * 3600,
-                                     hangup_after_ms=int(self.talk * 1000))
+                                     hangup_after_ms=int(self.talk * 1000),
+                                     trace_messages=False)
         say(f"agents: one SIPp on 127.0.0.1:{self.agents_uas.port} answers as "
             f"{self.max_agents} agents (ring {RING_MS} ms, talk {self.talk:g} s)")
         for acd in self.acds:
@@ -490,7 +517,7 @@ class Bench:
                 if not reply.startswith("+OK"):
                     raise RuntimeError(f"nway_add_ext {ext}: {reply}")
         target.events = EventLog(sw.esl_port, ESL_PASSWORD)
-        target.events.subscribe("CHANNEL_CREATE CHANNEL_ANSWER CHANNEL_BRIDGE")
+        target.events.subscribe("CHANNEL_CREATE CHANNEL_ANSWER CHANNEL_BRIDGE API")
         return target
 
     def _register(self, target: Target, everyone: Sequence[str]) -> None:
@@ -533,7 +560,12 @@ class Bench:
             say(f"run {run.label} · {target.acd}: bridged {r.bridged}/{r.offered}, decision "
                 f"p50 {percentile(r.decision_ms, 50):.0f} ms p99 "
                 f"{percentile(r.decision_ms, 99):.0f} ms, {r.cpu_ms_per_call:.1f} CPU ms/call, "
-                f"not ready after: {r.left_not_ready}")
+                f"hottest thread {r.hottest_thread_ms:.1f} ms/call, not ready after: "
+                f"{r.left_not_ready}")
+            if r.redis_top:
+                say(f"  Redis calls per bridged call: {r.redis_top}")
+            if r.api_per_call:
+                say(f"  API calls per bridged call: {r.api_per_call}")
         return results
 
     def _play(self, target: Target, run: Run, index: int) -> Result:
@@ -544,12 +576,14 @@ class Bench:
         mark = target.events.mark()
         redis_before = target.redis_counters()
         cpu_before = cpu_seconds(pid)
+        threads_before = thread_cpu(pid)
         sampler = ThreadSampler(pid)
         budget = run.arrivals + run.patience + run.talk + 30
         callers = sipp.caller(target.sw.external_port, number, f"{prefix}[call_number]",
                               talk_ms=int((run.patience + run.talk) * 1000),
                               calls=run.offered, rate=run.rate, timeout_s=int(budget),
-                              limit=max(run.offered, 1), extra_args=extra)
+                              limit=max(run.offered, 1), extra_args=extra,
+                              trace_messages=False)
         try:
             callers.wait(budget + 10)
         except subprocess.TimeoutExpired:
@@ -559,18 +593,32 @@ class Bench:
         while target.channels() > 0 and time.monotonic() < deadline:
             time.sleep(0.5)
         cpu = cpu_seconds(pid) - cpu_before
+        threads_after = thread_cpu(pid)
+        hottest = max((spent - threads_before.get(tid, 0.0)
+                       for tid, spent in threads_after.items()), default=0.0)
         threads = sampler.stop()
         redis_after = target.redis_counters()
         channels = target.channels()
-        seen, bridged, decision, wait, per_second = analyse(target.events.since(mark), prefix)
-        redis_note = ""
+        events = target.events.since(mark)
+        seen, bridged, decision, wait, per_second = analyse(events, prefix)
+        redis_note = redis_top = ""
         if redis_before and bridged:
-            redis_note = (f"{(redis_after['commands'] - redis_before['commands']) / bridged:.0f}"
-                          f" cmds, {(redis_after['reads'] - redis_before['reads']) / bridged:.0f}"
-                          " reads")
+            delta = {name: redis_after[name] - redis_before.get(name, 0) for name in redis_after}
+            redis_note = (f"{delta.pop('commands') / bridged:.0f} cmds, "
+                          f"{delta.pop('reads') / bridged:.0f} reads")
+            top = sorted(delta.items(), key=lambda item: -item[1])[:8]
+            redis_top = ", ".join(f"{name} {calls / bridged:.1f}" for name, calls in top if calls)
+        apis: dict[str, int] = {}
+        for event in events:
+            command = event.get("API-Command", "")
+            if event.get("Event-Name") == "API" and command not in _OWN_COMMANDS:
+                apis[command] = apis.get(command, 0) + 1
+        api_note = ", ".join(f"{name} {count / max(bridged, 1):.2f}" for name, count in
+                             sorted(apis.items(), key=lambda item: -item[1])[:8])
+        offered = max(run.offered, 1)
         return Result(target.acd, run, run.offered, seen, bridged, decision, wait, per_second,
-                      cpu * 1000 / max(run.offered, 1),
-                      target.not_ready(agent_ids(run.agents)), channels, threads, redis_note)
+                      cpu * 1000 / offered, target.not_ready(agent_ids(run.agents)), channels,
+                      threads, hottest * 1000 / offered, redis_note, redis_top, api_note)
 
     def stop(self) -> None:
         for target in self.targets:
@@ -604,13 +652,14 @@ def _s(values: Sequence[float]) -> str:
 def table(results: Sequence[Result]) -> str:
     lines = [
         "| agents × calls/s, talk | ACD | bridged / offered | decision p50 / p99 | "
-        "wait p50 / p99 | connections/s | FS CPU ms/call | agents not ready after | "
-        "channels left | FS threads max | Redis per bridged call |",
+        "wait p50 / p99 | connections/s | FS CPU ms/call (hottest thread) | "
+        "agents not ready after | channels left | FS threads max | Redis per bridged call |",
         "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(
             f"| {r.run.label} | {r.acd} | {r.bridged} / {r.offered} | {_ms(r.decision_ms)} | "
-            f"{_s(r.wait_s)} | {r.per_second:.1f} | {r.cpu_ms_per_call:.1f} | "
+            f"{_s(r.wait_s)} | {r.per_second:.1f} | {r.cpu_ms_per_call:.1f} "
+            f"({r.hottest_thread_ms:.1f}) | "
             f"{r.left_not_ready} | {r.channels_left} | {r.threads_max} | "
             f"{r.redis_per_call or '—'} |")
     return "\n".join(lines)

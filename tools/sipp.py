@@ -350,6 +350,8 @@ class Sipp:
     name: str
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fsapps-sipp-")))
     port: int = field(default_factory=free_port)
+    # every message in <name>.msg (the tests read it); a load bench turns it off
+    trace_messages: bool = True
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Sipp:
@@ -358,7 +360,8 @@ class Sipp:
         cmd = ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(self.port),
                "-mp", str(free_port()), "-nostdin",
                "-trace_err", "-error_file", str(self.workdir / f"{self.name}.err"),
-               "-trace_msg", "-message_file", str(self.workdir / f"{self.name}.msg"),
+               *(["-trace_msg", "-message_file", str(self.workdir / f"{self.name}.msg")]
+                 if self.trace_messages else []),
                *self.args]
         self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -447,7 +450,7 @@ def register_blind(target_port: int, users: Sequence[str], domain: str, contact_
 
 def phone(ring_ms: int = 300, answer: bool = True, busy: bool = False,
           calls: int = 1000, timeout_s: int = 600, port: int = 0,
-          hangup_after_ms: int = 0) -> Sipp:
+          hangup_after_ms: int = 0, trace_messages: bool = True) -> Sipp:
     """A phone's UAS: rings ``ring_ms`` then answers (or rings until cancelled, or answers
     486 busy); a call ends when the other side sends BYE (or CANCEL while ringing), or with
     ``hangup_after_ms`` when the phone hangs up that long after answering. It answers any
@@ -462,7 +465,8 @@ def phone(ring_ms: int = 300, answer: bool = True, busy: bool = False,
     bye_wait = f'timeout="{hangup_after_ms}" ontimeout="hangup"' if hangup_after_ms else ""
     body = _fill(body, ring_ms=ring, sdp=_SDP, bye_wait=bye_wait,
                  hangup=_PHONE_HANGUP if hangup_after_ms else "")
-    uas = Sipp(body, ["-m", str(calls), "-timeout", f"{timeout_s}s"], "phone")
+    uas = Sipp(body, ["-m", str(calls), "-timeout", f"{timeout_s}s"], "phone",
+               trace_messages=trace_messages)
     if port:
         uas.port = port
     return uas.start()
@@ -471,7 +475,8 @@ def phone(ring_ms: int = 300, answer: bool = True, busy: bool = False,
 def caller(target_port: int, number: str, caller_number: str, talk_ms: int = 1000,
            domain: str = "127.0.0.1", password: str = "", cancel_ms: int = 0,
            headers: str = "", calls: int = 1, rate: float = 1.0, timeout_s: int = 120,
-           hold_ms: int = 0, limit: int = 500, extra_args: Sequence[str] = ()) -> Sipp:
+           hold_ms: int = 0, limit: int = 500, extra_args: Sequence[str] = (),
+           trace_messages: bool = True) -> Sipp:
     """Callers dialling ``number``: talk ``talk_ms`` after the answer then BYE (or take the far
     end's BYE); ``cancel_ms`` > 0 cancels after that long unanswered. With ``password`` the
     INVITE answers the switch's digest challenge as phone ``caller_number``. ``limit``: at most
@@ -493,4 +498,4 @@ def caller(target_port: int, number: str, caller_number: str, talk_ms: int = 100
     return Sipp(body, [f"127.0.0.1:{target_port}", "-m", str(calls), "-r", str(rate),
                        "-timeout", f"{timeout_s}s", "-timeout_error", "-l", str(limit),
                        *extra_args],
-                f"caller-{caller_number}").start()
+                f"caller-{caller_number}", trace_messages=trace_messages).start()
