@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 class Attempt:
     """The legs of one originate/bridge group, and a condition the originator waits on."""
 
-    def __init__(self) -> None:
+    def __init__(self, originator: Channel | None = None) -> None:
         self.cond = threading.Condition()
         self.legs: list[Channel] = []
+        self.originator = originator
 
     def notify(self) -> None:
         with self.cond:
@@ -45,6 +46,19 @@ def wake_originate(leg: Channel) -> None:
     attempt = _ATTEMPTS.get(leg.variables.get("_attempt_id") or "")
     if attempt is not None:
         attempt.notify()
+
+
+def cancel_originates(originator: Channel) -> None:
+    """``originator`` hung up while legs it originates still ring: they are cancelled now
+    (switch_ivr_originate checks its caller every few ms and hangs its legs up with
+    ORIGINATOR_CANCEL), not when its thread next looks (50 ms, or much later on a loaded
+    machine: a phone kept ringing seconds after the call it rang for was gone)."""
+    for attempt in list(_ATTEMPTS.values()):
+        if attempt.originator is originator:
+            for leg in list(attempt.legs):
+                if leg.up and not leg.answered:
+                    leg.switch.hangup(leg, "ORIGINATOR_CANCEL")
+            attempt.notify()
 
 
 class Calls:
@@ -174,7 +188,7 @@ class Calls:
                         originator: Channel | None, timeout_s: float | None) \
             -> tuple[Channel | None, str]:
         sw = self.switch
-        attempt = Attempt()
+        attempt = Attempt(originator)
         attempt_id = str(uuidlib.uuid4())
         _ATTEMPTS[attempt_id] = attempt
 

@@ -28,7 +28,7 @@ from typing import Any
 from fakefs import api as api_module
 from fakefs import apps as apps_module
 from fakefs.binding import bind
-from fakefs.calls import Calls, wake_originate
+from fakefs.calls import Calls, cancel_originates, wake_originate
 from fakefs.causes import canonical, q850
 from fakefs.channel import Behaviour, Channel, Interrupt, now_us
 from fakefs.dialplan import Action, Dialplan
@@ -523,6 +523,7 @@ class Switch:
             channel.set("sip_hangup_disposition", channel.sip_hangup_disposition())
         channel.wake()
         wake_originate(channel)
+        cancel_originates(channel)
         peer = self.channels.get(channel.peer) if channel.peer else None
         if peer is not None:
             peer.wake()
