@@ -97,6 +97,7 @@ class Run:
     talk: float
     arrivals: float
     patience: float
+    profile: Path | None = None
 
     @property
     def offered(self) -> int:
@@ -125,6 +126,8 @@ class Result:
     redis_per_call: str = ""
     redis_top: str = ""
     api_per_call: str = ""
+    music_starts: int = 0
+    profile: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------ events ------------
@@ -214,6 +217,76 @@ def analyse(events: Iterable[dict[str, str]], prefix: str) -> tuple[int, int, li
         span = max(bridged.values()) - min(created.values())
         per_second = len(bridged) / span if span > 0 else 0.0
     return len(created), len(bridged), decision, wait, per_second
+
+
+PY_SPY_RATE = 100
+
+
+def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the threads holding the GIL in the switch (``--profile``; py-spy is not
+    a dependency: ``pip install py-spy``), without pausing it."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        say(f"  --profile: no {spy} (pip install py-spy); not profiled")
+        return None
+    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--gil", "--nonblocking",
+                             "--threads", "--format", "raw", "--rate", str(PY_SPY_RATE),
+                             "--duration", str(int(seconds)), "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _thread_kind(stack: str) -> str:
+    if "NodeRuntime.run " in stack or "runtime (fsapps/switch/runtime.py" in stack:
+        return "runtime event loop"
+    if "serve_commands" in stack:
+        return "runtime command thread"
+    if "write_cdrs" in stack:
+        return "runtime CDR thread"
+    if "nwayacd" in stack or "fsapps/switch/acd.py" in stack:
+        return "ACD handlers (caller sessions)"
+    if "directory" in stack:
+        return "directory lookups"
+    return "other"
+
+
+def profile_summary(path: Path, seconds: float, calls: int) -> list[str]:
+    """GIL held, by thread kind and by the runtime loop's functions (py-spy raw samples)."""
+    if not path.exists():
+        return ["  (no profile written)"]
+    kinds: dict[str, int] = {}
+    runtime_self: dict[str, int] = {}
+    runtime_incl: dict[str, int] = {}
+    threads: set[str] = set()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        threads.update(f for f in frames[:2] if f.startswith("thread"))
+        kind = _thread_kind(stack)
+        kinds[kind] = kinds.get(kind, 0) + count
+        if kind == "runtime event loop":
+            python = [f for f in frames if "(" in f and not f.startswith(("thread", "process"))]
+            if python:
+                runtime_self[python[-1]] = runtime_self.get(python[-1], 0) + count
+            for frame in {f.split(" (")[0] for f in python}:
+                runtime_incl[frame] = runtime_incl.get(frame, 0) + count
+    ticks = seconds * PY_SPY_RATE
+    ms = 1000 / PY_SPY_RATE
+    lines = [f"  GIL held {total / ticks:.0%} of {seconds:.0f} s ({total * ms / max(calls, 1):.1f}"
+             f" ms per offered call), {len(threads)} Python threads seen holding it:"]
+    for kind, count in sorted(kinds.items(), key=lambda item: -item[1]):
+        lines.append(f"    {kind}: {count / ticks:.0%} of the time, "
+                     f"{count * ms / max(calls, 1):.1f} ms per call")
+    loop = kinds.get("runtime event loop", 0)
+    if loop:
+        lines.append("  the runtime event loop, inclusive share of its GIL time:")
+        top = sorted(runtime_incl.items(), key=lambda item: -item[1])[:14]
+        lines.extend(f"    {name}: {count / loop:.0%}" for name, count in top)
+    return lines
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -517,7 +590,7 @@ class Bench:
                 if not reply.startswith("+OK"):
                     raise RuntimeError(f"nway_add_ext {ext}: {reply}")
         target.events = EventLog(sw.esl_port, ESL_PASSWORD)
-        target.events.subscribe("CHANNEL_CREATE CHANNEL_ANSWER CHANNEL_BRIDGE API")
+        target.events.subscribe("CHANNEL_CREATE CHANNEL_ANSWER CHANNEL_BRIDGE API PLAYBACK_START")
         return target
 
     def _register(self, target: Target, everyone: Sequence[str]) -> None:
@@ -566,6 +639,10 @@ class Bench:
                 say(f"  Redis calls per bridged call: {r.redis_top}")
             if r.api_per_call:
                 say(f"  API calls per bridged call: {r.api_per_call}")
+            say(f"  playbacks started (hold music, announcements): {r.music_starts}, "
+                f"{r.music_starts / max(r.offered, 1):.2f} per offered call")
+            for line in r.profile:
+                say(line)
         return results
 
     def _play(self, target: Target, run: Run, index: int) -> Result:
@@ -579,6 +656,10 @@ class Bench:
         threads_before = thread_cpu(pid)
         sampler = ThreadSampler(pid)
         budget = run.arrivals + run.patience + run.talk + 30
+        spy = None
+        if run.profile is not None and target.acd == "fsapps":
+            spy = start_profile(pid, run.arrivals + run.talk,
+                                run.profile / f"fsapps-{run.agents}x{run.rate:g}.txt")
         callers = sipp.caller(target.sw.external_port, number, f"{prefix}[call_number]",
                               talk_ms=int((run.patience + run.talk) * 1000),
                               calls=run.offered, rate=run.rate, timeout_s=int(budget),
@@ -599,6 +680,8 @@ class Bench:
         threads = sampler.stop()
         redis_after = target.redis_counters()
         channels = target.channels()
+        if spy is not None:
+            spy.wait()
         events = target.events.since(mark)
         seen, bridged, decision, wait, per_second = analyse(events, prefix)
         redis_note = redis_top = ""
@@ -616,9 +699,15 @@ class Bench:
         api_note = ", ".join(f"{name} {count / max(bridged, 1):.2f}" for name, count in
                              sorted(apis.items(), key=lambda item: -item[1])[:8])
         offered = max(run.offered, 1)
+        music = sum(1 for event in events if event.get("Event-Name") == "PLAYBACK_START")
+        profile = []
+        if spy is not None and run.profile is not None:
+            profile = profile_summary(run.profile / f"fsapps-{run.agents}x{run.rate:g}.txt",
+                                      run.arrivals + run.talk, run.offered)
         return Result(target.acd, run, run.offered, seen, bridged, decision, wait, per_second,
                       cpu * 1000 / offered, target.not_ready(agent_ids(run.agents)), channels,
-                      threads, hottest * 1000 / offered, redis_note, redis_top, api_note)
+                      threads, hottest * 1000 / offered, redis_note, redis_top, api_note,
+                      music, profile)
 
     def stop(self) -> None:
         for target in self.targets:
@@ -687,6 +776,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--acd", default=",".join(ACDS),
                         help="which ACDs, comma separated (default %(default)s)")
     parser.add_argument("--out", default="/tmp/bench-switch.md", help="where the table goes")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="py-spy the fsapps switch during each run (threads holding the GIL;"
+                             " needs py-spy in the venv), raw samples and a summary in DIR")
     parser.add_argument("--loglevel", default=SWITCH_LOGLEVEL,
                         help="the switches' core log level (default %(default)s)")
     args = parser.parse_args(argv)
@@ -703,7 +795,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench-switch: cannot run: no {callcenter} (or leave it out: --acd fsapps,plain)",
               file=sys.stderr)
         return 2
-    runs = [Run(agents, rate, args.talk, args.arrivals, args.patience)
+    profile = Path(args.profile) if args.profile else None
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+    runs = [Run(agents, rate, args.talk, args.arrivals, args.patience, profile)
             for agents, rate in parse_runs(args.runs)]
     started = time.monotonic()
     bench = Bench(acds, max(r.agents for r in runs), args.talk, args.loglevel)
