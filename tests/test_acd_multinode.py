@@ -32,7 +32,6 @@ import pytest
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
 from fsapps.context import now_ms
-from fsapps.domain.callqueue import CallQueue
 from fsapps.domain.nodes import DEAD_AFTER_MS
 from fsapps.switch import acd
 from fsapps.switch.runtime import RECONCILE_MS
@@ -255,19 +254,20 @@ def test_offer_rung_after_its_lease_ran_out_still_holds_the_agent(
                "first caller queued")
 
     late = threading.Event()
-    offer_for = CallQueue.offer_for
+    woken_with = acd.Router.woken_with
 
-    def late_offer_for(self: CallQueue, uuid: str) -> str | None:
-        extension = offer_for(self, uuid)
-        if extension and uuid == first.uuid and not late.is_set():
-            key = self.keys.agent(extension)
-            wait_until(lambda: int(self.r.hget(key, "lease_until") or 0) < now_ms(),
+    def late_wake(router: acd.Router) -> str | None:
+        # the handler learns its agent from the runtime's wake-up (acd.Router.woken_with)
+        extension = woken_with(router)
+        if extension and router.call.uuid == first.uuid and not late.is_set():
+            key = cc.ctx.keys(DOMAIN).agent(extension)
+            wait_until(lambda: int(cc.ctx.redis.hget(key, "lease_until") or 0) < now_ms(),
                        ring_s + LEASE_MARGIN_S + 2, "the reservation's lease ran out",
                        interval=0.001)
             late.set()
         return extension
 
-    monkeypatch.setattr(CallQueue, "offer_for", late_offer_for)
+    monkeypatch.setattr(acd.Router, "woken_with", late_wake)
     assert acd.set_ready(cc.ctx, DOMAIN, "6101")  # reserved for the first caller, leased
     wait_until(lambda: checker.offer_live.get("6101"), ring_s + LEASE_MARGIN_S + 3,
                "6101 rung for the first caller, after its lease ran out")

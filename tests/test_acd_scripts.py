@@ -105,6 +105,31 @@ def test_reserve_takes_the_first_available_candidate_in_order(ctx: Context, queu
     assert offers(ctx) == {first.uuid: "1002", second.uuid: "1001"}
 
 
+def test_a_reservation_naming_the_agent_leg_is_the_ring_too(ctx: Context, queue: CallQueue,
+                                                            agents: Agents) -> None:
+    """The handler that rings the agent it reserves at once names the leg in the reservation:
+    the agent is left as Agents.ringing leaves it (the leg recorded, awaited on this node), and
+    the reply says where the phone is registered - no second step before the INVITE. Without
+    a leg the reservation records none."""
+    make_agent(ctx, "1001", reg_node="node2")
+    make_agent(ctx, "1002", reg_node="node1")
+    c = call()
+    found = agents.reserve_or_queue(c, ["1001"], lease_ms=LEASE, enqueue=False,
+                                    record_current=False, agent_leg="leg-1")
+    assert (found.outcome, found.extension, found.reg_node) == ("reserved", "1001", "node2")
+    agent = agents.get("1001")
+    assert agent is not None
+    assert (agent.call_state, agent.offer_uuid, agent.offer_node) == ("ring", c.uuid, "node1")
+    assert (agent.agent_leg, agent.leg_pending, agent.leg_node) == ("leg-1", "leg-1", "node1")
+    assert now_ms() < agent.lease_until <= now_ms() + LEASE
+    other = agents.reserve_or_queue(call(), ["1002"], lease_ms=LEASE, enqueue=False,
+                                    record_current=False)
+    assert (other.extension, other.reg_node) == ("1002", "node1")
+    agent = agents.get("1002")
+    assert agent is not None
+    assert (agent.agent_leg, agent.leg_pending) == ("", "")
+
+
 @pytest.mark.parametrize("field,value", [
     ("reg_state", "unreg"), ("seat_status", "busy"), ("logged_in", "0"),
     ("call_state", "talking"), ("call_state", "typing"), ("call_state", "busy"),

@@ -341,8 +341,10 @@ class Agents:
             self.r.zrem(self.keys.wrapups(), extension)
         return done
 
-    def publish(self, extension: str, status: str, at_ms: int | None = None) -> None:
-        self.ctx.publisher.agent_status(extension, status, stamp((at_ms or now_ms()) / 1000))
+    def publish(self, extension: str, status: str, at_ms: int | None = None,
+                pipeline: Any = None) -> None:
+        self.ctx.publisher.agent_status(extension, status, stamp((at_ms or now_ms()) / 1000),
+                                        pipeline=pipeline)
 
     def release(self, extension: str, uuid: str, outcome: str, *,
                 lease_expired: bool = False, max_no_answer: int = 0,
@@ -465,11 +467,15 @@ class Agents:
         return bool(int(moved))
 
     def reserve_or_queue(self, call: WaitingCall, candidates: list[str], *, lease_ms: int,
-                         enqueue: bool, record_current: bool) -> Reservation:
+                         enqueue: bool, record_current: bool, agent_leg: str = "",
+                         messages: Any = None) -> Reservation:
         """Reserve the first available of ``candidates`` for the call (it rings: published),
         or (with ``enqueue``) put it in its group's queue — atomically (agent_reserve.lua), so
         an agent turning ready at the same moment either is found here or finds the call
-        queued. "offered": an agent already reserved itself for the call (published then)."""
+        queued. "offered": an agent already reserved itself for the call (published then).
+        ``agent_leg``: the handler rings the agent at once on that leg, so the reservation is
+        also :meth:`ringing`. ``messages``: a publish pipeline the ring status is queued on
+        (the caller sends it) instead of being published at once."""
         k = self.keys
         result = run_script(
             self.r, "agent_reserve",
@@ -477,10 +483,11 @@ class Agents:
              *[k.agent(ext) for ext in candidates]],
             [call.uuid, call.node, now_ms(), lease_ms, "1" if enqueue else "0",
              queue_score(call.level, call.arrived_ms), call.to_json(),
-             "1" if record_current else "0", request_id()])
-        found = Reservation(result[0], result[1] if len(result) > 1 else None)
+             "1" if record_current else "0", request_id(), agent_leg])
+        found = Reservation(result[0], result[1] if len(result) > 1 else None,
+                            str(result[3] or "") if len(result) > 3 else "")
         if found.outcome == "reserved" and found.extension:
-            self.publish(found.extension, CallState.RING, int(result[2]))
+            self.publish(found.extension, CallState.RING, int(result[2]), messages)
         return found
 
     def take_waiting_call(self, extension: str, groups: list[str]) \

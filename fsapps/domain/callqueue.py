@@ -52,6 +52,9 @@ class WaitingCall:
 class Reservation:
     outcome: str  # reserved | offered | queued | none
     extension: str | None = None
+    # reserved: the node the agent's phone is registered on, read in the same step (for the
+    # dial string)
+    reg_node: str = ""
 
 
 class CallQueue:

@@ -67,6 +67,11 @@ def profile_address(xmlstatus: str) -> str | None:
     return f"{m.group(1)}:{port}"
 
 
+# node heartbeat key and node -> (when read, ms; the relay address then), for this process
+_relay_cache: dict[tuple[str, str], tuple[int, str | None]] = {}
+RELAY_CACHE_MS = 1000
+
+
 class Nodes:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -87,6 +92,19 @@ class Nodes:
         node is not beating (its heartbeat expired) or has not reported one."""
         address = self.r.hget(self.keys.heartbeat(node), "relay")
         return str(address) if address and RELAY_ADDRESS.fullmatch(str(address)) else None
+
+    def recent_relay_address(self, node: str) -> str | None:
+        """:meth:`relay_address` as this process read it less than RELAY_CACHE_MS ago (a
+        heartbeat beats every HEARTBEAT_MS and expires after three): the handlers ringing
+        agents on another node read it once a second, not once a call."""
+        key = (self.keys.heartbeat(node), node)
+        now = now_ms()
+        known = _relay_cache.get(key)
+        if known is not None and now - known[0] < RELAY_CACHE_MS:
+            return known[1]
+        address = self.relay_address(node)
+        _relay_cache[key] = (now, address)
+        return address
 
     def channel_created(self, node: str, uuid: str, pipeline: Any = None) -> None:
         """Record that ``uuid`` lives on ``node`` (optionally in the caller's pipeline)."""

@@ -48,6 +48,7 @@ from fsapps.errors import CallerGone
 from fsapps.events import cdr, cdrspool
 from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
+from fsapps.store.connection import publish_pipeline
 from fsapps.switch.session import ensure_up, hang_up, is_up
 
 # A waiting caller's hold music lasts until the runtime breaks it with an agent (or the next
@@ -118,17 +119,19 @@ class Router:
     def guard(self) -> None:
         ensure_up(self.session)
 
-    def agent_event(self, method: str, extension: str) -> None:
+    def agent_event(self, method: str, extension: str, messages: Any = None) -> None:
         c = self.call
         self.ctx.publisher.agent_call_event(
             method, uuid=c.uuid, number=c.caller, group=c.group.group_number,
-            extension=extension, level=c.level, callin_time=stamp(c.arrived_ms / 1000))
+            extension=extension, level=c.level, callin_time=stamp(c.arrived_ms / 1000),
+            pipeline=messages)
 
-    def queue_event(self, method: str) -> None:
+    def queue_event(self, method: str, messages: Any = None) -> None:
         c = self.call
         self.ctx.publisher.queue_event(method, uuid=c.uuid, number=c.caller,
                                        group=c.group.group_number, level=c.level,
-                                       callin_time=stamp(c.arrived_ms / 1000))
+                                       callin_time=stamp(c.arrived_ms / 1000),
+                                       pipeline=messages)
 
     @property
     def lease_ms(self) -> int:
@@ -146,13 +149,22 @@ class Router:
             order = routing.candidate_order(
                 self.call.group.mode, members, current=self.call.group.current_ext_number or
                 None, remembered=remembered, tried=self.call.tried)
+            # The agent's leg is named before the reservation, which rings the agent it
+            # reserves on it at once; its ring status goes out with the callout event.
+            leg = str(uuidlib.uuid4())
+            messages = publish_pipeline(self.ctx.redis)
             found = self.agents.reserve_or_queue(
                 self.call.waiting(), order, lease_ms=self.lease_ms, enqueue=True,
-                record_current=self.call.group.mode.base is routing.CallMode.CYCLIC)
+                record_current=self.call.group.mode.base is routing.CallMode.CYCLIC,
+                agent_leg=leg, messages=messages)
             if found.outcome in ("reserved", "offered"):
                 metrics.stop("route_decision", self.decision_started)
                 self.decision_started = None
-            if found.outcome in ("reserved", "offered") and found.extension:
+            if found.outcome == "reserved" and found.extension:
+                self.left_queue(messages)
+                if self.offer(found.extension, Rung(leg, found.reg_node), messages):
+                    return
+            elif found.outcome == "offered" and found.extension:
                 self.left_queue()
                 if self.offer(found.extension):
                     return
@@ -172,10 +184,10 @@ class Router:
             if group is not None:
                 self.call.group = group
 
-    def left_queue(self) -> None:
+    def left_queue(self, messages: Any = None) -> None:
         if self.call.queued:
             self.call.queued = False
-            self.queue_event("nway_queue_remove")
+            self.queue_event("nway_queue_remove", messages)
 
     def wait_for_agent(self) -> str:
         """Hold music until an agent reserves itself for this call (its extension), or the
@@ -246,12 +258,13 @@ class Router:
             self.agents.release(extension, self.call.uuid, "cancel")
             agent_available(self.ctx, self.call.domain, extension)
 
-    def offer(self, extension: str) -> bool:
-        """Ring the reserved agent. True when the call is over (answered, or the caller went
-        away); False to try the next agent."""
+    def offer(self, extension: str, rung: Rung | None = None, messages: Any = None) -> bool:
+        """Ring the reserved agent (``rung``: the reservation rang it already, on that leg;
+        ``messages``: pub/sub messages to send with the callout event). True when the call is
+        over (answered, or the caller went away); False to try the next agent."""
         c = self.call
         s = self.session
-        leg = str(uuidlib.uuid4())
+        leg = rung.leg if rung is not None else str(uuidlib.uuid4())
         variables = ",".join([
             f"originate_timeout={c.group.group_callout_timeout}",
             # the relay on another node rings the phone no longer than this either
@@ -275,16 +288,22 @@ class Router:
         # reservation, and a handler woken late (a break before its hold music started: a
         # whole segment) may ring after it ran out; an expired lease would leave the ringing
         # agent - answered, until the runtime writes talking - free for any other call.
-        if not self.agents.ringing(extension, c.uuid, c.node, now_ms() + self.lease_ms, leg):
+        if rung is not None:
+            endpoint = dial_target(self.ctx, c.domain, extension, c.node, rung.reg_node)
+        elif self.agents.ringing(extension, c.uuid, c.node, now_ms() + self.lease_ms, leg):
+            endpoint = self.agent_endpoint(extension)
+        else:
             log("INFO", f"nwayacd: agent {extension}'s reservation for call {c.uuid} was "
                         "released before it rang; not ringing")
             self.guard()
             return False
-        self.agent_event("callout", extension)
+        messages = messages if messages is not None else publish_pipeline(self.ctx.redis)
+        self.agent_event("callout", extension, messages)
+        send_messages(messages)
         s.setVariable("continue_on_fail", "true")
         s.setVariable("hangup_after_bridge", "false")
         rang = time.time()
-        s.execute("bridge", f"{{{variables}}}{self.agent_endpoint(extension)}")
+        s.execute("bridge", f"{{{variables}}}{endpoint}")
         ended = time.time()
         disposition = s.getVariable("originate_disposition") or "NONE"
         if disposition == "SUCCESS":
@@ -415,6 +434,23 @@ def caller_cdr(ctx: Context, session: Any, uuid: str, caller: str, group_number:
         domain=domain, level=level, node=node, attempts=attempts)
 
 
+@dataclass(frozen=True)
+class Rung:
+    """A reservation that rang the agent in the same step (agent_reserve.lua)."""
+
+    leg: str       # the uuid the agent's leg gets
+    reg_node: str  # the node the agent's phone is registered on
+
+
+def send_messages(messages: Any) -> None:
+    """Send the pub/sub messages queued on ``messages``; a failure is logged (a message lost
+    must not end the call)."""
+    try:
+        messages.execute()
+    except Exception as exc:
+        log("ERR", f"nwayacd: messages not published: {type(exc).__name__}: {exc}")
+
+
 def agent_endpoint(ctx: Context, domain: str, extension: str, node: str) -> str:
     """Where to ring an agent's phone from ``node`` (this one).
 
@@ -428,10 +464,16 @@ def agent_endpoint(ctx: Context, domain: str, extension: str, node: str) -> str:
     rings the local user of the domain the header names. When that node has no relay address (it
     stopped beating, or never reported one) the phone is unreachable from here: ``user/``,
     which fails at once, and a warning."""
-    reg_node = Agents(ctx, domain).reg_node(extension)
+    return dial_target(ctx, domain, extension, node, Agents(ctx, domain).reg_node(extension))
+
+
+def dial_target(ctx: Context, domain: str, extension: str, node: str, reg_node: str) -> str:
+    """:func:`agent_endpoint` for a phone known to be registered on ``reg_node``: no round
+    trip when that is this node (or none), at most one a second per node otherwise (the relay
+    address as this process last read it, :meth:`Nodes.recent_relay_address`)."""
     if not reg_node or reg_node == node:
         return f"user/{extension}@{domain}"
-    relay = Nodes(ctx).relay_address(str(reg_node))
+    relay = Nodes(ctx).recent_relay_address(str(reg_node))
     if relay is None:
         log("NOTICE", f"agent {extension}@{domain} is registered on node {reg_node}, which "
                        "reports no relay address (gone, or its relay profile "

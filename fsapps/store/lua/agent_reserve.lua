@@ -16,8 +16,12 @@
 -- ARGV[8] = "1" to record the reserved agent as the group's current_ext_number
 -- ARGV[9] = request id: the same in a retry, which gets the first run's reply (agent_request:
 --           recorded in the hash of the agent it reserved)
--- Returns {"reserved", ext, now} (the agent rings since now: publish that); {"offered", ext}
--- when an agent turning ready already reserved itself for this call; {"queued"}; or {"none"}.
+-- ARGV[10] = the uuid the handler gives the agent's leg when it rings the agent at once ("" or
+--           none: reserve only): the reservation is then the ring as well (the leg recorded
+--           as Agents.ringing records it), no second step before the INVITE
+-- Returns {"reserved", ext, now, reg_node} (the agent rings since now: publish that; the node
+-- its phone is registered on, for the dial string); {"offered", ext} when an agent turning
+-- ready already reserved itself for this call; {"queued"}; or {"none"}.
 --#include agent_rules
 local uuid, node = ARGV[1], ARGV[2]
 local now, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -49,15 +53,19 @@ for i = 5, #KEYS do
     if stale and stale ~= '' and redis.call('HGET', KEYS[4], stale) == ext then
       redis.call('HDEL', KEYS[4], stale)
     end
+    local leg = ARGV[10] or ''
     redis.call('HSET', agent, 'call_state', 'ring', 'offer_uuid', uuid, 'offer_node', node,
-               'lease_until', now + lease, 'last_change', now, 'agent_leg', '')
+               'lease_until', now + lease, 'last_change', now, 'agent_leg', leg)
+    if leg ~= '' then
+      redis.call('HSET', agent, 'leg_pending', leg, 'leg_node', node)
+    end
     redis.call('HSET', KEYS[4], uuid, ext)
     redis.call('ZREM', KEYS[2], uuid)
     redis.call('HDEL', KEYS[3], uuid)
     if ARGV[8] == '1' then
       redis.call('HSET', KEYS[1], 'current_ext_number', ext)
     end
-    local reply = {'reserved', ext, now}
+    local reply = {'reserved', ext, now, redis.call('HGET', agent, 'reg_node') or ''}
     if req ~= '' then
       redis.call('HSET', agent, 'last_req', req, 'last_reply', cjson.encode(reply))
     end
