@@ -113,11 +113,7 @@ class Result:
     acd: str
     run: Run
     offered: int
-    callers_seen: int
-    bridged: int
-    decision_ms: list[float]
-    wait_s: list[float]
-    per_second: float
+    found: Analysis
     cpu_ms_per_call: float
     left_not_ready: str
     channels_left: int
@@ -170,16 +166,32 @@ def _received(event: dict[str, str]) -> float:
     return float(event["_rx"])
 
 
-def analyse(events: Iterable[dict[str, str]], prefix: str) -> tuple[int, int, list[float],
-                                                                     list[float], float]:
+@dataclass
+class Analysis:
+    callers_seen: int = 0
+    bridged: int = 0
+    decision_ms: list[float] = field(default_factory=list)
+    wait_s: list[float] = field(default_factory=list)
+    per_second: float = 0.0
+    # the callers who arrived while an agent was free (no queue to wait in)
+    arrived_free: int = 0
+    wait_free_s: list[float] = field(default_factory=list)
+
+
+def analyse(events: Iterable[dict[str, str]], prefix: str, agents: int,
+            talk: float) -> Analysis:
     """Callers (inbound legs whose number starts with ``prefix``), their first agent leg and
-    their bridge: (callers seen, bridged, decision ms, wait s, connections per second)."""
+    their bridge. An agent counts busy from its leg's creation until ``talk`` after that leg's
+    bridge (the phones hang up then; wrap-up is 0), or for the ring when it was never bridged:
+    a caller arriving while fewer than ``agents`` were busy arrived with an agent free."""
     created: dict[str, float] = {}
     created_rx: dict[str, float] = {}
     answered_rx: dict[str, float] = {}
     by_number: dict[str, str] = {}
     first_leg: dict[str, float] = {}
     bridged: dict[str, float] = {}
+    legs: dict[str, float] = {}
+    legs_bridged: dict[str, float] = {}
     events = list(events)
     for event in events:
         uuid = event.get("Unique-ID", "")
@@ -201,22 +213,32 @@ def analyse(events: Iterable[dict[str, str]], prefix: str) -> tuple[int, int, li
                 caller = by_number.get(event.get("Caller-Caller-ID-Number", ""), "")
             if caller:
                 first_leg.setdefault(caller, _received(event))
+                legs[event.get("Unique-ID", "")] = _stamp(event)
         elif name == "CHANNEL_BRIDGE":
-            for side in ("Bridge-A-Unique-ID", "Bridge-B-Unique-ID"):
-                if event.get(side) in created:
-                    bridged.setdefault(event[side], _stamp(event))
-    decision = []
+            sides = [event.get("Bridge-A-Unique-ID", ""), event.get("Bridge-B-Unique-ID", "")]
+            for side in sides:
+                if side in created:
+                    bridged.setdefault(side, _stamp(event))
+                else:
+                    legs_bridged.setdefault(side, _stamp(event))
+    result = Analysis(callers_seen=len(created), bridged=len(bridged))
     for caller, leg in first_leg.items():
         start = answered_rx.get(caller, created_rx[caller])
         if start > leg:  # not answered before its agent rang (the plain bridge)
             start = created_rx[caller]
-        decision.append((leg - start) * 1000)
-    wait = [at - created[caller] for caller, at in bridged.items()]
-    per_second = 0.0
+        result.decision_ms.append((leg - start) * 1000)
+    result.wait_s = [at - created[caller] for caller, at in bridged.items()]
     if bridged:
         span = max(bridged.values()) - min(created.values())
-        per_second = len(bridged) / span if span > 0 else 0.0
-    return len(created), len(bridged), decision, wait, per_second
+        result.per_second = len(bridged) / span if span > 0 else 0.0
+    busy = [(begin, legs_bridged[uuid] + talk if uuid in legs_bridged else begin + RING_MS / 1000)
+            for uuid, begin in legs.items()]
+    for caller, arrived in created.items():
+        if sum(1 for begin, end in busy if begin <= arrived < end) < agents:
+            result.arrived_free += 1
+            if caller in bridged:
+                result.wait_free_s.append(bridged[caller] - arrived)
+    return result
 
 
 PY_SPY_RATE = 100
@@ -630,9 +652,9 @@ class Bench:
                 f"{run.arrivals:g} s")
             results.append(self._play(target, run, index))
             r = results[-1]
-            say(f"run {run.label} · {target.acd}: bridged {r.bridged}/{r.offered}, decision "
-                f"p50 {percentile(r.decision_ms, 50):.0f} ms p99 "
-                f"{percentile(r.decision_ms, 99):.0f} ms, {r.cpu_ms_per_call:.1f} CPU ms/call, "
+            say(f"run {run.label} · {target.acd}: bridged {r.found.bridged}/{r.offered}, "
+                f"decision {_ms(r.found.decision_ms)}, wait {_s(r.found.wait_s)}, "
+                f"{r.cpu_ms_per_call:.1f} CPU ms/call, "
                 f"hottest thread {r.hottest_thread_ms:.1f} ms/call, not ready after: "
                 f"{r.left_not_ready}")
             if r.redis_top:
@@ -683,7 +705,8 @@ class Bench:
         if spy is not None:
             spy.wait()
         events = target.events.since(mark)
-        seen, bridged, decision, wait, per_second = analyse(events, prefix)
+        found = analyse(events, prefix, run.agents, run.talk)
+        bridged = found.bridged
         redis_note = redis_top = ""
         if redis_before and bridged:
             delta = {name: redis_after[name] - redis_before.get(name, 0) for name in redis_after}
@@ -704,10 +727,9 @@ class Bench:
         if spy is not None and run.profile is not None:
             profile = profile_summary(run.profile / f"fsapps-{run.agents}x{run.rate:g}.txt",
                                       run.arrivals + run.talk, run.offered)
-        return Result(target.acd, run, run.offered, seen, bridged, decision, wait, per_second,
-                      cpu * 1000 / offered, target.not_ready(agent_ids(run.agents)), channels,
-                      threads, hottest * 1000 / offered, redis_note, redis_top, api_note,
-                      music, profile)
+        return Result(target.acd, run, run.offered, found, cpu * 1000 / offered,
+                      target.not_ready(agent_ids(run.agents)), channels, threads,
+                      hottest * 1000 / offered, redis_note, redis_top, api_note, music, profile)
 
     def stop(self) -> None:
         for target in self.targets:
@@ -741,13 +763,17 @@ def _s(values: Sequence[float]) -> str:
 def table(results: Sequence[Result]) -> str:
     lines = [
         "| agents × calls/s, talk | ACD | bridged / offered | decision p50 / p99 | "
-        "wait p50 / p99 | connections/s | FS CPU ms/call (hottest thread) | "
-        "agents not ready after | channels left | FS threads max | Redis per bridged call |",
-        "|---|---|---|---|---|---|---|---|---|---|---|"]
+        "wait p50 / p99 | arrived with an agent free: wait p99 | connections/s | "
+        "FS CPU ms/call (hottest thread) | agents not ready after | channels left | "
+        "FS threads max | Redis per bridged call |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
+        f = r.found
+        free = (f"{f.arrived_free}: {percentile(f.wait_free_s, 99):.2f} s" if f.wait_free_s
+                else f"{f.arrived_free}: —")
         lines.append(
-            f"| {r.run.label} | {r.acd} | {r.bridged} / {r.offered} | {_ms(r.decision_ms)} | "
-            f"{_s(r.wait_s)} | {r.per_second:.1f} | {r.cpu_ms_per_call:.1f} "
+            f"| {r.run.label} | {r.acd} | {f.bridged} / {r.offered} | {_ms(f.decision_ms)} | "
+            f"{_s(f.wait_s)} | {free} | {f.per_second:.1f} | {r.cpu_ms_per_call:.1f} "
             f"({r.hottest_thread_ms:.1f}) | "
             f"{r.left_not_ready} | {r.channels_left} | {r.threads_max} | "
             f"{r.redis_per_call or '—'} |")
