@@ -533,6 +533,8 @@ class Bench:
     max_agents: int
     talk: float
     loglevel: str = SWITCH_LOGLEVEL
+    # the git revision whose fsapps the switch runs ("" = the working tree as it is)
+    revision: str = "HEAD"
     base: Path = field(default_factory=lambda: scratch_dir("fsapps-bench-switch-"))
     targets: list[Target] = field(default_factory=list)
     redis_server: RedisServer | None = None
@@ -558,8 +560,16 @@ class Bench:
         if acd == "fsapps":
             self.redis_server = RedisServer().start()
             self.database = FreshDatabase().create()
-            say("fsapps: installing it for the switch's python (pip install --target)")
-            site = install_fsapps(self.base / "site")
+            source = ROOT
+            if self.revision:
+                source = self.base / "source"
+                source.mkdir()
+                archive = subprocess.run(["git", "archive", self.revision], cwd=ROOT,
+                                         check=True, capture_output=True).stdout
+                subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+            say(f"fsapps: installing {self.revision or 'the working tree'} for the switch's "
+                "python (pip install --target)")
+            site = install_fsapps(self.base / "site", source)
             sw = RealSwitch("bench-fsapps", self.base, site, self.redis_server.url,
                             self.database.dsn, domains=(DOMAIN,), fsapps_extra={
                                 "group_defaults": {"wrapup_seconds": 0,
@@ -805,6 +815,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", metavar="DIR",
                         help="py-spy the fsapps switch during each run (threads holding the GIL;"
                              " needs py-spy in the venv), raw samples and a summary in DIR")
+    parser.add_argument("--revision", default="HEAD",
+                        help="the git revision of fsapps the switch runs (default %(default)s; "
+                             "'' for the working tree with its uncommitted edits)")
     parser.add_argument("--loglevel", default=SWITCH_LOGLEVEL,
                         help="the switches' core log level (default %(default)s)")
     args = parser.parse_args(argv)
@@ -827,7 +840,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [Run(agents, rate, args.talk, args.arrivals, args.patience, profile)
             for agents, rate in parse_runs(args.runs)]
     started = time.monotonic()
-    bench = Bench(acds, max(r.agents for r in runs), args.talk, args.loglevel)
+    # resolved once: others may commit while the bench runs
+    revision = subprocess.run(["git", "rev-parse", "--short", args.revision], capture_output=True,
+                              text=True, cwd=ROOT, check=True).stdout.strip() \
+        if args.revision else ""
+    bench = Bench(acds, max(r.agents for r in runs), args.talk, args.loglevel, revision)
     results: list[Result] = []
     try:
         say(f"bench-switch: {', '.join(acds)}; runs {args.runs}; talk {args.talk:g} s, "
@@ -837,8 +854,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.extend(bench.run(run, index))
     finally:
         bench.stop()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=ROOT).stdout.strip()
+    commit = revision or subprocess.run(["git", "rev-parse", "--short", "HEAD"],
+                                        capture_output=True, text=True, cwd=ROOT).stdout.strip() \
+        + " + the working tree's uncommitted edits"
     text = (f"make bench-switch — commit {commit or '?'}, {time.strftime('%Y-%m-%d %H:%M')}, "
             f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
             f"{args.arrivals:g} s of arrivals, talk {args.talk:g} s, ring {RING_MS} ms, "

@@ -53,11 +53,12 @@ def missing_switch() -> str | None:
     return None
 
 
-def install_fsapps(site: Path) -> Path:
-    """README step: ``python3 -m pip install --target SITE .`` with the switch's own python."""
+def install_fsapps(site: Path, source: Path = ROOT) -> Path:
+    """README step: ``python3 -m pip install --target SITE .`` with the switch's own python
+    (``source``: the checkout to install, this one by default)."""
     site.mkdir(parents=True, exist_ok=True)
     subprocess.run([SYSTEM_PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    "--no-warn-script-location", "--upgrade", "--target", str(site), str(ROOT)],
+                    "--no-warn-script-location", "--upgrade", "--target", str(site), str(source)],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return site
 
