@@ -347,6 +347,10 @@ class Calls:
                                                 "Other-Leg-Unique-ID": b.uuid})
         if not b.up:
             a.set("bridge_hangup_cause", b.hangup_cause)
+        elif not a.up and b.session_thread is None:
+            # A hung up as the bridge began (before the two were peers, so its hangup could
+            # not take B with it): the bridge ends B, as FreeSWITCH's does
+            sw.hangup(b, "NORMAL_CLEARING" if b.answered else "ORIGINATOR_CANCEL")
         if interrupt is not None:
             if b.up and b.session_thread is None:
                 sw.hangup(b, "NORMAL_CLEARING")

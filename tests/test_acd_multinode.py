@@ -219,6 +219,8 @@ def test_two_nodes_300_calls_no_double_offer(any_cc: CallCenter) -> None:
     print(f"phone legs outliving their offer (cancel crossing nodes): "
           f"{len(checker.lingering)}, longest {max(checker.lingering, default=0) * 1000:.0f} ms")
     assert not checker.overlaps, checker.overlaps[:5]
+    for slow in checker.slow_cancels:
+        print(slow + "\n  " + "\n  ".join(checker.trail[slow.split()[1].rstrip(":")]))
     assert max(checker.lingering, default=0) < 1.5
     assert not sampler.doubles, sampler.doubles[:5]
     errors = [f"{s.name}: {m.strip()}" for s in nodes for level, m in list(s.log)

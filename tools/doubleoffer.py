@@ -69,6 +69,7 @@ class OfferChecker:
     answered: Counter[str] = field(default_factory=Counter)
     overlaps: list[str] = field(default_factory=list)
     lingering: list[float] = field(default_factory=list)  # s a phone leg outlived its offer
+    slow_cancels: list[str] = field(default_factory=list)  # those outliving it by over 1 s
     chooser: Callable[[str], Behaviour] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     trail: dict[str, list[str]] = field(default_factory=dict)
@@ -141,6 +142,10 @@ class OfferChecker:
                 leg.offer or self.relayed.get(leg.via, ""))
             if offer is not None and offer.ended is not None and offer.uuid != leg_uuid:
                 self.lingering.append(max(0.0, now - offer.ended))
+                if now - offer.ended > 1.0:
+                    self.slow_cancels.append(f"agent {agent}: phone leg {leg_uuid[:8]} on "
+                                             f"{switch.name} ended {now - offer.ended:.2f} s "
+                                             f"after its offer {offer.uuid[:8]}")
 
     def _offer_over(self, leg: Leg) -> bool:
         """The offer this phone leg rings for has ended (False while its CHANNEL_CREATE has

@@ -6,6 +6,7 @@ Each test uses its own group and extensions, so the session's one switch serves 
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -163,3 +164,33 @@ def test_long_wait_policy_plays_the_busy_ring_then_hangs_up(fs1: RealSwitch, pho
     assert row["flag"] == "排队超时" and row["a_answer_stamp"] is not None
     assert row["a_sip_hangup_disposition"] == "send_bye"
     assert phones.redis.zcard(group_key(group, "queue")) == 0
+
+
+def test_an_answered_agent_redis_still_shows_ringing_keeps_its_call(
+        fs1: RealSwitch, phones: Stack, group: str) -> None:
+    """A loaded switch delivers the agent leg's CHANNEL_ANSWER late: Redis still says "ring"
+    after the reservation's lease ran out. The reconciler asks the switch, which has the
+    agent's leg up, and leaves the agent alone: a second caller waiting meanwhile gets the
+    agent only after the first call (freeing it on the lease alone offered talking agents a
+    second call). The late state is written into Redis once the agent talks."""
+    ext = "3091"
+    phones.redis.hset(group_key(group), "wrapup_seconds", "0")  # free again at the call's end
+    agent(fs1, phones, ext, group)
+    first = phones.caller(fs1, f"7{group}", "13800000091", talk_ms=9000)
+    wait_for(lambda: agent_state(phones, ext).get("call_state") == "talking", 20,
+             f"agent {ext} talking")
+    held = agent_state(phones, ext)
+    assert held["agent_leg"] and held["agent_leg"] in fs1.api("show channels")
+    key = f"fsapps:{{{DOMAIN}}}:agent:{ext}"
+    phones.redis.hset(key, mapping={"call_state": "ring", "lease_until": 1})
+    second = phones.caller(fs1, f"7{group}", "13800000092", talk_ms=16000)
+    wait_for(lambda: phones.redis.zcard(group_key(group, "queue")), 15, "second caller queued")
+    time.sleep(5)  # two reconcile rounds (2 s) with the lease run out
+    now = agent_state(phones, ext)
+    assert (now["call_state"], now["offer_uuid"]) == ("ring", held["offer_uuid"])
+    assert phones.redis.zcard(group_key(group, "queue")) == 1  # not offered the agent
+    assert first.wait(40) == 0, first.errors()
+    assert second.wait(40) == 0, second.errors()
+    assert cdr_row(phones, "13800000092")["destination_number"] == ext
+    first_row, second_row = cdr_row(phones, "13800000091"), cdr_row(phones, "13800000092")
+    assert second_row["answer_stamp"] >= first_row["end_stamp"]
