@@ -1,0 +1,97 @@
+"""make bench-switch's arithmetic (tools/benchswitch.py) on events as a real switch sends them,
+and the SIPp scenarios it writes (the switch itself runs only in the bench)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from unittest import mock
+
+from tools import benchswitch, sipp
+
+
+def event(name: str, uuid: str, at: float, direction: str = "inbound", number: str = "",
+          **headers: str) -> dict[str, str]:
+    """An event as EventLog keeps it: the switch's stamp (20 ms ticks) and when it arrived."""
+    kept = {"Event-Name": name, "Unique-ID": uuid, "Call-Direction": direction,
+            "Caller-Caller-ID-Number": number, "Event-Date-Timestamp": str(int(at * 1e6)),
+            "_rx": repr(at)}
+    kept.update(headers)
+    return kept
+
+
+def queue_call(caller: str, number: str, arrived: float, agent_leg: str, rang: float,
+               bridged: float, by_other_leg: bool = True) -> list[dict[str, str]]:
+    """An ACD call: answered on arrival, an agent leg created at ``rang``, bridged."""
+    link = {"Other-Leg-Unique-ID": caller} if by_other_leg else {}
+    return [event("CHANNEL_CREATE", caller, arrived, number=number),
+            event("CHANNEL_ANSWER", caller, arrived + 0.002, number=number),
+            event("CHANNEL_CREATE", agent_leg, rang, "outbound", number, **link),
+            event("CHANNEL_ANSWER", agent_leg, bridged, "outbound", number),
+            event("CHANNEL_BRIDGE", caller, bridged, number=number,
+                  **{"Bridge-A-Unique-ID": caller, "Bridge-B-Unique-ID": agent_leg})]
+
+
+def test_decision_wait_and_rate_of_queue_calls() -> None:
+    events = (queue_call("c1", "9001", 100.0, "a1", 100.012, 100.33)
+              + queue_call("c2", "9002", 101.0, "a2", 103.002, 103.31, by_other_leg=False)
+              # another run's caller (prefix 91) and a caller nobody answered
+              + queue_call("x1", "9101", 100.5, "ax", 100.6, 100.9)
+              + [event("CHANNEL_CREATE", "c3", 102.0, number="9003")])
+    found = benchswitch.analyse(events, "90", agents=10, talk=10)
+    assert (found.callers_seen, found.bridged) == (3, 2)
+    # from the caller's answer to its agent leg (linked by Other-Leg or by caller number)
+    assert [round(ms) for ms in found.decision_ms] == [10, 2000]
+    assert [round(s, 2) for s in found.wait_s] == [0.33, 2.31]
+    assert round(found.per_second, 3) == round(2 / 3.31, 3)
+
+
+def test_plain_bridge_decision_counts_from_arrival() -> None:
+    """Nothing answers the caller before its agent rings: the decision runs from arrival."""
+    events = [event("CHANNEL_CREATE", "c1", 50.0, number="9001"),
+              event("CHANNEL_CREATE", "a1", 50.004, "outbound", "9001",
+                    **{"Other-Leg-Unique-ID": "c1"}),
+              event("CHANNEL_ANSWER", "a1", 50.3, "outbound", "9001"),
+              event("CHANNEL_ANSWER", "c1", 50.3, number="9001"),
+              event("CHANNEL_BRIDGE", "c1", 50.3, number="9001",
+                    **{"Bridge-A-Unique-ID": "c1", "Bridge-B-Unique-ID": "a1"})]
+    found = benchswitch.analyse(events, "90", agents=1, talk=10)
+    assert [round(ms) for ms in found.decision_ms] == [4]
+
+
+def test_callers_arriving_with_an_agent_free() -> None:
+    """One agent: busy from its leg's creation until talk after the bridge. The second caller
+    arrives while it talks (a queue to wait in), the third after it hung up."""
+    events = (queue_call("c1", "9001", 0.0, "a1", 0.01, 0.3)
+              + queue_call("c2", "9002", 5.0, "a2", 10.31, 10.6)
+              + queue_call("c3", "9003", 30.0, "a3", 30.01, 30.3))
+    found = benchswitch.analyse(events, "90", agents=1, talk=10)
+    assert found.arrived_free == 2
+    assert [round(s, 2) for s in found.wait_free_s] == [0.3, 0.3]
+
+
+def test_table_row() -> None:
+    run = benchswitch.Run(500, 40, 10, 30, 30)
+    found = benchswitch.analyse(queue_call("c1", "9001", 0.0, "a1", 0.01, 0.3), "90", 500, 10)
+    result = benchswitch.Result("fsapps", run, run.offered, found, 75.04, "0", 0, 900, 5.2,
+                                "100 cmds, 20 reads")
+    row = benchswitch.table([result]).splitlines()[2]
+    assert row == ("| 500 × 40, 10 s | fsapps | 1 / 1200 | 8 / 8 ms | 0.30 / 0.30 s | 1: 0.30 s "
+                   "| 3.3 | 75.0 (5.2) | 0 | 0 | 900 | 100 cmds, 20 reads |")
+
+
+def test_runs_flag() -> None:
+    assert benchswitch.parse_runs("100x10, 500x40") == [(100, 10.0), (500, 40.0)]
+
+
+def test_agent_phone_that_hangs_up_is_valid_sipp_xml() -> None:
+    with mock.patch.object(sipp.Sipp, "start", lambda self: self):
+        hangs_up = sipp.phone(hangup_after_ms=10_000, trace_messages=False)
+        plain = sipp.phone()
+    root = ET.fromstring(hangs_up.scenario.encode("iso-8859-1"))
+    labels = {node.get("id") for node in root.iter("label")}
+    assert {"hangup", "bye", "cancelled", "end"} <= labels
+    assert 'timeout="10000" ontimeout="hangup"' in hangs_up.scenario
+    assert "BYE [$peer_contact] SIP/2.0" in hangs_up.scenario
+    # the tests' phone is the one it was: no hangup of its own, no $placeholders left
+    ET.fromstring(plain.scenario.encode("iso-8859-1"))
+    assert "hangup" not in plain.scenario and "$" not in plain.scenario
