@@ -757,3 +757,22 @@ def test_a_wake_up_before_the_hold_music_starts_is_not_lost(
     assert a.answered_by(channel, 3) == "2261"
     assert elapsed(started) < 2.0
     a.gone(channel)
+
+
+def test_without_a_busy_ring_the_hold_music_is_not_cut_by_its_interval(a: Acd) -> None:
+    """busy_ring_interval_seconds only times busy rings: a group without a busy ring plays its
+    hold music on, past the interval, in one piece (it was cut into 2 s pieces from then on,
+    each a look in Redis)."""
+    restore = group_defaults(a, busy_ring_interval_seconds=2)
+    try:
+        a.group("227", mode=0)
+        a.agents("227", "2271", ready=False)
+        channel = a.call("227", "13900002701")
+        wait_until(lambda: a.playbacks(channel, "local_stream://moh"), 3, "hold music")
+        time.sleep(4.5)
+        assert len(a.playbacks(channel, "local_stream://moh")) == 1
+        a.ready("2271")
+        assert a.answered_by(channel) == "2271"
+        a.gone(channel)
+    finally:
+        restore()

@@ -224,8 +224,11 @@ class Router:
                     self.give_up()
                     raise CallerGone()
                 continue
-            remaining = interval - (time.monotonic() - segment_start)
-            self.hold_music(music, min(HOLD_SEGMENT_SECONDS, int(remaining) + 1))
+            seconds = HOLD_SEGMENT_SECONDS
+            if group.busy_ring:  # until the next busy ring is due (no ring: nothing is due)
+                remaining = interval - (time.monotonic() - segment_start)
+                seconds = min(seconds, int(remaining) + 1)
+            self.hold_music(music, seconds)
 
     def woken_with(self) -> str | None:
         """The agent the runtime woke this caller with (:data:`ACD_OFFER_VAR`), taken: the
