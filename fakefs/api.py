@@ -114,7 +114,8 @@ def uuid_setvar(switch: Switch, args: str, session: Channel | None) -> str:
 
 @command("uuid_transfer")
 def uuid_transfer(switch: Switch, args: str, session: Channel | None) -> str:
-    parts = args.split()
+    # quoted like FreeSWITCH's switch_separate_string: 'python:app arg' inline
+    parts = _split_quoted(args)
     if len(parts) < 2:
         return "-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n"
     channel = _channel(switch, parts[0])

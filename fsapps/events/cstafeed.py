@@ -373,11 +373,16 @@ class CstaFeed:
         called = call.get("called", "")
         if found[0] == "delivered" and (not called or called == call.get("calling")):
             called = leg.device
-        return {"id": uuidlib.uuid4().hex, "name": found[0], "domain": leg.domain,
-                "callId": call_id, "uuid": leg.uuid, "device": leg.device,
-                "localState": found[1], "calling": call.get("calling", ""), "called": called,
-                "parties": list(dict.fromkeys(p for p in parties if p)),
-                "time": int(time.time() * 1000), "cause": h("Hangup-Cause") or ""}
+        record = {"id": uuidlib.uuid4().hex, "name": found[0], "domain": leg.domain,
+                  "callId": call_id, "uuid": leg.uuid, "device": leg.device,
+                  "localState": found[1], "calling": call.get("calling", ""), "called": called,
+                  "parties": list(dict.fromkeys(p for p in parties if p)),
+                  "time": int(time.time() * 1000), "cause": h("Hangup-Cause") or ""}
+        if found[0] == "established" and current.get("s") not in ("Alerting", "Hold"):
+            # answered without ringing first (auto-answer, a fast phone): the CTI server
+            # sends its delivered before the established (fsapps.server.csta.events)
+            record["unannounced"] = True
+        return record
 
 
 def feed_wanted(ctx: Context) -> bool:

@@ -113,11 +113,13 @@ def live_call(ctx: Context, domain: str, extension: str, want: str) -> LiveCall:
 
 def transfer(ctx: Context, switch: SwitchCommands, domain: str, extension: str, target: str,
              gateway: str) -> NodeReply:
-    """The party talking with ``extension`` goes to ``target`` (an extension, through the
-    dialplan; or a number through ``gateway``); the extension's leg is released."""
+    """The party talking with ``extension`` goes to ``target``: an extension or a group of
+    ``domain`` by itself (rung wherever it is registered, relayed across nodes; a group's
+    ACD), another number through the dialplan, or a number through ``gateway``
+    (:func:`fsapps.switch.nodecommands.direct_destination`); the extension's leg is released."""
     call = live_call(ctx, domain, extension, "answered")
     return switch.on_channel(Transfer(uuid=call.uuid, extension=target, gateway=gateway,
-                                      leg="bleg"))
+                                      leg="bleg", domain=domain, direct="1"))
 
 
 def answer(ctx: Context, switch: SwitchCommands, domain: str, extension: str) -> NodeReply:

@@ -30,16 +30,24 @@ command line. Each FreeSWITCH primitive (``uuid_hold``, ``uuid_transfer``, ``uui
   drop           ``uuid_kill <uuid>``
   hold/unhold    ``uuid_hold [off] <uuid>`` on the device's own leg: the far party hears music
   call           ``originate`` (bgapi) the device's phone with auto-answer, then ``bridge`` the
-                 target extension (``user/``) or run the dialplan for a number; the first leg
-                 carries the CSTA callId (``fsapps_csta_call``)
-  transfer       ``uuid_transfer <uuid> bridge:user/<ext>@<domain> inline`` (or the dialplan
+                 target extension (:func:`ring_extension`) or run the dialplan for a number;
+                 the first leg carries the CSTA callId (``fsapps_csta_call``)
+  transfer       ``uuid_transfer <uuid> bridge:<ring_extension> inline`` (or the dialplan
                  at a number): the leg leaves its call for the target
   bridge         ``uuid_bridge <uuid> <other>``: two legs of two calls talk to each other
   join           ``uuid_transfer <uuid> three_way:<target> inline``: a leg joins another's call
-  invite         ``originate`` (bgapi) an extension running ``three_way`` / ``eavesdrop`` on a
-                 leg: single-step conference (Active: three-way, Silent: listen), and the
-                 supervisor's listen / whisper / barge
+  invite         ``originate`` (bgapi) an extension (:func:`ring_extension`) running
+                 ``three_way`` / ``eavesdrop`` on a leg, on the leg's node: single-step
+                 conference (Active: three-way, Silent: listen), and the supervisor's listen /
+                 whisper / barge
   =============  ========================================================================
+
+"Ring this extension" has one path, :func:`ring_extension` (the ACD's
+:func:`fsapps.switch.acd.agent_endpoint`): from the node running the command, ``user/`` when the
+phone is registered there, else through the relay profile to the node it is registered on. The
+ACD, makeCall, consult, single-step transfer and conference, threeway, eavesdrop and the seed
+REST transfer to an extension all dial through it; the seed transfer to a group runs the ACD
+for that group inline (:func:`direct_destination`), without the user's dialplan routes.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ from typing import Any, ClassVar
 
 from fsapps.channelvars import (
     ACD_GROUP_VAR,
+    CALL_HEADER,
     CSTA_CALL_VAR,
     CSTA_CALLED_VAR,
     CSTA_DEVICE_VAR,
@@ -66,6 +75,7 @@ from fsapps.domain.groups import Groups
 from fsapps.domain.nodes import REPLY_TIMEOUT_S, Nodes
 from fsapps.domain.numbers import valid_extension, valid_gateway, valid_number
 from fsapps.errors import BadInput, NotFound, Unavailable
+from fsapps.store.keys import seed_exten_hash
 from fsapps.switch import acd, hold
 
 Execute = Callable[[str, str], str]
@@ -127,7 +137,9 @@ class NodeCommand:
 class Transfer(NodeCommand):
     """The channel (``leg`` "bleg": the party it talks to, the channel itself hung up) runs
     the dialplan at ``extension`` (in ``domain`` when given), or calls the number
-    ``extension`` through ``gateway``."""
+    ``extension`` through ``gateway``. With ``direct`` ("1") an extension or group of the
+    domain is reached by itself instead (:func:`direct_destination`: relayed to the node the
+    phone is registered on; the group's ACD), without the dialplan's routes."""
 
     op: ClassVar[str] = "transfer"
     uuid: str = ""
@@ -135,6 +147,7 @@ class Transfer(NodeCommand):
     gateway: str = ""
     leg: str = ""
     domain: str = ""
+    direct: str = ""
 
 
 @dataclass(frozen=True)
@@ -361,6 +374,51 @@ def _kill(execute: Execute, uuid: str, cause: str) -> str:
     return execute("uuid_kill", f"{uuid} {cause}")
 
 
+def ring_extension(ctx: Context, domain: str, extension: str, node: str) -> str:
+    """The dial string that rings ``extension`` of ``domain`` from ``node`` (this one):
+    ``user/<ext>@<domain>`` when its phone is registered here, else relayed to the node it is
+    registered on — the ACD's own path (:func:`fsapps.switch.acd.agent_endpoint`), used by
+    every command that rings an extension."""
+    return acd.agent_endpoint(ctx, domain, extension, node)
+
+
+def is_extension(ctx: Context, domain: str, number: str) -> bool:
+    """Is ``number`` an extension of ``domain`` (an agent, or an entry of the seed's Redis
+    directory)? One round trip."""
+    if not valid_extension(number):
+        return False
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.exists(ctx.keys(domain).agent(number))
+    pipe.hexists(seed_exten_hash(domain), number)
+    return any(pipe.execute())
+
+
+def _with_call(call_id: str) -> str:
+    """``{sip_h_X-FSAPPS-Call=<callId>}``: the CSTA call a bridged leg joins, carried as a SIP
+    header to the phone's leg on another node (the relay legs are in no call), as the
+    ACD's offer does; "" without one."""
+    return f"{{{CALL_HEADER}={call_id}}}" if call_id else ""
+
+
+def csta_call_of(ctx: Context, domain: str, uuid: str) -> str:
+    """The CSTA call a channel is in (the feed's legs hash), else the channel's own uuid."""
+    return str(ctx.redis.hget(ctx.keys(domain).csta_legs(), uuid) or uuid)
+
+
+def direct_destination(ctx: Context, domain: str, number: str, node: str,
+                       moved: str = "") -> str:
+    """The ``uuid_transfer`` destination that reaches ``number`` by itself: an extension rung
+    with :func:`ring_extension` (``bridge:<dial string> inline``; the leg joins ``moved``'s
+    CSTA call), a group's ACD (``'python:fsapps.nwayacd <group>' inline``); "" for any other
+    number (the dialplan)."""
+    if is_extension(ctx, domain, number):
+        call = csta_call_of(ctx, domain, moved) if valid_uuid(moved) else ""
+        return f"bridge:{_with_call(call)}{ring_extension(ctx, domain, number, node)} inline"
+    if valid_name(number) and Groups(ctx, domain).get(number) is not None:
+        return f"'python:fsapps.nwayacd {number}' inline"
+    return ""
+
+
 def _transfer(execute: Execute, uuid: str, destination: str, leg: str = "") -> str:
     """``uuid_transfer``: the channel (``leg`` ``-bleg ``: its peer) runs ``destination``, a
     dialplan extension or ``app:arg inline``."""
@@ -419,9 +477,14 @@ def _channel(ctx: Context, execute: Execute, node: str, command: NodeCommand) ->
         else:
             was = _getvar(execute, moved, "domain_name") if domain and moved else ""
             if domain and moved:
-                # the dialplan rings user/<ext>@${domain_name}: the extension of that domain
+                # the group's ACD (and a dialplan) work in ${domain_name}: that domain's
                 execute("uuid_setvar", f"{moved} domain_name {domain}")
-            reply = _transfer(execute, uuid, ext, leg)
+            # direct: an extension or group is reached by itself (relayed to the node an
+            # extension is registered on), not through routes the user's dialplan may not
+            # have; any other number runs the dialplan
+            direct = direct_destination(ctx, domain or ctx.settings.default_domain, ext,
+                                        node, moved) if command.direct == "1" else ""
+            reply = _transfer(execute, uuid, direct or ext, leg)
             if domain and moved and not reply.startswith("+OK"):
                 # not transferred: the channel stays in the domain it was in
                 execute("uuid_setvar", f"{moved} domain_name {was}".rstrip())
@@ -438,7 +501,7 @@ def _channel(ctx: Context, execute: Execute, node: str, command: NodeCommand) ->
         if not gateway and not valid_name(phone):
             return NodeReply.refused(f"invalid extension {phone!r}")
         endpoint = f"sofia/gateway/{gateway}/{phone}" if gateway else \
-            acd.agent_endpoint(ctx, domain or ctx.settings.default_domain, phone, node)
+            ring_extension(ctx, domain or ctx.settings.default_domain, phone, node)
         if domain and not gateway:
             phone = f"{phone}@{domain}"
         reply = _originate(execute, [f"originate_timeout={THREEWAY_RING_SECONDS}",
@@ -508,7 +571,7 @@ def _eavesdrop(ctx: Context, execute: Execute, node: str, command: Eavesdrop) ->
     except ValueError:
         ring = THREEWAY_RING_SECONDS
     endpoint = f"sofia/gateway/{gateway}/{phone}" if gateway else \
-        acd.agent_endpoint(ctx, ctx.settings.default_domain, phone, node)
+        ring_extension(ctx, ctx.settings.default_domain, phone, node)
     dtmf = "false" if command.dtmf in ("false", "0") else "true"
     variables = [f"originate_timeout={ring}", f"{RING_TIMEOUT_HEADER}={ring}",
                  f"eavesdrop_enable_dtmf={dtmf}", f"{EAVESDROP_VAR}={uuid}"]
@@ -581,14 +644,16 @@ def _csta_ext(value: str, name: str) -> str:
     return value
 
 
-def _csta_target(command: Csta, domain: str, context: str) -> tuple[str, str]:
-    """(endpoint-or-dialplan form, what) of the ``to`` argument: an extension (``user/``) when
-    ``kind`` says so, else a number run through the dialplan."""
+def _csta_target(ctx: Context, node: str, command: Csta, domain: str,
+                 context: str) -> tuple[str, str]:
+    """(endpoint-or-dialplan form, what) of the ``to`` argument: an extension
+    (:func:`ring_extension` from ``node``) when ``kind`` says so, else a number run through
+    the dialplan."""
     to = command.to
     if command.kind == "extension":
         if not valid_extension(to):
             raise BadArgument(f"invalid extension {to!r}")
-        return f"user/{to}@{domain}", to
+        return ring_extension(ctx, domain, to, node), to
     if not valid_number(to):
         raise BadArgument(f"invalid number {to!r}")
     return f"{to} XML {context}", to
@@ -612,22 +677,26 @@ def _csta(ctx: Context, execute: Execute, node: str, command: Csta) -> NodeReply
     elif action == "call":
         call_id = _csta_uuid(command.call_id, "call_id")
         ext = _csta_ext(command.device, "device")
-        target, to = _csta_target(command, domain, context)
+        target, to = _csta_target(ctx, node, command, domain, context)
         variables = [
             f"{CSTA_CALL_VAR}={call_id}", f"{CSTA_ROLE_VAR}=initiator",
             f"{CSTA_DEVICE_VAR}={ext}", f"{CSTA_CALLED_VAR}={to}", f"{DOMAIN_VAR}={domain}",
             "sip_auto_answer=true", f"origination_caller_id_number={to}",
             f"originate_timeout={CSTA_RING_SECONDS}"]
-        if target.startswith("user/"):
-            dest = f"&bridge({{{CSTA_CALL_VAR}={call_id},{DOMAIN_VAR}={domain}}}{target})"
+        if command.kind == "extension":
+            # the call's id also travels as a SIP header: the target's leg on another node
+            # (rung through the relay) joins the call in the CSTA feed there
+            dest = (f"&bridge({{{CSTA_CALL_VAR}={call_id},{DOMAIN_VAR}={domain},"
+                    f"{CALL_HEADER}={call_id}}}{target})")
         else:
             dest = target
         reply = _originate(execute, variables, f"user/{ext}@{domain}", dest)
     elif action == "transfer":
         uuid = _csta_uuid(command.uuid, "uuid")
-        target, _ = _csta_target(command, domain, context)
-        if target.startswith("user/"):
-            reply = _transfer(execute, uuid, f"bridge:{target} inline")
+        target, _ = _csta_target(ctx, node, command, domain, context)
+        if command.kind == "extension":
+            call = _csta_uuid(command.call_id, "call_id") if command.call_id else ""
+            reply = _transfer(execute, uuid, f"bridge:{_with_call(call)}{target} inline")
         else:
             reply = _transfer(execute, uuid, target)
     elif action == "bridge":
@@ -645,8 +714,10 @@ def _csta(ctx: Context, execute: Execute, node: str, command: Csta) -> NodeReply
         app, extra = INVITE_MODES[mode]
         call_id = _csta_uuid(command.call_id, "call_id")
         reply = _originate(execute, [f"{CSTA_CALL_VAR}={call_id}", f"{DOMAIN_VAR}={domain}",
-                                     f"originate_timeout={CSTA_RING_SECONDS}", *extra],
-                           f"user/{ext}@{domain}", f"&{app}({uuid})")
+                                     f"originate_timeout={CSTA_RING_SECONDS}",
+                                     f"{RING_TIMEOUT_HEADER}={CSTA_RING_SECONDS}",
+                                     f"{CALL_HEADER}={call_id}", *extra],
+                           ring_extension(ctx, domain, ext, node), f"&{app}({uuid})")
     else:
         raise BadArgument(f"unknown action {action!r}")
     if reply.startswith("+OK"):

@@ -32,7 +32,7 @@ from fsapps.server.csta import events as ev
 from fsapps.server.csta import hub
 from fsapps.server.services import CtiServices
 from fsapps.services import agents as agent_service
-from fsapps.store.keys import seed_exten_hash
+from fsapps.switch import nodecommands
 from fsapps.switch.nodecommands import Csta, NodeReply
 
 CALL_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -87,12 +87,7 @@ def others(legs: dict[str, dict[str, str]], device: str) -> list[str]:
 
 def is_extension(ctx: Any, domain: str, number: str) -> bool:
     """Is ``number`` an extension of the domain (an agent or a directory entry)?"""
-    if not valid_extension(number):
-        return False
-    pipe = ctx.redis.pipeline(transaction=False)
-    pipe.exists(ctx.keys(domain).agent(number))
-    pipe.hexists(seed_exten_hash(domain), number)
-    return any(pipe.execute())
+    return nodecommands.is_extension(ctx, domain, number)
 
 
 def target_kind(ctx: Any, domain: str, number: str, field: str) -> str:
@@ -214,7 +209,8 @@ def _single_step_transfer(services: Any, domain: str, call_id: str, device: str,
     parties = others(legs, device)
     if not parties:
         raise CstaError(409, f"call {call_id} has no other party to transfer")
-    run_on_leg(services, parties[0], "transfer", domain=domain, to=number, kind=kind)
+    run_on_leg(services, parties[0], "transfer", domain=domain, to=number, kind=kind,
+               call_id=call_id)
     hub.publish(services.ctx, {
         "name": "transferred", "domain": domain, "callId": call_id, "device": device,
         "localState": "None", "parties": [leg.get("d") for leg in legs.values()],
@@ -241,8 +237,10 @@ def _single_step_conference(services: Any, domain: str, call_id: str, device: st
                         "participationType")
     legs = call_legs(services.ctx, domain, call_id)
     mine = leg_for(legs, device, call_id)
-    run_on_phone(services, domain, number, "invite", uuid=mine,
-                 mode="barge" if kind == "Active" else "listen", call_id=call_id)
+    # on the node holding the agent's leg (three_way / eavesdrop need it there), which rings
+    # the phone wherever it is registered (relayed: nodecommands.ring_extension)
+    run_on_leg(services, mine, "invite", domain=domain, device=number,
+               mode="barge" if kind == "Active" else "listen", call_id=call_id)
     added = f"{number}@{domain}"
     record = {
         "name": "conferenced", "domain": domain, "callId": call_id, "device": added,
@@ -315,6 +313,10 @@ def _transfer(services: Any, domain: str, call_id: str, device: str, ext: str,
     to_device = consulting[consulted[0]].get("d", "")
     run_on_leg(services, held_party[0], "bridge", domain=domain, other=consulted[0])
     move_leg(services.ctx, domain, held_party[0], call_id, consult)
+    moved = held[held_party[0]].get("d", "")
+    everyone = list(dict.fromkeys([*[leg.get("d") for leg in held.values()],
+                                   *[leg.get("d") for leg in consulting.values()]]))
+    announce_connection(services.ctx, domain, consult, to_device, moved, everyone)
     hub.publish(services.ctx, {
         "name": "transferred", "domain": domain, "callId": consult, "device": device,
         "localState": "None",
@@ -343,15 +345,37 @@ def _conference(services: Any, domain: str, call_id: str, device: str, ext: str,
     added = consulting[consulted[0]].get("d", "")
     run_on_leg(services, consulted[0], "join", domain=domain, target=mine)
     move_leg(services.ctx, domain, consulted[0], consult, call_id)
-    if held[mine].get("s") == "Hold":
-        run_on_leg(services, mine, "unhold", domain=domain)
+    calling = str(services.ctx.redis.hget(services.ctx.keys(domain).csta_call(call_id),
+                                          "calling") or "")
+    # the added party's delivered / established and the conferenced come before the
+    # retrieve, whose retrieved reaches the added party too: by then its SDK knows the call,
+    # its caller and the conferencing agent
+    parties = list(dict.fromkeys([*[leg.get("d") for leg in held.values()], added]))
+    announce_connection(services.ctx, domain, call_id, added, calling, parties)
     # the agent's consult leg ends with its bridge, the consulted party having left it
     hub.publish(services.ctx, {
         "name": "conferenced", "domain": domain, "callId": call_id, "device": added,
-        "localState": "Connect",
-        "parties": list(dict.fromkeys([*[leg.get("d") for leg in held.values()], added])),
+        "localState": "Connect", "parties": parties,
         "primaryOldCall": call_id, "secondaryOldCall": consult, "conferencingDevice": device,
         "addedParty": added, "newCall": call_id, "time": int(time.time() * 1000)})
+    if held[mine].get("s") == "Hold":
+        run_on_leg(services, mine, "unhold", domain=domain)
+
+
+def announce_connection(ctx: Any, domain: str, call_id: str, device: str, calling: str,
+                        parties: list[Any]) -> None:
+    """A party moved into ``call_id`` by a consult transfer or conference: its delivered and
+    established there (seed 004 §6.7/6.8: the transferring / conferencing party and the
+    target receive them), naming ``calling`` — the party the target was not in a call with
+    — so a client indexing its call memory by device knows every party of the call it now
+    is in before that party's events (its hangup) arrive."""
+    if not device:
+        return
+    now = int(time.time() * 1000)
+    base = {"domain": domain, "callId": call_id, "device": device, "calling": calling,
+            "called": device, "parties": [p for p in parties if p], "time": now}
+    hub.publish(ctx, {**base, "name": "delivered", "localState": "Alerting"})
+    hub.publish(ctx, {**base, "name": "established", "localState": "Connect"})
 
 
 ACTIONS: dict[str, Callable[..., Any]] = {
@@ -391,7 +415,7 @@ def invite_supervisor(services: CtiServices, domain: str, call_id: str, ext: str
     uuid = leg_for(legs, target, call_id) if target else next(
         (u for u, leg in legs.items() if is_agent_device(services.ctx, domain,
                                                           leg.get("d", ""))), next(iter(legs)))
-    run_on_phone(services, domain, ext, "invite", uuid=uuid, mode=mode, call_id=call_id)
+    run_on_leg(services, uuid, "invite", domain=domain, device=ext, mode=mode, call_id=call_id)
 
 
 def drop_call(services: CtiServices, domain: str, call_id: str) -> None:

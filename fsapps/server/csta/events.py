@@ -82,7 +82,13 @@ def expand(record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     dev = str(record.get("device", ""))
     parties = [str(p) for p in record.get("parties", []) if p]
     receivers = [dev] if name in _ONLY_SELF else list(dict.fromkeys(parties or [dev]))
-    return [(src, call_event(record, src)) for src in receivers if src]
+    records = [record]
+    if name == "established" and record.get("unannounced"):
+        # a leg answered without ringing first: its delivered comes first all the same, so
+        # a client that learns a call's devices from delivered (the published SDK) knows
+        # the call its established is about
+        records = [{**record, "name": "delivered", "localState": "Alerting"}, record]
+    return [(src, call_event(r, src)) for r in records for src in receivers if src]
 
 
 def call_event(record: dict[str, Any], src: str) -> dict[str, Any]:
