@@ -104,10 +104,19 @@ class Endpoints:
             leg.variables["originator"] = originator.uuid
         if tech == "loopback":  # its a-leg exists before the b-leg it starts
             sw.fire("CHANNEL_CREATE", leg)
-        behaviour, failure, name = self.resolve(tech, rest, leg)
+        caller_gone = originator is not None and not originator.up and tech != "loopback"
+        behaviour, failure, name = (None, None, None) if caller_gone else \
+            self.resolve(tech, rest, leg)
         leg.name = name or leg.name
-        if failure is not None and (tech in ("error", "user") or failure in (
-                "INVALID_GATEWAY", "GATEWAY_DOWN", "INVALID_PROFILE", "CHAN_NOT_IMPLEMENTED")):
+        if originator is not None and not originator.up and tech != "loopback":
+            # The caller hung up while this leg was being set up (its thread descheduled on
+            # a loaded machine): switch_ivr_originate checks its caller before it sends the
+            # INVITE, so the far end never hears of it.
+            failure = "ORIGINATOR_CANCEL"
+        if failure == "ORIGINATOR_CANCEL" or failure is not None and (
+                tech in ("error", "user") or failure in (
+                    "INVALID_GATEWAY", "GATEWAY_DOWN", "INVALID_PROFILE",
+                    "CHAN_NOT_IMPLEMENTED")):
             # The endpoint refused before any session existed (error/, an unknown or
             # unregistered user, a bad gateway): no channel, no events, just the cause.
             with leg.lock:
