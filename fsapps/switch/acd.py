@@ -165,8 +165,8 @@ class Router:
                 if self.offer(found.extension, Rung(leg, found.reg_node), messages):
                     return
             elif found.outcome == "offered" and found.extension:
-                self.left_queue()
-                if self.offer(found.extension):
+                self.left_queue(messages)
+                if self.offer(found.extension, messages=messages):
                     return
             else:
                 if not self.call.queued:
@@ -175,8 +175,9 @@ class Router:
                 extension = self.wait_for_agent()
                 if not extension:
                     continue  # dropped from the queue by a reconciler: queue again
-                self.left_queue()
-                if self.offer(extension):
+                messages = publish_pipeline(self.ctx.redis)  # sent with the callout event
+                self.left_queue(messages)
+                if self.offer(extension, messages=messages):
                     return
             # The offer failed: fresh facts (members may have changed) and try again.
             members = self.groups.members(self.call.group.group_number)
@@ -298,6 +299,8 @@ class Router:
         else:
             log("INFO", f"nwayacd: agent {extension}'s reservation for call {c.uuid} was "
                         "released before it rang; not ringing")
+            if messages is not None:
+                send_messages(messages)  # (the caller left the queue all the same)
             self.guard()
             return False
         messages = messages if messages is not None else publish_pipeline(self.ctx.redis)
