@@ -303,6 +303,40 @@ def test_transfer_to_another_queue(fs1: RealSwitch, phones: Stack, group: str,
             fs1.api(f"python fsapps.api nway_logout {member}")
 
 
+@pytest.mark.parametrize("target", ["extension", "group"])
+def test_transfer_to_a_bare_extension_or_group(fs1: RealSwitch, phones: Stack, group: str,
+                                               cti: CtiServer, target: str) -> None:
+    """POST /api/transfer with a bare extension or group number (issue 16): no dialplan
+    route has either, yet the caller reaches it — the extension rung by itself
+    (``bridge:{sip_h_X-FSAPPS-Call=..}user/<ext>@<d> inline``), the group's ACD run inline
+    (``'python:fsapps.nwayacd <group>' inline``, quoted as FreeSWITCH's uuid_transfer
+    splits its arguments)."""
+    ext = agent(fs1, phones, group)
+    # a group number that is no extension too (the module's counters of both overlap; an
+    # extension of the number would be rung first)
+    group2 = f"9{next(_groups)}"
+    api(fs1, f"nway_add_group {group2} 0")
+    ext2 = agent(fs1, phones, group2)
+    try:
+        call = queue_call(fs1, phones, group, ext, "13900004012", talk_ms=6000)
+        admin = cti.client("admin")
+        number = ext2 if target == "extension" else group2
+        message = cti.ok(admin, "POST", "/api/transfer",
+                         {"EvdedPhone": ext, "EvdPhone": number, "EvdGateway": ""})
+        assert call.agent_leg in message
+        wait_for(lambda: gone(fs1, call.agent_leg), 10, "the first agent's leg released")
+
+        def caller_with_ext2() -> bool:
+            peer = dump(fs1, call.customer).get("variable_signal_bond", "")
+            return bool(peer) and dump(fs1, peer).get("variable_dialed_user") == ext2 and \
+                dump(fs1, peer).get("Channel-Call-State") == "ACTIVE"
+        wait_for(caller_with_ext2, 15, f"the caller talking with {ext2}")
+        assert not gone(fs1, call.customer)
+        assert call.caller.wait(30) == 0, call.caller.errors()
+    finally:
+        fs1.api(f"python fsapps.api nway_logout {ext2}")
+
+
 @pytest.mark.parametrize(("path", "body", "app", "variable"), [
     ("/api/supervise/listen", {}, "eavesdrop", None),
     ("/api/supervise/whisper", {"To": "agent"}, "eavesdrop", "eavesdrop_whisper_bleg"),
