@@ -6,14 +6,18 @@ holds it; the relay legs never show as parties."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import redis
 from csta_support import StompClient
 from cti_support import CtiStack, cti_stack
 from test_csta_protocol import api, conn, wellclient_login
 
 from fakefs.channel import Behaviour
+from fakefs.scenario import wait_until
+from fsapps.events.cstafeed import feed_wanted
 
 D = "cc.test"
 A2 = f"1002@{D}"
@@ -54,5 +58,31 @@ def test_agent_on_another_node(stack: CtiStack) -> None:
         # every event of the call was about its one callId
         assert {e["callId"] for e in client.events if e.get("callId")} == {caller.uuid}
         assert node2.name != node1.name
+    finally:
+        client.close()
+
+
+def test_the_feed_runs_as_events_csta_feed_says(redis_server: Any) -> None:
+    """events.csta_feed: "on" and "off" whatever listens; "auto" while something listens on a
+    served domain's feed channel (every CTI server subscribes there when it starts)."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    channel = "t:{nobody.test}:csta"
+
+    def ctx(mode: str) -> Any:
+        return SimpleNamespace(
+            settings=SimpleNamespace(events=SimpleNamespace(csta_feed=mode),
+                                     domains=("nobody.test",)),
+            keys=lambda domain: SimpleNamespace(csta_feed=lambda: channel), redis=client)
+
+    try:
+        assert (feed_wanted(ctx("on")), feed_wanted(ctx("off"))) == (True, False)
+        assert not feed_wanted(ctx("auto"))
+        listener = client.pubsub()
+        listener.subscribe(channel)
+        wait_until(lambda: feed_wanted(ctx("auto")), 3, "a listener seen")
+        assert not feed_wanted(ctx("off"))
+        listener.unsubscribe(channel)
+        listener.close()
+        wait_until(lambda: not feed_wanted(ctx("auto")), 3, "no listener left")
     finally:
         client.close()
