@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from browser_support import agents_stack
 from csta_support import StompClient, frame
 from cti_support import Client, CtiStack
@@ -18,7 +20,7 @@ from test_csta_security import refused
 from fakefs.scenario import wait_until
 from fsapps import config
 from fsapps.errors import ConfigError
-from fsapps.server.cors import SESSION_COOKIE
+from fsapps.server.cors import SESSION_COOKIE, set_session_cookie
 
 D = "cc.test"
 PAGE = "http://127.0.0.1:8099"        # the users' own web server (allowed)
@@ -220,3 +222,16 @@ def test_a_login_id_or_device_not_the_sessions_is_refused(stack: CtiStack) -> No
     finally:
         first.post(STATE, json={"func": "Logout"})
         second.post(STATE, json={"func": "Logout"})
+
+
+def test_the_cookie_is_secure_over_tls() -> None:
+    """Behind TLS (the request's scheme https) the cookie is Secure; over plain HTTP it can
+    not be (the browser would drop it)."""
+    for scheme, secure in (("https", True), ("http", False)):
+        request = make_mocked_request("POST", "/login").clone(scheme=scheme)
+        response = web.Response()
+        set_session_cookie(request, response, "t" * 43, 600)
+        morsel = response.cookies[SESSION_COOKIE]
+        assert bool(morsel["secure"]) is secure
+        assert morsel["httponly"] and morsel["samesite"] == "Lax"
+        assert morsel["max-age"] == "600"
