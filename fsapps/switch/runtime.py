@@ -6,7 +6,9 @@ own for the node's command queue (started once, never per call):
 - node heartbeat in Redis, so other nodes and CTI servers know the node is alive, with the
   SIP address of its relay profile (``relay_profile``, read from the switch with
   ``sofia xmlstatus profile <name>``): other nodes ring the agents registered here there;
-- commands for this node (``break <uuid>`` wakes a queued caller whose agent is reserved;
+- commands for this node (``break <uuid> [agent]`` wakes a queued caller whose agent is
+  reserved, naming the agent on its channel; hold music that starts after the break is broken
+  when its PLAYBACK_START shows the agent still untaken;
   ``transfer`` / ``hold`` / ``unhold`` / ``threeway`` run a switch command issued on another
   node for a channel of this one, and answer it);
 - the channels of this node, recorded in Redis so other nodes know where a uuid lives;
