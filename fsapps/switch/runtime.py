@@ -572,6 +572,10 @@ class NodeRuntime:
             if not removed:
                 continue  # another node's reconciler (or the handler) was first
             dropped.append(call.uuid)
+            if call.node != self.node:
+                # a node taken for dead may only have stalled: its caller's handler, woken,
+                # finds itself out of the queue and queues again (a dead node never reads it)
+                self.nodes.send(call.node, "break", uuid=call.uuid)
             why = "is gone" if call.node == self.node else f"was on node {call.node}, gone"
             log("WARNING", f"reconciler: call {call.uuid} from {call.number} waiting in group "
                            f"{call.group} {why}; removed from the queue")
