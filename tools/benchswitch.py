@@ -176,6 +176,8 @@ class Analysis:
     # the callers who arrived while an agent was free (no queue to wait in)
     arrived_free: int = 0
     wait_free_s: list[float] = field(default_factory=list)
+    # how late the switch's events reached the bench over ESL (its stamps tick every 20 ms)
+    event_lag_s: list[float] = field(default_factory=list)
 
 
 def analyse(events: Iterable[dict[str, str]], prefix: str, agents: int,
@@ -221,7 +223,8 @@ def analyse(events: Iterable[dict[str, str]], prefix: str, agents: int,
                     bridged.setdefault(side, _stamp(event))
                 else:
                     legs_bridged.setdefault(side, _stamp(event))
-    result = Analysis(callers_seen=len(created), bridged=len(bridged))
+    result = Analysis(callers_seen=len(created), bridged=len(bridged),
+                      event_lag_s=[_received(e) - _stamp(e) for e in events if "_rx" in e])
     for caller, leg in first_leg.items():
         start = answered_rx.get(caller, created_rx[caller])
         if start > leg:  # not answered before its agent rang (the plain bridge)
@@ -667,6 +670,8 @@ class Bench:
                 f"{r.cpu_ms_per_call:.1f} CPU ms/call, "
                 f"hottest thread {r.hottest_thread_ms:.1f} ms/call, not ready after: "
                 f"{r.left_not_ready}")
+            say(f"  switch events reached the bench over ESL {_s(r.found.event_lag_s)} late "
+                "(p50 / p99)")
             if r.redis_top:
                 say(f"  Redis calls per bridged call: {r.redis_top}")
             if r.api_per_call:
