@@ -23,6 +23,7 @@ import pytest
 from fsapps.domain.nodes import profile_address
 from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
 from switch.test_acd import agent, cdr_row
+from switch.test_cti import CtiServer, cti, queue_call  # noqa: F401  (the cti fixture)
 from tools.realswitch import RealSwitch
 
 _groups = itertools.count(3500)
@@ -136,3 +137,26 @@ def test_agents_on_both_nodes_each_take_one_of_two_calls(
     assert offered == [("3511", "answered"), ("3512", "answered")]
     for ext in ("3511", "3512"):
         wait_for(lambda ext=ext: settled(phones, ext), 15, f"{ext} free again")
+
+
+def test_seed_transfer_to_an_extension_registered_on_fs2(
+        fs1: RealSwitch, fs2: RealSwitch, phones: Stack, group: str,
+        cti: CtiServer) -> None:  # noqa: F811  (the fixture imported above)
+    """POST /api/transfer with a bare extension whose phone is registered on the other node
+    (issue 16): fs1 rings it through fs2's relay profile (nodecommands.ring_extension, the
+    ACD's path), not user/<ext> on fs1 (USER_NOT_REGISTERED), and the caller talks to it."""
+    agent(fs1, phones, "3521", group)
+    group2 = str(next(_groups))
+    api(fs1, f"nway_add_group {group2} 0")
+    agent(fs2, phones, "3522", group2)
+    try:
+        call = queue_call(fs1, phones, group, "3521", "13800000521", talk_ms=8000)
+        cti.ok(cti.client("admin"), "POST", "/api/transfer",
+               {"EvdedPhone": "3521", "EvdPhone": "3522", "EvdGateway": ""})
+        relayed = wait_for(lambda: relayed_leg(fs2, "3522"), 20, "the relayed leg on fs2")
+        assert fs2.api(f"uuid_getvar {relayed['uuid']} sip_h_X-FSAPPS-Call") == call.customer
+        wait_for(lambda: (relayed_leg(fs2, "3522") or {}).get("callstate") == "ACTIVE", 15,
+                 "3522 answered the transferred caller")
+        assert call.caller.wait(40) == 0, call.caller.errors()
+    finally:
+        fs1.api("python fsapps.api nway_logout 3522")
