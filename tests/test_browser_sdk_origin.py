@@ -81,17 +81,22 @@ def ok(page: Any, script: str) -> None:
     assert answer["status"] in (200, 204), (script, answer)
 
 
-def test_the_sdk_from_another_origin(stack: CtiStack, page_server: str) -> None:
+@pytest.mark.parametrize("html", ["index.html", "sockjs.html"])
+def test_the_sdk_from_another_origin(stack: CtiStack, page_server: str, html: str) -> None:
+    """index.html: the SDK's wire protocol by hand; sockjs.html: through the real SockJS
+    and stomp.js of the SDK's time (tests/sdk_page/vendor)."""
     with chromium() as browser:
         context = browser.new_context()
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
-        page.goto(f"{page_server}/index.html?cti={stack.server.url}")
+        page.goto(f"{page_server}/{html}?cti={stack.server.url}")
         assert page.evaluate("location.origin") != stack.server.url
 
         # login: a form across origins, then Login, then SockJS + STOMP without a token
         ok(page, "sdk.login('agent', 'agent', 'cc.test', '1001')")
         page.wait_for_function("sdk.connected", timeout=TIMEOUT_MS)
+        assert page.evaluate("typeof SockJS") == ("function" if html == "sockjs.html"
+                                                  else "undefined")
         assert page.evaluate("sdk.frames.includes('CONNECTED')")
         cookies = {c["name"]: c for c in context.cookies(stack.server.url)}
         assert cookies["fsapps_session"]["httpOnly"] is True

@@ -3,7 +3,8 @@
  * speaks to the CTI server as they do, from another origin:
  * - XHR with credentials (jQuery xhrFields / SockJS's XHR), the token of /login in the header
  *   sessionId on every REST call, JSON bodies (so every call is preflighted);
- * - SockJS: GET <prefix>/info, then the WebSocket <prefix>/<server>/<session>/websocket;
+ * - SockJS: GET <prefix>/info, then the WebSocket <prefix>/<server>/<session>/websocket
+ *   (on sockjs.html the real sockjs-client 1.1.5 and stomp.js 2.3.3 do it, as in the SDK);
  *   STOMP CONNECT with no header but accept-version and heart-beat (stomp.js's
  *   ws.connect({}, ...)), SUBSCRIBE /topic/csta/agent/<loginId>;
  * - SetState and Logout bodies without loginId; Logout again when the page is closed;
@@ -107,7 +108,25 @@
     });
   }
 
+  function connectWithLibraries() {
+    // the SDK's own way when SockJS and stomp.js are on the page (sockjs.html): new
+    // SockJS(url), Stomp.over(socket), connect({}, ...) with no header, subscribe to the agent
+    var client = Stomp.over(new SockJS(base + '/mvc/stomp'));
+    client.debug = null;
+    client.connect({}, function () {
+      sdk.connected = true;
+      sdk.frames.push('CONNECTED');
+      client.subscribe('/topic/csta/agent/' + mem.agentId, function (message) {
+        onEvent(JSON.parse(message.body));
+      });
+    }, function (error) {
+      sdk.errors.push('STOMP: ' + (error && error.headers ? error.headers.message : error));
+    });
+    return Promise.resolve();
+  }
+
   function connect() {
+    if (window.SockJS && window.Stomp) { return connectWithLibraries(); }
     return request('GET', '/mvc/stomp/info').then(function (info) {
       if (info.status !== 200) { throw new Error('SockJS info: ' + info.status); }
       var server = String(Math.floor(Math.random() * 1000));
