@@ -382,6 +382,9 @@ class UserSettings:
     password_hash: Secret = field(metadata=checked(_password_hash))
     role: str = setting("agent", check=_one_of(ROLES))  # agent | supervisor | admin
     extension: str = setting("", check=_word_or_empty)
+    # The domains a supervisor oversees (its wellClient event stream: agents' topics and the
+    # wallboard's); empty: every domain. Each must be one of ``domains``.
+    domains: tuple[str, ...] = setting((), check=_word)
 
     # Keys the file may not hold, and why; their value (a plain password) is never echoed.
     refused: ClassVar[Mapping[str, str]] = {
@@ -485,6 +488,10 @@ class Settings:
             if user.username in names:
                 raise ConfigError(f"users[{index}].username", user.username, "listed twice")
             names.add(user.username)
+            for at, domain in enumerate(user.domains):
+                if domain not in self.domains:
+                    raise ConfigError(f"users[{index}].domains[{at}]", domain,
+                                      f"must be one of domains {list(self.domains)!r}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -91,9 +91,15 @@ class Principal:
     role: str
     extension: str = ""
     token_hash: str = ""  # empty for api_tokens (they cannot be revoked by logout)
+    domains: tuple[str, ...] = ()  # a supervisor's domains (empty: every one)
 
     def at_least(self, role: str) -> bool:
         return RANK.get(self.role, -1) >= RANK[role]
+
+    def oversees(self, domain: str) -> bool:
+        """A supervisor oversees its own domains (all when it names none); an admin all."""
+        return self.at_least("admin") or (self.at_least("supervisor") and
+                                           (not self.domains or domain in self.domains))
 
     def may_act_on(self, extension: str) -> bool:
         """Agents act only on their own extension; supervisors and admins on any."""
@@ -189,7 +195,8 @@ class Auth:
         user = self.users.get(str(username))
         if user is None:
             raise NotAuthorized("Not Authorized: the token's user is no longer configured")
-        return Principal(user.username, user.role, user.extension, token_hash)
+        return Principal(user.username, user.role, user.extension, token_hash,
+                         tuple(user.domains))
 
     def revoke(self, token: str) -> bool:
         """End one token's session. False when it was not a live token."""

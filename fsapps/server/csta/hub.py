@@ -12,7 +12,8 @@ CONNECT on a SockJS session whose requests carried the session cookie set by ``/
 page allowed to use it: :mod:`fsapps.server.cors`):
 
 - ``/topic/csta/agent/<job>@<domain>``: the events of that agent's device (wellClient's); an
-  agent only its own job number, a supervisor any;
+  agent only its own job number, a supervisor any of the domains it oversees (``users[].
+  domains``, every domain when empty);
 - ``/topic/csta/device/<ext>@<domain>``: the events of one device (an agent only its own);
 - ``/topic/csta/domain/<domain>``: one event per change in the domain, for the wallboard
   (supervisor).
@@ -419,12 +420,13 @@ class StompConnection:
             return
         kind, domain, name = parsed
         p = self.principal
+        # an agent its own topics; a supervisor those of the domains it oversees
         if kind == "agent":
-            allowed = p.username == name or p.at_least("supervisor")
+            allowed = p.username == name or p.oversees(domain)
         elif kind == "device":
-            allowed = p.may_act_on(name)
+            allowed = p.oversees(domain) if p.at_least("supervisor") else p.may_act_on(name)
         else:
-            allowed = p.at_least("supervisor")
+            allowed = p.oversees(domain)
         if not allowed:
             self.error("Forbidden", f"user {p.username!r} may not subscribe to {destination}")
             return
