@@ -55,6 +55,7 @@ BODY = st.one_of(
 PATHS = [
     ("POST", "/api/csta/agent/state", ()),
     ("POST", "/api/csta/agent/heartbeat/{login_id}", ("login_id",)),
+    ("POST", "/api/csta/agent/heartbeat", ()),
     ("POST", "/api/csta/callControl/calls", ()),
     ("POST", "/api/csta/callControl/calls/{call_id}/connections/{connection}/{action}",
      ("call_id", "connection", "action")),

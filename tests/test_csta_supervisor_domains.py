@@ -75,3 +75,18 @@ def test_a_users_domain_must_be_served(tmp_path: Path) -> None:
                     f"    domains: [b]\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="must be one of domains"):
         config.load_settings(str(path), environ={})
+
+
+def test_rest_calls_of_a_supervisor_stay_in_its_domains(stack: CtiStack) -> None:
+    http = stack.server.anonymous()
+    http.headers["sessionId"] = stack.server.login("localsup")
+    assert http.get("/api/csta/wallboard", params={"domain": OTHER}).status_code == 200
+    assert http.get("/api/csta/wallboard", params={"domain": D}).status_code == 403
+    for domain, status in ((D, 403), (OTHER, 409)):  # 409: not logged in, but allowed
+        reply = http.post("/api/csta/agent/state", json={
+            "func": "SetState", "loginId": f"agent@{domain}", "device": f"1001@{domain}",
+            "agentMode": "NotReady"})
+        assert reply.status_code == status, (domain, reply.text)
+    reply = http.post("/api/csta/supervise/drop", json={
+        "callId": "00000000-0000-4000-8000-000000000000", "domain": D})
+    assert reply.status_code == 403

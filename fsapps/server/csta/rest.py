@@ -112,9 +112,13 @@ async def body_of(request: web.Request) -> dict[str, Any]:
     return value
 
 
-def allow_device(principal: Any, ext: str) -> None:
-    if not principal.may_act_on(ext):
-        raise CstaError(403, f"user {principal.username!r} may not act on extension {ext!r}")
+def allow_device(principal: Any, ext: str, domain: str) -> None:
+    """An agent acts on its own extension; a supervisor on those of the domains it oversees."""
+    allowed = principal.oversees(domain) if principal.at_least("supervisor") else \
+        principal.may_act_on(ext)
+    if not allowed:
+        raise CstaError(403, f"user {principal.username!r} may not act on extension "
+                             f"{ext}@{domain}")
 
 
 # ------------------------------------------------------------------------ handlers ------
@@ -169,7 +173,7 @@ async def agent_state(request: web.Request) -> web.StreamResponse:
     ext, dev_domain = split_address(device, "device", domains)
     if dev_domain != domain:
         raise CstaError(400, f"device {device!r} is not in domain {domain!r}", "device")
-    allow_device(principal, ext)
+    allow_device(principal, ext, domain)
     if func != "Login" and current.get("device") not in (None, ext) \
             and not principal.at_least("supervisor"):
         # an agent changes the session it logged in with, not one named by another device
@@ -213,8 +217,9 @@ def session_agent(principal: Any, body: dict[str, Any], settings: Any) -> tuple[
             domain = str(body.get("namespace") or settings.default_domain)
         login_id = f"{principal.username}@{domain}"
     job, domain = split_address(login_id, "loginId", domains)
-    if not (principal.username == job or principal.at_least("supervisor")):
-        raise CstaError(403, f"user {principal.username!r} may not act for agent {job!r}")
+    if not (principal.username == job or principal.oversees(domain)):
+        raise CstaError(403, f"user {principal.username!r} may not act for agent "
+                             f"{job}@{domain}")
     return job, domain
 
 
@@ -238,7 +243,7 @@ async def make_call(request: web.Request) -> web.Response:
     body = await body_of(request)
     ext, domain = split_address(str(body.get("from", "")), "from",
                                 tuple(services.settings.domains))
-    allow_device(principal, ext)
+    allow_device(principal, ext, domain)
     to = str(body.get("to", "")).strip()
     kind = await services.run(cc.target_kind, services.ctx, domain, to, "to")
     call_id = str(uuidlib.uuid4())
@@ -267,7 +272,7 @@ async def connection_action(request: web.Request) -> web.StreamResponse:
     services = services_of(request)
     principal = await principal_of(request)
     call_id, device, ext, domain = _connection(request, services)
-    allow_device(principal, ext)
+    allow_device(principal, ext, domain)
     action = request.match_info["action"]
     body = await body_of(request)
     handler = cc.ACTIONS.get(action)
@@ -285,7 +290,7 @@ async def drop_connection(request: web.Request) -> web.StreamResponse:
     services = services_of(request)
     principal = await principal_of(request)
     call_id, device, ext, domain = _connection(request, services)
-    allow_device(principal, ext)
+    allow_device(principal, ext, domain)
     await services.run(cc.drop, services, domain, call_id, device, ext, {})
     return web.Response(status=204)
 
@@ -335,6 +340,8 @@ async def spy(request: web.Request) -> web.StreamResponse:
     call_id = check_call_id(request.match_info["call_id"])
     ext, domain = split_address(request.query.get("deviceId", ""), "deviceId",
                                 tuple(services.settings.domains))
+    if not principal.oversees(domain):
+        raise CstaError(403, f"user {principal.username!r} does not oversee {domain!r}")
     mode = request.query.get("mode", "listen")
     if mode not in ("listen", "whisper", "barge"):
         raise CstaError(400, f"invalid mode {mode!r}: listen, whisper or barge", "mode")
@@ -372,6 +379,8 @@ async def wallboard_view(request: web.Request) -> web.Response:
     domain = request.query.get("domain") or services.settings.default_domain
     if domain not in services.settings.domains:
         raise CstaError(400, f"unknown domain {domain!r}", "domain")
+    if not principal.oversees(domain):
+        raise CstaError(403, f"user {principal.username!r} does not oversee {domain!r}")
     return web.json_response(await services.run(wallboard.wallboard, services.ctx, domain))
 
 
@@ -388,6 +397,8 @@ async def force_drop(request: web.Request) -> web.StreamResponse:
     domain = str(body.get("domain") or services.settings.default_domain)
     if domain not in services.settings.domains:
         raise CstaError(400, f"unknown domain {domain!r}", "domain")
+    if not principal.oversees(domain):
+        raise CstaError(403, f"user {principal.username!r} does not oversee {domain!r}")
     await services.run(cc.drop_call, services, domain, call_id)
     return web.Response(status=204)
 
