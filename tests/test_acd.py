@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -776,3 +778,27 @@ def test_without_a_busy_ring_the_hold_music_is_not_cut_by_its_interval(a: Acd) -
         a.gone(channel)
     finally:
         restore()
+
+
+def test_the_node_name_is_asked_of_the_switch_once_per_switch_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without node_name in the settings the node is the switch's ``switchname``, asked once
+    per switch run (its core_uuid) - not on every call: the api holds the GIL. A switch run
+    again (a new core_uuid) is asked again."""
+    asked: list[str] = []
+    core = ["core-1"]
+
+    class Api:
+        def executeString(self, command: str) -> str:  # noqa: N802 (the switch's API)
+            asked.append(command)
+            return "fs-a"
+
+    fake = SimpleNamespace(API=Api, getGlobalVariable=lambda name: core[0]
+                           if name == "core_uuid" else None)
+    monkeypatch.setitem(sys.modules, "freeswitch", fake)
+    ctx = SimpleNamespace(settings=SimpleNamespace(node_name=""))
+    assert [acd.node_name(ctx) for _ in range(3)] == ["fs-a"] * 3  # type: ignore[arg-type]
+    assert asked == ["switchname"]
+    core[0] = "core-2"
+    assert acd.node_name(ctx) == "fs-a"  # type: ignore[arg-type]
+    assert asked == ["switchname", "switchname"]

@@ -32,7 +32,7 @@ import pytest
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
 from fsapps.context import now_ms
-from fsapps.domain.nodes import DEAD_AFTER_MS
+from fsapps.domain.nodes import DEAD_AFTER_MS, Nodes
 from fsapps.switch import acd
 from fsapps.switch.runtime import RECONCILE_MS
 from tests.acd_support import DOMAIN, CallCenter, center
@@ -474,8 +474,9 @@ def test_caller_on_one_node_served_by_agent_freed_on_other(cc: CallCenter) -> No
 
 def test_caller_dropped_from_queue_by_mistake_queues_again(cc: CallCenter) -> None:
     """A reconciler that took a live node for dead (missed heartbeats) drops its caller from
-    the queue; the caller's handler notices on its next hold segment and queues it again in
-    the same place, so it is still served."""
+    the queue and sends that node a break (as reconcile_queue does); the caller's handler,
+    woken, finds itself out of the queue and queues it again in the same place, so it is
+    still served."""
     node1, _ = two_nodes(cc)
     cc.group("520", group_callout_timeout=2, wrapup_seconds=0)
     cc.agent("5201", ["520"], switch=node1, ready=False,
@@ -484,6 +485,7 @@ def test_caller_dropped_from_queue_by_mistake_queues_again(cc: CallCenter) -> No
     wait_until(lambda: cc.queue.waiting("520"), 5, "caller queued")
     score = cc.ctx.redis.zscore(cc.ctx.keys(DOMAIN).group_queue("520"), caller.uuid)
     assert cc.queue.leave("520", caller.uuid) == (True, "")
+    Nodes(cc.ctx).send(node1.name, "break", uuid=caller.uuid)
     wait_until(lambda: cc.queue.waiting("520"), 4, "caller queued again")
     assert cc.ctx.redis.zscore(cc.ctx.keys(DOMAIN).group_queue("520"), caller.uuid) == score
     assert acd.set_ready(cc.ctx, DOMAIN, "5201")

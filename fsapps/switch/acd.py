@@ -518,6 +518,8 @@ def lease_ms(ctx: Context, ring_seconds: int) -> int:
 
 
 _NODE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+# a switch run's core_uuid -> its name (one switch in a real process; several in fakefs)
+_switch_names: dict[str, str] = {}
 
 
 def node_name(ctx: Context) -> str:
@@ -527,14 +529,22 @@ def node_name(ctx: Context) -> str:
     that read it were all called the same. Outside a switch: the host name."""
     if ctx.settings.node_name:
         return ctx.settings.node_name
+    core = ""
     try:
         import freeswitch
 
+        # Asked once per switch run (its core_uuid), not on every call: the api holds the GIL
+        # and is one more command per call for the switch.
+        core = str(freeswitch.getGlobalVariable("core_uuid") or "")
+        if core in _switch_names:
+            return _switch_names[core]
         name = str(freeswitch.API().executeString("switchname") or "").strip()
     except (ImportError, RuntimeError, AttributeError):
         name = ""
     if not _NODE_NAME.match(name):
         name = socket.gethostname().split(".")[0] or "fs"
+    if core:
+        _switch_names[core] = name
     return name
 
 
