@@ -160,3 +160,30 @@ def test_seed_transfer_to_an_extension_registered_on_fs2(
         assert call.caller.wait(40) == 0, call.caller.errors()
     finally:
         fs1.api("python fsapps.api nway_logout 3522")
+
+
+def test_wellclient_single_step_transfer_to_an_extension_registered_on_fs2(
+        fs1: RealSwitch, fs2: RealSwitch, phones: Stack, group: str,
+        cti: CtiServer) -> None:  # noqa: F811  (the fixture imported above)
+    """wellClient singleStepTransfer of a queue call on fs1 to an extension registered on fs2
+    (issue 16): ``uuid_transfer <caller> bridge:{sip_h_X-FSAPPS-Call=<callId>}
+    [sip_h_X-FSAPPS-Domain=..]sofia/external/fsapps_agent_<ext>@<fs2 relay> inline`` — the
+    caller reaches the phone on fs2, whose leg names the caller's call."""
+    agent(fs1, phones, "3541", group)
+    group2 = str(next(_groups))
+    api(fs1, f"nway_add_group {group2} 0")
+    agent(fs2, phones, "3542", group2)
+    try:
+        call = queue_call(fs1, phones, group, "3541", "13800000541", talk_ms=8000)
+        admin = cti.client("admin")
+        path = (f"/api/csta/callControl/calls/{call.customer}/connections/"
+                f"3541@{DOMAIN}%7C{call.customer}/singleStepTransfer")
+        reply = cti.call(admin, "POST", path, {"transferTo": f"3542@{DOMAIN}"})
+        assert reply.status_code == 204, reply.text
+        relayed = wait_for(lambda: relayed_leg(fs2, "3542"), 20, "the relayed leg on fs2")
+        assert fs2.api(f"uuid_getvar {relayed['uuid']} sip_h_X-FSAPPS-Call") == call.customer
+        wait_for(lambda: (relayed_leg(fs2, "3542") or {}).get("callstate") == "ACTIVE", 15,
+                 "3542 answered the transferred caller")
+        assert call.caller.wait(40) == 0, call.caller.errors()
+    finally:
+        fs1.api("python fsapps.api nway_logout 3542")
