@@ -187,3 +187,31 @@ def test_wellclient_single_step_transfer_to_an_extension_registered_on_fs2(
         assert call.caller.wait(40) == 0, call.caller.errors()
     finally:
         fs1.api("python fsapps.api nway_logout 3542")
+
+
+def test_wellclient_single_step_conference_with_an_extension_registered_on_fs2(
+        fs1: RealSwitch, fs2: RealSwitch, phones: Stack, group: str,
+        cti: CtiServer) -> None:  # noqa: F811  (the fixture imported above)
+    """wellClient singleStepConference of a queue call on fs1 with an extension registered on
+    fs2 (issue 16): the invite runs on fs1, which holds the agent's leg (three_way needs it
+    there), and rings the phone on fs2 through the relay."""
+    agent(fs1, phones, "3551", group)
+    group2 = str(next(_groups))
+    api(fs1, f"nway_add_group {group2} 0")
+    agent(fs2, phones, "3552", group2)
+    try:
+        call = queue_call(fs1, phones, group, "3551", "13800000551", talk_ms=8000)
+        admin = cti.client("admin")
+        path = (f"/api/csta/callControl/calls/{call.customer}/connections/"
+                f"3551@{DOMAIN}%7C{call.customer}/singleStepConference")
+        reply = cti.call(admin, "POST", path, {"conferenceParticipant": f"3552@{DOMAIN}"})
+        assert reply.status_code == 204, reply.text
+        relayed = wait_for(lambda: relayed_leg(fs2, "3552"), 20, "the relayed leg on fs2")
+        assert fs2.api(f"uuid_getvar {relayed['uuid']} sip_h_X-FSAPPS-Call") == call.customer
+        wait_for(lambda: (relayed_leg(fs2, "3552") or {}).get("callstate") == "ACTIVE", 15,
+                 "3552 answered and joined")
+        rows = json.loads(fs1.api("show channels as json")).get("rows") or []
+        assert any(row.get("application") == "three_way" for row in rows), rows
+        assert call.caller.wait(40) == 0, call.caller.errors()
+    finally:
+        fs1.api("python fsapps.api nway_logout 3552")
