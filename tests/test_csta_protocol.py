@@ -67,7 +67,12 @@ def agent1(stack: CtiStack) -> Iterator[tuple[str, StompClient]]:
     wait_until(lambda: not stack.switch.channels, 5, "channels gone")
 
 
-def test_connected_carries_heart_beat_and_pending_logon_is_delivered(stack: CtiStack) -> None:
+@pytest.mark.parametrize("topic", [f"/topic/csta/agent/agent2@{D}",
+                                   f"/topic/event.agent.*.agent2@{D.replace('.', '_')}"])
+def test_connected_carries_heart_beat_and_pending_logon_is_delivered(stack: CtiStack,
+                                                                      topic: str) -> None:
+    """Later wellClient releases subscribe to /topic/event.agent.*.<loginId, dots as
+    underscores>: the same agent topic."""
     token = wellclient_login(stack, "agent2", "1002", mode="Ready")
     client = StompClient(stack.server.url, token, heart_beat="10000,10000")
     try:
@@ -75,7 +80,7 @@ def test_connected_carries_heart_beat_and_pending_logon_is_delivered(stack: CtiS
         assert headers["version"] == "1.1"
         assert "," in headers["heart-beat"]
         # logged on and ready before the subscription: held, delivered after it
-        client.subscribe(f"/topic/csta/agent/agent2@{D}")
+        client.subscribe(topic)
         on = client.wait_event(lambda e: e["eventName"] == "agentLoggedOn")
         ready = client.wait_event(lambda e: e["eventName"] == "agentReady")
         assert client.names()[:2] == ["agentLoggedOn", "agentReady"]

@@ -80,7 +80,8 @@ def test_a_hostile_host_header_stays_out_of_the_policy(stack: CtiStack) -> None:
 @pytest.mark.parametrize("destination", [
     f"/topic/csta/agent/agent2@{D}", f"/topic/csta/device/{A2}", f"/topic/csta/domain/{D}",
     "/topic/csta/device/1001@other.domain", "/topic/csta/agent/../agent2@cc.test",
-    "/queue/anything"])
+    "/topic/event.agent.*.agent2@cc_test", "/topic/event.agent.*.agent@cc.test",
+    "/topic/event.agent.*.agent@other_domain", "/queue/anything"])
 def test_an_agent_subscribes_only_to_its_own_topics(stack: CtiStack, destination: str) -> None:
     client = stomp(stack, stack.server.login("agent"))
     try:

@@ -14,6 +14,8 @@ page allowed to use it: :mod:`fsapps.server.cors`):
 - ``/topic/csta/agent/<job>@<domain>``: the events of that agent's device (wellClient's); an
   agent only its own job number, a supervisor any of the domains it oversees (``users[].
   domains``, every domain when empty);
+  later wellClient releases name the same topic ``/topic/event.agent.*.<job>@<domain>`` with
+  the domain's dots written as underscores;
 - ``/topic/csta/device/<ext>@<domain>``: the events of one device (an agent only its own);
 - ``/topic/csta/domain/<domain>``: one event per change in the domain, for the wallboard
   (supervisor).
@@ -31,6 +33,7 @@ import json
 import logging
 import uuid
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -413,8 +416,8 @@ class StompConnection:
             return
         if not await self.still_authorized():
             return
-        parsed = parse_destination(destination)
         settings = self.hub.services.settings
+        parsed = parse_destination(destination, settings.domains)
         if parsed is None or parsed[1] not in settings.domains:
             self.error("unknown destination", destination)
             return
@@ -446,8 +449,22 @@ class StompConnection:
                 await self.hub.dispatch(record, only=sub)
 
 
-def parse_destination(destination: str) -> tuple[str, str, str] | None:
-    """(kind, domain, name) of a destination this server serves, else None."""
+# Later wellClient releases (3.9 on) subscribe to the agent's events as
+# ``/topic/event.agent.*.<loginId>`` with the loginId's dots written as underscores
+# (``5001@test_cc`` for 5001@test.cc): the same agent topic under another name.
+AGENT_TOPIC_ALIAS = "/topic/event.agent.*."
+
+
+def parse_destination(destination: str,
+                      domains: Iterable[str] = ()) -> tuple[str, str, str] | None:
+    """(kind, domain, name) of a destination this server serves, else None. ``domains``
+    (the configured ones) resolve the underscored domain of :data:`AGENT_TOPIC_ALIAS`."""
+    if destination.startswith(AGENT_TOPIC_ALIAS):
+        name, at, written = destination[len(AGENT_TOPIC_ALIAS):].rpartition("@")
+        if not (at and name and written) or "/" in name:
+            return None
+        matches = [d for d in domains if d.replace(".", "_") == written]
+        return ("agent", matches[0], name) if len(matches) == 1 else None
     for kind in ("agent", "device"):
         prefix = f"/topic/csta/{kind}/"
         if destination.startswith(prefix):
