@@ -32,6 +32,7 @@ import pytest
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
 from fsapps.context import now_ms
+from fsapps.domain.callqueue import CallQueue
 from fsapps.domain.nodes import DEAD_AFTER_MS, Nodes
 from fsapps.switch import acd
 from fsapps.switch.runtime import RECONCILE_MS
@@ -257,11 +258,10 @@ def test_offer_rung_after_its_lease_ran_out_still_holds_the_agent(
 
     late = threading.Event()
     woken_with = acd.Router.woken_with
+    offer_or_waiting = CallQueue.offer_or_waiting
 
-    def late_wake(router: acd.Router) -> str | None:
-        # the handler learns its agent from the runtime's wake-up (acd.Router.woken_with)
-        extension = woken_with(router)
-        if extension and router.call.uuid == first.uuid and not late.is_set():
+    def made_late(uuid: str, extension: str | None) -> str | None:
+        if extension and uuid == first.uuid and not late.is_set():
             key = cc.ctx.keys(DOMAIN).agent(extension)
             wait_until(lambda: int(cc.ctx.redis.hget(key, "lease_until") or 0) < now_ms(),
                        ring_s + LEASE_MARGIN_S + 2, "the reservation's lease ran out",
@@ -269,7 +269,17 @@ def test_offer_rung_after_its_lease_ran_out_still_holds_the_agent(
             late.set()
         return extension
 
+    # the handler learns its agent from the runtime's wake-up (acd.Router.woken_with), or
+    # from Redis when the agent was reserved before it started waiting
+    def late_wake(router: acd.Router) -> str | None:
+        return made_late(router.call.uuid, woken_with(router))
+
+    def late_look(queue: CallQueue, group: str, uuid: str) -> tuple[str | None, bool]:
+        extension, waiting = offer_or_waiting(queue, group, uuid)
+        return made_late(uuid, extension), waiting
+
     monkeypatch.setattr(acd.Router, "woken_with", late_wake)
+    monkeypatch.setattr(CallQueue, "offer_or_waiting", late_look)
     assert acd.set_ready(cc.ctx, DOMAIN, "6101")  # reserved for the first caller, leased
     wait_until(lambda: checker.offer_live.get("6101"), ring_s + LEASE_MARGIN_S + 3,
                "6101 rung for the first caller, after its lease ran out")
