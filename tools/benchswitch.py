@@ -98,6 +98,7 @@ class Run:
     arrivals: float
     patience: float
     profile: Path | None = None
+    watch_agents: bool = False
 
     @property
     def offered(self) -> int:
@@ -346,6 +347,37 @@ def thread_count(pid: int) -> int:
         return len(os.listdir(f"/proc/{pid}/task"))
     except OSError:
         return 0
+
+
+class AgentWatch:
+    """``--watch-agents``: every few seconds of an fsapps run, one line with the callers in its
+    queue and its agents by state (``+leg`` where the runtime has not yet been told their
+    last leg ended: such an agent is not free)."""
+
+    def __init__(self, client: redis.Redis, agents: Sequence[str], every: float = 3.0) -> None:
+        self.client, self.agents, self.every = client, agents, every
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            pipe = self.client.pipeline(transaction=False)
+            for ext in self.agents:
+                pipe.hmget(f"fsapps:{{{DOMAIN}}}:agent:{ext}", "call_state", "leg_pending")
+            pipe.zcard(f"fsapps:{{{DOMAIN}}}:group:{GROUP}:queue")
+            *states, queued = pipe.execute()
+            counts: dict[str, int] = {}
+            for state, leg in states:
+                name = (state or b"?").decode() + ("+leg" if leg else "")
+                counts[name] = counts.get(name, 0) + 1
+            say(f"  t={time.monotonic() - self.started:4.0f} s  queue {queued}  agents "
+                + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class ThreadSampler:
@@ -692,6 +724,9 @@ class Bench:
         cpu_before = cpu_seconds(pid)
         threads_before = thread_cpu(pid)
         sampler = ThreadSampler(pid)
+        watch = None
+        if run.watch_agents and target.redis_client is not None:
+            watch = AgentWatch(target.redis_client, agent_ids(run.agents))
         budget = run.arrivals + run.patience + run.talk + 30
         spy = None
         if run.profile is not None and target.acd == "fsapps":
@@ -715,6 +750,8 @@ class Bench:
         hottest = max((spent - threads_before.get(tid, 0.0)
                        for tid, spent in threads_after.items()), default=0.0)
         threads = sampler.stop()
+        if watch is not None:
+            watch.stop()
         redis_after = target.redis_counters()
         channels = target.channels()
         if spy is not None:
@@ -817,6 +854,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--acd", default=",".join(ACDS),
                         help="which ACDs, comma separated (default %(default)s)")
     parser.add_argument("--out", default="/tmp/bench-switch.md", help="where the table goes")
+    parser.add_argument("--watch-agents", action="store_true",
+                        help="every 3 s of an fsapps run: its queue and its agents by state")
     parser.add_argument("--profile", metavar="DIR",
                         help="py-spy the fsapps switch during each run (threads holding the GIL;"
                              " needs py-spy in the venv), raw samples and a summary in DIR")
@@ -842,7 +881,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     profile = Path(args.profile) if args.profile else None
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
-    runs = [Run(agents, rate, args.talk, args.arrivals, args.patience, profile)
+    runs = [Run(agents, rate, args.talk, args.arrivals, args.patience, profile, args.watch_agents)
             for agents, rate in parse_runs(args.runs)]
     started = time.monotonic()
     # resolved once: others may commit while the bench runs
