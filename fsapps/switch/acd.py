@@ -327,6 +327,12 @@ class Router:
             agent_available(self.ctx, c.domain, extension)
             raise CallerGone()
         outcome = _FAILURES.get(disposition, "missed")
+        if outcome == "unregistered" and endpoint.startswith("user/") and \
+                self.agents.reg_node(extension) not in ("", c.node):
+            # Rung on this node because its own node's relay address was unknown (a heartbeat
+            # late on a loaded machine): the phone is registered there, not gone. Marked unreg,
+            # every agent of that node was lost to the queue for good (a stalled queue).
+            outcome = "cancel"
         log("INFO", f"nwayacd: agent {extension} did not take call {c.uuid} ({disposition})")
         self.agent_event("noanswer", extension)
         # One script: no_answer, then ready or busy (max_no_answer misses in a row).
