@@ -109,7 +109,7 @@ class NodeRuntime:
         self.nodes = Nodes(ctx)
         self.livestate = LiveState(ctx, node)
         self.stopping = threading.Event()
-        self._next = {"heartbeat": 0, "wrapups": 0, "reconcile": 0, "relay": 0}
+        self._next = {"heartbeat": 0, "wrapups": 0, "relay": 0}
         self.relay: str | None = None  # host:port of this node's relay profile, once known
         self._relay_misses = 0
         self.xcc: xcc.XccPublisher | None = None
@@ -143,6 +143,11 @@ class NodeRuntime:
         leg_ends = self.fs.EventConsumer("CHANNEL_HANGUP_COMPLETE", "", EVENT_QUEUE_LEN)
         threading.Thread(target=self.serve_leg_ends, args=(leg_ends,),
                          name=f"fsapps:{self.node}:legs", daemon=True).start()
+        # The reconciler has a thread of its own too: inline in the loop, its round trips and
+        # uuid_exists calls (one per agent or caller it checks) held the switch's events back
+        # (py-spy caught the 500 x 40 loop inside it, docs/performance-switch.md).
+        threading.Thread(target=self.serve_reconciler, name=f"fsapps:{self.node}:reconcile",
+                         daemon=True).start()
         log("NOTICE", f"runtime started on node {self.node}")
         told_to_exit = True  # until the loop ends by itself (SystemExit, or worse)
         try:
@@ -453,6 +458,17 @@ class NodeRuntime:
             acd.agent_available(self.ctx, domain, extension)
 
     # ------------------------------------------------------------------ timers ------------
+    def serve_reconciler(self) -> None:
+        """Every RECONCILE_MS, until the runtime stops: the queue, then the agents, of every
+        domain (the queue first: an agent freed below is then never offered a caller that is
+        gone - after a restart, both the agent's call and the callers are)."""
+        while not self.stopping.is_set():
+            started = now_ms()
+            for domain in self.ctx.settings.domains:
+                self.guarded(self.reconcile_queue, domain)
+                self.guarded(self.reconcile, domain, now_ms())
+            self.stopping.wait(max(0, RECONCILE_MS - (now_ms() - started)) / 1000)
+
     def tick(self) -> None:
         now = now_ms()
         if now >= self._next["heartbeat"]:
@@ -466,13 +482,6 @@ class NodeRuntime:
             for domain in self.ctx.settings.domains:
                 for extension in Agents(self.ctx, domain).end_due_wrapups(now):
                     acd.agent_available(self.ctx, domain, extension)
-        if now >= self._next["reconcile"]:
-            self._next["reconcile"] = now + RECONCILE_MS
-            for domain in self.ctx.settings.domains:
-                # the queue first: an agent freed below is then never offered a caller that
-                # is gone (after a restart, both the agent's call and the callers are)
-                self.reconcile_queue(domain)
-                self.reconcile(domain, now)
 
     def learn_relay(self, now: int) -> None:
         """Where this node's relay profile listens for SIP (``sofia xmlstatus profile
