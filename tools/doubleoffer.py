@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from fakefs import Behaviour, Channel, Switch
 from fakefs.events import Event
@@ -137,9 +138,9 @@ class OfferChecker:
             if self.chooser is not None:
                 set_phone(switch, agent, self.chooser(agent))
         elif name == "CHANNEL_HANGUP":
-            leg = live.pop(leg_uuid, None)
-            offer = None if leg is None else self.offer_legs.get(
-                leg.offer or self.relayed.get(leg.via, ""))
+            ended = live.pop(leg_uuid, None)
+            offer = None if ended is None else self.offer_legs.get(
+                ended.offer or self.relayed.get(ended.via, ""))
             if offer is not None and offer.ended is not None and offer.uuid != leg_uuid:
                 self.lingering.append(max(0.0, now - offer.ended))
                 if now - offer.ended > 1.0:
@@ -280,7 +281,7 @@ def run_once(redis_url: str, dsn: str, seed: int) -> RunResult:
         started = time.monotonic()
         for n in range(CALLS):
             group = "110" if rng.random() < 0.5 else "120"
-            behaviour: dict[str, int] = {}
+            behaviour: dict[str, Any] = {}
             if rng.random() < 0.1:
                 behaviour["abandon_after_ms"] = rng.randint(100, 2500)
             if rng.random() < 0.3:
