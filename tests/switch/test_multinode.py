@@ -210,8 +210,12 @@ def test_wellclient_single_step_conference_with_an_extension_registered_on_fs2(
         assert fs2.api(f"uuid_getvar {relayed['uuid']} sip_h_X-FSAPPS-Call") == call.customer
         wait_for(lambda: (relayed_leg(fs2, "3552") or {}).get("callstate") == "ACTIVE", 15,
                  "3552 answered and joined")
-        rows = json.loads(fs1.api("show channels as json")).get("rows") or []
-        assert any(row.get("application") == "three_way" for row in rows), rows
+        # fs1 shows the three_way application on the agent's leg once it runs there (the
+        # relayed leg can show ACTIVE on fs2 a moment before fs1 lists the application)
+        def three_way_on_fs1() -> bool:
+            rows = json.loads(fs1.api("show channels as json")).get("rows") or []
+            return any(row.get("application") == "three_way" for row in rows)
+        wait_for(three_way_on_fs1, 5, "three_way running on fs1")
         assert call.caller.wait(40) == 0, call.caller.errors()
     finally:
         fs1.api("python fsapps.api nway_logout 3552")

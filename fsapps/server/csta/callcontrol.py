@@ -209,14 +209,17 @@ def _single_step_transfer(services: Any, domain: str, call_id: str, device: str,
     parties = others(legs, device)
     if not parties:
         raise CstaError(409, f"call {call_id} has no other party to transfer")
-    run_on_leg(services, parties[0], "transfer", domain=domain, to=number, kind=kind,
-               call_id=call_id)
+    # transferred goes out before the switch moves the party: the agent's leg ends with that
+    # bridge, and its connectionCleared (from the switch's feed) must not reach a client
+    # first - the SDK forgets the call on it and then meets a transferred naming no call.
     hub.publish(services.ctx, {
         "name": "transferred", "domain": domain, "callId": call_id, "device": device,
         "localState": "None", "parties": [leg.get("d") for leg in legs.values()],
         "primaryOldCall": call_id, "secondaryOldCall": "", "transferringDevice": device,
         "transferredToDevice": f"{number}@{domain}", "newCall": call_id,
         "time": int(time.time() * 1000)})
+    run_on_leg(services, parties[0], "transfer", domain=domain, to=number, kind=kind,
+               call_id=call_id)
     # The agent's leg is not killed here: it ends with its bridge, as a bridged leg without
     # a dialplan of its own does; a uuid_kill racing that bridge's end could take the
     # transferred party down with it.
