@@ -366,6 +366,27 @@ def test_lua_error_is_a_script_error_naming_the_script(settings: RedisSettings, 
     assert client.exists(TAKEN) == 0
 
 
+def test_run_scripts_is_one_round_trip_and_keeps_each_reply(settings: RedisSettings,
+                                                           take: str) -> None:
+    """A batch of scripts: one pipeline; a script failing in Redis gets a ScriptError in its
+    place while the others' replies (and effects) stand; after NOSCRIPT only the scripts Redis
+    did not run are sent again (each ran once: the second key is still held by "b")."""
+    client = client_for(settings)
+    other = "fsapps:{default}:taken:1001"
+    client.script_flush()
+    client.config_resetstat()
+    replies = scriptmod.run_scripts(client, [(take, [TAKEN], ["a", 10_000]),
+                                             (take, [other], ["b", "soon"]),
+                                             (take, [other], ["b", 10_000]),
+                                             (take, [TAKEN], ["c", 10_000])])
+    assert replies[0] == 1 and replies[2] == 1 and replies[3] == 0
+    assert isinstance(replies[1], ScriptError) and "'take'" in str(replies[1])
+    assert client.get(TAKEN) == "a" and client.get(other) == "b"
+    assert command_calls(client, "script|load") == 1
+    assert command_calls(client, "evalsha") == 8  # 4 refused NOSCRIPT, 4 run
+    assert scriptmod.run_scripts(client, []) == []
+
+
 def test_wrong_key_count_is_refused_before_redis(settings: RedisSettings, take: str) -> None:
     with pytest.raises(ScriptError, match="'take' takes 1 key"):
         run_script(client_for(settings), take, ["a", "b"], ["x"])
@@ -403,6 +424,12 @@ def test_scripts_on_redis_cluster(cluster_server: RedisClusterServer, tmp_path: 
     other = Keys("fsapps", "other.example.com").group_members("110")
     with pytest.raises(ScriptError, match="'move'"):
         scripts.run(client, "move", [ready, other], ["1000"])
+
+    # a batch spanning two domains' slots, after the cache was lost
+    client.script_flush()
+    elsewhere = "fsapps:{other.example.com}:taken:1000"
+    assert scripts.run_many(client, [("take", [taken], ["a", 10_000]),
+                                     ("take", [elsewhere], ["b", 10_000])]) == [1, 1]
 
 
 BAD_SCRIPTS = {

@@ -60,8 +60,9 @@ from fsapps.domain.agent_state import CallState, IllegalTransition, parse
 from fsapps.domain.callqueue import Reservation, WaitingCall
 from fsapps.domain.routing import queue_score
 from fsapps.events.pubsub import stamp
+from fsapps.fslog import log
 from fsapps.store import hash_fields
-from fsapps.store.scripts import run_script
+from fsapps.store.scripts import ScriptCall, run_script, run_scripts
 
 # The Lua scripts that write the agent hash: with this module, the agent's only writers.
 SCRIPTS = ("agent_reserve", "agent_dispatch", "agent_ready", "agent_busy", "agent_release",
@@ -455,6 +456,26 @@ class Agents:
         return bool(run_script(self.r, "agent_leg_end", [self.keys.agent(extension)],
                                [leg, request_id()]))
 
+    def legs_ended(self, legs: list[tuple[str, str]]) -> dict[str, list[str]]:
+        """:meth:`leg_ended` for many (extension, leg) at once, in one round trip (the leg
+        ends of a busy switch come dozens a second: one at a time they queued up behind their
+        own round trips). Returns, for each agent whose awaited leg that was, its groups."""
+        calls: list[ScriptCall] = [("agent_leg_end", [self.keys.agent(ext)], [leg, request_id()])
+                                   for ext, leg in legs]
+        pipe = self.r.pipeline(transaction=False)
+        for ext, _ in legs:
+            pipe.hget(self.keys.agent(ext), "groups")
+        replies = run_scripts(self.r, calls)
+        # (read after the scripts: an agent's groups do not change with its leg's end)
+        groups = pipe.execute()
+        freed: dict[str, list[str]] = {}
+        for (ext, leg), reply, raw in zip(legs, replies, groups, strict=True):
+            if isinstance(reply, Exception):
+                log("ERR", f"agent {ext}, end of leg {leg}: {reply}")
+            elif reply:
+                freed[ext] = [g for g in (raw or "").split(",") if g]
+        return freed
+
     def make_busy(self, extension: str) -> bool:
         """The agent makes itself busy, in one script (agent_busy.lua): seat busy (no queue
         calls) and call state busy unless the table forbids it (on a call: the seat alone
@@ -506,6 +527,28 @@ class Agents:
             return None
         self.publish(extension, CallState.RING, int(result[2]))
         return str(result[0]), _waiting(str(result[1]))
+
+    def take_waiting_calls(self, agents: Mapping[str, list[str]], messages: Any
+                           ) -> list[tuple[str, str, WaitingCall | None]]:
+        """:meth:`take_waiting_call` for several freed agents (extension -> its groups) in one
+        round trip, in turn (each script atomic: two agents never take the same call). The
+        ring statuses are queued on ``messages``. Returns (extension, call uuid, its queue
+        record) for each agent that took a call."""
+        wanted = [(ext, groups) for ext, groups in agents.items() if groups]
+        calls: list[ScriptCall] = [
+            ("agent_dispatch",
+             [self.keys.agent(ext), self.keys.waiting(), self.keys.offers(),
+              *self._group_keys(groups)],
+             [ext, now_ms(), *self._lease_args(), request_id()]) for ext, groups in wanted]
+        taken = []
+        for (ext, _), result in zip(wanted, run_scripts(self.r, calls) if calls else [],
+                                  strict=True):
+            if isinstance(result, Exception):
+                log("ERR", f"agent {ext}, offering a waiting call: {result}")
+            elif result:
+                self.publish(ext, CallState.RING, int(result[2]), messages)
+                taken.append((ext, str(result[0]), _waiting(str(result[1]))))
+        return taken
 
     def _group_keys(self, groups: list[str]) -> list[str]:
         """For each group: its queue zset, then its hash (the layout agent_take_call reads)."""

@@ -178,14 +178,16 @@ class Nodes:
     def forget(self, node: str) -> None:
         self.r.zrem(self.keys.nodes(), node)
 
-    def send(self, node: str, command: str, **args: Any) -> None:
+    def send(self, node: str, command: str, *, pipeline: Any = None, **args: Any) -> None:
         """Queue a command for ``node``'s runtime (e.g. ``send(n, "break", uuid=...)``). The
         queue expires COMMANDS_TTL_MS after the last command: a live node empties it at once,
-        a dead one must not keep it for ever."""
-        pipe = self.r.pipeline(transaction=False)
+        a dead one must not keep it for ever. ``pipeline``: queued on it (the caller sends
+        it), not sent now."""
+        pipe = pipeline if pipeline is not None else self.r.pipeline(transaction=False)
         pipe.rpush(self.keys.commands(node), json.dumps({"cmd": command, **args}))
         pipe.pexpire(self.keys.commands(node), COMMANDS_TTL_MS)
-        pipe.execute()
+        if pipeline is None:
+            pipe.execute()
 
     def request(self, node: str, command: str, timeout_s: float = REPLY_TIMEOUT_S,
                 **args: Any) -> str | None:

@@ -41,7 +41,8 @@ import redis.exceptions
 from fsapps.errors import ScriptError
 from fsapps.store.connection import RedisClient, store_errors
 
-__all__ = ["INCLUDE_DIR", "LUA_DIR", "SCRIPTS", "Script", "Scripts", "lint", "run_script"]
+__all__ = ["INCLUDE_DIR", "LUA_DIR", "SCRIPTS", "Script", "ScriptCall", "Scripts", "lint",
+           "run_script", "run_scripts"]
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 # Shared snippets (not scripts of their own): ``--#include <name>`` pulls one in.
@@ -49,6 +50,8 @@ INCLUDE_DIR = LUA_DIR / "include"
 _INCLUDE = re.compile(r"^--#include[ \t]+(\S+)[ \t]*$", re.MULTILINE)
 
 ScriptArg = str | int | float
+# (script name, its KEYS, its ARGV): one script of a batch (Scripts.run_many)
+ScriptCall = tuple[str, Sequence[str], Sequence[ScriptArg]]
 
 # Commands whose first argument is not a key (PUBLISH takes a channel).
 _KEYLESS = frozenset({"TIME", "PUBLISH", "ECHO", "PING", "DBSIZE"})
@@ -271,10 +274,7 @@ class Scripts:
         or an error raised inside the script (or keys in different cluster slots) raises
         :class:`ScriptError` naming the script; Redis being down raises ``StoreUnavailable``.
         """
-        script = self.get(name)
-        if len(keys) < script.keys or (len(keys) > script.keys and not script.variadic):
-            raise ScriptError(f"script {name!r} takes {script.keys} key(s), got {len(keys)}: "
-                              f"{list(keys)!r}")
+        script = self._checked(name, keys)
         where = getattr(client, "fsapps_where", "Redis")
         with store_errors(where):
             try:
@@ -282,10 +282,7 @@ class Scripts:
                     return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 except redis.exceptions.NoScriptError:
                     # The server lost its script cache (restart, failover, SCRIPT FLUSH).
-                    loaded = client.execute_command("SCRIPT LOAD", script.source)
-                    if loaded != script.sha:
-                        raise ScriptError(f"script {name!r}: Redis hashed it to {loaded!r}, "
-                                          f"expected {script.sha!r}") from None
+                    self.run_load(client, script)
                     return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
             except (redis.exceptions.ClusterDownError, redis.exceptions.ConnectionError,
                     redis.exceptions.TimeoutError):
@@ -294,6 +291,56 @@ class Scripts:
                     redis.exceptions.RedisClusterException) as exc:
                 raise ScriptError(f"script {name!r} failed: {' '.join(str(exc).split())}") \
                     from exc
+
+    def run_many(self, client: RedisClient, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Run several scripts in one round trip (a pipeline; each script atomic on its own)
+        and return their replies in order. A script that failed in Redis gets a
+        :class:`ScriptError` in its place, so the others' replies are not lost; scripts Redis
+        did not know (NOSCRIPT: nothing of them ran) are loaded and run again in a second
+        round trip. Redis being down raises ``StoreUnavailable``."""
+        scripts = [self._checked(name, keys) for name, keys, _ in calls]
+        where = getattr(client, "fsapps_where", "Redis")
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        with store_errors(where):
+            for attempt in (1, 2):
+                pipe = client.pipeline(transaction=False)
+                for i in todo:
+                    _, keys, args = calls[i]
+                    pipe.execute_command("EVALSHA", scripts[i].sha, len(keys), *keys, *args)
+                results = pipe.execute(raise_on_error=False) if todo else []
+                unknown = []
+                for i, result in zip(todo, results, strict=True):
+                    if isinstance(result, redis.exceptions.NoScriptError) and attempt == 1:
+                        unknown.append(i)
+                    elif isinstance(result, redis.exceptions.ConnectionError):
+                        raise result
+                    elif isinstance(result, Exception):
+                        replies[i] = ScriptError(f"script {calls[i][0]!r} failed: "
+                                                 f"{' '.join(str(result).split())}")
+                    else:
+                        replies[i] = result
+                if not unknown:
+                    break
+                for name in sorted({calls[i][0] for i in unknown}):
+                    self.run_load(client, self.get(name))
+                todo = unknown
+        return replies
+
+    def run_load(self, client: RedisClient, script: Script) -> None:
+        """SCRIPT LOAD ``script`` (after Redis lost its script cache)."""
+        loaded = client.execute_command("SCRIPT LOAD", script.source)
+        if loaded != script.sha:
+            raise ScriptError(f"script {script.name!r}: Redis hashed it to {loaded!r}, "
+                              f"expected {script.sha!r}")
+
+    def _checked(self, name: str, keys: Sequence[str]) -> Script:
+        """The script ``name``, refusing a wrong number of keys."""
+        script = self.get(name)
+        if len(keys) < script.keys or (len(keys) > script.keys and not script.variadic):
+            raise ScriptError(f"script {name!r} takes {script.keys} key(s), got {len(keys)}: "
+                              f"{list(keys)!r}")
+        return script
 
 
 # The process-wide registry of the packaged scripts (this module survives FreeSWITCH's reload
@@ -305,3 +352,8 @@ def run_script(client: RedisClient, name: str, keys: Sequence[str],
                args: Sequence[ScriptArg] = ()) -> Any:
     """:meth:`Scripts.run` on the packaged scripts in ``fsapps/store/lua``."""
     return SCRIPTS.run(client, name, keys, args)
+
+
+def run_scripts(client: RedisClient, calls: Sequence[ScriptCall]) -> list[Any]:
+    """:meth:`Scripts.run_many` on the packaged scripts in ``fsapps/store/lua``."""
+    return SCRIPTS.run_many(client, calls)
