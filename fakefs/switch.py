@@ -211,6 +211,22 @@ class Switch:
             thread.join(max(0.0, deadline - time.monotonic()))
         self.scheduler.stop()
 
+    def join_threads(self, timeout: float = 10.0) -> list[str]:
+        """After :meth:`shutdown`: wait up to ``timeout`` s in all for every session thread
+        this switch started, and the threads its runtime started (named ``fsapps:<node>:``),
+        to end. A stopped real switch takes its threads with it; here a call handler or the
+        runtime's CDR thread still writing would race the next test's set-up. Returns the
+        names of those still running."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            threads = [c.session_thread for c in self.all_channels.values()
+                       if c.session_thread is not None]
+        threads += [t for t in threading.enumerate()
+                    if t.name.startswith(f"fsapps:{self.name}:")]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [t.name for t in threads if t.is_alive()]
+
     def kill(self, grace: float = 5.0) -> None:
         """An abrupt death (kill -9, power cut): no more events or timers, every Python thread
         of the node (runtime, its helper threads, call handlers) gets SystemExit, and the

@@ -120,6 +120,10 @@ class SimulatedCallCenter:
     def close(self) -> None:
         for switch in self.switches:
             switch.shutdown(grace=3.0)
+        # every call handler done (its CDR written) before anyone empties the tables again
+        lingering = [name for switch in self.switches for name in switch.join_threads()]
         crashed = [s.name for s in self.switches if s.crashed]
         if crashed:
             raise AssertionError(f"fake switch crashed: {crashed}")
+        if lingering:
+            raise AssertionError(f"threads still running 10 s after shutdown: {lingering}")

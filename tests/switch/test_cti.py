@@ -164,8 +164,16 @@ def queue_call(sw: RealSwitch, st: Stack, group: str, ext: str, number: str,
     """A trunk caller to 7<group>, answered by agent ``ext``; returns once the agent talks
     and its live state records the answered call (what the CTI server acts on)."""
     caller = st.caller(sw, f"7{group}", number, talk_ms=talk_ms)
-    wait_for(lambda: agent_state(st, ext).get("call_state") == "talking", 20,
-             f"agent {ext} talking")
+    try:
+        wait_for(lambda: agent_state(st, ext).get("call_state") == "talking", 20,
+                 f"agent {ext} talking")
+    except TimeoutError as exc:  # what the switch and fsapps saw, for the report
+        lines = [line for line in sw.log_text().splitlines()
+                 if ext in line or number in line or f"7{group}" in line]
+        queue = st.redis.zrange(f"fsapps:{{{DOMAIN}}}:group:{group}:queue", 0, -1)
+        raise TimeoutError(f"{exc}; agent {agent_state(st, ext)}; queue {queue}; "
+                           f"caller {(caller.errors() or caller.messages())[-2000:]}; switch log:\n"
+                           + "\n".join(lines[-40:])) from None
     agent_leg = agent_state(st, ext)["agent_leg"]
 
     def answered_in_live_state() -> bool:
