@@ -75,26 +75,19 @@ SEED_EVENTS = (
 )
 
 
-def test_the_sample_file_is_the_defaults_plus_seed_events_and_demo_users(nowhere: Path) -> None:
+def test_the_sample_file_is_the_defaults_plus_seed_events(nowhere: Path) -> None:
     settings = config.load_settings(str(config.BUNDLED_PATH), {}, system_path=nowhere)
 
-    assert [(u.username, u.role, u.extension) for u in settings.users] == [
-        ("admin", "admin", ""), ("supervisor", "supervisor", "1001"), ("agent", "agent", "1000"),
-    ]
-    expected = dataclasses.replace(
-        Settings(), nats=NatsSettings(events=SEED_EVENTS), users=settings.users
-    )
-    assert settings == expected
+    assert settings == dataclasses.replace(Settings(), nats=NatsSettings(events=SEED_EVENTS))
 
 
-def test_the_sample_documents_the_demo_passwords(nowhere: Path) -> None:
-    settings = config.load_settings(str(config.BUNDLED_PATH), {}, system_path=nowhere)
-    hashes = {user.username: user.password_hash.reveal() for user in settings.users}
+def test_the_sample_ships_no_user_and_no_password_hash() -> None:
+    """An administrator starts from the sample: nobody may log in until `fsapps users add`
+    (the demo brings its own users)."""
+    text = config.BUNDLED_PATH.read_text(encoding="utf-8")
 
-    assert verify_password("admin", hashes["admin"])  # the seed's login example: admin/admin
-    assert verify_password("supervisor", hashes["supervisor"])
-    assert verify_password("agent", hashes["agent"])
-    assert not verify_password("wrong", hashes["admin"])
+    assert yaml.safe_load(text)["users"] == []
+    assert "pbkdf2_sha256$600000$" not in text.replace("pbkdf2_sha256$600000$...", "")
 
 
 def test_the_sample_mentions_every_setting() -> None:

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import threading
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
-from fsapps.errors import DatabaseError, FsappsError, StoreUnavailable
+from fsapps.config import UserSettings
+from fsapps.errors import ConfigError, DatabaseError, FsappsError, StoreUnavailable
 from fsapps.server import cors, supervision
 from fsapps.server import cti_api as api
 from fsapps.server import plugins as extensions
 from fsapps.server.http_errors import http_error
+from fsapps.server.passwords import has_known_demo_password
 from fsapps.server.registry import ROUTES, json_response, openapi
 from fsapps.server.services import SERVICES, CtiServices
 
@@ -84,9 +87,36 @@ def build_app(services: CtiServices) -> web.Application:
     return app
 
 
+def is_loopback(host: str) -> bool:
+    """True when only this machine can reach ``host`` ("" and 0.0.0.0 mean every interface)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name or "": it may resolve to (or mean) any interface
+        return False
+
+
+def refuse_demo_passwords(users: Sequence[UserSettings], host: str) -> None:
+    """Raise ConfigError when a user has a published demo password (admin/admin, ...) and
+    ``host`` is reachable from other machines: anybody on the network could log in."""
+    if is_loopback(host):
+        return
+    exposed = [user.username for user in users
+               if has_known_demo_password(user.username, user.password_hash.reveal())]
+    if exposed:
+        raise ConfigError(
+            "users", exposed,
+            f"known demo passwords, refused on {host or 'every interface'} (reachable from "
+            "other machines): give each a new password with `fsapps users add <username> "
+            "--role <role>`, or listen on 127.0.0.1 (cti.listen / --listen)")
+
+
 async def start(services: CtiServices, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start serving on ``host:port`` (port 0: a free one) in the running loop; returns the
-    runner (``await runner.cleanup()`` stops it) and the port bound."""
+    runner (``await runner.cleanup()`` stops it) and the port bound. Refuses (ConfigError)
+    users with demo passwords on an address other machines reach."""
+    refuse_demo_passwords(services.settings.users, host)
     runner = web.AppRunner(build_app(services), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)

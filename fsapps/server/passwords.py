@@ -20,6 +20,20 @@ ALGORITHM = "pbkdf2_sha256"
 # OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256.
 DEFAULT_ITERATIONS = 600_000
 SALT_BYTES = 16
+# What `fsapps users add` accepts: at least this long and not the user's own name.
+MIN_LENGTH = 8
+
+# The demo's users log in with their own name as password (admin/admin, supervisor/supervisor,
+# agent/agent: the seed's login example). They are published, so a server other machines reach
+# must not accept them (fsapps.server.app refuses to start).
+KNOWN_DEMO_PASSWORDS = ("admin", "supervisor", "agent")
+# The hashes of those passwords that conf/fsapps.yaml shipped until issue 17: a line copied from
+# an old sample is recognised by its text, whatever the user is called, at no hashing cost.
+SHIPPED_DEMO_HASHES = frozenset({
+    "pbkdf2_sha256$600000$t/PKUbLOS0oEhUYa2Tp0cQ==$RL90UfpuHGQU8yNPuPDwrf2F3HAMUvthDCI1eKiNpUs=",
+    "pbkdf2_sha256$600000$x0/0wxu6gT3LP2SWyuEblg==$s4+zcveGgI1wjCbItpDM6Bi+CrSDr8CL8yj1YWUleRs=",
+    "pbkdf2_sha256$600000$3JQ+bf1PkZF/3ZfWV1dSJQ==$s9kU41b8Ym6wiZ/9rxIDEAu9OAOi4PvlB6KAvsV02V0=",
+})
 
 
 def hash_password(plain: str, *, iterations: int = DEFAULT_ITERATIONS) -> str:
@@ -43,6 +57,35 @@ def verify_password(plain: str, hashed: str) -> bool:
     iterations, salt, expected = parts
     digest = hashlib.pbkdf2_hmac("sha256", plain.encode("utf-8"), salt, iterations)
     return hmac.compare_digest(digest, expected)
+
+
+def has_known_demo_password(username: str, hashed: str) -> bool:
+    """True when the user logs in with a published demo password.
+
+    Caught: a hash copied from an old sample (by its text), and a user named like a demo user
+    whose password is one of :data:`KNOWN_DEMO_PASSWORDS` (verified, constant time). Other
+    users are not hashed against the list: each verification costs ~0.3 s, and a server with
+    hundreds of agents would take minutes to start; `fsapps users add` refuses such passwords
+    for them instead.
+    """
+    if hashed in SHIPPED_DEMO_HASHES:
+        return True
+    if username not in KNOWN_DEMO_PASSWORDS:
+        return False
+    # every candidate is tried (no early exit), so the time taken tells nothing
+    matches = [verify_password(candidate, hashed) for candidate in KNOWN_DEMO_PASSWORDS]
+    return any(matches)
+
+
+def weakness(username: str, plain: str) -> str | None:
+    """Why ``plain`` is too weak a password for ``username``, or None when it will do."""
+    if len(plain) < MIN_LENGTH:
+        return f"shorter than {MIN_LENGTH} characters"
+    if plain.casefold() == username.casefold():
+        return "the same as the user name"
+    if plain in KNOWN_DEMO_PASSWORDS:
+        return "a published demo password"
+    return None
 
 
 def is_password_hash(value: str) -> bool:
