@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import getpass
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from fsapps import config, context
@@ -17,6 +19,7 @@ from fsapps.domain import extfile
 from fsapps.domain.userdir import UserDirectory
 from fsapps.errors import BadInput, FsappsError
 from fsapps.fslog import setup_logging
+from fsapps.server import passwords, userfile
 from fsapps.server.app import serve
 from fsapps.server.services import CtiServices
 
@@ -143,6 +146,82 @@ def _add_cti_commands(groups: Any) -> None:
     serve.set_defaults(run=_cti_serve)
 
 
+def _users_file(named: str | None) -> Path:
+    """The settings file ``users add`` writes: the one named, else the one fsapps reads, but
+    never the repository's sample (an administrator copies it first)."""
+    if named:
+        return Path(named)
+    found = config.config_path(None, system_path=config.SYSTEM_PATH)
+    if found is None or found.resolve() == config.BUNDLED_PATH:
+        raise BadInput(f"no settings file to add users to (only the sample "
+                       f"{config.BUNDLED_PATH}): copy it to {config.SYSTEM_PATH} or name one "
+                       "with --config")
+    return found
+
+
+def _read_new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise BadInput("no terminal to ask the password on: pipe it with --password-stdin")
+    plain = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != plain:
+        raise BadInput("the two passwords differ")
+    return plain
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    path = _users_file(args.config)
+    existing = userfile.read_users(path)  # a malformed file fails before the password prompt
+    plain = _read_new_password(args.password_stdin)
+    weakness = passwords.weakness(args.username, plain)
+    if weakness:
+        raise BadInput(f"password refused for {args.username!r}: {weakness}")
+    domains = [d.strip() for d in args.domains.split(",") if d.strip()] \
+        if args.domains is not None else None
+    users, new = userfile.merge_user(existing, args.username, passwords.hash_password(plain),
+                                     args.role, args.extension, domains)
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    userfile.write_checked(path, userfile.replace_users(text, users))
+    print(f"fsapps: user {args.username!r} ({args.role}) {'added to' if new else 'updated in'} "
+          f"{path}", file=sys.stderr)
+    return 0
+
+
+def _users_list(args: argparse.Namespace) -> int:
+    settings = config.load_settings(args.config)
+    rows = [("USER", "ROLE", "EXTENSION", "DOMAINS")]
+    rows += [(u.username, u.role, u.extension or "-", ",".join(u.domains) or "-")
+             for u in settings.users]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+              + "  " + row[3])
+    return 0
+
+
+def _add_users_commands(groups: Any) -> None:
+    users_cmd = groups.add_parser("users", help="users who may log in to the CTI server")
+    users_sub = users_cmd.add_subparsers(dest="action", required=True)
+    add = users_sub.add_parser(
+        "add", help="add a user, or change one's password and role, in the settings file")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=config.ROLES)
+    add.add_argument("--extension", help="the user's own extension (default: none, or "
+                     "unchanged for a user already there)")
+    add.add_argument("--domains", metavar="D1,D2", help="domains a supervisor oversees "
+                     "(default: every domain, or unchanged); '' = every domain")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of stdin (for scripts)")
+    add.add_argument("--config", dest="config", default=argparse.SUPPRESS,
+                     help="settings file to write (as fsapps --config)")
+    add.set_defaults(run=_users_add)
+    show = users_sub.add_parser("list", help="print the users: names, roles, extensions")
+    show.add_argument("--config", dest="config", default=argparse.SUPPRESS,
+                      help="settings file (as fsapps --config)")
+    show.set_defaults(run=_users_list)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fsapps", description="fsapps call-center middleware")
     parser.add_argument("--config", help="settings file (default: $FSAPPS_CONFIG, "
@@ -162,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_ext_commands(groups)
     _add_cti_commands(groups)
+    _add_users_commands(groups)
     return parser
 
 
