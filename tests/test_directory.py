@@ -237,6 +237,27 @@ def test_unknown_domain_user_or_section(cc: CallCenter, sw: Switch) -> None:
     assert '<user id="1001">' in found
 
 
+def test_every_lookup_that_finds_nothing_logs_why_at_info(cc: CallCenter, sw: Switch) -> None:
+    """An administrator whose phones get 403 has a line to go on (issue 17); passwords never
+    appear in it."""
+    put(cc, "1001", {"param": {"password": "s3cret-pw"}})
+
+    assert not sw.register("1001", "192.168.1.10", password="s3cret-pw").ok  # IP as domain
+    assert not register(sw, "1099", "s3cret-pw").ok
+    assert sw.directory_lookup("bad user\n", DOMAIN) is None
+    assert register(sw, "1001", "s3cret-pw").ok
+
+    lines = [m for level, m in sw.log if level == "INFO" and "directory:" in m]
+    assert any("user '1001' in domain '192.168.1.10' not found: domain not served "
+               f"(domains: {DOMAIN}" in m for m in lines), lines
+    assert any(f"user '1099' in domain '{DOMAIN}' not found: neither an extension nor a "
+               f"number-alias in cti_exten@{DOMAIN}" in m for m in lines), lines
+    assert any("user 'bad user\\n'" in m and "not a valid extension name" in m
+               for m in lines), lines
+    assert not any("'1001' in domain 'cc.test'" in m for m in lines), lines  # found: silent
+    assert not any("s3cret" in m for _, m in sw.log)
+
+
 def test_xml_fetch_never_raises_nor_returns_none(cc: CallCenter) -> None:
     class Broken:
         def getHeader(self, name: str) -> str:  # noqa: N802

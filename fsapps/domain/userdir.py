@@ -292,20 +292,41 @@ def flush_commands(domain: str, users: list[str]) -> list[str]:
     return [f"id {user} {domain}" for user in users if _NAME.match(user) and _NAME.match(domain)]
 
 
+def _shown(value: str | None) -> str:
+    """A name from a SIP request as a log shows it: quoted, control characters escaped, cut
+    short (a scanner's REGISTER may carry anything)."""
+    if value is None:
+        return "none"
+    return repr(value[:64] + "..." if len(value) > 64 else value)
+
+
+def _not_found(user: str | None, domain: str | None, reason: str) -> str:
+    """NOT_FOUND, with the one INFO line an administrator whose phones get 403 goes on."""
+    log("INFO", f"directory: user {_shown(user)} in domain {_shown(domain)} not found: "
+                f"{reason}")
+    return NOT_FOUND
+
+
 def answer(ctx: Context, user: str | None, domain: str | None) -> str:
     """The XML answer for a directory request: the user's document, or NOT_FOUND (unknown
-    domain or user, or a malformed record — logged with its key). Raises only when Redis
-    fails."""
-    if not user or not domain or domain not in ctx.settings.domains:
+    domain or user: one INFO line saying why; a malformed record: an ERR line with its key).
+    Raises only when Redis fails."""
+    if not user:  # a domain-level fetch (gateways, ACLs), not a user lookup: not logged
         return NOT_FOUND
+    if not domain:
+        return _not_found(user, domain, "the request names no domain")
+    if domain not in ctx.settings.domains:
+        return _not_found(user, domain,
+                          f"domain not served (domains: {', '.join(ctx.settings.domains)})")
     try:
         check_user(user)
     except BadExtension:
-        return NOT_FOUND
+        return _not_found(user, domain, "not a valid extension name")
     directory = UserDirectory(ctx, domain)
     found = directory.lookup_raw(user)
     if found is None:
-        return NOT_FOUND
+        return _not_found(user, domain,
+                          f"neither an extension nor a number-alias in {directory.hash}")
     try:
         ext = parse_record(found[0], domain, found[1])
     except BadExtension as exc:
