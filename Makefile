@@ -13,6 +13,24 @@ DEFAULT_DATABASE_URL := postgresql://postgres@127.0.0.1:5432/postgres
 
 .PHONY: test test-switch demo bench bench-switch lint typecheck system venv clean
 
+# Quiet by default: each step says one line, a tool's output is shown only when it fails.
+# make V=1 ... echoes the recipes and shows everything.
+V ?=
+ifeq ($(V),)
+.SILENT:
+endif
+# `quietly cmd args...` in a recipe: cmd's output goes to a scratch log that is printed (with the
+# command) only when cmd fails; with V=1 cmd runs as it is.
+define QUIETLY
+quietly() {
+  if [ -n "$(V)" ]; then "$$@"; return; fi
+  local log status=0; log=$$(mktemp)
+  "$$@" >"$$log" 2>&1 || status=$$?
+  if [ "$$status" != 0 ]; then echo "failed ($$status): $$*" >&2; cat "$$log" >&2; fi
+  rm -f "$$log"; return "$$status"
+}
+endef
+
 # Both tiers: fakefs, and the real FreeSWITCH tier (tests/switch) when a FreeSWITCH with
 # mod_python3 is at $$FS_PREFIX (default /usr/local/freeswitch) and sipp is installed; otherwise
 # that tier is skipped with one line saying what is missing.
@@ -73,6 +91,7 @@ if ! psql "$$DATABASE_URL" -qAtc 'select 1' >/dev/null 2>&1; then
   fi
   psql "$$DATABASE_URL" -qAtc 'select 1' >/dev/null || { echo "PostgreSQL is not reachable at $$DATABASE_URL" >&2; exit 1; }
 fi
+echo "PostgreSQL: ready"
 endef
 
 # System packages: python3-venv, redis-server, a PostgreSQL server, nats-server (for the NATS
@@ -90,16 +109,22 @@ system:
 	[ -x /usr/bin/chromium ] || missing+=(chromium)
 	fc-list : family 2>/dev/null | grep -i 'wenquanyi\|noto sans cjk' >/dev/null || missing+=(fonts-wqy-microhei)
 	if [ $${#missing[@]} -gt 0 ]; then
-	  echo "installing system packages: $${missing[*]}"
-	  $(APT) update -qq && $(APT) install -y -qq "$${missing[@]}"
+	  echo "system packages: installing $${missing[*]}"
+	  $(QUIETLY)
+	  quietly $(APT) update -qq
+	  quietly $(APT) install -y -qq "$${missing[@]}"
 	fi
+	echo "system packages: ok"
 
 venv: $(VENV)/.installed
+	echo "venv: ready ($(VENV))"
 
 $(VENV)/.installed: setup.cfg setup.py
-	[ -x $(PY) ] || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	echo "venv: installing fsapps and its test tools into $(VENV)"
+	$(QUIETLY)
+	[ -x $(PY) ] || quietly python3 -m venv $(VENV)
+	quietly $(PY) -m pip install -q --upgrade pip
+	quietly $(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 clean:
