@@ -359,6 +359,10 @@ class CtiSettings:
     # from a browser (CORS with credentials; the session cookie is taken from them). None by
     # default: only pages served by the CTI server itself.
     cors_origins: tuple[str, ...] = setting((), check=_cors_origin)
+    # An agent logged in through wellClient whose page was not heard from for this long (no
+    # heart-beat - the SDK sends one a minute - and no event session open) is logged off: the
+    # SDK does not log off when its page is closed. 0: never.
+    agent_presence_timeout_seconds: float = setting(150.0, check=_not_negative)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,9 @@ pytest.importorskip("playwright.sync_api")
 pytestmark = needs_chromium
 
 D = "cc.test"
+# cti.agent_presence_timeout_seconds here (the SDK's page heart-beats every BEAT_MS)
+PRESENCE_TIMEOUT_S = 3
+BEAT_MS = 1000
 A1, A2 = f"1001@{D}", f"1002@{D}"
 PAGE_DIR = Path(__file__).resolve().parent / "sdk_page"
 
@@ -53,7 +56,8 @@ def page_server() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def stack(redis_server: Any, database: Any, page_server: str) -> Iterator[CtiStack]:
     with agents_stack(redis_server.url, database.dsn, ("1001", "1002"),
-                      cors_origins=(page_server,)) as s:
+                      cors_origins=(page_server,),
+                      agent_presence_timeout_seconds=PRESENCE_TIMEOUT_S) as s:
         yield s
 
 
@@ -141,6 +145,58 @@ def test_the_sdk_from_another_origin(stack: CtiStack, page_server: str, html: st
         # closing the page logs the agent off
         page.close(run_before_unload=True)
         wait_until(lambda: agent_mode(stack, "agent") == "", 10, "agent logged off")
+        context.close()
+    for ch in list(stack.switch.channels.values()):
+        stack.switch.hangup(ch)
+    wait_until(lambda: not stack.switch.channels, 5, "channels gone")
+
+
+def test_the_published_sdk_release_from_another_origin(stack: CtiStack, page_server: str
+                                                       ) -> None:
+    """What well-client.js 4.2.2 does (?sdk=4.2.2): its /login is an XHR without credentials,
+    so no cookie of ours is stored; it keeps the sessionId in its page's own cookie, which the
+    browser sends with the native WebSocket to the CTI server on the same host (another port):
+    the header-less CONNECT is authenticated by it. SetState and Logout name agentId only.
+    Heart-beats keep the agent logged in; closing the page only closes the socket, and the
+    agent is logged off once its page is heard from no more."""
+    with chromium() as browser:
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"{page_server}/index.html?cti={stack.server.url}&sdk=4.2.2&beat={BEAT_MS}")
+        ok(page, "sdk.login('agent', 'agent', 'cc.test', '1001')")
+        page.wait_for_function("sdk.connected", timeout=TIMEOUT_MS)
+        cookies = {c["name"] for c in context.cookies(stack.server.url)}
+        assert "fsapps_session" not in cookies  # the cross-origin login stored none of ours
+        assert "wellclient-cookie-session-id" in cookies  # the page's own, same host
+        wait_event(page, "agentLoggedOn")
+
+        ok(page, "sdk.setAgentMode('Ready')")
+        wait_until(lambda: agent_mode(stack, "agent") == "Ready", 5, "agent ready")
+        wait_event(page, "agentReady")
+        caller = stack.center.call(stack.switch, "13800000021", "7110", hangup_after_ms=None)
+        wait_event(page, "delivered", alertingDevice=A1, callId=caller.uuid)
+        ok(page, f"sdk.answerCall('{caller.uuid}')")
+        wait_event(page, "established", answeringDevice=A1, callId=caller.uuid)
+        ok(page, f"sdk.dropConnection('{caller.uuid}')")
+        wait_event(page, "connectionCleared", releasingDevice=A1, callId=caller.uuid)
+        ok(page, "sdk.setAgentMode('NotReady')")
+        wait_until(lambda: agent_mode(stack, "agent") == "NotReady", 5, "agent not ready")
+
+        # the heart-beats (and the open socket) keep it logged in past the timeout
+        seen = stack.ctx.keys(D).csta_seen()
+        first = float(stack.ctx.redis.zscore(seen, "agent") or 0)
+        wait_until(lambda: float(stack.ctx.redis.zscore(seen, "agent") or 0) >
+                   first + PRESENCE_TIMEOUT_S * 1000, 3 * PRESENCE_TIMEOUT_S,
+                   "the page heard from past the timeout")
+        assert agent_mode(stack, "agent") == "NotReady"
+        assert page.evaluate("sdk.errors") == []
+
+        # closing the page sends nothing but the socket's close: logged off all the same
+        page.close(run_before_unload=True)
+        wait_until(lambda: agent_mode(stack, "agent") == "", 4 * PRESENCE_TIMEOUT_S,
+                   "agent logged off")
+        assert stack.ctx.redis.zscore(seen, "agent") is None
         context.close()
     for ch in list(stack.switch.channels.values()):
         stack.switch.hangup(ch)

@@ -395,7 +395,7 @@ def test_the_error_for_a_bad_secret_url_masks_its_password(tmp_path: Path) -> No
     ("group_defaults:\n  call_mod: 3\n", "group_defaults.call_mod", "did you mean 'call_mode'?"),
     (users_yaml("rol: agent"), "users[0].rol", "did you mean 'role'?"),
     ("cti:\n  zzz: 1\n", "cti.zzz",
-     "known: cli_commands, cors_origins, listen, login_max_failures"),
+     "known: agent_presence_timeout_seconds, cli_commands, cors_origins, listen"),
 ])
 def test_an_unknown_key_is_named_with_the_close_match(
     tmp_path: Path, text: str, key: str, hint: str

@@ -15,12 +15,14 @@ from aiohttp.test_utils import make_mocked_request
 from browser_support import agents_stack
 from csta_support import StompClient, frame
 from cti_support import Client, CtiStack
+from pubsub_capture import Subscriber
 from test_csta_security import refused
 
 from fakefs.scenario import wait_until
 from fsapps import config
 from fsapps.errors import ConfigError
-from fsapps.server.cors import SESSION_COOKIE, set_session_cookie
+from fsapps.server.cors import SDK_COOKIE, SESSION_COOKIE, set_session_cookie
+from fsapps.server.csta import callcontrol, presence
 
 D = "cc.test"
 PAGE = "http://127.0.0.1:8099"        # the users' own web server (allowed)
@@ -199,6 +201,76 @@ def test_set_state_logout_and_heartbeat_without_login_id(stack: CtiStack) -> Non
     assert http.post(STATE, json={"func": "Logout", "device": f"1001@{D}",
                                   "namespace": D}).status_code == 204
     assert agent_mode(stack, "agent") == ""
+
+
+def test_the_sdk_cookie_of_the_page_authenticates_a_connect_without_headers(
+        stack: CtiStack) -> None:
+    """wellClient 4.x keeps /login's sessionId in its page's own cookie; on the same host the
+    browser sends it to the CTI server: it authenticates as ours does, under the same rule
+    (an allowed page, or none)."""
+    _, token = sdk_login(stack)
+    for origin, works in ((PAGE, True), (STRANGER, False)):
+        http = stack.server.anonymous()
+        http.headers["Origin"] = origin
+        http.cookies.set(SDK_COOKIE, token)
+        client = StompClient(stack.server.url, "", http=http)
+        try:
+            if works:
+                assert client.open()["user-name"] == "agent"
+            else:
+                with pytest.raises(AssertionError, match="missing or malformed token"):
+                    client.open()
+        finally:
+            client.close()
+
+
+def test_set_state_and_logout_naming_agent_id(stack: CtiStack) -> None:
+    """wellClient 4.2.2's bodies: SetState and Logout name agentId, Logout nothing else."""
+    http, token = sdk_login(stack)
+    http.headers["sessionId"] = token
+    assert http.post(STATE, json={"func": "Login", "loginId": f"agent@{D}", "password": "x",
+                                  "device": f"1001@{D}", "agentMode": "NotReady"}
+                     ).status_code == 204
+    assert http.post(STATE, json={"func": "SetState", "device": f"1001@{D}", "reason": "",
+                                  "agentMode": "Ready", "namespace": D,
+                                  "agentId": f"agent@{D}"}).status_code == 204
+    assert agent_mode(stack, "agent") == "Ready"
+    assert http.post(STATE, json={"func": "Logout", "agentId": f"agent2@{D}"}
+                     ).status_code == 403  # not its own
+    assert http.post(STATE, json={"func": "Logout", "agentId": f"agent@{D}"}).status_code == 204
+    assert agent_mode(stack, "agent") == ""
+
+
+def test_an_agent_whose_page_is_gone_is_logged_off_by_one_sweep(stack: CtiStack) -> None:
+    """Presence: Login starts watching the agent, a heart-beat is hearing from it (nobody
+    else's is: ZADD XX), and once it is not heard from for the timeout, of two CTI servers
+    sweeping, exactly one logs it off (agentLoggedOff published once)."""
+    ctx, seen = stack.ctx, stack.ctx.keys(D).csta_seen()
+    presence.heard_from(ctx, D, ["agent"])
+    assert ctx.redis.zscore(seen, "agent") is None  # not logged in: not watched
+    http, token = sdk_login(stack)
+    http.headers["sessionId"] = token
+    assert http.post(STATE, json={"func": "Login", "loginId": f"agent@{D}",
+                                  "device": f"1001@{D}", "agentMode": "Ready"}
+                     ).status_code == 204
+    logged_in_at = float(ctx.redis.zscore(seen, "agent") or 0)
+    assert logged_in_at > 0
+    assert http.post(f"/api/csta/agent/heartbeat/agent@{D}").status_code == 204
+    assert float(ctx.redis.zscore(seen, "agent") or 0) >= logged_in_at
+    assert callcontrol.log_off_gone(ctx, D, 60) == []  # heard from just now
+    assert agent_mode(stack, "agent") == "Ready"
+
+    ctx.redis.zadd(seen, {"agent": logged_in_at - 120_000})  # two minutes of silence
+    feed = Subscriber(ctx.settings.redis.url.reveal(), (ctx.keys(D).csta_feed(),))
+    try:
+        assert callcontrol.log_off_gone(ctx, D, 60) == ["agent"]
+        assert callcontrol.log_off_gone(ctx, D, 60) == []  # (the other server's sweep)
+        feed.wait(name="agentLoggedOff", agentId=f"agent@{D}")
+        assert len(feed.find(name="agentLoggedOff", agentId=f"agent@{D}")) == 1
+    finally:
+        feed.close()
+    assert agent_mode(stack, "agent") == ""
+    assert ctx.redis.zscore(seen, "agent") is None
 
 
 def test_a_login_id_or_device_not_the_sessions_is_refused(stack: CtiStack) -> None:

@@ -9,8 +9,12 @@ origin gets no CORS header (the browser keeps the answer from the page) and a 40
 ``POST /login`` sets the session cookie (:data:`SESSION_COOKIE`: the token, HttpOnly,
 SameSite=Lax, Secure over TLS) besides answering ``sessionId``, so the SDK's STOMP CONNECT,
 which carries no header, is authenticated by the cookie its SockJS requests and WebSocket
-handshake carry. A cookie is an ambient credential — the browser adds it whatever page sends
-the request — so it counts only when the request comes from the CTI server's own pages, from
+handshake carry. The published SDK cannot store that cookie from another origin (its /login
+is an XHR without credentials); it keeps the same token in a cookie of its own page's host,
+:data:`SDK_COOKIE`, which the browser sends to the CTI server when both are on one host name
+(any ports): that cookie is taken too. A cookie is an ambient credential — the browser adds
+it whatever page sends the request — so it counts only when the request comes from the CTI
+server's own pages, from
 an allowed origin, or from no browser page at all (no ``Origin`` header): a page on a host
 not listed can not act or listen with an agent's cookie (CSRF, cross-site WebSocket
 hijacking).
@@ -26,6 +30,8 @@ from fsapps.server.auth import MAX_TOKEN_LENGTH
 from fsapps.server.services import services_of
 
 SESSION_COOKIE = "fsapps_session"
+# where wellClient (4.x, Config.sessionIdCookieName) keeps the sessionId of /login itself
+SDK_COOKIE = "wellclient-cookie-session-id"
 ALLOW_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 # what the SDK sends: its token header, JSON bodies, jQuery's marker; and Authorization
 ALLOW_HEADERS = "Content-Type, sessionId, Authorization, X-Requested-With"
@@ -58,8 +64,12 @@ def trusted_page(request: web.Request) -> bool:
 
 
 def cookie_token(request: web.Request) -> str:
-    """The session cookie's token when the request may use it (:func:`trusted_page`), else ''."""
-    token = request.cookies.get(SESSION_COOKIE, "")
+    """The session cookie's token when the request may use it (:func:`trusted_page`), else ''.
+    The published SDK's own cookie counts too: it keeps the ``sessionId`` of /login in
+    ``wellclient-cookie-session-id`` on its page's host (js-cookie), and a browser sends a
+    host's cookies to every port of it - so its WebSocket to a CTI server on the same host
+    carries the token, though its cross-origin /login (no credentials) could not store ours."""
+    token = request.cookies.get(SESSION_COOKIE, "") or request.cookies.get(SDK_COOKIE, "")
     if not token or len(token) > MAX_TOKEN_LENGTH or not trusted_page(request):
         return ""
     return token

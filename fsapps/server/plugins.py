@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from fsapps.server import cors
-from fsapps.server.csta import rest, sockjs
+from fsapps.server.csta import callcontrol, rest, sockjs
 from fsapps.server.csta.hub import Hub
 from fsapps.server.registry import ROUTES
 
@@ -51,7 +51,7 @@ async def _hardening_headers(request: web.Request, response: web.StreamResponse)
 
 
 def install(app: web.Application, services: Any) -> None:
-    hub = Hub(services)
+    hub = Hub(services, sweep=callcontrol.log_off_gone)
     app[HUB] = hub
     registry = sockjs.SessionRegistry(hub.connection)
     sockjs.install(app, SOCKJS_PREFIX, registry, cors.cookie_token)

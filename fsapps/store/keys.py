@@ -36,6 +36,10 @@ fsapps-owned, from :class:`Keys` (``p`` = prefix, ``d`` = domain) — name, type
                                            (:mod:`fsapps.server.csta.callcontrol`)
 ``p:{d}:csta:agents``              hash    none; job number -> device of each csta:agent record
                                            (its index, written with it, for the wallboard)
+``p:{d}:csta:seen``                 zset    none; job number of each csta:agent record ->
+                                           when its page was last heard from (ms: login,
+                                           heart-beat, an open event session)
+                                           (:mod:`fsapps.server.csta.presence`)
 ``p:{d}:csta:pending:<job>``       list    EX 30 s; agent events published before the
                                            agent's STOMP subscription arrived
 ``p:{d}:csta``                     pubsub  channel; the CSTA feed (JSON records) of the domain
@@ -221,6 +225,10 @@ class Keys:
         """The index of the csta:agent records: job number -> device (the wallboard reads it
         instead of scanning the keyspace)."""
         return f"{self._base}:csta:agents"
+
+    def csta_seen(self) -> str:
+        """When each wellClient agent's page was last heard from (job number -> ms)."""
+        return f"{self._base}:csta:seen"
 
     def csta_pending(self, job: str) -> str:
         return f"{self._base}:csta:pending:{_part('job number', job)}"

@@ -11,7 +11,15 @@
  * - the call memory indexed by callId and device, whose established / held / retrieved /
  *   connectionCleared handlers set a property on the device's entry: an event naming a device
  *   the call's delivered did not introduce throws (the issue's "Cannot set properties of
- *   undefined (setting 'connectionState')"), caught into sdk.errors. */
+ *   undefined (setting 'connectionState')"), caught into sdk.errors.
+ * With ?sdk=4.2.2 the page does what the last published release (well-client.js 4.2.2) does
+ * instead: XHRs WITHOUT credentials (jQuery's default: the cross-origin /login can not set a
+ * cookie), the sessionId of /login kept by the page in its own cookie
+ * wellclient-cookie-session-id (js-cookie, path /), a heart-beat to
+ * /api/csta/agent/heartbeat/<loginId> (every ?beat= ms; the SDK's is 60000), then a native
+ * WebSocket to <prefix>/websocket with STOMP straight on it (no SockJS framing), CONNECT
+ * without headers, SUBSCRIBE /topic/event.agent.*.<loginId, dots as _>, then Login; SetState
+ * and Logout name agentId (no loginId); closing the page only closes the WebSocket. */
 (function () {
   'use strict';
   var params = new URLSearchParams(location.search);
@@ -20,12 +28,14 @@
              memory: {sessionId: '', agentId: '', deviceId: '', namespace: '', calls: {}}};
   var mem = sdk.memory;
   var socket = null;
+  var published = params.get('sdk') === '4.2.2';
+  var SESSION_COOKIE = 'wellclient-cookie-session-id';
 
   function request(method, path, body, form) {
     return new Promise(function (resolve) {
       var x = new XMLHttpRequest();
       x.open(method, base + path, true);
-      x.withCredentials = true;
+      x.withCredentials = !published;
       if (mem.sessionId) { x.setRequestHeader('sessionId', mem.sessionId); }
       var data = null;
       if (form) {
@@ -147,6 +157,60 @@
     });
   }
 
+  // ---- the published release's way (4.2.2) ----
+  function connectRaw() {
+    return new Promise(function (resolve) {
+      socket = new WebSocket(base.replace(/^http/, 'ws') + '/mvc/stomp/websocket');
+      socket.onopen = function () {
+        socket.send(stompFrame('CONNECT', {'accept-version': '1.1,1.0',
+                                           'heart-beat': '10000,10000'}));
+      };
+      socket.onmessage = function (m) {
+        String(m.data).split('\u0000').forEach(function (raw) {
+          raw = raw.replace(/^[\r\n]+/, '');
+          if (!raw) { return; }
+          var command = raw.slice(0, raw.indexOf('\n'));
+          sdk.frames.push(command);
+          if (command === 'CONNECTED') {
+            sdk.connected = true;
+            socket.send(stompFrame('SUBSCRIBE', {
+              id: 'sub-0', destination: '/topic/event.agent.*.' +
+                mem.agentId.replace(/\./g, '_')}));
+            resolve();
+          } else if (command === 'MESSAGE') {
+            onEvent(JSON.parse(raw.slice(raw.indexOf('\n\n') + 2)));
+          } else if (command === 'ERROR') {
+            sdk.errors.push('STOMP ERROR: ' + raw);
+            resolve();
+          }
+        });
+      };
+      socket.onclose = function () {
+        sdk.connected = false; sdk.frames.push('CLOSED'); resolve();
+      };
+    });
+  }
+
+  function loginPublished(job, password, namespace, ext) {
+    return request('POST', '/login', {username: job, password: password,
+                                      namespace: namespace}, true).then(function (r) {
+      if (r.status !== 200) { return r; }
+      mem.sessionId = JSON.parse(r.text).sessionId;
+      document.cookie = SESSION_COOKIE + '=' + encodeURIComponent(mem.sessionId) + '; path=/';
+      return sdk.heartbeat().then(connectRaw).then(function () {
+        return csta('POST', '/agent/state', {loginId: mem.agentId, device: mem.deviceId,
+                                             password: password, agentMode: 'NotReady',
+                                             func: 'Login'});
+      }).then(function (state) {
+        sdk.beat = setInterval(sdk.heartbeat, Number(params.get('beat') || 60000));
+        return state;
+      });
+    });
+  }
+  sdk.heartbeat = function () {
+    return csta('POST', '/agent/heartbeat/' + mem.agentId);
+  };
+
   function csta(method, path, body) { return request(method, '/api/csta' + path, body); }
   function conn(callId) {
     return '/callControl/calls/' + callId + '/connections/' +
@@ -156,6 +220,7 @@
   sdk.login = function (job, password, namespace, ext) {
     mem.agentId = job + '@' + namespace; mem.deviceId = ext + '@' + namespace;
     mem.namespace = namespace;
+    if (published) { return loginPublished(job, password, namespace, ext); }
     return request('POST', '/login', {username: job, password: password,
                                       namespace: namespace}, true).then(function (r) {
       if (r.status !== 200) { return r; }
@@ -166,10 +231,18 @@
     });
   };
   sdk.setAgentMode = function (mode) {
+    if (published) {
+      return csta('POST', '/agent/state', {func: 'SetState', device: mem.deviceId,
+                                           agentMode: mode, namespace: mem.namespace,
+                                           reason: '', agentId: mem.agentId});
+    }
     return csta('POST', '/agent/state', {func: 'SetState', device: mem.deviceId,
                                          agentMode: mode, namespace: mem.namespace});
   };
   sdk.logout = function () {
+    if (published) {
+      return csta('POST', '/agent/state', {func: 'Logout', agentId: mem.agentId});
+    }
     return csta('POST', '/agent/state', {func: 'Logout', device: mem.deviceId,
                                          namespace: mem.namespace});
   };
@@ -184,6 +257,10 @@
   // closing the page logs the agent off: the same Logout, sent as a beacon (a page being
   // closed may not wait for an answer; the beacon carries the session cookie)
   window.addEventListener('unload', function () {
+    if (published) {  // window.onunload = function () { util.closeWebSocket() }
+      if (socket) { socket.close(); }
+      return;
+    }
     if (mem.deviceId) {
       navigator.sendBeacon(base + '/api/csta/agent/state', JSON.stringify({
         func: 'Logout', device: mem.deviceId, namespace: mem.namespace}));

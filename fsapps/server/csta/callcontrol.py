@@ -11,7 +11,8 @@ Keys (``p`` prefix, ``d`` domain; :mod:`fsapps.store.keys`): ``p:{d}:csta:legs``
 callId) and ``p:{d}:csta:call:<callId>`` (``p:<uuid>`` -> the leg's device and state), written
 by the CSTA feed, moved here when a leg changes call; ``p:{d}:csta:agent:<job>`` (device,
 mode, since), its index ``p:{d}:csta:agents`` (job -> device, written in the same
-MULTI) and ``p:{d}:csta:pending:<job>``, the agent's logon; ``p:{d}:csta:userdata:<callId>``
+MULTI), its presence ``p:{d}:csta:seen`` (:mod:`fsapps.server.csta.presence`) and
+``p:{d}:csta:pending:<job>``, the agent's logon; ``p:{d}:csta:userdata:<callId>``
 (EX :data:`USERDATA_TTL_S`) the call data.
 """
 
@@ -29,7 +30,7 @@ from fsapps.domain.agents import Agents
 from fsapps.domain.numbers import valid_extension, valid_number
 from fsapps.errors import ClientError, FsappsError
 from fsapps.server.csta import events as ev
-from fsapps.server.csta import hub
+from fsapps.server.csta import hub, presence
 from fsapps.server.services import CtiServices
 from fsapps.services import agents as agent_service
 from fsapps.switch import nodecommands
@@ -147,6 +148,7 @@ def set_agent_mode(ctx: Any, domain: str, job: str, ext: str, mode: str, func: s
         pipe = ctx.redis.pipeline(transaction=True)
         pipe.delete(keys.csta_agent(job), keys.csta_pending(job))
         pipe.hdel(keys.csta_agents(), job)
+        presence.left(pipe, keys, job)
         pipe.execute()
         hub.publish(ctx, ev.agent_record("agentLoggedOff", domain=domain, agent_id=agent_id,
                                          device=dev, mode="Logout", ms=now))
@@ -158,6 +160,7 @@ def set_agent_mode(ctx: Any, domain: str, job: str, ext: str, mode: str, func: s
     pipe = ctx.redis.pipeline(transaction=True)
     pipe.hset(keys.csta_agent(job), mapping={"device": ext, "mode": mode, "since": now})
     pipe.hset(keys.csta_agents(), job, ext)
+    presence.arrived(pipe, keys, job, now)
     pipe.execute()
     if mode == "Ready":
         agent_service.make_ready(ctx, domain, ext)
@@ -169,6 +172,18 @@ def set_agent_mode(ctx: Any, domain: str, job: str, ext: str, mode: str, func: s
     hub.publish(ctx, ev.agent_record(ev.mode_event(mode), domain=domain, agent_id=agent_id,
                                      device=dev, mode=mode, reason=reason, ms=now),
                 pending_job=job)
+
+
+def log_off_gone(ctx: Any, domain: str, timeout_s: float) -> list[str]:
+    """Log off the SDK agents of ``domain`` whose pages were not heard from for ``timeout_s``
+    (:mod:`fsapps.server.csta.presence`), as their Logout would. Returns their job numbers."""
+    gone = presence.gone(ctx, domain, int(timeout_s * 1000))
+    for job in gone:
+        device = hub.agent_state(ctx, domain, job).get("device")
+        if device:
+            set_agent_mode(ctx, domain, job, device, "Logout", "Logout",
+                           f"page not heard from for {timeout_s:g} s")
+    return gone
 
 
 def is_agent_device(ctx: Any, domain: str, device: str) -> bool:

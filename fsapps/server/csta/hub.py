@@ -42,7 +42,7 @@ import redis.asyncio as aioredis
 from fsapps import __version__
 from fsapps.server.auth import NotAuthorized
 from fsapps.server.csta import events as ev
-from fsapps.server.csta import stomp
+from fsapps.server.csta import presence, stomp
 from fsapps.server.csta.sockjs import Session
 from fsapps.store.keys import KeyPartError
 
@@ -64,6 +64,9 @@ CONNECT_TIMEOUT_S = 15.0
 # Bounds one user can not push past (per CTI server process): live STOMP sessions per user
 # (a few browser tabs, not thousands) and subscriptions per session (each is a scan per event).
 MAX_SESSIONS_PER_USER = 20
+# How often open event sessions count as their agents' pages being there, and gone pages are
+# looked for (at most: a third of cti.agent_presence_timeout_seconds when that is shorter).
+PRESENCE_SWEEP_S = 10.0
 MAX_SUBSCRIPTIONS = 16
 
 
@@ -84,7 +87,10 @@ class Hub:
     subscriptions: list[Subscription] = field(default_factory=list)
     # username -> its CONNECTed STOMP sessions in this process
     sessions_of: dict[str, set[StompConnection]] = field(default_factory=dict)
+    # log_off_gone(ctx, domain, timeout_s) -> jobs: the presence sweep (callcontrol's)
+    sweep: Any = None
     _task: asyncio.Task[None] | None = None
+    _presence: asyncio.Task[None] | None = None
     _client: Any = None
 
     # ---------------------------------------------------------------- feed ---------------
@@ -98,12 +104,16 @@ class Hub:
         # the seed's queue and agent messages: the wallboard refreshes on them
         await pubsub.psubscribe(*WALLBOARD_PATTERNS)
         self._task = asyncio.ensure_future(self._listen(pubsub))
+        if settings.cti.agent_presence_timeout_seconds and self.sweep is not None:
+            self._presence = asyncio.ensure_future(self._watch_presence(
+                settings.cti.agent_presence_timeout_seconds))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in (self._task, self._presence):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self._client is not None:
             await self._client.aclose()
 
@@ -135,6 +145,36 @@ class Hub:
                     await self.dispatch(record)
                 except Exception:
                     logger.exception("CSTA feed: record %r", record)
+
+    async def _watch_presence(self, timeout_s: float) -> None:
+        """Every few seconds: the agents with an event session open here on their own topic
+        are heard from; then those of every domain heard from by no one for ``timeout_s`` are
+        logged off (:mod:`fsapps.server.csta.presence`)."""
+        services = self.services
+        while True:
+            await asyncio.sleep(min(PRESENCE_SWEEP_S, timeout_s / 3))
+            try:
+                for domain, jobs in self.open_agent_pages().items():
+                    await services.run(presence.heard_from, services.ctx, domain, jobs)
+                for domain in services.settings.domains:
+                    for job in await services.run(self.sweep, services.ctx, domain, timeout_s):
+                        logger.info("agent %s@%s logged off: its page was not heard from "
+                                    "for %g s", job, domain, timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: the next sweep tries again
+                logger.warning("agent presence: %s", exc)
+
+    def open_agent_pages(self) -> dict[str, set[str]]:
+        """domain -> the job numbers with a session subscribed here to their own topic (a
+        supervisor watching an agent does not keep the agent's page alive)."""
+        pages: dict[str, set[str]] = {}
+        for sub in self.subscriptions:
+            job, _, domain = sub.agent_id.partition("@")
+            if sub.kind == "agent" and sub.conn.principal is not None and \
+                    sub.conn.principal.username == job:
+                pages.setdefault(domain, set()).add(job)
+        return pages
 
     async def _next_batch(self, pubsub: Any) -> list[dict[str, Any]]:
         """The messages waiting on the feed (at most BATCH; waits up to 1 s for the first)."""

@@ -35,7 +35,7 @@ from fsapps.server import cors
 from fsapps.server.auth import request_token
 from fsapps.server.csta import callcontrol as cc
 from fsapps.server.csta import events as ev
-from fsapps.server.csta import hub, wallboard
+from fsapps.server.csta import hub, presence, wallboard
 from fsapps.server.csta.callcontrol import CALL_ID, CstaError, split_address
 from fsapps.server.http_errors import http_error
 from fsapps.server.registry import Field, Route
@@ -169,7 +169,9 @@ async def agent_state(request: web.Request) -> web.StreamResponse:
         raise CstaError(400, f"invalid func {func!r}: Login, Logout or SetState", "func")
     job, domain = session_agent(principal, body, services.settings)
     current = await services.run(hub.agent_state, services.ctx, domain, job)
-    device = str(body.get("device") or current.get("device", ""))
+    # (wellClient 4.2.2's Logout names no device: the one the agent logged in on)
+    device = str(body.get("device") or
+                 (f"{current['device']}@{domain}" if current.get("device") else ""))
     ext, dev_domain = split_address(device, "device", domains)
     if dev_domain != domain:
         raise CstaError(400, f"device {device!r} is not in domain {domain!r}", "device")
@@ -208,7 +210,8 @@ def session_agent(principal: Any, body: dict[str, Any], settings: Any) -> tuple[
     its own; a supervisor any), else the session's user in the domain of ``device`` (else
     ``namespace``, else the default domain)."""
     domains = tuple(settings.domains)
-    login_id = str(body.get("loginId") or "")
+    # (wellClient 4.x names the agent agentId in Logout and SetState, loginId elsewhere)
+    login_id = str(body.get("loginId") or body.get("agentId") or "")
     if not login_id:
         device = str(body.get("device") or "")
         if device:
@@ -226,12 +229,15 @@ def session_agent(principal: Any, body: dict[str, Any], settings: Any) -> tuple[
 @guarded
 async def heartbeat(request: web.Request) -> web.Response:
     """``POST /api/csta/agent/heartbeat[/{loginId}]``: the session is alive (204); without a
-    loginId, the session's own agent."""
+    loginId, the session's own agent. The agent's page is heard from: it stays logged in
+    (:mod:`fsapps.server.csta.presence`)."""
     services = services_of(request)
     principal = await principal_of(request)
-    session_agent(principal, {"loginId": request.match_info.get("login_id", ""),
-                              "namespace": request.query.get("namespace", "")},
-                  services.settings)
+    job, domain = session_agent(principal, {"loginId": request.match_info.get("login_id", ""),
+                                            "namespace": request.query.get("namespace", "")},
+                                services.settings)
+    if principal.username == job:  # (a supervisor's call says nothing of the agent's page)
+        await services.run(presence.heard_from, services.ctx, domain, [job])
     return web.Response(status=204)
 
 
