@@ -98,12 +98,15 @@ def test_agent_takes_queue_call_consults_and_transfers(stack: CtiStack, browser:
     call_state(one, "ringing")
     assert one.inner_text("#callParty") == "13800000009"
     board.wait_for_selector("#agents tr[data-agent='1001'] .state[data-s='ring']")
+    board.wait_for_selector("#statRinging:text('1')")       # ringing: not a talking call
+    assert board.inner_text("#statCalls") == "0"
 
     one.click("#answer")
     call_state(one, "talking")
     assert one.inner_text("#callState") == "通话中"
     board.wait_for_selector("#agents tr[data-agent='1001'] .state[data-s='talking']")
     board.wait_for_selector("#calls tr[data-call] .state[data-s='Connect']")
+    board.wait_for_selector("#statCalls:text('1')")
     wait_until(lambda: talking(stack, "13800000009", "1001"), 5, "caller talks to 1001")
 
     one.fill("#udKey", "orderId")

@@ -24,6 +24,7 @@ from typing import Any
 
 from fakefs.channel import Behaviour, Channel
 from fsapps.config import Secret, UserSettings
+from fsapps.domain.extensions import Extensions
 from fsapps.server.app import BackgroundServer
 from fsapps.server.passwords import hash_password
 from fsapps.server.services import CtiServices
@@ -68,6 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def job_number(extension: str) -> str:
+    """The demo agent's job number: 8001 for extension 1001, and so on."""
+    return "8" + extension[1:]
+
+
 def build(center: SimulatedCallCenter, args: argparse.Namespace, rng: random.Random) -> None:
     for _ in range(args.nodes):
         center.start_switch()
@@ -92,6 +98,8 @@ def build(center: SimulatedCallCenter, args: argparse.Namespace, rng: random.Ran
             behaviour = Behaviour(answer_after_ms=rng.randint(800, 4000))
         center.agent(extension, groups, switch=center.switches[i % args.nodes],
                      behaviour=behaviour)
+        # job numbers as a call center hands them out (the wallboard's job-number column)
+        Extensions(center.ctx, DOMAIN).add(extension, job_number(extension))
     # the supervisor's phone, for the wallboard's listen / whisper / barge buttons
     for switch in center.switches:
         switch.add_user(SUPERVISOR_PHONE, DOMAIN, password="1234")

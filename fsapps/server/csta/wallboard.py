@@ -4,6 +4,13 @@
 Reads the groups, the queue and the agents (their modules), the CSTA agent records (their
 index ``p:{d}:csta:agents``: job -> device, one HGETALL) and the live CSTA calls
 (``p:{d}:csta:legs``, ``p:{d}:csta:call:<callId>``).
+
+Each figure is counted once and in its own place: ``summary.readyAgents`` counts distinct
+agents (one in two groups is one free agent; the groups' ``ready`` say who could take that
+group's calls), ``summary.talking`` counts calls with two parties connected, apart from the
+ringing ones and the callers waiting in a queue. Only agents are rows: an extension logged
+into a group, with a job number or with a CSTA agent record - not every registered phone
+(the supervisor's own, a desk phone).
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from fsapps.domain.groups import Groups
 
 def wallboard(ctx: Any, domain: str, now_ms: int | None = None) -> dict[str, Any]:
     """The supervisor's view of a domain (blocking; a handful of round trips): groups with
-    their waiting callers and longest wait, agents with state and time in it, live calls."""
+    their waiting callers and longest wait, agents with state and time in it, live calls
+    (each with its ``status``), and the ``summary`` figures."""
     now = now_ms or int(time.time() * 1000)
     keys = ctx.keys(domain)
     groups = Groups(ctx, domain)
@@ -56,7 +64,8 @@ def wallboard(ctx: Any, domain: str, now_ms: int | None = None) -> dict[str, Any
                                 "state": leg.get("s", "")})
         if parties:
             calls.append({"callId": call_id, "calling": doc.get("calling", ""),
-                          "called": doc.get("called", ""), "parties": parties})
+                          "called": doc.get("called", ""), "parties": parties,
+                          "status": call_status(parties)})
     # A call the ACD did not place (a consult, a direct call) shows on the agent's row too.
     on_call: dict[str, str] = {}
     for call in calls:
@@ -67,6 +76,8 @@ def wallboard(ctx: Any, domain: str, now_ms: int | None = None) -> dict[str, Any
                 on_call[party["device"]] = state
     agent_rows = []
     for a in agents:
+        if not is_agent(a, jobs):
+            continue
         dev = f"{a.extension}@{domain}"
         state = a.call_state
         if state not in ("ring", "talking") and dev in on_call:
@@ -76,5 +87,29 @@ def wallboard(ctx: Any, domain: str, now_ms: int | None = None) -> dict[str, Any
             "state": state, "seat": a.seat_status, "loggedIn": a.logged_in,
             "registered": a.reg_state == "reged", "groups": list(a.groups),
             "sinceMs": max(0, now - a.last_change) if a.last_change else 0, "device": dev})
+    summary = {"waiting": len(waiting),
+               "ringing": sum(c["status"] == "ringing" for c in calls),
+               "talking": sum(c["status"] == "talking" for c in calls),
+               "readyAgents": sum(1 for a in agents if a.available(now))}
     return {"domain": domain, "time": now, "groups": group_rows, "agents": agent_rows,
-            "calls": calls}
+            "calls": calls, "summary": summary}
+
+
+def call_status(parties: list[dict[str, str]]) -> str:
+    """``talking`` once a party is connected and nobody is still alerted (or two parties are
+    connected: a third ringing in does not stop a conversation; a caller's leg from outside
+    stays ``Null``, on hold counts as connected), ``ringing`` while a party is alerted, else
+    ``waiting`` (a caller alone: in the queue, an IVR)."""
+    connected = sum(p["state"] in ("Connect", "Hold") for p in parties)
+    alerting = any(p["state"] == "Alerting" for p in parties)
+    if connected >= 2 or (connected and not alerting):
+        return "talking"
+    return "ringing" if alerting else "waiting"
+
+
+def is_agent(agent: Any, csta_jobs: dict[str, str]) -> bool:
+    """An extension the wallboard lists: logged into a group, given a job number, or with a
+    wellClient agent record. Every registered phone has an agent hash; a supervisor's phone
+    that is none of these is no agent."""
+    return bool(agent.logged_in or agent.groups or agent.job_number
+                or agent.extension in csta_jobs)

@@ -46,11 +46,10 @@
   function render() {
     if (!board) { return; }
     var age = Date.now() - fetchedAt;
-    var waiting = 0, longest = 0, ready = 0;
+    var longest = 0;
     var gBody = $('groups').tBodies[0];
     gBody.textContent = '';
     board.groups.forEach(function (g) {
-      waiting += g.waiting; ready += g.ready;
       var wait = g.waiting ? g.longestWaitMs + age : 0;
       longest = Math.max(longest, wait);
       var tr = document.createElement('tr');
@@ -82,6 +81,7 @@
     board.calls.forEach(function (c) {
       var tr = document.createElement('tr');
       tr.setAttribute('data-call', c.callId);
+      tr.setAttribute('data-status', c.status);
       tr.appendChild(cell(short(c.calling)));
       tr.appendChild(cell(short(c.called)));
       var parties = document.createElement('td');
@@ -119,11 +119,15 @@
       cBody.appendChild(tr);
     });
     if (!board.calls.length) { empty(cBody, 5); }
-    $('statWaiting').textContent = String(waiting);
+    // the server counts each figure once: an agent in two groups is one free agent, and
+    // queued and ringing calls are not talking calls
+    var sum = board.summary;
+    $('statWaiting').textContent = String(sum.waiting);
     $('statLongest').textContent = clock(longest);
     $('statLongest').parentNode.classList.toggle('alert', longest > 60000);
-    $('statReady').textContent = String(ready);
-    $('statCalls').textContent = String(board.calls.length);
+    $('statReady').textContent = String(sum.readyAgents);
+    $('statRinging').textContent = String(sum.ringing);
+    $('statCalls').textContent = String(sum.talking);
   }
 
   function tick() {
