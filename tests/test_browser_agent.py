@@ -170,18 +170,64 @@ def test_wallboard_hang_up_button(stack: CtiStack, browser: Any) -> None:
     one.click("#setMode")
     one.wait_for_selector("#agentState[data-mode='Ready']")
     board = new_page(browser)
-    board.goto(f"{url}/wallboard?domain={D}&user=supervisor&device=1900")
+    # no domain in the URL: the server's default domain (not the page's host, 127.0.0.1);
+    # "my phone" is no extension, so listening from it fails
+    board.goto(f"{url}/wallboard?user=supervisor&device=19%2199")
+    assert board.input_value("#domain") == ""
     board.fill("#password", "supervisor")
     board.click("#login")
     board.wait_for_selector("#board", state="visible")
+    assert board.inner_text("#supLabel").endswith(D)
+    board.wait_for_selector("#liveState[data-mode='Ready']")
+    assert board.is_hidden("#errorBar")
     stack.center.call(stack.switch, "13800000010", "7110", hangup_after_ms=None)
     call_state(one, "ringing")
     one.click("#answer")
     call_state(one, "talking")
-    board.wait_for_selector("#calls .sup-hangup")
+    board.wait_for_selector("#calls .sup-listen")
+    board.click("#calls .sup-listen")                       # the failure is shown, not swallowed
+    board.wait_for_selector("#errorBar", state="visible")
+    text = board.inner_text("#errorBar .text")
+    assert text.startswith("Listen: ") and "19!99" in text and "(HTTP 400)" in text, text
+    board.click("#errorBar .close")
+    board.wait_for_selector("#errorBar", state="hidden")
     board.click("#calls .sup-hangup")
     call_state(one, "idle")
     wait_until(lambda: not stack.switch.channels, 5, "every leg hung up")
     for page in (board, one):
         assert page.errors == []
         page.context.close()
+
+
+def test_wallboard_of_an_unknown_domain_says_so(stack: CtiStack, browser: Any) -> None:
+    """A domain the server does not serve: the login works, the board says Offline and the
+    server's message stays on the page (it was an empty board before, silently)."""
+    board = new_page(browser)
+    board.goto(f"{stack.server.url}/wallboard?domain=127.0.0.1&user=supervisor&device=1900")
+    board.fill("#password", "supervisor")
+    board.click("#login")
+    board.wait_for_selector("#errorBar .text div:has-text('unknown domain')")
+    assert ("Wallboard not updated: unknown domain '127.0.0.1' (HTTP 400)"
+            in board.inner_text("#errorBar .text"))
+    board.wait_for_selector("#liveState[data-mode='NotReady']")
+    assert board.errors == []
+    board.context.close()
+
+
+def test_agent_console_without_a_domain_logs_into_the_default_one(stack: CtiStack,
+                                                                  browser: Any) -> None:
+    page = new_page(browser)
+    page.goto(f"{stack.server.url}/?job=agent2&ext=1002")
+    page.fill("#password", "agent2")
+    page.click("#login")
+    page.wait_for_selector("#workspace", state="visible")
+    assert page.inner_text("#agentLabel") == f"agent2 · 1002 · {D}"
+    page.wait_for_function("() => wellClient.getCallMemory().connected")
+    page.fill("#number", "*#*")           # no phone number: refused, and the refusal shown
+    page.click("#make")
+    page.wait_for_selector("#errorBar", state="visible")
+    assert page.inner_text("#errorBar .text") == "Call: invalid number '*#*' (HTTP 400)"
+    page.click("#logout")
+    page.wait_for_selector("#loginPanel", state="visible")
+    assert page.errors == []
+    page.context.close()

@@ -127,6 +127,16 @@ def start_cti(settings: Any, port: int) -> Any:
         return BackgroundServer(CtiServices(settings), "127.0.0.1", 0)
 
 
+def page_lines(url: str) -> list[str]:
+    """The web pages' URLs, each logging straight into the demo's domain (the password is
+    the only field left to type)."""
+    return [f"wallboard      {url}/wallboard?domain={DOMAIN}&user=supervisor&device="
+            f"{SUPERVISOR_PHONE}  (password supervisor; domain {DOMAIN}, phone "
+            f"{SUPERVISOR_PHONE})",
+            f"agent console  {url}/?domain={DOMAIN}&job=agent&ext=1001  (password agent; "
+            f"domain {DOMAIN}, extension 1001)"]
+
+
 def status_line(center: SimulatedCallCenter, tally: Tally, started: float) -> str:
     agents = center.agents.all()
     ringing = sum(a.call_state == "ring" for a in agents)
@@ -197,9 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         build(center, args, rng)
         if args.cti_port:
             cti = start_cti(settings, args.cti_port)
-            print(f"web pages: wallboard {cti.url}/wallboard?device={SUPERVISOR_PHONE} "
-                  f"(supervisor / supervisor, domain {DOMAIN}), agent console {cti.url}/ "
-                  f"(agent / agent, extension 1001)", flush=True)
+            for line in page_lines(cti.url):
+                print(line, flush=True)
         print(f"running {args.duration:.0f} s of calls at {args.rate}/s "
               "(Ctrl-C to stop early)", flush=True)
         started = time.monotonic()

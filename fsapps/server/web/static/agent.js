@@ -166,20 +166,30 @@
     state.callStart = 0; setPhase('idle');
   }
 
-  function fail(res) {
-    var msg = (res && (res.error || (res.responseJSON && res.responseJSON.error))) || String(res);
-    logEvent({eventName: '⚠ ' + msg, eventTime: ''});
+  // every failed request: on the error line (with the server's message) and in the log
+  function failed(what) {
+    return function (res) {
+      window.fsappsNotice.show(t(what), res);
+      logEvent({eventName: '⚠ ' + window.fsappsNotice.message(res), eventTime: ''});
+    };
   }
 
   function wire() {
     i18n.apply();
     $('lang').addEventListener('click', function () { i18n.toggle(); render(); renderMode(state.mode, true); });
     var params = new URLSearchParams(location.search);
-    $('domain').value = params.get('domain') || localStorage.getItem('fsapps.domain') || location.hostname;
+    // (none: empty, and /login answers the server's default domain)
+    $('domain').value = params.get('domain') || localStorage.getItem('fsapps.domain') || '';
     $('job').value = params.get('job') || localStorage.getItem('fsapps.job') || '';
     $('ext').value = params.get('ext') || localStorage.getItem('fsapps.ext') || '';
     wellClient.setConfig({debug: false, useWsLog: false});
     wellClient.exports = onEvent;
+    wellClient.onLog = function (log) {
+      // what fails in the background: heart-beats, the event stream refused
+      if (log.type === 'error' && /heartbeat|^STOMP error/.test(log.content)) {
+        window.fsappsNotice.show(t('linkProblem'), log.content);
+      }
+    };
 
     $('loginForm').addEventListener('submit', function (ev) {
       ev.preventDefault();
@@ -187,6 +197,8 @@
       $('login').disabled = true;
       var job = $('job').value.trim(), dom = $('domain').value.trim(), ext = $('ext').value.trim();
       wellClient.login(job, $('password').value, dom, ext).done(function () {
+        dom = wellClient.getCallMemory().domain;  // the one asked for, or the server's default
+        $('domain').value = dom;
         localStorage.setItem('fsapps.domain', dom);
         localStorage.setItem('fsapps.job', job);
         localStorage.setItem('fsapps.ext', ext);
@@ -194,37 +206,39 @@
         $('loginPanel').hidden = true;
         $('workspace').hidden = false;
         $('who').hidden = false;
-        $('agentLabel').textContent = job + ' · ' + ext;
+        $('agentLabel').textContent = job + ' · ' + ext + ' · ' + dom;
         $('password').value = '';
         renderMode('NotReady');
         setPhase('idle');
       }).fail(function (res) {
-        $('loginError').textContent = t('loginFailed') + ': ' + ((res && res.error) || '');
+        $('loginError').textContent = t('loginFailed') + ': ' + window.fsappsNotice.message(res);
       }).always(function () { $('login').disabled = false; });
     });
 
     $('setMode').addEventListener('click', function () {
-      wellClient.setAgentMode($('setMode').getAttribute('data-next')).fail(fail);
+      var next = $('setMode').getAttribute('data-next');
+      wellClient.setAgentMode(next).fail(failed(next === 'Ready' ? 'setReady' : 'setNotReady'));
     });
     $('logout').addEventListener('click', function () {
-      wellClient.logout().always(function () { location.reload(); });
+      wellClient.logout().done(function () { location.reload(); }).fail(failed('logoutFailed'));
     });
     $('make').addEventListener('click', function () {
       var n = $('number').value.trim();
-      if (n) { wellClient.makeCall(n).fail(fail); }
+      if (n) { wellClient.makeCall(n).fail(failed('make')); }
     });
     $('number').addEventListener('keydown', function (ev) { if (ev.key === 'Enter') { $('make').click(); } });
-    $('answer').addEventListener('click', function () { wellClient.answerCall(state.mainCall).fail(fail); });
+    $('answer').addEventListener('click', function () { wellClient.answerCall(state.mainCall).fail(failed('answer')); });
     $('hold').addEventListener('click', function () {
-      (state.held ? wellClient.retrieveCall(state.mainCall) : wellClient.holdCall(state.mainCall)).fail(fail);
+      var what = state.held ? 'retrieve' : 'hold';
+      (state.held ? wellClient.retrieveCall(state.mainCall) : wellClient.holdCall(state.mainCall)).fail(failed(what));
     });
     $('sTran').addEventListener('click', function () {
       var n = $('number').value.trim();
-      if (n) { wellClient.singleStepTransfer(state.mainCall, n).fail(fail); }
+      if (n) { wellClient.singleStepTransfer(state.mainCall, n).fail(failed('sTran')); }
     });
     $('sConf').addEventListener('click', function () {
       var n = $('number').value.trim();
-      if (n) { wellClient.singleStepConference(state.mainCall, n, 'Active').fail(fail); }
+      if (n) { wellClient.singleStepConference(state.mainCall, n, 'Active').fail(failed('sConf')); }
     });
     $('ask').addEventListener('click', function () {
       var n = $('number').value.trim();
@@ -232,21 +246,21 @@
       wellClient.consult(state.mainCall, n).done(function (res) {
         state.consultCall = res.callId; state.consultStart = Date.now();
         $('consultParty').textContent = n; render();
-      }).fail(fail);
+      }).fail(failed('ask'));
     });
     $('tran').addEventListener('click', function () {
-      wellClient.transferCall(state.mainCall, state.consultCall).fail(fail);
+      wellClient.transferCall(state.mainCall, state.consultCall).fail(failed('tran'));
     });
     $('conf').addEventListener('click', function () {
-      wellClient.conference(state.mainCall, state.consultCall).fail(fail);
+      wellClient.conference(state.mainCall, state.consultCall).fail(failed('conf'));
     });
     $('cancelAsk').addEventListener('click', function () {
       wellClient.cancelConsult(state.mainCall, state.consultCall).done(function () {
         state.consultCall = ''; render();
-      }).fail(fail);
+      }).fail(failed('cancelAsk'));
     });
     $('dropCon').addEventListener('click', function () {
-      wellClient.dropConnection(state.consultCall || state.mainCall).fail(fail);
+      wellClient.dropConnection(state.consultCall || state.mainCall).fail(failed('dropCon'));
     });
     Array.prototype.forEach.call($('pad').querySelectorAll('button'), function (b) {
       b.addEventListener('click', function () { $('number').value += b.textContent; });
@@ -261,7 +275,7 @@
         var call = wellClient.getCallMemory().calls[state.mainCall];
         if (call) { call.userData[entry.key] = entry.value; }
         $('udKey').value = ''; $('udValue').value = ''; render();
-      }).fail(fail);
+      }).fail(failed('userDataFailed'));
     });
     setInterval(tick, 500);
     render();

@@ -23,7 +23,9 @@
       st_ready: '空闲', st_ring: '振铃', st_talking: '通话', st_typing: '整理',
       st_busy: '置忙', st_rest: '小休', st_no_ready: '未就绪', st_no_answer: '未接',
       st_ivr: 'IVR', live: '实时', offline: '离线', total: '合计',
-      ringingCalls: '振铃中通话', talkingCalls: '通话中', connected: '事件通道已连接', disconnected: '事件通道已断开', agentLink: '坐席工作台'
+      ringingCalls: '振铃中通话', domainDefault: '留空：服务器默认域', dismiss: '关闭',
+      boardFailed: '大屏刷新失败', linkProblem: '连接问题', logoutFailed: '登出失败',
+      userDataFailed: '保存随路数据失败', talkingCalls: '通话中', connected: '事件通道已连接', disconnected: '事件通道已断开', agentLink: '坐席工作台'
     },
     en: {
       title: 'Agent console', wallboardTitle: 'Supervisor wallboard', brand: 'fsapps call center',
@@ -45,6 +47,9 @@
       st_ring: 'Ringing', st_talking: 'Talking', st_typing: 'Wrap-up', st_busy: 'Busy',
       st_rest: 'Break', st_no_ready: 'Not ready', st_no_answer: 'No answer', st_ivr: 'IVR',
       live: 'Live', offline: 'Offline', total: 'Total', ringingCalls: 'Calls ringing',
+      domainDefault: 'empty: the server\'s default domain', dismiss: 'Dismiss',
+      boardFailed: 'Wallboard not updated', linkProblem: 'Connection problem',
+      logoutFailed: 'Log out failed', userDataFailed: 'Call data not saved',
       talkingCalls: 'Calls talking', connected: 'Event stream connected',
       disconnected: 'Event stream lost', agentLink: 'Agent console'
     }

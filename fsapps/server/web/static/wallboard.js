@@ -5,6 +5,8 @@
   var $ = function (id) { return document.getElementById(id); };
   var t = function (k) { return i18n.t(k); };
   var board = null, fetchedAt = 0, pending = null, domain = '', myDevice = '';
+  var boardFailed = false;  // the last snapshot failed: what is shown is stale (Offline)
+  var notice = window.fsappsNotice;
 
   function clock(ms) {
     var s = Math.max(0, Math.floor(ms / 1000));
@@ -39,7 +41,13 @@
   function refresh() {
     if (pending) { return; }
     pending = wellClient.wallboard(domain).done(function (data) {
-      board = data; fetchedAt = Date.now(); render();
+      board = data; fetchedAt = Date.now(); boardFailed = false;
+      notice.clear('board');
+      render();
+    }).fail(function (res) {
+      boardFailed = true;
+      notice.show(t('boardFailed'), res, 'board');
+      tick();
     }).always(function () { pending = null; });
   }
 
@@ -104,7 +112,7 @@
         b.className = 'sup-' + m[0];
         b.textContent = t(m[1]);
         b.addEventListener('click', function () {
-          wellClient.forceListen(c.callId, myDevice, m[0]).fail(function () {});
+          wellClient.forceListen(c.callId, myDevice, m[0]).fail(notice.failed(t(m[1])));
         });
         btns.appendChild(b);
       });
@@ -112,7 +120,9 @@
       h.type = 'button';
       h.className = 'bad sup-hangup';
       h.textContent = t('hangup');
-      h.addEventListener('click', function () { wellClient.forceHangup(c.callId); });
+      h.addEventListener('click', function () {
+        wellClient.forceHangup(c.callId).fail(notice.failed(t('hangup')));
+      });
       btns.appendChild(h);
       td.appendChild(btns);
       tr.appendChild(td);
@@ -132,7 +142,7 @@
 
   function tick() {
     render();
-    var ok = wellClient.getCallMemory().connected;
+    var ok = wellClient.getCallMemory().connected && !boardFailed;
     $('liveState').setAttribute('data-mode', ok ? 'Ready' : 'NotReady');
     $('liveText').setAttribute('data-i18n', ok ? 'live' : 'offline');
     $('liveText').textContent = t(ok ? 'live' : 'offline');
@@ -142,10 +152,17 @@
   i18n.apply();
   $('lang').addEventListener('click', function () { i18n.toggle(); render(); });
   var params = new URLSearchParams(location.search);
-  $('domain').value = params.get('domain') || localStorage.getItem('fsapps.domain') || location.hostname;
+  // (none: empty, and /login answers the server's default domain)
+  $('domain').value = params.get('domain') || localStorage.getItem('fsapps.domain') || '';
   $('user').value = params.get('user') || '';
   $('myDevice').value = params.get('device') || '';
   wellClient.setConfig({debug: false, useWsLog: false});
+  wellClient.onLog = function (log) {
+    // what fails in the background: the event stream refused (a domain not overseen)
+    if (log.type === 'error' && /^STOMP error/.test(log.content)) {
+      notice.show(t('linkProblem'), log.content);
+    }
+  };
   wellClient.exports = function () {
     // every change in the domain: fetch the snapshot again (coalesced)
     setTimeout(refresh, 150);
@@ -153,21 +170,22 @@
   $('loginForm').addEventListener('submit', function (ev) {
     ev.preventDefault();
     $('loginError').textContent = '';
-    domain = $('domain').value.trim();
     var dev = $('myDevice').value.trim();
-    myDevice = dev.indexOf('@') > 0 ? dev : dev + '@' + domain;
-    wellClient.signIn($('user').value.trim(), $('password').value, domain).done(function (res) {
+    wellClient.signIn($('user').value.trim(), $('password').value,
+      $('domain').value.trim()).done(function (res) {
+      domain = res.namespace;  // the one asked for, or the server's default
+      myDevice = dev.indexOf('@') > 0 ? dev : dev + '@' + domain;
       $('loginPanel').hidden = true;
       $('board').hidden = false;
       $('who').hidden = false;
-      $('supLabel').textContent = res.username + ' · ' + short(myDevice);
+      $('supLabel').textContent = res.username + ' · ' + short(myDevice) + ' · ' + domain;
       document.body.setAttribute('data-phase', 'board');
       wellClient.watchDomain(domain);
       refresh();
       setInterval(refresh, 15000);
       setInterval(tick, 1000);
     }).fail(function (res) {
-      $('loginError').textContent = t('loginFailed') + ': ' + ((res && res.error) || '');
+      $('loginError').textContent = t('loginFailed') + ': ' + notice.message(res);
     });
   });
 })();

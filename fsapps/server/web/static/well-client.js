@@ -365,24 +365,28 @@
         namespace: domain || ''}).then(function (res) {
         memory.sessionId = res.sessionId;
         memory.user = res;
+        // no domain given: the server's default one (its answer's namespace)
+        memory.domain = memory.domain || res.namespace || '';
         return res;
       });
     },
 
     login: function (jobNumber, password, domain, ext, loginMode) {
-      if (!jobNumber || !password || !domain || !ext) {
-        return rejected('login needs jobNumber, password, domain and ext');
+      // (no domain: the server's default domain, which /login answers)
+      if (!jobNumber || !password || !ext) {
+        return rejected('login needs jobNumber, password and ext');
       }
       memory.jobNumber = String(jobNumber);
-      memory.domain = domain;
-      memory.agentId = jobNumber + '@' + domain;
-      memory.deviceId = ext + '@' + domain;
+      memory.domain = domain || '';
       // loginMode (seed): when the agent is still logged in elsewhere, 'ask' asks, 'force'
       // takes over, 'stop' gives up; any other failure fails at once.
       loginMode = loginMode || 'ask';
-      var state = {func: 'Login', loginId: memory.agentId, device: memory.deviceId,
-        agentMode: 'NotReady'};
+      var state = null;
       return wellClient.signIn(jobNumber, password, domain).then(function () {
+        memory.agentId = jobNumber + '@' + memory.domain;
+        memory.deviceId = ext + '@' + memory.domain;
+        state = {func: 'Login', loginId: memory.agentId, device: memory.deviceId,
+          agentMode: 'NotReady'};
         return csta('POST', '/agent/state', state).then(null, function (res) {
           var elsewhere = res && res.status === 409 && res.responseJSON &&
             res.responseJSON.field === 'device';
@@ -396,7 +400,8 @@
         openStream('/topic/csta/agent/' + memory.agentId);
         clearInterval(heartbeatTimer);
         heartbeatTimer = setInterval(function () {
-          csta('POST', '/agent/heartbeat/' + enc(memory.agentId));
+          // a failure is logged (onLog: the pages show it), not thrown at nobody
+          csta('POST', '/agent/heartbeat/' + enc(memory.agentId)).then(null, function () {});
         }, config.heartbeatSeconds * 1000);
         return res;
       });
