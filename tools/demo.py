@@ -7,8 +7,15 @@ among them, some losing patience. A live status line, then a summary. Ctrl-C end
 A CTI server on 127.0.0.1:8085 serves the web agent console and the supervisor wallboard of
 the simulated center while it runs (--cti-port 0: none).
 
+The first half minute is scripted (:class:`Opening`), so that whoever watches sees every
+feature at once, each told by a line as it happens: a burst of callers above the agents'
+capacity builds a queue that then drains, a blacklisted caller is refused, an impatient one
+leaves the queue (abandoned), VIPs are served before the others, and the supervisor's phone
+listens to a call (through the CTI server's REST calls, as the wallboard's button does).
+--time-scale shrinks every delay (the script, answer and talk times) for tests.
+
     python -m tools.demo [--duration 60] [--rate 1.2] [--agents 20] [--nodes 2] [--seed 1]
-                          [--cti-port 8085]
+                          [--cti-port 8085] [--time-scale 1]
 """
 
 from __future__ import annotations
@@ -16,11 +23,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import random
+import re
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+import requests
 
 from fakefs.channel import Behaviour, Channel
 from fsapps.config import Secret, UserSettings
@@ -66,6 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1, help="random seed (1)")
     p.add_argument("--cti-port", type=int, default=8085,
                    help="CTI server port on 127.0.0.1 for the web pages (8085; 0: none)")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="multiplies every delay: the opening script, answer and talk times "
+                        "(1; tests use less)")
     return p.parse_args(argv)
 
 
@@ -75,6 +88,7 @@ def job_number(extension: str) -> str:
 
 
 def build(center: SimulatedCallCenter, args: argparse.Namespace, rng: random.Random) -> None:
+    scale = args.time_scale
     for _ in range(args.nodes):
         center.start_switch()
     center.group("12320", group_name="12320 hotline", group_call_mode=5,
@@ -95,7 +109,7 @@ def build(center: SimulatedCallCenter, args: argparse.Namespace, rng: random.Ran
         if i == args.agents - 1:
             behaviour = Behaviour(answer_after_ms=None)  # a phone left on a desk
         else:
-            behaviour = Behaviour(answer_after_ms=rng.randint(800, 4000))
+            behaviour = Behaviour(answer_after_ms=int(rng.randint(800, 4000) * scale))
         center.agent(extension, groups, switch=center.switches[i % args.nodes],
                      behaviour=behaviour)
         # job numbers as a call center hands them out (the wallboard's job-number column)
@@ -149,7 +163,8 @@ def status_line(center: SimulatedCallCenter, tally: Tally, started: float) -> st
             f"{counts.get('blacklisted', 0):2d}")
 
 
-def place_call(center: SimulatedCallCenter, tally: Tally, rng: random.Random) -> None:
+def place_call(center: SimulatedCallCenter, tally: Tally, rng: random.Random,
+               scale: float = 1.0) -> None:
     switch = rng.choice(center.switches)
     roll = rng.random()
     if roll < 0.03:
@@ -159,9 +174,126 @@ def place_call(center: SimulatedCallCenter, tally: Tally, rng: random.Random) ->
     else:
         number, kind = f"138{rng.randint(0, 99_999_999):08d}", "normal"
     dest = "85733555" if rng.random() < 0.6 else "7110"
-    channel = center.call(switch, number, dest, hangup_after_bridge_ms=rng.randint(4000, 20000),
-                          abandon_after_ms=rng.randint(15000, 60000))
+    channel = center.call(switch, number, dest,
+                          hangup_after_bridge_ms=int(rng.randint(4000, 20000) * scale),
+                          abandon_after_ms=int(rng.randint(15000, 60000) * scale))
     tally.callers.append((channel, kind))
+
+
+class Opening:
+    """The demo's scripted first half minute (times in seconds, times --time-scale): what each
+    step does and the line that tells it. :meth:`step` is called from the main loop; it
+    places the calls when their time comes and says what happened as it happens."""
+
+    BURST_AT, IMPATIENT_AT, BLACKLIST_AT, VIP_AT, LISTEN_AT = 1.0, 2.5, 3.0, 4.0, 6.0
+
+    def __init__(self, center: SimulatedCallCenter, tally: Tally, rng: random.Random,
+                 agents: int, scale: float, cti_url: str | None,
+                 say: Any) -> None:
+        self.center, self.tally, self.rng, self.agents = center, tally, rng, agents
+        self.scale, self.cti_url, self.say = scale, cti_url, say
+        self.done: set[str] = set()
+        self.watch: dict[str, Channel] = {}
+        self.peak = 0
+        self.listen_call = ""
+
+    def call(self, number: str, dest: str, talk_ms: int, patience_ms: int) -> Channel:
+        switch = self.rng.choice(self.center.switches)
+        channel = self.center.call(switch, number, dest,
+                                   hangup_after_bridge_ms=int(talk_ms * self.scale),
+                                   abandon_after_ms=int(patience_ms * self.scale))
+        kind = "vip" if number in VIPS else "blacklisted" if number in BLACKLIST else "normal"
+        self.tally.callers.append((channel, kind))
+        return channel
+
+    def due(self, name: str, at: float, t: float) -> bool:
+        if name in self.done or t < at * self.scale:
+            return False
+        self.done.add(name)
+        return True
+
+    def step(self, t: float) -> None:
+        waiting = len(self.center.queue.waiting())
+        talking = sum(a.call_state == "talking" for a in self.center.agents.all())
+        if self.due("burst", self.BURST_AT, t):
+            burst = self.agents + self.agents // 2
+            self.say(t, f"a burst of {burst} callers for {self.agents} agents "
+                        "(more than they can take at once)")
+            for i in range(burst):
+                self.call(f"1370000{i:04d}", "85733555" if i % 5 < 3 else "7110",
+                          self.rng.randint(6000, 12000), 120_000)
+        if self.due("impatient", self.IMPATIENT_AT, t):
+            self.watch["impatient"] = self.call("13711112222", "85733555", 8000, 4000)
+            self.say(t, "an impatient caller 13711112222 joins the queue (hangs up after 4 s)")
+        if self.due("blacklist", self.BLACKLIST_AT, t):
+            self.watch["blacklist"] = self.call(BLACKLIST[0], "85733555", 8000, 60_000)
+            self.say(t, f"blacklisted number {BLACKLIST[0]} calls")
+        if self.due("vip", self.VIP_AT, t):
+            self.watch["vip"] = self.call(VIPS[0], "85733555", 6000, 120_000)
+            self.say(t, f"VIP {VIPS[0]} calls while {waiting} callers wait")
+        if waiting > self.peak:
+            self.peak = waiting
+        if waiting >= 3 and "queue builds" not in self.done:
+            self.done.add("queue builds")
+            self.say(t, f"queue builds: {waiting} waiting, {talking} agents talking")
+        if "queue builds" in self.done and waiting == 0 and "queue drained" not in self.done:
+            self.done.add("queue drained")
+            self.say(t, f"queue drained: 0 waiting (peak {self.peak}), {talking} agents talking")
+        self.outcomes(t, waiting)
+        if self.cti_url and talking and self.due("listen", self.LISTEN_AT, t):
+            self.listen(t)
+        if self.listen_call and "listening" not in self.done and self.supervisor_answered():
+            self.done.add("listening")
+            self.say(t, f"supervisor's phone {SUPERVISOR_PHONE} is listening to call "
+                        f"{self.listen_call[:8]}")
+
+    def outcomes(self, t: float, waiting: int) -> None:
+        lines = {"impatient": ("abandoned", "the impatient caller left the queue: abandoned"),
+                 "blacklist": ("blacklisted", f"{BLACKLIST[0]} refused: blacklisted"),
+                 "vip": ("answered", f"VIP {VIPS[0]} answered before the callers queued "
+                                     f"ahead of it ({waiting} still waiting)")}
+        for name, channel in self.watch.items():
+            outcome, line = lines[name]
+            if name + " told" not in self.done and self.tally.outcome(channel) == outcome:
+                self.done.add(name + " told")
+                waited = ((channel.times.get("bridged") or channel.times.get("hangup") or 0)
+                          - channel.times["created"]) / 1e6
+                self.say(t, f"{line} (after {waited:.1f} s)")
+
+    def listen(self, t: float) -> None:
+        """The wallboard's listen button, over HTTP: log in as the supervisor, read the
+        board, spy on the first talking call from phone 1900."""
+        http = requests.Session()
+        try:
+            reply = http.post(f"{self.cti_url}/login", timeout=5, data={
+                "username": "supervisor", "password": "supervisor", "namespace": DOMAIN})
+            reply.raise_for_status()
+            http.headers["sessionId"] = reply.json()["sessionId"]
+            board = http.get(f"{self.cti_url}/api/csta/wallboard", params={"domain": DOMAIN},
+                             timeout=5)
+            board.raise_for_status()
+            call = next((c for c in board.json()["calls"] if c["status"] == "talking"), None)
+            if call is None:
+                self.done.discard("listen")  # again at the next step
+                return
+            reply = http.post(f"{self.cti_url}/api/csta/callControl/calls/{call['callId']}/spy",
+                              params={"deviceId": f"{SUPERVISOR_PHONE}@{DOMAIN}",
+                                      "mode": "listen"}, timeout=5)
+            reply.raise_for_status()
+            self.listen_call = call["callId"]
+            agent = next((p["device"].split("@")[0] for p in call["parties"]
+                          if p["state"] == "Connect"), "?")
+            self.say(t, f"the supervisor clicks listen on {call['calling']} talking to agent "
+                        f"{agent}: phone {SUPERVISOR_PHONE} rings")
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            self.say(t, f"the supervisor's listen failed: {exc}")
+        finally:
+            http.close()
+
+    def supervisor_answered(self) -> bool:
+        own = re.compile(rf"sofia/internal/{SUPERVISOR_PHONE}@")
+        return any(own.match(leg.name) and leg.answered
+                   for switch in self.center.switches for leg in switch.channels.values())
 
 
 def summary(center: SimulatedCallCenter, tally: Tally, elapsed: float, agents: int) -> str:
@@ -212,15 +344,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {args.duration:.0f} s of calls at {args.rate}/s "
               "(Ctrl-C to stop early)", flush=True)
         started = time.monotonic()
-        next_call = started
+        next_call = started + 8 * args.time_scale  # after the opening's burst
         last_print = 0.0
         tty = sys.stdout.isatty()
+        every = 0.5 if tty else max(1.0, 5.0 * args.time_scale)
+
+        def say(t: float, text: str) -> None:
+            line = f"t={t:5.1f}s  {text}"
+            print("\r\033[K" + line if tty else line, flush=True)
+
+        opening = Opening(center, tally, rng, args.agents, args.time_scale,
+                          cti.url if cti is not None else None, say)
         while time.monotonic() - started < args.duration:
             now = time.monotonic()
-            if now >= next_call:
-                place_call(center, tally, rng)
+            opening.step(now - started)
+            if args.rate > 0 and now >= next_call:
+                place_call(center, tally, rng, args.time_scale)
                 next_call = now + rng.expovariate(args.rate)
-            if now - last_print >= (0.5 if tty else 5.0):
+            if now - last_print >= every:
                 last_print = now
                 line = status_line(center, tally, started)
                 print("\r" + line if tty else line, end="" if tty else "\n", flush=True)
@@ -229,8 +370,9 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         deadline = time.monotonic() + 90
         while any(c.up for c, _ in tally.callers) and time.monotonic() < deadline:
-            time.sleep(0.5)
-            if time.monotonic() - last_print >= (0.5 if tty else 5.0):
+            time.sleep(0.1)
+            opening.step(time.monotonic() - started)
+            if time.monotonic() - last_print >= every:
                 last_print = time.monotonic()
                 line = status_line(center, tally, started)
                 print("\r" + line if tty else line, end="" if tty else "\n", flush=True)
