@@ -18,6 +18,7 @@ from fakefs import Behaviour
 from fakefs.scenario import wait_until
 from fsapps.context import now_ms
 from fsapps.domain.agents import Agent
+from fsapps.domain.nodes import Nodes
 from fsapps.switch.runtime import RECONCILE_MS, Repair, agent_repair
 from tests.acd_support import DOMAIN, CallCenter, center
 from tools.servers import FreshDatabase, RedisServer
@@ -202,3 +203,33 @@ def test_every_stuck_state_is_repaired_and_live_legs_are_left_alone(cc: CallCent
     assert not [m for m in logs if "8109" in m], logs
     for ext in stuck:
         assert any(f"agent {ext} " in m for m in logs), (ext, logs)
+
+
+def test_a_leg_whose_destroy_was_lost_is_freed_after_two_channel_audits(
+        cc: CallCenter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reconciler takes a channel its node recorded (CHANNEL_CREATE seen, CHANNEL_DESTROY
+    not yet) as up without asking the switch. A record whose destroy was lost would hold its
+    agent for ever: the channel audit finds it missing from the switch twice in a row,
+    forgets it, and the next pass (asking the switch, which says gone) frees the agent; an
+    agent talking on a live, recorded leg is left alone all along."""
+    import fsapps.switch.runtime as runtime
+
+    monkeypatch.setattr(runtime, "CHANNEL_AUDIT_MS", 400)
+    node1 = cc.start_switch("node1")
+    cc.group("820", group_callout_timeout=2, wrapup_seconds=0)
+    cc.agent("8201", ["820"], switch=node1, ready=False)
+    cc.agent("8209", ["820"], switch=node1,
+             behaviour=Behaviour(answer_after_ms=20, hangup_after_ms=8000))
+    live = cc.call(node1, "13800008209", "7820")
+    wait_until(lambda: cc.get("8209").call_state == "talking", 5, "8209 talking")
+    lost = str(uuidlib.uuid4())  # a leg of node1 whose CHANNEL_DESTROY never came
+    Nodes(cc.ctx).channel_created("node1", lost)
+    cc.agents.set_fields("8201", call_state="talking", agent_leg=lost, leg_node="node1",
+                         last_change=now_ms() - 60_000)
+    cc.agents.set_seat("8201", "idle")
+    wait_until(lambda: cc.get("8201").available(now_ms()), 3 * RECONCILE_MS / 1000 + 3,
+               "8201 freed once its lost leg is forgotten")
+    assert lost not in Nodes(cc.ctx).channel_set("node1")
+    assert any("without their CHANNEL_DESTROY" in m for _, m in list(node1.log))
+    held = cc.get("8209")
+    assert held.call_state == "talking" and live.up

@@ -137,6 +137,10 @@ class Nodes:
         return {**{str(uuid): "" for uuid in members},
                 **{str(uuid): str(owner) for uuid, owner in recorded.items()}}
 
+    def channel_set(self, node: str) -> set[str]:
+        """The channels ``node``'s runtime saw created and not yet destroyed."""
+        return {str(uuid) for uuid in self.r.smembers(self.keys.channels(node))}
+
     def channels_gone(self, node: str, uuids: list[str]) -> None:
         """Forget channels of ``node`` that no longer exist (their CHANNEL_DESTROY never came)."""
         if not uuids:

@@ -82,6 +82,11 @@ WRAPUP_CHECK_MS = 200
 EVENT_QUEUE_LEN = 100_000
 EVENT_BATCH = 500
 RECONCILE_MS = 2000
+# How often the channels this node recorded (from CHANNEL_CREATE / CHANNEL_DESTROY) are checked
+# against the switch's own list: one recorded but gone in two checks in a row lost its
+# CHANNEL_DESTROY (a full event queue drops events) and is forgotten, so the reconciler, which
+# trusts the record, sees it gone.
+CHANNEL_AUDIT_MS = 30_000
 # The relay profile's address is asked of the switch on every heartbeat until it answers
 # (sofia starts its profiles a moment after the runtime starts), then again this often.
 RELAY_REFRESH_MS = 30_000
@@ -112,6 +117,7 @@ class NodeRuntime:
         self._next = {"heartbeat": 0, "wrapups": 0, "relay": 0}
         self.relay: str | None = None  # host:port of this node's relay profile, once known
         self._relay_misses = 0
+        self._unseen: set[str] = set()  # recorded channels the last audit found gone
         self.xcc: xcc.XccPublisher | None = None
         self.cdr_writer = SpoolWriter(ctx, node)
         self.call_records = CallRecords(ctx, node, self.api_execute)
@@ -197,24 +203,47 @@ class NodeRuntime:
         if live is None:
             return
         recorded = self.nodes.recorded_channels(self.node)
-        # `show channels` reads the core database, filled a moment after a channel is
-        # created: a channel missing from it is gone only if uuid_exists agrees.
-        gone = sorted(uuid for uuid in recorded if uuid not in live and
-                      self.fs.API().execute("uuid_exists", uuid).strip() == "false")
-        owned: dict[str, Owner] = {}
-        for uuid, text in recorded.items():
-            owner = parse_owner(text)
-            if owner is not None:
-                owned[uuid] = owner
-        self.livestate.channels_gone({u: owned[u] for u in gone if u in owned})
-        self.cstafeed.channels_gone(gone)
-        self.nodes.channels_gone(self.node, gone)
+        gone = self.gone_from_switch(recorded, live)
+        owned = owners(recorded)
+        self.forget_channels(gone, owned)
         self.nodes.channels_live(self.node, live)
         self.livestate.adopt({u: o for u, o in owned.items() if u in live})
         if gone:
             log("WARNING", f"runtime {self.node}: {len(gone)} channel(s) recorded by this "
                            "node ended while no runtime listened (switch shutdown or crash); "
                            "their live state, CSTA legs and channel records are removed")
+
+    def gone_from_switch(self, recorded: dict[str, str], live: set[str]) -> list[str]:
+        """The recorded channels the switch no longer has. `show channels` reads the core
+        database, filled a moment after a channel is created: a channel missing from it is
+        gone only if uuid_exists agrees."""
+        return sorted(uuid for uuid in recorded if uuid not in live and
+                      self.fs.API().execute("uuid_exists", uuid).strip() == "false")
+
+    def forget_channels(self, gone: list[str], owned: dict[str, Owner]) -> None:
+        """Remove what this node recorded about channels that ended unseen: their
+        cti_userinfo / calls records, their CSTA legs, their channel -> node records."""
+        self.livestate.channels_gone({u: owned[u] for u in gone if u in owned})
+        self.cstafeed.channels_gone(gone)
+        self.nodes.channels_gone(self.node, gone)
+
+    def audit_channels(self) -> list[str]:
+        """Every CHANNEL_AUDIT_MS: the recorded channels the switch no longer has. One gone in
+        two audits in a row lost its CHANNEL_DESTROY (a destroy merely late is handled by
+        the next audit) and is forgotten as at start. Returns those forgotten."""
+        live = self.switch_channels()
+        if live is None:
+            return []
+        recorded = self.nodes.recorded_channels(self.node)
+        gone_now = set(self.gone_from_switch(recorded, live))
+        lost = sorted(gone_now & self._unseen)
+        self._unseen = gone_now - set(lost)
+        if lost:
+            self.forget_channels(lost, owners(recorded))
+            log("WARNING", f"runtime {self.node}: {len(lost)} channel(s) ended without their "
+                           "CHANNEL_DESTROY reaching the runtime (a full event queue drops "
+                           "events); their live state and records are removed")
+        return lost
 
     def switch_channels(self) -> set[str] | None:
         """The uuids of the switch's channels (``show channels as json``: ``{"row_count":0}``
@@ -469,12 +498,27 @@ class NodeRuntime:
         """Every RECONCILE_MS, until the runtime stops: the queue, then the agents, of every
         domain (the queue first: an agent freed below is then never offered a caller that is
         gone - after a restart, both the agent's call and the callers are)."""
+        audit_at = now_ms() + CHANNEL_AUDIT_MS
         while not self.stopping.is_set():
             started = now_ms()
+            if started >= audit_at:
+                audit_at = started + CHANNEL_AUDIT_MS
+                self.guarded(self.audit_channels)
             for domain in self.ctx.settings.domains:
-                self.guarded(self.reconcile_queue, domain)
-                self.guarded(self.reconcile, domain, now_ms())
+                live = self.guarded(self.channel_check) or self._channel_up
+                self.guarded(self.reconcile_queue, domain, live)
+                self.guarded(self.reconcile, domain, now_ms(), live)
             self.stopping.wait(max(0, RECONCILE_MS - (now_ms() - started)) / 1000)
+
+    def channel_check(self) -> Callable[[str], bool]:
+        """Has this node's switch the channel? For one reconciler pass: a channel this node
+        recorded (its CHANNEL_CREATE handled, its CHANNEL_DESTROY not yet) is up without
+        asking; any other is asked of the switch (uuid_exists), so nothing is freed unless the
+        switch says its leg is gone. One round trip a pass instead of a switch call per
+        talking agent and waiting caller every pass (5 per connected call at 500 x 40, each
+        holding the GIL); a record whose destroy was lost goes at the audit."""
+        recorded = self.nodes.channel_set(self.node)
+        return lambda uuid: uuid in recorded or self._channel_up(uuid)
 
     def tick(self) -> None:
         now = now_ms()
@@ -511,7 +555,8 @@ class NodeRuntime:
         self._relay_misses = 0
         self._next["relay"] = now + RELAY_REFRESH_MS
 
-    def reconcile(self, domain: str, now: int) -> list[str]:
+    def reconcile(self, domain: str, now: int,
+                  channel_up: Callable[[str], bool] | None = None) -> list[str]:
         """Repair agents whose state no longer matches the switch, by the rules of
         :func:`agent_repair`: a reconciler frees an agent only when the switch that owns its
         call says the agent has no live leg (this node's switch, asked with ``uuid_exists``;
@@ -536,7 +581,7 @@ class NodeRuntime:
             if agent.available(now):
                 free_for_waiting.append((agent.extension, agent.groups))
                 continue
-            repair = agent_repair(agent, now, self.node, alive, self._channel_up,
+            repair = agent_repair(agent, now, self.node, alive, channel_up or self._channel_up,
                                   agent.extension in wrapups, longest_wrapup_ms)
             if repair is None:
                 continue
@@ -581,7 +626,8 @@ class NodeRuntime:
                                            stamp, agent.reg_until)
         return True
 
-    def reconcile_queue(self, domain: str) -> list[str]:
+    def reconcile_queue(self, domain: str,
+                        channel_up: Callable[[str], bool] | None = None) -> list[str]:
         """Drop waiting calls that no node will ever connect: their node is gone, or (on this
         node) their channel is. An agent reserved for such a call meanwhile is freed. (A live
         node whose caller was dropped by mistake - it missed heartbeats - queues the caller
@@ -595,8 +641,7 @@ class NodeRuntime:
         for call in waiting:
             if call.node in alive and call.node != self.node:
                 continue
-            if call.node == self.node and self.fs.API().execute(
-                    "uuid_exists", call.uuid).strip() != "false":
+            if call.node == self.node and (channel_up or self._channel_up)(call.uuid):
                 continue
             removed, extension = queue.leave(call.group, call.uuid)
             if extension:
@@ -717,6 +762,16 @@ def agent_repair(agent: Agent, now: int, node: str, alive: set[str],
                                                   channel_up(agent.agent_leg)):
         return Repair("settle", "it holds no call and has no live leg")
     return None
+
+
+def owners(recorded: dict[str, str]) -> dict[str, Owner]:
+    """The live-state owners of recorded channels (uuid -> owner), those that have one."""
+    owned: dict[str, Owner] = {}
+    for uuid, text in recorded.items():
+        owner = parse_owner(text)
+        if owner is not None:
+            owned[uuid] = owner
+    return owned
 
 
 def drain(consumer: Any, first: Any) -> list[Any]:
