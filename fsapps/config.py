@@ -363,6 +363,9 @@ class CtiSettings:
     # heart-beat - the SDK sends one a minute - and no event session open) is logged off: the
     # SDK does not log off when its page is closed. 0: never.
     agent_presence_timeout_seconds: float = setting(150.0, check=_not_negative)
+    # A bearer token for Prometheus scrapers of /metrics (Authorization: Bearer <token>), so
+    # they need no user login. Empty: /metrics takes only a user's or an api_tokens token.
+    metrics_token: Secret = Secret("")
 
 
 @dataclass(frozen=True)

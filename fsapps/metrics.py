@@ -6,6 +6,11 @@ diagnostics. Off by default: :func:`timed` then costs one attribute check.
 
 records wall time, the calling thread's CPU time (and Redis round trips, when counted) per
 sample while :data:`ENABLED`.
+
+Counters are always on (one locked addition each): :func:`count` adds to a named counter of
+this process, :func:`stop` counts its name too (every routing and dispatch decision), and the
+runtime publishes :func:`counts` with its heartbeat for ``/metrics``
+(:mod:`fsapps.domain.nodes`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from contextlib import contextmanager
 ENABLED = False
 _lock = threading.Lock()
 _samples: dict[str, list[tuple[float, ...]]] = {}
+_counts: dict[str, int] = {}
 # Optional: the calling thread's Redis round-trip count so far (``make bench`` installs one),
 # recorded per sample as a third value.
 round_trips: Callable[[], int] | None = None
@@ -45,13 +51,27 @@ def start() -> tuple[float, ...] | None:
 
 
 def stop(name: str, started: tuple[float, ...] | None) -> None:
-    """Record (wall seconds, thread CPU seconds, Redis round trips) since ``started``."""
+    """Record (wall seconds, thread CPU seconds, Redis round trips) since ``started``, and
+    count one ``name`` whether timings are enabled or not."""
+    count(name)
     if started is None:
         return
     sample = (time.perf_counter() - started[0], time.thread_time() - started[1],
               (round_trips() if round_trips else 0) - started[2])
     with _lock:
         _samples.setdefault(name, []).append(sample)
+
+
+def count(name: str, n: int = 1) -> None:
+    """Add ``n`` to this process's counter ``name``."""
+    with _lock:
+        _counts[name] = _counts.get(name, 0) + n
+
+
+def counts() -> dict[str, int]:
+    """Every counter of this process since it started."""
+    with _lock:
+        return dict(_counts)
 
 
 def samples(name: str) -> list[tuple[float, ...]]:

@@ -52,6 +52,7 @@ class Group:
     blacklist_action: str = "hangup"
     current_ext_number: str = ""
     domain: str = "default"
+    service_level_seconds: int = 20  # statistics: answered before this wait is "in service"
 
     @property
     def mode(self) -> CallMode:
@@ -82,6 +83,8 @@ class Group:
                 continue
             if f.name in ("group_call_mode", "group_callout_timeout"):
                 values[f.name] = int(raw)
+            elif f.name == "service_level_seconds":
+                values[f.name] = int(raw) if raw.isdigit() and int(raw) > 0 else 20
             elif f.name in ("wrapup_seconds", "max_no_answer", "busy_ring_repeats"):
                 values[f.name] = int(raw) if raw != "" else None
             else:

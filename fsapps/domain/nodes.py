@@ -23,6 +23,10 @@ Keys (``p`` prefix; domain-less, hash tag ``{nodes}``):
                                         shutdown hangs calls up after the runtime stopped; a
                                         crash) stays here until the node's next start, which
                                         removes what was recorded about it (NodeRuntime.recover).
+``p:{nodes}:node:<n>:stats``     hash  PX 60 s, renewed by every heartbeat: node n's runtime
+                                        counters since its process started (calls_routed,
+                                        route_decision, dispatch_decision, redis_errors,
+                                        events_lost, bus_messages_dropped), for ``/metrics``.
 ``p:{nodes}:reply:<id>``          list  PX 30 s: the one answer to a :meth:`Nodes.request`,
                                         RPUSH by the node that ran the command, BLPOP by the
                                         requester.
@@ -43,6 +47,7 @@ HEARTBEAT_MS = 1000
 DEAD_AFTER_MS = 5 * HEARTBEAT_MS
 COMMANDS_TTL_MS = 60_000
 CHANNELS_TTL_MS = 60_000
+STATS_TTL_MS = 60_000
 REPLY_TTL_MS = 30_000
 REPLY_TIMEOUT_S = 5.0
 
@@ -78,14 +83,31 @@ class Nodes:
         self.keys = ctx.node_keys
         self.r = ctx.redis
 
-    def heartbeat(self, node: str, facts: dict[str, str] | None = None) -> None:
+    def heartbeat(self, node: str, facts: dict[str, str] | None = None,
+                  stats: dict[str, int] | None = None) -> None:
+        """The node is alive (``facts`` in its heartbeat hash); ``stats``: its runtime
+        counters, in the same round trip."""
         now = now_ms()
         pipe = self.r.pipeline(transaction=False)
+        if stats:
+            pipe.hset(self.keys.stats(node), mapping=hash_fields(dict(stats)))
+            pipe.pexpire(self.keys.stats(node), STATS_TTL_MS)
         pipe.zadd(self.keys.nodes(), {node: now})
         pipe.hset(self.keys.heartbeat(node), mapping=hash_fields({"last": now, **(facts or {})}))
         pipe.pexpire(self.keys.heartbeat(node), 3 * HEARTBEAT_MS)
         pipe.pexpire(self.keys.channels(node), CHANNELS_TTL_MS)
         pipe.execute()
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Each node's runtime counters (node -> counter -> value) as its last heartbeat
+        left them; a node gone for STATS_TTL_MS has none."""
+        nodes = sorted(self.r.zrange(self.keys.nodes(), 0, -1))
+        pipe = self.r.pipeline(transaction=False)
+        for node in nodes:
+            pipe.hgetall(self.keys.stats(node))
+        found = pipe.execute() if nodes else []
+        return {node: {k: int(v) for k, v in data.items() if str(v).lstrip("-").isdigit()}
+                for node, data in zip(nodes, found, strict=True) if data}
 
     def relay_address(self, node: str) -> str | None:
         """``host:port`` of ``node``'s relay profile, from its live heartbeat: None when the

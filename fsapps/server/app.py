@@ -21,7 +21,7 @@ from aiohttp import web
 
 from fsapps.config import UserSettings
 from fsapps.errors import ConfigError, DatabaseError, FsappsError, StoreUnavailable
-from fsapps.server import cors, supervision
+from fsapps.server import cors, stats, supervision
 from fsapps.server import cti_api as api
 from fsapps.server import plugins as extensions
 from fsapps.server.http_errors import http_error
@@ -83,6 +83,7 @@ def build_app(services: CtiServices) -> web.Application:
     app.router.add_get("/api/openapi.json", openapi_json)
     api.install(app)
     supervision.install(app)
+    stats.install(app)
     extensions.install(app, services)
     return app
 

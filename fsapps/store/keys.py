@@ -43,6 +43,13 @@ fsapps-owned, from :class:`Keys` (``p`` = prefix, ``d`` = domain) — name, type
 ``p:{d}:csta:pending:<job>``       list    EX 30 s; agent events published before the
                                            agent's STOMP subscription arrived
 ``p:{d}:csta``                     pubsub  channel; the CSTA feed (JSON records) of the domain
+``p:{d}:stats:<g>:<minute>``       hash    PX 2 h; one group's queue figures of one minute
+                                           (epoch minute): offered, answered, abandoned, waits
+                                           (:mod:`fsapps.domain.stats`)
+``p:{d}:stats:<g>:total``          hash    none; the same counts since the group began
+                                           (Prometheus counters)
+``p:{d}:stats_sample:<slot>``      string  PX 2 min; the node that took the occupancy sample of
+                                           a 10 s slot (one sample per slot, any node)
 =================================  ======  =====================================================
 
 fsapps-owned, from :class:`NodeKeys`:
@@ -64,6 +71,9 @@ fsapps-owned, from :class:`NodeKeys`:
                                            for, until its CHANNEL_DESTROY or, for one the
                                            switch ended unseen (shutdown, crash), until the
                                            node's next start, which removes that state
+``p:{nodes}:node:<n>:stats``      hash    PX 60 s, renewed by each heartbeat; node n's runtime
+                                           counters (calls routed, decisions, Redis errors,
+                                           events dropped) since its process started
 ``p:{nodes}:reply:<id>``           list    PX 30 s; the answer to one node command request
 =================================  ======  =====================================================
 
@@ -237,6 +247,16 @@ class Keys:
         """The domain's CSTA feed: a pub/sub channel (not a key), tagged like the keys."""
         return f"{self._base}:csta"
 
+    def stats(self, group: str, minute: int) -> str:
+        """One group's queue figures of one minute (``minute``: epoch ms // 60000)."""
+        return f"{self._base}:stats:{_part('group', group)}:{int(minute)}"
+
+    def stats_total(self, group: str) -> str:
+        return f"{self._base}:stats:{_part('group', group)}:total"
+
+    def stats_sample(self, slot: int) -> str:
+        return f"{self._base}:stats_sample:{int(slot)}"
+
 
 class NodeKeys:
     """Names of the domain-less node keys, all under the hash tag ``{nodes}``."""
@@ -264,6 +284,9 @@ class NodeKeys:
 
     def recorded(self, node: str) -> str:
         return f"{self._base}:node:{_part('node name', node)}:recorded"
+
+    def stats(self, node: str) -> str:
+        return f"{self._base}:node:{_part('node name', node)}:stats"
 
     def reply(self, reply_id: str) -> str:
         return f"{self._base}:reply:{_part('reply id', reply_id)}"

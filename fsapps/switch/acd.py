@@ -39,11 +39,12 @@ from fsapps.channelvars import (
     RING_TIMEOUT_HEADER,
 )
 from fsapps.context import Context, get_context, now_ms
-from fsapps.domain import routing
+from fsapps.domain import routing, stats
 from fsapps.domain.agents import Agents, Ready
 from fsapps.domain.callqueue import CallQueue, WaitingCall
 from fsapps.domain.groups import Group, Groups
 from fsapps.domain.nodes import Nodes
+from fsapps.domain.stats import QueueStats
 from fsapps.errors import CallerGone
 from fsapps.events import cdr, cdrspool
 from fsapps.events.pubsub import stamp
@@ -114,6 +115,7 @@ class Router:
         self.attempts: list[cdr.Attempt] = []
         self.timed_out = False
         self.answered_at: float | None = None  # when the handler answered the caller
+        self.offered_counted = False  # in the group's statistics (count_offered)
 
     # ------------------------------------------------------------------ helpers ----------
     def guard(self) -> None:
@@ -153,6 +155,7 @@ class Router:
             # reserves on it at once; its ring status goes out with the callout event.
             leg = str(uuidlib.uuid4())
             messages = publish_pipeline(self.ctx.redis)
+            self.count_offered(messages)
             found = self.agents.reserve_or_queue(
                 self.call.waiting(), order, lease_ms=self.lease_ms, enqueue=True,
                 record_current=self.call.group.mode.base is routing.CallMode.CYCLIC,
@@ -171,7 +174,8 @@ class Router:
             else:
                 if not self.call.queued:
                     self.call.queued = True
-                    self.queue_event("nway_queue_add")
+                    self.queue_event("nway_queue_add", messages)
+                send_messages(messages)  # (with the call's offered count, if it is new)
                 extension = self.wait_for_agent()
                 if not extension:
                     continue  # dropped from the queue by a reconciler: queue again
@@ -404,6 +408,37 @@ class Router:
         cdrspool.record_own(self.ctx, self.session, record, "nwayacd", started=a_start,
                        party_answered=answered is not None,
                        party_leg=answered.leg_uuid if answered else "")
+        if answered is None:
+            self.count_unanswered()
+
+    # ------------------------------------------------------------ queue statistics -------
+    # (fsapps.domain.stats: the runtime counts the answers, at the agent leg's CHANNEL_ANSWER)
+    def count_offered(self, messages: Any) -> None:
+        """The call entered its group: counted once, on the pipeline of its first messages
+        (no round trip of its own; Redis Cluster refuses other keys on that one-node
+        pipeline, so there it is sent apart)."""
+        if self.offered_counted:
+            return
+        self.offered_counted = True
+        metrics.count("calls_routed")
+        c = self.call
+        QueueStats(self.ctx, c.domain).record(
+            c.group.group_number, stats.OFFERED, c.arrived_ms,
+            pipeline=None if self.ctx.settings.redis.cluster else messages)
+
+    def count_unanswered(self) -> None:
+        """The caller left without an agent answering: abandoned, or ended by the long-wait
+        policy. After the call (the caller is gone): a failure is only logged."""
+        if not self.offered_counted:
+            return
+        c = self.call
+        try:
+            QueueStats(self.ctx, c.domain).record(
+                c.group.group_number, stats.TIMED_OUT if self.timed_out else stats.ABANDONED,
+                now_ms(), now_ms() - c.arrived_ms)
+        except Exception as exc:
+            log("ERR", f"nwayacd: call {c.uuid} not counted in the statistics: "
+                       f"{type(exc).__name__}: {exc}")
 
     def agent_endpoint(self, extension: str) -> str:
         return agent_endpoint(self.ctx, self.call.domain, extension, self.call.node)

@@ -48,6 +48,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
+from fsapps import metrics
 from fsapps.channelvars import (
     ACD_AGENT_VAR,
     ACD_ARRIVED_VAR,
@@ -58,15 +61,17 @@ from fsapps.channelvars import (
     ACD_OFFER_VAR,
     CTI_NOTIFY_URL_VAR,
     DOMAIN_VAR,
+    LEG_VAR,
     event_header,
 )
 from fsapps.context import Context, get_context, now_ms
-from fsapps.domain import workingset
+from fsapps.domain import stats, workingset
 from fsapps.domain.agents import Agent, Agents
 from fsapps.domain.callqueue import CallQueue
 from fsapps.domain.nodes import HEARTBEAT_MS, Nodes, profile_address
+from fsapps.domain.stats import QueueStats
 from fsapps.domain.userdir import flush_commands
-from fsapps.errors import FsappsError
+from fsapps.errors import FsappsError, StoreUnavailable
 from fsapps.events import amqp, callevents, xcc
 from fsapps.events.cdrcalls import CallRecords
 from fsapps.events.cdrspool import INTERVAL_S as CDR_SPOOL_INTERVAL_S
@@ -239,6 +244,7 @@ class NodeRuntime:
         lost = sorted(gone_now & self._unseen)
         self._unseen = gone_now - set(lost)
         if lost:
+            metrics.count("events_lost", len(lost))  # CHANNEL_DESTROYs that never came
             self.forget_channels(lost, owners(recorded))
             log("WARNING", f"runtime {self.node}: {len(lost)} channel(s) ended without their "
                            "CHANNEL_DESTROY reaching the runtime (a full event queue drops "
@@ -283,8 +289,12 @@ class NodeRuntime:
         except SystemExit:
             raise
         except FsappsError as exc:  # Redis down and the like: log, keep serving
+            if isinstance(exc, StoreUnavailable):
+                metrics.count("redis_errors")
             log("ERR", f"runtime {self.node}: {exc}")
         except Exception as exc:
+            if isinstance(exc, redis.RedisError):
+                metrics.count("redis_errors")
             log("ERR", f"runtime {self.node}: {type(exc).__name__}: {exc}")
         return None
 
@@ -408,7 +418,7 @@ class NodeRuntime:
         if name == "CHANNEL_ANSWER":
             extension = event.getHeader(event_header(ACD_AGENT_VAR))
             if extension:
-                self.agent_answered(event, extension)
+                self.agent_answered(event, extension, pipe)
         elif name == "PLAYBACK_START" and uuid and event.getHeader(event_header(ACD_OFFER_VAR)):
             # a waiting caller's music began after the break that named its agent (the
             # handler clears the variable when it takes the agent): break it now
@@ -445,7 +455,7 @@ class NodeRuntime:
         elif agents.unregistered(user, self.node):
             log("INFO", f"runtime {self.node}: agent {user} unregistered")
 
-    def agent_answered(self, event: Any, extension: str) -> None:
+    def agent_answered(self, event: Any, extension: str, pipe: Any = None) -> None:
         domain = event.getHeader(event_header(DOMAIN_VAR)) or self.ctx.settings.default_domain
         call_uuid = event.getHeader(event_header(ACD_CALL_VAR)) or ""
         arrived = event.getHeader(event_header(ACD_ARRIVED_VAR)) or ""
@@ -454,6 +464,13 @@ class NodeRuntime:
         # late, after the call ended and the agent was reserved for the next one, whose lease
         # a separate write would wipe (making the agent look free while it rings).
         if agents.answered(extension, call_uuid, event.getHeader("Unique-ID") or "", self.node):
+            group = event.getHeader(event_header(ACD_GROUP_VAR)) or ""
+            if event.getHeader(event_header(LEG_VAR)) == "nwayacd" and group and \
+                    arrived.isdigit():
+                # a queue call answered: its group's statistics, on the batch's writes
+                answered_ms = event_ms(event)
+                QueueStats(self.ctx, domain).record(group, stats.ANSWERED, answered_ms,
+                                                    answered_ms - int(arrived), pipeline=pipe)
             self.ctx.publisher.agent_call_event(
                 "answered", uuid=call_uuid,
                 # the far party: a queue caller is the leg's caller id; an outbound call
@@ -508,6 +525,8 @@ class NodeRuntime:
                 live = self.guarded(self.channel_check) or self._channel_up
                 self.guarded(self.reconcile_queue, domain, live)
                 self.guarded(self.reconcile, domain, now_ms(), live)
+                # occupancy samples (fsapps.domain.stats): one node takes each 10 s slot
+                self.guarded(QueueStats(self.ctx, domain).sample_occupancy, self.node, now_ms())
             self.stopping.wait(max(0, RECONCILE_MS - (now_ms() - started)) / 1000)
 
     def channel_check(self) -> Callable[[str], bool]:
@@ -526,13 +545,24 @@ class NodeRuntime:
             self._next["heartbeat"] = now + HEARTBEAT_MS
             if now >= self._next["relay"]:
                 self.guarded(self.learn_relay, now)
-            self.nodes.heartbeat(self.node, {"relay": self.relay} if self.relay else None)
+            self.nodes.heartbeat(self.node, {"relay": self.relay} if self.relay else None,
+                                 stats=self.counters())
             self.csta_feed = bool(self.guarded(feed_wanted, self.ctx))
         if now >= self._next["wrapups"]:
             self._next["wrapups"] = now + WRAPUP_CHECK_MS
             for domain in self.ctx.settings.domains:
                 for extension in Agents(self.ctx, domain).end_due_wrapups(now):
                     acd.agent_available(self.ctx, domain, extension)
+
+    def counters(self) -> dict[str, int]:
+        """This process's runtime counters for ``/metrics`` (fsapps.metrics: calls routed,
+        decisions, Redis errors, ...), with the messages the event buses dropped."""
+        counts = metrics.counts()
+        dropped = self.xcc.dropped if self.xcc is not None else 0
+        if self.ctx.settings.amqp.enabled:
+            dropped += amqp.get_publisher(self.ctx.settings.amqp).dropped
+        counts["bus_messages_dropped"] = dropped
+        return counts
 
     def learn_relay(self, now: int) -> None:
         """Where this node's relay profile listens for SIP (``sofia xmlstatus profile
@@ -772,6 +802,12 @@ def owners(recorded: dict[str, str]) -> dict[str, Owner]:
         if owner is not None:
             owned[uuid] = owner
     return owned
+
+
+def event_ms(event: Any) -> int:
+    """When the switch fired ``event`` (its Event-Date-Timestamp, in µs), else now."""
+    raw = event.getHeader("Event-Date-Timestamp") or ""
+    return int(raw) // 1000 if raw.isdigit() else now_ms()
 
 
 def drain(consumer: Any, first: Any) -> list[Any]:

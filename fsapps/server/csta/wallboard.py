@@ -1,7 +1,9 @@
 """The wallboard: a supervisor's view of a domain from Redis, for
 ``GET /api/csta/wallboard`` (:mod:`fsapps.server.csta.rest`).
 
-Reads the groups, the queue and the agents (their modules), the CSTA agent records (their
+Reads the groups, the queue and the agents (their modules), each group's statistics of the
+last 15 minutes (:mod:`fsapps.domain.stats`: service level, ASA, abandoned), the CSTA agent
+records (their
 index ``p:{d}:csta:agents``: job -> device, one HGETALL) and the live CSTA calls
 (``p:{d}:csta:legs``, ``p:{d}:csta:call:<callId>``).
 
@@ -22,6 +24,7 @@ from typing import Any
 from fsapps.domain.agents import Agents
 from fsapps.domain.callqueue import CallQueue
 from fsapps.domain.groups import Groups
+from fsapps.domain.stats import QueueStats
 
 
 def wallboard(ctx: Any, domain: str, now_ms: int | None = None) -> dict[str, Any]:
@@ -33,18 +36,26 @@ def wallboard(ctx: Any, domain: str, now_ms: int | None = None) -> dict[str, Any
     groups = Groups(ctx, domain)
     waiting = CallQueue(ctx, domain).waiting()
     agents = Agents(ctx, domain).all()
+    recent = {row["group"]: row for row in QueueStats(ctx, domain).groups(None, now)}
     group_rows = []
     for number in groups.numbers():
         group = groups.get(number)
         mine = [w for w in waiting if w.group == number]
         members = groups.members(number)
+        last15 = recent.get(number, {}).get("15m", {})
         group_rows.append({
             "group": number, "name": group.group_name if group else number,
             "waiting": len(mine), "members": len(members),
             "ready": sum(1 for a in agents if a.extension in members and a.available(now)),
             "longestWaitMs": max((now - w.arrived_ms for w in mine), default=0),
             "callers": [{"number": w.number, "level": w.level, "waitMs": now - w.arrived_ms,
-                         "uuid": w.uuid} for w in sorted(mine, key=lambda w: w.arrived_ms)]})
+                         "uuid": w.uuid} for w in sorted(mine, key=lambda w: w.arrived_ms)],
+            # the last 15 minutes: service level (0..1, None before any call ended its
+            # wait), average speed of answer (s), callers who hung up waiting
+            "serviceLevel": last15.get("serviceLevel"),
+            "serviceLevelSeconds": recent.get(number, {}).get("serviceLevelSeconds", 20),
+            "asaSeconds": last15.get("asaSeconds"), "abandoned": last15.get("abandoned", 0),
+            "answered": last15.get("answered", 0)})
     jobs = {str(dev): str(job) for job, dev in ctx.redis.hgetall(keys.csta_agents()).items()
             if dev}
     call_ids = sorted(set(ctx.redis.hvals(keys.csta_legs())))

@@ -67,9 +67,17 @@
       tr.appendChild(cell(g.waiting ? clock(wait) : '—', wait > 60000 ? 'wait-hot' : ''));
       tr.appendChild(cell(String(g.ready)));
       tr.appendChild(cell(String(g.members)));
+      // the last 15 minutes (docs/stats.md): service level, average speed of answer, abandoned
+      var sl = g.serviceLevel === null || g.serviceLevel === undefined ? '—'
+        : Math.round(g.serviceLevel * 100) + ' %';
+      tr.appendChild(cell(sl, g.serviceLevel !== null && g.serviceLevel < 0.8 ? 'wait-hot' : ''))
+        .setAttribute('title', '< ' + g.serviceLevelSeconds + ' s');
+      tr.appendChild(cell(g.asaSeconds === null || g.asaSeconds === undefined ? '—'
+        : g.asaSeconds.toFixed(1) + ' s'));
+      tr.appendChild(cell(String(g.abandoned || 0), g.abandoned ? 'wait-hot' : ''));
       gBody.appendChild(tr);
     });
-    if (!board.groups.length) { empty(gBody, 5); }
+    if (!board.groups.length) { empty(gBody, 8); }
     var aBody = $('agents').tBodies[0];
     aBody.textContent = '';
     board.agents.forEach(function (a) {
