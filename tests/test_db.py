@@ -90,8 +90,9 @@ def write_migrations(folder: Path, files: dict[str, str]) -> Path:
 # --- the packaged schema ------------------------------------------------------------------
 
 
-EXPECTED_TABLES = {"ext_group", "ext_group_map", "extensions", "group_blacklist", "group_vip",
-                   "caller_memory", "cdr", "cdr_agent_attempt", "fsapps_schema_migrations"}
+EXPECTED_TABLES = {"ext_group", "ext_group_map", "ext_group_level", "extensions",
+                   "group_blacklist", "group_vip", "caller_memory", "cdr", "cdr_agent_attempt",
+                   "fsapps_schema_migrations"}
 
 
 def test_fresh_migrate_creates_the_schema(fresh_dsn: str) -> None:

@@ -40,7 +40,11 @@ Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
     agent's last leg, and the node it is a channel of, until the switch has told its end: the
     agent is not free before - offered the next call while the switch still ended the last,
     its phone would have two; kept after the offer ends, unlike agent_leg), wrapup_until
-    (ms).
+    (ms); for the strategies (routing.STRATEGIES, ordered in agent_reserve.lua):
+    idle_since (ms: the end of its last call - agent_wrapup - or its return from a pause,
+    logout or a missed offer - agent_ready, agent_release), stats_day / calls_today /
+    talk_ms_today (its calls ended today and their talk time, counted by agent_wrapup; a
+    stats_day other than today counts as 0).
 ``p:{d}:agents``       set   the extensions that have an agent hash.
 ``p:{d}:wrapups``      zset  extensions in wrap-up, score = when it ends (ms).
 ``p:{d}:group:<g>:members``  zset  (owned by :mod:`fsapps.domain.groups`) updated on login/logout.
@@ -58,7 +62,7 @@ from typing import Any
 from fsapps.context import Context, now_ms
 from fsapps.domain.agent_state import CallState, IllegalTransition, parse
 from fsapps.domain.callqueue import Reservation, WaitingCall
-from fsapps.domain.routing import queue_score
+from fsapps.domain.routing import queue_score, stats_day
 from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
 from fsapps.store import hash_fields
@@ -489,14 +493,20 @@ class Agents:
 
     def reserve_or_queue(self, call: WaitingCall, candidates: list[str], *, lease_ms: int,
                          enqueue: bool, record_current: bool, agent_leg: str = "",
-                         messages: Any = None) -> Reservation:
+                         messages: Any = None, untried: int | None = None,
+                         remembered: str = "", more_legs: list[str] | None = None
+                         ) -> Reservation:
         """Reserve the first available of ``candidates`` for the call (it rings: published),
         or (with ``enqueue``) put it in its group's queue — atomically (agent_reserve.lua), so
         an agent turning ready at the same moment either is found here or finds the call
         queued. "offered": an agent already reserved itself for the call (published then).
         ``agent_leg``: the handler rings the agent at once on that leg, so the reservation is
         also :meth:`ringing`. ``messages``: a publish pipeline the ring status is queued on
-        (the caller sends it) instead of being published at once."""
+        (the caller sends it) instead of being published at once.
+        The group's strategy and tiers order the free candidates in the script: ``untried``
+        says how many leading candidates have not failed this call yet (all by default),
+        ``remembered`` the agent a memory mode puts first; ``more_legs`` (ring_all) the legs
+        for the second, third... agent reserved at once (returned in ``others``)."""
         k = self.keys
         result = run_script(
             self.r, "agent_reserve",
@@ -504,11 +514,17 @@ class Agents:
              *[k.agent(ext) for ext in candidates]],
             [call.uuid, call.node, now_ms(), lease_ms, "1" if enqueue else "0",
              queue_score(call.level, call.arrived_ms), call.to_json(),
-             "1" if record_current else "0", request_id(), agent_leg])
+             "1" if record_current else "0", request_id(), agent_leg, stats_day(),
+             call.arrived_ms, len(candidates) if untried is None else untried, remembered,
+             *(more_legs or [])])
+        flat = [str(v or "") for v in result[4]] if len(result) > 4 else []
+        others = tuple((flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3))
         found = Reservation(result[0], result[1] if len(result) > 1 else None,
-                            str(result[3] or "") if len(result) > 3 else "")
+                            str(result[3] or "") if len(result) > 3 else "", others)
         if found.outcome == "reserved" and found.extension:
             self.publish(found.extension, CallState.RING, int(result[2]), messages)
+            for extension, _, _ in others:
+                self.publish(extension, CallState.RING, int(result[2]), messages)
         return found
 
     def take_waiting_call(self, extension: str, groups: list[str]) \
@@ -570,7 +586,7 @@ class Agents:
         result = run_script(self.r, "agent_wrapup",
                             [self.keys.agent(extension), self.keys.offers(),
                              self.keys.wrapups()],
-                            [uuid, now, until, extension, request_id()])
+                            [uuid, now, until, extension, request_id(), stats_day(now / 1000)])
         if not result:
             return False
         previous, state = str(result[0]), str(result[1])

@@ -55,6 +55,8 @@ class Reservation:
     # reserved: the node the agent's phone is registered on, read in the same step (for the
     # dial string)
     reg_node: str = ""
+    # ring_all: the other agents reserved in the same step, each (extension, reg_node, leg)
+    others: tuple[tuple[str, str, str], ...] = ()
 
 
 class CallQueue:

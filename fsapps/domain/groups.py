@@ -10,7 +10,10 @@ working set from the record (at start-up, or after Redis lost its data).
 Keys (``p`` prefix, ``d`` domain):
 
 ``p:{d}:group:<g>``            hash  no expiry: the ext_group row (name, call mode, timeouts,
-                                     ring files, hold music, wrap-up, policies, current ext).
+                                     ring files, hold music, wrap-up, policies, current ext,
+                                     strategy, tier wait), and ``level:<ext>`` = the agent's
+                                     tier in the group (ext_group_level; absent = 1), where
+                                     the reserve and dispatch scripts read it with the group.
 ``p:{d}:groups``               set   group numbers of the domain.
 ``p:{d}:group:<g>:members``    zset  logged-in member extensions, score = member position.
 ``p:{d}:group:<g>:blacklist``  set   caller numbers the group refuses.
@@ -29,7 +32,7 @@ from fsapps.config import GroupDefaults
 from fsapps.context import Context
 from fsapps.db.connection import Cursor, transaction
 from fsapps.domain.agents import Agents
-from fsapps.domain.routing import CallMode, parse_mode
+from fsapps.domain.routing import CallMode, parse_level, parse_mode, parse_strategy
 from fsapps.errors import NotFound
 from fsapps.fslog import log
 from fsapps.store import hash_fields
@@ -52,6 +55,8 @@ class Group:
     blacklist_action: str = "hangup"
     current_ext_number: str = ""
     domain: str = "default"
+    agent_strategy: str = ""  # routing.STRATEGIES: "" = the call mode's order
+    tier_wait_seconds: int | None = None  # tiers: see docs/acd.md (None/0: no wait)
     service_level_seconds: int = 20  # statistics: answered before this wait is "in service"
 
     @property
@@ -85,7 +90,8 @@ class Group:
                 values[f.name] = int(raw)
             elif f.name == "service_level_seconds":
                 values[f.name] = int(raw) if raw.isdigit() and int(raw) > 0 else 20
-            elif f.name in ("wrapup_seconds", "max_no_answer", "busy_ring_repeats"):
+            elif f.name in ("wrapup_seconds", "max_no_answer", "busy_ring_repeats",
+                            "tier_wait_seconds"):
                 values[f.name] = int(raw) if raw != "" else None
             else:
                 values[f.name] = raw
@@ -280,6 +286,7 @@ class Groups:
     def save(self, group: Group) -> None:
         """Create or replace a group's settings (record and working set)."""
         parse_mode(group.group_call_mode)
+        parse_strategy(group.agent_strategy)
         group = Group(**{**asdict(group), "domain": self.domain})
         cols = ", ".join(_COLUMNS)
         marks = ", ".join(["%s"] * len(_COLUMNS))
@@ -294,7 +301,8 @@ class Groups:
         key = self.keys.group(group.group_number)
         undo.capture(hashes=[key], members={self.keys.groups(): [group.group_number]})
         pipe = self.r.pipeline(transaction=True)
-        pipe.delete(key)
+        # every column is written (None as ""): no delete first, which would drop the
+        # members' tier levels (level:<ext>) kept in the same hash
         pipe.hset(key, mapping=hash_fields(group.to_hash()))
         pipe.sadd(self.keys.groups(), group.group_number)
         undo.write(pipe)
@@ -314,6 +322,8 @@ class Groups:
         for values in (changes, new):
             if "group_call_mode" in values:
                 parse_mode(values["group_call_mode"])
+            if "agent_strategy" in values:
+                parse_strategy(values["agent_strategy"])
         names = list(changes)
         returning = ", ".join(f"ext_group.{c}" for c in _COLUMNS)
         with written_together(self.ctx) as (cur, undo):
@@ -415,6 +425,31 @@ class Groups:
             undo.write(pipe)
         return numbers
 
+    def set_level(self, number: str, extension: str, level: int) -> bool:
+        """The agent's tier in the group (1 = rung first; ext_group_level), whether or not it
+        is logged in now. False when the group is not this domain's."""
+        level = parse_level(level)
+        key = self.keys.group(number)
+        with written_together(self.ctx) as (cur, undo):
+            cur.execute("SELECT 1 FROM ext_group WHERE group_number = %s AND domain = %s",
+                        [number, self.domain])
+            if cur.fetchone() is None:
+                return False
+            cur.execute("INSERT INTO ext_group_level (group_number, ext, level) "
+                        "VALUES (%s, %s, %s) ON CONFLICT (group_number, ext) "
+                        "DO UPDATE SET level = EXCLUDED.level", [number, extension, level])
+            undo.capture(fields={key: [f"level:{extension}"]})
+            pipe = self.r.pipeline(transaction=True)
+            pipe.hset(key, f"level:{extension}", level)
+            undo.write(pipe)
+        return True
+
+    def levels(self, number: str) -> dict[str, int]:
+        """Every agent given a tier in the group (others are level 1)."""
+        data = self.r.hgetall(self.keys.group(number))
+        return {k.removeprefix("level:"): int(v) for k, v in data.items()
+                if k.startswith("level:") and v}
+
     def load_into_redis(self) -> int:
         """Rebuild this domain's groups, members, blacklists and VIP lists in Redis from
         PostgreSQL. Returns the number of groups."""
@@ -433,6 +468,10 @@ class Groups:
                         "JOIN ext_group g USING (group_number) WHERE g.domain = %s",
                         [self.domain, self.domain])
             lists = cur.fetchall()
+            cur.execute("SELECT l.group_number, l.ext, l.level FROM ext_group_level l "
+                        "JOIN ext_group g USING (group_number) WHERE g.domain = %s",
+                        [self.domain])
+            levels = cur.fetchall()
         k = self.keys
         pipe = self.r.pipeline(transaction=True)
         for group in groups:
@@ -446,5 +485,7 @@ class Groups:
         for kind, number, caller in lists:
             pipe.sadd(k.group_blacklist(number) if kind == "blacklist" else k.group_vip(number),
                       caller)
+        for number, ext, level in levels:
+            pipe.hset(k.group(number), f"level:{ext}", level)
         pipe.execute()
         return len(groups)

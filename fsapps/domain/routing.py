@@ -10,6 +10,7 @@ the next candidate.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterable, Sequence
 from enum import IntEnum
 
@@ -69,6 +70,47 @@ def candidate_order(mode: CallMode, members: Sequence[str], *, current: str | No
     if done:
         order = [m for m in order if m not in done] + [m for m in order if m in done]
     return order
+
+
+# Strategies beside the call modes (ext_group.agent_strategy): which free agent of the mode's
+# candidates gets the call. The order is decided inside agent_reserve.lua from fields it reads
+# anyway (no round trip more): "" keeps the mode's order; the others sort the free candidates
+# (ties keep the mode's order) - ring_all reserves and rings all of them at once.
+STRATEGY_MODE = ""
+STRATEGIES = {
+    STRATEGY_MODE: "the call mode's order",
+    "longest_idle": "the free agent whose last call ended (or who came back from a pause) "
+                    "longest ago",
+    "fewest_calls": "the free agent with the fewest calls today",
+    "least_talk_time": "the free agent with the least talk time today",
+    "ring_all": "every free member at once; the first to answer wins",
+}
+RING_ALL = "ring_all"
+MAX_LEVEL = 9
+
+
+def parse_strategy(value: object) -> str:
+    text = "" if value is None else str(value).strip()
+    text = "" if text in ("-", "mode") else text
+    if text not in STRATEGIES:
+        raise BadInput(f"strategy {value!r} is not one of mode, "
+                       f"{', '.join(s for s in STRATEGIES if s)}")
+    return text
+
+
+def parse_level(value: object) -> int:
+    try:
+        level = int(str(value))
+    except ValueError:
+        level = 0
+    if not 1 <= level <= MAX_LEVEL:
+        raise BadInput(f"level {value!r} is not 1-{MAX_LEVEL}")
+    return level
+
+
+def stats_day(at_s: float | None = None) -> str:
+    """The day an agent's daily counters (calls, talk time) belong to: the node's local date."""
+    return time.strftime("%Y%m%d", time.localtime(at_s))
 
 
 LEVEL_VIP = "vip"

@@ -116,6 +116,7 @@ class Router:
         self.timed_out = False
         self.answered_at: float | None = None  # when the handler answered the caller
         self.offered_counted = False  # in the group's statistics (count_offered)
+        self.tier_checked_ms = 0  # tiers: the last level deadline the handler looked at
 
     # ------------------------------------------------------------------ helpers ----------
     def guard(self) -> None:
@@ -156,14 +157,24 @@ class Router:
             leg = str(uuidlib.uuid4())
             messages = publish_pipeline(self.ctx.redis)
             self.count_offered(messages)
+            ring_all = self.call.group.agent_strategy == routing.RING_ALL
             found = self.agents.reserve_or_queue(
                 self.call.waiting(), order, lease_ms=self.lease_ms, enqueue=True,
                 record_current=self.call.group.mode.base is routing.CallMode.CYCLIC,
-                agent_leg=leg, messages=messages)
+                agent_leg=leg, messages=messages,
+                untried=sum(1 for m in order if m not in self.call.tried),
+                remembered=remembered or "",
+                more_legs=[str(uuidlib.uuid4()) for _ in order[1:]] if ring_all else None)
             if found.outcome in ("reserved", "offered"):
                 metrics.stop("route_decision", self.decision_started)
                 self.decision_started = None
-            if found.outcome == "reserved" and found.extension:
+            if found.outcome == "reserved" and found.extension and found.others:
+                self.left_queue(messages)
+                rung = [(found.extension, Rung(leg, found.reg_node)),
+                        *((ext, Rung(other_leg, reg)) for ext, reg, other_leg in found.others)]
+                if self.offer_all(rung, messages):
+                    return
+            elif found.outcome == "reserved" and found.extension:
                 self.left_queue(messages)
                 if self.offer(found.extension, Rung(leg, found.reg_node), messages):
                     return
@@ -233,7 +244,28 @@ class Router:
             if group.busy_ring:  # until the next busy ring is due (no ring: nothing is due)
                 remaining = interval - (time.monotonic() - segment_start)
                 seconds = min(seconds, int(remaining) + 1)
+            tier_due = self.next_tier_ms()
+            if tier_due is not None and tier_due <= now_ms():
+                # a higher tier may take the call now: look for a free agent of it (the
+                # queue keeps the caller's place), as on arrival
+                self.tier_checked_ms = tier_due
+                return ""
+            if tier_due is not None:
+                seconds = min(seconds, (tier_due - now_ms()) // 1000 + 1)
             self.hold_music(music, seconds)
+
+    def next_tier_ms(self) -> int | None:
+        """Tiers with a wait: when the next level may take this call (arrival + k x the
+        group's tier_wait_seconds), if not looked for yet; None without a tier wait or after
+        the last level."""
+        wait = self.call.group.tier_wait_seconds or 0
+        if wait <= 0:
+            return None
+        for k in range(1, routing.MAX_LEVEL):
+            due = self.call.arrived_ms + k * wait * 1000
+            if due > self.tier_checked_ms:
+                return due
+        return None
 
     def woken_with(self) -> str | None:
         """The agent the runtime woke this caller with (:data:`ACD_OFFER_VAR`), taken: the
@@ -266,14 +298,10 @@ class Router:
             self.agents.release(extension, self.call.uuid, "cancel")
             agent_available(self.ctx, self.call.domain, extension)
 
-    def offer(self, extension: str, rung: Rung | None = None, messages: Any = None) -> bool:
-        """Ring the reserved agent (``rung``: the reservation rang it already, on that leg;
-        ``messages``: pub/sub messages to send with the callout event). True when the call is
-        over (answered, or the caller went away); False to try the next agent."""
+    def call_variables(self) -> list[str]:
+        """The bridge's variables every agent leg of this call gets."""
         c = self.call
-        s = self.session
-        leg = rung.leg if rung is not None else str(uuidlib.uuid4())
-        variables = ",".join([
+        return [
             f"originate_timeout={c.group.group_callout_timeout}",
             # the relay on another node rings the phone no longer than this either
             f"{RING_TIMEOUT_HEADER}={c.group.group_callout_timeout}",
@@ -281,14 +309,89 @@ class Router:
             f"{CALL_HEADER}={c.uuid}",
             "ignore_early_media=true",
             f"origination_caller_id_number={safe_part(c.caller)}",
-            f"{ACD_AGENT_VAR}={extension}", f"{ACD_CALL_VAR}={c.uuid}",
+            f"{ACD_CALL_VAR}={c.uuid}",
             f"{ACD_GROUP_VAR}={c.group.group_number}", f"{DOMAIN_VAR}={c.domain}",
             f"{ACD_LEVEL_VAR}={c.level}", f"{ACD_ARRIVED_VAR}={c.arrived_ms}",
             f"{LEG_VAR}=nwayacd",
-            # the agent's leg has a name before it exists: recorded with the ring, the agent
-            # is free again only once the switch has told that leg's end (agents.py)
-            f"origination_uuid={leg}",
-        ])
+        ]
+
+    @staticmethod
+    def agent_variables(extension: str, leg: str) -> list[str]:
+        """The variables of one agent's leg: whose it is, and its name - given before it
+        exists: recorded with the ring, the agent is free again only once the switch has told
+        that leg's end (agents.py)."""
+        return [f"{ACD_AGENT_VAR}={extension}", f"origination_uuid={leg}"]
+
+    def offer_all(self, rung: list[tuple[str, Rung]], messages: Any) -> bool:
+        """ring_all: ring every agent the reservation reserved at once, one bridge whose legs
+        are separated by ``,`` (FreeSWITCH rings them together; the first to answer wins, the
+        others are hung up with LOSE_RACE). Each agent not connected is released in its own
+        script - none stays reserved. True when the call is over (answered, or the caller
+        went away); False to try again."""
+        c = self.call
+        s = self.session
+        legs = {r.leg: ext for ext, r in rung}
+        dial = ",".join(with_leg_variables(
+            dial_target(self.ctx, c.domain, ext, c.node, r.reg_node),
+            self.agent_variables(ext, r.leg)) for ext, r in rung)
+        for ext, _ in rung:
+            self.agent_event("callout", ext, messages)
+        send_messages(messages)
+        s.setVariable("continue_on_fail", "true")
+        s.setVariable("hangup_after_bridge", "false")
+        rang = time.time()
+        s.execute("bridge", f"{{{','.join(self.call_variables())}}}{dial}")
+        ended = time.time()
+        disposition = s.getVariable("originate_disposition") or "NONE"
+        winner = ""
+        again = all(ext in c.tried for ext, _ in rung)
+        if disposition == "SUCCESS":
+            hang_up(s, "NORMAL_CLEARING")
+            winner = legs.get(s.getVariable("bridge_uuid") or "") or \
+                legs.get(s.getVariable("last_bridge_to") or "") or ""
+            if not winner:  # (the runtime made the answering agent talking for this call)
+                winner = next((ext for ext, _ in rung if (a := self.agents.get(ext))
+                               and a.call_state == "talking" and a.offer_uuid == c.uuid), "")
+        gone = disposition == "ORIGINATOR_CANCEL" or not is_up(s) and not winner
+        for ext, _ in rung:
+            if ext == winner:
+                continue
+            if disposition == "SUCCESS" or gone:
+                # lost the race (or the caller left): its leg is cancelled; ready again
+                self.attempted(ext, rang, "LOSE_RACE" if winner else "ORIGINATOR_CANCEL",
+                               ended)
+                self.agents.release(ext, c.uuid, "cancel")
+            else:
+                self.attempted(ext, rang, disposition, ended)
+                self.agent_event("noanswer", ext)
+                released = self.agents.release(
+                    ext, c.uuid, "missed", max_no_answer=c.group.no_answer_limit(self.defaults))
+                if ext not in c.tried:
+                    c.tried.append(ext)
+                if released is None or released.state != "ready":
+                    continue
+            agent_available(self.ctx, c.domain, ext)
+        if winner:
+            self.attempted(winner, rang, disposition, ended)
+            self.finished(winner)
+            return True
+        if gone or disposition == "SUCCESS":
+            raise CallerGone()
+        log("INFO", f"nwayacd: none of agents {', '.join(legs.values())} took call {c.uuid} "
+                    f"({disposition})")
+        if again:  # (as offer(): no tight loop over phones that refuse at once)
+            self.hold_music(c.group.music(self.defaults), RETRY_PAUSE_SECONDS)
+        return False
+
+    def offer(self, extension: str, rung: Rung | None = None, messages: Any = None) -> bool:
+        """Ring the reserved agent (``rung``: the reservation rang it already, on that leg;
+        ``messages``: pub/sub messages to send with the callout event). True when the call is
+        over (answered, or the caller went away); False to try the next agent."""
+        c = self.call
+        s = self.session
+        leg = rung.leg if rung is not None else str(uuidlib.uuid4())
+        variables = ",".join([*self.call_variables(),
+                              *self.agent_variables(extension, leg)])
         # Say which node holds the reservation (the reconciler checks) — if it is still ours:
         # a reconciler that found the caller gone, or a lease that ran out, may have freed the
         # agent and another call reserved it since. Ringing then would offer the agent two
@@ -487,6 +590,14 @@ class Rung:
 
     leg: str       # the uuid the agent's leg gets
     reg_node: str  # the node the agent's phone is registered on
+
+
+def with_leg_variables(endpoint: str, variables: list[str]) -> str:
+    """``endpoint`` with per-leg ``[...]`` variables (merged into the ones it has: a relay
+    target carries its own)."""
+    if endpoint.startswith("["):
+        return f"[{','.join(variables)},{endpoint[1:]}"
+    return f"[{','.join(variables)}]{endpoint}"
 
 
 def send_messages(messages: Any) -> None:

@@ -45,6 +45,7 @@ from fsapps.domain.extensions import Extensions
 from fsapps.domain.groups import Group, Groups
 from fsapps.domain.nodes import REPLY_TIMEOUT_S
 from fsapps.domain.numbers import valid_gateway, valid_number
+from fsapps.domain.routing import MAX_LEVEL, STRATEGIES, parse_strategy
 from fsapps.errors import BadInput, Conflict, DatabaseError, FsappsError, StoreUnavailable
 from fsapps.fslog import log
 from fsapps.services import agents as agent_service
@@ -409,6 +410,42 @@ def nway_set_ring_group(inv: Invocation) -> str:
     group = done[0]
     now = ", ".join(f"{what} {getattr(group, column) or '-'}" for what, column in RINGS)
     return f"+OK group {inv.label(number)} rings: {now}"
+
+
+@command("nway_set_group_strategy", "<group> <strategy> [<tier wait seconds>]", record=True)
+def nway_set_group_strategy(inv: Invocation) -> str:
+    """Which free agent gets a call (docs/acd.md): ``mode`` (the call mode's order, the
+    default), longest_idle, fewest_calls, least_talk_time or ring_all; with a tier wait,
+    how long a caller waits for a lower tier before the next one may take it (0 = none)."""
+    number = inv.qualified(0, "group")
+    strategy = inv.arg(1, "strategy (mode, " + ", ".join(s for s in STRATEGIES if s) + ")",
+                       lambda v: v in ("mode", "-") or v in STRATEGIES)
+    changes: dict[str, object] = {"agent_strategy": parse_strategy(strategy)}
+    wait = inv.arg(2, "tier wait seconds", lambda v: v.isdigit() and int(v) <= 86400,
+                   default="")
+    if wait:
+        changes["tier_wait_seconds"] = int(wait)
+    inv.at_most(3)
+    done = Groups(inv.ctx, inv.domain).change(number, changes)
+    if done is None:
+        raise Refused(f"unknown group {inv.label(number)!r}")
+    group = done[0]
+    return (f"+OK group {inv.label(number)} strategy {group.agent_strategy or 'mode'}, "
+            f"tier wait {group.tier_wait_seconds or 0} s")
+
+
+@command("nway_set_agent_level", "<group> <extension> <level 1-9>", record=True)
+def nway_set_agent_level(inv: Invocation) -> str:
+    """The agent's tier in the group: level 1 is rung first, level 2 only when no level-1
+    agent is free (or after the group's tier wait); kept whether or not it is logged in."""
+    number = inv.qualified(0, "group")
+    ext = inv.qualified(1, "extension")
+    level = int(inv.arg(2, f"level (1-{MAX_LEVEL})",
+                        lambda v: v.isdigit() and 1 <= int(v) <= MAX_LEVEL))
+    inv.at_most(3)
+    if not Groups(inv.ctx, inv.domain).set_level(number, ext, level):
+        raise Refused(f"unknown group {inv.label(number)!r}")
+    return f"+OK agent {inv.label(ext)} level {level} in group {inv.label(number)}"
 
 
 @command("nway_list_groups", "[json]", lists=True)

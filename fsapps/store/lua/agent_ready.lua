@@ -32,7 +32,7 @@ end
 
 local function run()
   local ext, now = ARGV[1], tonumber(ARGV[2])
-  local a = redis.call('HMGET', KEYS[1], 'enabled', 'call_state', 'groups')
+  local a = redis.call('HMGET', KEYS[1], 'enabled', 'call_state', 'groups', 'seat_status')
   if a[1] == '0' then
     return {'disabled', a[2] or ''}
   end
@@ -47,6 +47,11 @@ local function run()
   end
   if current ~= 'ready' then
     redis.call('HSET', KEYS[1], 'call_state', 'ready', 'last_change', now)
+  end
+  -- back from a pause (or a login: the seat was busy): idle from now for longest_idle, not
+  -- since a call that ended before the pause
+  if current == 'busy' or current == 'rest' or current == 'no_ready' or a[4] ~= 'idle' then
+    redis.call('HSET', KEYS[1], 'idle_since', now)
   end
   redis.call('HSET', KEYS[1], 'no_answer_count', 0)
   redis.call('ZREM', KEYS[4], ext)

@@ -79,6 +79,8 @@ local function run()
   end
   local final = ended
   if outcome == 'missed' then
+    -- a missed offer was the agent's turn (longest_idle): else it would be rung first again
+    redis.call('HSET', KEYS[1], 'idle_since', now)
     misses = redis.call('HINCRBY', KEYS[1], 'no_answer_count', 1)
     final = agent_after_no_answer(misses, limit)
     if final == 'busy' then

@@ -19,8 +19,15 @@
 -- ARGV[10] = the uuid the handler gives the agent's leg when it rings the agent at once ("" or
 --           none: reserve only): the reservation is then the ring as well (the leg recorded
 --           as Agents.ringing records it), no second step before the INVITE
+-- ARGV[11] = today (YYYYMMDD): the day the agents' daily counters must be of to count
+-- ARGV[12] = when the call arrived (ms; tiers: how long it waited)
+-- ARGV[13] = how many of KEYS[5..] the call has not tried yet (they come first; the rest
+--           failed it already)
+-- ARGV[14] = the agent a memory mode remembers for this caller ("" none): first in its tier
+-- ARGV[15..] = ring_all: the legs for the second, third... agent it reserves
 -- Returns {"reserved", ext, now, reg_node} (the agent rings since now: publish that; the node
--- its phone is registered on, for the dial string); {"offered", ext} when an agent turning
+-- its phone is registered on, for the dial string) - ring_all with a fifth element when it
+-- reserved more than one: {ext, reg_node, leg, ext, reg_node, leg, ...} of the others; {"offered", ext} when an agent turning
 -- ready already reserved itself for this call; {"queued"}; or {"none"}.
 --#include agent_rules
 local uuid, node = ARGV[1], ARGV[2]
@@ -44,33 +51,127 @@ if already then
   return {'offered', already}
 end
 
+-- The group's strategy and tiers (routing.STRATEGIES, docs/acd.md): the candidates are
+-- ordered here, from fields read anyway, so no strategy costs a round trip. Order: not tried
+-- yet before tried, then level (tier), then the strategy's measure (the remembered agent of a
+-- memory mode first), then the call mode's order. A level is allowed only when no tier wait is
+-- set, or it is the lowest level an agent is staffed on (logged in, registered, seat idle, not
+-- paused), or the caller waited (level - lowest) x the tier wait.
+local g = redis.call('HMGET', KEYS[1], 'agent_strategy', 'tier_wait_seconds')
+local strategy = g[1] or ''
+local tier_wait = (tonumber(g[2] or '') or 0) * 1000
+local today = ARGV[11] or ''
+local waited = now - (tonumber(ARGV[12] or '') or now)
+local untried = tonumber(ARGV[13] or '') or (#KEYS - 4)
+local remembered = ARGV[14] or ''
+local WANTED = {unpack(AGENT_FREE_FIELDS)}
+local base = #WANTED
+for _, f in ipairs({'extension', 'idle_since', 'stats_day', 'calls_today', 'talk_ms_today'}) do
+  WANTED[#WANTED + 1] = f
+end
+local candidates = {}
+local lowest = nil
 for i = 5, #KEYS do
-  local agent = KEYS[i]
-  local a = redis.call('HMGET', agent, unpack(AGENT_FREE_FIELDS))
-  if agent_free(a) and agent_may_move(a[5], 'ring') then
-    local ext = redis.call('HGET', agent, 'extension')
-    local stale = redis.call('HGET', agent, 'offer_uuid')
+  local a = redis.call('HMGET', KEYS[i], unpack(WANTED))
+  local ext = a[base + 1]
+  if ext then
+    local level = tonumber(redis.call('HGET', KEYS[1], 'level:' .. ext) or '') or 1
+    local staffed = a[1] ~= '0' and a[2] == '1' and a[3] == 'reged' and a[4] == 'idle' and
+      a[5] ~= 'busy' and a[5] ~= 'rest' and a[5] ~= 'no_ready'
+    if staffed and (not lowest or level < lowest) then
+      lowest = level
+    end
+    if agent_free(a) and agent_may_move(a[5], 'ring') then
+      local measure = 0
+      if strategy == 'longest_idle' then
+        measure = tonumber(a[base + 2] or '') or 0
+      elseif strategy == 'fewest_calls' and a[base + 3] == today then
+        measure = tonumber(a[base + 4] or '') or 0
+      elseif strategy == 'least_talk_time' and a[base + 3] == today then
+        measure = tonumber(a[base + 5] or '') or 0
+      end
+      if ext == remembered then
+        measure = -1
+      end
+      local tried = 0
+      if i - 4 > untried then
+        tried = 1
+      end
+      candidates[#candidates + 1] = {ext = ext, level = level, tried = tried,
+                                     measure = measure, index = i}
+    end
+  end
+end
+local function allowed(c)
+  return tier_wait <= 0 or not lowest or c.level <= lowest or
+    waited >= (c.level - lowest) * tier_wait
+end
+local chosen = {}
+for _, c in ipairs(candidates) do
+  if allowed(c) then
+    chosen[#chosen + 1] = c
+  end
+end
+table.sort(chosen, function(x, y)
+  if x.tried ~= y.tried then return x.tried < y.tried end
+  if x.level ~= y.level then return x.level < y.level end
+  if x.measure ~= y.measure then return x.measure < y.measure end
+  return x.index < y.index
+end)
+if #chosen > 0 then
+  -- ring_all: every chosen agent of the first one's class (tried or not, level) at once
+  local ring = {chosen[1]}
+  if strategy == 'ring_all' then
+    for j = 2, #chosen do
+      if chosen[j].tried == chosen[1].tried and chosen[j].level == chosen[1].level then
+        ring[#ring + 1] = chosen[j]
+      end
+    end
+  end
+  local reply = nil
+  local others = {}
+  for n, c in ipairs(ring) do
+    local at, ext = c.index, c.ext
+    local stale = redis.call('HGET', KEYS[at], 'offer_uuid')
     if stale and stale ~= '' and redis.call('HGET', KEYS[4], stale) == ext then
       redis.call('HDEL', KEYS[4], stale)
     end
+    -- the first agent's leg is ARGV[10]; ring_all's n-th is ARGV[13 + n]
     local leg = ARGV[10] or ''
-    redis.call('HSET', agent, 'call_state', 'ring', 'offer_uuid', uuid, 'offer_node', node,
+    if n > 1 then
+      leg = ARGV[13 + n] or ''
+    end
+    redis.call('HSET', KEYS[at], 'call_state', 'ring', 'offer_uuid', uuid, 'offer_node', node,
                'lease_until', now + lease, 'last_change', now, 'agent_leg', leg)
     if leg ~= '' then
-      redis.call('HSET', agent, 'leg_pending', leg, 'leg_node', node)
+      redis.call('HSET', KEYS[at], 'leg_pending', leg, 'leg_node', node)
     end
-    redis.call('HSET', KEYS[4], uuid, ext)
-    redis.call('ZREM', KEYS[2], uuid)
-    redis.call('HDEL', KEYS[3], uuid)
-    if ARGV[8] == '1' then
-      redis.call('HSET', KEYS[1], 'current_ext_number', ext)
+    local reg = redis.call('HGET', KEYS[at], 'reg_node') or ''
+    if n == 1 then
+      -- the offers hash names one agent per call: the first (ring_all's others hold the
+      -- call in their own hash; each is released by the handler)
+      redis.call('HSET', KEYS[4], uuid, ext)
+      reply = {'reserved', ext, now, reg}
+    else
+      others[#others + 1] = ext
+      others[#others + 1] = reg
+      others[#others + 1] = leg
     end
-    local reply = {'reserved', ext, now, redis.call('HGET', agent, 'reg_node') or ''}
-    if req ~= '' then
-      redis.call('HSET', agent, 'last_req', req, 'last_reply', cjson.encode(reply))
-    end
-    return reply
   end
+  if #others > 0 then
+    reply[5] = others
+  end
+  redis.call('ZREM', KEYS[2], uuid)
+  redis.call('HDEL', KEYS[3], uuid)
+  if ARGV[8] == '1' then
+    redis.call('HSET', KEYS[1], 'current_ext_number', ring[1].ext)
+  end
+  if req ~= '' then
+    for _, c in ipairs(ring) do
+      redis.call('HSET', KEYS[c.index], 'last_req', req, 'last_reply', cjson.encode(reply))
+    end
+  end
+  return reply
 end
 
 if ARGV[5] == '1' then

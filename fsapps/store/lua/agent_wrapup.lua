@@ -11,6 +11,10 @@
 -- ARGV[3] = end of the wrap-up (ms); 0 = none: ready at once
 -- ARGV[4] = the agent's extension
 -- ARGV[5] = request id: the same in a retry, which gets the first run's reply (agent_request)
+-- ARGV[6] = today (the node's local date, YYYYMMDD): the day the agent's daily counters
+--           (calls_today, talk_ms_today, kept for the strategies) count; another day's start
+--           again from 0. A call that was talking counts, its talk time from last_change (when
+--           it turned talking) to now; idle_since (longest_idle) is now.
 -- Returns {previous call state, new call state, now} when done (publish the new state if it
 -- differs), or false when the agent no longer holds this call or the table forbids the move.
 --#include agent_rules
@@ -24,7 +28,7 @@ end
 local function run()
   local uuid, now, until_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
   redis.call('HDEL', KEYS[2], uuid)
-  local a = redis.call('HMGET', KEYS[1], 'call_state', 'offer_uuid')
+  local a = redis.call('HMGET', KEYS[1], 'call_state', 'offer_uuid', 'last_change', 'stats_day')
   local current = a[1]
   local wanted = 'ready'
   if until_ms > 0 then
@@ -33,6 +37,18 @@ local function run()
   if not current or a[2] ~= uuid or not agent_may_move(current, wanted) then
     return false
   end
+  local today = ARGV[6] or ''
+  if today ~= '' then
+    if a[4] ~= today then
+      redis.call('HSET', KEYS[1], 'stats_day', today, 'calls_today', 0, 'talk_ms_today', 0)
+    end
+    if current == 'talking' then
+      redis.call('HINCRBY', KEYS[1], 'calls_today', 1)
+      local talked = tonumber(now) - (tonumber(a[3] or '') or tonumber(now))
+      redis.call('HINCRBY', KEYS[1], 'talk_ms_today', math.max(0, talked))
+    end
+  end
+  redis.call('HSET', KEYS[1], 'idle_since', now)
   if current ~= wanted then
     redis.call('HSET', KEYS[1], 'call_state', wanted, 'last_change', now)
   end

@@ -3,7 +3,8 @@
 -- out its KEYS as: KEYS[1] = the agent hash, KEYS[2] = the waiting hash, KEYS[3] = the offers
 -- hash, and from KEYS[first] on, for each of the agent's groups, its queue zset then its
 -- group hash.
--- VIP before normal, then the longest waiting, skipping calls this agent already failed -
+-- VIP before normal, then the longest waiting (tiers: a level-2+ agent only calls that waited
+-- long enough, see below), skipping calls this agent already failed -
 -- unless only such calls wait: then the best of them (the agent is tried last, not never).
 -- Returns {call uuid, waiting JSON} for the call now offered this agent, or false when the
 -- agent is not available (agent_free) or nobody waits for it.
@@ -19,6 +20,11 @@ local function agent_take_call(ext, now, margin, default_ring, first)
   local again_uuid, again_score, again_index, again_info = nil, nil, nil, nil
   for i = first, #KEYS, 2 do
     local queue = KEYS[i]
+    -- tiers: an agent of level L > 1 takes a call of this group only once it waited
+    -- (L - 1) x the group's tier wait (before, the caller waits for a lower level; at the
+    -- deadline its handler looks for an agent again itself)
+    local tier = redis.call('HMGET', KEYS[i + 1], 'tier_wait_seconds', 'level:' .. ext)
+    local hold_back = ((tonumber(tier[2] or '') or 1) - 1) * (tonumber(tier[1] or '') or 0) * 1000
     local heads = redis.call('ZRANGE', queue, 0, 19, 'WITHSCORES')
     for j = 1, #heads, 2 do
       local uuid, score = heads[j], tonumber(heads[j + 1])
@@ -26,7 +32,8 @@ local function agent_take_call(ext, now, margin, default_ring, first)
         break
       end
       local info = redis.call('HGET', KEYS[2], uuid)
-      local eligible = redis.call('HEXISTS', KEYS[3], uuid) == 0
+      local eligible = redis.call('HEXISTS', KEYS[3], uuid) == 0 and
+        (hold_back <= 0 or now - (score % 1e13) >= hold_back)
       local failed = false
       if eligible and info then
         local ok, call = pcall(cjson.decode, info)
