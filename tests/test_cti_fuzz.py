@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from fakefs.scenario import wait_until
 from fsapps.server import cti_api as api
-from fsapps.server import supervision
+from fsapps.server import stats, supervision
 from fsapps.server.csta.rest import OPENAPI_TAG
 from fsapps.server.registry import ROUTES, openapi
 
@@ -141,7 +141,7 @@ def check(stack: CtiStack, tokens: dict[str, str | None], method: str, path: str
     assert reply.status_code < 500, (method, url, req, reply.status_code, reply.text)
     STATUSES.append(reply.status_code)
     if reply.headers.get("Content-Type", "").startswith("text/plain"):
-        assert reply.status_code == 200 and path == "/cli"
+        assert reply.status_code == 200 and path in ("/cli", "/metrics")
         return
     data = reply.json()
     if reply.status_code == 401 and path == "/api/login":
@@ -171,7 +171,7 @@ def test_every_operation_is_fuzzed(stack: CtiStack) -> None:
 
 # The operations, from the document the routes produce (test_every_operation_is_fuzzed
 # checks that the server serves exactly these).
-DOCUMENT = openapi([*api.ROUTES, *supervision.ROUTES])
+DOCUMENT = openapi([*api.ROUTES, *supervision.ROUTES, *stats.ROUTES])
 OPERATIONS = [(method.upper(), path, op) for path, ops in DOCUMENT["paths"].items()
               for method, op in ops.items()]
 STATUSES: list[int] = []
