@@ -358,8 +358,8 @@ class Router:
                 continue
             if disposition == "SUCCESS" or gone:
                 # lost the race (or the caller left): its leg is cancelled; ready again
-                self.attempted(ext, rang, "LOSE_RACE" if winner else "ORIGINATOR_CANCEL",
-                               ended)
+                lost = "LOSE_RACE" if winner else "ORIGINATOR_CANCEL"
+                self.attempted(ext, rang, lost, ended, cause=lost)
                 self.agents.release(ext, c.uuid, "cancel")
             else:
                 self.attempted(ext, rang, disposition, ended)
@@ -456,7 +456,8 @@ class Router:
             self.hold_music(c.group.music(self.defaults), RETRY_PAUSE_SECONDS)
         return False
 
-    def attempted(self, extension: str, rang: float, disposition: str, ended: float) -> None:
+    def attempted(self, extension: str, rang: float, disposition: str, ended: float,
+                  cause: str = "") -> None:
         """Note the attempt for the CDR (``ended``: when the bridge returned). An answered
         one: the answer time and the agent's leg are what the runtime wrote on the agent's
         CHANNEL_ANSWER (still ``talking`` for this call: the wrap-up starts after this), else
@@ -472,7 +473,7 @@ class Router:
                 leg = agent.agent_leg
             answer = answer or rang
             leg = leg or s.getVariable("bridge_uuid") or s.getVariable("last_bridge_to") or ""
-        cause = cdr.attempt_cause(s, disposition)
+        cause = cause or cdr.attempt_cause(s, disposition)
         self.attempts.append(cdr.Attempt(
             attempt_no=len(self.attempts) + 1, extension=extension, start=rang, answer=answer,
             end=ended, result=attempt_result(disposition),
