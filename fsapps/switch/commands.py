@@ -454,8 +454,8 @@ def nway_list_groups(inv: Invocation) -> str:
     return listing(inv, GROUP_COLUMNS, group_rows(inv))
 
 
-GROUP_COLUMNS = ("group", "name", "mode", "timeout", "members", "free", "waiting", "welcome",
-                 "blacklist", "busy", "transfer")
+GROUP_COLUMNS = ("group", "name", "mode", "strategy", "tier_wait", "timeout", "members", "free",
+                 "waiting", "welcome", "blacklist", "busy", "transfer")
 
 
 def group_rows(inv: Invocation) -> list[dict[str, Any]]:
@@ -470,6 +470,8 @@ def group_rows(inv: Invocation) -> list[dict[str, Any]]:
         members = groups.members(number)
         free = [m for m in members if m in agents and agents[m].available(now)]
         rows.append({"group": number, "name": group.group_name, "mode": group.group_call_mode,
+                     "strategy": group.agent_strategy or "mode",
+                     "tier_wait": group.tier_wait_seconds or 0,
                      "timeout": group.group_callout_timeout, "members": members,
                      "free": len(free), "waiting": waiting.get(number, 0),
                      "welcome": group.welcome_ring, "blacklist": group.black_list_ring,
