@@ -90,7 +90,7 @@ def write_migrations(folder: Path, files: dict[str, str]) -> Path:
 # --- the packaged schema ------------------------------------------------------------------
 
 
-EXPECTED_TABLES = {"ext_group", "ext_group_map", "ext_group_level", "extensions",
+EXPECTED_TABLES = {"ext_group", "ext_group_map", "ext_group_level", "ext_skill", "extensions",
                    "group_blacklist", "group_vip", "caller_memory", "cdr", "cdr_agent_attempt",
                    "fsapps_schema_migrations"}
 
