@@ -496,8 +496,11 @@ def test_caller_abandoning_while_the_agent_rings_frees_it_for_the_next_caller(a:
     assert a.answered_by(second) == "2131"
     assert a.bus.agent_events(first.uuid, "answered") == []
     assert a.bus.agent_events(first.uuid, "noanswer") == []
-    wait_until(lambda: a.bus.statuses("2131")[:3] == ["ring", "ready", "ring"], 3,
-               "2131 published ring, ready (released), ring (the next caller)")
+    try:
+        wait_until(lambda: a.bus.statuses("2131")[:3] == ["ring", "ready", "ring"], 3,
+                   "2131 published ring, ready (released), ring (the next caller)")
+    except TimeoutError:
+        raise AssertionError(f"agent_2131 published {a.bus.statuses('2131')}") from None
     a.gone(second)
 
 

@@ -183,10 +183,10 @@ def test_stalled_node_loses_nothing(cc: SimulatedCallCenter,
     stalled = threading.Event()
     beat = Nodes.heartbeat
 
-    def heartbeat(self: Nodes, node: str, facts: dict[str, str] | None = None) -> None:
+    def heartbeat(self: Nodes, node: str, *args: Any, **kwargs: Any) -> None:
         if node == "node2" and stalled.is_set():
             return  # node2's runtime is stuck: no heartbeat
-        beat(self, node, facts)
+        beat(self, node, *args, **kwargs)
 
     monkeypatch.setattr(Nodes, "heartbeat", heartbeat)
     node1, node2 = cc.start_switch("node1"), cc.start_switch("node2")

@@ -351,6 +351,18 @@ class Agents:
         self.ctx.publisher.agent_status(extension, status, stamp((at_ms or now_ms()) / 1000),
                                         pipeline=pipeline)
 
+    def _announcement(self, extension: str, at_ms: int) -> list[str]:
+        """The ARGV of a script that tells the agent's moves itself, in the step that makes
+        them (include/agent_announce.lua): the agent's channel and its message with
+        ``{{status}}`` for the state, stamped ``at_ms`` (the script's now). Told after the
+        script, a "ready" reached subscribers after the "ring" of the next call the leg-ends
+        thread offered the agent meanwhile (the agent looked ready while it rang)."""
+        return list(self.ctx.publisher.agent_status_template(extension, stamp(at_ms / 1000)))
+
+    def told(self, extension: str, status: str, at_ms: int) -> None:
+        """A state a script told (:meth:`_announcement`) goes to the other buses too."""
+        self.ctx.publisher.agent_status_told(extension, status, stamp(at_ms / 1000))
+
     def release(self, extension: str, uuid: str, outcome: str, *,
                 lease_expired: bool = False, max_no_answer: int = 0,
                 leg_gone: str | None = None) -> Released | None:
@@ -369,19 +381,20 @@ class Agents:
         ``leg_gone``: only if the agent's leg is still the one the switch said is gone ("" for
         none) - the reconciler's conditions, checked again atomically: the handler may have
         rung since, renewing the lease and recording a new leg."""
+        now = now_ms()
         result = run_script(self.r, "agent_release",
                             [self.keys.agent(extension), self.keys.offers()],
-                            [uuid, now_ms(), outcome, "1" if lease_expired else "0",
+                            [uuid, now, outcome, "1" if lease_expired else "0",
                              max_no_answer, "*" if leg_gone is None else leg_gone,
-                             request_id()])
+                             request_id(), *self._announcement(extension, now)])
         if not result:
             return None
         released = Released(str(result[0]), str(result[1]), int(result[2]))
         at, moved = int(result[3]), int(result[4])
-        if moved:
-            self.publish(extension, released.ended, at)
+        if moved:  # (told by the script: agent_announce)
+            self.told(extension, released.ended, at)
         if moved and released.state != released.ended:
-            self.publish(extension, released.state, at)
+            self.told(extension, released.state, at)
         return released
 
     def make_ready(self, extension: str) -> Ready:
@@ -586,12 +599,13 @@ class Agents:
         result = run_script(self.r, "agent_wrapup",
                             [self.keys.agent(extension), self.keys.offers(),
                              self.keys.wrapups()],
-                            [uuid, now, until, extension, request_id(), stats_day(now / 1000)])
+                            [uuid, now, until, extension, request_id(), stats_day(now / 1000),
+                             *self._announcement(extension, now)])
         if not result:
             return False
         previous, state = str(result[0]), str(result[1])
-        if previous != state:
-            self.publish(extension, state, int(result[2]))
+        if previous != state:  # (told by the script: agent_announce)
+            self.told(extension, state, int(result[2]))
         return state == CallState.READY
 
     def end_due_wrapups(self, now: int | None = None) -> list[str]:

@@ -472,6 +472,19 @@ class Publisher:
             return agent_channel(str(number).strip()), agent_status(number, status, time)
         return self._send("agent status", build, pipeline)
 
+    def agent_status_template(self, number: str, time: Value) -> tuple[str, str]:
+        """(channel, message) of :meth:`agent_status` with ``{{status}}`` where the status
+        goes, for a script that tells the agent's moves itself (agent_announce.lua: told in
+        the step that makes them, they keep their order); then :meth:`agent_status_told`."""
+        status = "{{status}}"
+        return (agent_channel(str(number).strip()),
+                agent_status(number, status, time).render(self.shape))
+
+    def agent_status_told(self, number: str, status: Value, time: Value) -> None:
+        """A status a script published (:meth:`agent_status_template`) goes to the other
+        buses (NATS, AMQP) as :meth:`agent_status` sends them."""
+        self._to_sinks(agent_channel(str(number).strip()), agent_status(number, status, time))
+
     def cdr(self, fields: Mapping[str, Value | Iterable[str]], *, group: str = "",
             pipeline: _Publishes | None = None) -> bool:
         """:func:`cdr_message` on ``cdr_callout`` when ``is_callout`` is true, else on

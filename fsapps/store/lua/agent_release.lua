@@ -14,9 +14,12 @@
 --           has that leg (the reconciler asked the switch about it; a ring since recorded
 --           another); that leg's end counts as told (leg_pending cleared)
 -- ARGV[7] = request id: the same in a retry, which gets the first run's reply (agent_request)
+-- ARGV[8] = the agent's status channel (agent_<ext>)
+-- ARGV[9] = its message with {{status}} where the state goes (agent_announce: the states
+--           moved through are told here, in this step; '' = told by nobody)
 -- Returns {state the offer's end led to, final call state, consecutive misses, now, moved}:
--- with moved = 1 publish the first, then the final one when it differs (a miss: "no_answer",
--- then "ready" or "busy"); moved = 0 when the agent is in a state the offer's end does not
+-- with moved = 1 the first was told, then the final one when it differs (a miss:
+-- "no_answer", then "ready" or "busy"); moved = 0 when the agent is in a state the offer's end does not
 -- undo (it left the ring for busy, rest or no_ready: the reservation is released, the state
 -- kept, nothing to publish; both states are that one). False when the
 -- agent's reservation already belongs to another call (its lease ran out and it was
@@ -24,6 +27,7 @@
 -- no longer holds.
 --#include agent_rules
 --#include agent_request
+--#include agent_announce
 local req = ARGV[7]
 local prior = agent_repeat(req)
 if prior ~= nil then
@@ -88,6 +92,10 @@ local function run()
     end
   end
   redis.call('HSET', KEYS[1], 'call_state', final, 'last_change', now)
+  agent_announce(ARGV[8], ARGV[9], ended)
+  if final ~= ended then
+    agent_announce(ARGV[8], ARGV[9], final)
+  end
   return {ended, final, misses, now, 1}
 end
 

@@ -15,10 +15,13 @@
 --           (calls_today, talk_ms_today, kept for the strategies) count; another day's start
 --           again from 0. A call that was talking counts, its talk time from last_change (when
 --           it turned talking) to now; idle_since (longest_idle) is now.
--- Returns {previous call state, new call state, now} when done (publish the new state if it
--- differs), or false when the agent no longer holds this call or the table forbids the move.
+-- ARGV[7] = the agent's status channel (agent_<ext>)
+-- ARGV[8] = its message with {{status}} where the state goes (agent_announce: the new state
+--           is told here, in this step, when it differs; '' = told by nobody)
+-- Returns {previous call state, new call state, now} when done, or false when the agent no longer holds this call or the table forbids the move.
 --#include agent_rules
 --#include agent_request
+--#include agent_announce
 local req = ARGV[5]
 local prior = agent_repeat(req)
 if prior ~= nil then
@@ -51,6 +54,7 @@ local function run()
   redis.call('HSET', KEYS[1], 'idle_since', now)
   if current ~= wanted then
     redis.call('HSET', KEYS[1], 'call_state', wanted, 'last_change', now)
+    agent_announce(ARGV[7], ARGV[8], wanted)
   end
   redis.call('HSET', KEYS[1], 'offer_uuid', '', 'offer_node', '', 'lease_until', 0, 'agent_leg', '',
              'no_answer_count', 0)
