@@ -101,6 +101,46 @@ def playback(switch: Switch, channel: Channel, data: str) -> str:
     return "FILE PLAYED" if result in ("done", "terminated", "break") else "FILE NOT FOUND"
 
 
+def _terminators(channel: Channel) -> str:
+    # mod_dptools on_dtmf: playback_terminators ("none": no key; "any": every key)
+    terminators = channel.get("playback_terminators") or ""
+    if terminators == "none":
+        return ""
+    return "0123456789*#" if terminators == "any" else terminators
+
+
+@app("say")
+def say(switch: Switch, channel: Channel, data: str) -> str:
+    """mod_dptools ``say <module> <type> <method> [<gender>] <text>`` (``say en number
+    pronounced 3``): the language module's files played as one playback (its path here is
+    ``say://<data>``, lasting what ``durations`` says, else the default file length), stopped
+    by uuid_break and by a key of ``playback_terminators`` as ``playback`` is."""
+    if len(data.split()) < 4:
+        switch.console_log("ERR", "Usage: say <module_name>[:<lang>] <say_type> "
+                                  "<say_method> [<say_gender>] <text>")
+        return ""
+    result = switch.media.play(channel, f"say://{data.strip()}",
+                               terminators=_terminators(channel))
+    channel.set("playback_last_result", result)
+    return ""
+
+
+@app("speak")
+def speak(switch: Switch, channel: Channel, data: str) -> str:
+    """mod_dptools ``speak <engine>|<voice>|<text>`` (switch_ivr_speak_text, mod_flite): the
+    text spoken (``speak://<data>``: 60 ms a character unless ``durations`` says otherwise),
+    with no PLAYBACK_START / STOP events; stopped by uuid_break and by a key of
+    ``playback_terminators``. Without engine and voice: ``tts_engine`` / ``tts_voice``."""
+    parts = data.split("|", 2)
+    if len(parts) < 3 and not (channel.get("tts_engine") and channel.get("tts_voice")):
+        switch.console_log("ERR", "Invalid Params!")
+        return ""
+    result = switch.media.play(channel, f"speak://{data.strip()}",
+                               terminators=_terminators(channel), events=False)
+    channel.set("playback_last_result", result)
+    return ""
+
+
 @app("park")
 def park(switch: Switch, channel: Channel, data: str) -> None:
     switch.set_state(channel, "CS_PARK")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 # since the bridge began, and while its partner is suspended (held) it reads without counting.
 # 11 frames of 20 ms.
 BRIDGE_LEAD_US = 11 * 20_000
+SPEAK_MS_PER_CHAR = 60
 
 
 class Media:
@@ -39,6 +40,9 @@ class Media:
         if path.startswith("silence_stream://"):
             ms = int(path.split("//", 1)[1].split(",")[0] or 0)
             return None if ms < 0 else ms
+        if path.startswith("speak://"):
+            # mod_flite speaks about 15 characters a second
+            return SPEAK_MS_PER_CHAR * len(path.rsplit("|", 1)[-1])
         if path.startswith("tone_stream://"):
             loops = re.search(r"loops=(-?\d+)", path)
             if loops and int(loops.group(1)) < 0:
@@ -47,9 +51,11 @@ class Media:
         return self.default_file_ms
 
     def play(self, channel: Channel, path: str,
-             on_dtmf: Callable[[str], bool] | None = None, terminators: str = "") -> str:
+             on_dtmf: Callable[[str], bool] | None = None, terminators: str = "",
+             events: bool = True) -> str:
         """Play ``path`` to the channel. Returns "done", "hangup", "break" or "terminated"
-        (a terminator or the DTMF callback stopped it)."""
+        (a terminator or the DTMF callback stopped it). ``events`` False: no PLAYBACK_START /
+        PLAYBACK_STOP (switch_ivr_speak_text fires none)."""
         switch = self.switch
         duration = self.duration_ms(path)
         # switch_ivr_play_file honours playback_timeout_sec: the playback stops after that long —
@@ -59,7 +65,8 @@ class Media:
             duration = int(limit) * 1000 if duration is None else min(duration, int(limit) * 1000)
         switch.pre_answer(channel)  # switch_ivr_play_file: media first (183 if not answered)
         channel.playing = path
-        switch.fire("PLAYBACK_START", channel, headers={"Playback-File-Path": path})
+        if events:
+            switch.fire("PLAYBACK_START", channel, headers={"Playback-File-Path": path})
         result = "done"
         try:
             remaining = None if duration is None else switch.scaled(duration)
@@ -91,8 +98,9 @@ class Media:
                         break
         finally:
             channel.playing = None
-            switch.fire("PLAYBACK_STOP", channel, headers={"Playback-File-Path": path,
-                                                          "Playback-Status": result})
+            if events:
+                switch.fire("PLAYBACK_STOP", channel, headers={"Playback-File-Path": path,
+                                                              "Playback-Status": result})
         return result
 
     def set_hold(self, channel: Channel, hold: bool, suspend: bool = False) -> None:

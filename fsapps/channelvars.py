@@ -42,6 +42,9 @@ LEG_VAR = "fsapps_cdr_leg"
 RECORD_FILE_VAR = "fsapps_record_file"
 
 # ----------------------------------------------------- set in the dialplan for an app ---
+# nwayacd: the skills the call requires (``english:2,billing:3``, most important first;
+# fsapps.domain.skills). Malformed: logged and ignored, the call routes without skills.
+SKILLS_VAR = "fsapps_skills"
 # nwaycallout: the outbound caller id instead of the group number.
 CALLER_ID_VAR = "fsapps_callout_caller_id"
 # nwaycallout / nway_bridge: seconds the far end / the agent may ring.

@@ -14,7 +14,8 @@ What is proved:
 - a node that dies mid-offer strands neither its agents (the lease) nor its queued callers
   (the survivors' reconciler);
 - the reconciler repairs agents whose call no longer exists;
-- the waiting queue is shared: a caller on one node is served by an agent freed on another.
+- the waiting queue is shared: a caller on one node is served by an agent freed on another;
+- skilled calls on two nodes go only to agents with their skills, never doubly offered.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ import pytest
 
 from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
+from fsapps.channelvars import SKILLS_VAR
 from fsapps.context import now_ms
 from fsapps.domain.callqueue import CallQueue
 from fsapps.domain.nodes import DEAD_AFTER_MS, Nodes
+from fsapps.domain.skills import Skills
 from fsapps.switch import acd
 from fsapps.switch.runtime import RECONCILE_MS
 from tests.acd_support import DOMAIN, CallCenter, center
@@ -502,3 +505,62 @@ def test_caller_dropped_from_queue_by_mistake_queues_again(cc: CallCenter) -> No
     wait_until(lambda: bridged(caller), 2, "caller bridged")
     wait_until(lambda: caller.done.is_set(), 5, "call ended")
     wait_settled(cc, ["5201"])
+
+
+# ----------------------------------------------------------------------- 6: skills --------
+def test_two_nodes_skilled_calls_go_only_to_qualified_agents_never_doubly(
+        cc: CallCenter) -> None:
+    """Calls requiring english:2 or billing:2 (or nothing) on two nodes, agents with one skill
+    or the other registered on either node, flaky phones and impatient callers: each answered
+    call's agent has the skills it required, and no agent is offered two calls at once."""
+    rng = random.Random(20261205)
+    checker = OfferChecker()
+    nodes = list(two_nodes(cc, checker))
+    cc.group("530", group_callout_timeout=1, wrapup_seconds=0, max_no_answer=1000)
+    agents = {f"53{i:02d}": ("english:3" if i % 2 else "billing:2") for i in range(1, 9)}
+
+    def phone(ext: str) -> Behaviour:
+        if rng.random() < 0.1:
+            return Behaviour(fail_with="USER_BUSY", fail_after_ms=rng.randint(20, 100))
+        return Behaviour(answer_after_ms=rng.randint(20, 150),
+                         hangup_after_ms=rng.randint(50, 250))
+
+    for i, (ext, skills) in enumerate(agents.items()):
+        cc.agent(ext, ["530"], switch=nodes[i % 2], behaviour=phone(ext))
+        Skills(cc.ctx, DOMAIN).set(ext, [(skills.split(":")[0], int(skills.split(":")[1]))])
+    checker.chooser = phone
+    sampler = OffersSampler(cc)
+    required: dict[str, str] = {}
+    callers: list[Channel] = []
+    try:
+        for n in range(90):
+            wanted = rng.choice(["english:2", "billing:2", ""])
+            channel = nodes[n % 2].place_call(
+                f"1395300{n:04d}", "7530", domain=cc.domain, context="default",
+                behaviour=Behaviour(abandon_after_ms=rng.randint(1500, 5000),
+                                    hangup_after_bridge_ms=rng.randint(50, 200)),
+                variables={SKILLS_VAR: wanted} if wanted else {})
+            required[channel.uuid] = wanted
+            callers.append(channel)
+            time.sleep(0.03)
+        wait_until(lambda: all(ch.done.is_set() for ch in callers), 60, "every call ended")
+        wait_until(lambda: checker.live_legs() == 0, 20, "every agent leg ended")
+        wait_settled(cc, list(agents))
+    finally:
+        sampler.close()
+    answered = {e.headers.get("variable_fsapps_acd_call", ""):
+                e.headers.get("variable_fsapps_acd_agent", "")
+                for s in nodes for e in s.bus.events("CHANNEL_ANSWER")
+                if e.headers.get("variable_fsapps_acd_agent")}
+    wrong = [(uuid[:8], required[uuid], ext, agents[ext]) for uuid, ext in answered.items()
+             if uuid in required and required[uuid]
+             and required[uuid].split(":")[0] != agents[ext].split(":")[0]]
+    assert not wrong, wrong
+    assert len([u for u in answered if u in required]) > 30
+    assert {required[u] for u in answered if u in required} == {"english:2", "billing:2", ""}
+    assert not checker.overlaps, checker.overlaps[:5]
+    assert not sampler.doubles, sampler.doubles[:5]
+    errors = [f"{s.name}: {m.strip()}" for s in nodes for level, m in list(s.log)
+              if level in ("ERR", "CRIT")]
+    assert not errors, errors[:10]
+    assert not settled_problems(cc, list(agents))

@@ -44,7 +44,8 @@ Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
     idle_since (ms: the end of its last call - agent_wrapup - or its return from a pause,
     logout or a missed offer - agent_ready, agent_release), stats_day / calls_today /
     talk_ms_today (its calls ended today and their talk time, counted by agent_wrapup; a
-    stats_day other than today counts as 0).
+    stats_day other than today counts as 0); skills (``name:level,...``, ext_skill: a call
+    requiring skills goes only to agents that have them, :mod:`fsapps.domain.skills`).
 ``p:{d}:agents``       set   the extensions that have an agent hash.
 ``p:{d}:wrapups``      zset  extensions in wrap-up, score = when it ends (ms).
 ``p:{d}:group:<g>:members``  zset  (owned by :mod:`fsapps.domain.groups`) updated on login/logout.
@@ -273,6 +274,15 @@ class Agents:
         there are none). The group member zsets are :mod:`fsapps.domain.groups`' part."""
         pipeline.hset(self.keys.agent(extension), mapping=hash_fields(
             {"groups": ",".join(groups), "logged_in": "1" if groups else "0"}))
+
+    def set_skills(self, extension: str, skills: str, pipeline: Any) -> None:
+        """Queue in ``pipeline``: the agent's skills (``name:level,...``, checked by
+        :mod:`fsapps.domain.skills`; "" none), read by the reserve and dispatch scripts."""
+        pipeline.hset(self.keys.agent(extension), "skills", skills)
+
+    def skills_of(self, extension: str) -> str:
+        """The agent's skills as its hash holds them ("" when none, or no agent)."""
+        return str(self.r.hget(self.keys.agent(extension), "skills") or "")
 
     def set_enabled(self, extension: str, enabled: bool, pipeline: Any) -> None:
         """Queue in ``pipeline``: the extension enabled, or disabled with its seat made busy

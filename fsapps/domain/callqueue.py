@@ -6,7 +6,9 @@ Keys (``p`` prefix, ``d`` domain):
 
 ``p:{d}:group:<g>:queue``  zset  waiting call uuids, score = queue order.
 ``p:{d}:waiting``          hash  call uuid -> JSON: node, group, level, number, real number,
-                                 callin time, arrival (ms), agents who failed it (``tried``).
+                                 callin time, arrival (ms), agents who failed it (``tried``),
+                                 the skills it requires (``skills``: [[name, level], ...],
+                                 most important first; :mod:`fsapps.domain.skills`).
 ``p:{d}:offers``           hash  call uuid -> extension reserved for it (the handler of the
                                  call reads it when woken).
 
@@ -38,14 +40,21 @@ class WaitingCall:
     callin_time: str
     arrived_ms: int
     tried: list[str] = field(default_factory=list)
+    # the skills the call requires, as given (the scripts relax them by the wait)
+    skills: list[tuple[str, int]] = field(default_factory=list)
 
     def to_json(self) -> str:
+        # (json's default ", " / ": " separators: agent_reserve.lua looks for '"skills": [['
+        # before it decodes, so a call without skills costs no decoding)
         return json.dumps(asdict(self), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> WaitingCall:
         data = json.loads(text)
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if "skills" in values:
+            values["skills"] = [(str(name), int(level)) for name, level in values["skills"]]
+        return cls(**values)
 
 
 @dataclass(frozen=True)

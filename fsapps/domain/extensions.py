@@ -97,8 +97,9 @@ class Extensions:
 
     def remove(self, number: str) -> bool:
         """Delete the extension: its record, its group memberships (``ext_group_map`` and the
-        member zsets) and its agent hash. Refused with :class:`ExtensionBusy` while the agent
-        rings or talks (nothing changes). False when there was nothing to remove."""
+        member zsets), its skills (``ext_skill``) and its agent hash. Refused with
+        :class:`ExtensionBusy` while the agent rings or talks (nothing changes). False when
+        there was nothing to remove."""
         groups = Groups(self.ctx, self.domain)
         member_keys = [self.keys.group_members(g) for g in groups.numbers()]
         key = self.keys.agent(number)
@@ -109,6 +110,9 @@ class Extensions:
             cur.execute("DELETE FROM ext_group_map WHERE ext = %s AND ext_group_number IN "
                         "(SELECT group_number FROM ext_group WHERE domain = %s)",
                         [number, self.domain])
+            # its skills go with its agent hash (an extension added again starts without)
+            cur.execute("DELETE FROM ext_skill WHERE domain = %s AND ext = %s",
+                        [self.domain, number])
             undo.capture(hashes=[key], members={self.keys.agents(): [number]},
                          scores={k: [number] for k in [self.keys.wrapups(), *member_keys]})
             outcome, state = self.agents.remove(number, member_keys)

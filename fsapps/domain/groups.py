@@ -11,9 +11,10 @@ Keys (``p`` prefix, ``d`` domain):
 
 ``p:{d}:group:<g>``            hash  no expiry: the ext_group row (name, call mode, timeouts,
                                      ring files, hold music, wrap-up, policies, current ext,
-                                     strategy, tier wait), and ``level:<ext>`` = the agent's
-                                     tier in the group (ext_group_level; absent = 1), where
-                                     the reserve and dispatch scripts read it with the group.
+                                     strategy, tier wait, skill relax), and ``level:<ext>``
+                                     = the agent's tier in the group (ext_group_level; absent
+                                     = 1), where the reserve and dispatch scripts read it
+                                     with the group.
 ``p:{d}:groups``               set   group numbers of the domain.
 ``p:{d}:group:<g>:members``    zset  logged-in member extensions, score = member position.
 ``p:{d}:group:<g>:blacklist``  set   caller numbers the group refuses.
@@ -33,6 +34,7 @@ from fsapps.context import Context
 from fsapps.db.connection import Cursor, transaction
 from fsapps.domain.agents import Agents
 from fsapps.domain.routing import CallMode, parse_level, parse_mode, parse_strategy
+from fsapps.domain.waiting import EXIT_KEYS, parse_announce, parse_destination
 from fsapps.errors import NotFound
 from fsapps.fslog import log
 from fsapps.store import hash_fields
@@ -57,7 +59,15 @@ class Group:
     domain: str = "default"
     agent_strategy: str = ""  # routing.STRATEGIES: "" = the call mode's order
     tier_wait_seconds: int | None = None  # tiers: see docs/acd.md (None/0: no wait)
+    skill_relax_seconds: int | None = None  # skills relax a step every N s (None/0: never)
     service_level_seconds: int = 20  # statistics: answered before this wait is "in service"
+    # waiting callers (docs/acd.md, fsapps.domain.waiting): 0 / "" = today's behaviour
+    announce_seconds: int = 0  # announce place and estimated wait every N s
+    announce: str = ""  # the announcement's steps ("": the English default)
+    max_wait_seconds: int = 0  # then overflow_to (and at once while nobody is logged in)
+    overflow_to: str = ""  # hangup, group:<g>, extension:<ext>, dialplan:<dest> [..]
+    exit_key: str = ""  # a key the waiting caller presses to leave to exit_to
+    exit_to: str = ""
 
     @property
     def mode(self) -> CallMode:
@@ -90,8 +100,10 @@ class Group:
                 values[f.name] = int(raw)
             elif f.name == "service_level_seconds":
                 values[f.name] = int(raw) if raw.isdigit() and int(raw) > 0 else 20
+            elif f.name in ("announce_seconds", "max_wait_seconds"):
+                values[f.name] = int(raw) if raw.isdigit() else 0
             elif f.name in ("wrapup_seconds", "max_no_answer", "busy_ring_repeats",
-                            "tier_wait_seconds"):
+                            "tier_wait_seconds", "skill_relax_seconds"):
                 values[f.name] = int(raw) if raw != "" else None
             else:
                 values[f.name] = raw
@@ -110,6 +122,19 @@ class RoutingFacts:
 
 
 _COLUMNS = [f.name for f in fields(Group)]
+
+
+def check_waiting(values: Mapping[str, object]) -> None:
+    """ValueError naming a waiting-caller setting that could not be used (an announcement
+    step, a destination, an exit key): refused when set, not when a caller waits."""
+    for column in ("overflow_to", "exit_to"):
+        if column in values:
+            parse_destination(str(values[column] or ""))
+    if values.get("announce"):
+        parse_announce(str(values["announce"]))
+    key = str(values.get("exit_key") or "")
+    if key and (len(key) != 1 or key not in EXIT_KEYS):
+        raise ValueError(f"not an exit key: {key!r} (one of {EXIT_KEYS})")
 
 
 class RedisUndo:
@@ -287,6 +312,7 @@ class Groups:
         """Create or replace a group's settings (record and working set)."""
         parse_mode(group.group_call_mode)
         parse_strategy(group.agent_strategy)
+        check_waiting(asdict(group))
         group = Group(**{**asdict(group), "domain": self.domain})
         cols = ", ".join(_COLUMNS)
         marks = ", ".join(["%s"] * len(_COLUMNS))
@@ -324,6 +350,7 @@ class Groups:
                 parse_mode(values["group_call_mode"])
             if "agent_strategy" in values:
                 parse_strategy(values["agent_strategy"])
+            check_waiting(values)
         names = list(changes)
         returning = ", ".join(f"ext_group.{c}" for c in _COLUMNS)
         with written_together(self.ctx) as (cur, undo):

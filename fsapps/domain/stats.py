@@ -18,7 +18,9 @@ Keys (``p`` prefix, ``d`` domain):
                                        ``answer_wait_ms`` (sum), ``aw:<s>`` / ``uw:<s>`` (calls
                                        answered / left unanswered after waiting s whole
                                        seconds), ``occ_agents`` / ``occ_talking`` (occupancy
-                                       samples: agents logged into the group / of them talking).
+                                       samples: agents logged into the group / of them talking),
+                                       ``handled`` / ``handle_ms`` (answered calls ended, and
+                                       their talk + wrap-up summed: the estimated wait).
 ``p:{d}:stats:<g>:total``      hash    no expiry: ``offered``, ``answered``, ``abandoned``,
                                        ``timed_out`` since the group began (Prometheus counters).
 ``p:{d}:stats_sample:<slot>``  string  PX 2 min: the node that took the occupancy sample of a
@@ -28,6 +30,7 @@ Keys (``p`` prefix, ``d`` domain):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fsapps.context import Context
@@ -51,6 +54,8 @@ ANSWERED_AFTER = "aw:"    # + whole seconds waited: calls answered after that wa
 UNANSWERED_AFTER = "uw:"  # the same for calls abandoned or timed out
 OCC_AGENTS = "occ_agents"
 OCC_TALKING = "occ_talking"
+HANDLED = "handled"      # answered calls that ended (talk + the group's wrap-up: handle_ms)
+HANDLE_MS = "handle_ms"  # their handling times, summed (the estimated wait reads them)
 
 
 def minute_of(ms: int) -> int:
@@ -125,6 +130,15 @@ def live_figures(waiting: Iterable[WaitingCall], members: Iterable[str],
     }
 
 
+@dataclass(frozen=True)
+class WaitFacts:
+    """What a waiting caller's announcement needs (:meth:`QueueStats.wait_facts`)."""
+
+    position: int                   # 1 = next; 0 = not in the queue
+    staffed: int                    # agents logged into the group
+    average_handle_ms: int | None   # None: no call of the group ended in the last hour
+
+
 class QueueStats:
     """The queue statistics of one domain."""
 
@@ -146,6 +160,35 @@ class QueueStats:
         pipe.hincrby(self.keys.stats_total(group), outcome, 1)
         if pipeline is None:
             pipe.execute()
+
+    def record_handled(self, group: str, at_ms: int, handle_ms: int) -> None:
+        """An answered call of the group ended, after ``handle_ms`` of talk and wrap-up."""
+        key = self.keys.stats(group, minute_of(at_ms))
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hincrby(key, HANDLED, 1)
+        pipe.hincrby(key, HANDLE_MS, max(0, int(handle_ms)))
+        pipe.pexpire(key, BUCKET_TTL_MS)
+        pipe.execute()
+
+    def wait_facts(self, group: str, uuid: str, now_ms: int) -> WaitFacts:
+        """The waiting call's place in its group's queue (1 = next; 0: not queued), the agents
+        logged into the group and its recent average handling time, in one round trip: over
+        the last 15 minutes, else the last 60 (None when no call ended in the hour)."""
+        minute = minute_of(now_ms)
+        longest = max(minutes for _, minutes in WINDOWS)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrank(self.keys.group_queue(group), uuid)
+        pipe.zcard(self.keys.group_members(group))
+        for back in range(longest):
+            pipe.hmget(self.keys.stats(group, minute - back), [HANDLED, HANDLE_MS])
+        rank, staffed, *buckets = pipe.execute()
+        average = None
+        for _, minutes in WINDOWS:
+            handled = sum(_int(b[0] or 0) for b in buckets[:minutes])
+            if handled:
+                average = sum(_int(b[1] or 0) for b in buckets[:minutes]) // handled
+                break
+        return WaitFacts(0 if rank is None else int(rank) + 1, int(staffed), average)
 
     def sample_occupancy(self, node: str, now_ms: int) -> bool:
         """Once per SAMPLE_MS across every node (the first to claim the slot): add each

@@ -3,8 +3,8 @@ a restart without persistence, a failover to an empty replica, a FLUSHALL.
 
 Every node's runtime calls :func:`restore_if_empty` at start-up for each domain; the first
 node to find the domain's group set missing rebuilds groups, members, blacklists, VIP lists,
-extensions (job numbers, enabled) and agents' group logins. Live state (registrations, calls,
-queues) is not in PostgreSQL: phones re-register and new calls queue again.
+extensions (job numbers, enabled), agents' group logins and skills. Live state (registrations,
+calls, queues) is not in PostgreSQL: phones re-register and new calls queue again.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from fsapps.context import Context
 from fsapps.db.connection import transaction
 from fsapps.domain.agents import Agents
 from fsapps.domain.groups import Groups
+from fsapps.domain.skills import Skills
 from fsapps.fslog import log
 
 
@@ -44,6 +45,7 @@ def restore_if_empty(ctx: Context, domain: str) -> bool:
         agents.ensure(extension, pipeline=pipe)
         agents.set_groups(extension, group_list.split(","), pipe)
     pipe.execute()
+    Skills(ctx, domain).load_into_redis()
     log("WARNING", f"Redis had no working set for domain {domain}: rebuilt {groups} groups, "
                    f"{len(extensions)} extensions and {len(logins)} agent logins from "
                    "PostgreSQL")

@@ -19,6 +19,7 @@ import re
 import socket
 import time
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,15 +38,25 @@ from fsapps.channelvars import (
     RELAY_DOMAIN_HEADER,
     RELAY_PREFIX,
     RING_TIMEOUT_HEADER,
+    SKILLS_VAR,
 )
 from fsapps.context import Context, get_context, now_ms
-from fsapps.domain import routing, stats
+from fsapps.domain import routing, skills, stats
 from fsapps.domain.agents import Agents, Ready
 from fsapps.domain.callqueue import CallQueue, WaitingCall
 from fsapps.domain.groups import Group, Groups
 from fsapps.domain.nodes import Nodes
 from fsapps.domain.stats import QueueStats
-from fsapps.errors import CallerGone
+from fsapps.domain.waiting import (
+    HANGUP,
+    MAX_GROUP_HOPS,
+    Destination,
+    announcement,
+    estimated_wait_seconds,
+    parse_announce,
+    parse_destination,
+)
+from fsapps.errors import BadInput, CallerGone
 from fsapps.events import cdr, cdrspool
 from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
@@ -60,6 +71,9 @@ HOLD_SEGMENT_SECONDS = 60
 # switch_ivr_play_file ignores a playback_timeout_sec below 2 (its test is "> 1"): a 1 s
 # segment of hold music would play until something breaks it.
 PLAYBACK_TIMEOUT_MIN_SECONDS = 2
+# A group with a max wait looks this often whether anybody is still logged in (a logout does
+# not wake its callers): nobody is, and the caller overflows.
+NO_AGENT_CHECK_SECONDS = 5
 # A call whose free agents have all failed it already waits this long before ringing again.
 RETRY_PAUSE_SECONDS = PLAYBACK_TIMEOUT_MIN_SECONDS
 
@@ -92,11 +106,12 @@ class QueueCall:
     tried: list[str] = field(default_factory=list)
     queued: bool = False
     dialled: str = ""  # what the caller dialled, read on arrival (a transfer changes it)
+    skills: list[tuple[str, int]] = field(default_factory=list)  # required (fsapps_skills)
 
     def waiting(self) -> WaitingCall:
         return WaitingCall(self.uuid, self.node, self.group.group_number, self.caller,
                            self.real_number, self.level, stamp(self.arrived_ms / 1000),
-                           self.arrived_ms, list(self.tried))
+                           self.arrived_ms, list(self.tried), list(self.skills))
 
 
 class Router:
@@ -117,6 +132,11 @@ class Router:
         self.answered_at: float | None = None  # when the handler answered the caller
         self.offered_counted = False  # in the group's statistics (count_offered)
         self.tier_checked_ms = 0  # tiers: the last level deadline the handler looked at
+        # waiting (fsapps.domain.waiting): the next announcement (monotonic; 0: at once), the
+        # exit key pressed, and where the caller left the queue to (None: it did not)
+        self.announce_due = 0.0
+        self.exit_pressed = False
+        self.left_to: Destination | None = None
 
     # ------------------------------------------------------------------ helpers ----------
     def guard(self) -> None:
@@ -139,10 +159,6 @@ class Router:
     @property
     def lease_ms(self) -> int:
         return lease_ms(self.ctx, self.call.group.group_callout_timeout)
-
-    def play(self, path: str) -> None:
-        if path:
-            self.session.execute("playback", path)
 
     # ------------------------------------------------------------------ the call ---------
     def run(self, facts_members: list[str], remembered: str | None) -> None:
@@ -188,6 +204,8 @@ class Router:
                     self.queue_event("nway_queue_add", messages)
                 send_messages(messages)  # (with the call's offered count, if it is new)
                 extension = self.wait_for_agent()
+                if self.left_to is not None:
+                    return  # left the queue on the group's terms (route_call takes it on)
                 if not extension:
                     continue  # dropped from the queue by a reconciler: queue again
                 messages = publish_pipeline(self.ctx.redis)  # sent with the callout event
@@ -207,9 +225,25 @@ class Router:
 
     def wait_for_agent(self) -> str:
         """Hold music until an agent reserves itself for this call (its extension), or the
-        call is found out of the queue ("": queue it again); the long-wait policy plays the
-        busy ring every interval and hangs up after the configured number."""
+        call is found out of the queue ("": queue it again), or the caller leaves the queue
+        on the group's terms ("" with :attr:`left_to` set, or hung up: CallerGone): the exit
+        key, the max wait (at once while nobody is logged into the group), or the long-wait
+        policy (the busy ring every interval, then leaving after the configured number).
+        Every ``announce_seconds`` of hold music the caller hears its place and estimated
+        wait (:meth:`announce`)."""
         group = self.call.group
+        if group.exit_key:
+            # mod_dptools' playback, say and speak stop at a key of playback_terminators
+            # (setting playback_terminator_used): the exit key, and no other key, ends them
+            self.session.setVariable("playback_terminators", group.exit_key)
+        try:
+            return self.wait_in_queue(group)
+        finally:
+            if group.exit_key and is_up(self.session):
+                self.session.setVariable("playback_terminators", "")
+
+    def wait_in_queue(self, group: Group) -> str:
+        """:meth:`wait_for_agent`'s loop."""
         repeats = group.busy_repeats(self.defaults)
         interval = self.defaults.busy_ring_interval_seconds
         music = group.music(self.defaults)
@@ -228,22 +262,44 @@ class Router:
                 # its heartbeats): "" sends it back through reserve_or_queue, which queues it
                 # again in the same place (or finds the offer made meanwhile).
                 return ""
+            if self.exit_pressed:
+                return self.leave_for(group.exit_to, f"pressed the exit key {group.exit_key}")
+            if group.max_wait_seconds:
+                waited = now_ms() - self.call.arrived_ms
+                if waited >= group.max_wait_seconds * 1000:
+                    self.timed_out = True
+                    return self.leave_for(group.overflow_to,
+                                          f"waited {waited // 1000} s (max wait)")
+                if not self.groups.members(group.group_number):
+                    self.timed_out = True
+                    return self.leave_for(group.overflow_to, "has no agent logged in to wait "
+                                                             "for")
             if group.busy_ring and time.monotonic() - segment_start >= interval:
                 self.session.setVariable("playback_timeout_sec", "")
-                self.play(group.busy_ring)
+                self.media("playback", group.busy_ring)
                 rings += 1
                 segment_start = time.monotonic()
                 if repeats and rings >= repeats:
                     if self.queue.offer_for(self.call.uuid):
                         continue  # an agent took the call during the last busy ring
                     self.timed_out = True
-                    self.give_up()
-                    raise CallerGone()
+                    return self.leave_for(group.overflow_to,
+                                          f"waited too long ({rings} busy rings)")
+                continue
+            if group.announce_seconds and time.monotonic() >= self.announce_due:
+                self.announce(group)
+                self.announce_due = time.monotonic() + group.announce_seconds
                 continue
             seconds = HOLD_SEGMENT_SECONDS
             if group.busy_ring:  # until the next busy ring is due (no ring: nothing is due)
                 remaining = interval - (time.monotonic() - segment_start)
                 seconds = min(seconds, int(remaining) + 1)
+            if group.announce_seconds:
+                seconds = min(seconds, int(self.announce_due - time.monotonic()) + 1)
+            if group.max_wait_seconds:
+                # until the max wait; and whether anybody is still logged in, now and then
+                left_ms = group.max_wait_seconds * 1000 - (now_ms() - self.call.arrived_ms)
+                seconds = min(seconds, NO_AGENT_CHECK_SECONDS, left_ms // 1000 + 1)
             tier_due = self.next_tier_ms()
             if tier_due is not None and tier_due <= now_ms():
                 # a higher tier may take the call now: look for a free agent of it (the
@@ -255,17 +311,17 @@ class Router:
             self.hold_music(music, seconds)
 
     def next_tier_ms(self) -> int | None:
-        """Tiers with a wait: when the next level may take this call (arrival + k x the
-        group's tier_wait_seconds), if not looked for yet; None without a tier wait or after
-        the last level."""
-        wait = self.call.group.tier_wait_seconds or 0
-        if wait <= 0:
-            return None
-        for k in range(1, routing.MAX_LEVEL):
-            due = self.call.arrived_ms + k * wait * 1000
-            if due > self.tier_checked_ms:
-                return due
-        return None
+        """When more agents may take this call, if not looked for yet: tiers with a wait (the
+        next level: arrival + k x the group's tier_wait_seconds) and skills that relax (the
+        next step: arrival + k x skill_relax_seconds, until nothing is required); None when
+        neither is due any more."""
+        due = [self.call.arrived_ms + k * wait * 1000
+               for wait, steps in ((self.call.group.tier_wait_seconds or 0, routing.MAX_LEVEL - 1),
+                                   (self.call.group.skill_relax_seconds or 0,
+                                    skills.steps_to_relax_fully(self.call.skills)))
+               if wait > 0 for k in range(1, steps + 1)]
+        later = [d for d in due if d > self.tier_checked_ms]
+        return min(later) if later else None
 
     def woken_with(self) -> str | None:
         """The agent the runtime woke this caller with (:data:`ACD_OFFER_VAR`), taken: the
@@ -277,18 +333,64 @@ class Router:
         return str(extension)
 
     def hold_music(self, music: str, seconds: int) -> None:
-        """Play ``music`` for ``seconds`` (at least FreeSWITCH's 2), or until broken."""
+        """Play ``music`` for ``seconds`` (at least FreeSWITCH's 2), or until broken (or the
+        exit key: :attr:`exit_pressed`)."""
         self.session.setVariable("playback_timeout_sec",
                                  str(max(PLAYBACK_TIMEOUT_MIN_SECONDS, seconds)))
-        self.session.execute("playback", music)
+        self.media("playback", music)
         self.session.setVariable("playback_timeout_sec", "")
 
-    def give_up(self) -> None:
-        """The long-wait policy ends the call."""
-        log("NOTICE", f"nwayacd: caller {self.call.caller} waited too long in group "
-                      f"{self.call.group.group_number}; hanging up by policy")
+    def media(self, app: str, data: str) -> None:
+        """Run one media application (playback, say, speak) on the caller; a press of the
+        group's exit key during it (it stops the application) sets :attr:`exit_pressed`."""
+        key = self.call.group.exit_key
+        if key:
+            self.session.setVariable("playback_terminator_used", "")
+        self.session.execute(app, data)
+        if key and self.session.getVariable("playback_terminator_used") == key:
+            self.exit_pressed = True
+
+    def announce(self, group: Group) -> None:
+        """The caller's place in the queue and its estimated wait (fsapps.domain.waiting),
+        spoken by the group's announcement steps. One round trip for the figures; each step is
+        a switch application that the runtime's break stops like the hold music, and none
+        starts once the caller was woken (or pressed the exit key)."""
+        try:
+            steps = parse_announce(group.announce)
+        except ValueError as exc:
+            log("WARNING", f"nwayacd: group {group.group_number}'s announcement is not used: "
+                           f"{exc}")
+            return
+        facts = QueueStats(self.ctx, self.call.domain).wait_facts(
+            group.group_number, self.call.uuid, now_ms())
+        if not facts.position:
+            return
+        wait = estimated_wait_seconds(facts.position, facts.average_handle_ms, facts.staffed)
+        for app, data in announcement(steps, facts.position, wait):
+            if self.exit_pressed or self.session.getVariable(ACD_OFFER_VAR) or \
+                    not is_up(self.session):
+                return
+            self.media(app, data)
+
+    def leave_for(self, to: str, why: str) -> str:
+        """The caller leaves the queue on the group's terms: out of it in one step (an agent
+        reserved for it meanwhile is freed), then to the destination ``to`` names
+        (fsapps.domain.waiting): hung up at once (CallerGone), or "" with :attr:`left_to` set
+        for :func:`route_call` to take it there once its CDR is written."""
+        c = self.call
+        try:
+            destination = parse_destination(to)
+        except ValueError as exc:
+            log("WARNING", f"nwayacd: group {c.group.group_number}: {exc}; hanging up")
+            destination = HANGUP
+        log("NOTICE", f"nwayacd: caller {c.caller} {why} in group {c.group.group_number}; "
+                      f"leaving the queue to {destination}")
         self.leave_queue()
-        self.session.hangup("NORMAL_CLEARING")
+        if destination.kind == "hangup":
+            self.session.hangup("NORMAL_CLEARING")
+            raise CallerGone()
+        self.left_to = destination
+        return ""
 
     def leave_queue(self) -> None:
         """Out of the queue for good; an agent reserved for us meanwhile is freed."""
@@ -502,7 +604,7 @@ class Router:
         return caller_cdr(
             self.ctx, s, c.uuid, c.caller, c.group.group_number, c.domain, c.node, c.level,
             a_start, flag, missed, agent, tuple(self.attempts), a_answer=self.answered_at,
-            dialled=c.dialled)
+            dialled=c.dialled, hang_up_caller=self.left_to is None)
 
     def record(self, a_start: float) -> None:
         """Leave the call's CDR draft on the channel, for the runtime to complete when the
@@ -544,6 +646,24 @@ class Router:
             log("ERR", f"nwayacd: call {c.uuid} not counted in the statistics: "
                        f"{type(exc).__name__}: {exc}")
 
+    def count_handled(self, extension: str) -> None:
+        """The answered call's handling time (its talk, as the attempt recorded it, plus the
+        group's wrap-up) for the estimated wait of the callers after it. Only logged on a
+        failure: the call is over."""
+        c = self.call
+        answered = next((a for a in reversed(self.attempts)
+                         if a.extension == extension and a.answer), None)
+        if answered is None or not answered.end:
+            return
+        talk_ms = int((answered.end - answered.answer) * 1000) if answered.answer else 0
+        try:
+            QueueStats(self.ctx, c.domain).record_handled(
+                c.group.group_number, now_ms(),
+                max(0, talk_ms) + c.group.wrapup(self.defaults) * 1000)
+        except Exception as exc:
+            log("ERR", f"nwayacd: call {c.uuid}'s handling time not counted: "
+                       f"{type(exc).__name__}: {exc}")
+
     def agent_endpoint(self, extension: str) -> str:
         return agent_endpoint(self.ctx, self.call.domain, extension, self.call.node)
 
@@ -553,6 +673,7 @@ class Router:
         c = self.call
         self.groups.remember(c.group.group_number, c.caller, extension)
         self.agent_event("hangup", extension)
+        self.count_handled(extension)
         if self.agents.start_wrapup(extension, c.uuid, c.group.wrapup(self.defaults)):
             agent_available(self.ctx, c.domain, extension)
 
@@ -561,15 +682,19 @@ def caller_cdr(ctx: Context, session: Any, uuid: str, caller: str, group_number:
                domain: str, node: str, level: str, a_start: float, flag: str,
                missed: list[str], agent: cdr.Attempt | None,
                attempts: tuple[cdr.Attempt, ...] = (), *,
-               a_answer: float | None = None, dialled: str = "") -> cdr.Cdr:
+               a_answer: float | None = None, dialled: str = "",
+               hang_up_caller: bool = True) -> cdr.Cdr:
     """A queue call's CDR draft: the agent part from ``agent``, the caller's times as this
     handler saw them (``a_start`` when it took the call, ``a_answer`` when it answered, now
     as the end). Inside the handler FreeSWITCH has not set the caller's ``answer_uepoch``,
     ``billsec``, ``hangup_cause``, ``sip_hangup_disposition`` yet (its hangup state does,
     after the handler returns): the runtime puts the switch's values in
     (:func:`fsapps.events.cdr.complete`). ``dialled``: what the caller dialled, read when the call
-    arrived — after a transfer the channel's ``destination_number`` is the transfer's."""
-    hang_up(session, "NORMAL_CLEARING")
+    arrived — after a transfer the channel's ``destination_number`` is the transfer's.
+    ``hang_up_caller`` False: the caller left the queue for another destination and goes on
+    (the record's end is when it left)."""
+    if hang_up_caller:
+        hang_up(session, "NORMAL_CLEARING")
     a_end = time.time()
     # the bridge returns a moment after the caller's hangup: the agent's part ends with it
     end = min(agent.end, a_end) if agent and agent.end else None
@@ -723,8 +848,13 @@ def node_name(ctx: Context) -> str:
     return name
 
 
-def route_call(session: Any, args: str) -> None:
-    """``python fsapps.nwayacd <group>``: route the call on ``session`` into ``group``."""
+def route_call(session: Any, args: str, overflowed: int = 0,
+               ring_extension: Callable[[Any, str], None] | None = None) -> None:
+    """``python fsapps.nwayacd <group>``: route the call on ``session`` into ``group``.
+    A caller leaving the queue on the group's terms goes on from here (:func:`take_to`):
+    ``overflowed`` counts the groups it overflowed from, ``ring_extension`` rings an
+    extension as ``nway_bridge`` does (the entry module passes it: that module imports this
+    one)."""
     ctx = get_context()
     group_number = (args or "").split()[0] if (args or "").split() else ""
     if not _SAFE.match(group_number):
@@ -762,7 +892,8 @@ def route_call(session: Any, args: str) -> None:
     uuid = session.get_uuid()
     call = QueueCall(uuid=uuid, node=node_name(ctx), domain=domain, group=group, caller=caller,
                      real_number=raw_caller, level=routing.LEVEL_VIP if facts.vip
-                     else routing.LEVEL_NORMAL, arrived_ms=now_ms(), dialled=dialled)
+                     else routing.LEVEL_NORMAL, arrived_ms=now_ms(), dialled=dialled,
+                     skills=required_skills(session.getVariable(SKILLS_VAR), uuid, group_number))
     router = Router(ctx, session, call)
     router.decision_started = started
     a_start = time.time()
@@ -773,7 +904,7 @@ def route_call(session: Any, args: str) -> None:
         # docs/performance-switch.md); execute() lets go of it.
         session.execute("answer", "")
         router.answered_at = time.time()
-        if group.welcome_ring:
+        if group.welcome_ring and not overflowed:
             session.execute("playback", group.welcome_ring)
         remembered = facts.remembered if group.mode.uses_memory else None
         try:
@@ -783,6 +914,44 @@ def route_call(session: Any, args: str) -> None:
     finally:
         # once per call, whatever ended it (cdrspool.record_own never raises)
         router.record(a_start)
+    if router.left_to is not None:
+        take_to(ctx, session, router.left_to, overflowed, ring_extension)
+
+
+def take_to(ctx: Context, session: Any, destination: Destination, overflowed: int,
+            ring_extension: Callable[[Any, str], None] | None) -> None:
+    """The caller left its group's queue (max wait, exit key) for ``destination``: another
+    group's queue (at most MAX_GROUP_HOPS groups a call: groups overflowing into each other
+    would keep it forever), an extension rung as nway_bridge does, or the dialplan
+    (``transfer``: the handler returns and the switch routes the call there)."""
+    if not is_up(session):
+        return
+    if destination.kind == "group":
+        if overflowed + 1 >= MAX_GROUP_HOPS:
+            log("WARNING", f"nwayacd: call {session.get_uuid()} overflowed through "
+                           f"{overflowed + 1} groups; hanging up instead of entering group "
+                           f"{destination.target}")
+            hang_up(session, "NORMAL_CLEARING")
+            return
+        route_call(session, destination.target, overflowed + 1, ring_extension)
+    elif destination.kind == "extension" and ring_extension is not None:
+        ring_extension(session, destination.target)
+    elif destination.kind == "dialplan":
+        session.execute("transfer", destination.target)
+    else:
+        hang_up(session, "NORMAL_CLEARING")
+
+
+def required_skills(raw: str | None, uuid: str, group_number: str) -> list[tuple[str, int]]:
+    """The skills the call requires, from its ``fsapps_skills`` variable: none when unset;
+    a malformed value is logged (naming the call and what was wrong) and ignored - the call
+    routes as one without skills rather than not at all."""
+    try:
+        return skills.parse_skills(raw)
+    except BadInput as exc:
+        log("WARNING", f"nwayacd: call {uuid} to group {group_number}: {SKILLS_VAR} "
+                       f"{str(raw)[:80]!r} ignored: {exc}")
+        return []
 
 
 # ---------------------------------------------------------------------- agent operations ---

@@ -46,6 +46,8 @@ from fsapps.domain.groups import Group, Groups
 from fsapps.domain.nodes import REPLY_TIMEOUT_S
 from fsapps.domain.numbers import valid_gateway, valid_number
 from fsapps.domain.routing import MAX_LEVEL, STRATEGIES, parse_strategy
+from fsapps.domain.skills import MAX_AGENT_SKILLS, Skills, format_skills, parse_skills
+from fsapps.domain.waiting import EXIT_KEYS, parse_announce, parse_destination
 from fsapps.errors import BadInput, Conflict, DatabaseError, FsappsError, StoreUnavailable
 from fsapps.fslog import log
 from fsapps.services import agents as agent_service
@@ -446,6 +448,98 @@ def nway_set_agent_level(inv: Invocation) -> str:
     if not Groups(inv.ctx, inv.domain).set_level(number, ext, level):
         raise Refused(f"unknown group {inv.label(number)!r}")
     return f"+OK agent {inv.label(ext)} level {level} in group {inv.label(number)}"
+
+
+@command("nway_set_agent_skills", "<extension> <skill:level>[,<skill:level>...]|-", record=True)
+def nway_set_agent_skills(inv: Invocation) -> str:
+    """The agent's skills (docs/acd.md "Skills"), replacing the ones it had; ``-`` removes
+    them all. A call requiring skills goes only to agents that have them at its levels."""
+    ext = inv.qualified(0, "extension")
+    text = inv.arg(1, "skills (<skill:level>[,...] with levels 1-9, or - for none)")
+    inv.at_most(2)
+    try:
+        wanted = parse_skills(text, limit=MAX_AGENT_SKILLS)
+    except BadInput as exc:
+        raise UsageError(str(exc)) from None
+    Skills(inv.ctx, inv.domain).set(ext, wanted)
+    return f"+OK agent {inv.label(ext)} skills {format_skills(wanted) or '(none)'}"
+
+
+@command("nway_set_group_skill_relax", "<group> <seconds>", record=True)
+def nway_set_group_skill_relax(inv: Invocation) -> str:
+    """Every this many seconds of waiting, a call's required skills relax one step (every
+    level one lower, then the last-named skill dropped); 0 = never."""
+    number = inv.qualified(0, "group")
+    seconds = int(inv.arg(1, "seconds (0-86400)", lambda v: v.isdigit() and int(v) <= 86400))
+    inv.at_most(2)
+    done = Groups(inv.ctx, inv.domain).change(number, {"skill_relax_seconds": seconds})
+    if done is None:
+        raise Refused(f"unknown group {inv.label(number)!r}")
+    return f"+OK group {inv.label(number)} skills relax every {seconds} s" if seconds else \
+        f"+OK group {inv.label(number)} skills never relax"
+
+
+@command("nway_set_group_waiting",
+         "<group> <max wait seconds> <overflow to> [<exit key> <exit to>]", record=True)
+def nway_set_group_waiting(inv: Invocation) -> str:
+    """How a caller leaves the group's queue on its own terms (docs/acd.md): after the max
+    wait (0 = no limit; with a limit, at once while nobody is logged in) and after the
+    long-wait policy's busy rings it goes to ``overflow to`` (hangup, group:<g>,
+    extension:<ext>, dialplan:<destination>[,<dialplan>[,<context>]]); pressing the exit
+    key (``-`` = none) takes it to ``exit to``."""
+    number = inv.qualified(0, "group")
+    wait = inv.arg(1, "max wait seconds", lambda v: v.isdigit() and int(v) <= 86400)
+    changes: dict[str, object] = {"max_wait_seconds": int(wait),
+                                  "overflow_to": inv.arg(2, "overflow to", _destination)}
+    key = inv.arg(3, "exit key", lambda v: v == "-" or (len(v) == 1 and v in EXIT_KEYS),
+                  default="")
+    if key:
+        changes["exit_key"] = "" if key == "-" else key
+        changes["exit_to"] = inv.arg(4, "exit to", _destination,
+                                     default="" if key == "-" else None)
+    inv.at_most(5)
+    group = _changed_group(inv, number, changes)
+    exit_key = f"exit key {group.exit_key} to {parse_destination(group.exit_to)}" \
+        if group.exit_key else "no exit key"
+    return (f"+OK group {inv.label(number)} max wait {group.max_wait_seconds or 0} s, "
+            f"overflow to {parse_destination(group.overflow_to)}, {exit_key}")
+
+
+@command("nway_set_group_announce", "<group> <every seconds> [<steps>]", record=True)
+def nway_set_group_announce(inv: Invocation) -> str:
+    """Every N s (0 = never) a waiting caller hears its place and estimated wait: the steps
+    (the rest of the line; none = the English default spoken by mod_flite) are switch
+    applications separated by ``;`` (sentences by ``;;``): ``playback <file>``, ``say
+    <args>``, ``speak <engine>|<voice>|<text>``, with {position}, {minutes}, {seconds}
+    (docs/acd.md)."""
+    number = inv.qualified(0, "group")
+    every = inv.arg(1, "every seconds", lambda v: v.isdigit() and int(v) <= 3600)
+    steps = " ".join(inv.args[2:])
+    try:
+        parse_announce(steps)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    group = _changed_group(inv, number, {"announce_seconds": int(every), "announce": steps})
+    return (f"+OK group {inv.label(number)} announces every {group.announce_seconds} s: "
+            f"{group.announce or 'the default announcement'}")
+
+
+def _destination(text: str) -> bool:
+    try:
+        parse_destination(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _changed_group(inv: Invocation, number: str, changes: dict[str, object]) -> Group:
+    try:
+        done = Groups(inv.ctx, inv.domain).change(number, changes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if done is None:
+        raise Refused(f"unknown group {inv.label(number)!r}")
+    return done[0]
 
 
 @command("nway_list_groups", "[json]", lists=True)

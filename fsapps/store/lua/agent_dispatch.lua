@@ -13,6 +13,7 @@
 -- Returns {call uuid, waiting JSON, now} for the call now offered this agent (it rings since
 -- now: publish that), or false when the agent is not available or nobody waits for it.
 --#include agent_rules
+--#include skills
 --#include agent_take_call
 --#include agent_request
 local req = ARGV[5]

@@ -22,6 +22,7 @@
 -- changed since the caller read them (nothing offered: dispatch again with the new ones)}.
 -- Publish "ready" when the previous state differs, then "ring" when a call was offered.
 --#include agent_rules
+--#include skills
 --#include agent_take_call
 --#include agent_request
 local req = ARGV[7]

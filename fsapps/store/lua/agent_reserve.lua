@@ -12,7 +12,8 @@
 -- ARGV[4] = lease (ms): the reservation frees itself after this unless confirmed or released
 -- ARGV[5] = "1" to queue the call when nobody is available, "0" not to
 -- ARGV[6] = queue score
--- ARGV[7] = waiting JSON
+-- ARGV[7] = waiting JSON (its skills: the call's requirement - only agents meeting it, relaxed
+--           by the wait as the group's skill_relax_seconds says, are candidates; include/skills)
 -- ARGV[8] = "1" to record the reserved agent as the group's current_ext_number
 -- ARGV[9] = request id: the same in a retry, which gets the first run's reply (agent_request:
 --           recorded in the hash of the agent it reserved)
@@ -30,6 +31,7 @@
 -- reserved more than one: {ext, reg_node, leg, ext, reg_node, leg, ...} of the others; {"offered", ext} when an agent turning
 -- ready already reserved itself for this call; {"queued"}; or {"none"}.
 --#include agent_rules
+--#include skills
 local uuid, node = ARGV[1], ARGV[2]
 local now, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
 
@@ -57,16 +59,28 @@ end
 -- memory mode first), then the call mode's order. A level is allowed only when no tier wait is
 -- set, or it is the lowest level an agent is staffed on (logged in, registered, seat idle, not
 -- paused), or the caller waited (level - lowest) x the tier wait.
-local g = redis.call('HMGET', KEYS[1], 'agent_strategy', 'tier_wait_seconds')
+local g = redis.call('HMGET', KEYS[1], 'agent_strategy', 'tier_wait_seconds',
+                     'skill_relax_seconds')
 local strategy = g[1] or ''
 local tier_wait = (tonumber(g[2] or '') or 0) * 1000
 local today = ARGV[11] or ''
 local waited = now - (tonumber(ARGV[12] or '') or now)
+-- Skills: an agent not meeting the call's (relaxed) requirement is no candidate at all, nor
+-- counts as staffed for the tiers (the call cannot wait for it).
+local required = {}
+if string.find(ARGV[7] or '', '"skills": [[', 1, true) then
+  local ok, call = pcall(cjson.decode, ARGV[7])
+  if ok then
+    required = skills_relaxed(skills_required(call), waited,
+                              tonumber(g[3] or '') or 0)
+  end
+end
 local untried = tonumber(ARGV[13] or '') or (#KEYS - 4)
 local remembered = ARGV[14] or ''
 local WANTED = {unpack(AGENT_FREE_FIELDS)}
 local base = #WANTED
-for _, f in ipairs({'extension', 'idle_since', 'stats_day', 'calls_today', 'talk_ms_today'}) do
+for _, f in ipairs({'extension', 'idle_since', 'stats_day', 'calls_today', 'talk_ms_today',
+                    'skills'}) do
   WANTED[#WANTED + 1] = f
 end
 local candidates = {}
@@ -74,7 +88,7 @@ local lowest = nil
 for i = 5, #KEYS do
   local a = redis.call('HMGET', KEYS[i], unpack(WANTED))
   local ext = a[base + 1]
-  if ext then
+  if ext and (#required == 0 or skills_meet(skills_of(a[base + 6]), required)) then
     local level = tonumber(redis.call('HGET', KEYS[1], 'level:' .. ext) or '') or 1
     local staffed = a[1] ~= '0' and a[2] == '1' and a[3] == 'reged' and a[4] == 'idle' and
       a[5] ~= 'busy' and a[5] ~= 'rest' and a[5] ~= 'no_ready'

@@ -3,8 +3,10 @@
 -- out its KEYS as: KEYS[1] = the agent hash, KEYS[2] = the waiting hash, KEYS[3] = the offers
 -- hash, and from KEYS[first] on, for each of the agent's groups, its queue zset then its
 -- group hash.
+-- Needs the skills snippet included before it.
 -- VIP before normal, then the longest waiting (tiers: a level-2+ agent only calls that waited
--- long enough, see below), skipping calls this agent already failed -
+-- long enough, see below; skills: only calls whose requirement, relaxed by their wait, the
+-- agent meets), skipping calls this agent already failed -
 -- unless only such calls wait: then the best of them (the agent is tried last, not never).
 -- Returns {call uuid, waiting JSON} for the call now offered this agent, or false when the
 -- agent is not available (agent_free) or nobody waits for it.
@@ -13,6 +15,7 @@ local function agent_take_call(ext, now, margin, default_ring, first)
   if not agent_free(a) or not agent_may_move(a[5], 'ring') then
     return false
   end
+  local have = nil  -- the agent's skills, read the first time a call requires some
 
   local best_uuid, best_score, best_index, best_info = nil, nil, nil, nil
   -- The best call this agent already failed: taken only when no other call waits for it (a
@@ -23,7 +26,9 @@ local function agent_take_call(ext, now, margin, default_ring, first)
     -- tiers: an agent of level L > 1 takes a call of this group only once it waited
     -- (L - 1) x the group's tier wait (before, the caller waits for a lower level; at the
     -- deadline its handler looks for an agent again itself)
-    local tier = redis.call('HMGET', KEYS[i + 1], 'tier_wait_seconds', 'level:' .. ext)
+    local tier = redis.call('HMGET', KEYS[i + 1], 'tier_wait_seconds', 'level:' .. ext,
+                            'skill_relax_seconds')
+    local relax_s = tonumber(tier[3] or '') or 0
     local hold_back = ((tonumber(tier[2] or '') or 1) - 1) * (tonumber(tier[1] or '') or 0) * 1000
     local heads = redis.call('ZRANGE', queue, 0, 19, 'WITHSCORES')
     for j = 1, #heads, 2 do
@@ -42,6 +47,14 @@ local function agent_take_call(ext, now, margin, default_ring, first)
             if tried == ext then
               failed = true
             end
+          end
+        end
+        local required = skills_required(ok and call or nil)
+        if #required > 0 then
+          required = skills_relaxed(required, now - (score % 1e13), relax_s)
+          if #required > 0 then
+            have = have or skills_of(redis.call('HGET', KEYS[1], 'skills'))
+            eligible = skills_meet(have, required)
           end
         end
       end
