@@ -83,36 +83,64 @@ for _, f in ipairs({'extension', 'idle_since', 'stats_day', 'calls_today', 'talk
                     'skills'}) do
   WANTED[#WANTED + 1] = f
 end
+-- The common case in one pass that stops at the first free agent, as before the strategies
+-- (a scan of every candidate per call cost ~1,000 Redis commands a decision with 500 agents):
+-- no strategy, no remembered agent, no skills required, and that first free agent on level 1.
+-- Nothing could come before it in the full ordering below: level 1 is the lowest and always
+-- allowed, and every candidate after it is tried as much or more, and later. Anything else
+-- (or a first free agent on a higher level): the full ordering.
+local first = nil
+if strategy == '' and remembered == '' and #required == 0 then
+  for i = 5, #KEYS do
+    local a = redis.call('HMGET', KEYS[i], unpack(AGENT_FREE_FIELDS))
+    if agent_free(a) and agent_may_move(a[5], 'ring') then
+      local ext = redis.call('HGET', KEYS[i], 'extension')
+      if ext and (tonumber(redis.call('HGET', KEYS[1], 'level:' .. ext) or '') or 1) <= 1 then
+        local tried = 0
+        if i - 4 > untried then
+          tried = 1
+        end
+        first = {ext = ext, level = 1, tried = tried, measure = 0, index = i}
+      end
+      break
+    end
+  end
+end
 local candidates = {}
 local lowest = nil
-for i = 5, #KEYS do
-  local a = redis.call('HMGET', KEYS[i], unpack(WANTED))
-  local ext = a[base + 1]
-  if ext and (#required == 0 or skills_meet(skills_of(a[base + 6]), required)) then
-    local level = tonumber(redis.call('HGET', KEYS[1], 'level:' .. ext) or '') or 1
-    local staffed = a[1] ~= '0' and a[2] == '1' and a[3] == 'reged' and a[4] == 'idle' and
-      a[5] ~= 'busy' and a[5] ~= 'rest' and a[5] ~= 'no_ready'
-    if staffed and (not lowest or level < lowest) then
-      lowest = level
-    end
-    if agent_free(a) and agent_may_move(a[5], 'ring') then
-      local measure = 0
-      if strategy == 'longest_idle' then
-        measure = tonumber(a[base + 2] or '') or 0
-      elseif strategy == 'fewest_calls' and a[base + 3] == today then
-        measure = tonumber(a[base + 4] or '') or 0
-      elseif strategy == 'least_talk_time' and a[base + 3] == today then
-        measure = tonumber(a[base + 5] or '') or 0
+if first then
+  candidates[1] = first
+  lowest = 1
+else
+  for i = 5, #KEYS do
+    local a = redis.call('HMGET', KEYS[i], unpack(WANTED))
+    local ext = a[base + 1]
+    if ext and (#required == 0 or skills_meet(skills_of(a[base + 6]), required)) then
+      local level = tonumber(redis.call('HGET', KEYS[1], 'level:' .. ext) or '') or 1
+      local staffed = a[1] ~= '0' and a[2] == '1' and a[3] == 'reged' and a[4] == 'idle' and
+        a[5] ~= 'busy' and a[5] ~= 'rest' and a[5] ~= 'no_ready'
+      if staffed and (not lowest or level < lowest) then
+        lowest = level
       end
-      if ext == remembered then
-        measure = -1
+      if agent_free(a) and agent_may_move(a[5], 'ring') then
+        local measure = 0
+        if strategy == 'longest_idle' then
+          measure = tonumber(a[base + 2] or '') or 0
+        elseif strategy == 'fewest_calls' and a[base + 3] == today then
+          measure = tonumber(a[base + 4] or '') or 0
+        elseif strategy == 'least_talk_time' and a[base + 3] == today then
+          measure = tonumber(a[base + 5] or '') or 0
+        end
+        if ext == remembered then
+          measure = -1
+        end
+        local tried = 0
+        if i - 4 > untried then
+          tried = 1
+        end
+        candidates[#candidates + 1] = {ext = ext, level = level, tried = tried,
+                                       measure = measure, index = i}
       end
-      local tried = 0
-      if i - 4 > untried then
-        tried = 1
-      end
-      candidates[#candidates + 1] = {ext = ext, level = level, tried = tried,
-                                     measure = measure, index = i}
     end
   end
 end
