@@ -19,7 +19,7 @@ from fakefs.scenario import wait_until
 from fsapps.context import now_ms
 from fsapps.domain import waiting
 from fsapps.domain.stats import QueueStats
-from fsapps.switch import commands
+from fsapps.switch import acd, commands
 from tests import test_acd
 from tests.acd_support import DOMAIN
 from tests.test_acd import Acd
@@ -279,6 +279,33 @@ def test_the_exit_key_stops_an_announcement_too(a: Acd) -> None:
     a.gone(channel, 5)
     assert time.monotonic() - started < 3.0
     assert a.queued("916") == []
+
+
+def test_leaving_releases_an_agent_reserved_for_the_caller_in_that_moment(
+        a: Acd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller presses the exit key just as an agent turns ready and reserves itself for
+    it: leaving the queue (one script) releases that agent, who is ready and reserved for
+    nothing, and the caller is served in the group it left for."""
+    leave_for = acd.Router.leave_for
+
+    def racing(router: acd.Router, to: str, why: str) -> str:
+        acd.set_ready(router.ctx, DOMAIN, "9171")
+        wait_until(lambda: a.cc.get("9171").offer_uuid == router.call.uuid, 3,
+                   "9171 reserved for the caller")
+        return leave_for(router, to, why)
+
+    monkeypatch.setattr(acd.Router, "leave_for", racing)
+    a.group("917", mode=0, exit_key="1", exit_to="group:918")
+    a.group("918", mode=0)
+    a.agents("917", "9171", ready=False)
+    a.agents("918", "9181")
+    channel = a.call("917", "13991700001", dtmf=((700, "1"),))
+    assert a.answered_by(channel, 6) == "9181"
+    a.gone(channel)
+    a.wait_state("9171", "ready")
+    assert a.callouts(channel) == ["9181"]  # 9171 was never rung
+    nothing_left(a, "9171", "9181")
+    assert a.queued("917") == []
 
 
 # ------------------------------------------------------------------------ configuration ----

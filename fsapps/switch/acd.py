@@ -386,6 +386,9 @@ class Router:
         log("NOTICE", f"nwayacd: caller {c.caller} {why} in group {c.group.group_number}; "
                       f"leaving the queue to {destination}")
         self.leave_queue()
+        # an agent that reserved itself in that moment is released: the wake-up naming it
+        # must not be taken for one in the next group's queue
+        self.session.setVariable(ACD_OFFER_VAR, "")
         if destination.kind == "hangup":
             self.session.hangup("NORMAL_CLEARING")
             raise CallerGone()
