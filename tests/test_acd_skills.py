@@ -7,6 +7,7 @@ Uses test_acd's call center (its own module-scoped instance) and its own groups 
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -177,6 +178,8 @@ def test_skills_and_the_relax_wait_are_set_by_command_and_kept_in_postgresql(a: 
     assert commands.run("nway_set_agent_skills 7071 english:12", ctx=ctx).startswith(
         "-ERR usage: nway_set_agent_skills")
     assert Skills(ctx, DOMAIN).get("7071") == [("english", 3), ("billing", 5)]
+    assert [r["skills"] for r in json.loads(commands.run("nway_list_exts json", ctx=ctx))["rows"]
+            if r["extension"] == "7071"] == ["english:3,billing:5"]
     assert commands.run("nway_add_group 707 0", ctx=ctx).startswith("+OK")
     assert commands.run("nway_set_group_skill_relax 707 30", ctx=ctx) == \
         "+OK group 707 skills relax every 30 s\n"

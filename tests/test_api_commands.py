@@ -342,7 +342,7 @@ def test_list_commands_print_aligned_tables_or_json(env: Env) -> None:
     assert rows["1150"] == {"extension": "1150", "job_number": "8001", "enabled": "true",
                             "logged_in": "true", "groups": "350", "reg_state": "unreg",
                             "reg_node": "-", "seat_status": "idle", "call_state": "ready",
-                            "call": "-"}
+                            "call": "-", "skills": "-"}
     listed = json.loads(env.api("nway_list_exts json"))
     assert listed["row_count"] == len(listed["rows"]) == len(rows)
     assert [r for r in listed["rows"] if r["extension"] == "1150"][0]["groups"] == ["350"]

@@ -112,6 +112,7 @@ class Agent:
     leg_pending: str = ""
     leg_node: str = ""
     wrapup_until: int = 0
+    skills: str = ""  # name:level,... (fsapps.domain.skills)
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> Agent:
@@ -131,7 +132,8 @@ class Agent:
             lease_until=int(data.get("lease_until") or 0),
             agent_leg=data.get("agent_leg", ""), leg_pending=data.get("leg_pending", ""),
             leg_node=data.get("leg_node", ""),
-            wrapup_until=int(data.get("wrapup_until") or 0))
+            wrapup_until=int(data.get("wrapup_until") or 0),
+            skills=data.get("skills", ""))
 
     def available(self, now: int) -> bool:
         """Could a queue call be offered to this agent now? The same rule as ``agent_free``

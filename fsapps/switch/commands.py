@@ -346,13 +346,13 @@ def nway_list_exts(inv: Invocation) -> str:
     rows = [{"extension": a.extension, "job_number": a.job_number, "enabled": a.enabled,
              "logged_in": a.logged_in, "groups": list(a.groups), "reg_state": a.reg_state,
              "reg_node": a.reg_node, "seat_status": a.seat_status,
-             "call_state": a.call_state, "call": a.offer_uuid}
+             "call_state": a.call_state, "call": a.offer_uuid, "skills": a.skills}
             for a in agent_service.all_agents(inv.ctx, inv.domain)]
     return listing(inv, EXT_COLUMNS, rows)
 
 
 EXT_COLUMNS = ("extension", "job_number", "enabled", "logged_in", "groups", "reg_state",
-               "reg_node", "seat_status", "call_state", "call")
+               "reg_node", "seat_status", "call_state", "call", "skills")
 
 
 # ------------------------------------------------------------------------ groups ----------

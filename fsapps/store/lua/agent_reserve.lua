@@ -85,15 +85,17 @@ for _, f in ipairs({'extension', 'idle_since', 'stats_day', 'calls_today', 'talk
 end
 -- The common case in one pass that stops at the first free agent, as before the strategies
 -- (a scan of every candidate per call cost ~1,000 Redis commands a decision with 500 agents):
--- no strategy, no remembered agent, no skills required, and that first free agent on level 1.
+-- no strategy, no remembered agent, and that first free agent (meeting the call's skills, if
+-- it requires some: one HGET more for each free agent, none for the others) on level 1.
 -- Nothing could come before it in the full ordering below: level 1 is the lowest and always
 -- allowed, and every candidate after it is tried as much or more, and later. Anything else
 -- (or a first free agent on a higher level): the full ordering.
 local first = nil
-if strategy == '' and remembered == '' and #required == 0 then
+if strategy == '' and remembered == '' then
   for i = 5, #KEYS do
     local a = redis.call('HMGET', KEYS[i], unpack(AGENT_FREE_FIELDS))
-    if agent_free(a) and agent_may_move(a[5], 'ring') then
+    if agent_free(a) and agent_may_move(a[5], 'ring') and (#required == 0 or
+        skills_meet(skills_of(redis.call('HGET', KEYS[i], 'skills')), required)) then
       local ext = redis.call('HGET', KEYS[i], 'extension')
       if ext and (tonumber(redis.call('HGET', KEYS[1], 'level:' .. ext) or '') or 1) <= 1 then
         local tried = 0
