@@ -26,6 +26,7 @@ from fsapps.domain.skills import (
     steps_to_relax_fully,
 )
 from fsapps.errors import BadInput
+from fsapps.store.scripts import INCLUDE_DIR
 from fsapps.switch import acd, commands
 from tests import test_acd
 from tests.acd_support import DOMAIN
@@ -75,6 +76,32 @@ def test_the_skills_rule_parses_qualifies_and_relaxes_as_documented() -> None:
     assert relaxed(required, 5) == []
     assert steps_to_relax_fully(required) == 5
     assert relax_steps(2_500, 1) == 2 and relax_steps(99_000, 0) == 0
+
+
+def test_the_lua_rule_agrees_with_the_python_rule(a: Acd) -> None:
+    """include/skills.lua (what the reserve and dispatch scripts apply) against
+    fsapps.domain.skills, on the same requirements, waits and agents, in the test Redis."""
+    script = (INCLUDE_DIR / "skills.lua").read_text() + """
+local req = skills_relaxed(skills_required(cjson.decode(ARGV[1])), tonumber(ARGV[2]),
+                           tonumber(ARGV[3]))
+local names = {}
+for _, r in ipairs(req) do
+  names[#names + 1] = r[1] .. ':' .. r[2]
+end
+return {table.concat(names, ','), skills_meet(skills_of(ARGV[4]), req) and 1 or 0}
+"""
+    requirements = [[("english", 3), ("billing", 5)], [("a", 1)],
+                    [("a", 2), ("b", 1), ("c", 4)], []]
+    agents_ = ["english:3,billing:5", "english:2,billing:9", "a:1", "b:1,c:1", "", "a:1,b:1"]
+    for required in requirements:
+        for waited in range(0, 13_000, 1000):
+            for have in agents_:
+                text, meets = a.cc.ctx.redis.eval(
+                    script, 0, json.dumps({"skills": required}), waited, 2, have)
+                expected = relaxed(required, relax_steps(waited, 2))
+                assert (text, bool(meets)) == (
+                    ",".join(f"{n}:{lv}" for n, lv in expected),
+                    qualifies(dict(parse_skills(have)), expected)), (required, waited, have)
 
 
 # ------------------------------------------------------------------------ routing ----------
