@@ -153,3 +153,25 @@ def test_the_exit_key_transfers_the_caller_to_the_dialplan_target(
     row = phones.cdr("uuid = %s", uuid)
     assert (row["group_number"], row["destination_number"]) == (first, "4322")
     assert phones.redis.zcard(group_key(first, "queue")) == 0
+
+
+def test_max_wait_overflows_to_an_extension_rung_as_nway_bridge_does(
+        fs1: RealSwitch, phones: Stack, groups: list[str]) -> None:
+    """Max wait 2 s, overflow to extension:4332: the caller is put through to that agent's
+    phone inside the same handler (nway_bridge's direct call: the agent's state follows the
+    call), and its CDR names the agent."""
+    first, other = groups[0], groups[1]
+    api(fs1, f"nway_set_group_waiting {first} 2 extension:4332")
+    agent(fs1, phones, "4331", first)
+    api(fs1, "nway_busy 4331")
+    agent(fs1, phones, "4332", other)
+    call = phones.caller(fs1, f"7{first}", "13800433001", talk_ms=6000)
+    uuid = queued_uuid(phones, first)
+    wait_for(lambda: agent_state(phones, "4332").get("call_state") == "talking", 15,
+             "agent 4332 talking")
+    assert call.wait(30) == 0, call.errors()
+    row = phones.cdr("uuid = %s", uuid)
+    assert (row["group_number"], row["destination_number"]) == (first, "4332")
+    wait_for(lambda: agent_state(phones, "4332").get("call_state") in ("typing", "ready"), 15,
+             "agent 4332 out of the call")
+    assert phones.redis.zcard(group_key(first, "queue")) == 0
