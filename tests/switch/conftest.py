@@ -70,6 +70,13 @@ def agent_state(st: Stack, ext: str) -> dict[str, str]:
     return st.redis.hgetall(f"fsapps:{{{DOMAIN}}}:agent:{ext}")
 
 
+def agent_free(st: Stack, ext: str) -> bool:
+    """Ready, reserved for nothing, its last leg's end told by the switch."""
+    a = agent_state(st, ext)
+    return a.get("call_state") == "ready" and not a.get("offer_uuid") and \
+        not a.get("leg_pending")
+
+
 def fsapps_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The ``fsapps`` command as an administrator runs it against the node's settings."""
     return subprocess.run([sys.executable, "-m", "fsapps.cli", "--config", str(config), *args],

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pytest
 
-from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
+from switch.conftest import DOMAIN, Stack, agent_free, api, wait_for
 from switch.test_acd import agent, cdr_row, group_key
 from tools.realswitch import RealSwitch
 
@@ -53,12 +53,6 @@ def group(fs1: RealSwitch, phones: Stack, skills_dialplan: None) -> Iterator[str
         fs1.api(f"python fsapps.api nway_logout {ext}")
 
 
-def free(st: Stack, ext: str) -> bool:
-    a = agent_state(st, ext)
-    return a.get("call_state") == "ready" and not a.get("offer_uuid") and \
-        not a.get("leg_pending")
-
-
 def test_the_agent_with_the_skills_gets_the_call_before_a_better_placed_one(
         fs1: RealSwitch, phones: Stack, group: str) -> None:
     agent(fs1, phones, "3951", group)   # first in member order, no skills
@@ -70,7 +64,7 @@ def test_the_agent_with_the_skills_gets_the_call_before_a_better_placed_one(
     row = cdr_row(phones, "13800395101")
     assert row["destination_number"] == "3952"
     assert phones.attempts(row["uuid"]) == [("3952", "answered")]
-    wait_for(lambda: free(phones, "3952"), 15, "3952 free again")
+    wait_for(lambda: agent_free(phones, "3952"), 15, "3952 free again")
 
 
 def test_with_no_qualified_agent_the_call_waits_for_one(
@@ -85,7 +79,7 @@ def test_with_no_qualified_agent_the_call_waits_for_one(
     queue = f"fsapps:{{{DOMAIN}}}:group:{group}:queue"
     wait_for(lambda: phones.redis.zcard(queue) == 1, 15, "the call queued")
     time.sleep(2)
-    assert phones.redis.zcard(queue) == 1 and free(phones, "3953")
+    assert phones.redis.zcard(queue) == 1 and agent_free(phones, "3953")
     api(fs1, "nway_ready 3954")   # qualified: takes the waiting call at once
     assert call.wait(30) == 0, call.errors()
     row = cdr_row(phones, "13800395301")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
+from switch.conftest import DOMAIN, Stack, agent_free, agent_state, api, wait_for
 from switch.test_acd import agent, cdr_row, group_key
 from tools.realswitch import RealSwitch
 
@@ -25,13 +25,6 @@ def group(fs1: RealSwitch, phones: Stack) -> Iterator[str]:
     yield number
     for ext in phones.redis.zrange(group_key(number, "members"), 0, -1):
         fs1.api(f"python fsapps.api nway_logout {ext}")
-
-
-def free(st: Stack, ext: str) -> bool:
-    """Ready, reserved for nothing, its last leg's end told by the switch."""
-    a = agent_state(st, ext)
-    return a.get("call_state") == "ready" and not a.get("offer_uuid") and \
-        not a.get("leg_pending")
 
 
 def test_ring_all_first_answer_wins_and_the_others_are_cancelled_and_freed(
@@ -52,7 +45,7 @@ def test_ring_all_first_answer_wins_and_the_others_are_cancelled_and_freed(
     assert {c for e, _, c in attempts if e != "3802"} == {"LOSE_RACE"}, attempts
     # every agent ends ready, reserved for nothing, no miss counted against the losers
     for ext in ("3801", "3802", "3803"):
-        wait_for(lambda e=ext: free(phones, e), 15, f"agent {ext} free")
+        wait_for(lambda e=ext: agent_free(phones, e), 15, f"agent {ext} free")
     for ext in ("3801", "3803"):
         assert agent_state(phones, ext).get("no_answer_count") in ("0", None)
     assert not phones.redis.hgetall(f"fsapps:{{{DOMAIN}}}:offers")
@@ -70,7 +63,7 @@ def test_longest_idle_picks_the_agent_idle_longest(fs1: RealSwitch, phones: Stac
     first = phones.caller(fs1, f"7{group}", "13800381001", talk_ms=1000)
     assert first.wait(30) == 0, first.errors()
     assert cdr_row(phones, "13800381001")["destination_number"] == "3813"
-    wait_for(lambda: free(phones, "3813"), 15, "3813 free again")
+    wait_for(lambda: agent_free(phones, "3813"), 15, "3813 free again")
     # its call's end is its idle_since now: 3811 has waited longest
     assert int(agent_state(phones, "3813")["idle_since"]) >= now
     second = phones.caller(fs1, f"7{group}", "13800381002", talk_ms=1000)
