@@ -317,8 +317,7 @@ class Agents:
         now = now_ms()
         # The table itself is applied by the script (agent_rules.lua); this only narrows it.
         allowed = "*" if only_from is None else ",".join(only_from) or "-"
-        args: list[str | int | float] = [allowed, target.value, now, offer_uuid, request_id(),
-                                         *self._announcement(extension, now)]
+        args: list[str | int | float] = [allowed, target.value, now, offer_uuid, request_id()]
         for name, value in (extra or {}).items():
             args += [name, "" if value is None else str(value)]
         previous, done = run_script(self.r, "agent_transition", [self.keys.agent(extension)],
@@ -327,8 +326,8 @@ class Agents:
             if strict:
                 raise IllegalTransition(previous or "(no agent)", target.value)
             return False
-        if previous != target.value:  # (told by the script: agent_announce)
-            self.told(extension, target.value, now)
+        if previous != target.value:
+            self.publish(extension, target.value, now)
         return True
 
     def settle(self, extension: str, stuck: str) -> bool:
@@ -418,25 +417,24 @@ class Agents:
         to the script), then the script; a third only if the groups changed in between.
         Publishes "ready" and "ring"; waking the offered call's handler is the caller's."""
         groups = self.groups_of(extension)
-        now = now_ms()
         result = run_script(
             self.r, "agent_ready",
             [self.keys.agent(extension), self.keys.waiting(), self.keys.offers(),
              self.keys.wrapups(), *self._group_keys(groups)],
-            [extension, now, *self._lease_args(), ",".join(groups),
-             ",".join(READY_FROM), request_id(), *self._announcement(extension, now)])
+            [extension, now_ms(), *self._lease_args(), ",".join(groups),
+             ",".join(READY_FROM), request_id()])
         if result[0] != "ready":
             return Ready(False, str(result[0]), str(result[1]))
         previous, at, uuid, info, regroup = (str(result[1]), int(result[2]), str(result[3]),
                                              str(result[4]), result[5] == "1")
-        if previous != CallState.READY:  # (told by the script, as the ring below)
-            self.told(extension, CallState.READY, at)
+        if previous != CallState.READY:
+            self.publish(extension, CallState.READY, at)
         if regroup:  # logged into other groups meanwhile: offer from those
             taken = self.take_waiting_call(extension, self.groups_of(extension))
             return Ready(True, "ready", previous, *(taken or ("", None)))
         if not uuid:
             return Ready(True, "ready", previous)
-        self.told(extension, CallState.RING, at)
+        self.publish(extension, CallState.RING, at)
         return Ready(True, "ready", previous, uuid, _waiting(info))
 
     # -------------------------------------------------------------- the lifecycle --------
