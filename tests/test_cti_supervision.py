@@ -55,6 +55,15 @@ def agent(cc: CtiStack, ext: str = AGENT) -> Any:
     return Agents(cc.ctx, cc.center.domain).get(ext)
 
 
+def register_on(cc: CtiStack, node: Any) -> None:
+    """The agent's phone registers on ``node``, and the ACD knows it is there. The phone was
+    registered on node 1 before (reged already), so waiting for "reged" alone returned at once:
+    a call placed before node 2's runtime recorded the move rang the agent through node 1, and
+    the command went there ("(node node1)" - the node-2 hold and listen flakes)."""
+    cc.center.agent(AGENT, [GROUP], switch=node)
+    wait_until(lambda: agent(cc).reg_node == node.name, 5, f"agent on {node.name} for the ACD")
+
+
 def queue_call(cc: CtiStack, switch: Switch | None = None) -> tuple[Channel, Channel]:
     switch = switch or cc.switch
     customer = cc.center.call(switch, "13900000001", f"7{GROUP}")
@@ -172,7 +181,7 @@ def test_supervision_refusals(cc: CtiStack) -> None:
 
 def test_commands_reach_the_node_holding_the_call(cc: CtiStack) -> None:
     node2 = cc.switches[1]
-    cc.center.agent(AGENT, [GROUP], switch=node2)  # the phone now registers on node 2
+    register_on(cc, node2)  # the phone now registers on node 2
     try:
         customer, leg = queue_call(cc, node2)
         ok(cc.server.client("admin").get(f"/api/hold/{AGENT}"))
@@ -251,7 +260,7 @@ def test_listen_to_a_call_on_another_node(cc: CtiStack) -> None:
     """The agent's call is on node 2, the supervisor's phone on node 1: node 2 runs the
     eavesdrop and rings the phone through node 1 (the ACD's agent relay)."""
     node1, node2 = cc.switches
-    cc.center.agent(AGENT, [GROUP], switch=node2)
+    register_on(cc, node2)
     try:
         customer, leg = queue_call(cc, node2)
         reply = ok(cc.server.client("supervisor").post("/api/supervise/listen",
