@@ -73,6 +73,8 @@ from fsapps.store.scripts import ScriptCall, run_script, run_scripts
 SCRIPTS = ("agent_reserve", "agent_dispatch", "agent_ready", "agent_busy", "agent_release",
            "agent_transition", "agent_wrapup", "wrapup_end", "agent_remove",
            "agent_unregister", "agent_reg_expire", "agent_leg_end")
+# Its scripts that only read the agent hashes (run by the CTI server's event loop).
+READ_SCRIPTS = ("agent_rows",)
 # The states a manual "ready" may leave: never ring, talking or ivr (a ready agent on a call
 # would be offered a second one; it becomes ready when the call ends).
 READY_FROM = ("ready", "typing", "no_answer", "busy", "rest", "no_ready")
@@ -145,6 +147,33 @@ class Agent:
                 and not self.leg_pending)
 
 
+# agent key -> the groups this process last saw the agent logged into: make_ready passes
+# their keys to agent_ready.lua without reading them first (one round trip, not two). Only a
+# hint: the script compares it with the hash and says when it is stale (then read again).
+_GROUPS_SEEN: dict[str, tuple[str, ...]] = {}
+_GROUPS_SEEN_MAX = 100_000
+
+
+def _remember_groups(key: str, groups: list[str]) -> None:
+    if len(_GROUPS_SEEN) >= _GROUPS_SEEN_MAX:
+        _GROUPS_SEEN.clear()
+    _GROUPS_SEEN[key] = tuple(groups)
+
+
+def rows_of(text: str, domain: str) -> list[Agent]:
+    """The agents of :meth:`Agents.rows_call`'s text (only the fields it carries)."""
+    agents = []
+    for line in text.split("\n"):
+        if line:
+            ext, reg, seat, state, changed = (line.split("\t") + ["", "", "", "", ""])[:5]
+            agents.append(Agent.from_hash({"extension": ext, "domain": domain,
+                                           "reg_state": reg or "unreg",
+                                           "seat_status": seat or "busy",
+                                           "call_state": state or "ready",
+                                           "last_change": changed}))
+    return agents
+
+
 def request_id() -> str:
     """A fresh id for one call of an agent script (the same in redis-py's retries of it): a
     retry after a reply lost to a timeout gets the first run's reply (agent_request.lua)."""
@@ -203,6 +232,18 @@ class Agents:
         for ext in extensions:
             pipe.hgetall(self.keys.agent(ext))
         return [Agent.from_hash(d) for d in pipe.execute() if d]
+
+    def rows_call(self, extensions: list[str]) -> ScriptCall:
+        """The read behind ``GET /api/get_extensions`` as one script (agent_rows.lua, run by
+        the caller, pipelined with its other reads): the row fields of ``extensions``'
+        hashes, or ``[0]`` when the agents set no longer holds exactly ``extensions`` (read
+        it again: :meth:`extensions`). :func:`rows_of` turns its text into agents."""
+        return ("agent_rows", [self.keys.agents(), *(self.keys.agent(e) for e in extensions)],
+                [len(extensions), *extensions])
+
+    def extensions(self) -> list[str]:
+        """The extensions with an agent hash, in extension order."""
+        return sorted(self.r.smembers(self.keys.agents()))
 
     def reg_node(self, extension: str) -> str:
         """The node the agent's phone registered on ("" when none, or no agent)."""
@@ -413,10 +454,14 @@ class Agents:
         """The agent makes itself ready, in one script (agent_ready.lua): seat idle; call
         state ready (ending a wrap-up, misses in a row forgotten) unless it is on a call;
         then, free now, it takes the best waiting call of its groups. Nothing changes for a
-        disabled extension. Two round trips: the agent's groups (their keys must be passed
-        to the script), then the script; a third only if the groups changed in between.
+        disabled extension. The script needs the keys of the agent's groups: the groups this
+        process last saw the agent in (:data:`_GROUPS_SEEN`; read first only the first time),
+        checked by the script - a third round trip only if they changed since.
         Publishes "ready" and "ring"; waking the offered call's handler is the caller's."""
-        groups = self.groups_of(extension)
+        key = self.keys.agent(extension)
+        seen = _GROUPS_SEEN.get(key)
+        groups = list(seen) if seen is not None else self.groups_of(extension)
+        _remember_groups(key, groups)
         result = run_script(
             self.r, "agent_ready",
             [self.keys.agent(extension), self.keys.waiting(), self.keys.offers(),
@@ -424,13 +469,17 @@ class Agents:
             [extension, now_ms(), *self._lease_args(), ",".join(groups),
              ",".join(READY_FROM), request_id()])
         if result[0] != "ready":
+            if result[0] in ("absent", "disabled"):
+                _GROUPS_SEEN.pop(key, None)
             return Ready(False, str(result[0]), str(result[1]))
         previous, at, uuid, info, regroup = (str(result[1]), int(result[2]), str(result[3]),
                                              str(result[4]), result[5] == "1")
         if previous != CallState.READY:
             self.publish(extension, CallState.READY, at)
         if regroup:  # logged into other groups meanwhile: offer from those
-            taken = self.take_waiting_call(extension, self.groups_of(extension))
+            groups = self.groups_of(extension)
+            _remember_groups(key, groups)
+            taken = self.take_waiting_call(extension, groups)
             return Ready(True, "ready", previous, *(taken or ("", None)))
         if not uuid:
             return Ready(True, "ready", previous)
@@ -510,11 +559,16 @@ class Agents:
         calls) and call state busy unless the table forbids it (on a call: the seat alone
         says so then). True when the call state is busy now; publishes it. Nothing changes
         for an extension without an agent."""
+        return self.busy_step(extension)[1]
+
+    def busy_step(self, extension: str) -> tuple[str, bool]:
+        """:meth:`make_busy`, answering also the call state the agent was in ("" when there
+        is no agent: then nothing changed) - so a front end needs no read before it."""
         previous, moved, at = run_script(self.r, "agent_busy", [self.keys.agent(extension)],
                                          [now_ms(), request_id()])
         if int(moved) and previous != CallState.BUSY:
             self.publish(extension, CallState.BUSY, int(at))
-        return bool(int(moved))
+        return str(previous or ""), bool(int(moved))
 
     def reserve_or_queue(self, call: WaitingCall, candidates: list[str], *, lease_ms: int,
                          enqueue: bool, record_current: bool, agent_leg: str = "",

@@ -77,6 +77,10 @@ def build_app(services: CtiServices) -> web.Application:
     app = web.Application(middlewares=[cors.preflight, errors_as_json],
                           client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = services
+
+    async def close_async_client(_: web.Application) -> None:
+        await services.aclose()
+    app.on_cleanup.append(close_async_client)
     # CORS for the configured origins on every answer, errors and streams included
     app.on_response_prepare.append(cors.cors_headers)
     app[ROUTES] = []

@@ -183,13 +183,28 @@ class Auth:
     def check(self, token: str) -> Principal:
         """The principal of a token; NotAuthorized when it is unknown, expired, revoked or
         its user is no longer configured."""
+        found = self.token_key(token)
+        if isinstance(found, Principal):
+            return found
+        return self.principal_of(token, self.r.hget(found, "username"))
+
+    def token_key(self, token: str) -> Principal | str:
+        """:meth:`check`'s first half, no I/O: the principal of a configured API token, else
+        the Redis hash whose ``username`` field names the token's user (NotAuthorized for a
+        missing or malformed token). The CTI server's event loop reads that field itself,
+        pipelined with the request's own reads
+        (:func:`fsapps.server.access.authenticate_reading`)."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise NotAuthorized("Not Authorized: missing or malformed token")
         for configured in self.settings.api_tokens:
             if hmac.compare_digest(configured.reveal().encode(), token.encode()):
                 return Principal(API_TOKEN_USER, "admin")
+        return self.keys.token(digest(token))
+
+    def principal_of(self, token: str, username: str | None) -> Principal:
+        """:meth:`check`'s second half: the principal of ``token`` given the ``username``
+        its hash holds (None: unknown, expired or revoked)."""
         token_hash = digest(token)
-        username = self.r.hget(self.keys.token(token_hash), "username")
         if not username:
             raise NotAuthorized("Not Authorized: unknown, expired or revoked token")
         user = self.users.get(str(username))

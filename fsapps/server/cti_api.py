@@ -10,7 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
+from fsapps.domain.agents import Agents
 from fsapps.server import operations as ops
+from fsapps.server import reads
 from fsapps.server.auth import AuthError, NotAuthorized, request_token
 from fsapps.server.registry import Call, Field, Route, json_response, ok, register
 
@@ -99,11 +101,18 @@ async def queues(call: Call) -> Any:
 
 
 async def get_extensions(call: Call) -> Any:
-    return await call.services.run(ops.extension_rows, call.services.ctx,
-                                   call.services.domain)
+    s = call.services
+    if call.prefetched is not None:  # read with the token (fsapps.server.reads)
+        return reads.body_response(call.prefetched)
+    if s.aredis is not None:  # the agents set changed (or a first request): read it again
+        cache = reads.extension_rows(s)
+        return reads.body_response(await s.run(cache.refresh, Agents(s.ctx, s.domain)))
+    return await s.run(ops.extension_rows, s.ctx, s.domain)
 
 
 async def extension_info(call: Call) -> Any:
+    if call.prefetched is not None:
+        return call.prefetched
     return await call.services.run(ops.extension_info, call.services.ctx,
                                    call.services.domain, call["ext"])
 
@@ -147,9 +156,10 @@ ROUTES = [
     Route("GET", "/api/queues", queues, "callers waiting in the queues",
           response=_array(QUEUE_ROW)),
     Route("GET", "/api/get_extensions", get_extensions, "every agent's state",
-          response=_array(EXTENSION_ROW)),
+          response=_array(EXTENSION_ROW), reads=reads.queue_extension_rows),
     Route("GET", "/api/extension_info/{ext}", extension_info, "one extension's state",
-          fields=(READ_EXT,), response=_object(EXTENSION_INFO)),
+          fields=(READ_EXT,), response=_object(EXTENSION_INFO),
+          reads=reads.queue_extension_info),
     Route("POST", "/api/transfer", _services_op(ops.transfer, "EvdedPhone", "EvdPhone",
                                                 "EvdGateway"),
           "transfer: the party talking with EvdedPhone goes to EvdPhone",

@@ -24,10 +24,10 @@ from aiohttp import web
 
 from fsapps import __version__
 from fsapps.errors import ClientError
-from fsapps.server.access import authenticate
+from fsapps.server.access import authenticate, authenticate_reading
 from fsapps.server.auth import Forbidden, Principal
 from fsapps.server.services import CtiServices, services_of
-from fsapps.services.agents import unknown_extensions
+from fsapps.services.agents import known_reads, unknown_extensions
 
 MAX_TEXT = 256
 AUDIT = logging.getLogger("fsapps.server.audit")
@@ -134,6 +134,8 @@ class Call:
     services: CtiServices
     principal: Principal | None
     values: dict[str, str]
+    # what the route's ``reads`` found in the token check's round trip (None: not read so)
+    prefetched: Any = None
 
     def __getitem__(self, name: str) -> str:
         return self.values[name]
@@ -158,6 +160,10 @@ class Route:
     tag: str = "seed 001"
     errors: tuple[int, ...] = (400, 401, 403, 404, 409, 422)
     content_type: str = "application/json"
+    # reads(services, values, pipeline) -> finish(replies): the route's Redis reads, queued
+    # on the token check's pipeline (one round trip on the event loop); finish's answer is
+    # Call.prefetched
+    reads: Callable[[CtiServices, dict[str, str], Any], Callable[[list[Any]], Any]] | None = None
 
     @property
     def query_key(self) -> bool:
@@ -194,23 +200,57 @@ def register(app: web.Application, route: Route) -> None:
 def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         services = services_of(request.app)
-        principal = await authenticate(request, route.role, query_key=route.query_key) \
-            if route.role else None
-        values = await parse(route, request)
+        prefetched: Any = None
+        known: set[str] = set()
+        if route.role and services.aredis is not None:
+            # the token, the extensions' existence and the route's own reads: one pipelined
+            # round trip on the event loop (a bad field still answers after a bad token)
+            try:
+                values, refused = await parse(route, request), None
+            except ApiError as exc:
+                values, refused = {}, exc
+            checks = [(spec.name, known_reads(services.ctx, services.domain, values[spec.name]))
+                      for spec in route.fields if spec.known and values.get(spec.name)]
+            reads = route.reads if refused is None else None
+
+            def queue(pipe: Any) -> Callable[[list[Any]], Any]:
+                for _, commands in checks:
+                    for command, args in commands:
+                        getattr(pipe, command)(*args)
+                finish = reads(services, values, pipe) if reads is not None else None
+                count = sum(len(commands) for _, commands in checks)
+
+                def done(replies: list[Any]) -> Any:
+                    at = 0
+                    for name, commands in checks:
+                        if any(replies[at:at + len(commands)]):
+                            known.add(name)
+                        at += len(commands)
+                    return finish(replies[count:]) if finish is not None else None
+                return done
+            principal, prefetched = await authenticate_reading(
+                request, route.role, route.query_key, queue)
+            if refused is not None:
+                raise refused
+        else:
+            principal = await authenticate(request, route.role, query_key=route.query_key) \
+                if route.role else None
+            values = await parse(route, request)
         for spec in route.fields:
             value = values.get(spec.name)
             if spec.own and value and principal is not None and not principal.may_act_on(value):
                 raise Forbidden(f"user {principal.username!r} may act only on its own "
                                 f"extension {principal.extension or '(none)'!r}, not {value!r}",
                                 spec.name)
-        unknown = [spec.name for spec in route.fields if spec.known and values.get(spec.name)]
+        unknown = [spec.name for spec in route.fields
+                   if spec.known and values.get(spec.name) and spec.name not in known]
         if unknown:
             missing = await services.run(unknown_extensions, services.ctx, services.domain,
                                          {name: values[name] for name in unknown})
             if missing:
                 name = missing[0]
                 raise ApiError(404, f"unknown extension {values[name]!r}", name)
-        result = await route.fn(Call(request, services, principal, values))
+        result = await route.fn(Call(request, services, principal, values, prefetched))
         if isinstance(result, dict) and result.get("result") == "ok" and principal is not None:
             # the audit trail: who did what to which extension (never a secret: only the
             # declared fields, and none of the text kind)

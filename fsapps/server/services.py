@@ -46,6 +46,12 @@ class CtiServices:
         self.auth = Auth(settings, self.ctx.redis)
         self.executor = ThreadPoolExecutor(workers or settings.cti.workers,
                                            thread_name_prefix="fsapps-cti")
+        # the asyncio client of the hot paths (fsapps.server.access, fsapps.server.fastpath),
+        # made on first use on the server's event loop
+        self._aredis: Any = None
+        # per-process answers kept between requests (fsapps.server.reads), each checked
+        # against Redis on every request
+        self.caches: dict[str, Any] = {}
         if settings.amqp.enabled:
             # Agent changes made here (agent_ready, force busy, ...) are published by this
             # process: AMQP consumers must see them as they see the switches' own.
@@ -58,6 +64,28 @@ class CtiServices:
     @property
     def pool(self) -> Pool:
         return self.ctx.pool
+
+    @property
+    def aredis(self) -> Any:
+        """An asyncio Redis client for the requests answered on the event loop (the token
+        check, the agent rows, ...: a round trip without a worker thread's hand-off), made on
+        first use (call it on the server's loop). None with Redis Sentinel or Cluster: those
+        requests then take the blocking client in the worker threads, as every other does."""
+        redis_settings = self.settings.redis
+        if self._aredis is None and not redis_settings.sentinels and not redis_settings.cluster:
+            import redis.asyncio as aioredis
+            self._aredis = aioredis.Redis.from_url(
+                redis_settings.url.reveal(), decode_responses=True,
+                socket_timeout=redis_settings.socket_timeout,
+                socket_connect_timeout=redis_settings.socket_timeout,
+                client_name="fsapps-cti")
+        return self._aredis
+
+    async def aclose(self) -> None:
+        """Close the asyncio client (on the loop that used it)."""
+        client, self._aredis = self._aredis, None
+        if client is not None:
+            await client.aclose()
 
     @property
     def domain(self) -> str:

@@ -93,24 +93,35 @@ def unknown_extensions(ctx: Context, domain: str, named: dict[str, str]) -> list
     (``cti_userinfo@<domain>``) and no extension record in PostgreSQL."""
     if not named:
         return []
-    keys = ctx.keys(domain)
-    registrations = ctx.settings.directory.registration_hash
     pipe = ctx.redis.pipeline(transaction=False)
     for ext in named.values():
-        pipe.exists(keys.agent(ext))
-        pipe.hexists(seed_exten_hash(domain), ext)
-        pipe.hexists(seed_userinfo_hash(domain), ext)
-        if registrations:
-            pipe.hexists(registrations, ext)
+        for command, args in known_reads(ctx, domain, ext):
+            getattr(pipe, command)(*args)
     answers = pipe.execute()
-    per = 4 if registrations else 3
-    unknown = []
-    for index, (name, ext) in enumerate(named.items()):
-        if any(answers[index * per:(index + 1) * per]):
-            continue
-        if Extensions(ctx, domain).get(ext) is None:
-            unknown.append(name)
-    return unknown
+    per = len(answers) // len(named)
+    return [name for index, (name, ext) in enumerate(named.items())
+            if not any(answers[index * per:(index + 1) * per])
+            and not known_in_database(ctx, domain, ext)]
+
+
+def known_reads(ctx: Context, domain: str, extension: str) -> list[tuple[str, tuple[str, ...]]]:
+    """The Redis reads (command, arguments) that say ``extension`` is known when any answers
+    true: its agent hash, its directory record, its registration or live call. The CTI server
+    pipelines them with a request's token check; when none is true,
+    :func:`known_in_database` decides."""
+    keys = ctx.keys(domain)
+    reads = [("exists", (keys.agent(extension),)),
+             ("hexists", (seed_exten_hash(domain), extension)),
+             ("hexists", (seed_userinfo_hash(domain), extension))]
+    registrations = ctx.settings.directory.registration_hash
+    if registrations:
+        reads.append(("hexists", (registrations, extension)))
+    return reads
+
+
+def known_in_database(ctx: Context, domain: str, extension: str) -> bool:
+    """Is there an extension record of ``extension`` in PostgreSQL (blocking)?"""
+    return Extensions(ctx, domain).get(extension) is not None
 
 
 # ------------------------------------------------------------------------ changes ---------
@@ -136,10 +147,17 @@ def logout(ctx: Context, domain: str, extension: str) -> Agent:
 
 
 def ready(ctx: Context, domain: str, extension: str) -> Readiness:
-    """Seat idle, call state ready (seed 置闲) — at once, or when the agent's call ends."""
-    agent = enabled_agent(ctx, domain, extension)
-    readiness = make_ready(ctx, domain, extension)
-    return Readiness(readiness.now, readiness.call_state, agent.call_state)
+    """Seat idle, call state ready (seed 置闲) — at once, or when the agent's call ends.
+    The script checks the agent (absent: NotAnAgent, disabled: AgentDisabled; then nothing
+    changed): one round trip, no read before it."""
+    ready = acd.make_ready(ctx, domain, extension)
+    if ready.outcome == "absent":
+        raise NotAnAgent(extension)
+    if ready.outcome == "disabled":
+        raise AgentDisabled(extension)
+    if ready.done:
+        return Readiness(True, "ready", ready.previous)
+    return Readiness(False, ready.previous, ready.previous)
 
 
 def make_ready(ctx: Context, domain: str, extension: str) -> Readiness:
@@ -153,9 +171,11 @@ def make_ready(ctx: Context, domain: str, extension: str) -> Readiness:
 
 
 def busy(ctx: Context, domain: str, extension: str) -> None:
-    """Seat busy: no queue calls (seed 置忙)."""
-    agent_of(ctx, domain, extension)
-    make_busy(ctx, domain, extension)
+    """Seat busy: no queue calls (seed 置忙); NotAnAgent (nothing changed) without an agent.
+    One round trip (the script), no read before it."""
+    previous, _ = Agents(ctx, domain).busy_step(extension)
+    if not previous:
+        raise NotAnAgent(extension)
 
 
 def make_busy(ctx: Context, domain: str, extension: str) -> None:
