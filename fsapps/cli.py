@@ -20,8 +20,7 @@ from fsapps.domain.userdir import UserDirectory
 from fsapps.errors import BadInput, FsappsError
 from fsapps.fslog import setup_logging
 from fsapps.server import passwords, userfile
-from fsapps.server.app import serve
-from fsapps.server.services import CtiServices
+from fsapps.server.app import serve_processes
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -130,8 +129,12 @@ def _cti_serve(args: argparse.Namespace) -> int:
         if not 0 <= args.port <= 65535:
             raise BadInput(f"--port {args.port}: must be a port number 0-65535")
         cti = dataclasses.replace(cti, port=args.port)
+    if args.processes is not None:
+        if args.processes < 0:
+            raise BadInput(f"--processes {args.processes}: must be 0 (one per core) or more")
+        cti = dataclasses.replace(cti, processes=args.processes)
     settings = dataclasses.replace(settings, cti=cti)
-    serve(CtiServices(settings), cti.listen, cti.port)
+    serve_processes(settings, cti.listen, cti.port, cti.processes)
     return 0
 
 
@@ -143,6 +146,9 @@ def _add_cti_commands(groups: Any) -> None:
                        help="settings file (as fsapps --config)")
     serve.add_argument("--listen", help="address to listen on (default: cti.listen)")
     serve.add_argument("--port", type=int, help="TCP port (default: cti.port, 8085)")
+    serve.add_argument("--processes", type=int,
+                       help="worker processes on the port (default: cti.processes; 0: one "
+                            "per CPU core)")
     serve.set_defaults(run=_cti_serve)
 
 
