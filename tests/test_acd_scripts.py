@@ -238,6 +238,20 @@ def test_reserve_queues_the_call_when_nobody_is_available(ctx: Context, queue: C
     assert state(agents, "1001") == ("ready", "")
 
 
+def test_queueing_behind_busy_agents_reads_each_agent_once(ctx: Context, queue: CallQueue,
+                                                          agents: Agents) -> None:
+    # With every agent busy, each caller queued read all of them twice plus their levels
+    # (~3 Redis commands per agent per caller: 588 HMGETs per bridged call at 500 x 40).
+    candidates = [str(1001 + n) for n in range(30)]
+    for ext in candidates:
+        make_agent(ctx, ext, seat_status="busy")
+    ctx.redis.config_resetstat()
+    assert reserve(queue, call(), candidates, enqueue=True) == ("queued", None)
+    stats = ctx.redis.info("commandstats")
+    assert stats["cmdstat_hmget"]["calls"] == len(candidates) + 1  # + the group's settings
+    assert "cmdstat_hget" not in stats or stats["cmdstat_hget"]["calls"] <= 2
+
+
 def test_reserve_reports_an_offer_made_while_the_call_was_queued(ctx: Context,
                                                                  queue: CallQueue) -> None:
     make_agent(ctx, "1001", seat_status="busy")

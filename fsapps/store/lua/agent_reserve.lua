@@ -91,12 +91,17 @@ end
 -- allowed, and every candidate after it is tried as much or more, and later. Anything else
 -- (or a first free agent on a higher level): the full ordering.
 local first = nil
+-- The fast pass read every candidate and none was free: nothing to order (the full pass read
+-- them all again, then the levels - ~3 commands per agent per queued caller at 500 x 40).
+local none_free = false
 if strategy == '' and remembered == '' then
+  none_free = true
   for i = 5, #KEYS do
     local a = redis.call('HMGET', KEYS[i], unpack(AGENT_FREE_FIELDS))
     if agent_free(a) and agent_may_move(a[5], 'ring') and (#required == 0 or
         skills_meet(skills_of(redis.call('HGET', KEYS[i], 'skills')), required)) then
       local ext = redis.call('HGET', KEYS[i], 'extension')
+      none_free = false
       if ext and (tonumber(redis.call('HGET', KEYS[1], 'level:' .. ext) or '') or 1) <= 1 then
         local tried = 0
         if i - 4 > untried then
@@ -113,7 +118,7 @@ local lowest = nil
 if first then
   candidates[1] = first
   lowest = 1
-else
+elseif not none_free then
   for i = 5, #KEYS do
     local a = redis.call('HMGET', KEYS[i], unpack(WANTED))
     local ext = a[base + 1]
