@@ -92,6 +92,10 @@ class Hub:
     _task: asyncio.Task[None] | None = None
     _presence: asyncio.Task[None] | None = None
     _client: Any = None
+    _by_conn: dict[Any, list[Subscription]] = field(default_factory=dict)
+    _by_device: dict[str, list[Subscription]] = field(default_factory=dict)
+    _by_agent: dict[str, list[Subscription]] = field(default_factory=dict)
+    _by_domain: dict[str, list[Subscription]] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- feed ---------------
     async def start(self) -> None:
@@ -214,46 +218,93 @@ class Hub:
         name = record.get("name", "")
         if name in ("delivered", "established") and "userData" not in record:
             await self._add_user_data([record])
-        subs = [only] if only is not None else list(self.subscriptions)
         if name in ev.AGENT_EVENTS:
-            for sub in subs:
+            agents = [only] if only is not None else self._by_agent.get(
+                str(record.get("agentId", "")), [])
+            for sub in list(agents):
                 if sub.kind == "agent" and sub.agent_id == record.get("agentId"):
-                    sub.device = str(record.get("device", sub.device))
+                    self._move(sub, str(record.get("device", sub.device)))
         pairs = ev.expand(record)
         if not pairs:
             return
-        for sub in subs:
-            if sub.kind == "domain":
-                if sub.domain == record.get("domain"):
-                    own = [e for src, e in pairs if src == record.get("device")]
-                    sub.conn.deliver(sub, record.get("id", ""), (own or [pairs[0][1]])[0])
+        record_id = record.get("id", "")
+        # each event is encoded once, whatever the number of sessions it goes to (only the
+        # per-session serial is put in as it is sent: EncodedEvent)
+        encoded: dict[int, EncodedEvent] = {}
+
+        def once(event: dict[str, Any]) -> EncodedEvent:
+            found = encoded.get(id(event))
+            if found is None:
+                found = encoded[id(event)] = EncodedEvent(event)
+            return found
+        domain_subs = [only] if only is not None else self._by_domain.get(
+            str(record.get("domain", "")), [])
+        for sub in list(domain_subs):
+            if sub.kind == "domain" and sub.domain == record.get("domain"):
+                own = [e for src, e in pairs if src == record.get("device")]
+                event = (own or [pairs[0][1]])[0]
+                sub.conn.deliver(sub, record_id, event, once(event))
+        for src, event in pairs:
+            if not src:
                 continue
-            for src, event in pairs:
-                if src and src == sub.device:
-                    sub.conn.deliver(sub, record.get("id", ""), event)
+            targets = ([only] if only.kind != "domain" and only.device == src else []) \
+                if only is not None else self._by_device.get(src, [])
+            for sub in list(targets):
+                sub.conn.deliver(sub, record_id, event, once(event))
 
     def wallboard_signal(self, channel: str, data: Any) -> None:
         """A seed queue_*/agent_* message: the wallboards (domain subscriptions) refresh."""
         kind = "queueChanged" if channel.startswith("queue_") else "agentChanged"
         event = {"eventName": kind, "eventType": "wallboard", "eventTime": ev.event_time(),
                  "serial": 0, "channel": channel, "data": str(data or "")[:1000]}
-        for sub in list(self.subscriptions):
-            if sub.kind == "domain":
-                sub.conn.deliver(sub, "", event)
+        encoded = EncodedEvent(event)
+        for subs in list(self._by_domain.values()):
+            for sub in list(subs):
+                sub.conn.deliver(sub, "", event, encoded)
 
     # ---------------------------------------------------------------- sessions -----------
     def connection(self, session: Session) -> StompConnection:
         return StompConnection(self, session)
 
+    # The subscriptions are indexed by what a record names (its parties' devices, its
+    # agent, its domain) and by session: a record reaches its few subscriptions without a
+    # look at the others (it scanned every subscription of the process before).
     def add(self, sub: Subscription) -> None:
         self.subscriptions.append(sub)
+        self._by_conn.setdefault(sub.conn, []).append(sub)
+        if sub.kind == "domain":
+            self._by_domain.setdefault(sub.domain, []).append(sub)
+        else:
+            if sub.kind == "agent":
+                self._by_agent.setdefault(sub.agent_id, []).append(sub)
+            if sub.device:
+                self._by_device.setdefault(sub.device, []).append(sub)
+
+    def _move(self, sub: Subscription, device: str) -> None:
+        """An agent subscription follows its agent to ``device`` (it logged in there)."""
+        if device == sub.device:
+            return
+        _discard(self._by_device, sub.device, sub)
+        sub.device = device
+        if device and sub in self._by_conn.get(sub.conn, []):
+            self._by_device.setdefault(device, []).append(sub)
 
     def remove(self, conn: StompConnection, sub_id: str | None = None) -> None:
-        self.subscriptions = [s for s in self.subscriptions
-                              if not (s.conn is conn and (sub_id is None or s.sub_id == sub_id))]
+        mine = self._by_conn.get(conn, [])
+        gone = [s for s in mine if sub_id is None or s.sub_id == sub_id]
+        if not gone:
+            return
+        for sub in gone:
+            _discard(self._by_conn, conn, sub)
+            if sub.kind == "domain":
+                _discard(self._by_domain, sub.domain, sub)
+            _discard(self._by_agent, sub.agent_id, sub)
+            _discard(self._by_device, sub.device, sub)
+        dropped = {id(s) for s in gone}
+        self.subscriptions = [s for s in self.subscriptions if id(s) not in dropped]
 
     def subscriptions_of(self, conn: StompConnection) -> list[Subscription]:
-        return [s for s in self.subscriptions if s.conn is conn]
+        return list(self._by_conn.get(conn, []))
 
     def register(self, conn: StompConnection, username: str) -> bool:
         """Count a CONNECTed session of ``username``; False when it has too many already."""
@@ -268,6 +319,30 @@ class Hub:
             conns.discard(conn)
             if not conns:
                 del self.sessions_of[username]
+
+
+def _discard(index: dict[Any, list[Subscription]], key: Any, sub: Subscription) -> None:
+    subs = index.get(key)
+    if subs is not None:
+        with contextlib.suppress(ValueError):
+            subs.remove(sub)
+        if not subs:
+            del index[key]
+
+
+_SERIAL = "__fsapps_serial__"
+
+
+class EncodedEvent:
+    """An event's JSON text, made once for every session it goes to; each session's
+    ``serial`` (:func:`fsapps.server.csta.events.with_serial`) is put in as it is sent."""
+
+    def __init__(self, event: dict[str, Any]) -> None:
+        text = json.dumps(ev.with_serial(event, _SERIAL), ensure_ascii=False)  # type: ignore
+        self.head, _, self.tail = text.partition(json.dumps(_SERIAL))
+
+    def with_serial(self, serial: int) -> str:
+        return f"{self.head}{serial}{self.tail}"
 
 
 class StompConnection:
@@ -305,7 +380,8 @@ class StompConnection:
                                         "content-type": "text/plain"}, detail or message))
         self.session.close(3000, message[:100])
 
-    def deliver(self, sub: Subscription, record_id: str, event: dict[str, Any]) -> None:
+    def deliver(self, sub: Subscription, record_id: str, event: dict[str, Any],
+                encoded: EncodedEvent | None = None) -> None:
         if self.session.closed is not None:
             # closed (a slow consumer, a revoked token) but not yet forgotten: stop feeding it
             self.hub.remove(self)
@@ -316,7 +392,7 @@ class StompConnection:
         self.seen.append(key)
         self.serial += 1
         self.message_no += 1
-        body = json.dumps(ev.with_serial(event, self.serial), ensure_ascii=False)
+        body = (encoded or EncodedEvent(event)).with_serial(self.serial)
         self.send(stomp.Frame("MESSAGE", {
             "subscription": sub.sub_id, "message-id": f"{self.session.id}-{self.message_no}",
             "destination": sub.destination, "content-type": "application/json;charset=UTF-8"},
