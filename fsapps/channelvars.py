@@ -27,6 +27,10 @@ ACD_NUMBER_VAR = "fsapps_acd_number"    # the far party of an outbound / direct 
 # runtime as it breaks the hold music (the handler takes it and clears it; a PLAYBACK_START
 # still carrying it is broken again: music that began after the break).
 ACD_OFFER_VAR = "fsapps_acd_offer"
+# On the agent's leg of a callback (fsapps.switch.callback): the callback's id; and "true" once
+# the agent answered and the handler took over (a leg ending without it: the agent missed it).
+CALLBACK_VAR = "fsapps_callback"
+CALLBACK_ANSWERED_VAR = "fsapps_callback_answered"
 
 # ------------------------------------------------------------------------------- the CDR ---
 # Set on the a-leg by an app that writes the call's CDR itself (its name): the runtime then

@@ -132,7 +132,7 @@ def test_every_command_has_an_alias_on_every_node(env: Env) -> None:
     for node in (env.node1, env.node2):
         for name in commands.COMMANDS:
             assert node.aliases[name] == f"python fsapps.api {name}"
-    assert len(commands.COMMANDS) == 26
+    assert len(commands.COMMANDS) == 27
     assert env.console("nwayacd_version") == env.api("nwayacd_version")
     assert env.api("nwayacd_version").startswith("+OK fsapps ")
 

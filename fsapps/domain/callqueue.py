@@ -42,6 +42,9 @@ class WaitingCall:
     tried: list[str] = field(default_factory=list)
     # the skills the call requires, as given (the scripts relax them by the wait)
     skills: list[tuple[str, int]] = field(default_factory=list)
+    # a callback's entry (fsapps.domain.callbacks): its uuid is the callback's id, nobody is
+    # on the line; the agent that takes it is rung first, then the caller is called back
+    callback: bool = False
 
     def to_json(self) -> str:
         # (json's default ", " / ": " separators: agent_reserve.lua looks for '"skills": [['

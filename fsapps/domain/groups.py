@@ -33,6 +33,7 @@ from fsapps.config import GroupDefaults
 from fsapps.context import Context
 from fsapps.db.connection import Cursor, transaction
 from fsapps.domain.agents import Agents
+from fsapps.domain.numbers import valid_gateway
 from fsapps.domain.routing import CallMode, parse_level, parse_mode, parse_strategy
 from fsapps.domain.waiting import EXIT_KEYS, parse_announce, parse_destination
 from fsapps.errors import NotFound
@@ -68,6 +69,12 @@ class Group:
     overflow_to: str = ""  # hangup, group:<g>, extension:<ext>, dialplan:<dest> [..]
     exit_key: str = ""  # a key the waiting caller presses to leave to exit_to
     exit_to: str = ""
+    # callback instead of waiting (exit_to "callback", fsapps.domain.callbacks): no gateway =
+    # no callbacks (today's behaviour)
+    callback_gateway: str = ""  # sofia/gateway/<gw>/<the caller's number>
+    callback_max_attempts: int = 3  # times the caller is called back before it is dropped
+    callback_retry_seconds: int = 60  # between a callback not answered and the next
+    callback_confirm: str = ""  # a file the caller hears once queued ("": mod_flite's English)
 
     @property
     def mode(self) -> CallMode:
@@ -100,8 +107,10 @@ class Group:
                 values[f.name] = int(raw)
             elif f.name == "service_level_seconds":
                 values[f.name] = int(raw) if raw.isdigit() and int(raw) > 0 else 20
-            elif f.name in ("announce_seconds", "max_wait_seconds"):
+            elif f.name in ("announce_seconds", "max_wait_seconds", "callback_retry_seconds"):
                 values[f.name] = int(raw) if raw.isdigit() else 0
+            elif f.name == "callback_max_attempts":
+                values[f.name] = int(raw) if raw.isdigit() and int(raw) > 0 else 3
             elif f.name in ("wrapup_seconds", "max_no_answer", "busy_ring_repeats",
                             "tier_wait_seconds", "skill_relax_seconds"):
                 values[f.name] = int(raw) if raw != "" else None
@@ -132,6 +141,15 @@ def check_waiting(values: Mapping[str, object]) -> None:
             parse_destination(str(values[column] or ""))
     if values.get("announce"):
         parse_announce(str(values["announce"]))
+    gateway = str(values.get("callback_gateway") or "")
+    if gateway and not valid_gateway(gateway):
+        raise ValueError(f"not a gateway: {gateway!r} ([A-Za-z0-9_.-])")
+    if "callback_max_attempts" in values and \
+            not 1 <= int(values["callback_max_attempts"] or 0) <= 20:  # type: ignore[call-overload]
+        raise ValueError("callback max attempts: 1-20")
+    if "callback_retry_seconds" in values and \
+            not 0 <= int(values["callback_retry_seconds"] or 0) <= 86400:  # type: ignore[call-overload]
+        raise ValueError("callback retry seconds: 0-86400")
     key = str(values.get("exit_key") or "")
     if key and (len(key) != 1 or key not in EXIT_KEYS):
         raise ValueError(f"not an exit key: {key!r} (one of {EXIT_KEYS})")

@@ -45,35 +45,39 @@ class Destination:
     """Where a caller leaving the queue goes: ``hangup``; ``group`` (``target``: the group it
     queues in next); ``extension`` (a phone rung as nway_bridge does); ``dialplan`` (the
     switch's ``transfer <target>``: destination, optionally dialplan and context, separated
-    by spaces)."""
+    by spaces); ``callback`` (the caller keeps its place and hangs up; it is called back when
+    its turn comes, :mod:`fsapps.domain.callbacks`)."""
 
     kind: str
     target: str = ""
 
     def __str__(self) -> str:
         """As it is configured (:func:`parse_destination` reads it back)."""
-        if self.kind == "hangup":
+        if self.kind in ("hangup", "callback"):
             return self.kind
         return f"{self.kind}:{self.target.replace(' ', ',')}"
 
 
 HANGUP = Destination("hangup")
+CALLBACK = Destination("callback")
 
 
 def parse_destination(text: str) -> Destination:
-    """``hangup`` (or empty), ``group:<g>``, ``extension:<ext>``, ``dialplan:<destination>
-    [,<dialplan>[,<context>]]`` (one word: a command argument); anything else raises
-    ValueError naming it. Every part is a plain name (``[A-Za-z0-9_.+*#@-]``): nothing can
-    reach a dial string or the dialplan but a name. The target is kept as the switch's
+    """``hangup`` (or empty), ``callback``, ``group:<g>``, ``extension:<ext>``,
+    ``dialplan:<destination>[,<dialplan>[,<context>]]`` (one word: a command argument);
+    anything else raises ValueError naming it. Every part is a plain name
+    (``[A-Za-z0-9_.+*#@-]``): nothing can reach a dial string or the dialplan but a name. The target is kept as the switch's
     ``transfer`` takes it (parts separated by spaces)."""
     text = (text or "").strip()
     if text in ("", "hangup"):
         return HANGUP
+    if text == "callback":
+        return CALLBACK
     kind, sep, target = text.partition(":")
     target = target.strip()
     if not sep or kind not in _DESTINATION_KINDS or kind == "hangup":
-        raise ValueError(f"not a destination: {text!r} (hangup, group:<g>, extension:<ext>, "
-                         "dialplan:<destination>[,<dialplan>[,<context>]])")
+        raise ValueError(f"not a destination: {text!r} (hangup, callback, group:<g>, "
+                         "extension:<ext>, dialplan:<destination>[,<dialplan>[,<context>]])")
     words = target.replace(",", " ").split() if kind == "dialplan" else target.split()
     if kind in ("group", "extension"):
         if len(words) != 1 or not valid_extension(words[0]):

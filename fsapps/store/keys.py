@@ -25,6 +25,10 @@ fsapps-owned, from :class:`Keys` (``p`` = prefix, ``d`` = domain) — name, type
 ``p:{d}:waiting``                  hash    none; queued call uuid -> JSON (node, group, level,
                                            number, arrival, agents who failed it)
 ``p:{d}:offers``                   hash    none; call uuid -> extension reserved for it
+``p:{d}:callbacks``                hash    none; callback id -> JSON (the caller's number, group,
+                                           place, attempts) until answered or dropped
+                                           (:mod:`fsapps.domain.callbacks`)
+``p:{d}:callbacks:due``            zset    none; callback id, score = when its retry may queue (ms)
 ``p:{d}:wrapups``                  zset    none; extensions in wrap-up, score = end (ms)
 ``p:{d}:csta:legs``                hash    none (fields removed at hangup); channel uuid ->
                                            CSTA callId (:mod:`fsapps.events.cstafeed`)
@@ -215,6 +219,12 @@ class Keys:
 
     def offers(self) -> str:
         return f"{self._base}:offers"
+
+    def callbacks(self) -> str:
+        return f"{self._base}:callbacks"
+
+    def callbacks_due(self) -> str:
+        return f"{self._base}:callbacks:due"
 
     def wrapups(self) -> str:
         return f"{self._base}:wrapups"

@@ -41,13 +41,14 @@ from fsapps.channelvars import (
     SKILLS_VAR,
 )
 from fsapps.context import Context, get_context, now_ms
-from fsapps.domain import routing, skills, stats
+from fsapps.domain import callbacks, routing, skills, stats
 from fsapps.domain.agents import Agents, Ready
 from fsapps.domain.callqueue import CallQueue, WaitingCall
 from fsapps.domain.groups import Group, Groups
 from fsapps.domain.nodes import Nodes
 from fsapps.domain.stats import QueueStats
 from fsapps.domain.waiting import (
+    CALLBACK,
     HANGUP,
     MAX_GROUP_HOPS,
     Destination,
@@ -137,6 +138,7 @@ class Router:
         self.announce_due = 0.0
         self.exit_pressed = False
         self.left_to: Destination | None = None
+        self.callback_requested = False  # left the queue for a callback (its CDR flag)
 
     # ------------------------------------------------------------------ helpers ----------
     def guard(self) -> None:
@@ -263,6 +265,11 @@ class Router:
                 # again in the same place (or finds the offer made meanwhile).
                 return ""
             if self.exit_pressed:
+                if (group.exit_to or "").strip() == str(CALLBACK):
+                    taken = self.request_callback(f"pressed the exit key {group.exit_key}")
+                    if taken is None:
+                        continue  # no callback possible: the caller waits on
+                    return taken
                 return self.leave_for(group.exit_to, f"pressed the exit key {group.exit_key}")
             if group.max_wait_seconds:
                 waited = now_ms() - self.call.arrived_ms
@@ -383,6 +390,11 @@ class Router:
         except ValueError as exc:
             log("WARNING", f"nwayacd: group {c.group.group_number}: {exc}; hanging up")
             destination = HANGUP
+        if destination.kind == "callback":
+            taken = self.request_callback(why)
+            if taken is not None:
+                return taken
+            destination = HANGUP
         log("NOTICE", f"nwayacd: caller {c.caller} {why} in group {c.group.group_number}; "
                       f"leaving the queue to {destination}")
         self.leave_queue()
@@ -394,6 +406,43 @@ class Router:
             raise CallerGone()
         self.left_to = destination
         return ""
+
+    def request_callback(self, why: str) -> str | None:
+        """The caller asks to be called back (fsapps.domain.callbacks): its queue entry
+        becomes the callback's in one step, it hears the confirmation and is hung up
+        (CallerGone). None when no callback is possible (the group has no gateway, the caller
+        id is no number: logged, the caller waits on); an extension when an agent reserved
+        itself for the caller in that moment (connect it), "" when the caller is no longer
+        queued (queue it again)."""
+        c = self.call
+        group = c.group
+        self.exit_pressed = False
+        number = callbacks.callback_number(c.real_number, c.caller)
+        if not group.callback_gateway or number is None:
+            reason = "the group has no callback gateway" if not group.callback_gateway else \
+                f"its number {c.real_number!r} cannot be called back"
+            log("WARNING", f"nwayacd: caller {c.caller} {why} in group {group.group_number} "
+                           f"for a callback, but {reason}; it waits on")
+            return None
+        now = now_ms()
+        callback = callbacks.Callback(
+            id=str(uuidlib.uuid4()), call_uuid=c.uuid, group=group.group_number, number=number,
+            level=c.level, arrived_ms=c.arrived_ms, requested_ms=now, node=c.node,
+            domain=c.domain, tried=list(c.tried), skills=list(c.skills))
+        queued, extension = callbacks.Callbacks(self.ctx, c.domain).request(callback)
+        if not queued:
+            return extension
+        log("NOTICE", f"nwayacd: caller {c.caller} {why} in group {group.group_number}: "
+                      f"callback {callback.id} to {number} keeps its place in the queue")
+        self.callback_requested = True
+        self.left_queue()
+        self.session.setVariable("playback_terminators", "none")
+        if group.callback_confirm:
+            self.session.execute("playback", group.callback_confirm)
+        else:
+            self.session.execute("speak", callbacks.DEFAULT_CONFIRM)
+        self.session.hangup("NORMAL_CLEARING")
+        raise CallerGone()
 
     def leave_queue(self) -> None:
         """Out of the queue for good; an agent reserved for us meanwhile is freed."""
@@ -596,6 +645,8 @@ class Router:
                 missed.append(attempt.extension)
         if answered is not None:
             flag = cdr.FLAG_ANSWERED
+        elif self.callback_requested:
+            flag = callbacks.FLAG_REQUESTED
         elif self.timed_out:
             flag = cdr.FLAG_QUEUE_TIMEOUT
         elif not missed:
@@ -781,7 +832,7 @@ def agent_available(ctx: Context, domain: str, extension: str) -> str | None:
         return None
     metrics.stop("dispatch_decision", started)
     uuid, waiting = taken
-    wake_handler(ctx, uuid, waiting, extension)
+    wake_handler(ctx, uuid, waiting, extension, domain=domain)
     return uuid
 
 
@@ -798,7 +849,7 @@ def agents_available(ctx: Context, domain: str, freed: dict[str, list[str]]) -> 
     taken = Agents(ctx, domain).take_waiting_calls(freed, messages)
     for extension, uuid, waiting in taken:
         metrics.stop("dispatch_decision", started)
-        wake_handler(ctx, uuid, waiting, extension, sends)
+        wake_handler(ctx, uuid, waiting, extension, sends, domain=domain)
     if len(sends):
         sends.execute()
     if messages is not sends and len(messages):
@@ -807,10 +858,22 @@ def agents_available(ctx: Context, domain: str, freed: dict[str, list[str]]) -> 
 
 
 def wake_handler(ctx: Context, uuid: str, waiting: WaitingCall | None, extension: str,
-                 pipeline: Any = None) -> None:
+                 pipeline: Any = None, domain: str = "") -> None:
     """The agent ``extension`` reserved itself for the waiting call ``uuid``: the node that
     holds the call breaks its hold music, naming the agent, so its handler rings it now
-    without asking Redis. ``pipeline``: the command is queued on it (the caller sends it)."""
+    without asking Redis. A callback's entry (nobody on the line): the node the caller was
+    on - or, that node gone, this one or any live one - places it (its runtime's ``callback``
+    command, :func:`fsapps.switch.callback.place`). ``pipeline``: the command is queued on it
+    (the caller sends it)."""
+    if waiting is not None and waiting.callback:
+        nodes = Nodes(ctx)
+        alive = nodes.alive()
+        here = node_name(ctx)
+        node = waiting.node if waiting.node in alive else \
+            here if here in alive else min(alive, default=waiting.node)
+        nodes.send(node, "callback", pipeline=pipeline, uuid=uuid, agent=extension,
+                   domain=domain or ctx.settings.default_domain)
+        return
     if waiting is not None and waiting.node:
         Nodes(ctx).send(waiting.node, "break", pipeline=pipeline, uuid=uuid, agent=extension)
 
@@ -993,7 +1056,7 @@ def make_ready(ctx: Context, domain: str, extension: str) -> Ready:
     ready = Agents(ctx, domain).make_ready(extension)
     if ready.offered:
         metrics.stop("dispatch_decision", started)
-        wake_handler(ctx, ready.offered, ready.waiting, extension)
+        wake_handler(ctx, ready.offered, ready.waiting, extension, domain=domain)
     return ready
 
 

@@ -524,6 +524,34 @@ def nway_set_group_announce(inv: Invocation) -> str:
             f"{group.announce or 'the default announcement'}")
 
 
+@command("nway_set_group_callback",
+         "<group> <gateway>|- [<max attempts> [<retry seconds> [<confirm file>]]]", record=True)
+def nway_set_group_callback(inv: Invocation) -> str:
+    """Callbacks instead of waiting (docs/acd.md): a caller pressing the exit key of a group
+    whose ``exit to`` is ``callback`` keeps its place and hangs up; when its turn comes an
+    agent is rung, then the caller is called back through ``sofia/gateway/<gateway>/`` (``-``
+    = no callbacks), up to ``max attempts`` times (1-20, default 3) ``retry seconds`` apart
+    (default 60); the caller hears ``confirm file`` (default: mod_flite's English)."""
+    number = inv.qualified(0, "group")
+    gateway = inv.arg(1, "gateway ([A-Za-z0-9_.-], - for none)",
+                      lambda v: v == "-" or valid_gateway(v))
+    attempts = inv.arg(2, "max attempts (1-20)", lambda v: v.isdigit() and 1 <= int(v) <= 20,
+                       default="3")
+    retry = inv.arg(3, "retry seconds (0-86400)", lambda v: v.isdigit() and int(v) <= 86400,
+                    default="60")
+    confirm = inv.arg(4, "confirm file", lambda v: "{" not in v and "'" not in v, default="")
+    inv.at_most(5)
+    group = _changed_group(inv, number, {
+        "callback_gateway": "" if gateway == "-" else gateway,
+        "callback_max_attempts": int(attempts), "callback_retry_seconds": int(retry),
+        "callback_confirm": confirm})
+    if not group.callback_gateway:
+        return f"+OK group {inv.label(number)} no callbacks"
+    return (f"+OK group {inv.label(number)} calls back through gateway "
+            f"{group.callback_gateway}, {group.callback_max_attempts} attempts "
+            f"{group.callback_retry_seconds} s apart")
+
+
 def _destination(text: str) -> bool:
     try:
         parse_destination(text)
@@ -549,7 +577,8 @@ def nway_list_groups(inv: Invocation) -> str:
 
 
 GROUP_COLUMNS = ("group", "name", "mode", "strategy", "tier_wait", "timeout", "members", "free",
-                 "waiting", "welcome", "blacklist", "busy", "transfer")
+                 "waiting", "welcome", "blacklist", "busy", "transfer", "max_wait", "overflow_to",
+                 "exit_key", "exit_to", "announce_every", "callback_gateway")
 
 
 def group_rows(inv: Invocation) -> list[dict[str, Any]]:
@@ -569,7 +598,11 @@ def group_rows(inv: Invocation) -> list[dict[str, Any]]:
                      "timeout": group.group_callout_timeout, "members": members,
                      "free": len(free), "waiting": waiting.get(number, 0),
                      "welcome": group.welcome_ring, "blacklist": group.black_list_ring,
-                     "busy": group.busy_ring, "transfer": group.transfer_ring})
+                     "busy": group.busy_ring, "transfer": group.transfer_ring,
+                     "max_wait": group.max_wait_seconds, "overflow_to": group.overflow_to,
+                     "exit_key": group.exit_key, "exit_to": group.exit_to,
+                     "announce_every": group.announce_seconds,
+                     "callback_gateway": group.callback_gateway})
     return rows
 
 

@@ -59,6 +59,8 @@ from fsapps.channelvars import (
     ACD_LEVEL_VAR,
     ACD_NUMBER_VAR,
     ACD_OFFER_VAR,
+    CALLBACK_ANSWERED_VAR,
+    CALLBACK_VAR,
     CTI_NOTIFY_URL_VAR,
     DOMAIN_VAR,
     LEG_VAR,
@@ -80,7 +82,7 @@ from fsapps.events.cstafeed import CstaFeed, feed_wanted
 from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
 from fsapps.store.connection import publish_pipeline
-from fsapps.switch import acd, commands, httproute, nodecommands
+from fsapps.switch import acd, callback, commands, httproute, nodecommands
 from fsapps.switch.livestate import LiveState, Owner, parse_owner
 
 WRAPUP_CHECK_MS = 200
@@ -352,6 +354,8 @@ class NodeRuntime:
         name = command.get("cmd")
         if name == "break":
             self.wake(str(command.get("uuid", "")), str(command.get("agent", "")))
+        elif name == "callback":  # a callback's agent reserved: ring it (fsapps.switch.callback)
+            callback.place(self.ctx, self.api_execute, self.node, command)
         elif name in nodecommands.COMMANDS:  # channel commands, wellClient call control
             try:
                 reply = nodecommands.serve(self.ctx, self.api_execute, self.node, command).text
@@ -488,6 +492,8 @@ class NodeRuntime:
         own copy of every event."""
         agent_header = event_header(ACD_AGENT_VAR)
         domain_header = event_header(DOMAIN_VAR)
+        callback_header = event_header(CALLBACK_VAR)
+        callback_answered = event_header(CALLBACK_ANSWERED_VAR)
         while not self.stopping.is_set():
             event = consumer.pop(1, 500)
             if event is None:
@@ -498,6 +504,12 @@ class NodeRuntime:
                 leg = each.getHeader("Unique-ID")
                 if extension and leg:
                     domain = each.getHeader(domain_header) or self.ctx.settings.default_domain
+                    called_back = each.getHeader(callback_header)
+                    if called_back and not each.getHeader(callback_answered):
+                        # a callback's agent that never answered: released (and the
+                        # callback back in its place) before its leg's end frees it
+                        self.guarded(callback.agent_missed, self.ctx, domain, extension,
+                                     called_back, each.getHeader("Hangup-Cause") or "")
                     ended.setdefault(domain, []).append((extension, leg))
             for domain, legs in ended.items():
                 self.guarded(self.agent_legs_ended, domain, legs)
@@ -523,6 +535,7 @@ class NodeRuntime:
                 self.guarded(self.audit_channels)
             for domain in self.ctx.settings.domains:
                 live = self.guarded(self.channel_check) or self._channel_up
+                self.guarded(callback.reconcile, self.ctx, domain, now_ms())
                 self.guarded(self.reconcile_queue, domain, live)
                 self.guarded(self.reconcile, domain, now_ms(), live)
                 # occupancy samples (fsapps.domain.stats): one node takes each 10 s slot
@@ -669,8 +682,8 @@ class NodeRuntime:
         alive = self.nodes.alive()
         dropped = []
         for call in waiting:
-            if call.node in alive and call.node != self.node:
-                continue
+            if call.callback or call.node in alive and call.node != self.node:
+                continue  # (a callback has no channel: it waits, whatever its node)
             if call.node == self.node and (channel_up or self._channel_up)(call.uuid):
                 continue
             removed, extension = queue.leave(call.group, call.uuid)
