@@ -170,8 +170,6 @@ def serve(services: CtiServices, host: str, port: int, *, reuse_port: bool = Fal
         services.close()
 
 
-class BackgroundServer:
-    """The CTI server on its own event loop in a daemon thread, for programs that run it
 def worker_count(processes: int) -> int:
     """cti.processes as a number of processes: 0 is one per CPU core."""
     if processes:
@@ -267,6 +265,8 @@ def serve_processes(settings: Settings, host: str, port: int, processes: int = 0
             signal.signal(sig, handler)
 
 
+class BackgroundServer:
+    """The CTI server on its own event loop in a daemon thread, for programs that run it
     beside other work in one process (``make demo`` next to its fake switches, the tests).
     Port 0 takes a free one; :attr:`port` is the one bound. :meth:`close` stops the server
     and closes ``services``."""
