@@ -107,6 +107,8 @@ system:
 	# the browser tests drive the system Chromium (never `playwright install`); a CJK font so
 	# the Chinese pages render in it
 	[ -x /usr/bin/chromium ] || missing+=(chromium)
+	# npm builds the agent console's browser phone (JsSIP) in `make venv`
+	command -v npm >/dev/null || missing+=(npm)
 	fc-list : family 2>/dev/null | grep -i 'wenquanyi\|noto sans cjk' >/dev/null || missing+=(fonts-wqy-microhei)
 	if [ $${#missing[@]} -gt 0 ]; then
 	  echo "system packages: installing $${missing[*]}"
@@ -116,8 +118,18 @@ system:
 	fi
 	echo "system packages: ok"
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed build/web/jssip.min.js
 	echo "venv: ready ($(VENV))"
+
+# The agent console's browser phone (docs/webrtc.md): JsSIP from the npm registry, bundled for
+# the page by esbuild (package.json; node_modules/ and build/ are never committed). Without
+# npm the console has no browser phone and its tests skip.
+build/web/jssip.min.js: package.json package-lock.json
+	if ! command -v npm >/dev/null; then echo "web: npm missing (make system installs it): no browser phone"; exit 0; fi
+	echo "web: npm ci, bundling JsSIP into $@"
+	$(QUIETLY)
+	quietly npm ci --no-audit --no-fund
+	quietly npm run build
 
 $(VENV)/.installed: setup.cfg setup.py
 	echo "venv: installing fsapps and its test tools into $(VENV)"

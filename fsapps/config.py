@@ -278,6 +278,26 @@ def _cause(value: str, key: str) -> str:
     return value
 
 
+_WS_URL = re.compile(r"wss?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/\-]*)?|"
+                     r"wss?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?(/[A-Za-z0-9._~/\-]*)?")
+_ICE_URL = re.compile(r"(stun|stuns|turn|turns):[A-Za-z0-9.\-\[\]:]+(\?transport=(udp|tcp))?")
+
+
+def _ws_url(value: str, key: str) -> str:
+    # it goes into the pages' Content-Security-Policy (connect-src) as it is
+    if not _WS_URL.fullmatch(value):
+        raise ConfigError(key, value, "expected a WebSocket URL like 'wss://pbx.example.com:7443' "
+                          "(sofia's wss-binding) or 'ws://127.0.0.1:5066'")
+    return value
+
+
+def _ice_url(value: str, key: str) -> str:
+    if not _ICE_URL.fullmatch(value):
+        raise ConfigError(key, value, "expected a STUN/TURN URL like "
+                          "'stun:stun.example.com:3478' or 'turn:turn.example.com?transport=udp'")
+    return value
+
+
 # ---- the sections -------------------------------------------------------------------------------
 
 
@@ -458,6 +478,28 @@ class DirectorySettings:
     call_remove_hangup: bool = False
 
 
+WEBRTC_SECOND_LOGIN = ("takeover", "refuse")
+
+
+@dataclass(frozen=True)
+class WebrtcSettings:
+    """The agent console as the agent's phone (docs/webrtc.md): the browser registers over
+    SIP-over-WebSocket with a short-lived password its CTI login gets. Off while ws_urls is
+    empty."""
+
+    # Where browsers register: sofia's wss-binding (ws-binding behind a TLS proxy, or tests).
+    ws_urls: tuple[str, ...] = setting((), check=_ws_url)
+    # STUN/TURN servers the browser gathers candidates with (none on a LAN).
+    ice_servers: tuple[str, ...] = setting((), check=_ice_url)
+    # Lifetime of a browser's SIP password; the page renews it at a third of this.
+    credential_ttl_seconds: int = setting(120, check=_positive)
+    # A second console (tab) of an extension whose browser phone is live: "takeover" (the
+    # first one is told and unregisters at its next renewal) or "refuse".
+    second_login: str = setting("takeover", check=_one_of(WEBRTC_SECOND_LOGIN))
+    # The bundled JsSIP (npm run build: build/web/jssip.min.js); "" = the checkout's.
+    jssip_path: str = ""
+
+
 @dataclass(frozen=True)
 class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -473,6 +515,7 @@ class Settings:
     group_defaults: GroupDefaults = field(default_factory=GroupDefaults)
     events: EventSettings = field(default_factory=EventSettings)
     directory: DirectorySettings = field(default_factory=DirectorySettings)
+    webrtc: WebrtcSettings = field(default_factory=WebrtcSettings)
     node_name: str = setting("", check=_key_part_or_empty)
     # The sofia profile other nodes relay agent calls to on this node, and this node's calls
     # to agents registered elsewhere leave from (README "Several nodes").

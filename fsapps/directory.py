@@ -27,7 +27,9 @@ def xml_fetch(params: Any, args: str = "") -> str:
 
         user = params.getHeader("user")
         domain = params.getHeader("domain") or params.getHeader("key_value")
-        return str(userdir.answer(get_context(), user, domain))
+        # ws/wss: a browser (the agent console's phone), authenticated apart (docs/webrtc.md)
+        transport = params.getHeader("sip_via_protocol") or ""
+        return str(userdir.answer(get_context(), user, domain, transport))
     except Exception as exc:
         try:
             from fsapps.fslog import log

@@ -101,6 +101,8 @@ class RealSwitch:
     internal_port: int = field(default_factory=free_port)
     external_port: int = field(default_factory=free_port)
     esl_port: int = field(default_factory=free_port)
+    # browsers (the WebRTC agent console) register here: sofia's ws-binding on 127.0.0.1
+    ws_port: int = field(default_factory=free_port)
     rtp_start: int = 0
     # False: a FreeSWITCH without fsapps (make bench-switch's mod_callcenter and plain-bridge
     # switches); start() then waits for the core, not for fsapps' runtime.
@@ -131,6 +133,11 @@ class RealSwitch:
         self.set_vars(fsapps_switchname=self.name, internal_sip_port=str(self.internal_port),
                       external_sip_port=str(self.external_port),
                       event_socket_port=str(self.esl_port),
+                      internal_ws_port=str(self.ws_port),
+                      # media to Chromium's 127.0.0.1 candidates only (it offers the host's
+                      # other addresses too; --allow-loopback-in-peer-connection adds these)
+                      webrtc_candidate_acl_lan="loopback.auto",
+                      webrtc_candidate_acl_wan="loopback.auto",
                       rtp_start_port=str(self.rtp_start), rtp_end_port=str(self.rtp_start + 399),
                       trunk_proxy=f"127.0.0.1:{trunk_port or free_port()}")
         for sub in ("log", "db", "run", "scripts", "temp", "cache", "recordings", "storage",

@@ -337,6 +337,34 @@ _CALLER_ANSWERED = """
 </scenario>
 """
 
+# A caller that talks: after its ACK, SIPp's RTP stream plays a u-law WAV from the port its SDP
+# offers (rtpstream_audio_port) until the call ends.
+_PLAY = """
+  <nop><action><exec rtp_stream="$audio,-1,0"/></action></nop>
+"""
+
+
+def write_ulaw_wav(path: Path, seconds: float = 2.0, rate: int = 8000, hz: float = 440.0) -> Path:
+    """A tone as G.711 u-law (WAV format 7): what SIPp's rtp_stream sends as payload 0."""
+    import math
+    import struct
+
+    def ulaw(sample: int) -> int:
+        sign = 0x80 if sample < 0 else 0
+        sample = min(abs(sample), 32635) + 0x84
+        exponent = max(0, sample.bit_length() - 8)
+        mantissa = (sample >> (exponent + 3)) & 0x0F
+        return ~(sign | (exponent << 4) | mantissa) & 0xFF
+
+    data = bytes(ulaw(int(8000 * math.sin(2 * math.pi * hz * i / rate)))
+                 for i in range(int(seconds * rate)))
+    fmt = struct.pack("<HHIIHH", 7, 1, rate, rate, 1, 8)
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"data" + struct.pack("<I", len(data)) + data)
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
 # Final answers a caller may get instead of 200; each ends the call without failing SIPp.
 REFUSALS = (403, 404, 408, 480, 486, 487, 500, 502, 503, 603)
 
@@ -476,25 +504,31 @@ def caller(target_port: int, number: str, caller_number: str, talk_ms: int = 100
            domain: str = "127.0.0.1", password: str = "", cancel_ms: int = 0,
            headers: str = "", calls: int = 1, rate: float = 1.0, timeout_s: int = 120,
            hold_ms: int = 0, limit: int = 500, extra_args: Sequence[str] = (),
-           trace_messages: bool = True) -> Sipp:
+           trace_messages: bool = True, audio: str = "") -> Sipp:
     """Callers dialling ``number``: talk ``talk_ms`` after the answer then BYE (or take the far
     end's BYE); ``cancel_ms`` > 0 cancels after that long unanswered. With ``password`` the
     INVITE answers the switch's digest challenge as phone ``caller_number``. ``limit``: at most
     that many calls at once; ``extra_args`` go to SIPp as they are (e.g. ``-inf`` with
-    ``[field0]`` in ``number``)."""
+    ``[field0]`` in ``number``). ``audio``: a u-law WAV (:func:`write_ulaw_wav`) the caller
+    plays, looped, from its answer on."""
     # SIPp waits at the first of a run of optional <recv>s: each carries the timeout
     cancel_wait = f'timeout="{cancel_ms}" ontimeout="cancel"' if cancel_ms else ""
     refusals = "\n  ".join(f'<recv response="{code}" optional="true" {cancel_wait} '
                            'next="refused"/>' for code in REFUSALS)
     invite = _CALLER_AUTH if password else _CALLER_INVITE.replace("$auth", "").replace(
         "$cseq", "1")
-    body = _HEAD + invite + _CALLER_ANSWERED
+    answered = _CALLER_ANSWERED
+    if audio:
+        after_ack = answered.index("  </send>\n") + len("  </send>\n")
+        answered = answered[:after_ack] + _PLAY + answered[after_ack:]
+    body = _HEAD + invite + answered
     body = _fill(body, name="caller", refusals=refusals, cancel_wait=cancel_wait,
                  cseq="2" if password else "1", bye_wait=f'timeout="{talk_ms}" '
                  'ontimeout="hangup"')
     extra = "".join(f"\n      {line.strip()}" for line in headers.splitlines() if line.strip())
     body = _fill(body, number=number, caller=caller_number, domain=domain, password=password,
-                 headers=extra, sdp=_SDP)
+                 headers=extra, audio=audio,
+                 sdp=_SDP.replace("[media_port]", "[rtpstream_audio_port]") if audio else _SDP)
     return Sipp(body, [f"127.0.0.1:{target_port}", "-m", str(calls), "-r", str(rate),
                        "-timeout", f"{timeout_s}s", "-timeout_error", "-l", str(limit),
                        *extra_args],

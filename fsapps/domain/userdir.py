@@ -27,6 +27,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from fsapps.context import Context
+from fsapps.domain import webrtc
 from fsapps.domain.nodes import Nodes
 from fsapps.errors import BadInput, Conflict
 from fsapps.fslog import log
@@ -307,10 +308,12 @@ def _not_found(user: str | None, domain: str | None, reason: str) -> str:
     return NOT_FOUND
 
 
-def answer(ctx: Context, user: str | None, domain: str | None) -> str:
+def answer(ctx: Context, user: str | None, domain: str | None, transport: str = "") -> str:
     """The XML answer for a directory request: the user's document, or NOT_FOUND (unknown
     domain or user: one INFO line saying why; a malformed record: an ERR line with its key).
-    Raises only when Redis fails."""
+    ``transport`` is the request's ``sip_via_protocol``: over ws/wss (a browser) the document
+    carries the browser-phone password of a console login (:mod:`fsapps.domain.webrtc`), never
+    the record's. Raises only when Redis fails."""
     if not user:  # a domain-level fetch (gateways, ACLs), not a user lookup: not logged
         return NOT_FOUND
     if not domain:
@@ -332,4 +335,20 @@ def answer(ctx: Context, user: str | None, domain: str | None) -> str:
     except BadExtension as exc:
         log("ERR", f"directory: {directory.hash} field {found[0]!r} is not served: {exc}")
         return NOT_FOUND
-    return render(ext, ctx.settings.directory.cacheable)
+    if not webrtc.is_webrtc(ext.param):
+        if transport.lower() in webrtc.WS_TRANSPORTS:
+            return _not_found(user, domain, "registers over WebSocket but its record has no "
+                                            "param webrtc=true")
+        return render(ext, ctx.settings.directory.cacheable)
+    if transport.lower() in webrtc.WS_TRANSPORTS:
+        password = webrtc.BrowserPhones(ctx, domain).password(ext.user)
+        if password is None:
+            return _not_found(user, domain, "WebSocket registration without a console login "
+                                            "(no live browser-phone password)")
+        params = {name: value for name, value in ext.param.items()
+                  if name.lower() not in ("password", "a1-hash")}
+        ext = Extension(ext.user, ext.domain, {**params, "password": password}, ext.variable,
+                        ext.attribute)
+    # never cached: the switch would answer a browser's REGISTER with the desk phone's
+    # document (or the reverse)
+    return render(ext, "")

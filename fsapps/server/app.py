@@ -24,7 +24,7 @@ from aiohttp import web
 
 from fsapps.config import Settings, UserSettings
 from fsapps.errors import ConfigError, DatabaseError, FsappsError, StoreUnavailable
-from fsapps.server import cors, stats, supervision
+from fsapps.server import cors, stats, supervision, webrtc
 from fsapps.server import cti_api as api
 from fsapps.server import plugins as extensions
 from fsapps.server.http_errors import http_error
@@ -92,6 +92,8 @@ def build_app(services: CtiServices) -> web.Application:
     supervision.install(app)
     stats.install(app)
     extensions.install(app, services)
+    webrtc.install(app)  # the agent console's browser phone (docs/webrtc.md)
+    app[ROUTES].extend(webrtc.documented_routes())
     return app
 
 

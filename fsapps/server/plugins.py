@@ -17,6 +17,7 @@ from fsapps.server import cors
 from fsapps.server.csta import callcontrol, rest, sockjs
 from fsapps.server.csta.hub import Hub
 from fsapps.server.registry import ROUTES
+from fsapps.server.services import SERVICES
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 SOCKJS_PREFIX = "/mvc/stomp"
@@ -37,6 +38,10 @@ def csp_for(request: web.Request) -> str:
     """The pages' policy; the Host header goes in only when it is a plain host[:port]."""
     host = request.host or ""
     sockets = f" ws://{host} wss://{host}" if _HOST.fullmatch(host) else ""
+    # the browser phone's SIP WebSockets (webrtc.ws_urls, checked URLs: docs/webrtc.md)
+    services = request.app.get(SERVICES)
+    if services is not None:
+        sockets += "".join(f" {url}" for url in services.settings.webrtc.ws_urls)
     return _CSP.format(sockets=sockets)
 
 

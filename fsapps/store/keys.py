@@ -13,6 +13,9 @@ fsapps-owned, from :class:`Keys` (``p`` = prefix, ``d`` = domain) — name, type
                                            registration: node and expiry); written only by
                                            :mod:`fsapps.domain.agents` and its scripts
 ``p:{d}:agents``                   set     none; extensions with an agent hash in the domain
+``p:{d}:webrtc:<ext>``             hash    PX credential TTL; the SIP password of the browser
+                                           phone of one CTI login: password, owner (token
+                                           digest) (:mod:`fsapps.domain.webrtc`)
 ``p:{d}:group:<g>``                hash    none; group settings loaded from PostgreSQL
 ``p:{d}:groups``                   set     none; group numbers of the domain
 ``p:{d}:group:<g>:members``        zset    none; member extensions, score = position
@@ -186,6 +189,9 @@ class Keys:
 
     def agents(self) -> str:
         return f"{self._base}:agents"
+
+    def webrtc(self, extension: str) -> str:
+        return f"{self._base}:webrtc:{_part('extension', extension)}"
 
     def group(self, group: str) -> str:
         return f"{self._base}:group:{_part('group', group)}"

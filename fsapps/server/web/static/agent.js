@@ -210,6 +210,8 @@
         $('password').value = '';
         renderMode('NotReady');
         setPhase('idle');
+        // the browser phone, when the server has one for this extension (phone.js)
+        if (window.fsappsPhone) { window.fsappsPhone.start(ext + '@' + dom); }
       }).fail(function (res) {
         $('loginError').textContent = t('loginFailed') + ': ' + window.fsappsNotice.message(res);
       }).always(function () { $('login').disabled = false; });
@@ -220,6 +222,7 @@
       wellClient.setAgentMode(next).fail(failed(next === 'Ready' ? 'setReady' : 'setNotReady'));
     });
     $('logout').addEventListener('click', function () {
+      if (window.fsappsPhone) { window.fsappsPhone.stop(); }
       wellClient.logout().done(function () { location.reload(); }).fail(failed('logoutFailed'));
     });
     $('make').addEventListener('click', function () {
@@ -227,7 +230,11 @@
       if (n) { wellClient.makeCall(n).fail(failed('make')); }
     });
     $('number').addEventListener('keydown', function (ev) { if (ev.key === 'Enter') { $('make').click(); } });
-    $('answer').addEventListener('click', function () { wellClient.answerCall(state.mainCall).fail(failed('answer')); });
+    $('answer').addEventListener('click', function () {
+      // a browser phone answers here; a desk phone is told to by the switch
+      if (window.fsappsPhone && window.fsappsPhone.ringing()) { window.fsappsPhone.answer(); return; }
+      wellClient.answerCall(state.mainCall).fail(failed('answer'));
+    });
     $('hold').addEventListener('click', function () {
       var what = state.held ? 'retrieve' : 'hold';
       (state.held ? wellClient.retrieveCall(state.mainCall) : wellClient.holdCall(state.mainCall)).fail(failed(what));
@@ -263,7 +270,11 @@
       wellClient.dropConnection(state.consultCall || state.mainCall).fail(failed('dropCon'));
     });
     Array.prototype.forEach.call($('pad').querySelectorAll('button'), function (b) {
-      b.addEventListener('click', function () { $('number').value += b.textContent; });
+      b.addEventListener('click', function () {
+        // in a browser-phone call the pad sends DTMF (RFC 2833), else it dials
+        if (window.fsappsPhone && window.fsappsPhone.dtmf(b.textContent)) { return; }
+        $('number').value += b.textContent;
+      });
     });
     $('padClear').addEventListener('click', function () { $('number').value = $('number').value.slice(0, -1); });
     $('userDataForm').addEventListener('submit', function (ev) {

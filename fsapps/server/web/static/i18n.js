@@ -26,7 +26,12 @@
       st_ivr: 'IVR', live: '实时', offline: '离线', total: '合计',
       ringingCalls: '振铃中通话', domainDefault: '留空：服务器默认域', dismiss: '关闭',
       boardFailed: '大屏刷新失败', linkProblem: '连接问题', logoutFailed: '登出失败',
-      userDataFailed: '保存随路数据失败', talkingCalls: '通话中', connected: '事件通道已连接', disconnected: '事件通道已断开', agentLink: '坐席工作台'
+      userDataFailed: '保存随路数据失败', talkingCalls: '通话中', connected: '事件通道已连接', disconnected: '事件通道已断开', agentLink: '坐席工作台',
+      phone: '网页电话', ph_off: '未启用', ph_connecting: '连接中', ph_registered: '已注册',
+      ph_unregistered: '未注册', ph_ringing: '来电振铃', ph_talking: '通话中',
+      ph_takenOver: '已被其他页面接管', ph_refused: '已在其他页面使用', ph_failed: '注册失败',
+      phoneHangup: '挂机', mute: '静音', unmute: '取消静音', autoAnswer: '自动接听',
+      microphone: '麦克风', speaker: '扬声器', defaultDevice: '系统默认'
     },
     en: {
       title: 'Agent console', wallboardTitle: 'Supervisor wallboard', brand: 'fsapps call center',
@@ -53,7 +58,13 @@
       boardFailed: 'Wallboard not updated', linkProblem: 'Connection problem',
       logoutFailed: 'Log out failed', userDataFailed: 'Call data not saved',
       talkingCalls: 'Calls talking', connected: 'Event stream connected',
-      disconnected: 'Event stream lost', agentLink: 'Agent console'
+      disconnected: 'Event stream lost', agentLink: 'Agent console',
+      phone: 'Browser phone', ph_off: 'Off', ph_connecting: 'Connecting', ph_registered: 'Registered',
+      ph_unregistered: 'Not registered', ph_ringing: 'Incoming call', ph_talking: 'In call',
+      ph_takenOver: 'Taken over by another tab', ph_refused: 'In use in another tab',
+      ph_failed: 'Registration failed', phoneHangup: 'Hang up', mute: 'Mute', unmute: 'Unmute',
+      autoAnswer: 'Auto-answer', microphone: 'Microphone', speaker: 'Speaker',
+      defaultDevice: 'System default'
     }
   };
 

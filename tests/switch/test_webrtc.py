@@ -1,0 +1,409 @@
+"""The agent console as the agent's phone (issue 19, docs/webrtc.md) on a real FreeSWITCH:
+headless Chromium with fake media logs in on the CTI server's page, gets a short-lived SIP
+password, registers over SIP-over-WebSocket (sofia's ws-binding, through a TCP relay the test
+can cut), takes a queue call from a SIPp caller that plays audio, answers in the page, and
+``RTCPeerConnection.getStats()`` shows audio both ways (DTLS-SRTP, ICE on 127.0.0.1). Hold,
+DTMF and hang-up from the page are checked in the switch and at the SIPp caller; a second tab
+of the agent takes the phone over (or is refused, as configured); a cut WebSocket is followed
+by a new registration.
+
+Skips (like the other browser tests) when /usr/bin/chromium, Playwright or the JsSIP bundle
+(``make venv``: npm ci && npm run build) is missing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fsapps.server.passwords import hash_password
+from fsapps.server.webrtc import BUNDLE
+from switch.conftest import DOMAIN, PASSWORD, Stack, agent_state, api, wait_for
+from tools import sipp
+from tools.esl import Esl
+from tools.realswitch import ESL_PASSWORD, ROOT, RealSwitch
+from tools.servers import free_port, wait_for_port
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing (make system)"),
+    pytest.mark.skipif(not BUNDLE.exists(), reason=f"{BUNDLE} missing (make venv builds it: "
+                                                   "npm ci && npm run build)"),
+]
+pytest.importorskip("playwright.sync_api")
+
+# As browser_support.ARGS, plus fake media: a fake microphone (a beep), no permission prompt,
+# and host candidates on 127.0.0.1 so media, like all test traffic, stays on loopback.
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+        "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required"]
+TIMEOUT_MS = 20_000
+_groups = itertools.count(4700)
+_exts = itertools.count(4711)
+EXTS = [str(n) for n in range(4711, 4731)]  # every agent below is a CTI user (job = ext)
+
+
+# ------------------------------------------------------------------------ a cuttable relay ---
+@dataclass
+class Relay:
+    """127.0.0.1:<port> -> 127.0.0.1:<target>, byte for byte; :meth:`cut` closes every
+    connection (a network drop as the browser sees it: its WebSocket dies)."""
+
+    target: int
+    port: int = field(default_factory=free_port)
+    conns: list[socket.socket] = field(default_factory=list)
+
+    def start(self) -> Relay:
+        self.server = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        for s in self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+        self.conns.clear()
+
+    def close(self) -> None:
+        self.server.close()
+        self.cut()
+
+
+# ------------------------------------------------------------------------ the CTI server -----
+@dataclass
+class Cti:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_cti(st: Stack, sw: RealSwitch, ws_url: str, second_login: str, name: str) -> Cti:
+    """``fsapps cti serve`` on the node's settings with the browser phone on: agents 47xx
+    (job number = extension = password), credentials that live 6 s (renewed every 2 s)."""
+    settings = yaml.safe_load(sw.config_path.read_text())
+    port = free_port()
+    settings["cti"] = {"listen": "127.0.0.1", "port": port}
+    settings["webrtc"] = {"ws_urls": [ws_url], "credential_ttl_seconds": 6,
+                          "second_login": second_login}
+    settings["users"] = [{"username": ext, "role": "agent", "extension": ext,
+                          "password_hash": hash_password(ext, iterations=1000)} for ext in EXTS]
+    path = st.base / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FSAPPS_")}
+    with open(st.base / f"{name}.log", "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "fsapps.cli", "--config", str(path),
+                                 "cti", "serve"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT)
+    wait_for_port(port, timeout=30)
+    return Cti(proc, port)
+
+
+def stop_cti(cti: Cti) -> None:
+    cti.proc.terminate()
+    try:
+        cti.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        cti.proc.kill()
+        cti.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def relay(fs1: RealSwitch) -> Iterator[Relay]:
+    r = Relay(fs1.ws_port).start()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def cti(fs1: RealSwitch, stack: Stack, relay: Relay) -> Iterator[Cti]:
+    server = start_cti(stack, fs1, f"ws://127.0.0.1:{relay.port}", "takeover", "cti-webrtc")
+    yield server
+    stop_cti(server)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def events(fs1: RealSwitch) -> Iterator[Esl]:
+    esl = Esl(fs1.esl_port, ESL_PASSWORD)
+    esl.subscribe("CHANNEL_HOLD CHANNEL_UNHOLD CHANNEL_EXECUTE DTMF CHANNEL_HANGUP_COMPLETE")
+    yield esl
+    esl.close()
+
+
+@pytest.fixture
+def group(fs1: RealSwitch, phones: Stack) -> Iterator[str]:
+    number = str(next(_groups))
+    api(fs1, f"nway_add_group {number} 0")
+    yield number
+    for ext in phones.redis.zrange(f"fsapps:{{{DOMAIN}}}:group:{number}:members", 0, -1):
+        fs1.api(f"python fsapps.api nway_logout {ext}")
+
+
+@pytest.fixture
+def pages(browser: Any) -> Iterator[list[Any]]:
+    """New pages (each its own browser context: its own tab, storage and phone); closed after."""
+    opened: list[Any] = []
+    yield opened
+    for page in opened:
+        try:
+            page.evaluate("() => window.fsappsPhone && window.fsappsPhone.stop()")
+        except Exception:  # a page already gone
+            pass
+        page.context.close()
+
+
+# ------------------------------------------------------------------------ helpers -----------
+def webrtc_extension(sw: RealSwitch, st: Stack) -> str:
+    """A directory record with the WebRTC flag (its desk password stays for desk phones)."""
+    ext = str(next(_exts))
+    st.extension(ext, record={"param": {"password": PASSWORD, "webrtc": True},
+                              "variable": {}, "attribute": {}})
+    api(sw, f"nway_add_ext {ext}")
+    return ext
+
+
+def open_console(browser: Any, pages: list[Any], cti: Cti, ext: str,
+                 auto_answer: bool = False) -> Any:
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.on("dialog", lambda dialog: dialog.accept())  # "logged in elsewhere: take over?"
+    pages.append(page)
+    page.goto(f"{cti.url}/?domain={DOMAIN}&job={ext}&ext={ext}")
+    if auto_answer:
+        page.check("#autoAnswer")
+    page.fill("#password", ext)
+    page.click("#login")
+    page.wait_for_selector("#workspace", state="visible")
+    return page
+
+
+def phone_state(page: Any, state: str, timeout_ms: int = TIMEOUT_MS) -> None:
+    page.wait_for_selector(f"#phoneCard[data-state='{state}']", state="attached",
+                           timeout=timeout_ms)
+
+
+def registrations(sw: RealSwitch, ext: str) -> list[str]:
+    """The contacts sofia holds for ``ext`` (``sofia_contact``; 'error/user_not_registered'
+    when none)."""
+    reply = sw.api(f"sofia_contact internal/{ext}@{DOMAIN}").strip()
+    return [] if reply.startswith("error/") else reply.split(",")
+
+
+def registered_browser(sw: RealSwitch, st: Stack, ext: str) -> None:
+    wait_for(lambda: any("transport=ws" in c for c in registrations(sw, ext)), 20,
+             f"a WebSocket registration of {ext} in sofia")
+    wait_for(lambda: st.redis.hget("registrations", ext), 10, f"{ext} registered in Redis")
+
+
+def stats(page: Any) -> dict[str, Any]:
+    return page.evaluate("() => window.fsappsPhone.stats()")  # type: ignore[no-any-return]
+
+
+# ------------------------------------------------------------------------ tests -------------
+def test_browser_agent_takes_a_queue_call_with_audio(fs1: RealSwitch, phones: Stack, group: str,
+                                                     cti: Cti, browser: Any, pages: list[Any],
+                                                     events: Esl, tmp_path: Path) -> None:
+    ext = webrtc_extension(fs1, phones)
+    page = open_console(browser, pages, cti, ext)
+    phone_state(page, "registered")
+    registered_browser(fs1, phones, ext)
+    # the page never held the directory password
+    assert PASSWORD not in page.content()
+    api(fs1, f"nway_login {ext} {group}")
+
+    wav = sipp.write_ulaw_wav(tmp_path / "caller.wav")
+    number = "13900004711"
+    caller = phones.caller(fs1, f"7{group}", number, talk_ms=60_000, audio=str(wav))
+    phone_state(page, "ringing")
+    # the queue call as the console shows it: caller number from the CTI events, the SIP
+    # caller on the phone card
+    page.wait_for_selector("#callCard[data-state='ringing']")
+    assert page.text_content("#callCaller") == number
+    assert number in page.text_content("#phoneParty")
+    page.click("#phoneAnswer")
+    phone_state(page, "talking")
+    page.wait_for_selector("#callCard[data-state='talking']")
+    wait_for(lambda: agent_state(phones, ext).get("call_state") == "talking", 20,
+             f"agent {ext} talking")
+    agent_leg = agent_state(phones, ext)["agent_leg"]
+    leg = json.loads(fs1.api(f"uuid_dump {agent_leg} json"))
+    assert leg.get("variable_media_webrtc") == "true"
+    # DTLS-SRTP with ICE on the switch's side of the browser leg
+    local_sdp = leg["variable_rtp_local_sdp_str"]
+    assert "RTP/SAVPF" in local_sdp and "a=fingerprint:sha-256" in local_sdp, local_sdp
+    assert "a=ice-ufrag" in local_sdp, local_sdp
+
+    # audio both ways: the caller's tone reaches the page; the fake microphone is sent
+    def flowing() -> dict[str, Any] | None:
+        s = stats(page)
+        return s if s["packetsReceived"] > 50 and s["packetsSent"] > 50 else None
+    seen: dict[str, Any] = wait_for(flowing, 20, "audio packets both ways in getStats()")  # type: ignore[assignment]
+    # ... over DTLS-SRTP, between loopback addresses only
+    assert seen["dtlsState"] == "connected" and seen["srtpCipher"], seen
+    assert (seen["localAddress"], seen["remoteAddress"]) == ("127.0.0.1", "127.0.0.1"), seen
+
+    # DTMF from the pad reaches the switch on the agent's leg (RFC 2833)
+    page.click("#pad button:text('5')")
+    events.wait_event(lambda e: e.get("Event-Name") == "DTMF" and e.get("DTMF-Digit") == "5"
+                      and e.get("Unique-ID") == agent_leg, 10, "DTMF 5 from the page")
+
+    # hold from the page (the CTI hold, as for a desk phone): the caller hears hold music
+    page.click("#hold")
+    events.wait_event(lambda e: e.get("Event-Name") == "CHANNEL_HOLD"
+                      and e.get("Unique-ID") == agent_leg, 10, "CHANNEL_HOLD")
+    page.wait_for_selector("#callCard[data-state='held']")
+    customer = leg["variable_signal_bond"] if leg.get("variable_signal_bond") else \
+        json.loads(fs1.api(f"uuid_dump {agent_leg} json"))["variable_signal_bond"]
+    events.wait_event(lambda e: e.get("Event-Name") == "CHANNEL_EXECUTE"
+                      and e.get("Unique-ID") == customer and e.get("Application") == "playback",
+                      10, "hold music to the caller")
+    page.click("#hold")
+    events.wait_event(lambda e: e.get("Event-Name") == "CHANNEL_UNHOLD"
+                      and e.get("Unique-ID") == agent_leg, 10, "CHANNEL_UNHOLD")
+    page.wait_for_selector("#callCard[data-state='talking']")
+
+    # hang up in the page: SIPp's caller gets the BYE (its scenario ends on the far end's BYE)
+    page.click("#phoneHangup")
+    assert caller.wait(30) == 0, caller.errors()
+    received = caller.messages().split("message received")[1:]
+    assert any("\nBYE sip:" in part[:400] for part in received), caller.messages()[-3000:]
+    phone_state(page, "registered")
+    wait_for(lambda: agent_state(phones, ext).get("call_state") in ("typing", "ready"), 10,
+             f"agent {ext} out of the call")
+    assert not page.errors, page.errors
+
+
+def test_second_tab_takes_the_phone_over(fs1: RealSwitch, phones: Stack, cti: Cti,
+                                         browser: Any, pages: list[Any]) -> None:
+    ext = webrtc_extension(fs1, phones)
+    first = open_console(browser, pages, cti, ext)
+    phone_state(first, "registered")
+    registered_browser(fs1, phones, ext)
+    second = open_console(browser, pages, cti, ext)
+    phone_state(second, "registered")
+    # the first tab learns at its next renewal (every 2 s here) and unregisters
+    phone_state(first, "takenOver")
+    wait_for(lambda: len(registrations(fs1, ext)) == 1, 20,
+             f"one registration of {ext} left")
+    assert not first.errors and not second.errors, (first.errors, second.errors)
+
+
+def test_second_tab_is_refused_when_configured(fs1: RealSwitch, phones: Stack, stack: Stack,
+                                               relay: Relay, browser: Any,
+                                               pages: list[Any]) -> None:
+    refusing = start_cti(stack, fs1, f"ws://127.0.0.1:{relay.port}", "refuse", "cti-refuse")
+    try:
+        ext = webrtc_extension(fs1, phones)
+        first = open_console(browser, pages, refusing, ext)
+        phone_state(first, "registered")
+        second = open_console(browser, pages, refusing, ext)
+        phone_state(second, "refused")
+        # the first keeps its phone through its renewals
+        first.wait_for_timeout(3000)
+        phone_state(first, "registered")
+        assert len(registrations(fs1, ext)) == 1
+    finally:
+        stop_cti(refusing)
+
+
+def test_phone_registers_again_after_a_network_drop(fs1: RealSwitch, phones: Stack, cti: Cti,
+                                                    relay: Relay, browser: Any,
+                                                    pages: list[Any]) -> None:
+    ext = webrtc_extension(fs1, phones)
+    page = open_console(browser, pages, cti, ext)
+    phone_state(page, "registered")
+    registered_browser(fs1, phones, ext)
+    before = page.evaluate("() => window.fsappsPhone.registrations")
+    relay.cut()
+    page.wait_for_function(f"() => window.fsappsPhone.registrations > {before}",
+                           timeout=30_000)
+    phone_state(page, "registered")
+    registered_browser(fs1, phones, ext)
+
+
+def test_desk_extension_cannot_register_from_a_browser(fs1: RealSwitch, phones: Stack,
+                                                       cti: Cti, browser: Any,
+                                                       pages: list[Any]) -> None:
+    """An extension without the WebRTC flag: the console gets no SIP account (409), and a
+    WebSocket REGISTER with its directory password is refused by the directory."""
+    import asyncio
+
+    from tools.wssip import WsPhone
+
+    ext = str(next(_exts))
+    phones.extension(ext)
+    page = open_console(browser, pages, cti, ext)
+    page.wait_for_function("() => /no browser phone/.test(window.fsappsPhone.error)")
+    phone_state(page, "off")
+    assert page.is_hidden("#phoneCard")
+
+    async def try_register() -> int:
+        p = WsPhone(f"ws://127.0.0.1:{fs1.ws_port}", ext, PASSWORD, DOMAIN)
+        await p.connect()
+        try:
+            return await p.register()
+        finally:
+            await p.close()
+    # (in a thread of its own: Playwright's sync API runs a loop in this one)
+    codes: list[int] = []
+    worker = threading.Thread(target=lambda: codes.append(asyncio.run(try_register())))
+    worker.start()
+    worker.join(30)
+    assert codes and codes[0] in (401, 403), codes
