@@ -570,6 +570,8 @@ class Bench:
     loglevel: str = SWITCH_LOGLEVEL
     # the git revision whose fsapps the switch runs ("" = the working tree as it is)
     revision: str = "HEAD"
+    # "switch": fsapps' Redis gets FreeSWITCH's scheduling (_redis_like_the_switch); "normal"
+    redis_priority: str = "switch"
     base: Path = field(default_factory=lambda: scratch_dir("fsapps-bench-switch-"))
     targets: list[Target] = field(default_factory=list)
     redis_server: RedisServer | None = None
@@ -590,6 +592,29 @@ class Bench:
                 f"external 127.0.0.1:{target.sw.external_port})")
         for target in self.targets:
             self._register(target, everyone)
+        if self.redis_priority == "switch":
+            self._redis_like_the_switch()
+
+    def _redis_like_the_switch(self) -> None:
+        """Run fsapps' Redis with the scheduling FreeSWITCH gives itself (SCHED_FIFO, priority
+        1, unless started with -nort): mod_callcenter keeps its state inside the switch
+        process, at that priority; fsapps keeps it in Redis, whose every round trip otherwise
+        waits behind every ordinary process of a loaded box (at load ~190, decision p50 5.3 s
+        against 0.2 s for mod_callcenter, the switch itself idle). docs/operations.md says the
+        same for production."""
+        fsapps = next((t for t in self.targets if t.acd == "fsapps"), None)
+        if fsapps is None or fsapps.sw.proc is None or self.redis_server is None or \
+                self.redis_server.pid is None:
+            return
+        try:
+            policy = os.sched_getscheduler(fsapps.sw.proc.pid)
+            param = os.sched_getparam(fsapps.sw.proc.pid)
+            os.sched_setscheduler(self.redis_server.pid, policy, param)
+        except OSError as exc:
+            say(f"fsapps: Redis keeps its ordinary scheduling ({exc})")
+            return
+        say(f"fsapps: its Redis runs with the switch's scheduling (policy {policy}, "
+            f"priority {param.sched_priority})")
 
     def _switch(self, acd: str, everyone: Sequence[str]) -> Target:
         if acd == "fsapps":
@@ -864,6 +889,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "'' for the working tree with its uncommitted edits)")
     parser.add_argument("--loglevel", default=SWITCH_LOGLEVEL,
                         help="the switches' core log level (default %(default)s)")
+    parser.add_argument("--redis-priority", choices=("switch", "normal"), default="switch",
+                        help="fsapps' Redis scheduled as FreeSWITCH schedules itself (realtime"
+                             " FIFO; as mod_callcenter's state inside the switch) or as an "
+                             "ordinary process (default %(default)s)")
     args = parser.parse_args(argv)
     missing = missing_switch()
     if missing:
@@ -888,7 +917,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     revision = subprocess.run(["git", "rev-parse", "--short", args.revision], capture_output=True,
                               text=True, cwd=ROOT, check=True).stdout.strip() \
         if args.revision else ""
-    bench = Bench(acds, max(r.agents for r in runs), args.talk, args.loglevel, revision)
+    bench = Bench(acds, max(r.agents for r in runs), args.talk, args.loglevel, revision,
+                  args.redis_priority)
     results: list[Result] = []
     try:
         say(f"bench-switch: {', '.join(acds)}; runs {args.runs}; talk {args.talk:g} s, "
@@ -904,7 +934,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = (f"make bench-switch — commit {commit or '?'}, {time.strftime('%Y-%m-%d %H:%M')}, "
             f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
             f"{args.arrivals:g} s of arrivals, talk {args.talk:g} s, ring {RING_MS} ms, "
-            f"patience {args.patience:g} s; {time.monotonic() - started:.0f} s in all\n\n"
+            f"patience {args.patience:g} s; fsapps' Redis scheduled "
+            f"{'as the switch' if args.redis_priority == 'switch' else 'normally'}; "
+            f"{time.monotonic() - started:.0f} s in all\n\n"
             + table(results) + "\n")
     Path(args.out).write_text(text)
     print("\n" + text)
