@@ -1,0 +1,140 @@
+"""Callbacks instead of waiting (issue 18 item 5) in a real FreeSWITCH: a trunk caller waiting
+in a group whose exit key leads to ``callback`` presses it (queued as received with
+``uuid_recv_dtmf``, as in test_waiting.py: SIPp sends no RTP events), hears mod_flite's
+confirmation and is hung up; its callback keeps its place. When the agent (a SIPp phone) turns
+ready the node's runtime rings it (``bgapi originate ... &python(fsapps.nwaycallback)``), and
+once it answers the handler calls the caller back through gateway ``test``, whose far end is a
+SIPp UAS on loopback (the stack's trunk port), and bridges them. Not answered: the agent is
+ready again, the attempt counted, and the callback placed again after the retry delay; the
+CDR names every attempt."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
+from switch.test_acd import agent, group_key
+from tools.realswitch import RealSwitch
+
+_groups = itertools.count(4400)
+CALLBACKS = f"fsapps:{{{DOMAIN}}}:callbacks"
+OFFERS = f"fsapps:{{{DOMAIN}}}:offers"
+
+
+@pytest.fixture
+def group(fs1: RealSwitch, phones: Stack) -> Iterator[str]:
+    """A fresh group whose exit key 1 asks for a callback through gateway ``test``."""
+    number = str(next(_groups))
+    api(fs1, f"nway_add_group {number} 0")
+    yield number
+    for ext in phones.redis.zrange(group_key(number, "members"), 0, -1):
+        fs1.api(f"python fsapps.api nway_logout {ext}")
+
+
+def configure(fs1: RealSwitch, st: Stack, group: str, callback: str) -> None:
+    """``nway_set_group_callback <group> <callback>`` and exit key 1 to ``callback``; no
+    wrap-up after a call (the default is 300 s; set in the working set after the commands,
+    which write the whole group): the agent is ready at once."""
+    api(fs1, f"nway_set_group_callback {group} {callback}")
+    api(fs1, f"nway_set_group_waiting {group} 0 hangup 1 callback")
+    st.redis.hset(group_key(group), "wrapup_seconds", "0")
+
+
+def ask_callback(fs1: RealSwitch, st: Stack, group: str, number: str) -> dict[str, object]:
+    """A trunk caller from ``number`` waits in ``group``, presses 1, hears the confirmation and
+    is hung up; returns its callback's record once queued."""
+    call = st.caller(fs1, f"7{group}", number, talk_ms=60_000)
+    uuid = str(wait_for(lambda: (st.redis.zrange(group_key(group, "queue"), 0, -1) or [""])[0],
+                        15, f"the caller queued in {group}"))
+    wait_for(lambda: "playback" in (fs1.api(f"uuid_getvar {uuid} current_application")
+                                    or ""), 10, "the hold music playing")
+    assert fs1.api(f"uuid_recv_dtmf {uuid} 1").startswith("+OK")
+    assert call.wait(30) == 0, call.errors()  # hung up by the switch after the confirmation
+
+    def queued() -> dict[str, object] | None:
+        for raw in st.redis.hvals(CALLBACKS):
+            record = json.loads(raw)
+            if record["number"] == number:
+                return record  # type: ignore[no-any-return]
+        return None
+    record = wait_for(queued, 10, f"{number}'s callback")
+    assert st.redis.zrange(group_key(group, "queue"), 0, -1) == [record["id"]]  # type: ignore[index]
+    row = st.cdr("uuid = %s", uuid)
+    assert row["flag"] == "排队回呼"
+    return record  # type: ignore[return-value]
+
+
+def settled(st: Stack, ext: str) -> None:
+    try:
+        wait_for(lambda: agent_state(st, ext).get("call_state") == "ready"
+                 and not agent_state(st, ext).get("offer_uuid"), 20, f"agent {ext} ready, free")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}: {agent_state(st, ext)}") from None
+
+
+def test_a_callback_rings_the_agent_then_calls_the_caller_back_through_the_gateway(
+        fs1: RealSwitch, phones: Stack, group: str) -> None:
+    configure(fs1, phones, group, "test 2 1")
+    agent(fs1, phones, "4401", group)
+    api(fs1, "nway_busy 4401")
+    caller = "13800440001"
+    record = ask_callback(fs1, phones, group, caller)
+    phones.trunk(ring_ms=300, hangup_after_ms=1500)
+    api(fs1, "nway_ready 4401")
+    row = phones.cdr("uuid = %s", record["id"])
+    assert (row["flag"], row["a_caller_id_number"], row["destination_number"],
+            row["group_number"]) == ("回呼接通", caller, "4401", group)
+    assert phones.attempts(record["id"]) == [("4401", "answered")]
+    settled(phones, "4401")
+    assert not phones.redis.hget(CALLBACKS, str(record["id"]))
+    assert phones.redis.zcard(group_key(group, "queue")) == 0
+    assert not phones.redis.hget(OFFERS, str(record["id"]))
+
+
+def test_a_callback_not_answered_is_retried_then_connected(
+        fs1: RealSwitch, phones: Stack, group: str) -> None:
+    """The first call back rings out (the far end never answers, the group's 2 s ring
+    timeout): the agent is ready again at once, the attempt counted; 1 s later the callback
+    is placed again, the far end answers this time, and the CDR names both attempts."""
+    configure(fs1, phones, group, "test 3 1")
+    # (the ring timeout, as test_acd.py sets it: in the group's working set)
+    phones.redis.hset(group_key(group), "group_callout_timeout", "3")
+    agent(fs1, phones, "4411", group)
+    api(fs1, "nway_busy 4411")
+    caller = "13800441001"
+    record = ask_callback(fs1, phones, group, caller)
+    silent = phones.trunk(answer=False)
+    api(fs1, "nway_ready 4411")
+
+    def attempts() -> int:
+        raw = phones.redis.hget(CALLBACKS, str(record["id"]))
+        return len(json.loads(raw)["attempts"]) if raw else -1
+    wait_for(lambda: attempts() == 1, 40, "the first attempt counted")
+    silent.stop()
+    phones.sipps.remove(silent)
+    phones.trunk(ring_ms=300, hangup_after_ms=1500)
+    row = phones.cdr("uuid = %s", record["id"])
+    assert row["flag"] == "回呼接通"
+    assert phones.attempts(record["id"]) == [("4411", "no_answer"), ("4411", "answered")]
+    settled(phones, "4411")
+
+
+def test_max_attempts_exhausted_frees_the_agent_and_the_cdr_says_so(
+        fs1: RealSwitch, phones: Stack, group: str) -> None:
+    configure(fs1, phones, group, "test 2 0")
+    agent(fs1, phones, "4421", group)
+    api(fs1, "nway_busy 4421")
+    caller = "13800442001"
+    record = ask_callback(fs1, phones, group, caller)
+    phones.trunk(busy=True)
+    api(fs1, "nway_ready 4421")
+    row = phones.cdr("uuid = %s", record["id"])
+    assert row["flag"] == "回呼失败"
+    assert phones.attempts(record["id"]) == [("4421", "busy"), ("4421", "busy")]
+    settled(phones, "4421")
+    assert not phones.redis.hget(CALLBACKS, str(record["id"]))
+    assert phones.redis.zcard(group_key(group, "queue")) == 0
