@@ -16,8 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
+from switch.conftest import DOMAIN, PASSWORD, Stack, agent_state, api, wait_for
 from switch.test_acd import agent, group_key
+from tools import sipp
 from tools.realswitch import RealSwitch
 
 _groups = itertools.count(4400)
@@ -47,9 +48,10 @@ def configure(fs1: RealSwitch, st: Stack, group: str, callback: str) -> None:
 def ask_callback(fs1: RealSwitch, st: Stack, group: str, number: str) -> dict[str, object]:
     """A trunk caller from ``number`` waits in ``group``, presses 1, hears the confirmation and
     is hung up; returns its callback's record once queued."""
+    before = set(st.redis.zrange(group_key(group, "queue"), 0, -1))
     call = st.caller(fs1, f"7{group}", number, talk_ms=60_000)
-    uuid = str(wait_for(lambda: (st.redis.zrange(group_key(group, "queue"), 0, -1) or [""])[0],
-                        15, f"the caller queued in {group}"))
+    uuid = str(wait_for(lambda: next(iter(set(st.redis.zrange(group_key(group, "queue"), 0, -1))
+                                          - before), ""), 15, f"{number} queued in {group}"))
     wait_for(lambda: "playback" in (fs1.api(f"uuid_getvar {uuid} current_application")
                                     or ""), 10, "the hold music playing")
     assert fs1.api(f"uuid_recv_dtmf {uuid} 1").startswith("+OK")
@@ -62,10 +64,25 @@ def ask_callback(fs1: RealSwitch, st: Stack, group: str, number: str) -> dict[st
                 return record  # type: ignore[no-any-return]
         return None
     record = wait_for(queued, 10, f"{number}'s callback")
-    assert st.redis.zrange(group_key(group, "queue"), 0, -1) == [record["id"]]  # type: ignore[index]
+    assert record["id"] in st.redis.zrange(group_key(group, "queue"), 0, -1)  # type: ignore[index]
+    assert uuid not in st.redis.zrange(group_key(group, "queue"), 0, -1)
     row = st.cdr("uuid = %s", uuid)
     assert row["flag"] == "排队回呼"
     return record  # type: ignore[return-value]
+
+
+def hanging_up_agent(fs1: RealSwitch, st: Stack, ext: str, group: str, after_ms: int) -> None:
+    """:func:`switch.test_acd.agent` whose phone hangs up each call ``after_ms`` after
+    answering."""
+    st.extension(ext)
+    api(fs1, f"nway_add_ext {ext}")
+    uas = sipp.phone(ring_ms=300, hangup_after_ms=after_ms)
+    st.sipps.append(uas)
+    reg = sipp.register(fs1.internal_port, ext, PASSWORD, DOMAIN, uas.port)
+    st.sipps.append(reg)
+    assert reg.wait(20) == 0, reg.errors() or reg.messages()
+    wait_for(lambda: st.redis.hget("registrations", ext), 10, f"registration of {ext}")
+    api(fs1, f"nway_login {ext} {group}")
 
 
 def settled(st: Stack, ext: str) -> None:
@@ -138,3 +155,53 @@ def test_max_attempts_exhausted_frees_the_agent_and_the_cdr_says_so(
     settled(phones, "4421")
     assert not phones.redis.hget(CALLBACKS, str(record["id"]))
     assert phones.redis.zcard(group_key(group, "queue")) == 0
+
+
+def test_a_callback_waits_its_turn_between_the_callers_before_and_after_it(
+        fs1: RealSwitch, phones: Stack, group: str) -> None:
+    """A caller waiting on the line, then one asking for a callback, then another waiting:
+    one agent (its phone hangs up each call after 2 s) serves them in that order."""
+    configure(fs1, phones, group, "test 2 1")
+    hanging_up_agent(fs1, phones, "4431", group, 2000)
+    api(fs1, "nway_busy 4431")
+    first = phones.caller(fs1, f"7{group}", "13800443001", talk_ms=60_000)
+    wait_for(lambda: phones.redis.zcard(group_key(group, "queue")) == 1, 15, "the first queued")
+    callback = ask_callback(fs1, phones, group, "13800443002")
+    third = phones.caller(fs1, f"7{group}", "13800443003", talk_ms=60_000)
+    wait_for(lambda: phones.redis.zcard(group_key(group, "queue")) == 3, 15, "the third queued")
+    assert phones.redis.zrange(group_key(group, "queue"), 1, 1) == [callback["id"]]
+    phones.trunk(ring_ms=300)
+    api(fs1, "nway_ready 4431")
+    assert first.wait(40) == 0, first.errors()
+    assert third.wait(60) == 0, third.errors()
+    rows = [phones.cdr("a_caller_id_number = %s AND flag = %s", number, "接通")
+            for number in ("13800443001", "13800443003")]
+    called_back = phones.cdr("uuid = %s", callback["id"])
+    assert called_back["flag"] == "回呼接通"
+    assert rows[0]["answer_stamp"] < called_back["answer_stamp"] < rows[1]["answer_stamp"]
+    settled(phones, "4431")
+
+
+def test_an_agent_not_answering_the_callback_is_released_and_another_takes_it(
+        fs1: RealSwitch, phones: Stack, group: str) -> None:
+    """The first agent's phone never answers (the group's 3 s ring timeout): a missed offer -
+    the agent ready again, reserved for nothing; the caller was not called (no attempt); the
+    callback, back in its place, goes to the second agent, who answers, and the caller is
+    called back."""
+    configure(fs1, phones, group, "test 2 1")
+    phones.redis.hset(group_key(group), "group_callout_timeout", "3")
+    agent(fs1, phones, "4441", group, answer=False)
+    agent(fs1, phones, "4442", group)
+    api(fs1, "nway_busy 4441")
+    api(fs1, "nway_busy 4442")
+    record = ask_callback(fs1, phones, group, "13800444001")
+    phones.trunk(ring_ms=300, hangup_after_ms=1500)
+    api(fs1, "nway_ready 4441")
+    wait_for(lambda: agent_state(phones, "4441").get("offer_uuid") == record["id"], 10,
+             "4441 rung for the callback")
+    api(fs1, "nway_ready 4442")
+    row = phones.cdr("uuid = %s", record["id"])
+    assert row["flag"] == "回呼接通"
+    assert phones.attempts(record["id"]) == [("4442", "answered")]
+    settled(phones, "4441")
+    settled(phones, "4442")
