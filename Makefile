@@ -58,10 +58,14 @@ bench: system venv
 # fsapps against mod_callcenter and a plain bridge in a real FreeSWITCH, SIPp agents and callers
 # (needs the FreeSWITCH of the real-switch tier and sipp; says in one line what is missing):
 # make bench-switch BENCH_SWITCH_ARGS="--runs 100x10 --acd fsapps,callcenter --arrivals 60"
+# Then how many browser agents (WebSocket registrations, Chromium consoles in calls) one node
+# holds (docs/webrtc.md): BENCH_WEBRTC_ARGS="--registrations 500,1000,2000 --calls 4"
 BENCH_SWITCH_ARGS ?=
+BENCH_WEBRTC_ARGS ?=
 bench-switch: system venv
 	$(ENSURE_POSTGRES)
 	$(PY) -m tools.benchswitch $(BENCH_SWITCH_ARGS)
+	$(PY) -m tools.benchwebrtc $(BENCH_WEBRTC_ARGS)
 
 # ruff reads no setup.cfg: its [ruff] section there is passed on as --config options.
 lint: venv

@@ -226,11 +226,11 @@ def open_console(browser: Any, pages: list[Any], cti: Cti, ext: str,
     page.on("dialog", lambda dialog: dialog.accept())  # "logged in elsewhere: take over?"
     pages.append(page)
     page.goto(f"{cti.url}/?domain={DOMAIN}&job={ext}&ext={ext}")
-    if auto_answer:
-        page.check("#autoAnswer")
     page.fill("#password", ext)
     page.click("#login")
     page.wait_for_selector("#workspace", state="visible")
+    if auto_answer:  # the setting on the phone card, which shows once the phone is there
+        page.check("#autoAnswer")
     return page
 
 
@@ -407,3 +407,51 @@ def test_desk_extension_cannot_register_from_a_browser(fs1: RealSwitch, phones: 
     worker.start()
     worker.join(30)
     assert codes and codes[0] in (401, 403), codes
+
+
+def test_nway_bridge_rings_the_browser_which_auto_answers(fs1: RealSwitch, phones: Stack,
+                                                           cti: Cti, browser: Any,
+                                                           pages: list[Any]) -> None:
+    """A direct call (8 + extension: fsapps.nway_bridge) from a desk phone rings the browser
+    like any phone; with auto-answer on, the page answers and audio flows; the desk phone's
+    hang-up ends the browser's call and the CDR names the browser agent."""
+    ext = webrtc_extension(fs1, phones)
+    page = open_console(browser, pages, cti, ext, auto_answer=True)
+    phone_state(page, "registered")
+    registered_browser(fs1, phones, ext)
+    desk = str(next(_exts))
+    phones.extension(desk)
+    call = phones.phone_call(fs1, desk, f"8{ext}", talk_ms=4000)
+    phone_state(page, "talking")
+    wait_for(lambda: stats(page)["packetsSent"] > 20, 15, "the browser sends audio")
+    assert call.wait(30) == 0, call.errors()
+    phone_state(page, "registered")
+    row = phones.cdr("a_caller_id_number = %s AND destination_number = %s", desk, ext)
+    assert row["flag"] == "接通" and row["hangup_cause"] == "NORMAL_CLEARING"
+    assert phones.attempts(row["uuid"]) == [(ext, "answered")]
+    assert not page.errors, page.errors
+
+
+def test_single_step_transfer_from_the_browser_agent(fs1: RealSwitch, phones: Stack, group: str,
+                                                     cti: Cti, browser: Any,
+                                                     pages: list[Any]) -> None:
+    """The CTI controls act in the switch whatever the phone: a queue call answered in the
+    page is transferred from the page to a desk phone; the browser's leg ends, the caller
+    talks on with the desk phone."""
+    ext = webrtc_extension(fs1, phones)
+    page = open_console(browser, pages, cti, ext, auto_answer=True)
+    phone_state(page, "registered")
+    registered_browser(fs1, phones, ext)
+    api(fs1, f"nway_login {ext} {group}")
+    target = str(next(_exts))
+    phones.extension(target)
+    desk = phones.phone(fs1, target)
+    caller = phones.caller(fs1, f"7{group}", "13900004799", talk_ms=8000)
+    phone_state(page, "talking")
+    page.wait_for_selector("#callCard[data-state='talking']")
+    page.fill("#number", target)
+    page.click("#sTran")
+    phone_state(page, "registered")  # the switch hung up the browser's leg
+    wait_for(lambda: "INVITE sip:" in desk.messages(), 15, f"desk phone {target} rung")
+    assert caller.wait(30) == 0, caller.errors()
+    assert not page.errors, page.errors
