@@ -33,10 +33,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
+import multiprocessing
 import random
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -53,9 +56,8 @@ from fakefs.channel import Behaviour, Channel
 from fakefs.events import Event
 from fakefs.scenario import wait_until
 from fsapps.config import Secret, UserSettings
-from fsapps.server.app import BackgroundServer
+from fsapps.server.app import serve_processes, worker_count
 from fsapps.server.passwords import hash_password
-from fsapps.server.services import CtiServices
 from fsapps.switch import acd
 from tools.callcenter import SimulatedCallCenter, reset_database, settings_for
 from tools.servers import FreshDatabase, RedisServer
@@ -114,10 +116,65 @@ def job(ext: str) -> str:
     return f"a{ext}"
 
 
-def start(redis_url: str, dsn: str, agents: int) -> Bench:
+class ServerProcesses:
+    """``fsapps cti serve`` as production runs it, in processes of its own (not this one's
+    GIL): :func:`fsapps.server.app.serve_processes` with ``processes`` workers on a free
+    port."""
+
+    def __init__(self, settings: Any, processes: int) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = multiprocessing.get_context("spawn").Process(
+            target=serve_processes, args=(settings, "127.0.0.1", self.port, processes),
+            name="cti-server", daemon=True)
+        self.process.start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(self.url + "/api/openapi.json", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline or not self.process.is_alive():
+                self.close()
+                raise RuntimeError("the CTI server processes did not start")
+            time.sleep(0.1)
+        time.sleep(0.5)  # every worker listening, not only the first
+
+    def pids(self) -> list[int]:
+        """The serving processes: the workers (or the one process when there is one)."""
+        pid = self.process.pid
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            children = []
+        return children or [pid]
+
+    def rss_kib(self) -> int:
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        return total
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join(15)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+
+
+def start(redis_url: str, dsn: str, agents: int, processes: int = 0) -> Bench:
     """A fresh call center (one fake switch, group 110 with ``agents`` agents whose phones
-    answer after 50-150 ms), CTI users for them and an admin, and a CTI server on a free
-    port with the production worker count."""
+    answer after 50-150 ms), CTI users for them and an admin, and a CTI server (``processes``
+    worker processes, 0: one per core) on a free port, with the production thread count."""
     reset_database(dsn)
     exts = [str(2000 + n) for n in range(agents)]
     # Fresh random passwords; cheap hashes (1000 rounds, the production format) so 200 logins
@@ -139,7 +196,7 @@ def start(redis_url: str, dsn: str, agents: int) -> Bench:
             center.agent(ext, [GROUP], behaviour=Behaviour(answer_after_ms=rng.randint(50, 150)))
             if (i + 1) % 100 == 0:
                 progress(f"{i + 1}/{agents} agents registered")
-        server = BackgroundServer(CtiServices(settings), "127.0.0.1", 0)
+        server = ServerProcesses(settings, processes)
         reply = requests.post(server.url + "/api/login", timeout=10, json={
             "username": "admin", "password": passwords["admin"]})
         reply.raise_for_status()
@@ -201,10 +258,26 @@ def rest_rows(bench: Bench, requests_each: int = 300, clients: int = 8,
         for path in (f"/api/hold/{talking}", f"/api/unhold/{talking}"):
             _ok(http.get(base + path, timeout=15))
 
+    # the answer reaches Redis through the node's runtime a moment after the fake leg has it
+    wait_until(lambda: http.get(base + f"/api/hold/{talking}", timeout=15).status_code == 200,
+               5, "the hold call answered in Redis")
+    _ok(http.get(base + f"/api/unhold/{talking}", timeout=15))
+
     holds, hold_rate = _timed(hold, requests_each // 2)
     switch.hangup(customer)
     wait_until(lambda: not switch.channels, 10, "the hold call ended")
     http.close()
+
+    progress(f"REST: {clients} keep-alive clients in a load process of their own: "
+             f"{per_client * 5} get_extensions each, then {per_client} busy/ready pairs each")
+    reading = [[[("GET", "/api/get_extensions", None)]] for _ in range(clients)]
+    load_reads, load_read_wall, load_read_failed = _load_elsewhere(
+        base, bench.admin_token, reading, per_client * 5)
+    pairs = [[[("POST", "/api/agent_busy", {"Extension": bench.agents[i % len(bench.agents)]}),
+               ("POST", "/api/agent_ready", {"Extension": bench.agents[i % len(bench.agents)]})]]
+             for i in range(clients)]
+    load_pairs, load_pair_wall, load_pair_failed = _load_elsewhere(
+        base, bench.admin_token, pairs, per_client)
 
     progress(f"REST: {clients} concurrent keep-alive clients x {per_client} requests "
              "(get_extensions / extension_info / agent_busy / agent_ready)")
@@ -252,8 +325,66 @@ def rest_rows(bench: Bench, requests_each: int = 300, clients: int = 8,
          f"{hold_rate:.0f}/s"),
         (f"{clients} clients, mixed requests p50 / p99", _p50_p99(every),
          f"{len(every) / wall:.0f}/s"),
-        ("failed requests (non-200)", str(len(failures)), ""),
+        (f"{clients} clients (load process): GET /api/get_extensions p50 / p99",
+         _p50_p99(load_reads), f"{len(load_reads) / load_read_wall:.0f}/s"),
+        (f"{clients} clients (load process): agent_busy + agent_ready pair p50 / p99",
+         _p50_p99(load_pairs), f"{len(load_pairs) / load_pair_wall:.0f} pairs/s"),
+        ("failed requests (non-200)",
+         str(len(failures) + load_read_failed + load_pair_failed), ""),
     ]
+
+
+Step = tuple[str, str, Any]
+
+
+def _load_elsewhere(base: str, token: str, plans: list[list[list[Step]]],
+                    count: int) -> tuple[list[float], float, int]:
+    """:func:`_load` in a process of its own (a load generator must not share the GIL of what
+    it drives): the latencies (ms), the wall time (s) and the failed requests."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(_load_process, (base, token, plans, count))
+
+
+def _load_process(base: str, token: str, plans: list[list[list[Step]]],
+                  count: int) -> tuple[list[float], float, int]:
+    return asyncio.run(_load(base, token, plans, count))
+
+
+async def _load(base: str, token: str, plans: list[list[list[Step]]],
+                count: int) -> tuple[list[float], float, int]:
+    """One keep-alive aiohttp client per plan, all at once, each making ``count`` groups of
+    requests (its plan's groups in turn, one request at a time); a group's latency is from
+    its first request sent to its last answer read."""
+    latencies: list[float] = []
+    failed = 0
+    go = asyncio.Event()
+
+    async def client(plan: list[list[Step]]) -> None:
+        nonlocal failed
+        connector = aiohttp.TCPConnector(limit=1)
+        async with aiohttp.ClientSession(connector=connector, headers={
+                "Authorization": f"Nway {token}"}) as http:
+            async with http.get(base + "/api/me") as reply:  # connected before the clock
+                await reply.read()
+            ready.append(1)
+            await go.wait()
+            for n in range(count):
+                t0 = time.perf_counter()
+                for method, path, body in plan[n % len(plan)]:
+                    async with http.request(method, base + path, json=body) as reply:
+                        await reply.read()
+                        if reply.status != 200:
+                            failed += 1
+                latencies.append((time.perf_counter() - t0) * 1000)
+    ready: list[int] = []
+    tasks = [asyncio.ensure_future(client(plan)) for plan in plans]
+    while len(ready) < len(plans):
+        await asyncio.sleep(0.01)
+    wall = time.perf_counter()
+    go.set()
+    await asyncio.gather(*tasks)
+    return latencies, time.perf_counter() - wall, failed
 
 
 # ------------------------------------------------------------------------ CSTA -----------
@@ -282,6 +413,8 @@ class Session:
     xhr: str = ""
     http: Any = None
     reader: Any = None
+    # xhr polling: the sends' own keep-alive connection (the polls hold ``http``'s)
+    sender: Any = None
     # (eventName, callId, deviceId) -> arrival time (time.time())
     arrivals: dict[Key, float] = field(default_factory=dict)
     messages: int = 0
@@ -318,7 +451,8 @@ class Session:
         if self.ws is not None:
             await self.ws.send_str(json.dumps([text]))
             return
-        async with self.http.post(self.xhr + "/xhr_send", data=json.dumps([text])) as reply:
+        async with (self.sender or self.http).post(self.xhr + "/xhr_send",
+                                                   data=json.dumps([text])) as reply:
             if reply.status != 204:
                 raise RuntimeError(f"xhr_send: {reply.status} {await reply.text()}")
 
@@ -327,6 +461,9 @@ class Session:
             await self.ws.close()
         if self.reader is not None:
             self.reader.cancel()
+        if self.sender is not None:
+            await self.sender.close()
+            await self.http.close()
 
     async def expect(self, command: str) -> dict[str, str]:
         got, headers, body = await asyncio.wait_for(self.frames.get(), 15)
@@ -381,15 +518,21 @@ async def _login(http: Any, base: str, bench: Bench, ext: str) -> str:
 
 
 async def _open_session(http: Any, base: str, ext: str, token: str,
-                        transport: str = "websocket") -> Session:
+                        transport: str = "websocket", topic: str = "") -> Session:
     """A SockJS session (``websocket`` or ``xhr`` polling), STOMP CONNECT with ``token``,
-    SUBSCRIBE to the agent topic (with a receipt)."""
+    SUBSCRIBE to the agent topic, or ``topic`` (with a receipt)."""
     session = Session(ext, http=http)
     path = f"{base}/mvc/stomp/{random.randrange(1000):03d}/{uuid.uuid4().hex[:8]}"
     if transport == "websocket":
         session.ws = await http.ws_connect(path + "/websocket", autoping=True, max_msg_size=0)
         session.reader = asyncio.ensure_future(_read(session))
     else:
+        # A SockJS session lives in one server process: with several workers on one port
+        # its requests must reach that one, as a sticky proxy sends them (README, "Running
+        # the CTI server"). Here: two keep-alive connections (polls, sends) that the kernel
+        # gave to the same worker.
+        session.http, session.sender = await _same_worker(base)
+        http = session.http
         session.xhr = path
         async with http.post(path + "/xhr") as reply:
             opened = await reply.text()
@@ -400,10 +543,26 @@ async def _open_session(http: Any, base: str, ext: str, token: str,
                                                "heart-beat": "0,0", "sessionId": token}))
     await session.expect("CONNECTED")
     await session.send(stomp_frame("SUBSCRIBE", {
-        "id": "sub-0", "destination": f"/topic/csta/agent/{job(ext)}@{DOMAIN}",
+        "id": "sub-0", "destination": topic or f"/topic/csta/agent/{job(ext)}@{DOMAIN}",
         "receipt": "r-0"}))
     await session.expect("RECEIPT")
     return session
+
+
+async def _same_worker(base: str) -> tuple[Any, Any]:
+    """Two one-connection client sessions kept alive to the same CTI worker process."""
+    async def worker(http: Any) -> str:
+        async with http.get(base + "/api/openapi.json") as reply:
+            await reply.read()
+            return str(reply.headers.get("X-Fsapps-Worker", ""))
+    first = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+    wanted = await worker(first)
+    for _ in range(100):
+        second = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+        if await worker(second) == wanted:
+            return first, second
+        await second.close()
+    raise RuntimeError("no second connection to the same CTI worker")
 
 
 async def _poll(session: Session) -> None:
@@ -441,7 +600,7 @@ def _latencies(tap: dict[Key, float], sessions: list[Session],
 
 
 async def _csta(bench: Bench, sessions_n: int, quiet_calls: int, calls: int,
-                rate: float, burst: int) -> list[Row]:
+                rate: float, burst: int, held: int = 1000) -> list[Row]:
     base = bench.server.url
     tap = Tap()
     bench.switch.bus.listen(tap)
@@ -457,6 +616,12 @@ async def _csta(bench: Bench, sessions_n: int, quiet_calls: int, calls: int,
             async with gate:
                 tokens[ext] = await _login(http, base, bench, ext)
                 return await _open_session(http, base, ext, tokens[ext])
+        async def one_more(ext: str) -> Session:
+            # (the device's topic: the agent topic follows a login the closed pages ended)
+            async with gate:
+                return await _open_session(http, base, ext, tokens[ext],
+                                           topic=f"/topic/csta/device/{ext}@{DOMAIN}")
+
         t0 = time.perf_counter()
         sessions = list(await asyncio.gather(*[one(ext)
                                                for ext in bench.agents[:sessions_n]]))
@@ -531,6 +696,29 @@ async def _csta(bench: Bench, sessions_n: int, quiet_calls: int, calls: int,
         burst_lost = burst - len(got)
         for s in sessions:
             await s.close()
+
+        progress(f"CSTA: {held} SockJS WebSocket sessions held ({held // len(sessions)} per "
+                 "agent, each CONNECTed and SUBSCRIBEd to its device)")
+        await asyncio.sleep(1.0)
+        rss0 = bench.server.rss_kib()
+        h0 = time.perf_counter()
+        per = max(1, held // len(sessions))
+        held_sessions = list(await asyncio.gather(*[
+            one_more(s.ext) for s in sessions for _ in range(per)]))
+        held_s = time.perf_counter() - h0
+        await asyncio.sleep(1.0)
+        rss1 = bench.server.rss_kib()
+        # every held session still reads: one record to each agent's device
+        ping = [("delivered", f"held-{n:04d}", f"{s.ext}@{DOMAIN}")
+                for n, s in enumerate(sessions)]
+        await asyncio.to_thread(_publish_burst, center, ping)
+        async def lost_in(s: Session) -> int:
+            want = [k for k in ping if k[2] == f"{s.ext}@{DOMAIN}"]
+            return len(await _all_received([s], want, 10))
+        held_lost = sum(await asyncio.gather(*[lost_in(s) for s in held_sessions]))
+        for s in held_sessions:
+            await s.close()
+    held_n = len(held_sessions)
     return [
         ("sessions opened (login + WebSocket + CONNECT + SUBSCRIBE)",
          f"{sessions_n} in {setup_s:.1f} s", ""),
@@ -549,6 +737,10 @@ async def _csta(bench: Bench, sessions_n: int, quiet_calls: int, calls: int,
         ("burst: feed records → MESSAGE frames per second",
          f"{len(got) / burst_span:.0f}/s", f"published in {published:.1f} s"),
         ("burst: records published / lost", f"{burst} / {burst_lost}", "lost 0"),
+        ("SockJS sessions held at once / opened in", f"{held_n} / {held_s:.1f} s", ""),
+        ("server memory per held session (RSS of the workers)",
+         f"{(rss1 - rss0) / max(held_n, 1):.1f} KiB", f"{rss0 // 1024} -> {rss1 // 1024} MiB"),
+        ("held sessions: one record each, not received", str(held_lost), "0"),
     ]
 
 
@@ -592,23 +784,24 @@ async def _all_received(sessions: list[Session], keys: Any, timeout: float) -> l
 
 
 def csta_rows(bench: Bench, sessions: int, quiet_calls: int, calls: int,
-              rate: float, burst: int) -> list[Row]:
-    return asyncio.run(_csta(bench, sessions, quiet_calls, calls, rate, burst))
+              rate: float, burst: int, held: int = 1000) -> list[Row]:
+    return asyncio.run(_csta(bench, sessions, quiet_calls, calls, rate, burst, held))
 
 
 # ------------------------------------------------------------------------ entry ----------
 def cti_bench(redis_url: str, dsn: str, *, agents: int = 200, sessions: int | None = None,
               requests_each: int = 300, clients: int = 8, per_client: int = 200,
               quiet_calls: int = 30, calls: int = 400, rate: float = 20.0,
-              burst: int = 10_000) \
+              burst: int = 10_000, processes: int = 0, held: int = 1000) \
         -> tuple[list[Row], list[Row]]:
     """Both tables' rows: (REST, CSTA)."""
-    progress(f"CTI: {agents} agents on a fake switch, a CTI server on a free port")
-    bench = start(redis_url, dsn, agents)
+    progress(f"CTI: {agents} agents on a fake switch, a CTI server of "
+             f"{worker_count(processes)} worker processes on a free port")
+    bench = start(redis_url, dsn, agents, processes)
     try:
         rest = rest_rows(bench, requests_each, clients, per_client)
         csta = csta_rows(bench, min(sessions or agents, agents), quiet_calls, calls, rate,
-                         burst)
+                         burst, held)
         return rest, csta
     finally:
         bench.close()
@@ -632,8 +825,10 @@ CSTA_TITLE = "CSTA push (SockJS WebSocket + STOMP)"
 def print_tables(rest: list[Row], csta: list[Row]) -> None:
     print_table(REST_TITLE, rest, "requests/s")
     print_table(CSTA_TITLE, csta, "")
-    print("\n(CTI: the fake switch, the CTI server (its own event loop thread) and the HTTP / "
-          "WebSocket clients share this one Python process; pairs count as one request.)")
+    print("\n(CTI: the CTI server runs as `fsapps cti serve` does, in worker processes of its "
+          "own; the fake switch and the WebSocket clients share the bench's process, the "
+          "'load process' rows' HTTP clients have a process of their own; the other REST rows' "
+          "clients are in the bench's process. A pair counts as one request.)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -644,13 +839,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=400)
     p.add_argument("--rate", type=float, default=20.0)
     p.add_argument("--burst", type=int, default=10_000)
+    p.add_argument("--processes", type=int, default=0,
+                   help="CTI server worker processes (0: one per core)")
+    p.add_argument("--held", type=int, default=1000, help="SockJS sessions held at once")
     args = p.parse_args(argv)
     redis_server = RedisServer().start()
     database = FreshDatabase().create()
     try:
         print_tables(*cti_bench(redis_server.url, database.dsn, agents=args.agents,
                                 clients=args.clients, calls=args.calls, rate=args.rate,
-                                burst=args.burst))
+                                burst=args.burst, processes=args.processes,
+                                held=args.held))
         return 0
     finally:
         redis_server.close()
