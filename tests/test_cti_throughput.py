@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -252,3 +253,46 @@ async def fan_out() -> None:
     assert a.got == [] and other.got == []
     assert hub.subscriptions == [device_b, board]
     assert not hub._by_device.get("1003@d") and not hub._by_agent
+
+
+def test_requests_of_one_moment_share_one_read(stack: Any) -> None:
+    """A request joins the next read to start, never one under way: with a read held in
+    flight, the three requests that come meanwhile are answered by one more read, which
+    sees a change made after the first read began."""
+    import redis.asyncio as aioredis
+
+    from fsapps.server.reads import ExtensionRows
+
+    agents = Agents(stack.ctx, stack.center.domain)
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(stack.ctx.settings.redis.url.reveal(),
+                                         decode_responses=True)
+        gate, answered = asyncio.Event(), asyncio.Event()
+        real = client.evalsha
+
+        async def held(*args: Any) -> Any:  # the real script, answered once the gate opens
+            reply = await real(*args)
+            answered.set()
+            await gate.wait()
+            return reply
+        client.evalsha = held  # type: ignore[method-assign]
+        rows_cache = ExtensionRows(stack.center.domain)
+        try:
+            await asyncio.to_thread(agents.make_ready, "1003")
+            first = asyncio.ensure_future(rows_cache.read(client, agents))
+            await answered.wait()  # Redis ran the first read
+            await asyncio.to_thread(agents.make_busy, "1003")  # after the first read began
+            later = [asyncio.ensure_future(rows_cache.read(client, agents)) for _ in range(3)]
+            await asyncio.sleep(0.05)
+            gate.set()
+            before = json.loads(await first)
+            after = [json.loads(await f) for f in later]
+            assert rows_cache.reads == 2
+            assert {r["Extension"]: r["CallState"] for r in before}["1003"] != "busy"
+            for answer in after:
+                assert {r["Extension"]: r["CallState"] for r in answer}["1003"] == "busy"
+        finally:
+            await asyncio.to_thread(agents.make_ready, "1003")
+            await client.aclose()
+    asyncio.run(run())

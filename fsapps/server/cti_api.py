@@ -15,6 +15,7 @@ from fsapps.server import operations as ops
 from fsapps.server import reads
 from fsapps.server.auth import AuthError, NotAuthorized, request_token
 from fsapps.server.registry import Call, Field, Route, json_response, ok, register
+from fsapps.store.connection import store_errors
 
 LOG = logging.getLogger("fsapps.server")
 EXT = Field("Extension", "extension", own=True, known=True,
@@ -102,11 +103,10 @@ async def queues(call: Call) -> Any:
 
 async def get_extensions(call: Call) -> Any:
     s = call.services
-    if call.prefetched is not None:  # read with the token (fsapps.server.reads)
-        return reads.body_response(call.prefetched)
-    if s.aredis is not None:  # the agents set changed (or a first request): read it again
-        cache = reads.extension_rows(s)
-        return reads.body_response(await s.run(cache.refresh, Agents(s.ctx, s.domain)))
+    if s.aredis is not None:  # on the event loop, shared and encoded once per change
+        with store_errors(getattr(s.redis, "fsapps_where", "Redis")):
+            body = await reads.extension_rows(s).read(s.aredis, Agents(s.ctx, s.domain))
+        return reads.body_response(body)
     return await s.run(ops.extension_rows, s.ctx, s.domain)
 
 
@@ -156,7 +156,7 @@ ROUTES = [
     Route("GET", "/api/queues", queues, "callers waiting in the queues",
           response=_array(QUEUE_ROW)),
     Route("GET", "/api/get_extensions", get_extensions, "every agent's state",
-          response=_array(EXTENSION_ROW), reads=reads.queue_extension_rows),
+          response=_array(EXTENSION_ROW)),
     Route("GET", "/api/extension_info/{ext}", extension_info, "one extension's state",
           fields=(READ_EXT,), response=_object(EXTENSION_INFO),
           reads=reads.queue_extension_info),

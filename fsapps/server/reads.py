@@ -1,11 +1,13 @@
 """The CTI server's hot reads, answered on its event loop in the token check's round trip
 (:func:`fsapps.server.access.authenticate_reading`), no worker thread:
 
-- ``GET /api/get_extensions``: one script (agent_rows.lua) reads the rows of every agent; the
-  JSON is encoded only when that text differs from the last one this process encoded, so a
-  wallboard or CRM polling it costs one comparison, not one encoding of 200 rows, until an
-  agent changes. Nothing to invalidate: every request reads Redis, so a change by any
-  process (a switch, another CTI worker, a test writing the hash) is in the next answer.
+- ``GET /api/get_extensions``: one script (agent_rows.lua) reads the rows of every agent,
+  shared by the requests that arrive while the previous read is under way (each waits for a
+  read that began after it came); the JSON is encoded only when that text differs from the
+  last one this process encoded, so a wallboard or CRM polling it costs one comparison, not
+  one encoding of 200 rows, until an agent changes. Nothing to invalidate: every answer was
+  read from Redis after its request arrived, so a change by any process (a switch, another
+  CTI worker, a test writing the hash) is in the next answer.
 - ``GET /api/extension_info/<ext>``: one HMGET.
 
 Keys: none of its own (the agent hashes and set are :mod:`fsapps.domain.agents`').
@@ -13,22 +15,26 @@ Keys: none of its own (the agent hashes and set are :mod:`fsapps.domain.agents`'
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
 
+import redis.exceptions
 from aiohttp import web
 
 from fsapps.domain.agents import Agents, rows_of
 from fsapps.server import rows
-from fsapps.server.access import queue_script
-from fsapps.store.scripts import run_script
+from fsapps.store.scripts import SCRIPTS
 
 Finish = Callable[[list[Any]], Any]
 
 
 class ExtensionRows:
-    """get_extensions' answer for one domain, encoded once per change of its rows."""
+    """get_extensions' answer for one domain, encoded once per change of its rows. The
+    requests of one moment share one read: a request joins the next read to start (never
+    one already under way, which may predate a change the request's client has seen), so
+    8 clients polling cost Redis one script per round, not eight."""
 
     def __init__(self, domain: str) -> None:
         self.domain = domain
@@ -37,15 +43,50 @@ class ExtensionRows:
         self.text: str | None = None
         self.body = b""
         self.encoded = 0  # times encoded (tests: once per change)
+        self.reads = 0    # scripts run (tests: shared by the requests of one moment)
+        self._next: asyncio.Future[bytes] | None = None
+        self._running: asyncio.Task[None] | None = None
 
-    def queue(self, agents: Agents, pipe: Any) -> Finish:
-        """Queue the rows' script on ``pipe``; finish(replies) -> the body, or None when the
-        agents set changed (then :meth:`refresh`)."""
-        if self.extensions is None:
-            return lambda replies: None
-        name, keys, args = agents.rows_call(self.extensions)
-        queue_script(pipe, name, list(keys), list(args))
-        return lambda replies: self.answer(replies[0])
+    async def read(self, client: Any, agents: Agents) -> bytes:
+        """The body, from a read that starts after this call (on the asyncio ``client``)."""
+        waiting = self._next
+        if waiting is None:
+            waiting = self._next = asyncio.get_running_loop().create_future()
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._reads(client, agents))
+        return await asyncio.shield(waiting)
+
+    async def _reads(self, client: Any, agents: Agents) -> None:
+        try:
+            while self._next is not None:
+                waiting, self._next = self._next, None
+                try:
+                    body = await self._read(client, agents)
+                except Exception as exc:
+                    waiting.set_exception(exc)
+                    waiting.exception()  # (retrieved: each request raises its own copy)
+                else:
+                    waiting.set_result(body)
+        finally:
+            self._running = None
+
+    async def _read(self, client: Any, agents: Agents) -> bytes:
+        for _ in range(5):
+            if self.extensions is None:
+                self.extensions = sorted(await client.smembers(agents.keys.agents()))
+            name, keys, args = agents.rows_call(self.extensions)
+            script = SCRIPTS.get(name)
+            self.reads += 1
+            try:
+                reply = await client.evalsha(script.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                await client.script_load(script.source)
+                reply = await client.evalsha(script.sha, len(keys), *keys, *args)
+            body = self.answer(reply)
+            if body is not None:
+                return body
+            self.extensions = None  # the agents set changed: read it again
+        raise RuntimeError("the agents set keeps changing")  # (5 changes in a row)
 
     def answer(self, reply: Any) -> bytes | None:
         if not reply or int(reply[0]) == 0:
@@ -58,16 +99,6 @@ class ExtensionRows:
             self.encoded += 1
         return self.body
 
-    def refresh(self, agents: Agents) -> bytes:
-        """(blocking) Read the agents set again, then the rows."""
-        for _ in range(5):
-            self.extensions = agents.extensions()
-            name, keys, args = agents.rows_call(self.extensions)
-            body = self.answer(run_script(agents.r, name, keys, args))
-            if body is not None:
-                return body
-        raise RuntimeError("the agents set keeps changing")  # (5 changes in a row)
-
 
 def body_response(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json", charset="utf-8")
@@ -78,10 +109,6 @@ def extension_rows(services: Any) -> ExtensionRows:
     if cache is None:
         cache = services.caches["extension_rows"] = ExtensionRows(services.domain)
     return cache
-
-
-def queue_extension_rows(services: Any, values: dict[str, str], pipe: Any) -> Finish:
-    return extension_rows(services).queue(Agents(services.ctx, services.domain), pipe)
 
 
 def queue_extension_info(services: Any, values: dict[str, str], pipe: Any) -> Finish:
