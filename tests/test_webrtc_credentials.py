@@ -84,6 +84,7 @@ def test_refusals(stack: CtiStack) -> None:
     desk = claim(stack, "agent2", f"1002@{D}")  # no webrtc flag
     assert desk.status_code == 409 and "webrtc=true" in desk.json()["error"]
     assert claim(stack, "agent", "1001@elsewhere").status_code == 400
+    assert claim(stack, "agent", f"1001@{D}", renew="yes").status_code == 400
     api = stack.server.client(token=API_TOKEN).post("/api/webrtc/credentials",
                                                     json={"device": f"1001@{D}"})
     assert api.status_code == 403  # a browser phone belongs to a login

@@ -44,7 +44,10 @@ async def _device(request: web.Request) -> tuple[Any, str, str, bool]:
     if not principal.token_hash:
         raise CstaError(403, "a browser phone needs a user login (POST /login), not an API "
                              "token")
-    return principal, ext, domain, bool(body.get("renew"))
+    renew = body.get("renew", False)
+    if not isinstance(renew, bool):
+        raise CstaError(400, f"renew must be true or false, not {renew!r}", "renew")
+    return principal, ext, domain, renew
 
 
 @guarded

@@ -376,6 +376,11 @@ def test_phone_registers_again_after_a_network_drop(fs1: RealSwitch, phones: Sta
                            timeout=30_000)
     phone_state(page, "registered")
     registered_browser(fs1, phones, ext)
+    # logging out of the console unregisters the phone and gives its password back
+    page.click("#logout")
+    wait_for(lambda: not registrations(fs1, ext), 20, f"{ext} unregistered at logout")
+    wait_for(lambda: not phones.redis.exists(f"fsapps:{{{DOMAIN}}}:webrtc:{ext}"), 10,
+             "the browser password dropped at logout")
 
 
 def test_desk_extension_cannot_register_from_a_browser(fs1: RealSwitch, phones: Stack,

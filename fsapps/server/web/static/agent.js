@@ -222,8 +222,11 @@
       wellClient.setAgentMode(next).fail(failed(next === 'Ready' ? 'setReady' : 'setNotReady'));
     });
     $('logout').addEventListener('click', function () {
-      if (window.fsappsPhone) { window.fsappsPhone.stop(); }
-      wellClient.logout().done(function () { location.reload(); }).fail(failed('logoutFailed'));
+      // the browser phone first: its password is given back while the token still works
+      var phoneDone = window.fsappsPhone ? window.fsappsPhone.stop() : Promise.resolve();
+      phoneDone.then(function () {
+        wellClient.logout().done(function () { location.reload(); }).fail(failed('logoutFailed'));
+      });
     });
     $('make').addEventListener('click', function () {
       var n = $('number').value.trim();
