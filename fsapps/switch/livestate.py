@@ -221,10 +221,11 @@ class LiveState:
         the records' writes on ``pipe`` and their channel copies on ``messages`` (the same
         pipeline outside Redis Cluster)."""
         checks = batch.checks
+        forgotten = self._forgotten(batch) if checks else set()
         for index, (uuid, owner) in enumerate(checks):
             if results[2 * index] or results[2 * index + 1]:
                 self.owners[uuid] = owner
-            elif uuid not in self._forgotten(batch):
+            elif uuid not in forgotten:
                 if len(self._unowned) >= MAX_UNOWNED:  # hangups missed: start again
                     self._unowned.clear()
                 self._unowned.add(uuid)
