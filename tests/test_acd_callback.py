@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,8 +23,10 @@ from fakefs import Behaviour, Channel
 from fakefs.scenario import wait_until
 from fsapps.context import now_ms
 from fsapps.domain import callbacks
+from fsapps.domain.agents import Agent
 from fsapps.domain.callbacks import Callbacks
-from fsapps.switch import commands
+from fsapps.switch import callback, commands
+from fsapps.switch.runtime import agent_repair
 from tests import test_acd
 from tests.acd_support import DOMAIN, sql
 from tests.test_acd import Acd
@@ -132,6 +135,31 @@ def test_an_unanswered_attempt_is_retried_after_the_delay_up_to_the_max() -> Non
     assert callbacks.after_unanswered(2, 3, 0, 1_000) == callbacks.Next("retry", 1_000)
     assert callbacks.after_unanswered(3, 3, 60, 1_000) == callbacks.Next("drop")
     assert callbacks.after_unanswered(1, 1, 60, 1_000) == callbacks.Next("drop")
+
+
+def test_the_reconciler_leaves_an_agent_ringing_for_a_callback_to_its_lease() -> None:
+    """A callback has no channel: an agent reserved for one - its command on the way to the
+    placing node, or its leg named by the ring but not created yet (bgapi) - is not "ringing
+    for a call that is gone" (released under the placing node, the callback was dispatched
+    and rung twice: the two-node test, 3 runs in 5 before this rule). Its lease bounds it;
+    once it answered, its leg is what counts."""
+    now = 1_000_000
+    ringing = Agent("7101", DOMAIN, call_state="ring", offer_uuid="cb1", offer_node="node1",
+                    lease_until=now + 5_000, agent_leg="leg1")
+    def nothing_up(uuid: str) -> bool:
+        return False
+
+    check = callback.reserved_check(ringing, {"cb1"}, nothing_up)
+    assert agent_repair(ringing, now, "node1", {"node1"}, check, False, 2_000) is None
+    assert agent_repair(ringing, now, "node1", {"node1"}, nothing_up, False, 2_000) is not None
+    expired = replace(ringing, lease_until=now - 1)
+    assert agent_repair(expired, now, "node1", {"node1"},
+                        callback.reserved_check(expired, {"cb1"}, nothing_up), False,
+                        2_000).action == "release"
+    talking = replace(ringing, call_state="talking", lease_until=0)
+    assert agent_repair(talking, now, "node1", {"node1"},
+                        callback.reserved_check(talking, {"cb1"}, nothing_up), False,
+                        2_000).action == "release"
 
 
 # ------------------------------------------------------------------------ end to end -------

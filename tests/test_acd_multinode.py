@@ -34,6 +34,7 @@ from fakefs import Behaviour, Channel, Switch
 from fakefs.scenario import wait_until
 from fsapps.channelvars import SKILLS_VAR
 from fsapps.context import now_ms
+from fsapps.domain.callbacks import Callbacks
 from fsapps.domain.callqueue import CallQueue
 from fsapps.domain.nodes import DEAD_AFTER_MS, Nodes
 from fsapps.domain.skills import Skills
@@ -564,3 +565,60 @@ def test_two_nodes_skilled_calls_go_only_to_qualified_agents_never_doubly(
               if level in ("ERR", "CRIT")]
     assert not errors, errors[:10]
     assert not settled_problems(cc, list(agents))
+
+
+# ----------------------------------------------------------------------- callbacks --------
+def test_callbacks_on_two_nodes_placed_once_and_surviving_their_node(cc: CallCenter) -> None:
+    """Callbacks (issue 18 item 5) on two nodes. A callback asked for on node1 whose first
+    call back rings out is queued again by the reconcilers of both nodes racing for it, and
+    placed once: the caller is dialled exactly twice. A second callback asked for on node1
+    outlives node1's death (the survivor's reconciler drops node1's waiting callers but never
+    a callback) and is placed by node2 when its agent frees there; never a double offer."""
+    checker = OfferChecker()
+    node1, node2 = two_nodes(cc, checker)
+    dialled: list[str] = []
+    script = {"13800007101": [Behaviour(answer_after_ms=None)]}
+    lock = threading.Lock()
+
+    def far_end(number: str) -> Behaviour:
+        with lock:
+            dialled.append(number)
+            queued = script.get(number) or []
+            return queued.pop(0) if queued else Behaviour(answer_after_ms=50,
+                                                          hangup_after_ms=200)
+    for node in (node1, node2):
+        node.add_gateway("cbgw", far_end)
+    cc.group("710", group_callout_timeout=1, wrapup_seconds=0, exit_key="1",
+             exit_to="callback", callback_gateway="cbgw", callback_max_attempts=3,
+             callback_retry_seconds=0)
+    cc.agent("7101", ["710"], switch=node2, ready=False,
+             behaviour=Behaviour(answer_after_ms=30))
+
+    def ask(number: str) -> str:
+        channel = cc.call(node1, number, "7710", dtmf=((500, "1"),))
+        wait_until(lambda: channel.done.is_set(), 6, f"{number} hung up after asking")
+        return str(wait_until(lambda: next((c.id for c in Callbacks(cc.ctx, DOMAIN).all()
+                                            if c.number == number), None), 3,
+                              f"{number}'s callback"))
+
+    first = ask("13800007101")
+    with node2.bound():
+        acd.set_ready(cc.ctx, DOMAIN, "7101")
+    wait_until(lambda: not Callbacks(cc.ctx, DOMAIN).get(first), 15, "the first called back")
+    assert dialled == ["13800007101", "13800007101"]
+    wait_settled(cc, ["7101"])
+
+    acd.set_busy(cc.ctx, DOMAIN, "7101")
+    second = ask("13800007102")
+    node1.kill()
+    checker.forget_node("node1")
+    wait_until(lambda: "node1" not in Nodes(cc.ctx).alive(),
+               DEAD_AFTER_MS / 1000 + 3, "node1 counted as dead")
+    time.sleep(2 * RECONCILE_MS / 1000 + 0.5)  # two passes of node2's reconciler
+    assert [w.uuid for w in cc.queue.waiting("710")] == [second]
+    with node2.bound():
+        acd.set_ready(cc.ctx, DOMAIN, "7101")
+    wait_until(lambda: not Callbacks(cc.ctx, DOMAIN).get(second), 10, "the second called back")
+    assert dialled.count("13800007102") == 1
+    assert not checker.overlaps, checker.overlaps
+    wait_settled(cc, ["7101"])

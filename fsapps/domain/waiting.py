@@ -66,8 +66,8 @@ def parse_destination(text: str) -> Destination:
     """``hangup`` (or empty), ``callback``, ``group:<g>``, ``extension:<ext>``,
     ``dialplan:<destination>[,<dialplan>[,<context>]]`` (one word: a command argument);
     anything else raises ValueError naming it. Every part is a plain name
-    (``[A-Za-z0-9_.+*#@-]``): nothing can reach a dial string or the dialplan but a name. The target is kept as the switch's
-    ``transfer`` takes it (parts separated by spaces)."""
+    (``[A-Za-z0-9_.+*#@-]``): nothing can reach a dial string or the dialplan but a name.
+    The target is kept as the switch's ``transfer`` takes it (parts separated by spaces)."""
     text = (text or "").strip()
     if text in ("", "hangup"):
         return HANGUP

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import time
 import uuid as uuidlib
+from collections.abc import Callable
 from typing import Any
 
 from fsapps.channelvars import (
@@ -42,7 +43,7 @@ from fsapps.channelvars import (
 )
 from fsapps.context import Context, get_context, now_ms
 from fsapps.domain import callbacks
-from fsapps.domain.agents import Agents
+from fsapps.domain.agents import Agent, Agents
 from fsapps.domain.callbacks import Callback, Callbacks
 from fsapps.domain.groups import Groups
 from fsapps.events import cdr, cdrspool
@@ -72,6 +73,10 @@ def place(ctx: Context, execute: Any, node: str, command: dict[str, Any]) -> str
         agents.release(extension, callback_id, "cancel")
         acd.agent_available(ctx, domain, extension)
         return f"callback {callback_id} is gone"
+    held = agents.get(extension)
+    if held is None or held.offer_uuid != callback_id or held.agent_leg:
+        # rung already for this reservation (a command sent twice) or no longer reserved
+        return f"agent {extension} is not waiting to be rung for callback {callback_id}"
     ring = group.group_callout_timeout
     leg = str(uuidlib.uuid4())
     if not agents.ringing(extension, callback_id, node, now_ms() + acd.lease_ms(ctx, ring), leg):
@@ -259,6 +264,27 @@ def _offer_to_free_members(ctx: Context, domain: str, queued: list[Callback],
             if member != but:
                 free.setdefault(member, []).append(callback.group)
     acd.agents_available(ctx, domain, free)
+
+
+def ids(ctx: Context, domain: str) -> set[str]:
+    """The callbacks kept now (one HKEYS), for the reconciler's :func:`reserved_check`."""
+    return set(ctx.redis.hkeys(ctx.keys(domain).callbacks()))
+
+
+def reserved_check(agent: Agent, callback_ids: set[str],
+                   channel_up: Callable[[str], bool]) -> Callable[[str], bool]:
+    """``channel_up`` for the reconciler's rule about ``agent`` (runtime.agent_repair). A
+    callback has no channel: an agent reserved for one that has not answered yet (the
+    ``callback`` command on its way to the placing node, or the leg named by the ring but
+    not created yet: bgapi originates it a moment later) holds a live call - its lease and
+    its node's life bound it, as for a caller's reservation (a ring whose lease ran out and
+    whose leg is gone is released). Once it answered, its leg is what counts. (Taken for
+    gone, the agent was released under the placing node and the callback dispatched again:
+    two rings for one callback.)"""
+    if agent.offer_uuid and agent.offer_uuid in callback_ids and agent.call_state == "ring":
+        held = agent.offer_uuid
+        return lambda uuid: uuid == held or channel_up(uuid)
+    return channel_up
 
 
 def _record(ctx: Context, callback: Callback, domain: str, node: str, flag: str) -> None:

@@ -614,6 +614,7 @@ class NodeRuntime:
         longest_wrapup_ms = max(self.ctx.settings.group_defaults.wrapup_seconds * 1000,
                                 RECONCILE_MS)
         repaired = []
+        callback_ids = callback.ids(self.ctx, domain)  # (callbacks have no channel)
         free_for_waiting: list[tuple[str, tuple[str, ...]]] = []
         for agent in agents.all():
             # (never this node's own: it is running, and its switch expires its registrations
@@ -624,7 +625,9 @@ class NodeRuntime:
             if agent.available(now):
                 free_for_waiting.append((agent.extension, agent.groups))
                 continue
-            repair = agent_repair(agent, now, self.node, alive, channel_up or self._channel_up,
+            repair = agent_repair(agent, now, self.node, alive,
+                                  callback.reserved_check(agent, callback_ids,
+                                                          channel_up or self._channel_up),
                                   agent.extension in wrapups, longest_wrapup_ms)
             if repair is None:
                 continue
