@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 
 from fsapps.server.passwords import hash_password
@@ -130,6 +131,8 @@ def start_cti(st: Stack, sw: RealSwitch, ws_url: str, second_login: str, name: s
                           "second_login": second_login}
     settings["users"] = [{"username": ext, "role": "agent", "extension": ext,
                           "password_hash": hash_password(ext, iterations=1000)} for ext in EXTS]
+    settings["users"].append({"username": "supervisor", "role": "supervisor",
+                              "password_hash": hash_password("supervisor", iterations=1000)})
     path = st.base / f"{name}.yaml"
     path.write_text(yaml.safe_dump(settings))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FSAPPS_")}
@@ -459,4 +462,52 @@ def test_single_step_transfer_from_the_browser_agent(fs1: RealSwitch, phones: St
     phone_state(page, "registered")  # the switch hung up the browser's leg
     wait_for(lambda: "INVITE sip:" in desk.messages(), 15, f"desk phone {target} rung")
     assert caller.wait(30) == 0, caller.errors()
+    assert not page.errors, page.errors
+
+
+@pytest.mark.parametrize(("path", "app"), [("/api/supervise/listen", "eavesdrop"),
+                                           ("/api/supervise/barge", "three_way")],
+                         ids=["listen", "barge"])
+def test_supervisor_listens_to_or_barges_into_a_browser_agents_call(
+        fs1: RealSwitch, phones: Stack, group: str, cti: Cti, browser: Any, pages: list[Any],
+        tmp_path: Path, path: str, app: str) -> None:
+    """Supervision acts on the agent's leg in the switch: the supervisor's desk phone is rung
+    and runs eavesdrop / three_way on the browser agent's leg; the browser's call goes on,
+    audio still flowing both ways, until the caller hangs up."""
+    ext = webrtc_extension(fs1, phones)
+    page = open_console(browser, pages, cti, ext, auto_answer=True)
+    phone_state(page, "registered")
+    registered_browser(fs1, phones, ext)
+    api(fs1, f"nway_login {ext} {group}")
+    sup_phone = str(next(_exts))
+    phones.extension(sup_phone)
+    phones.phone(fs1, sup_phone)
+    wav = sipp.write_ulaw_wav(tmp_path / "caller.wav")
+    caller = phones.caller(fs1, f"7{group}", f"1390000{len(path)}{len(app)}", talk_ms=10_000,
+                           audio=str(wav))
+    phone_state(page, "talking")
+    wait_for(lambda: agent_state(phones, ext).get("call_state") == "talking", 20,
+             f"agent {ext} talking")
+    agent_leg = agent_state(phones, ext)["agent_leg"]
+    login = requests.post(cti.url + "/api/login", timeout=10,
+                          json={"username": "supervisor", "password": "supervisor"})
+    assert login.status_code == 200, login.text
+    reply = requests.post(cti.url + path, timeout=15,
+                          headers={"Authorization": f"Nway {login.json()['token']}"},
+                          json={"Extension": ext, "Phone": sup_phone})
+    assert reply.status_code == 200 and agent_leg in reply.json()["message"], reply.text
+
+    def supervising() -> bool:
+        rows = json.loads(fs1.api("show channels as json")).get("rows", []) or []
+        return any(r.get("dest") == sup_phone and r.get("application") == app
+                   and r.get("application_data") == agent_leg
+                   and r.get("callstate") == "ACTIVE" for r in rows)
+    wait_for(supervising, 15, f"{sup_phone} running {app} on the browser agent's leg")
+    before = stats(page)
+    wait_for(lambda: stats(page)["packetsReceived"] > before["packetsReceived"] + 25
+             and stats(page)["packetsSent"] > before["packetsSent"] + 25, 10,
+             "the browser's audio goes on")
+    phone_state(page, "talking")
+    assert caller.wait(30) == 0, caller.errors()
+    phone_state(page, "registered")
     assert not page.errors, page.errors
