@@ -55,6 +55,7 @@ Keys (``p`` prefix, ``d`` domain; see :mod:`fsapps.store.keys`):
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ from fsapps.domain.routing import queue_score, stats_day
 from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
 from fsapps.store import hash_fields
-from fsapps.store.scripts import ScriptCall, run_script, run_scripts
+from fsapps.store.scripts import ScriptCall, arun_script, run_script, run_scripts
 
 # The Lua scripts that write the agent hash: with this module, the agent's only writers.
 SCRIPTS = ("agent_reserve", "agent_dispatch", "agent_ready", "agent_busy", "agent_release",
@@ -462,12 +463,38 @@ class Agents:
         seen = _GROUPS_SEEN.get(key)
         groups = list(seen) if seen is not None else self.groups_of(extension)
         _remember_groups(key, groups)
-        result = run_script(
-            self.r, "agent_ready",
-            [self.keys.agent(extension), self.keys.waiting(), self.keys.offers(),
-             self.keys.wrapups(), *self._group_keys(groups)],
-            [extension, now_ms(), *self._lease_args(), ",".join(groups),
-             ",".join(READY_FROM), request_id()])
+        result = run_script(self.r, *self._ready_call(extension, groups))
+        return self._readied(extension, result)
+
+    async def amake_ready(self, client: Any, extension: str) -> Ready:
+        """:meth:`make_ready` on an asyncio Redis client (the CTI server's event loop: no
+        worker thread), publishing on it; the rare second step (the groups changed since
+        this process saw them) runs blocking, as :meth:`make_ready` does."""
+        key = self.keys.agent(extension)
+        seen = _GROUPS_SEEN.get(key)
+        if seen is None:
+            raw = await client.hget(key, "groups") or ""
+            seen = tuple(g for g in raw.split(",") if g)
+        _remember_groups(key, list(seen))
+        result = await arun_script(client, *self._ready_call(extension, list(seen)))
+        if result[0] == "ready" and result[5] == "1":
+            return await asyncio.to_thread(self._readied, extension, result)
+        async with client.pipeline(transaction=False) as pipe:
+            ready = self._readied(extension, result, pipe)
+            if len(pipe):
+                await pipe.execute()
+        return ready
+
+    def _ready_call(self, extension: str, groups: list[str]) -> ScriptCall:
+        return ("agent_ready",
+                [self.keys.agent(extension), self.keys.waiting(), self.keys.offers(),
+                 self.keys.wrapups(), *self._group_keys(groups)],
+                [extension, now_ms(), *self._lease_args(), ",".join(groups),
+                 ",".join(READY_FROM), request_id()])
+
+    def _readied(self, extension: str, result: Any, pipeline: Any = None) -> Ready:
+        """What agent_ready.lua's ``result`` means; publishes (on ``pipeline`` if given)."""
+        key = self.keys.agent(extension)
         if result[0] != "ready":
             if result[0] in ("absent", "disabled"):
                 _GROUPS_SEEN.pop(key, None)
@@ -475,7 +502,7 @@ class Agents:
         previous, at, uuid, info, regroup = (str(result[1]), int(result[2]), str(result[3]),
                                              str(result[4]), result[5] == "1")
         if previous != CallState.READY:
-            self.publish(extension, CallState.READY, at)
+            self.publish(extension, CallState.READY, at, pipeline)
         if regroup:  # logged into other groups meanwhile: offer from those
             groups = self.groups_of(extension)
             _remember_groups(key, groups)
@@ -483,7 +510,7 @@ class Agents:
             return Ready(True, "ready", previous, *(taken or ("", None)))
         if not uuid:
             return Ready(True, "ready", previous)
-        self.publish(extension, CallState.RING, at)
+        self.publish(extension, CallState.RING, at, pipeline)
         return Ready(True, "ready", previous, uuid, _waiting(info))
 
     # -------------------------------------------------------------- the lifecycle --------
@@ -568,6 +595,17 @@ class Agents:
                                          [now_ms(), request_id()])
         if int(moved) and previous != CallState.BUSY:
             self.publish(extension, CallState.BUSY, int(at))
+        return str(previous or ""), bool(int(moved))
+
+    async def abusy_step(self, client: Any, extension: str) -> tuple[str, bool]:
+        """:meth:`busy_step` on an asyncio Redis client (the CTI server's event loop)."""
+        previous, moved, at = await arun_script(client, "agent_busy",
+                                                [self.keys.agent(extension)],
+                                                [now_ms(), request_id()])
+        if int(moved) and previous != CallState.BUSY:
+            async with client.pipeline(transaction=False) as pipe:
+                self.publish(extension, CallState.BUSY, int(at), pipe)
+                await pipe.execute()
         return str(previous or ""), bool(int(moved))
 
     def reserve_or_queue(self, call: WaitingCall, candidates: list[str], *, lease_ms: int,

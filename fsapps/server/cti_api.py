@@ -97,6 +97,19 @@ def _domain_op(fn: Any, *names: str) -> Any:
     return run
 
 
+def _agent_op(blocking: Any, on_loop: Any) -> Any:
+    """agent_ready / agent_busy: on the event loop with the services' asyncio client (one
+    script, no worker thread), else ``blocking`` in a worker thread."""
+    async def run(call: Call) -> Any:
+        s = call.services
+        if s.aredis is None:
+            return ok(await s.run(blocking, s.ctx, s.domain, call["Extension"]))
+        with store_errors(getattr(s.redis, "fsapps_where", "Redis")):
+            return ok(await on_loop(s, call["Extension"]))
+    run.__name__ = blocking.__name__
+    return run
+
+
 async def queues(call: Call) -> Any:
     return await call.services.run(ops.queue_rows, call.services.ctx, call.services.domain)
 
@@ -145,9 +158,9 @@ ROUTES = [
           fields=(EXT, Field("Groups", "groups", description="e.g. \"12345,110\""))),
     Route("POST", "/api/agent_down", _domain_op(ops.agent_down, "Extension"),
           "agent down (下线): leave every group", fields=(EXT,)),
-    Route("POST", "/api/agent_ready", _domain_op(ops.agent_ready, "Extension"),
+    Route("POST", "/api/agent_ready", _agent_op(ops.agent_ready, ops.agent_ready_async),
           "ready (置闲): seat idle, call state ready", fields=(EXT,)),
-    Route("POST", "/api/agent_busy", _domain_op(ops.agent_busy, "Extension"),
+    Route("POST", "/api/agent_busy", _agent_op(ops.agent_busy, ops.agent_busy_async),
           "busy (置忙): no queue calls", fields=(EXT,)),
     Route("POST", "/api/extension_callstate",
           _domain_op(ops.set_call_state, "Extension", "Value"),

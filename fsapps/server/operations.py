@@ -64,6 +64,24 @@ def agent_ready(ctx: Context, domain: str, extension: str) -> str:
     return f"agent {extension} ready when its call ends ({state})"
 
 
+async def agent_ready_async(services: CtiServices, extension: str) -> str:
+    """:func:`agent_ready` on the event loop (the services' asyncio client)."""
+    with refusals("Extension"):
+        readiness = await agents.aready(services.ctx, services.aredis, services.domain,
+                                        extension, services.run)
+    if readiness.now:
+        return f"agent {extension} ready"
+    state = "?" if readiness.call_state is None else readiness.call_state
+    return f"agent {extension} ready when its call ends ({state})"
+
+
+async def agent_busy_async(services: CtiServices, extension: str) -> str:
+    """:func:`agent_busy` on the event loop (the services' asyncio client)."""
+    with refusals("Extension"):
+        await agents.abusy(services.ctx, services.aredis, services.domain, extension)
+    return f"agent {extension} busy"
+
+
 def agent_busy(ctx: Context, domain: str, extension: str) -> str:
     with refusals("Extension"):
         agents.busy(ctx, domain, extension)

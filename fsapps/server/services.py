@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from fsapps.config import Settings
@@ -73,7 +74,6 @@ class CtiServices:
         requests then take the blocking client in the worker threads, as every other does."""
         redis_settings = self.settings.redis
         if self._aredis is None and not redis_settings.sentinels and not redis_settings.cluster:
-            import redis.asyncio as aioredis
             self._aredis = aioredis.Redis.from_url(
                 redis_settings.url.reveal(), decode_responses=True,
                 socket_timeout=redis_settings.socket_timeout,

@@ -16,7 +16,9 @@ Keys: none of its own; the agent hash is :mod:`fsapps.domain.agents`'s, written 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fsapps.context import Context
 from fsapps.domain.agents import Agent, Agents
@@ -158,6 +160,30 @@ def ready(ctx: Context, domain: str, extension: str) -> Readiness:
     if ready.done:
         return Readiness(True, "ready", ready.previous)
     return Readiness(False, ready.previous, ready.previous)
+
+
+async def aready(ctx: Context, client: Any, domain: str, extension: str,
+                 run: Callable[..., Awaitable[Any]]) -> Readiness:
+    """:func:`ready` on an asyncio Redis client (the CTI server's event loop, no worker
+    thread); ``run(fn, *args)`` runs the blocking rest (waking the handler of a call the
+    agent took at once) in a worker thread."""
+    ready = await Agents(ctx, domain).amake_ready(client, extension)
+    if ready.outcome == "absent":
+        raise NotAnAgent(extension)
+    if ready.outcome == "disabled":
+        raise AgentDisabled(extension)
+    if ready.offered:
+        await run(acd.wake_handler, ctx, ready.offered, ready.waiting, extension)
+    if ready.done:
+        return Readiness(True, "ready", ready.previous)
+    return Readiness(False, ready.previous, ready.previous)
+
+
+async def abusy(ctx: Context, client: Any, domain: str, extension: str) -> None:
+    """:func:`busy` on an asyncio Redis client (the CTI server's event loop)."""
+    previous, _ = await Agents(ctx, domain).abusy_step(client, extension)
+    if not previous:
+        raise NotAnAgent(extension)
 
 
 def make_ready(ctx: Context, domain: str, extension: str) -> Readiness:

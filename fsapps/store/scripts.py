@@ -41,8 +41,8 @@ import redis.exceptions
 from fsapps.errors import ScriptError
 from fsapps.store.connection import RedisClient, store_errors
 
-__all__ = ["INCLUDE_DIR", "LUA_DIR", "SCRIPTS", "Script", "ScriptCall", "Scripts", "lint",
-           "run_script", "run_scripts"]
+__all__ = ["INCLUDE_DIR", "LUA_DIR", "SCRIPTS", "Script", "ScriptCall", "Scripts", "arun_script",
+           "lint", "run_script", "run_scripts"]
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 # Shared snippets (not scripts of their own): ``--#include <name>`` pulls one in.
@@ -352,6 +352,22 @@ def run_script(client: RedisClient, name: str, keys: Sequence[str],
                args: Sequence[ScriptArg] = ()) -> Any:
     """:meth:`Scripts.run` on the packaged scripts in ``fsapps/store/lua``."""
     return SCRIPTS.run(client, name, keys, args)
+
+
+async def arun_script(client: Any, name: str, keys: Sequence[str],
+                      args: Sequence[ScriptArg] = ()) -> Any:
+    """:func:`run_script` on an asyncio client (``redis.asyncio``; the CTI server's event
+    loop): EVALSHA, the source loaded once after NOSCRIPT; a script's error is ScriptError.
+    Redis errors are the caller's to translate (``store_errors``)."""
+    script = SCRIPTS.get(name)
+    try:
+        try:
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            await client.script_load(script.source)
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+    except redis.exceptions.ResponseError as exc:
+        raise ScriptError(f"script {name!r} failed: {' '.join(str(exc).split())}") from exc
 
 
 def run_scripts(client: RedisClient, calls: Sequence[ScriptCall]) -> list[Any]:
