@@ -358,8 +358,8 @@ def test_second_tab_is_refused_when_configured(fs1: RealSwitch, phones: Stack, s
         phone_state(first, "registered")
         second = open_console(browser, pages, refusing, ext)
         phone_state(second, "refused")
-        # the first keeps its phone through its renewals
-        first.wait_for_timeout(3000)
+        # the first keeps its phone through its renewals (every 2 s)
+        first.wait_for_function("() => window.fsappsPhone.renewals >= 2", timeout=20_000)
         phone_state(first, "registered")
         assert len(registrations(fs1, ext)) == 1
     finally:
@@ -510,4 +510,39 @@ def test_supervisor_listens_to_or_barges_into_a_browser_agents_call(
     phone_state(page, "talking")
     assert caller.wait(30) == 0, caller.errors()
     phone_state(page, "registered")
+    assert not page.errors, page.errors
+
+
+def test_consult_and_transfer_from_the_browser_agent(fs1: RealSwitch, phones: Stack, group: str,
+                                                     cti: Cti, browser: Any,
+                                                     pages: list[Any]) -> None:
+    """A consult from the page while the browser talks: the switch holds the caller and rings
+    the agent's own phone first (sip_auto_answer: Call-Info answer-after=0), which the page
+    answers by itself although auto-answer is off, as a desk phone does; the desk phone
+    consulted answers; the transfer joins caller and desk phone and both of the browser's
+    calls end."""
+    ext = webrtc_extension(fs1, phones)
+    page = open_console(browser, pages, cti, ext)
+    phone_state(page, "registered")
+    registered_browser(fs1, phones, ext)
+    api(fs1, f"nway_login {ext} {group}")
+    target = str(next(_exts))
+    phones.extension(target)
+    desk = phones.phone(fs1, target)
+    caller = phones.caller(fs1, f"7{group}", "13900004788", talk_ms=15_000)
+    phone_state(page, "ringing")
+    page.click("#phoneAnswer")
+    page.wait_for_selector("#callCard[data-state='talking']")
+    page.fill("#number", target)
+    page.click("#ask")
+    page.wait_for_function("() => window.fsappsPhone.others.length === 1 && "
+                           "window.fsappsPhone.inCall()")
+    wait_for(lambda: "INVITE sip:" in desk.messages(), 15, f"desk phone {target} rung")
+    page.wait_for_selector("#tran:not([disabled])")
+    # the consulted desk phone answered (its ACK came)
+    wait_for(lambda: "\nACK sip:" in desk.messages(), 15, f"desk phone {target} answered")
+    page.click("#tran")
+    phone_state(page, "registered")
+    page.wait_for_function("() => window.fsappsPhone.others.length === 0")
+    assert caller.wait(40) == 0, caller.errors()
     assert not page.errors, page.errors

@@ -10,8 +10,8 @@
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
   var t = function (k) { return window.i18n ? i18n.t(k) : k; };
-  var phone = {state: 'off', ua: null, session: null, cred: null, device: '', muted: false,
-    renewTimer: 0, registrations: 0, caller: '', error: ''};
+  var phone = {state: 'off', ua: null, session: null, others: [], cred: null, device: '', muted: false,
+    renewTimer: 0, registrations: 0, renewals: 0, caller: '', error: ''};
 
   function setState(state, detail) {
     phone.state = state;
@@ -94,12 +94,22 @@
   }
 
   // ------------------------------------------------------------ calls ----------------
+  // A call the agent placed from the console (makeCall, consult: the switch rings the agent's
+  // own phone first with sip_auto_answer) carries Call-Info answer-after=0: a desk phone
+  // answers it by itself, so does this one.
+  function placedByAgent(request) {
+    var info = request && request.getHeader ? request.getHeader('Call-Info') || '' : '';
+    return /answer-after=0/.test(info);
+  }
+
   function onSession(e) {
     var session = e.session;
     if (e.originator !== 'remote') { return; }
+    var own = placedByAgent(e.request);
     if (phone.session && !phone.session.isEnded()) {
-      session.terminate({status_code: 486, reason_phrase: 'Busy Here'});
-      return;
+      // a second call only when the agent placed it (a consult while the first is held)
+      if (!own) { session.terminate({status_code: 486, reason_phrase: 'Busy Here'}); return; }
+      phone.others.push(phone.session);
     }
     phone.session = session;
     phone.muted = false;
@@ -111,14 +121,23 @@
     session.on('hold', render);
     session.on('unhold', render);
     var done = function () {
-      if (phone.session === session) { phone.session = null; phone.muted = false; }
+      phone.others = phone.others.filter(function (s) { return s !== session && !s.isEnded(); });
+      if (phone.session !== session) { render(); return; }
+      phone.session = phone.others.pop() || null;
+      phone.muted = false;
+      if (phone.session && phone.session.connection) {  // back to the call still up
+        var tracks = phone.session.connection.getReceivers().map(function (r) { return r.track; });
+        $('remoteAudio').srcObject = new MediaStream(tracks);
+        setState('talking');
+        return;
+      }
       $('remoteAudio').srcObject = null;
       setState(phone.ua && phone.ua.isRegistered() ? 'registered' : 'unregistered');
     };
     session.on('ended', done);
     session.on('failed', done);
     setState('ringing');
-    if ($('autoAnswer').checked) { answer(); }
+    if (own || $('autoAnswer').checked) { answer(); }
   }
 
   function attach(pc) {
@@ -142,6 +161,12 @@
 
   function hangup() {
     if (phone.session && !phone.session.isEnded()) { phone.session.terminate(); }
+  }
+
+  function hangupAll() {
+    phone.others.concat(phone.session ? [phone.session] : []).forEach(function (s) {
+      if (!s.isEnded()) { s.terminate(); }
+    });
   }
 
   function toggleMute() {
@@ -187,6 +212,7 @@
       // the same password while this login holds it; a new lifetime
       if (phone.ua && cred.password !== phone.cred.password) { phone.ua.set('password', cred.password); }
       phone.cred = cred;
+      phone.renewals += 1;
     }, function (err) {
       if (err.status === 409) { shutDown('takenOver', err.error); }
     });
@@ -194,7 +220,7 @@
 
   function shutDown(state, why) {
     clearInterval(phone.renewTimer);
-    hangup();
+    hangupAll();
     if (phone.ua) { phone.ua.stop(); }  // unregisters, closes the socket
     phone.ua = null;
     setState(state, why || '');
