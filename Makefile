@@ -108,6 +108,8 @@ system:
 	command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 	command -v psql >/dev/null || missing+=(postgresql-client)
 	command -v nats-server >/dev/null || missing+=(nats-server)
+	# make bench drives the CTI server with wrk too (a load generator cheaper than the server)
+	command -v wrk >/dev/null || missing+=(wrk)
 	# the browser tests drive the system Chromium (never `playwright install`); a CJK font so
 	# the Chinese pages render in it
 	[ -x /usr/bin/chromium ] || missing+=(chromium)
