@@ -546,3 +546,43 @@ def test_consult_and_transfer_from_the_browser_agent(fs1: RealSwitch, phones: St
     page.wait_for_function("() => window.fsappsPhone.others.length === 0")
     assert caller.wait(40) == 0, caller.errors()
     assert not page.errors, page.errors
+
+
+@pytest.fixture(scope="module")
+def fs3(stack: Stack, fs1: RealSwitch) -> Iterator[RealSwitch]:
+    """A second node (same Redis and database; named apart from test_multinode's fs2)."""
+    sw = stack.switch("fs3").build(trunk_port=stack.trunk_port).start()
+    yield sw
+    sw.stop(timeout=20)
+
+
+def test_browser_registered_on_another_node_takes_a_queue_call(
+        fs1: RealSwitch, fs3: RealSwitch, phones: Stack, stack: Stack, group: str,
+        browser: Any, pages: list[Any], tmp_path: Path) -> None:
+    """Several nodes: the console registers on fs3 (its node's WebSocket), the caller queues
+    on fs1; fs1 rings the agent through fs3's relay profile and fs3 sends the INVITE down the
+    browser's WebSocket; audio flows both ways through both switches."""
+    wait_for(lambda: phones.redis.hget("fsapps:{nodes}:node:fs3:heartbeat", "relay"), 15,
+             "fs3's relay address published")
+    on_fs3 = start_cti(stack, fs3, f"ws://127.0.0.1:{fs3.ws_port}", "takeover", "cti-fs3")
+    try:
+        ext = webrtc_extension(fs1, phones)
+        page = open_console(browser, pages, on_fs3, ext, auto_answer=True)
+        phone_state(page, "registered")
+        registered_browser(fs3, phones, ext)
+        wait_for(lambda: agent_state(phones, ext).get("reg_node") == "fs3", 10,
+                 f"{ext} recorded as registered on fs3")
+        api(fs1, f"nway_login {ext} {group}")
+        wav = sipp.write_ulaw_wav(tmp_path / "caller.wav")
+        caller = phones.caller(fs1, f"7{group}", "13900004733", talk_ms=6000, audio=str(wav))
+        phone_state(page, "talking")
+        wait_for(lambda: (lambda s: s["packetsReceived"] > 50 and s["packetsSent"] > 50)(
+            stats(page)), 20, "audio both ways through fs1 and fs3")
+        assert caller.wait(40) == 0, caller.errors()
+        phone_state(page, "registered")
+        row = phones.cdr("a_caller_id_number = %s", "13900004733")
+        assert (row["node"], row["destination_number"]) == ("fs1", ext)
+        assert phones.attempts(row["uuid"]) == [(ext, "answered")]
+        assert not page.errors, page.errors
+    finally:
+        stop_cti(on_fs3)
