@@ -24,7 +24,7 @@ SOCKJS_PREFIX = "/mvc/stomp"
 HUB: web.AppKey[Hub] = web.AppKey("fsapps_csta_hub", Hub)
 _PAGES = {"/": "index.html", "/wallboard": "wallboard.html"}
 # Served here but not REST calls, so not in the OpenAPI document.
-UNDOCUMENTED_PREFIXES = ("/static", SOCKJS_PREFIX, *_PAGES)
+UNDOCUMENTED_PREFIXES = ("/static", "/vendor", SOCKJS_PREFIX, *_PAGES)  # /vendor: JsSIP
 # The pages run only their own scripts and talk only to this server: its WebSocket is named
 # by host (older browsers do not count ws: as 'self'), never any ws: host, so an injected
 # script, were there one, could not carry data away over a socket.
