@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fakefs.scenario import wait_until
+from fsapps.config import WebrtcSettings
 from fsapps.server import cti_api as api
-from fsapps.server import stats, supervision
+from fsapps.server import stats, supervision, webrtc
 from fsapps.server.csta.rest import OPENAPI_TAG
 from fsapps.server.registry import ROUTES, openapi
 
@@ -37,8 +38,10 @@ ANY_JSON = st.recursive(
 
 @pytest.fixture(scope="module")
 def stack(redis_server: Any, database: Any, no_leaked_switch_threads: None) -> Iterator[CtiStack]:
+    # the browser phone on, so its routes are fuzzed past "not configured"
+    webrtc_on = WebrtcSettings(ws_urls=("ws://127.0.0.1:5066",))
     with cti_stack(redis_server.url, database.dsn, login_max_failures=1000,
-                   login_max_failures_per_address=1000) as s:
+                   login_max_failures_per_address=1000, sections={"webrtc": webrtc_on}) as s:
         s.center.group("120")
         for ext in ("1001", "1002"):
             s.center.agent(ext, [GROUP])
@@ -171,7 +174,8 @@ def test_every_operation_is_fuzzed(stack: CtiStack) -> None:
 
 # The operations, from the document the routes produce (test_every_operation_is_fuzzed
 # checks that the server serves exactly these).
-DOCUMENT = openapi([*api.ROUTES, *supervision.ROUTES, *stats.ROUTES])
+DOCUMENT = openapi([*api.ROUTES, *supervision.ROUTES, *stats.ROUTES,
+                    *webrtc.documented_routes()])
 OPERATIONS = [(method.upper(), path, op) for path, ops in DOCUMENT["paths"].items()
               for method, op in ops.items()]
 STATUSES: list[int] = []

@@ -102,9 +102,11 @@ def test_a_second_login_takes_the_phone_over(stack: CtiStack) -> None:
     renew = first.post("/api/webrtc/credentials", json={"device": f"1001@{D}", "renew": True})
     assert renew.status_code == 409 and "taken over" in renew.json()["error"]
     # the first login's logout leaves the second's phone alone; the second's drops it
-    assert first.delete(f"/api/webrtc/credentials?device=1001@{D}").status_code == 204
+    assert first.delete(f"/api/webrtc/credentials?device=1001@{D}").json() == {
+        "released": False}
     assert served_password(stack, "1001", "ws") == b["password"]
-    assert second.delete(f"/api/webrtc/credentials?device=1001@{D}").status_code == 204
+    assert second.delete(f"/api/webrtc/credentials?device=1001@{D}").json() == {
+        "released": True}
     assert served_password(stack, "1001", "ws") is None
 
 

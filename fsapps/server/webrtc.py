@@ -82,12 +82,13 @@ async def credentials(request: web.Request) -> web.Response:
 
 @guarded
 async def release(request: web.Request) -> web.Response:
-    """``DELETE /api/webrtc/credentials?device=ext@domain``: the login gives its password back."""
+    """``DELETE /api/webrtc/credentials?device=ext@domain``: the login gives its password back
+    (``{"released": false}`` when another login, or none, held it)."""
     services = services_of(request)
     principal, ext, domain, _ = await _device(request)
-    await services.run(webrtc.BrowserPhones(services.ctx, domain).release, ext,
-                       principal.token_hash)
-    return web.Response(status=204)
+    released = await services.run(webrtc.BrowserPhones(services.ctx, domain).release, ext,
+                                  principal.token_hash)
+    return web.json_response({"released": released})
 
 
 async def jssip_bundle(request: web.Request) -> web.StreamResponse:
@@ -117,5 +118,6 @@ def documented_routes() -> list[Route]:
         Route("DELETE", "/api/webrtc/credentials", release,  # type: ignore[arg-type]
               "give the browser phone's password back (console logout)",
               fields=(Field("device", kind="text", where="query"),), tag="WebRTC",
-              errors=(400, 401, 403)),
+              response={"type": "object", "required": ["released"]},
+              errors=(400, 401, 403, 404)),
     ]
