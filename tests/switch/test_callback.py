@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from fsapps.switch.runtime import RECONCILE_MS
 from switch.conftest import DOMAIN, PASSWORD, Stack, agent_state, api, wait_for
 from switch.test_acd import agent, group_key
 from tools import sipp
@@ -205,3 +207,36 @@ def test_an_agent_not_answering_the_callback_is_released_and_another_takes_it(
     assert phones.attempts(record["id"]) == [("4442", "answered")]
     settled(phones, "4441")
     settled(phones, "4442")
+
+
+def test_a_queued_callback_survives_a_crash_of_its_node(phones: Stack) -> None:
+    """The callback is kept in Redis: its node crashes (kill -9) with it queued, comes back,
+    and places it when the agent turns ready - the caller is called back once."""
+    from switch.test_lifecycle import new_node
+
+    sw = new_node(phones).start()
+    try:
+        group = str(next(_groups))
+        api(sw, f"nway_add_group {group} 0")
+        configure(sw, phones, group, "test 2 1")
+        agent(sw, phones, "4451", group)
+        api(sw, "nway_busy 4451")
+        record = ask_callback(sw, phones, group, "13800445001")
+        sw.kill()
+        sw.start()
+        # the reconciler's first passes after the restart drop the node's callers whose
+        # channels are gone - never a callback
+        restarted = time.monotonic()
+        wait_for(lambda: time.monotonic() - restarted > 2 * RECONCILE_MS / 1000 + 0.5, 10,
+                 "two reconciler passes")
+        phones.phone(sw, "4451")  # its phone registers again with the restarted switch
+        assert phones.redis.zrange(group_key(group, "queue"), 0, -1) == [record["id"]]
+        phones.trunk(ring_ms=300, hangup_after_ms=1500)
+        api(sw, "nway_ready 4451")
+        row = phones.cdr("uuid = %s", record["id"])
+        assert row["flag"] == "回呼接通"
+        assert phones.attempts(record["id"]) == [("4451", "answered")]
+        settled(phones, "4451")
+        api(sw, "nway_logout 4451")
+    finally:
+        sw.stop()
