@@ -33,15 +33,16 @@ from fsapps.context import Context
 from fsapps.domain.callqueue import WaitingCall
 from fsapps.domain.numbers import valid_gateway, valid_number
 from fsapps.domain.routing import queue_score
+from fsapps.events import cdr
 from fsapps.store.scripts import run_script
 
 # What a caller hears once its callback is queued, without a configured file (mod_flite).
 DEFAULT_CONFIRM = "flite|kal|Thank you. We will call you back when an agent is free. " \
                   "Goodbye."
-# The CDR flags of a callback (seed 001 writes flags in Chinese)
-FLAG_REQUESTED = "排队回呼"   # the caller's own call: it left the queue for a callback
-FLAG_CALLED_BACK = "回呼接通"  # the callback: the caller answered and was put through
-FLAG_NOT_REACHED = "回呼失败"  # the callback: dropped after its max attempts
+# The CDR flags of a callback (fsapps.events.cdr, where every flag is)
+FLAG_REQUESTED = cdr.FLAG_CALLBACK_REQUESTED  # the caller's own call
+FLAG_CALLED_BACK = cdr.FLAG_CALLED_BACK  # the callback: the caller answered, put through
+FLAG_NOT_REACHED = cdr.FLAG_CALLBACK_FAILED  # the callback: dropped after its max attempts
 
 
 @dataclass

@@ -83,8 +83,15 @@ FLAG_ABANDONED = "排队放弃"             # the caller hung up before any agen
 FLAG_QUEUE_TIMEOUT = "排队超时"         # the long-wait policy hung up (group busy_ring)
 FLAG_BLACKLISTED = "黑名单"             # the group's blacklist refused the caller
 FLAG_NOT_CONNECTED = "未接通"           # generic CDR: the legs it called did not answer
+# Callbacks instead of waiting (fsapps.domain.callbacks): the caller's own call, and the
+# callback's CDR (its own row; one cdr_agent_attempt per time the caller was called back,
+# ``extension`` the agent who called, ``result`` the caller's answer)
+FLAG_CALLBACK_REQUESTED = "排队回呼"   # the caller left the queue for a callback
+FLAG_CALLED_BACK = "回呼接通"          # the callback: the caller answered, put through
+FLAG_CALLBACK_FAILED = "回呼失败"      # the callback: dropped after its max attempts
 QUEUE_FLAGS = (FLAG_ANSWERED, FLAG_ONE_NO_ANSWER, FLAG_MANY_NO_ANSWER, FLAG_ABANDONED,
-               FLAG_QUEUE_TIMEOUT, FLAG_BLACKLISTED)
+               FLAG_QUEUE_TIMEOUT, FLAG_BLACKLISTED, FLAG_CALLBACK_REQUESTED, FLAG_CALLED_BACK,
+               FLAG_CALLBACK_FAILED)
 # cdr_agent_attempt.result values (the table's CHECK constraint)
 ATTEMPT_RESULTS = ("answered", "no_answer", "busy", "rejected", "unregistered", "caller_cancel",
                    "failed")
