@@ -25,7 +25,7 @@ from fsapps.context import now_ms
 from fsapps.domain import callbacks
 from fsapps.domain.agents import Agent
 from fsapps.domain.callbacks import Callbacks
-from fsapps.switch import callback, commands
+from fsapps.switch import acd, callback, commands
 from fsapps.switch.runtime import agent_repair
 from tests import test_acd
 from tests.acd_support import DOMAIN, sql
@@ -358,3 +358,27 @@ def test_callback_settings_by_command_kept_in_postgresql_and_listed(a: Acd) -> N
     assert '"exit_to"' in text
     assert commands.run("nway_set_group_callback 969 -", ctx=ctx) == \
         "+OK group 969 no callbacks\n"
+
+
+def test_a_key_pressed_as_an_agent_reserves_itself_connects_the_caller_instead(
+        a: Acd, far: FarEnds, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller presses the key just as an agent turns ready and reserves itself for it:
+    the request (one script) finds the reservation and the caller is put through instead;
+    no callback is kept, nobody is called back."""
+    request = acd.Router.request_callback
+
+    def racing(router: acd.Router, why: str) -> str | None:
+        acd.set_ready(router.ctx, DOMAIN, "9701")
+        wait_until(lambda: a.cc.get("9701").offer_uuid == router.call.uuid, 3,
+                   "9701 reserved for the caller")
+        return request(router, why)
+
+    monkeypatch.setattr(acd.Router, "request_callback", racing)
+    callback_group(a, "970")
+    a.agents("970", "9701", ready=False)
+    channel = a.call("970", "13997000001", dtmf=((600, "1"),), hangup_after_bridge_ms=200)
+    assert a.answered_by(channel, 6) == "9701"
+    a.gone(channel)
+    assert "13997000001" not in far.dialled
+    assert Callbacks(a.cc.ctx, DOMAIN).all() == []
+    a.wait_state("9701", "ready")
