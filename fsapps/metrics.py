@@ -68,6 +68,44 @@ def count(name: str, n: int = 1) -> None:
         _counts[name] = _counts.get(name, 0) + n
 
 
+# Latency histograms (:func:`observe`): the bounds of their buckets, in ms.
+BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000)
+
+
+def observe(name: str, ms: float) -> None:
+    """Count one latency of ``ms`` in the histogram ``name``, as counters (always on, shipped
+    with the heartbeat like the others): ``<name>_le_<bound>`` for the first bucket of
+    :data:`BUCKETS_MS` it fits in (``<name>_le_inf`` past the last), ``<name>_count`` and
+    ``<name>_sum_us``."""
+    bound = next((str(b) for b in BUCKETS_MS if ms <= b), "inf")
+    with _lock:
+        for key, n in ((f"{name}_le_{bound}", 1), (f"{name}_count", 1),
+                       (f"{name}_sum_us", int(ms * 1000))):
+            _counts[key] = _counts.get(key, 0) + n
+
+
+def histogram(counters: dict[str, int], name: str) -> list[tuple[float, int]]:
+    """The buckets :func:`observe` counted in ``counters`` (a node's, or a difference of two
+    readings): (upper bound in ms, how many), each bucket on its own, in order."""
+    bounds = [*BUCKETS_MS, float("inf")]
+    return [(float(b), counters.get(f"{name}_le_{b if b != float('inf') else 'inf'}", 0))
+            for b in bounds]
+
+
+def quantile(buckets: list[tuple[float, int]], q: float) -> float | None:
+    """The upper bound of the bucket holding the ``q`` quantile (0 < q <= 1) of
+    :func:`histogram`'s buckets: "at most this many ms"; None when nothing was counted."""
+    total = sum(n for _, n in buckets)
+    if not total:
+        return None
+    seen = 0
+    for bound, n in buckets:
+        seen += n
+        if seen >= q * total:
+            return bound
+    return buckets[-1][0]
+
+
 def counts() -> dict[str, int]:
     """Every counter of this process since it started."""
     with _lock:

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fakefs.channel import Behaviour
 from fakefs.scenario import wait_until
+from fsapps import metrics
 from fsapps.config import Secret
 from fsapps.context import now_ms
 from fsapps.domain import stats
@@ -146,6 +147,11 @@ def test_answered_slow_and_abandoned_calls_in_each_figure(stack: CtiStack) -> No
         "Authorization": f"Bearer {stack.server.login('agent')}"}).text)
     assert found[("fsapps_node_decisions_total", (("kind", "route"), *node))] >= 1
     assert ("fsapps_node_redis_errors_total", node) in found
+    # the decision latency histogram (answered -> first agent rung), in seconds
+    decided = found[("fsapps_node_decision_seconds_count", node)]
+    assert decided >= 2  # (counters are the process's: earlier tests' calls count too)
+    assert found[("fsapps_node_decision_seconds_bucket", (("le", "+Inf"), *node))] == decided
+    assert found[("fsapps_node_decision_seconds_bucket", (("le", "30"), *node))] == decided
 
 
 def test_refused_without_a_valid_token(stack: CtiStack) -> None:
@@ -164,6 +170,30 @@ def test_refused_without_a_valid_token(stack: CtiStack) -> None:
 
 
 # ------------------------------------------------------------------------ pure figures -----
+def test_decision_latency_buckets_and_quantiles() -> None:
+    counts: dict[str, int] = {}
+    saved = dict(metrics._counts)
+    try:
+        metrics._counts.clear()
+        for ms in (0.4, 3, 3, 4, 7, 9, 12, 40_000):
+            metrics.observe("decision_ms", ms)
+        counts = metrics.counts()
+    finally:
+        metrics._counts.clear()
+        metrics._counts.update(saved)
+    assert counts["decision_ms_count"] == 8
+    assert counts["decision_ms_le_1"] == 1 and counts["decision_ms_le_5"] == 3
+    assert counts["decision_ms_le_10"] == 2 and counts["decision_ms_le_20"] == 1
+    assert counts["decision_ms_le_inf"] == 1
+    assert counts["decision_ms_sum_us"] == 400 + 3000 + 3000 + 4000 + 7000 + 9000 + 12000 \
+        + 40_000_000
+    buckets = metrics.histogram(counts, "decision_ms")
+    assert metrics.quantile(buckets, 0.5) == 5
+    assert metrics.quantile(buckets, 0.75) == 10
+    assert metrics.quantile(buckets, 0.99) == float("inf")
+    assert metrics.quantile(metrics.histogram({}, "decision_ms"), 0.5) is None
+
+
 def test_window_figures_from_minute_hashes() -> None:
     minute_a = {"offered": "2", "answered": "1", "answer_wait_ms": "19500", "aw:19": "1"}
     minute_b = {"offered": "3", "answered": "1", "answer_wait_ms": "20500", "aw:20": "1",

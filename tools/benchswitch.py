@@ -52,6 +52,7 @@ from xml.sax.saxutils import quoteattr
 
 import redis
 
+from fsapps import metrics
 from tools import sipp
 from tools.esl import Esl, EslError
 from tools.realswitch import (
@@ -125,6 +126,8 @@ class Result:
     api_per_call: str = ""
     music_starts: int = 0
     profile: list[str] = field(default_factory=list)
+    # fsapps' own decision p50 / p99, timed in its handlers (finer than the switch's events)
+    own_decision: str = ""
 
 
 # ------------------------------------------------------------------------ events ------------
@@ -561,6 +564,31 @@ class Target:
         return counters
 
 
+    def decision_counts(self) -> dict[str, int]:
+        """fsapps' own decision latency histogram (answered -> first agent rung, counted by its
+        ACD handlers, fsapps.metrics.observe), as its nodes' heartbeats left it in Redis."""
+        if self.redis_client is None:
+            return {}
+        counts: dict[str, int] = {}
+        for key in self.redis_client.scan_iter(match="*:node:*:stats"):
+            for name, value in self.redis_client.hgetall(key).items():
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                if name.startswith("decision_ms_"):
+                    counts[name] = counts.get(name, 0) + int(value)
+        return counts
+
+
+def own_decisions(before: dict[str, int], after: dict[str, int]) -> str:
+    """fsapps' own decision p50 / p99 over a run, as bucket bounds ("<= 5 / <= 10 ms")."""
+    delta = {name: value - before.get(name, 0) for name, value in after.items()}
+    buckets = metrics.histogram(delta, "decision_ms")
+    p50, p99 = metrics.quantile(buckets, 0.5), metrics.quantile(buckets, 0.99)
+    if p50 is None or p99 is None:
+        return ""
+    return (f"≤ {p50:,.0f} / ≤ {p99:,.0f} ms over {sum(n for _, n in buckets)} calls"
+            .replace("≤ inf", "> 30,000"))
+
+
 # ------------------------------------------------------------------------ the bench ---------
 @dataclass
 class Bench:
@@ -731,6 +759,9 @@ class Bench:
                 "(p50 / p99)")
             if r.redis_top:
                 say(f"  Redis calls per bridged call: {r.redis_top}")
+            if r.own_decision:
+                say(f"  fsapps' own decision (answered -> first agent rung, timed in its "
+                    f"handlers): {r.own_decision}")
             if r.api_per_call:
                 say(f"  API calls per bridged call: {r.api_per_call}")
             say(f"  playbacks started (hold music, announcements): {r.music_starts}, "
@@ -746,6 +777,7 @@ class Bench:
         number, extra = target.number(run.agents)
         mark = target.events.mark()
         redis_before = target.redis_counters()
+        decisions_before = target.decision_counts()
         cpu_before = cpu_seconds(pid)
         threads_before = thread_cpu(pid)
         sampler = ThreadSampler(pid)
@@ -778,6 +810,9 @@ class Bench:
         if watch is not None:
             watch.stop()
         redis_after = target.redis_counters()
+        if decisions_before or target.redis_client is not None:
+            time.sleep(1.2)  # the node's next heartbeat carries its last counts
+        own = own_decisions(decisions_before, target.decision_counts())
         channels = target.channels()
         if spy is not None:
             spy.wait()
@@ -806,7 +841,8 @@ class Bench:
                                       run.arrivals + run.talk, run.offered)
         return Result(target.acd, run, run.offered, found, cpu * 1000 / offered,
                       target.not_ready(agent_ids(run.agents)), channels, threads,
-                      hottest * 1000 / offered, redis_note, redis_top, api_note, music, profile)
+                      hottest * 1000 / offered, redis_note, redis_top, api_note, music, profile,
+                      own)
 
     def stop(self) -> None:
         for target in self.targets:

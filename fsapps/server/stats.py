@@ -18,8 +18,14 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
+from fsapps import metrics
 from fsapps.domain.nodes import Nodes
 from fsapps.domain.stats import WINDOWS, QueueStats
 from fsapps.server.auth import Forbidden, NotAuthorized, request_token
@@ -136,12 +142,21 @@ def collect(services: CtiServices, now_ms: int) -> list[Metric]:
                     if block.get(name) is not None:
                         family.add_metric([*values, window], block[name])
     nodes: dict[str, Any] = {}
+    decisions = HistogramMetricFamily(
+        "fsapps_node_decision_seconds", "a queue call answered (or arrived) to its first agent "
+        "rung, in the node's ACD handlers (waiting in the queue included)", labels=["node"])
     for node, counts in Nodes(services.ctx).stats().items():
         for counter, (name, text, extra) in NODE_COUNTERS.items():
             family = nodes.setdefault(name, CounterMetricFamily(
                 name, text, labels=["node", *extra]))
             family.add_metric([node, *extra.values()], counts.get(counter, 0))
-    return [*gauges.values(), *counters.values(), *windowed.values(), *nodes.values()]
+        buckets, seen = [], 0
+        for bound, n in metrics.histogram(counts, "decision_ms"):
+            seen += n
+            buckets.append(("+Inf" if bound == float("inf") else f"{bound / 1000:g}", seen))
+        decisions.add_metric([node], buckets, counts.get("decision_ms_sum_us", 0) / 1e6)
+    return [*gauges.values(), *counters.values(), *windowed.values(), *nodes.values(),
+            decisions]
 
 
 class _Collected:

@@ -131,6 +131,7 @@ class Router:
         self.attempts: list[cdr.Attempt] = []
         self.timed_out = False
         self.answered_at: float | None = None  # when the handler answered the caller
+        self.decided = False  # its first agent chosen (decision latency observed)
         self.offered_counted = False  # in the group's statistics (count_offered)
         self.tier_checked_ms = 0  # tiers: the last level deadline the handler looked at
         # waiting (fsapps.domain.waiting): the next announcement (monotonic; 0: at once), the
@@ -476,12 +477,22 @@ class Router:
         that leg's end (agents.py)."""
         return [f"{ACD_AGENT_VAR}={extension}", f"origination_uuid={leg}"]
 
+    def observe_decision(self) -> None:
+        """The call's first agent is about to ring: how long since the caller was answered (or
+        arrived), the decision latency ``make bench-switch`` compares (fsapps_node_decision
+        in /metrics), with a resolution the switch's events do not have."""
+        if not self.decided:
+            self.decided = True
+            since = self.answered_at or self.call.arrived_ms / 1000
+            metrics.observe("decision_ms", max(0.0, (time.time() - since) * 1000))
+
     def offer_all(self, rung: list[tuple[str, Rung]], messages: Any) -> bool:
         """ring_all: ring every agent the reservation reserved at once, one bridge whose legs
         are separated by ``,`` (FreeSWITCH rings them together; the first to answer wins, the
         others are hung up with LOSE_RACE). Each agent not connected is released in its own
         script - none stays reserved. True when the call is over (answered, or the caller
         went away); False to try again."""
+        self.observe_decision()
         c = self.call
         s = self.session
         legs = {r.leg: ext for ext, r in rung}
@@ -541,6 +552,7 @@ class Router:
         """Ring the reserved agent (``rung``: the reservation rang it already, on that leg;
         ``messages``: pub/sub messages to send with the callout event). True when the call is
         over (answered, or the caller went away); False to try the next agent."""
+        self.observe_decision()
         c = self.call
         s = self.session
         leg = rung.leg if rung is not None else str(uuidlib.uuid4())
