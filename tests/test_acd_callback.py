@@ -183,6 +183,10 @@ def test_a_callback_keeps_the_place_rings_the_agent_first_then_calls_the_caller_
                       "group": "961", "attempts": [(1, "9611", "answered")]}
     a.wait_state("9611", "ready")
     assert callouts(a, callback.id) == ["9611"]
+    # the queue messages: the caller left, its callback took its place, then left for 9611
+    told = [(m.data["method"], m.data["uuid"]) for m in a.bus.find("queue_961")]
+    assert told == [("nway_queue_add", channel.uuid), ("nway_queue_remove", channel.uuid),
+                    ("nway_queue_add", callback.id), ("nway_queue_remove", callback.id)]
 
 
 def _executed(a: Acd, channel: Channel) -> list[tuple[float, str, str]]:
