@@ -296,3 +296,38 @@ def test_requests_of_one_moment_share_one_read(stack: Any) -> None:
             await asyncio.to_thread(agents.make_ready, "1003")
             await client.aclose()
     asyncio.run(run())
+
+
+def test_queue_list_and_wallboard_are_shared_reads_encoded_once_per_change(stack: Any) -> None:
+    """/api/queues: an unchanged queue is not encoded again; a caller queuing or leaving is in
+    the next answer. The wallboard answers from the same kind of shared read."""
+    import time
+
+    from fsapps.domain.callqueue import CallQueue, WaitingCall
+
+    admin = stack.server.client("admin")
+    services = stack.server.runner.app[SERVICES]
+
+    def waiting() -> list[str]:
+        reply = admin.get("/api/queues")
+        assert reply.status_code == 200, reply.text
+        return [row["Uuid"] for row in reply.json()]
+    assert waiting() == []
+    encoded = services.caches["queues"].encoded
+    assert waiting() == [] and services.caches["queues"].encoded == encoded
+    now = int(time.time() * 1000)
+    call = WaitingCall(uuid="q-0001", node="n1", group="110", number="13800000001",
+                       real_number="13800000001", level="normal", callin_time="", arrived_ms=now)
+    found = Agents(stack.ctx, stack.center.domain).reserve_or_queue(
+        call, [], lease_ms=10_000, enqueue=True, record_current=False)
+    assert found.outcome == "queued", found
+    try:
+        assert waiting() == ["q-0001"]
+        assert services.caches["queues"].encoded == encoded + 1
+        board = admin.get("/api/csta/wallboard")
+        assert board.status_code == 200, board.text
+        assert board.json()["summary"]["waiting"] == 1
+    finally:
+        CallQueue(stack.ctx, stack.center.domain).leave("110", "q-0001")
+    assert waiting() == []
+    assert admin.get("/api/csta/wallboard").json()["summary"]["waiting"] == 0

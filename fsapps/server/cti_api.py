@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -111,7 +112,9 @@ def _agent_op(blocking: Any, on_loop: Any) -> Any:
 
 
 async def queues(call: Call) -> Any:
-    return await call.services.run(ops.queue_rows, call.services.ctx, call.services.domain)
+    s = call.services  # shared by the requests of one moment, encoded once per change
+    read = reads.shared(s, "queues", functools.partial(ops.queue_rows, s.ctx, s.domain))
+    return reads.body_response(await read.read(s.run))
 
 
 async def get_extensions(call: Call) -> Any:

@@ -100,6 +100,61 @@ class ExtensionRows:
         return self.body
 
 
+class SharedRead:
+    """A blocking read that many clients poll (the wallboard, ``/api/queues``), shared by the
+    requests of one moment as :class:`ExtensionRows` shares its script (each request joins
+    the next run to start, in a worker thread) and JSON-encoded only when its result
+    differs from the last one (the queue list between changes; the wallboard, whose figures
+    are relative to its read's "now", is encoded once per run, not once per request)."""
+
+    def __init__(self, read: Callable[[], Any]) -> None:
+        self.read_fn = read
+        self.result: Any = None
+        self.body = b""
+        self.encoded = 0
+        self.reads = 0
+        self._next: asyncio.Future[bytes] | None = None
+        self._running: asyncio.Task[None] | None = None
+
+    async def read(self, run: Callable[..., Any]) -> bytes:
+        """The body, from a run of the read that starts after this call; ``run(fn)`` runs
+        it in a worker thread (the services' ``run``)."""
+        waiting = self._next
+        if waiting is None:
+            waiting = self._next = asyncio.get_running_loop().create_future()
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._reads(run))
+        return await asyncio.shield(waiting)
+
+    async def _reads(self, run: Callable[..., Any]) -> None:
+        try:
+            while self._next is not None:
+                waiting, self._next = self._next, None
+                try:
+                    self.reads += 1
+                    result = await run(self.read_fn)
+                    if self.encoded == 0 or result != self.result:
+                        self.body = json.dumps(result, ensure_ascii=False).encode("utf-8")
+                        self.result = result
+                        self.encoded += 1
+                except Exception as exc:
+                    waiting.set_exception(exc)
+                    waiting.exception()
+                else:
+                    waiting.set_result(self.body)
+        finally:
+            self._running = None
+
+
+def shared(services: Any, name: str, read: Callable[[], Any]) -> SharedRead:
+    """The process's :class:`SharedRead` called ``name`` (made with ``read`` the first
+    time)."""
+    found = services.caches.get(name)
+    if found is None:
+        found = services.caches[name] = SharedRead(read)
+    return found
+
+
 def body_response(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 

@@ -22,6 +22,7 @@ callcontrol publishes itself.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid as uuidlib
@@ -31,7 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from fsapps.errors import FsappsError
-from fsapps.server import cors
+from fsapps.server import cors, reads
 from fsapps.server.auth import request_token
 from fsapps.server.csta import callcontrol as cc
 from fsapps.server.csta import events as ev
@@ -387,7 +388,10 @@ async def wallboard_view(request: web.Request) -> web.Response:
         raise CstaError(400, f"unknown domain {domain!r}", "domain")
     if not principal.oversees(domain):
         raise CstaError(403, f"user {principal.username!r} does not oversee {domain!r}")
-    return web.json_response(await services.run(wallboard.wallboard, services.ctx, domain))
+    # shared by the supervisors polling it at one moment: one read and one encoding a round
+    read = reads.shared(services, f"wallboard:{domain}",
+                        functools.partial(wallboard.wallboard, services.ctx, domain))
+    return reads.body_response(await read.read(services.run))
 
 
 @guarded
