@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,6 +309,9 @@ def test_browser_agent_takes_a_queue_call_with_audio(fs1: RealSwitch, phones: St
                       and e.get("Unique-ID") == agent_leg, 10, "DTMF 5 from the page")
 
     # hold from the page (the CTI hold, as for a desk phone): the caller hears hold music
+    # (the events are kept from the start: only music played from the click on counts; the
+    # switch stamps its events with this machine's clock, in microseconds)
+    since = int(time.time() * 1_000_000)
     page.click("#hold")
     events.wait_event(lambda e: e.get("Event-Name") == "CHANNEL_HOLD"
                       and e.get("Unique-ID") == agent_leg, 10, "CHANNEL_HOLD")
@@ -315,7 +319,8 @@ def test_browser_agent_takes_a_queue_call_with_audio(fs1: RealSwitch, phones: St
     customer = leg["variable_signal_bond"] if leg.get("variable_signal_bond") else \
         json.loads(fs1.api(f"uuid_dump {agent_leg} json"))["variable_signal_bond"]
     events.wait_event(lambda e: e.get("Event-Name") == "CHANNEL_EXECUTE"
-                      and e.get("Unique-ID") == customer and e.get("Application") == "playback",
+                      and e.get("Unique-ID") == customer and e.get("Application") == "playback"
+                      and int(e.get("Event-Date-Timestamp", 0)) >= since,
                       10, "hold music to the caller")
     page.click("#hold")
     events.wait_event(lambda e: e.get("Event-Name") == "CHANNEL_UNHOLD"
