@@ -149,7 +149,7 @@ class ServerProcesses:
 
     def pids(self) -> list[int]:
         """The serving processes: the workers (or the one process when there is one)."""
-        pid = self.process.pid
+        pid = int(self.process.pid or 0)
         try:
             with open(f"/proc/{pid}/task/{pid}/children") as f:
                 children = [int(c) for c in f.read().split()]

@@ -155,24 +155,26 @@ def main(argv: list[str] | None = None) -> int:
         http.headers["Authorization"] = f"Nway {token}"
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
         ext = exts[-1]
-        ops = [("GET /api/get_extensions", [("GET", "/api/get_extensions", None)]),
+        pid = int(server.pid or 0)
+        ops: list[tuple[str, list[tuple[str, str, Any]]]] = [
+               ("GET /api/get_extensions", [("GET", "/api/get_extensions", None)]),
                ("GET /api/extension_info/<ext>", [("GET", f"/api/extension_info/{ext}", None)]),
                ("POST agent_busy + agent_ready (pair)",
                 [("POST", "/api/agent_busy", {"Extension": ext}),
                  ("POST", "/api/agent_ready", {"Extension": ext})])]
-        results = []
+        results: list[tuple[str, int, list[float], Measure]] = []
         for name, steps in ops:
             for method, path, body in steps * 20:  # warm
                 http.request(method, base + path, json=body).raise_for_status()
             times = []
-            with Measure(server.pid, client, args.spy, name) as m:
+            with Measure(pid, client, args.spy, name) as m:
                 for _ in range(args.requests):
                     t0 = time.perf_counter()
                     for method, path, body in steps:
                         http.request(method, base + path, json=body).raise_for_status()
                     times.append((time.perf_counter() - t0) * 1000)
             results.append((name, args.requests, times, m))
-        results.append(asyncio.run(fan_out(base, exts, server.pid, client, args.records,
+        results.append(asyncio.run(fan_out(base, exts, pid, client, args.records,
                                            args.spy)))
         print(f"\n{'operation':<40} {'p50 / p99 ms':>16} {'server CPU':>12} "
               f"{'Redis cmds':>10} {'Redis CPU':>10}   (per request)")

@@ -202,6 +202,7 @@ def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
         services = services_of(request.app)
         prefetched: Any = None
         known: set[str] = set()
+        principal: Principal | None
         if route.role and services.aredis is not None:
             # the token, the extensions' existence and the route's own reads: one pipelined
             # round trip on the event loop (a bad field still answers after a bad token)
