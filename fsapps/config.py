@@ -375,6 +375,9 @@ class CtiSettings:
     node_reply_timeout_seconds: float = setting(5.0, check=_positive)
     # Threads running the blocking Redis/PostgreSQL/node calls of the requests.
     workers: int = setting(16, check=_positive)
+    # Processes serving cti.port together (SO_REUSEPORT: the kernel spreads connections over
+    # them); 0 = one per CPU core. State is in Redis; a SockJS session lives in one process.
+    processes: int = setting(0, check=_not_negative)
     # Origins (scheme://host[:port]) of pages on other hosts allowed to use the CTI server
     # from a browser (CORS with credentials; the session cookie is taken from them). None by
     # default: only pages served by the CTI server itself.
@@ -395,9 +398,6 @@ class CtiBridgeSettings:
 
     # "hangup": hang up with failure_cause; "continue": return to the next dialplan action.
     on_failure: str = setting("hangup", check=_one_of(CTI_BRIDGE_ON_FAILURE))
-    # Processes serving cti.port together (SO_REUSEPORT: the kernel spreads connections over
-    # them); 0 = one per CPU core. State is in Redis; a SockJS session lives in one process.
-    processes: int = setting(0, check=_not_negative)
     failure_cause: str = setting("NORMAL_TEMPORARY_FAILURE", check=_cause)
     # Let the router answer with a raw dial string ({vars}, "," and "|" included).
     allow_dialstring: bool = False
