@@ -274,6 +274,7 @@
       if (pair) {
         var local = report.get(pair.localCandidateId), remote = report.get(pair.remoteCandidateId);
         out.localAddress = local ? (local.address || local.ip || '') : '';
+        out.localType = local ? local.candidateType || '' : '';
         out.remoteAddress = remote ? (remote.address || remote.ip || '') : '';
       }
       return out;
