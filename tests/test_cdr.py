@@ -7,8 +7,6 @@ proxy it controls. Every wait is on a condition.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from fsapps.events import cdr, cdrspool
 from fsapps.switch import outbound
 from tests.acd_support import DOMAIN, CallCenter, center
 from tests.pubsub_capture import Subscriber
+from tools.servers import TcpRelay
 
 RING_S = 1
 # A ring that must end answered: FreeSWITCH checks originate_timeout on a whole-second timer
@@ -33,77 +32,6 @@ RING_S = 1
 # after 50 ms; a 2 s one fires after 1.0-1.6 s at the earliest.
 ANSWER_RING_S = 2
 TALK = 100
-
-
-class PgProxy:
-    """A TCP proxy to PostgreSQL on 127.0.0.1:<port>. ``down()`` cuts every connection and
-    refuses new ones (accepted, then closed at once: libpq sees the server go away);
-    ``up()`` relays again."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.alive = True
-        self.lock = threading.Lock()
-        self.sockets: list[socket.socket] = []
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self.alive:
-                client.close()
-                continue
-            try:
-                server = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                self.sockets += [client, server]
-            for src, dst in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def down(self) -> None:
-        self.alive = False
-        with self.lock:
-            for s in self.sockets:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-            self.sockets.clear()
-
-    def up(self) -> None:
-        self.alive = True
-
-    def close(self) -> None:
-        self.closed = True
-        self.down()
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept()
-        except OSError:
-            pass
-        self.listener.close()
 
 
 def proxied(dsn: str, port: int) -> str:
@@ -348,7 +276,7 @@ def test_postgresql_down_during_100_calls_loses_nothing(c: Cdrs, database: Any) 
     agents = [f"31{i:02d}" for i in range(10)]
     for ext in agents:
         c.agent("310", ext, answer_after_ms=20)
-    proxy = PgProxy(*target(database.dsn))
+    proxy = TcpRelay(*target(database.dsn))  # PostgreSQL, to be taken away
     pool = ctx._pool
     ctx._pool = Pool(proxied(database.dsn, proxy.port), connect_timeout=2, acquire_timeout=2)
     logged_before = len(c.logged("PostgreSQL unreachable"))

@@ -9,6 +9,7 @@ that skip into a failure.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -206,3 +207,21 @@ def phones(stack: Stack) -> Iterator[Stack]:
     """The stack, with every SIPp process the test started stopped after it."""
     yield stack
     stack.stop_sipps()
+
+
+# Group numbers, one series for every module of the tier (they share the session's switches).
+_group_numbers = itertools.count(3100)
+
+
+def new_group_number() -> str:
+    return str(next(_group_numbers))
+
+
+@pytest.fixture
+def group(fs1: RealSwitch, phones: Stack) -> Iterator[str]:
+    """A new group (call mode 0) on the session's switch; its agents logged out after."""
+    number = new_group_number()
+    api(fs1, f"nway_add_group {number} 0")
+    yield number
+    for ext in phones.redis.zrange(f"fsapps:{{{DOMAIN}}}:group:{number}:members", 0, -1):
+        fs1.api(f"python fsapps.api nway_logout {ext}")

@@ -5,26 +5,11 @@ Each test uses its own group and extensions, so the session's one switch serves 
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
 from tools.realswitch import RealSwitch, write_tone_wav
-
-_groups = itertools.count(3100)
-
-
-@pytest.fixture
-def group(fs1: RealSwitch, phones: Stack) -> Iterator[str]:
-    number = str(next(_groups))
-    api(fs1, f"nway_add_group {number} 0")
-    yield number
-    for ext in phones.redis.zrange(f"fsapps:{{{DOMAIN}}}:group:{number}:members", 0, -1):
-        fs1.api(f"python fsapps.api nway_logout {ext}")
 
 
 def agent(sw: RealSwitch, st: Stack, ext: str, group: str, **phone: object) -> None:

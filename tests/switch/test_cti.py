@@ -24,13 +24,12 @@ import requests
 import yaml
 
 from fsapps.server.passwords import hash_password
-from switch.conftest import DOMAIN, Stack, agent_state, api, wait_for
+from switch.conftest import DOMAIN, Stack, agent_state, api, new_group_number, wait_for
 from tools import sipp
 from tools.esl import Esl
 from tools.realswitch import ESL_PASSWORD, ROOT, RealSwitch
 from tools.servers import free_port, wait_for_port
 
-_groups = itertools.count(4100)
 _exts = itertools.count(4101)
 SUPERVISOR_EXT = "4900"
 # Few iterations: a login costs microseconds; the format is the production one.
@@ -131,15 +130,6 @@ class QueueCall:
     number: str
     customer: str  # the trunk caller's channel
     agent_leg: str  # the agent's phone leg
-
-
-@pytest.fixture
-def group(fs1: RealSwitch, phones: Stack) -> Iterator[str]:
-    number = str(next(_groups))
-    api(fs1, f"nway_add_group {number} 0")
-    yield number
-    for ext in phones.redis.zrange(f"fsapps:{{{DOMAIN}}}:group:{number}:members", 0, -1):
-        fs1.api(f"python fsapps.api nway_logout {ext}")
 
 
 def agent(sw: RealSwitch, st: Stack, group: str, **phone: Any) -> str:
@@ -277,7 +267,7 @@ def test_transfer_to_another_queue(fs1: RealSwitch, phones: Stack, group: str,
     queue, through the dialplan of the caller's own context) and is answered there; the first
     agent's leg is released; the call is one CDR, the second agent a transferred attempt."""
     ext = agent(fs1, phones, group)
-    group2 = str(next(_groups))
+    group2 = new_group_number()
     api(fs1, f"nway_add_group {group2} 0")
     ext2 = agent(fs1, phones, group2)
     try:
@@ -322,7 +312,7 @@ def test_transfer_to_a_bare_extension_or_group(fs1: RealSwitch, phones: Stack, g
     ext = agent(fs1, phones, group)
     # a group number that is no extension too (the module's counters of both overlap; an
     # extension of the number would be rung first)
-    group2 = f"9{next(_groups)}"
+    group2 = f"9{new_group_number()}"
     api(fs1, f"nway_add_group {group2} 0")
     ext2 = agent(fs1, phones, group2)
     try:

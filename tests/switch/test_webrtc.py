@@ -16,13 +16,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from switch.conftest import DOMAIN, PASSWORD, Stack, agent_state, api, wait_for
 from tools import sipp
 from tools.esl import Esl
 from tools.realswitch import ESL_PASSWORD, ROOT, RealSwitch
-from tools.servers import free_port, wait_for_port
+from tools.servers import TcpRelay, free_port, wait_for_port
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -53,62 +52,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
         "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required"]
 TIMEOUT_MS = 20_000
-_groups = itertools.count(4700)
 _exts = itertools.count(4711)
 EXTS = [str(n) for n in range(4711, 4731)]  # every agent below is a CTI user (job = ext)
-
-
-# ------------------------------------------------------------------------ a cuttable relay ---
-@dataclass
-class Relay:
-    """127.0.0.1:<port> -> 127.0.0.1:<target>, byte for byte; :meth:`cut` closes every
-    connection (a network drop as the browser sees it: its WebSocket dies)."""
-
-    target: int
-    port: int = field(default_factory=free_port)
-    conns: list[socket.socket] = field(default_factory=list)
-
-    def start(self) -> Relay:
-        self.server = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self) -> None:
-        for s in self.conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            except OSError:
-                pass
-        self.conns.clear()
-
-    def close(self) -> None:
-        self.server.close()
-        self.cut()
 
 
 # ------------------------------------------------------------------------ the CTI server -----
@@ -155,14 +100,15 @@ def stop_cti(cti: Cti) -> None:
 
 
 @pytest.fixture(scope="module")
-def relay(fs1: RealSwitch) -> Iterator[Relay]:
-    r = Relay(fs1.ws_port).start()
+def relay(fs1: RealSwitch) -> Iterator[TcpRelay]:
+    # the browsers' WebSocket to the switch, cut for a network drop
+    r = TcpRelay("127.0.0.1", fs1.ws_port)
     yield r
     r.close()
 
 
 @pytest.fixture(scope="module")
-def cti(fs1: RealSwitch, stack: Stack, relay: Relay) -> Iterator[Cti]:
+def cti(fs1: RealSwitch, stack: Stack, relay: TcpRelay) -> Iterator[Cti]:
     server = start_cti(stack, fs1, f"ws://127.0.0.1:{relay.port}", "takeover", "cti-webrtc")
     yield server
     stop_cti(server)
@@ -186,15 +132,6 @@ def events(fs1: RealSwitch) -> Iterator[Esl]:
     esl.subscribe("CHANNEL_HOLD CHANNEL_UNHOLD CHANNEL_EXECUTE DTMF CHANNEL_HANGUP_COMPLETE")
     yield esl
     esl.close()
-
-
-@pytest.fixture
-def group(fs1: RealSwitch, phones: Stack) -> Iterator[str]:
-    number = str(next(_groups))
-    api(fs1, f"nway_add_group {number} 0")
-    yield number
-    for ext in phones.redis.zrange(f"fsapps:{{{DOMAIN}}}:group:{number}:members", 0, -1):
-        fs1.api(f"python fsapps.api nway_logout {ext}")
 
 
 @pytest.fixture
@@ -368,7 +305,7 @@ def test_second_tab_takes_the_phone_over(fs1: RealSwitch, phones: Stack, cti: Ct
 
 
 def test_second_tab_is_refused_when_configured(fs1: RealSwitch, phones: Stack, stack: Stack,
-                                               relay: Relay, browser: Any,
+                                               relay: TcpRelay, browser: Any,
                                                pages: list[Any]) -> None:
     refusing = start_cti(stack, fs1, f"ws://127.0.0.1:{relay.port}", "refuse", "cti-refuse")
     try:
@@ -386,7 +323,7 @@ def test_second_tab_is_refused_when_configured(fs1: RealSwitch, phones: Stack, s
 
 
 def test_phone_registers_again_after_a_network_drop(fs1: RealSwitch, phones: Stack, cti: Cti,
-                                                    relay: Relay, browser: Any,
+                                                    relay: TcpRelay, browser: Any,
                                                     pages: list[Any]) -> None:
     ext = webrtc_extension(fs1, phones)
     page = open_console(browser, pages, cti, ext)
