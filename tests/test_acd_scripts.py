@@ -558,6 +558,28 @@ def test_make_busy_sets_the_seat_and_the_state_the_table_allows(
     agent = agents.get("1001")
     assert agent is not None and (agent.call_state, agent.seat_status) == (after, "busy")
     assert agents.make_busy("9999") is False
+
+
+def test_make_busy_tells_the_move_in_its_own_step(ctx: Context, agents: Agents,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """agent_busy.lua publishes the agent's busy itself (one round trip for the whole
+    operation, in the order of the agent's moves); nothing is published after it."""
+    make_agent(ctx, "1001", call_state="ready")
+    published: list[str] = []
+    monkeypatch.setattr(Agents, "publish", lambda self, ext, status, *a, **k:
+                        published.append(status))
+    listener = ctx.redis.pubsub()
+    listener.subscribe("agent_1001")
+    assert listener.get_message(timeout=2.0)["type"] == "subscribe"  # type: ignore[index]
+    try:
+        assert agents.make_busy("1001") is True
+        message = listener.get_message(timeout=2.0)
+        assert message is not None and "busy" in str(message["data"])
+        assert agents.make_busy("1001") is True  # busy already: nothing more to tell
+        assert listener.get_message(timeout=0.3) is None
+    finally:
+        listener.close()
+    assert published == []
     assert agents.get("9999") is None
 
 

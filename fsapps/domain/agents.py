@@ -591,21 +591,23 @@ class Agents:
     def busy_step(self, extension: str) -> tuple[str, bool]:
         """:meth:`make_busy`, answering also the call state the agent was in ("" when there
         is no agent: then nothing changed) - so a front end needs no read before it."""
-        previous, moved, at = run_script(self.r, "agent_busy", [self.keys.agent(extension)],
-                                         [now_ms(), request_id()])
+        previous, moved, at = run_script(self.r, *self._busy_call(extension))
         if int(moved) and previous != CallState.BUSY:
-            self.publish(extension, CallState.BUSY, int(at))
+            self.told(extension, CallState.BUSY, int(at))
         return str(previous or ""), bool(int(moved))
+
+    def _busy_call(self, extension: str) -> ScriptCall:
+        """agent_busy.lua's call: the move to busy told by the script itself (agent_announce:
+        one round trip for the whole operation, and in the order of the agent's moves)."""
+        now = now_ms()
+        return ("agent_busy", [self.keys.agent(extension)],
+                [now, request_id(), *self._announcement(extension, now)])
 
     async def abusy_step(self, client: Any, extension: str) -> tuple[str, bool]:
         """:meth:`busy_step` on an asyncio Redis client (the CTI server's event loop)."""
-        previous, moved, at = await arun_script(client, "agent_busy",
-                                                [self.keys.agent(extension)],
-                                                [now_ms(), request_id()])
+        previous, moved, at = await arun_script(client, *self._busy_call(extension))
         if int(moved) and previous != CallState.BUSY:
-            async with client.pipeline(transaction=False) as pipe:
-                self.publish(extension, CallState.BUSY, int(at), pipe)
-                await pipe.execute()
+            self.told(extension, CallState.BUSY, int(at))
         return str(previous or ""), bool(int(moved))
 
     def reserve_or_queue(self, call: WaitingCall, candidates: list[str], *, lease_ms: int,
