@@ -11,7 +11,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from switch.conftest import DOMAIN, Stack, api, wait_for
-from switch.test_cti import CtiServer, agent, cti, group, queue_call  # noqa: F401 (fixtures)
+from switch.test_cti import CtiServer, agent, cti, queue_call  # noqa: F401 (fixtures)
 from tools.realswitch import RealSwitch
 
 
