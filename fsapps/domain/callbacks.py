@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fsapps.context import Context
-from fsapps.domain.callqueue import WaitingCall
+from fsapps.domain.callqueue import WaitingCall, queued_fields
 from fsapps.domain.numbers import valid_gateway, valid_number
 from fsapps.domain.routing import queue_score
 from fsapps.events import cdr
@@ -71,11 +71,7 @@ class Callback:
 
     @classmethod
     def from_json(cls, text: str) -> Callback:
-        data = json.loads(text)
-        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        if "skills" in values:
-            values["skills"] = [(str(n), int(lv)) for n, lv in values["skills"]]
-        return cls(**values)
+        return cls(**queued_fields(cls, text))
 
     def waiting(self) -> WaitingCall:
         """Its queue entry: a waiting call marked ``callback``, whose uuid is the id."""

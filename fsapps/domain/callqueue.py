@@ -24,9 +24,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from fsapps.context import Context
 from fsapps.store.scripts import run_script
+
+
+def queued_fields(cls: Any, text: str) -> dict[str, Any]:
+    """The fields of dataclass ``cls`` in a queue entry's JSON (others ignored; skills as
+    (name, level) pairs): a waiting call's or a callback's."""
+    data = json.loads(text)
+    values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+    if "skills" in values:
+        values["skills"] = [(str(name), int(level)) for name, level in values["skills"]]
+    return values
 
 
 @dataclass
@@ -53,11 +64,7 @@ class WaitingCall:
 
     @classmethod
     def from_json(cls, text: str) -> WaitingCall:
-        data = json.loads(text)
-        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        if "skills" in values:
-            values["skills"] = [(str(name), int(level)) for name, level in values["skills"]]
-        return cls(**values)
+        return cls(**queued_fields(cls, text))
 
 
 @dataclass(frozen=True)

@@ -10,32 +10,26 @@ CDR names every attempt."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from fsapps.switch.runtime import RECONCILE_MS
-from switch.conftest import DOMAIN, PASSWORD, Stack, agent_state, api, wait_for
+from switch.conftest import (
+    DOMAIN,
+    PASSWORD,
+    Stack,
+    agent_state,
+    api,
+    new_group_number,
+    wait_for,
+)
 from switch.test_acd import agent, group_key
 from tools import sipp
 from tools.realswitch import RealSwitch
 
-_groups = itertools.count(4400)
 CALLBACKS = f"fsapps:{{{DOMAIN}}}:callbacks"
 OFFERS = f"fsapps:{{{DOMAIN}}}:offers"
 
-
-@pytest.fixture
-def group(fs1: RealSwitch, phones: Stack) -> Iterator[str]:
-    """A fresh group whose exit key 1 asks for a callback through gateway ``test``."""
-    number = str(next(_groups))
-    api(fs1, f"nway_add_group {number} 0")
-    yield number
-    for ext in phones.redis.zrange(group_key(number, "members"), 0, -1):
-        fs1.api(f"python fsapps.api nway_logout {ext}")
 
 
 def configure(fs1: RealSwitch, st: Stack, group: str, callback: str) -> None:
@@ -216,7 +210,7 @@ def test_a_queued_callback_survives_a_crash_of_its_node(phones: Stack) -> None:
 
     sw = new_node(phones).start()
     try:
-        group = str(next(_groups))
+        group = new_group_number()
         api(sw, f"nway_add_group {group} 0")
         configure(sw, phones, group, "test 2 1")
         agent(sw, phones, "4451", group)

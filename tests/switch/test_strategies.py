@@ -5,26 +5,11 @@ ago. Trunk callers and agent phones are SIPp, as in test_acd.py."""
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from switch.conftest import DOMAIN, Stack, agent_free, agent_state, api, wait_for
 from switch.test_acd import agent, cdr_row, group_key
 from tools.realswitch import RealSwitch
-
-_groups = itertools.count(3800)
-
-
-@pytest.fixture
-def group(fs1: RealSwitch, phones: Stack) -> Iterator[str]:
-    number = str(next(_groups))
-    api(fs1, f"nway_add_group {number} 0")
-    yield number
-    for ext in phones.redis.zrange(group_key(number, "members"), 0, -1):
-        fs1.api(f"python fsapps.api nway_logout {ext}")
 
 
 def test_ring_all_first_answer_wins_and_the_others_are_cancelled_and_freed(
