@@ -38,6 +38,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_udp_ports(count: int) -> int:
+    """The first of ``count`` consecutive UDP ports on 127.0.0.1 that nothing has bound right
+    now. SIPp's ``-mp`` binds audio RTP and RTCP at mp, mp + 1 and video at mp + 2, mp + 3, and
+    exits when one is taken: a phone whose video port a switch's RTP held never answered
+    (``Unable to bind video RTP socket ... errno = 98`` in its error file)."""
+    for _ in range(200):
+        first = free_port()
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except (OSError, OverflowError):
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free UDP ports on 127.0.0.1")
+
+
 def wait_for_port(port: int, timeout: float = 10.0, up: bool = True) -> None:
     """Wait until 127.0.0.1:port accepts connections (or, with up=False, refuses them)."""
     deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
-from tools.servers import free_port
+from tools.servers import free_port, free_udp_ports
 
 _HEAD = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="$name">\n'
 _SDP = """Content-Type: application/sdp
@@ -386,7 +386,7 @@ class Sipp:
         path = self.workdir / f"{self.name}.xml"
         path.write_text(self.scenario)
         cmd = ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(self.port),
-               "-mp", str(free_port()), "-nostdin",
+               "-mp", str(free_udp_ports(4)), "-nostdin",
                "-trace_err", "-error_file", str(self.workdir / f"{self.name}.err"),
                *(["-trace_msg", "-message_file", str(self.workdir / f"{self.name}.msg")]
                  if self.trace_messages else []),
