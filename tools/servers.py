@@ -44,7 +44,10 @@ def free_udp_ports(count: int) -> int:
     exits when one is taken: a phone whose video port a switch's RTP held never answered
     (``Unable to bind video RTP socket ... errno = 98`` in its error file)."""
     for _ in range(200):
-        first = free_port()
+        # above the kernel's ephemeral ports (free_port) and every switch's RTP block
+        # (tools/realswitch.py: at most 60000 + 3,999 in make bench-switch): nothing else
+        # takes them between this check and SIPp's bind
+        first = random.randrange(64000, 65536 - count)
         sockets: list[socket.socket] = []
         try:
             for port in range(first, first + count):
