@@ -568,6 +568,8 @@ def test_two_nodes_skilled_calls_go_only_to_qualified_agents_never_doubly(
 
 
 # ----------------------------------------------------------------------- callbacks --------
+# The killed node's threads end on SystemExit, which pytest reports for any thread.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_callbacks_on_two_nodes_placed_once_and_surviving_their_node(cc: CallCenter) -> None:
     """Callbacks (issue 18 item 5) on two nodes. A callback asked for on node1 whose first
     call back rings out is queued again by the reconcilers of both nodes racing for it, and

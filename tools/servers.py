@@ -38,29 +38,54 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def free_udp_ports(count: int) -> int:
+# SIP and media ports of SIPp and of the switches' SIP profiles come from this band: above
+# the kernel's ephemeral ports (free_port, outgoing sockets) and every switch's RTP block
+# (tools/realswitch.py: at most 60000 + 3,999 in make bench-switch), so nothing else takes
+# one between the check here and the bind. A port handed out is not handed out again for
+# a while (SIPp binds in milliseconds; two picks of one moment must not overlap).
+UDP_BAND = (64000, 65536)
+_HANDED_OUT: dict[int, float] = {}
+_HANDED_OUT_S = 10.0
+_band_lock = threading.Lock()
+
+
+def free_udp_ports(count: int, tcp: bool = False) -> int:
     """The first of ``count`` consecutive UDP ports on 127.0.0.1 that nothing has bound right
-    now. SIPp's ``-mp`` binds audio RTP and RTCP at mp, mp + 1 and video at mp + 2, mp + 3, and
-    exits when one is taken: a phone whose video port a switch's RTP held never answered
-    (``Unable to bind video RTP socket ... errno = 98`` in its error file)."""
-    for _ in range(200):
-        # above the kernel's ephemeral ports (free_port) and every switch's RTP block
-        # (tools/realswitch.py: at most 60000 + 3,999 in make bench-switch): nothing else
-        # takes them between this check and SIPp's bind
-        first = random.randrange(64000, 65536 - count)
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
+    now (with ``tcp``, free for TCP too: a SIP profile binds both). SIPp's ``-mp`` binds audio
+    RTP and RTCP at mp, mp + 1 and video at mp + 2, mp + 3, and exits when one is taken: a
+    phone whose video port a switch's RTP held never answered (``Unable to bind video RTP
+    socket ... errno = 98`` in its error file); its SIP port (``-p``) likewise."""
+    kinds = [socket.SOCK_DGRAM, socket.SOCK_STREAM] if tcp else [socket.SOCK_DGRAM]
+    with _band_lock:
+        now = time.monotonic()
+        for port, since in list(_HANDED_OUT.items()):
+            if now - since > _HANDED_OUT_S:
+                del _HANDED_OUT[port]
+        for _ in range(500):
+            first = random.randrange(UDP_BAND[0], UDP_BAND[1] - count)
+            ports = range(first, first + count)
+            if any(p in _HANDED_OUT for p in ports):
+                continue
+            sockets: list[socket.socket] = []
+            try:
+                for port in ports:
+                    for kind in kinds:
+                        sock = socket.socket(socket.AF_INET, kind)
+                        sockets.append(sock)
+                        sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            finally:
+                for sock in sockets:
+                    sock.close()
+            _HANDED_OUT.update({p: now for p in ports})
             return first
-        except (OSError, OverflowError):
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free UDP ports on 127.0.0.1")
+    raise RuntimeError(f"no {count} consecutive free UDP ports on 127.0.0.1 in {UDP_BAND}")
+
+
+def free_sip_port() -> int:
+    """A SIP port (UDP and TCP) from the band of :func:`free_udp_ports`."""
+    return free_udp_ports(1, tcp=True)
 
 
 def wait_for_port(port: int, timeout: float = 10.0, up: bool = True) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
-from tools.servers import free_port, free_udp_ports
+from tools.servers import free_sip_port, free_udp_ports
 
 _HEAD = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="$name">\n'
 _SDP = """Content-Type: application/sdp
@@ -377,7 +377,7 @@ class Sipp:
     args: list[str]
     name: str
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fsapps-sipp-")))
-    port: int = field(default_factory=free_port)
+    port: int = field(default_factory=free_sip_port)
     # every message in <name>.msg (the tests read it); a load bench turns it off
     trace_messages: bool = True
     proc: subprocess.Popen[bytes] | None = None

@@ -26,7 +26,7 @@ import redis
 
 from tools import sipp
 from tools.realswitch import ROOT, RealSwitch, install_fsapps, missing_switch
-from tools.servers import FreshDatabase, RedisServer, free_port, scratch_dir
+from tools.servers import FreshDatabase, RedisServer, free_sip_port, scratch_dir
 
 DOMAIN = "test.fsapps"
 PASSWORD = "s3cret-pw"
@@ -45,6 +45,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     marker = pytest.mark.skip(reason=f"real-switch tier: {_MISSING}")
     for item in mine:
         item.add_marker(marker)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries what a CI log needs to tell why: every SIPp of the test
+    that has exited (its status and error file: a phone that could not bind its ports never
+    answers) and the tail of each switch's log."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    st = item.funcargs.get("stack") or item.funcargs.get("phones")  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed or not isinstance(st, Stack):
+        return
+    exited = [f"{p.name} (port {p.port}): exit {p.proc.returncode}\n{p.errors()[-1500:]}"
+              for p in st.sipps if p.proc is not None and p.proc.poll() is not None
+              and p.proc.returncode != 0]
+    report.sections.append(("SIPp processes that failed", "\n".join(exited) or "none"))
+    for sw in st.switches:
+        log = sw.dir / "log" / "freeswitch.log"
+        if log.exists():
+            tail = log.read_bytes()[-12000:].decode(errors="replace")
+            report.sections.append((f"{sw.name}: end of freeswitch.log", tail))
 
 
 def wait_for(check: Callable[[], object], timeout: float = 20.0, what: str = "") -> object:
@@ -95,7 +116,7 @@ class Stack:
     database: FreshDatabase
     redis: redis.Redis = field(init=False)
     # where every node's sofia gateway "test" (conf/freeswitch trunk.xml) sends its calls
-    trunk_port: int = field(default_factory=free_port)
+    trunk_port: int = field(default_factory=free_sip_port)
     switches: list[RealSwitch] = field(default_factory=list)
     sipps: list[sipp.Sipp] = field(default_factory=list)
 
@@ -144,6 +165,10 @@ class Stack:
             assert reg.wait(20) == 0, reg.errors() or reg.messages()
             wait_for(lambda: self.redis.hget("registrations", ext), 10,
                      f"registration of {ext} in Redis")
+        # (a phone that could not bind its ports has exited: its REGISTER, another SIPp,
+        # succeeds all the same, and every call to it would fail at once)
+        assert uas.proc is not None and uas.proc.poll() is None, \
+            f"phone {ext}'s SIPp exited ({uas.proc and uas.proc.returncode}): {uas.errors()}"
         return uas
 
     def trunk(self, **phone: object) -> sipp.Sipp:
