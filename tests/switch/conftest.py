@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,11 +199,19 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+def switch_site() -> Path:
+    """fsapps installed for the switches' Python (README step), once per session."""
+    return install_fsapps(scratch_dir("fsapps-site-") / "site")
+
+
+@contextmanager
+def built_stack(site: Path, database_url: str | None = None) -> Iterator[Stack]:
+    """Redis, a fresh database (on ``database_url``'s server, DATABASE_URL's by default) and
+    the switches the tests add, all stopped and dropped at the end."""
     base = scratch_dir("fsapps-switch-")
-    site = install_fsapps(base / "site")
     redis_server = RedisServer().start()
-    database = FreshDatabase().create()
+    database = FreshDatabase(database_url) if database_url else FreshDatabase()
+    database.create()
     st = Stack(base, site, redis_server, database)
     try:
         yield st
@@ -216,15 +225,26 @@ def stack() -> Iterator[Stack]:
         redis_server.close()
 
 
-@pytest.fixture(scope="session")
-def fs1(stack: Stack) -> RealSwitch:
-    """The first node, started once per session (README install steps, schema migrated)."""
+def first_node(st: Stack) -> RealSwitch:
+    """The first node (README install steps, schema migrated)."""
     # a busy ring every 2 s for the long-wait test (only groups with a busy_ring hear it)
-    sw = stack.switch("fs1", fsapps_extra={"group_defaults": {"busy_ring_interval_seconds": 2}}
-                      ).build(trunk_port=stack.trunk_port)
+    sw = st.switch("fs1", fsapps_extra={"group_defaults": {"busy_ring_interval_seconds": 2}}
+                   ).build(trunk_port=st.trunk_port)
     migrated = fsapps_cli(sw.config_path, "db", "migrate")
     assert migrated.returncode == 0, migrated.stderr
     return sw.start()
+
+
+@pytest.fixture(scope="session")
+def stack(switch_site: Path) -> Iterator[Stack]:
+    with built_stack(switch_site) as st:
+        yield st
+
+
+@pytest.fixture(scope="session")
+def fs1(stack: Stack) -> RealSwitch:
+    """The first node, started once per session."""
+    return first_node(stack)
 
 
 @pytest.fixture
