@@ -199,6 +199,11 @@ def test_stalled_node_loses_nothing(cc: SimulatedCallCenter,
     wait_until(lambda: "node2" not in Nodes(cc.ctx).alive(), DEAD_AFTER_MS / 1000 + 3,
                "node2 counted dead")
     wait_until(lambda: cc.get("7202").reg_state == "unreg", DETECT_S, "7202's 1 s ran out")
+    # node1's reconciler logs, then removes the live state and publishes the sofia::expire,
+    # after its script made the agent unreg: wait for the publish, its last step, before
+    # looking for the line (read at once, it could be missing yet)
+    wait_until(lambda: any(e.get("Event-Subclass") == "sofia::expire" for e in published(cc)),
+               2, "7202's sofia::expire published")
     assert any("agent 7202's registration on node node2 (gone) ran out" in m
                for _, m in list(node1.log))
     kept = cc.get("7201")
