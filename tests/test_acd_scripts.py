@@ -4,6 +4,8 @@ compare-and-set and wrap-up end — including races between threads."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import random
 import threading
@@ -20,6 +22,7 @@ from fsapps.domain.agent_state import IllegalTransition
 from fsapps.domain.agents import Agents, Ready, Released
 from fsapps.domain.callqueue import CallQueue, WaitingCall
 from fsapps.domain.routing import queue_score
+from fsapps.events.pubsub import agent_status, stamp
 from fsapps.store.scripts import run_script
 from tests.acd_support import DOMAIN, settings_for
 
@@ -581,6 +584,142 @@ def test_make_busy_tells_the_move_in_its_own_step(ctx: Context, agents: Agents,
         listener.close()
     assert published == []
     assert agents.get("9999") is None
+
+
+# ------------------------------------------------------------------------ told by the scripts
+class AgentChannel:
+    """What ``agent_<ext>`` carried, as Redis delivered it."""
+
+    def __init__(self, ctx: Context, ext: str) -> None:
+        self.listener = ctx.redis.pubsub()
+        self.listener.subscribe(f"agent_{ext}")
+        assert self.listener.get_message(timeout=2.0)["type"] == "subscribe"  # type: ignore[index]
+
+    def messages(self, quiet: float = 0.3) -> list[str]:
+        """Every message until none came for ``quiet`` seconds."""
+        got = []
+        while (message := self.listener.get_message(timeout=quiet)) is not None:
+            got.append(str(message["data"]))
+        return got
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture(params=["comma", "json"])
+def told(request: pytest.FixtureRequest, redis_client: redis.Redis, redis_server: Any,
+         monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Context, AgentChannel, list[str]]]:
+    """A context publishing in each shape, agent 1001's channel, and what :meth:`Agents.publish`
+    (the publish after a script) was asked to send: nothing, when the scripts tell the moves."""
+    settings = settings_for(redis_server.url, "postgresql://unused.invalid/none")
+    ctx = Context(dataclasses.replace(settings, events=dataclasses.replace(
+        settings.events, pubsub_format=request.param)))
+    published: list[str] = []
+    monkeypatch.setattr(Agents, "publish", lambda self, ext, status, *a, **k:
+                        published.append(status))
+    channel = AgentChannel(ctx, "1001")
+    try:
+        yield ctx, channel, published
+    finally:
+        channel.close()
+
+
+def as_published(ctx: Context, ext: str, *moves: tuple[str, int]) -> list[str]:
+    """The messages the publish after the script sent for these (state, at ms): the seed's
+    format, byte for byte, which the scripts' own must equal."""
+    return [agent_status(ext, status, stamp(at / 1000)).render(ctx.publisher.shape)
+            for status, at in moves]
+
+
+def test_make_ready_tells_ready_and_ring_in_its_own_step(
+        told: tuple[Context, AgentChannel, list[str]]) -> None:
+    """agent_ready.lua publishes the agent's "ready" and the offered call's "ring" itself, the
+    messages the publish after it sent, once each; nothing is published after it."""
+    ctx, channel, published = told
+    agents = Agents(ctx, DOMAIN)
+    make_group(ctx, "100")
+    make_agent(ctx, "1001", call_state="typing", seat_status="busy")
+    ready = agents.make_ready("1001")
+    assert (ready.done, ready.previous, ready.offered) == (True, "typing", "")
+    at = agents.get("1001").last_change  # type: ignore[union-attr]
+    assert channel.messages() == as_published(ctx, "1001", ("ready", at))
+    assert agents.make_ready("1001").done  # ready already: nothing to tell
+    assert channel.messages() == []
+    assert agents.make_busy("1001")
+    c = call()
+    enqueue(CallQueue(ctx, DOMAIN), c)
+    channel.messages()
+    ready = agents.make_ready("1001")
+    assert (ready.previous, ready.offered) == ("busy", c.uuid)
+    at = agents.get("1001").last_change  # type: ignore[union-attr]
+    assert channel.messages() == as_published(ctx, "1001", ("ready", at), ("ring", at))
+    assert not agents.make_ready("1001").done  # ringing: on a call, nothing to tell
+    assert channel.messages() == []
+    assert published == []
+
+
+def test_amake_ready_is_one_round_trip_telling_its_moves(
+        told: tuple[Context, AgentChannel, list[str]]) -> None:
+    """The CTI server's ready on the asyncio client: the script alone (EVALSHA), which tells
+    "ready" and "ring" itself - no publish after it, none missing, none twice."""
+    import redis.asyncio as aioredis
+
+    ctx, channel, published = told
+    agents = Agents(ctx, DOMAIN)
+    make_group(ctx, "100")
+    make_agent(ctx, "1001", call_state="busy", seat_status="busy")
+
+    async def run() -> list[tuple[Ready, list[str]]]:
+        client = aioredis.Redis.from_url(ctx.settings.redis.url.reveal(),
+                                         decode_responses=True)
+        sent: list[str] = []
+        real = client.execute_command
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            sent.append(str(args[0]).upper())
+            return await real(*args, **kwargs)
+        client.execute_command = counted  # type: ignore[method-assign]
+        client.pipeline = None  # type: ignore[assignment,method-assign]  # (none may be used)
+        done = []
+        try:
+            await agents.amake_ready(client, "1001")  # (may read the groups first)
+            await asyncio.to_thread(agents.make_busy, "1001")
+            await asyncio.to_thread(enqueue, CallQueue(ctx, DOMAIN), call())
+            sent.clear()
+            done.append((await agents.amake_ready(client, "1001"), list(sent)))
+        finally:
+            await client.aclose()
+        return done
+
+    [(ready, commands)] = asyncio.run(run())
+    assert ready.done and ready.offered and commands == ["EVALSHA"]
+    at = agents.get("1001").last_change  # type: ignore[union-attr]
+    assert channel.messages()[-2:] == as_published(ctx, "1001", ("ready", at), ("ring", at))
+    assert published == []
+
+
+def test_transitions_and_wrapup_ends_tell_their_moves_in_their_step(
+        told: tuple[Context, AgentChannel, list[str]]) -> None:
+    """agent_transition.lua (answered, a hand-set call state, the reconciler's settle) and
+    wrapup_end.lua publish the new state themselves, once, only when it changed."""
+    ctx, channel, published = told
+    agents = Agents(ctx, DOMAIN)
+    make_agent(ctx, "1001", call_state="ring", offer_uuid="call-1")
+    assert agents.ringing("1001", "call-1", "node1", now_ms() + LEASE, "leg-1")  # ring again
+    assert channel.messages() == []
+    assert agents.answered("1001", "call-1", "leg-1", "node1")
+    talking = agents.get("1001").last_change  # type: ignore[union-attr]
+    assert agents.transition("1001", "rest") is False  # refused: nothing told
+    assert agents.set_call_state("1001", "typing")
+    typing = agents.get("1001").last_change  # type: ignore[union-attr]
+    assert channel.messages() == as_published(ctx, "1001", ("talking", talking),
+                                              ("typing", typing))
+    now = now_ms()
+    ctx.redis.zadd(ctx.keys(DOMAIN).wrapups(), {"1001": now - 1})
+    assert agents.end_due_wrapups(now) == ["1001"]
+    assert agents.end_due_wrapups(now) == []  # (once)
+    assert channel.messages() == as_published(ctx, "1001", ("ready", now))
+    assert published == []
 
 
 # ------------------------------------------------------------------------ agent_transition --

@@ -130,6 +130,39 @@ def test_reads_and_agent_operations_keep_their_answers(stack: Any) -> None:
             pipe.execute()
 
 
+def test_agent_busy_and_ready_tell_each_move_once(stack: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """agent_busy / agent_ready over REST: the token's read and the script, which publishes
+    the move itself - each status once on agent_<ext>, in the seed's format, and nothing
+    published after the script (the publish after it is not called)."""
+    from fsapps.events.pubsub import agent_status, stamp
+
+    admin = stack.server.client("admin")
+    agents = Agents(stack.ctx, stack.center.domain)
+    agents.make_ready("1002")
+    after: list[str] = []
+    monkeypatch.setattr(Agents, "publish", lambda self, ext, status, *a, **k:
+                        after.append(status))
+    listener = stack.ctx.redis.pubsub()
+    listener.subscribe("agent_1002")
+    assert listener.get_message(timeout=2.0)["type"] == "subscribe"
+    try:
+        told = []
+        for op, state in (("agent_busy", "busy"), ("agent_busy", "busy"),
+                          ("agent_ready", "ready"), ("agent_ready", "ready")):
+            assert admin.post(f"/api/{op}", json={"Extension": "1002"}).status_code == 200
+            at = agents.get("1002").last_change  # type: ignore[union-attr]
+            told.append(agent_status("1002", state, stamp(at / 1000))
+                        .render(stack.ctx.publisher.shape))
+        got = []
+        while (message := listener.get_message(timeout=0.3)) is not None:
+            got.append(message["data"])
+        assert got == [told[0], told[2]]  # the second of each changed nothing: told nothing
+    finally:
+        listener.close()
+    assert after == []
+
+
 def test_two_worker_processes_on_one_port(tmp_path: Path, redis_server: Any) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -14,9 +14,13 @@ the front ends' ready / busy): reserve (:meth:`Agents.reserve_or_queue`,
 (:meth:`Agents.release` "cancel") → wrap-up (:meth:`Agents.start_wrapup`: typing) → ready
 (:meth:`Agents.end_due_wrapups`, :meth:`Agents.make_ready`). Every script that changes
 ``call_state`` applies the one transition table (``fsapps/store/lua/include/agent_rules.lua``,
-equal to :data:`fsapps.domain.agent_state.TRANSITIONS` — a test checks) and returns what to
-publish on ``agent_<number>``; availability for a queue offer is one rule, ``agent_free`` in
-the same snippet (:meth:`Agent.available` is its Python twin for reports, checked against it).
+equal to :data:`fsapps.domain.agent_state.TRANSITIONS` — a test checks); the agent's moves
+are published on ``agent_<number>`` by the script that makes them, in the same step
+(``include/agent_announce.lua``: agent_ready, agent_busy, agent_release, agent_transition,
+agent_wrapup, wrapup_end), save the "ring" of agent_reserve / agent_dispatch, published after
+their script (with the caller's messages); availability for a queue offer is one rule,
+``agent_free`` in the same snippet (:meth:`Agent.available` is its Python twin for reports,
+checked against it).
 
 The agent module's scripts (``fsapps/store/lua``): agent_reserve, agent_dispatch,
 agent_ready, agent_busy, agent_release, agent_transition, agent_wrapup, wrapup_end,
@@ -354,12 +358,13 @@ class Agents:
         state it is in now (atomically); ``only_from`` narrows the allowed states further,
         ``offer_uuid`` to an agent holding that call (:data:`NO_CALL`: holding none).
         Returns False when refused (or, with ``strict``, raises IllegalTransition naming both
-        states). Publishes the new state."""
+        states). The script tells the new state itself (agent_announce), in its step."""
         target = parse(to)
         now = now_ms()
         # The table itself is applied by the script (agent_rules.lua); this only narrows it.
         allowed = "*" if only_from is None else ",".join(only_from) or "-"
-        args: list[str | int | float] = [allowed, target.value, now, offer_uuid, request_id()]
+        args: list[str | int | float] = [allowed, target.value, now, offer_uuid, request_id(),
+                                         *self._announcement(extension, now)]
         for name, value in (extra or {}).items():
             args += [name, "" if value is None else str(value)]
         previous, done = run_script(self.r, "agent_transition", [self.keys.agent(extension)],
@@ -368,8 +373,8 @@ class Agents:
             if strict:
                 raise IllegalTransition(previous or "(no agent)", target.value)
             return False
-        if previous != target.value:
-            self.publish(extension, target.value, now)
+        if previous != target.value:  # (told by the script: agent_announce)
+            self.told(extension, target.value, now)
         return True
 
     def settle(self, extension: str, stuck: str) -> bool:
@@ -468,8 +473,9 @@ class Agents:
 
     async def amake_ready(self, client: Any, extension: str) -> Ready:
         """:meth:`make_ready` on an asyncio Redis client (the CTI server's event loop: no
-        worker thread), publishing on it; the rare second step (the groups changed since
-        this process saw them) runs blocking, as :meth:`make_ready` does."""
+        worker thread): one round trip, the script telling the moves itself; the rare second
+        step (the groups changed since this process saw them) runs blocking, as
+        :meth:`make_ready` does."""
         key = self.keys.agent(extension)
         seen = _GROUPS_SEEN.get(key)
         if seen is None:
@@ -479,21 +485,22 @@ class Agents:
         result = await arun_script(client, *self._ready_call(extension, list(seen)))
         if result[0] == "ready" and result[5] == "1":
             return await asyncio.to_thread(self._readied, extension, result)
-        async with client.pipeline(transaction=False) as pipe:
-            ready = self._readied(extension, result, pipe)
-            if len(pipe):
-                await pipe.execute()
-        return ready
+        return self._readied(extension, result)
 
     def _ready_call(self, extension: str, groups: list[str]) -> ScriptCall:
+        """agent_ready.lua's call: its "ready" and the offered call's "ring" told by the script
+        itself (agent_announce: no publish after it, and in the order of the agent's moves)."""
+        now = now_ms()
         return ("agent_ready",
                 [self.keys.agent(extension), self.keys.waiting(), self.keys.offers(),
                  self.keys.wrapups(), *self._group_keys(groups)],
-                [extension, now_ms(), *self._lease_args(), ",".join(groups),
-                 ",".join(READY_FROM), request_id()])
+                [extension, now, *self._lease_args(), ",".join(groups),
+                 ",".join(READY_FROM), request_id(), *self._announcement(extension, now)])
 
-    def _readied(self, extension: str, result: Any, pipeline: Any = None) -> Ready:
-        """What agent_ready.lua's ``result`` means; publishes (on ``pipeline`` if given)."""
+    def _readied(self, extension: str, result: Any) -> Ready:
+        """What agent_ready.lua's ``result`` means; its moves were told by the script (the
+        other buses get them here). With the groups changed since they were read, the offer
+        from the new ones is one more step (agent_dispatch, which publishes its ring)."""
         key = self.keys.agent(extension)
         if result[0] != "ready":
             if result[0] in ("absent", "disabled"):
@@ -501,8 +508,8 @@ class Agents:
             return Ready(False, str(result[0]), str(result[1]))
         previous, at, uuid, info, regroup = (str(result[1]), int(result[2]), str(result[3]),
                                              str(result[4]), result[5] == "1")
-        if previous != CallState.READY:
-            self.publish(extension, CallState.READY, at, pipeline)
+        if previous != CallState.READY:  # (told by the script: agent_announce)
+            self.told(extension, CallState.READY, at)
         if regroup:  # logged into other groups meanwhile: offer from those
             groups = self.groups_of(extension)
             _remember_groups(key, groups)
@@ -510,7 +517,7 @@ class Agents:
             return Ready(True, "ready", previous, *(taken or ("", None)))
         if not uuid:
             return Ready(True, "ready", previous)
-        self.publish(extension, CallState.RING, at, pipeline)
+        self.told(extension, CallState.RING, at)
         return Ready(True, "ready", previous, uuid, _waiting(info))
 
     # -------------------------------------------------------------- the lifecycle --------
@@ -715,13 +722,14 @@ class Agents:
         return state == CallState.READY
 
     def end_due_wrapups(self, now: int | None = None) -> list[str]:
-        """Agents whose wrap-up is over go ready; returns them (safe on every node at once)."""
+        """Agents whose wrap-up is over go ready; returns them (safe on every node at once).
+        Each one's "ready" is told by its script (agent_announce)."""
         now = now or now_ms()
         due = self.r.zrangebyscore(self.keys.wrapups(), "-inf", now, start=0, num=200)
         ready = []
         for ext in due:
             if int(run_script(self.r, "wrapup_end", [self.keys.agent(ext), self.keys.wrapups()],
-                              [ext, now, request_id()])):
-                self.publish(ext, "ready", now)
+                              [ext, now, request_id(), *self._announcement(ext, now)])):
+                self.told(ext, CallState.READY, now)
                 ready.append(ext)
         return ready

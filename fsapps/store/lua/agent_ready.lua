@@ -16,15 +16,19 @@
 -- ARGV[6] = the states a manual ready may leave, comma separated (never ring, talking, ivr:
 --           a ready agent on a call would be offered a second one)
 -- ARGV[7] = request id: the same in a retry, which gets the first run's reply (agent_request)
+-- ARGV[8] = the agent's status channel (agent_announce: "ready" and the offered call's "ring"
+--           are told here, in this step; '' = tell nothing)
+-- ARGV[9] = the status message, {{status}} where the state goes
 -- Returns {"disabled", state}, {"absent", ""} or {"on_call", state} when the call state did
 -- not change (the seat is idle all the same unless disabled or absent); else {"ready",
 -- previous state, now, offered call uuid or "", its waiting JSON or "", "1" when the groups
 -- changed since the caller read them (nothing offered: dispatch again with the new ones)}.
--- Publish "ready" when the previous state differs, then "ring" when a call was offered.
+-- Tells "ready" when the previous state differs, then "ring" when a call was offered.
 --#include agent_rules
 --#include skills
 --#include agent_take_call
 --#include agent_request
+--#include agent_announce
 local req = ARGV[7]
 local prior = agent_repeat(req)
 if prior ~= nil then
@@ -48,6 +52,7 @@ local function run()
   end
   if current ~= 'ready' then
     redis.call('HSET', KEYS[1], 'call_state', 'ready', 'last_change', now)
+    agent_announce(ARGV[8], ARGV[9], 'ready')
   end
   -- back from a pause (or a login: the seat was busy): idle from now for longest_idle, not
   -- since a call that ended before the pause
@@ -63,6 +68,7 @@ local function run()
   if not taken then
     return {'ready', current, now, '', '', '0'}
   end
+  agent_announce(ARGV[8], ARGV[9], 'ring')
   return {'ready', current, now, taken[1], taken[2], '0'}
 end
 

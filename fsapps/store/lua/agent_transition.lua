@@ -7,11 +7,15 @@
 -- ARGV[3] = now (ms)
 -- ARGV[4] = call uuid the agent must hold ("" = no condition, "-" = it must hold none)
 -- ARGV[5] = request id: the same in a retry, which gets the first run's reply (agent_request)
--- ARGV[6..] = field, value pairs to set as well
+-- ARGV[6] = the agent's status channel (agent_announce: the new state is told here, in this
+--           step, when it differs from the previous one; '' = tell nothing)
+-- ARGV[7] = the status message, {{status}} where the state goes
+-- ARGV[8..] = field, value pairs to set as well
 -- Returns {previous state, 1} when done, {previous state, 0} when refused ("" when the agent
 -- does not exist).
 --#include agent_rules
 --#include agent_request
+--#include agent_announce
 local req = ARGV[5]
 local prior = agent_repeat(req)
 if prior ~= nil then
@@ -39,8 +43,11 @@ local function run()
   if current ~= ARGV[2] then
     redis.call('HSET', KEYS[1], 'call_state', ARGV[2], 'last_change', ARGV[3])
   end
-  for i = 6, #ARGV - 1, 2 do
+  for i = 8, #ARGV - 1, 2 do
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+  if current ~= ARGV[2] then
+    agent_announce(ARGV[6], ARGV[7], ARGV[2])
   end
   return {current, 1}
 end

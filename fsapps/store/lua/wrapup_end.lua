@@ -5,9 +5,13 @@
 -- ARGV[1] = the agent's extension
 -- ARGV[2] = now (ms)
 -- ARGV[3] = request id: the same in a retry, which gets the first run's reply (agent_request)
--- Returns 1 when the agent went from typing to ready (since now: publish that), 0 otherwise.
+-- ARGV[4] = the agent's status channel (agent_announce: its "ready" is told here, in this
+--           step; '' = tell nothing)
+-- ARGV[5] = the status message, {{status}} where the state goes
+-- Returns 1 when the agent went from typing to ready (since now: told), 0 otherwise.
 --#include agent_rules
 --#include agent_request
+--#include agent_announce
 local req = ARGV[3]
 local prior = agent_repeat(req)
 if prior ~= nil then
@@ -25,6 +29,7 @@ local function run()
     return 0
   end
   redis.call('HSET', KEYS[1], 'call_state', 'ready', 'last_change', ARGV[2])
+  agent_announce(ARGV[4], ARGV[5], 'ready')
   return 1
 end
 
