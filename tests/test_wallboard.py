@@ -14,7 +14,10 @@ from cti_support import CtiStack, cti_stack
 
 from fakefs.channel import Behaviour
 from fakefs.scenario import wait_until
+from fsapps.context import Context
 from fsapps.domain.extensions import Extensions
+from fsapps.domain.groups import Groups
+from fsapps.server.csta.wallboard import wallboard
 
 D = "cc.test"
 
@@ -74,3 +77,54 @@ def test_each_figure_counted_once_and_in_its_own_column(stack: CtiStack) -> None
     for ch in list(switch.channels.values()):
         switch.hangup(ch)
     wait_until(lambda: not switch.channels, 5, "channels gone")
+
+
+def round_trips(ctx: Context) -> list[str]:
+    """What ``ctx``'s Redis client sends from now on: each command sent alone by its name,
+    each pipeline executed as "pipeline" - one entry per round trip."""
+    sent: list[str] = []
+    client = ctx.redis
+    real_command, real_pipeline = client.execute_command, client.pipeline
+
+    def command(*args: Any, **kwargs: Any) -> Any:
+        sent.append(str(args[0]))
+        return real_command(*args, **kwargs)
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+
+        def execute(*a: Any, **k: Any) -> Any:
+            sent.append("pipeline")
+            return real_execute(*a, **k)
+        pipe.execute = execute  # type: ignore[method-assign]
+        return pipe
+    client.execute_command = command  # type: ignore[method-assign]
+    client.pipeline = pipeline  # type: ignore[method-assign]
+    return sent
+
+
+def test_the_groups_are_read_in_one_round_trip(stack: CtiStack) -> None:
+    """The wallboard reads every group's hash and members in one pipeline: two more groups
+    cost no more round trips; each row still names its group and counts its members."""
+    ctx = Context(stack.ctx.settings)  # a client of this thread's own
+    try:
+        sent = round_trips(ctx)
+        before = wallboard(ctx, D)
+        trips = list(sent)
+        for number in ("140", "150"):
+            stack.center.group(number, group_callout_timeout=120)
+        stack.center.agent("1006", ["140"])
+        sent.clear()
+        after = wallboard(ctx, D)
+        assert sent == trips
+        assert [g["group"] for g in before["groups"]] == ["110", "120", "130"]
+        assert [g["group"] for g in after["groups"]] == ["110", "120", "130", "140", "150"]
+        groups = Groups(stack.ctx, D)
+        for row in after["groups"]:
+            group = groups.get(row["group"])
+            assert row["name"] == (group.group_name if group else row["group"])
+            assert row["members"] == len(groups.members(row["group"]))
+        assert {g["group"]: g["members"] for g in after["groups"]}["140"] == 1
+    finally:
+        ctx.redis.close()

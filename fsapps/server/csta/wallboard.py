@@ -23,25 +23,34 @@ from typing import Any
 
 from fsapps.domain.agents import Agents
 from fsapps.domain.callqueue import CallQueue
-from fsapps.domain.groups import Groups
+from fsapps.domain.groups import Group, Groups
 from fsapps.domain.stats import QueueStats
 
 
 def wallboard(ctx: Any, domain: str, now_ms: int | None = None) -> dict[str, Any]:
-    """The supervisor's view of a domain (blocking; a handful of round trips): groups with
-    their waiting callers and longest wait, agents with state and time in it, live calls
-    (each with its ``status``), and the ``summary`` figures."""
+    """The supervisor's view of a domain (blocking; a handful of round trips, none per
+    group): groups with their waiting callers and longest wait, agents with state and time
+    in it, live calls (each with its ``status``), and the ``summary`` figures."""
     now = now_ms or int(time.time() * 1000)
     keys = ctx.keys(domain)
-    groups = Groups(ctx, domain)
+    numbers = Groups(ctx, domain).numbers()
     waiting = CallQueue(ctx, domain).waiting()
     agents = Agents(ctx, domain).all()
     recent = {row["group"]: row for row in QueueStats(ctx, domain).groups(None, now)}
+    # every group's hash and members, the CSTA agent records and the live calls' index: one
+    # pipelined round trip, however many groups
+    pipe = ctx.redis.pipeline(transaction=False)
+    for number in numbers:
+        pipe.hgetall(keys.group(number))
+        pipe.zrange(keys.group_members(number), 0, -1)
+    pipe.hgetall(keys.csta_agents())
+    pipe.hvals(keys.csta_legs())
+    *per_group, csta_agents, legs = pipe.execute()
     group_rows = []
-    for number in groups.numbers():
-        group = groups.get(number)
+    for i, number in enumerate(numbers):
+        data, members = per_group[2 * i], list(per_group[2 * i + 1])
+        group = Group.from_hash(data) if data else None
         mine = [w for w in waiting if w.group == number]
-        members = groups.members(number)
         last15 = recent.get(number, {}).get("15m", {})
         group_rows.append({
             "group": number, "name": group.group_name if group else number,
@@ -56,9 +65,8 @@ def wallboard(ctx: Any, domain: str, now_ms: int | None = None) -> dict[str, Any
             "serviceLevelSeconds": recent.get(number, {}).get("serviceLevelSeconds", 20),
             "asaSeconds": last15.get("asaSeconds"), "abandoned": last15.get("abandoned", 0),
             "answered": last15.get("answered", 0)})
-    jobs = {str(dev): str(job) for job, dev in ctx.redis.hgetall(keys.csta_agents()).items()
-            if dev}
-    call_ids = sorted(set(ctx.redis.hvals(keys.csta_legs())))
+    jobs = {str(dev): str(job) for job, dev in csta_agents.items() if dev}
+    call_ids = sorted(set(legs))
     pipe = ctx.redis.pipeline(transaction=False)
     for call_id in call_ids:
         pipe.hgetall(keys.csta_call(call_id))
