@@ -340,7 +340,8 @@ def test_agent_not_offered_again_before_its_offer_leg_has_hung_up(
     wait_until(lambda: checker.live_legs() == 0, 5, "every agent leg ended")
     assert not checker.overlaps, checker.overlaps
     assert bridged(second)
-    assert checker.offers["7101"] == (3 if ending == "busy" else 2)
+    assert checker.offers["7101"] == (3 if ending == "busy" else 2), \
+        "\n".join(checker.trail.get("7101", []))
     wait_settled(cc, ["7101"])
 
 
