@@ -41,11 +41,12 @@ def free_port() -> int:
 # SIP and media ports of SIPp and of the switches' SIP profiles come from this band: above
 # the kernel's ephemeral ports (free_port, outgoing sockets) and every switch's RTP block
 # (tools/realswitch.py: at most 60000 + 3,999 in make bench-switch), so nothing else takes
-# one between the check here and the bind. A port handed out is not handed out again for
-# a while (SIPp binds in milliseconds; two picks of one moment must not overlap).
+# one between the check here and the bind. A port handed out is not handed out again for a
+# moment (SIPp binds within one; two picks of one moment must not overlap), unless the band
+# has nothing else (make bench-switch registers 500 phones, a SIPp each, in seconds).
 UDP_BAND = (64000, 65536)
 _HANDED_OUT: dict[int, float] = {}
-_HANDED_OUT_S = 10.0
+_HANDED_OUT_S = 2.0
 _band_lock = threading.Lock()
 
 
@@ -61,10 +62,10 @@ def free_udp_ports(count: int, tcp: bool = False) -> int:
         for port, since in list(_HANDED_OUT.items()):
             if now - since > _HANDED_OUT_S:
                 del _HANDED_OUT[port]
-        for _ in range(500):
+        for attempt in range(600):
             first = random.randrange(UDP_BAND[0], UDP_BAND[1] - count)
             ports = range(first, first + count)
-            if any(p in _HANDED_OUT for p in ports):
+            if attempt < 400 and any(p in _HANDED_OUT for p in ports):
                 continue
             sockets: list[socket.socket] = []
             try:
