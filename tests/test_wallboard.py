@@ -113,7 +113,7 @@ def round_trips(ctx: Context) -> list[str]:
 def test_the_groups_are_read_in_one_round_trip(stack: CtiStack) -> None:
     """The wallboard reads every group's hash and members in one pipeline: two more groups
     cost no more round trips; each row still names its group and counts its members."""
-    ctx = Context(stack.ctx.settings)  # a client of this thread's own
+    ctx = Context(stack.ctx.settings)
     try:
         sent = round_trips(ctx)
         before = wallboard(ctx, D)
