@@ -34,6 +34,7 @@ from fsapps.domain.callqueue import WaitingCall, queued_fields
 from fsapps.domain.numbers import valid_gateway, valid_number
 from fsapps.domain.routing import queue_score
 from fsapps.events import cdr
+from fsapps.events.pubsub import stamp
 from fsapps.store.scripts import run_script
 
 # What a caller hears once its callback is queued, without a configured file (mod_flite).
@@ -212,3 +213,12 @@ class Callbacks:
             if self.queue(callback, "recover", now):
                 queued.append(callback)
         return queued
+
+
+def queue_told(ctx: Context, callback: Callback, method: str) -> None:
+    """The seed's queue message for the callback's entry (``nway_queue_add`` as it is queued,
+    on request or again, ``nway_queue_remove`` as its agent is rung), as for a waiting caller:
+    a wallboard following the messages sees the callback keep its place."""
+    ctx.publisher.queue_event(method, uuid=callback.id, number=callback.number,
+                              group=callback.group, level=callback.level,
+                              callin_time=stamp(callback.arrived_ms / 1000))

@@ -17,51 +17,42 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.exceptions
 from aiohttp import web
 
 from fsapps.domain.agents import Agents, rows_of
 from fsapps.server import rows
-from fsapps.store.scripts import SCRIPTS
+from fsapps.store.scripts import arun_script
 
 Finish = Callable[[list[Any]], Any]
 
 
-class ExtensionRows:
-    """get_extensions' answer for one domain, encoded once per change of its rows. The
-    requests of one moment share one read: a request joins the next read to start (never
-    one already under way, which may predate a change the request's client has seen), so
-    8 clients polling cost Redis one script per round, not eight."""
+class _OneReadPerMoment:
+    """The requests of one moment share one run of a read: a request joins the next run to
+    start, never one already under way (which may predate a change the request's client has
+    seen), so 8 clients polling cost one run per round, not eight."""
 
-    def __init__(self, domain: str) -> None:
-        self.domain = domain
-        # the extensions of the agents set as last read (agent_rows.lua checks it is current)
-        self.extensions: list[str] | None = None
-        self.text: str | None = None
-        self.body = b""
-        self.encoded = 0  # times encoded (tests: once per change)
-        self.reads = 0    # scripts run (tests: shared by the requests of one moment)
+    def __init__(self) -> None:
         self._next: asyncio.Future[bytes] | None = None
         self._running: asyncio.Task[None] | None = None
 
-    async def read(self, client: Any, agents: Agents) -> bytes:
-        """The body, from a read that starts after this call (on the asyncio ``client``)."""
+    async def _shared(self, fetch: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The body from a run of ``fetch`` that starts after this call."""
         waiting = self._next
         if waiting is None:
             waiting = self._next = asyncio.get_running_loop().create_future()
         if self._running is None:
-            self._running = asyncio.ensure_future(self._reads(client, agents))
+            self._running = asyncio.ensure_future(self._runs(fetch))
         return await asyncio.shield(waiting)
 
-    async def _reads(self, client: Any, agents: Agents) -> None:
+    async def _runs(self, fetch: Callable[[], Awaitable[bytes]]) -> None:
         try:
             while self._next is not None:
                 waiting, self._next = self._next, None
                 try:
-                    body = await self._read(client, agents)
+                    body = await fetch()
                 except Exception as exc:
                     waiting.set_exception(exc)
                     waiting.exception()  # (retrieved: each request raises its own copy)
@@ -70,19 +61,31 @@ class ExtensionRows:
         finally:
             self._running = None
 
+
+class ExtensionRows(_OneReadPerMoment):
+    """get_extensions' answer for one domain, encoded once per change of its rows; one
+    script per round of requests (:class:`_OneReadPerMoment`)."""
+
+    def __init__(self, domain: str) -> None:
+        super().__init__()
+        self.domain = domain
+        # the extensions of the agents set as last read (agent_rows.lua checks it is current)
+        self.extensions: list[str] | None = None
+        self.text: str | None = None
+        self.body = b""
+        self.encoded = 0  # times encoded (tests: once per change)
+        self.reads = 0    # scripts run (tests: shared by the requests of one moment)
+
+    async def read(self, client: Any, agents: Agents) -> bytes:
+        """The body, from a read that starts after this call (on the asyncio ``client``)."""
+        return await self._shared(lambda: self._read(client, agents))
+
     async def _read(self, client: Any, agents: Agents) -> bytes:
         for _ in range(5):
             if self.extensions is None:
                 self.extensions = sorted(await client.smembers(agents.keys.agents()))
-            name, keys, args = agents.rows_call(self.extensions)
-            script = SCRIPTS.get(name)
             self.reads += 1
-            try:
-                reply = await client.evalsha(script.sha, len(keys), *keys, *args)
-            except redis.exceptions.NoScriptError:
-                await client.script_load(script.source)
-                reply = await client.evalsha(script.sha, len(keys), *keys, *args)
-            body = self.answer(reply)
+            body = self.answer(await arun_script(client, *agents.rows_call(self.extensions)))
             if body is not None:
                 return body
             self.extensions = None  # the agents set changed: read it again
@@ -100,50 +103,34 @@ class ExtensionRows:
         return self.body
 
 
-class SharedRead:
-    """A blocking read that many clients poll (the wallboard, ``/api/queues``), shared by the
-    requests of one moment as :class:`ExtensionRows` shares its script (each request joins
-    the next run to start, in a worker thread) and JSON-encoded only when its result
-    differs from the last one (the queue list between changes; the wallboard, whose figures
-    are relative to its read's "now", is encoded once per run, not once per request)."""
+class SharedRead(_OneReadPerMoment):
+    """A blocking read that many clients poll (the wallboard, ``/api/queues``), run in a
+    worker thread once per round of requests (:class:`_OneReadPerMoment`) and JSON-encoded
+    only when its result differs from the last one (the queue list between changes; the
+    wallboard, whose figures are relative to its read's "now", is encoded once per run, not
+    once per request)."""
 
     def __init__(self, read: Callable[[], Any]) -> None:
+        super().__init__()
         self.read_fn = read
         self.result: Any = None
         self.body = b""
         self.encoded = 0
         self.reads = 0
-        self._next: asyncio.Future[bytes] | None = None
-        self._running: asyncio.Task[None] | None = None
 
     async def read(self, run: Callable[..., Any]) -> bytes:
         """The body, from a run of the read that starts after this call; ``run(fn)`` runs
         it in a worker thread (the services' ``run``)."""
-        waiting = self._next
-        if waiting is None:
-            waiting = self._next = asyncio.get_running_loop().create_future()
-        if self._running is None:
-            self._running = asyncio.ensure_future(self._reads(run))
-        return await asyncio.shield(waiting)
+        return await self._shared(lambda: self._read(run))
 
-    async def _reads(self, run: Callable[..., Any]) -> None:
-        try:
-            while self._next is not None:
-                waiting, self._next = self._next, None
-                try:
-                    self.reads += 1
-                    result = await run(self.read_fn)
-                    if self.encoded == 0 or result != self.result:
-                        self.body = json.dumps(result, ensure_ascii=False).encode("utf-8")
-                        self.result = result
-                        self.encoded += 1
-                except Exception as exc:
-                    waiting.set_exception(exc)
-                    waiting.exception()
-                else:
-                    waiting.set_result(self.body)
-        finally:
-            self._running = None
+    async def _read(self, run: Callable[..., Any]) -> bytes:
+        self.reads += 1
+        result = await run(self.read_fn)
+        if self.encoded == 0 or result != self.result:
+            self.body = json.dumps(result, ensure_ascii=False).encode("utf-8")
+            self.result = result
+            self.encoded += 1
+        return self.body
 
 
 def shared(services: Any, name: str, read: Callable[[], Any]) -> SharedRead:

@@ -437,9 +437,7 @@ class Router:
                       f"callback {callback.id} to {number} keeps its place in the queue")
         self.callback_requested = True
         self.left_queue()
-        self.ctx.publisher.queue_event("nway_queue_add", uuid=callback.id, number=number,
-                                       group=group.group_number, level=c.level,
-                                       callin_time=stamp(c.arrived_ms / 1000))
+        callbacks.queue_told(self.ctx, callback, "nway_queue_add")
         self.session.setVariable("playback_terminators", "none")
         if group.callback_confirm:
             self.session.execute("playback", group.callback_confirm)

@@ -93,7 +93,7 @@ def place(ctx: Context, execute: Any, node: str, command: dict[str, Any]) -> str
         f"{LEG_VAR}={APP}", f"{OWN_CDR_VAR}={APP}", f"{CALLBACK_VAR}={callback_id}",
     ]
     endpoint = acd.agent_endpoint(ctx, domain, extension, node)
-    queue_told(ctx, callback, "nway_queue_remove")
+    callbacks.queue_told(ctx, callback, "nway_queue_remove")
     ctx.publisher.agent_call_event(
         "callout", uuid=callback_id, number=callback.number, group=callback.group,
         extension=extension, level=callback.level,
@@ -158,7 +158,7 @@ def run(session: Any, args: str = "") -> None:
         if extension not in callback.tried:
             callback.tried.append(extension)
         if store.queue(callback, "again", now_ms(), keep=True):
-            queue_told(ctx, callback, "nway_queue_add")
+            callbacks.queue_told(ctx, callback, "nway_queue_add")
         hang_up(session, "NORMAL_CLEARING")
         _release(ctx, agents, domain, extension, callback_id)
         return
@@ -222,7 +222,7 @@ def agent_missed(ctx: Context, domain: str, extension: str, callback_id: str,
         if extension not in callback.tried:
             callback.tried.append(extension)
         if store.queue(callback, "again", now_ms(), keep=True):
-            queue_told(ctx, callback, "nway_queue_add")
+            callbacks.queue_told(ctx, callback, "nway_queue_add")
     limit = group.no_answer_limit(ctx.settings.group_defaults) if group else 0
     released = Agents(ctx, domain).release(
         extension, callback_id, "unregistered" if cause in _UNREGISTERED else "missed",
@@ -251,7 +251,7 @@ def reconcile(ctx: Context, domain: str, now: int) -> list[str]:
     if not queued:
         return []
     for callback in queued:
-        queue_told(ctx, callback, "nway_queue_add")
+        callbacks.queue_told(ctx, callback, "nway_queue_add")
     _offer_to_free_members(ctx, domain, queued)
     return [c.id for c in queued]
 
@@ -269,15 +269,6 @@ def _offer_to_free_members(ctx: Context, domain: str, queued: list[Callback],
             if member != but:
                 free.setdefault(member, []).append(callback.group)
     acd.agents_available(ctx, domain, free)
-
-
-def queue_told(ctx: Context, callback: Callback, method: str) -> None:
-    """The seed's queue message for the callback's entry (``nway_queue_add`` as it is queued
-    again, ``nway_queue_remove`` as its agent is rung), as for a waiting caller: a wallboard
-    following the messages sees the callback keep its place."""
-    ctx.publisher.queue_event(method, uuid=callback.id, number=callback.number,
-                              group=callback.group, level=callback.level,
-                              callin_time=stamp(callback.arrived_ms / 1000))
 
 
 def ids(ctx: Context, domain: str) -> set[str]:
