@@ -23,6 +23,7 @@ def test_the_scripted_opening_shows_every_feature(capsys: Any) -> None:
     assert demo.main(["--duration", "14", "--rate", "0", "--time-scale", "0.4",
                       "--cti-port", str(free_port())]) == 0
     out = capsys.readouterr().out
+    print(out)  # whole in the report when an assertion below fails (its message is cut)
     told = {name: re.search(pattern, out, re.M) for name, pattern in {
         "wallboard URL": r"/wallboard\?domain=demo\.fsapps&user=supervisor&device=1900",
         "agent console URL": r"/\?domain=demo\.fsapps&job=agent&ext=1001 .*domain demo\.fsapps",

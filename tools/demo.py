@@ -196,6 +196,7 @@ class Opening:
         self.watch: dict[str, Channel] = {}
         self.peak = 0
         self.listen_call = ""
+        self.listen_failures = 0
 
     def call(self, number: str, dest: str, talk_ms: int, patience_ms: int) -> Channel:
         switch = self.rng.choice(self.center.switches)
@@ -287,6 +288,11 @@ class Opening:
                         f"{agent}: phone {SUPERVISOR_PHONE} rings")
         except (requests.RequestException, ValueError, KeyError) as exc:
             self.say(t, f"the supervisor's listen failed: {exc}")
+            # (the call chosen may have ended between the board and the click: try another
+            # one at the next step, three times at most)
+            self.listen_failures += 1
+            if self.listen_failures < 3:
+                self.done.discard("listen")
         finally:
             http.close()
 
