@@ -99,12 +99,22 @@ class SimulatedCallCenter:
         acd.login(self.ctx, self.domain, extension, groups)
         if not ready:
             acd.set_busy(self.ctx, self.domain, extension)
+        earlier = self.registration_stamp(extension)
         result = switch.register(extension, self.domain, password="1234",
                                  behaviour=behaviour or Behaviour(answer_after_ms=50))
         if not result.ok:
             raise RuntimeError(f"agent {extension} could not register: {result}")
-        wait_until(lambda: self.get(extension).reg_state == "reged", 5,
+        # This registration's own record (its event's stamp), not only "reged": an agent
+        # registered before is reged already while the runtime has yet to write this one's
+        # reg_until, which would land in the middle of what the caller does next.
+        wait_until(lambda: self.get(extension).reg_state == "reged"
+                   and self.registration_stamp(extension) != earlier, 5,
                    f"agent {extension} registered")
+
+    def registration_stamp(self, extension: str) -> str | None:
+        """The stamp of the agent's last registration the runtime recorded (its event's)."""
+        stamp = self.ctx.redis.hget(self.agents.keys.agent(extension), "reg_stamp")
+        return stamp.decode() if isinstance(stamp, bytes) else stamp
 
     def get(self, extension: str) -> Any:
         agent = self.agents.get(extension)
