@@ -197,6 +197,7 @@ class Opening:
         self.peak = 0
         self.listen_call = ""
         self.listen_failures = 0
+        self.listen_clicked_us = 0
 
     def call(self, number: str, dest: str, talk_ms: int, patience_ms: int) -> Channel:
         switch = self.rng.choice(self.center.switches)
@@ -243,10 +244,19 @@ class Opening:
         self.outcomes(t, waiting)
         if self.cti_url and talking and self.due("listen", self.LISTEN_AT, t):
             self.listen(t)
-        if self.listen_call and "listening" not in self.done and self.supervisor_answered():
-            self.done.add("listening")
-            self.say(t, f"supervisor's phone {SUPERVISOR_PHONE} is listening to call "
-                        f"{self.listen_call[:8]}")
+        if self.listen_call and "listening" not in self.done:
+            leg = self.supervisor_leg()
+            if leg == "answered":
+                self.done.add("listening")
+                self.say(t, f"supervisor's phone {SUPERVISOR_PHONE} is listening to call "
+                            f"{self.listen_call[:8]}")
+            elif leg == "ended":
+                # The call listened to ended before phone 1900 answered (it answers after
+                # 800 ms; a talking call may have less left): click listen on another one.
+                self.say(t, f"call {self.listen_call[:8]} ended before the supervisor's "
+                            "phone answered")
+                self.listen_call = ""
+                self.retry_listen()
 
     def outcomes(self, t: float, waiting: int) -> None:
         lines = {"impatient": ("abandoned", "the impatient caller left the queue: abandoned"),
@@ -273,10 +283,11 @@ class Opening:
             board = http.get(f"{self.cti_url}/api/csta/wallboard", params={"domain": DOMAIN},
                              timeout=5)
             board.raise_for_status()
-            call = next((c for c in board.json()["calls"] if c["status"] == "talking"), None)
+            call = freshest_talking_call(board.json())
             if call is None:
                 self.done.discard("listen")  # again at the next step
                 return
+            self.listen_clicked_us = int(time.time() * 1e6)
             reply = http.post(f"{self.cti_url}/api/csta/callControl/calls/{call['callId']}/spy",
                               params={"deviceId": f"{SUPERVISOR_PHONE}@{DOMAIN}",
                                       "mode": "listen"}, timeout=5)
@@ -288,18 +299,37 @@ class Opening:
                         f"{agent}: phone {SUPERVISOR_PHONE} rings")
         except (requests.RequestException, ValueError, KeyError) as exc:
             self.say(t, f"the supervisor's listen failed: {exc}")
-            # (the call chosen may have ended between the board and the click: try another
-            # one at the next step, three times at most)
-            self.listen_failures += 1
-            if self.listen_failures < 3:
-                self.done.discard("listen")
+            # (the call chosen may have ended between the board and the click)
+            self.retry_listen()
         finally:
             http.close()
 
-    def supervisor_answered(self) -> bool:
+    def retry_listen(self) -> None:
+        """Click listen again on another call at the next step, three tries at most."""
+        self.listen_failures += 1
+        if self.listen_failures < 3:
+            self.done.discard("listen")
+
+    def supervisor_leg(self) -> str:
+        """What became of phone 1900's leg rung by the last click: "answered" (listening, or
+        listened: the call may have ended since), "ended" (gone unanswered), else ""."""
         own = re.compile(rf"sofia/internal/{SUPERVISOR_PHONE}@")
-        return any(own.match(leg.name) and leg.answered
-                   for switch in self.center.switches for leg in switch.channels.values())
+        legs = [leg for switch in self.center.switches
+                for leg in list(switch.all_channels.values())
+                if own.match(leg.name) and leg.times["created"] >= self.listen_clicked_us]
+        if any(leg.answered for leg in legs):
+            return "answered"
+        return "ended" if legs and not any(leg.up for leg in legs) else ""
+
+
+def freshest_talking_call(board: dict[str, Any]) -> dict[str, Any] | None:
+    """The wallboard's talking call whose agent started talking last: the one with the most
+    talk left, as a supervisor picks a call to listen to from the start."""
+    talking_for = {a["device"]: a["sinceMs"] for a in board["agents"] if a["state"] == "talking"}
+    calls = [(min(talking_for[p["device"]] for p in c["parties"] if p["device"] in talking_for),
+              i, c) for i, c in enumerate(board["calls"]) if c["status"] == "talking"
+             and any(p["device"] in talking_for for p in c["parties"])]
+    return min(calls)[2] if calls else None
 
 
 def summary(center: SimulatedCallCenter, tally: Tally, elapsed: float, agents: int) -> str:
