@@ -8,9 +8,11 @@ records wall time, the calling thread's CPU time (and Redis round trips, when co
 sample while :data:`ENABLED`.
 
 Counters are always on (one locked addition each): :func:`count` adds to a named counter of
-this process, :func:`stop` counts its name too (every routing and dispatch decision), and the
-runtime publishes :func:`counts` with its heartbeat for ``/metrics``
-(:mod:`fsapps.domain.nodes`).
+a node, :func:`stop` counts its name too (every routing and dispatch decision), and each
+node's runtime publishes its :func:`counts` with its heartbeat for ``/metrics``
+(:mod:`fsapps.domain.nodes`). Counters are kept per node name, not per process: a real
+switch is one node per process, but fakefs runs several nodes in one (the demo, the
+multi-node tests), each of which must report only its own calls.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from contextlib import contextmanager
 ENABLED = False
 _lock = threading.Lock()
 _samples: dict[str, list[tuple[float, ...]]] = {}
-_counts: dict[str, int] = {}
+_counts: dict[str, dict[str, int]] = {}  # node -> counter name -> value
 # Optional: the calling thread's Redis round-trip count so far (``make bench`` installs one),
 # recorded per sample as a third value.
 round_trips: Callable[[], int] | None = None
@@ -50,10 +52,10 @@ def start() -> tuple[float, ...] | None:
     return (time.perf_counter(), time.thread_time(), round_trips() if round_trips else 0)
 
 
-def stop(name: str, started: tuple[float, ...] | None) -> None:
+def stop(name: str, started: tuple[float, ...] | None, node: str = "") -> None:
     """Record (wall seconds, thread CPU seconds, Redis round trips) since ``started``, and
-    count one ``name`` whether timings are enabled or not."""
-    count(name)
+    count one ``name`` of ``node`` whether timings are enabled or not."""
+    count(name, node=node)
     if started is None:
         return
     sample = (time.perf_counter() - started[0], time.thread_time() - started[1],
@@ -62,26 +64,28 @@ def stop(name: str, started: tuple[float, ...] | None) -> None:
         _samples.setdefault(name, []).append(sample)
 
 
-def count(name: str, n: int = 1) -> None:
-    """Add ``n`` to this process's counter ``name``."""
+def count(name: str, n: int = 1, node: str = "") -> None:
+    """Add ``n`` to ``node``'s counter ``name``."""
     with _lock:
-        _counts[name] = _counts.get(name, 0) + n
+        counters = _counts.setdefault(node, {})
+        counters[name] = counters.get(name, 0) + n
 
 
 # Latency histograms (:func:`observe`): the bounds of their buckets, in ms.
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000)
 
 
-def observe(name: str, ms: float) -> None:
-    """Count one latency of ``ms`` in the histogram ``name``, as counters (always on, shipped
+def observe(name: str, ms: float, node: str = "") -> None:
+    """Count one latency of ``ms`` in ``node``'s histogram ``name``, as counters (always on, shipped
     with the heartbeat like the others): ``<name>_le_<bound>`` for the first bucket of
     :data:`BUCKETS_MS` it fits in (``<name>_le_inf`` past the last), ``<name>_count`` and
     ``<name>_sum_us``."""
     bound = next((str(b) for b in BUCKETS_MS if ms <= b), "inf")
     with _lock:
+        counters = _counts.setdefault(node, {})
         for key, n in ((f"{name}_le_{bound}", 1), (f"{name}_count", 1),
                        (f"{name}_sum_us", int(ms * 1000))):
-            _counts[key] = _counts.get(key, 0) + n
+            counters[key] = counters.get(key, 0) + n
 
 
 def histogram(counters: dict[str, int], name: str) -> list[tuple[float, int]]:
@@ -106,10 +110,10 @@ def quantile(buckets: list[tuple[float, int]], q: float) -> float | None:
     return buckets[-1][0]
 
 
-def counts() -> dict[str, int]:
-    """Every counter of this process since it started."""
+def counts(node: str = "") -> dict[str, int]:
+    """Every counter of ``node`` since its process started."""
     with _lock:
-        return dict(_counts)
+        return dict(_counts.get(node, {}))
 
 
 def samples(name: str) -> list[tuple[float, ...]]:

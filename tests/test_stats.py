@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fakefs.channel import Behaviour
 from fakefs.scenario import wait_until
+from fakefs.switch import Switch
 from fsapps import metrics
 from fsapps.config import Secret
 from fsapps.context import now_ms
@@ -32,7 +33,7 @@ SCRAPER = "scrape-0123456789"
 
 @pytest.fixture(scope="module")
 def stack(redis_server: Any, database: Any) -> Iterator[CtiStack]:
-    with cti_stack(redis_server.url, database.dsn, group=None,
+    with cti_stack(redis_server.url, database.dsn, group=None, switches=2,
                    metrics_token=Secret(SCRAPER)) as s:
         s.center.group(G, wrapup_seconds=0, service_level_seconds=2,
                        group_callout_timeout=30)
@@ -171,16 +172,11 @@ def test_refused_without_a_valid_token(stack: CtiStack) -> None:
 
 # ------------------------------------------------------------------------ pure figures -----
 def test_decision_latency_buckets_and_quantiles() -> None:
-    counts: dict[str, int] = {}
-    saved = dict(metrics._counts)
-    try:
-        metrics._counts.clear()
-        for ms in (0.4, 3, 3, 4, 7, 9, 12, 40_000):
-            metrics.observe("decision_ms", ms)
-        counts = metrics.counts()
-    finally:
-        metrics._counts.clear()
-        metrics._counts.update(saved)
+    node = "test-node-decisions"  # a node of its own: nothing else counts there
+    for ms in (0.4, 3, 3, 4, 7, 9, 12, 40_000):
+        metrics.observe("decision_ms", ms, node)
+    counts = metrics.counts(node)
+    assert "decision_ms_count" not in metrics.counts("another-node")
     assert counts["decision_ms_count"] == 8
     assert counts["decision_ms_le_1"] == 1 and counts["decision_ms_le_5"] == 3
     assert counts["decision_ms_le_10"] == 2 and counts["decision_ms_le_20"] == 1
@@ -222,3 +218,26 @@ def test_minutes_expire_and_totals_stay(stack: CtiStack) -> None:
     assert 0 < ctx.redis.pttl(key) <= stats.BUCKET_TTL_MS
     row = q.groups(["120"], now_ms())[0]
     assert row["60m"]["answered"] == 0 and row["total"]["answered"] == 1
+
+
+def test_each_node_counts_only_its_own_calls(stack: CtiStack) -> None:
+    """A real switch is one node per process; fakefs runs both nodes in one (the demo
+    showed each node the other's calls in /metrics). A call routed on the second node counts
+    there only, in the counters its heartbeat publishes and in /metrics."""
+    first, second = stack.switches
+    stack.center.group("130")  # nobody logged in: the caller waits, then hangs up
+    before = {n.name: metrics.counts(n.name).get("calls_routed", 0) for n in (first, second)}
+    stack.center.call(second, "13800000009", "7130", abandon_after_ms=300)
+    wait_until(lambda: not second.channels, 10, "the caller gone")
+    assert metrics.counts(second.name).get("calls_routed", 0) == before[second.name] + 1
+    assert metrics.counts(first.name).get("calls_routed", 0) == before[first.name]
+
+    def routed(node: Switch) -> float:
+        page = requests.get(stack.server.url + "/metrics", timeout=10,
+                            headers={"Authorization": f"Bearer {SCRAPER}"})
+        return samples(page.text).get(("fsapps_node_calls_routed_total",
+                                       (("node", node.name),)), -1)
+
+    wait_until(lambda: routed(second) == before[second.name] + 1, 10,
+               "the second node's call in /metrics")
+    assert routed(first) in (before[first.name], -1)

@@ -185,7 +185,7 @@ class Router:
                 remembered=remembered or "",
                 more_legs=[str(uuidlib.uuid4()) for _ in order[1:]] if ring_all else None)
             if found.outcome in ("reserved", "offered"):
-                metrics.stop("route_decision", self.decision_started)
+                metrics.stop("route_decision", self.decision_started, self.call.node)
                 self.decision_started = None
             if found.outcome == "reserved" and found.extension and found.others:
                 self.left_queue(messages)
@@ -485,7 +485,8 @@ class Router:
         if not self.decided:
             self.decided = True
             since = self.answered_at or self.call.arrived_ms / 1000
-            metrics.observe("decision_ms", max(0.0, (time.time() - since) * 1000))
+            metrics.observe("decision_ms", max(0.0, (time.time() - since) * 1000),
+                            self.call.node)
 
     def offer_all(self, rung: list[tuple[str, Rung]], messages: Any) -> bool:
         """ring_all: ring every agent the reservation reserved at once, one bridge whose legs
@@ -693,8 +694,8 @@ class Router:
         if self.offered_counted:
             return
         self.offered_counted = True
-        metrics.count("calls_routed")
         c = self.call
+        metrics.count("calls_routed", node=c.node)
         QueueStats(self.ctx, c.domain).record(
             c.group.group_number, stats.OFFERED, c.arrived_ms,
             pipeline=None if self.ctx.settings.redis.cluster else messages)
@@ -843,7 +844,7 @@ def agent_available(ctx: Context, domain: str, extension: str) -> str | None:
     taken = agents.take_waiting_call(extension, agents.groups_of(extension))
     if taken is None:
         return None
-    metrics.stop("dispatch_decision", started)
+    metrics.stop("dispatch_decision", started, node_name(ctx))
     uuid, waiting = taken
     wake_handler(ctx, uuid, waiting, extension, domain=domain)
     return uuid
@@ -860,8 +861,9 @@ def agents_available(ctx: Context, domain: str, freed: dict[str, list[str]]) -> 
     sends = ctx.redis.pipeline(transaction=False)
     messages = publish_pipeline(ctx.redis) if ctx.settings.redis.cluster else sends
     taken = Agents(ctx, domain).take_waiting_calls(freed, messages)
+    node = node_name(ctx) if taken else ""
     for extension, uuid, waiting in taken:
-        metrics.stop("dispatch_decision", started)
+        metrics.stop("dispatch_decision", started, node)
         wake_handler(ctx, uuid, waiting, extension, sends, domain=domain)
     if len(sends):
         sends.execute()
@@ -1068,7 +1070,7 @@ def make_ready(ctx: Context, domain: str, extension: str) -> Ready:
     started = metrics.start()
     ready = Agents(ctx, domain).make_ready(extension)
     if ready.offered:
-        metrics.stop("dispatch_decision", started)
+        metrics.stop("dispatch_decision", started, node_name(ctx))
         wake_handler(ctx, ready.offered, ready.waiting, extension, domain=domain)
     return ready
 

@@ -246,7 +246,8 @@ class NodeRuntime:
         lost = sorted(gone_now & self._unseen)
         self._unseen = gone_now - set(lost)
         if lost:
-            metrics.count("events_lost", len(lost))  # CHANNEL_DESTROYs that never came
+            # CHANNEL_DESTROYs that never came
+            metrics.count("events_lost", len(lost), self.node)
             self.forget_channels(lost, owners(recorded))
             log("WARNING", f"runtime {self.node}: {len(lost)} channel(s) ended without their "
                            "CHANNEL_DESTROY reaching the runtime (a full event queue drops "
@@ -292,11 +293,11 @@ class NodeRuntime:
             raise
         except FsappsError as exc:  # Redis down and the like: log, keep serving
             if isinstance(exc, StoreUnavailable):
-                metrics.count("redis_errors")
+                metrics.count("redis_errors", node=self.node)
             log("ERR", f"runtime {self.node}: {exc}")
         except Exception as exc:
             if isinstance(exc, redis.RedisError):
-                metrics.count("redis_errors")
+                metrics.count("redis_errors", node=self.node)
             log("ERR", f"runtime {self.node}: {type(exc).__name__}: {exc}")
         return None
 
@@ -570,7 +571,7 @@ class NodeRuntime:
     def counters(self) -> dict[str, int]:
         """This process's runtime counters for ``/metrics`` (fsapps.metrics: calls routed,
         decisions, Redis errors, ...), with the messages the event buses dropped."""
-        counts = metrics.counts()
+        counts = metrics.counts(self.node)
         dropped = self.xcc.dropped if self.xcc is not None else 0
         if self.ctx.settings.amqp.enabled:
             dropped += amqp.get_publisher(self.ctx.settings.amqp).dropped
