@@ -48,9 +48,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import redis
+import yaml
 
 from fsapps import metrics
 from tools import sipp
@@ -600,6 +602,8 @@ class Bench:
     revision: str = "HEAD"
     # "switch": fsapps' Redis gets FreeSWITCH's scheduling (_redis_like_the_switch); "normal"
     redis_priority: str = "switch"
+    # fsapps.yaml settings beside the bench's own (--fsapps-setting), e.g. features off
+    fsapps_settings: dict[str, Any] = field(default_factory=dict)
     base: Path = field(default_factory=lambda: scratch_dir("fsapps-bench-switch-"))
     targets: list[Target] = field(default_factory=list)
     redis_server: RedisServer | None = None
@@ -659,9 +663,10 @@ class Bench:
                 "python (pip install --target)")
             site = install_fsapps(self.base / "site", source)
             sw = RealSwitch("bench-fsapps", self.base, site, self.redis_server.url,
-                            self.database.dsn, domains=(DOMAIN,), fsapps_extra={
-                                "group_defaults": {"wrapup_seconds": 0,
-                                                   "callout_timeout": RING_TIMEOUT}})
+                            self.database.dsn, domains=(DOMAIN,), fsapps_extra=merged_settings(
+                                {"group_defaults": {"wrapup_seconds": 0,
+                                                    "callout_timeout": RING_TIMEOUT}},
+                                self.fsapps_settings))
         else:
             sw = RealSwitch(f"bench-{acd}", self.base, self.base / "no-site", "redis://unused",
                             "", with_fsapps=False)
@@ -901,6 +906,34 @@ def parse_runs(text: str) -> list[tuple[int, float]]:
     return runs
 
 
+def parse_settings(items: Sequence[str]) -> dict[str, Any]:
+    """``["events.csta_feed=off", "directory.userinfo=false"]`` as the nested settings they
+    name: true/false and whole numbers as such, anything else as the text it is (YAML would
+    read ``off`` as false)."""
+    settings: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        path = [part for part in key.strip().split(".") if part]
+        if not sep or not path:
+            raise ValueError(f"--fsapps-setting {item!r}: expected KEY=VALUE")
+        node = settings
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        text = raw.strip()
+        node[path[-1]] = yaml.safe_load(text) if text.lower() in ("true", "false") \
+            or text.isdigit() else text
+    return settings
+
+
+def merged_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` laid over it, section by section."""
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = {**merged[key], **value} \
+            if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.benchswitch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -929,7 +962,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="fsapps' Redis scheduled as FreeSWITCH schedules itself (realtime"
                              " FIFO; as mod_callcenter's state inside the switch) or as an "
                              "ordinary process (default %(default)s)")
+    parser.add_argument("--fsapps-setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="an fsapps.yaml setting of the fsapps switch (dotted key, YAML "
+                             "value; repeatable), e.g. events.csta_feed=off")
     args = parser.parse_args(argv)
+    try:
+        fsapps_settings = parse_settings(args.fsapps_setting)
+    except ValueError as exc:
+        parser.error(str(exc))
     missing = missing_switch()
     if missing:
         print(f"bench-switch: cannot run: {missing}", file=sys.stderr)
@@ -954,7 +994,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               text=True, cwd=ROOT, check=True).stdout.strip() \
         if args.revision else ""
     bench = Bench(acds, max(r.agents for r in runs), args.talk, args.loglevel, revision,
-                  args.redis_priority)
+                  args.redis_priority, fsapps_settings)
     results: list[Result] = []
     try:
         say(f"bench-switch: {', '.join(acds)}; runs {args.runs}; talk {args.talk:g} s, "
@@ -972,7 +1012,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.arrivals:g} s of arrivals, talk {args.talk:g} s, ring {RING_MS} ms, "
             f"patience {args.patience:g} s; fsapps' Redis scheduled "
             f"{'as the switch' if args.redis_priority == 'switch' else 'normally'}; "
-            f"{time.monotonic() - started:.0f} s in all\n\n"
+            + (f"fsapps settings {', '.join(args.fsapps_setting)}; "
+               if args.fsapps_setting else "")
+            + f"{time.monotonic() - started:.0f} s in all\n\n"
             + table(results) + "\n")
     Path(args.out).write_text(text)
     print("\n" + text)
