@@ -55,6 +55,8 @@ import redis
 import yaml
 
 from fsapps import metrics
+from fsapps.config import RedisSettings
+from fsapps.store.keys import Keys
 from tools import sipp
 from tools.esl import Esl, EslError
 from tools.realswitch import (
@@ -732,7 +734,7 @@ class Bench:
         count = 0
         while time.monotonic() < deadline:
             if target.redis_client is not None:  # fsapps has seen them (its runtime)
-                count = int(target.redis_client.hlen("registrations"))
+                count = registered_agents(target.redis_client, everyone)
             else:
                 match = re.search(r"(\d+) total", target.api("show registrations count"))
                 count = int(match.group(1)) if match else 0
@@ -904,6 +906,16 @@ def parse_runs(text: str) -> list[tuple[int, float]]:
         agents, _, rate = item.strip().partition("x")
         runs.append((int(agents), float(rate)))
     return runs
+
+
+def registered_agents(client: redis.Redis, everyone: Sequence[str]) -> int:
+    """How many of the agents fsapps' runtime has recorded registered (their agent hashes:
+    the seed's ``registrations`` hash may be turned off, --fsapps-setting)."""
+    keys = Keys(RedisSettings().key_prefix, DOMAIN)
+    pipe = client.pipeline(transaction=False)
+    for ext in everyone:
+        pipe.hget(keys.agent(ext), "reg_state")
+    return sum(state == b"reged" for state in pipe.execute())
 
 
 def parse_settings(items: Sequence[str]) -> dict[str, Any]:
