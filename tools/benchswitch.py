@@ -920,8 +920,8 @@ def registered_agents(client: redis.Redis, everyone: Sequence[str]) -> int:
 
 def parse_settings(items: Sequence[str]) -> dict[str, Any]:
     """``["events.csta_feed=off", "directory.userinfo=false"]`` as the nested settings they
-    name: true/false and whole numbers as such, anything else as the text it is (YAML would
-    read ``off`` as false)."""
+    name, values read as YAML (quote a number meant as text: ``directory.cacheable='60000'``)
+    but for on/off/yes/no, kept as the words they are."""
     settings: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -932,8 +932,9 @@ def parse_settings(items: Sequence[str]) -> dict[str, Any]:
         for part in path[:-1]:
             node = node.setdefault(part, {})
         text = raw.strip()
-        node[path[-1]] = yaml.safe_load(text) if text.lower() in ("true", "false") \
-            or text.isdigit() else text
+        value = yaml.safe_load(text) if text else ""
+        node[path[-1]] = text if isinstance(value, bool) and \
+            text.lower() not in ("true", "false") else value
     return settings
 
 
