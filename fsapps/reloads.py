@@ -1,72 +1,71 @@
 """mod_python3 reloads the entry module on every call (``PyImport_ReloadModule`` after the
 import, FREESWITCH.md): each call, each directory lookup and each ``python`` api command
-searches ``sys.path`` for the module's file, reads its bytecode and runs its body again, under
-the module's import lock, holding the GIL. Measured in a real switch at 500 agents x 40
+searches ``sys.path`` for the module's file, reads its bytecode and runs its body again —
+holding Python's global import lock and the module's lock, so under load the callers' threads
+queue on them, handing the GIL to one another. Measured in a real switch at 500 agents x 40
 calls/s (py-spy, ``make bench-switch --profile``): about a fifth of all the time the switch's
-Python held the GIL was spent in these reloads, and callers' threads queued on the import
-lock of ``fsapps.nwayacd``.
+Python held the GIL was in these reloads.
 
 fsapps' entry modules are thin (the work is in modules mod_python3 never reloads), so a reload
-has nothing to refresh unless their file changed. :class:`KeepUnchanged` is a finder placed
-first on ``sys.meta_path`` that answers only reloads (``find_spec`` with a ``target``) of the
-modules directly under its package: while the module's file is the one last run (same size and
-modification time: one ``stat``), it hands back a spec whose loader runs nothing, so the module
-stays as it is; after an edit it steps aside and Python reloads the module as before.
-Ordinary imports are never its business (no ``target``: it answers None at once).
+has nothing to refresh unless their file changed. ``PyImport_ReloadModule`` calls
+``importlib.reload`` by name, so :func:`install` puts :meth:`KeepUnchanged.reload` there: a
+module directly under fsapps whose file is unchanged (same size and modification time, looked
+at no more than once a second) is handed back as it is — no search, no lock, no body run; an
+edited one, and every other module, goes to Python's own reload as before.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-import sys
-from importlib.abc import Loader
-from importlib.machinery import ModuleSpec
-from importlib.util import spec_from_file_location
+import time
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any
 
-
-class _RunNothing(Loader):
-    """The loader of a kept module: the module already holds what its body made."""
-
-    def create_module(self, spec: ModuleSpec) -> None:
-        return None  # (reload never creates a module: it reuses the one it has)
-
-    def exec_module(self, module: ModuleType) -> None:
-        return None
+# How long an entry module is taken as unchanged without looking at its file again.
+CHECK_EVERY_S = 1.0
 
 
 class KeepUnchanged:
-    """Reloads of ``<package>.<name>`` modules keep the module while its file is unchanged."""
+    """``importlib.reload`` for a process whose entry modules are reloaded on every call:
+    ``<package>.<name>`` modules are kept while their file is unchanged."""
 
-    def __init__(self, package: str) -> None:
+    def __init__(self, package: str, reload: Callable[[ModuleType], ModuleType]) -> None:
         self.prefix = package + "."
-        self.seen: dict[str, tuple[int, int]] = {}  # module name -> (size, mtime ns) last run
+        self.python_reload = reload
+        # module name -> ((size, mtime ns) of the file last run, when it was last looked at)
+        self.seen: dict[str, tuple[tuple[int, int], float]] = {}
 
-    def find_spec(self, name: str, path: Any = None,
-                  target: ModuleType | None = None) -> ModuleSpec | None:
-        if target is None or not name.startswith(self.prefix) or "." in name[len(self.prefix):]:
-            return None
-        filename = getattr(target, "__file__", None)
-        if not filename:
-            return None
+    def reload(self, module: ModuleType) -> ModuleType:
+        if self.unchanged(module):
+            return module
+        return self.python_reload(module)
+
+    def unchanged(self, module: ModuleType) -> bool:
+        name = getattr(module, "__name__", "")
+        if not name.startswith(self.prefix) or "." in name[len(self.prefix):]:
+            return False
+        now = time.monotonic()
+        seen = self.seen.get(name)
+        if seen is not None and now - seen[1] < CHECK_EVERY_S:
+            return True
         try:
-            stat = os.stat(filename)
-        except OSError:
-            return None  # gone: let Python say so
-        now = (stat.st_size, stat.st_mtime_ns)
-        if self.seen.get(name) != now:
-            # first reload, or the file was edited: run it again as Python would
-            self.seen[name] = now
-            return None
-        return spec_from_file_location(name, filename, loader=_RunNothing())
+            stat = os.stat(module.__file__ or "")
+        except (OSError, TypeError):
+            return False  # no file: let Python's reload say what it says
+        file = (stat.st_size, stat.st_mtime_ns)
+        self.seen[name] = (file, now)
+        # the first reload runs the module as Python would (its file is not known before)
+        return seen is not None and seen[0] == file
 
 
 def install(package: str = "fsapps") -> KeepUnchanged:
-    """Put the finder for ``package`` first on ``sys.meta_path`` (once per process)."""
-    for finder in sys.meta_path:
-        if isinstance(finder, KeepUnchanged) and finder.prefix == package + ".":
-            return finder
-    finder = KeepUnchanged(package)
-    sys.meta_path.insert(0, finder)
-    return finder
+    """Make ``importlib.reload`` keep ``package``'s unchanged entry modules (once per
+    process; a second call returns the first one's)."""
+    current = importlib.reload
+    owner = getattr(current, "__self__", None)
+    if isinstance(owner, KeepUnchanged) and owner.prefix == package + ".":
+        return owner
+    keeper = KeepUnchanged(package, current)
+    importlib.reload = keeper.reload
+    return keeper

@@ -1,6 +1,6 @@
 """mod_python3's reload of the entry module on every call (fsapps.reloads): an fsapps entry
 module whose file is unchanged is kept as it is (its body does not run again); an edited one
-is reloaded as Python would; ordinary imports and other packages are left alone."""
+is reloaded as Python would; other modules are Python's own business."""
 
 from __future__ import annotations
 
@@ -17,27 +17,28 @@ from fsapps import reloads
 
 
 @pytest.fixture
-def package(tmp_path: Path) -> Iterator[tuple[Path, reloads.KeepUnchanged]]:
+def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A package ``keepme`` with an entry module ``entry`` that counts its body's runs in a
-    helper module, and the finder for it first on sys.meta_path."""
+    helper module, and ``importlib.reload`` keeping it."""
     root = tmp_path / "keepme"
     root.mkdir()
     (root / "__init__.py").write_text("")
     (root / "runs.py").write_text("count = 0\n")
     (root / "entry.py").write_text("from keepme import runs\nruns.count += 1\nVERSION = 1\n")
-    sys.path.insert(0, str(tmp_path))
-    finder = reloads.install("keepme")
+    (root / "deeper").mkdir()
+    (root / "deeper" / "__init__.py").write_text("")
+    (root / "deeper" / "leaf.py").write_text("from keepme import runs\nruns.count += 100\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(importlib, "reload", importlib.reload)  # restored afterwards
+    reloads.install("keepme")
     try:
-        yield root, finder
+        yield root
     finally:
-        sys.meta_path.remove(finder)
-        sys.path.remove(str(tmp_path))
         for name in [n for n in sys.modules if n == "keepme" or n.startswith("keepme.")]:
             del sys.modules[name]
 
 
-def test_an_unchanged_entry_module_is_kept_across_reloads(
-        package: tuple[Path, reloads.KeepUnchanged]) -> None:
+def test_an_unchanged_entry_module_is_kept_across_reloads(package: Path) -> None:
     module = load_module("keepme.entry")  # as mod_python3's first call: import, then reload
     runs = sys.modules["keepme.runs"]
     assert runs.count == 2
@@ -47,33 +48,38 @@ def test_an_unchanged_entry_module_is_kept_across_reloads(
     assert module.__file__ and module.__file__.endswith("entry.py")
 
 
-def test_an_edited_entry_module_is_reloaded(package: tuple[Path, reloads.KeepUnchanged]) -> None:
-    root, _ = package
+def test_an_edited_entry_module_is_reloaded(package: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reloads, "CHECK_EVERY_S", 0.0)  # look at the file on every reload
     module = load_module("keepme.entry")
-    source = root / "entry.py"
+    assert load_module("keepme.entry") is module
+    source = package / "entry.py"
     source.write_text("from keepme import runs\nruns.count += 1\nVERSION = 22\n")
     stat = source.stat()
     os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
     importlib.invalidate_caches()
     assert load_module("keepme.entry").VERSION == 22
     assert sys.modules["keepme.runs"].count == 3
-    assert load_module("keepme.entry") is module
+    assert load_module("keepme.entry").VERSION == 22
     assert sys.modules["keepme.runs"].count == 3
 
 
-def test_imports_and_deeper_modules_are_not_its_business(
-        package: tuple[Path, reloads.KeepUnchanged]) -> None:
-    _, finder = package
+def test_deeper_modules_and_other_packages_reload_as_python_does(package: Path) -> None:
     load_module("keepme.entry")
-    assert finder.find_spec("keepme.entry", None, None) is None  # an import, not a reload
-    assert finder.find_spec("other.entry", None, sys.modules["keepme.entry"]) is None
-    assert finder.find_spec("keepme.sub.entry", None, sys.modules["keepme.entry"]) is None
+    deeper = importlib.import_module("keepme.deeper.leaf")
+    runs = sys.modules["keepme.runs"]
+    before = runs.count
+    for _ in range(3):
+        importlib.reload(deeper)
+    assert runs.count == before + 300
 
 
-def test_fsapps_installs_it_once() -> None:
+def test_fsapps_keeps_its_entry_modules_once() -> None:
     import fsapps
+    import fsapps.nwayacd
 
-    finders = [f for f in sys.meta_path if isinstance(f, reloads.KeepUnchanged)
-               and f.prefix == "fsapps."]
-    assert len(finders) == 1
-    assert reloads.install(fsapps.__name__) is finders[0]
+    keeper = reloads.install(fsapps.__name__)
+    assert reloads.install(fsapps.__name__) is keeper
+    load_module("fsapps.nwayacd")
+    fsapps.nwayacd.marker = "kept"  # type: ignore[attr-defined]
+    assert load_module("fsapps.nwayacd").marker == "kept"
