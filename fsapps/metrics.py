@@ -66,9 +66,14 @@ def stop(name: str, started: tuple[float, ...] | None, node: str = "") -> None:
 
 def count(name: str, n: int = 1, node: str = "") -> None:
     """Add ``n`` to ``node``'s counter ``name``."""
+    _add(node, ((name, n),))
+
+
+def _add(node: str, amounts: tuple[tuple[str, int], ...]) -> None:
     with _lock:
         counters = _counts.setdefault(node, {})
-        counters[name] = counters.get(name, 0) + n
+        for name, n in amounts:
+            counters[name] = counters.get(name, 0) + n
 
 
 # Latency histograms (:func:`observe`): the bounds of their buckets, in ms.
@@ -81,11 +86,8 @@ def observe(name: str, ms: float, node: str = "") -> None:
     :data:`BUCKETS_MS` it fits in (``<name>_le_inf`` past the last), ``<name>_count`` and
     ``<name>_sum_us``."""
     bound = next((str(b) for b in BUCKETS_MS if ms <= b), "inf")
-    with _lock:
-        counters = _counts.setdefault(node, {})
-        for key, n in ((f"{name}_le_{bound}", 1), (f"{name}_count", 1),
-                       (f"{name}_sum_us", int(ms * 1000))):
-            counters[key] = counters.get(key, 0) + n
+    _add(node, ((f"{name}_le_{bound}", 1), (f"{name}_count", 1),
+                (f"{name}_sum_us", int(ms * 1000))))
 
 
 def histogram(counters: dict[str, int], name: str) -> list[tuple[float, int]]:

@@ -65,6 +65,7 @@ from tools.realswitch import (
     ROOT,
     RealSwitch,
     install_fsapps,
+    merged_settings,
     missing_switch,
 )
 from tools.servers import FreshDatabase, RedisServer, scratch_dir
@@ -936,15 +937,6 @@ def parse_settings(items: Sequence[str]) -> dict[str, Any]:
         node[path[-1]] = text if isinstance(value, bool) and \
             text.lower() not in ("true", "false") else value
     return settings
-
-
-def merged_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``extra`` laid over it, section by section."""
-    merged = dict(base)
-    for key, value in extra.items():
-        merged[key] = {**merged[key], **value} \
-            if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-    return merged
 
 
 def main(argv: Sequence[str] | None = None) -> int:

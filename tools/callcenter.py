@@ -113,8 +113,7 @@ class SimulatedCallCenter:
 
     def registration_stamp(self, extension: str) -> str | None:
         """The stamp of the agent's last registration the runtime recorded (its event's)."""
-        stamp = self.ctx.redis.hget(self.agents.keys.agent(extension), "reg_stamp")
-        return stamp.decode() if isinstance(stamp, bytes) else stamp
+        return self.ctx.redis.hget(self.agents.keys.agent(extension), "reg_stamp")
 
     def get(self, extension: str) -> Any:
         agent = self.agents.get(extension)

@@ -26,6 +26,7 @@ import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 import yaml
@@ -68,6 +69,15 @@ def _set_var(text: str, name: str, value: str) -> str:
     if not pattern.search(text):
         raise KeyError(f"vars.xml sets no {name}")
     return pattern.sub(f'data="{name}={value}"', text)
+
+
+def merged_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` laid over it, section by section."""
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = {**merged[key], **value} \
+            if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
 
 
 def write_tone_wav(path: Path, seconds: float = 2.0, rate: int = 8000) -> None:
@@ -162,12 +172,8 @@ class RealSwitch:
             "default_domain": self.domains[0],
             "node_name": self.node_name,
         }
-        for key, value in self.fsapps_extra.items():
-            if isinstance(value, dict) and isinstance(settings.get(key), dict):
-                settings[key] = {**settings[key], **value}  # type: ignore[dict-item]
-            else:
-                settings[key] = value
-        (self.dir / "fsapps.yaml").write_text(yaml.safe_dump(settings))
+        (self.dir / "fsapps.yaml").write_text(
+            yaml.safe_dump(merged_settings(settings, self.fsapps_extra)))
 
     @property
     def config_path(self) -> Path:
