@@ -4,9 +4,16 @@ and the SIPp scenarios it writes (the switch itself runs only in the bench)."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import Any
 from unittest import mock
 
+import pytest
+import redis
+
+from fsapps.config import RedisSettings
+from fsapps.store.keys import Keys
 from tools import benchswitch, sipp
+from tools.realswitch import merged_settings
 
 
 def event(name: str, uuid: str, at: float, direction: str = "inbound", number: str = "",
@@ -95,3 +102,32 @@ def test_agent_phone_that_hangs_up_is_valid_sipp_xml() -> None:
     # the tests' phone is the one it was: no hangup of its own, no $placeholders left
     ET.fromstring(plain.scenario.encode("iso-8859-1"))
     assert "hangup" not in plain.scenario and "$" not in plain.scenario
+
+
+def test_fsapps_setting_flag() -> None:
+    settings = benchswitch.parse_settings([
+        "events.csta_feed=off", "directory.userinfo=false", "directory.call_hash=",
+        "directory.cacheable='60000'", "group_defaults.wrapup_seconds=3"])
+    assert settings == {"events": {"csta_feed": "off"},
+                        "directory": {"userinfo": False, "call_hash": "",
+                                      "cacheable": "60000"},
+                        "group_defaults": {"wrapup_seconds": 3}}
+    for bad in ("events.csta_feed", "=off", "."):
+        with pytest.raises(ValueError, match="expected KEY=VALUE"):
+            benchswitch.parse_settings([bad])
+    # laid over the bench's own settings section by section
+    assert merged_settings({"group_defaults": {"wrapup_seconds": 0, "callout_timeout": 15}},
+                           settings)["group_defaults"] == {"wrapup_seconds": 3,
+                                                           "callout_timeout": 15}
+
+
+def test_fsapps_agents_count_registered_from_their_hashes(redis_server: Any) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    keys = Keys(RedisSettings().key_prefix, benchswitch.DOMAIN)
+    client.hset(keys.agent("2000"), "reg_state", "reged")
+    client.hset(keys.agent("2001"), "reg_state", "unreg")
+    try:
+        assert benchswitch.registered_agents(client, ["2000", "2001", "2002"]) == 1
+    finally:
+        client.delete(keys.agent("2000"), keys.agent("2001"))
+        client.close()
