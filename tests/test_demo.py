@@ -43,3 +43,18 @@ def test_the_scripted_opening_shows_every_feature(capsys: Any) -> None:
     assert times["queue builds"] < times["queue drained"]
     assert re.search(r"^  blacklisted +1$", out, re.M) and re.search(r"^  abandoned +1$",
                                                                        out, re.M), out
+
+
+def test_listen_picks_the_call_whose_agent_started_talking_last() -> None:
+    board = {"agents": [{"device": "1001@d", "state": "talking", "sinceMs": 9000},
+                        {"device": "1002@d", "state": "talking", "sinceMs": 300},
+                        {"device": "1003@d", "state": "ring", "sinceMs": 10}],
+             "calls": [{"callId": "old", "status": "talking",
+                        "parties": [{"device": "138"}, {"device": "1001@d"}]},
+                       {"callId": "ringing", "status": "ringing",
+                        "parties": [{"device": "139"}, {"device": "1003@d"}]},
+                       {"callId": "new", "status": "talking",
+                        "parties": [{"device": "137"}, {"device": "1002@d"}]}]}
+    chosen = demo.freshest_talking_call(board)
+    assert chosen is not None and chosen["callId"] == "new"
+    assert demo.freshest_talking_call({"agents": [], "calls": board["calls"][1:2]}) is None
