@@ -88,6 +88,12 @@ from fsapps.switch.livestate import LiveState, Owner, parse_owner
 WRAPUP_CHECK_MS = 200
 EVENT_QUEUE_LEN = 100_000
 EVENT_BATCH = 500
+# A batch of events gathers this long after its first event: the batch's two Redis round trips
+# (and redis-py's per-pipeline cost) are shared by the events that came meanwhile. Without it a
+# batch held 1.25 events at 100 agents x 10 calls/s and the pipelines were more than half of
+# the runtime thread's CPU, the switch's hottest thread (docs/performance-switch.md). Nothing
+# waits on this loop for a call's progress: the agents' leg ends have their own thread.
+BATCH_GATHER_S = 0.03
 RECONCILE_MS = 2000
 # How often the channels this node recorded (from CHANNEL_CREATE / CHANNEL_DESTROY) are checked
 # against the switch's own list: one recorded but gone in two checks in a row lost its
@@ -167,6 +173,7 @@ class NodeRuntime:
             while self.fs.running() and not self.stopping.is_set():
                 event = consumer.pop(1, 100)
                 if event is not None:
+                    time.sleep(BATCH_GATHER_S)
                     self.guarded(self.on_events, drain(consumer, event))
                 self.guarded(self.tick)
             told_to_exit = False
