@@ -390,6 +390,8 @@ class NodeRuntime:
         batch = [HeaderCache(event) for event in events]
         for event in batch:  # generic CDRs and recordings first: they need no Redis
             self.guarded(self.call_records.on_event, event)
+        # the agents whose legs answered move to talking first, all in one round trip
+        answered = self.guarded(self.agents_answered, batch) or {}
         redis = self.ctx.redis
         reads = redis.pipeline(transaction=False)
         # seed 003's cti_userinfo@<domain>, registrations and calls (fsapps.switch.livestate)
@@ -405,7 +407,7 @@ class NodeRuntime:
             if self.xcc is not None:
                 self.guarded(self.xcc.publish_event, event)
                 self.guarded(self.xcc.publish_cdr, event)
-            self.guarded(self.on_event, event, writes, messages)
+            self.guarded(self.on_event, event, writes, messages, answered.get(id(event)))
         if len(results) == queued:  # (else the reads failed: logged)
             if live is not None:
                 self.guarded(self.livestate.write, live, results[:live_reads], writes, messages)
@@ -416,7 +418,10 @@ class NodeRuntime:
         if messages is not writes and len(messages):
             self.guarded(messages.execute)
 
-    def on_event(self, event: Any, pipe: Any = None, messages: Any = None) -> None:
+    def on_event(self, event: Any, pipe: Any = None, messages: Any = None,
+                 answered: bool | None = None) -> None:
+        """One event; ``answered``: for an agent leg's CHANNEL_ANSWER, whether
+        :meth:`agents_answered` moved its agent to talking (None: not asked yet)."""
         name = event.getHeader("Event-Name")
         if name == "CUSTOM":
             if event.getHeader("Event-Subclass") in _SOFIA:  # others are only for NATS
@@ -430,7 +435,10 @@ class NodeRuntime:
         if name == "CHANNEL_ANSWER":
             extension = event.getHeader(event_header(ACD_AGENT_VAR))
             if extension:
-                self.agent_answered(event, extension, pipe)
+                if answered is None:
+                    answered = bool(self.agents_answered([event]).get(id(event)))
+                if answered:
+                    self.agent_answered(event, extension, pipe, messages)
         elif name == "PLAYBACK_START" and uuid and event.getHeader(event_header(ACD_OFFER_VAR)):
             # a waiting caller's music began after the break that named its agent (the
             # handler clears the variable when it takes the agent): break it now
@@ -467,31 +475,52 @@ class NodeRuntime:
         elif agents.unregistered(user, self.node):
             log("INFO", f"runtime {self.node}: agent {user} unregistered")
 
-    def agent_answered(self, event: Any, extension: str, pipe: Any = None) -> None:
+    def agents_answered(self, batch: list[Any]) -> dict[int, bool]:
+        """The CHANNEL_ANSWERs of agent legs in ``batch``: each agent moved to talking in one
+        atomic step, only while it still holds the call (the event can come late, after the
+        call ended and the agent was reserved for the next one, whose lease a separate write
+        would wipe, making the agent look free while it rings). One round trip for the whole
+        batch: one each kept the loop seconds behind at 500 agents x 40 calls/s. Whether each
+        moved, by ``id`` of its event."""
+        answers: dict[str, list[tuple[Any, tuple[str, str, str, str]]]] = {}
+        for event in batch:
+            if event.getHeader("Event-Name") != "CHANNEL_ANSWER":
+                continue
+            extension = event.getHeader(event_header(ACD_AGENT_VAR))
+            if extension:
+                domain = event.getHeader(event_header(DOMAIN_VAR)) or \
+                    self.ctx.settings.default_domain
+                answers.setdefault(domain, []).append((event, (
+                    extension, event.getHeader(event_header(ACD_CALL_VAR)) or "",
+                    event.getHeader("Unique-ID") or "", self.node)))
+        moved: dict[int, bool] = {}
+        for domain, found in answers.items():
+            done = Agents(self.ctx, domain).answered_many([answer for _, answer in found])
+            moved.update((id(event), each) for (event, _), each in zip(found, done, strict=True))
+        return moved
+
+    def agent_answered(self, event: Any, extension: str, pipe: Any = None,
+                       messages: Any = None) -> None:
+        """An agent that answered its leg (moved to talking by :meth:`agents_answered`): a
+        queue call's statistics and the agent's "answered" event, on the batch's writes."""
         domain = event.getHeader(event_header(DOMAIN_VAR)) or self.ctx.settings.default_domain
         call_uuid = event.getHeader(event_header(ACD_CALL_VAR)) or ""
         arrived = event.getHeader(event_header(ACD_ARRIVED_VAR)) or ""
-        agents = Agents(self.ctx, domain)
-        # One atomic step, only while the agent still holds this call: this event can come
-        # late, after the call ended and the agent was reserved for the next one, whose lease
-        # a separate write would wipe (making the agent look free while it rings).
-        if agents.answered(extension, call_uuid, event.getHeader("Unique-ID") or "", self.node):
-            group = event.getHeader(event_header(ACD_GROUP_VAR)) or ""
-            if event.getHeader(event_header(LEG_VAR)) == "nwayacd" and group and \
-                    arrived.isdigit():
-                # a queue call answered: its group's statistics, on the batch's writes
-                answered_ms = event_ms(event)
-                QueueStats(self.ctx, domain).record(group, stats.ANSWERED, answered_ms,
-                                                    answered_ms - int(arrived), pipeline=pipe)
-            self.ctx.publisher.agent_call_event(
-                "answered", uuid=call_uuid,
-                # the far party: a queue caller is the leg's caller id; an outbound call
-                # (fsapps.switch.outbound) names the dialled number in fsapps_acd_number
-                number=event.getHeader(event_header(ACD_NUMBER_VAR)) or
-                event.getHeader("Caller-Caller-ID-Number") or "",
-                group=event.getHeader(event_header(ACD_GROUP_VAR)) or "",
-                extension=extension, level=event.getHeader(event_header(ACD_LEVEL_VAR)) or
-                "normal", callin_time=stamp(int(arrived) / 1000) if arrived.isdigit() else "")
+        group = event.getHeader(event_header(ACD_GROUP_VAR)) or ""
+        if event.getHeader(event_header(LEG_VAR)) == "nwayacd" and group and arrived.isdigit():
+            answered_ms = event_ms(event)
+            QueueStats(self.ctx, domain).record(group, stats.ANSWERED, answered_ms,
+                                                answered_ms - int(arrived), pipeline=pipe)
+        self.ctx.publisher.agent_call_event(
+            "answered", uuid=call_uuid,
+            # the far party: a queue caller is the leg's caller id; an outbound call
+            # (fsapps.switch.outbound) names the dialled number in fsapps_acd_number
+            number=event.getHeader(event_header(ACD_NUMBER_VAR)) or
+            event.getHeader("Caller-Caller-ID-Number") or "",
+            group=group, extension=extension,
+            level=event.getHeader(event_header(ACD_LEVEL_VAR)) or "normal",
+            callin_time=stamp(int(arrived) / 1000) if arrived.isdigit() else "",
+            pipeline=messages)
 
     def serve_leg_ends(self, consumer: Any) -> None:
         """Until the runtime stops: the agent legs' ends (the CHANNEL_HANGUP_COMPLETE of a leg
