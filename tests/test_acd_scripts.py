@@ -722,6 +722,29 @@ def test_transitions_and_wrapup_ends_tell_their_moves_in_their_step(
     assert published == []
 
 
+def test_the_answers_of_an_event_batch_move_their_agents_together(
+        told: tuple[Context, AgentChannel, list[str]]) -> None:
+    """The runtime's answers of one event batch (Agents.answered_many): each agent still
+    ringing for its call is talking on its leg, told once; one whose call is another's (the
+    answer came late) is refused and keeps its state."""
+    ctx, channel, published = told
+    agents = Agents(ctx, DOMAIN)
+    make_agent(ctx, "1001", call_state="ring", offer_uuid="call-1")
+    make_agent(ctx, "1002", call_state="ring", offer_uuid="call-2")
+    make_agent(ctx, "1003", call_state="ring", offer_uuid="call-next")
+    assert agents.answered_many([("1001", "call-1", "leg-1", "node1"),
+                                 ("1002", "call-2", "leg-2", "node1"),
+                                 ("1003", "call-3", "leg-3", "node1")]) == [True, True, False]
+    first, second, late = (agents.get(ext) for ext in ("1001", "1002", "1003"))
+    assert (first.call_state, first.agent_leg, first.leg_pending) == (  # type: ignore[union-attr]
+        "talking", "leg-1", "leg-1")
+    assert (second.call_state, second.agent_leg) == ("talking", "leg-2")  # type: ignore[union-attr]
+    assert (late.call_state, late.offer_uuid) == ("ring", "call-next")  # type: ignore[union-attr]
+    assert channel.messages() == as_published(  # (the channel of 1001)
+        ctx, "1001", ("talking", first.last_change))  # type: ignore[union-attr]
+    assert published == []
+
+
 # ------------------------------------------------------------------------ agent_transition --
 def test_transition_refuses_illegal_moves_and_names_both_states(agents: Agents,
                                                                 ctx: Context) -> None:
