@@ -736,14 +736,22 @@ class Router:
         return agent_endpoint(self.ctx, self.call.domain, extension, self.call.node)
 
     def finished(self, extension: str) -> None:
-        """The agent answered and the bridge is over (the caller hung up already): wrap-up,
-        memory, events."""
+        """The agent answered and the bridge is over (the caller hung up already): the
+        agent's "hangup" event and the caller's memory in one round trip, then the wrap-up.
+        The agent is free from the wrap-up on, so nothing else comes before it: at 500 agents
+        x 40 calls/s, hundreds of agents whose calls had ended waited seconds for their
+        handlers' round trips (docs/performance-switch.md). The handling time is counted
+        after."""
         c = self.call
-        self.groups.remember(c.group.group_number, c.caller, extension)
-        self.agent_event("hangup", extension)
-        self.count_handled(extension)
+        messages = publish_pipeline(self.ctx.redis)
+        self.agent_event("hangup", extension, messages)
+        # (Redis Cluster refuses other keys on the publishing pipeline: there apart)
+        self.groups.remember(c.group.group_number, c.caller, extension,
+                             pipeline=None if self.ctx.settings.redis.cluster else messages)
+        send_messages(messages)
         if self.agents.start_wrapup(extension, c.uuid, c.group.wrapup(self.defaults)):
             agent_available(self.ctx, c.domain, extension)
+        self.count_handled(extension)
 
 
 def caller_cdr(ctx: Context, session: Any, uuid: str, caller: str, group_number: str,
