@@ -9,6 +9,7 @@ ran out alone."""
 
 from __future__ import annotations
 
+import time
 import uuid as uuidlib
 from collections.abc import Iterator
 
@@ -18,7 +19,7 @@ from fakefs import Behaviour
 from fakefs.scenario import wait_until
 from fsapps.context import now_ms
 from fsapps.domain.agents import Agent
-from fsapps.domain.nodes import Nodes
+from fsapps.domain.nodes import DEAD_AFTER_MS, Nodes
 from fsapps.switch.runtime import RECONCILE_MS, Repair, agent_repair
 from tests.acd_support import DOMAIN, CallCenter, center
 from tools.servers import FreshDatabase, RedisServer
@@ -233,3 +234,50 @@ def test_a_leg_whose_destroy_was_lost_is_freed_after_two_channel_audits(
     assert any("without their CHANNEL_DESTROY" in m for _, m in list(node1.log))
     held = cc.get("8209")
     assert held.call_state == "talking" and live.up
+
+
+# ------------------------------------------------------------------ stalled heartbeats ------
+def test_a_node_is_gone_only_when_silent_while_the_judge_kept_beating(
+        cc: CallCenter) -> None:
+    """Nodes.alive_as_seen_by: a node whose last heartbeat is DEAD_AFTER_MS older than the
+    judging node's own is gone; when the judge's heartbeats stalled as long (its process or
+    Redis starved of CPU), the others are not, whatever the clock says."""
+    nodes = Nodes(cc.ctx)
+    key = cc.ctx.node_keys.nodes()
+    now = now_ms()
+    cc.ctx.redis.zadd(key, {"me": now - 6_000, "other": now - 6_500, "dead": now - 20_000})
+    assert nodes.alive() == set()  # by the clock alone, everyone is gone
+    assert nodes.alive_as_seen_by("me") == {"me", "other"}
+    cc.ctx.redis.zadd(key, {"me": now - 200})  # the judge beats again, the other does not
+    assert nodes.alive_as_seen_by("me") == {"me"}
+    assert nodes.alive_as_seen_by("never-beat") == nodes.alive() == {"me"}
+
+
+def test_stalled_heartbeats_do_not_free_another_nodes_talking_agent(
+        cc: CallCenter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every node's heartbeats stop for longer than DEAD_AFTER_MS (a starved Redis or
+    process: the stress run of issue 15 that offered 9 agents a second call took 28 s instead
+    of 9) while node2's agent talks. node1's reconciler, still running, must not take node2
+    for gone and free that agent: it was silent itself. Once node1 beats again and node2
+    stays silent, node2 is gone."""
+    cc.start_switch("node1")  # (its reconciler is the judge)
+    node2 = cc.start_switch("node2")
+    cc.group("820", group_callout_timeout=5, wrapup_seconds=0)
+    cc.agent("8201", ["820"], switch=node2,
+             behaviour=Behaviour(answer_after_ms=20, hangup_after_ms=60_000))
+    call = cc.call(node2, "13800008201", "7820")
+    wait_until(lambda: cc.get("8201").call_state == "talking", 5, "8201 talking")
+    silent: set[str] = {"node1", "node2"}
+    beat = Nodes.heartbeat
+
+    def heartbeat(self: Nodes, node: str, *args: object, **kwargs: object) -> None:
+        if node not in silent:
+            beat(self, node, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Nodes, "heartbeat", heartbeat)
+    time.sleep((DEAD_AFTER_MS + 2 * RECONCILE_MS) / 1000)  # node1's reconciler ran meanwhile
+    held = cc.get("8201")
+    assert (held.call_state, held.offer_uuid) == ("talking", call.uuid) and call.up
+    silent.discard("node1")  # node1 beats again; node2 stays silent: gone after DEAD_AFTER_MS
+    wait_until(lambda: cc.get("8201").offer_uuid != call.uuid,
+               (DEAD_AFTER_MS + 3 * RECONCILE_MS) / 1000 + 2, "node2's agent released")

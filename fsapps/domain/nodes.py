@@ -201,6 +201,20 @@ class Nodes:
     def alive(self) -> set[str]:
         return set(self.r.zrangebyscore(self.keys.nodes(), now_ms() - DEAD_AFTER_MS, "+inf"))
 
+    def alive_as_seen_by(self, node: str) -> set[str]:
+        """The nodes a reconciler on ``node`` may take for alive: those whose last heartbeat is
+        less than DEAD_AFTER_MS older than ``node``'s own (never later than now). A node whose
+        own heartbeats stalled - its process, or the Redis they all use, starved of CPU - has
+        been as silent as the others: judged against the clock alone, each node's reconciler,
+        running again, took the others for gone and freed their agents in the middle of their
+        calls (double offers). Judged against its own heartbeat, a node is gone only once it
+        stayed silent while this one kept beating. One round trip."""
+        beats = {str(name): int(score) for name, score in
+                 self.r.zrange(self.keys.nodes(), 0, -1, withscores=True)}
+        now = now_ms()
+        seen_until = min(now, beats.get(node, now))
+        return {name for name, beat in beats.items() if beat >= seen_until - DEAD_AFTER_MS}
+
     def forget(self, node: str) -> None:
         self.r.zrem(self.keys.nodes(), node)
 

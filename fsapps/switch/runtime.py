@@ -646,7 +646,7 @@ class NodeRuntime:
         (a dispatch lost to a Redis error must not stall the queue). Returns the agents
         repaired."""
         agents = Agents(self.ctx, domain)
-        alive = self.nodes.alive()
+        alive = self.nodes.alive_as_seen_by(self.node)
         wrapups = agents.wrapup_ends()
         longest_wrapup_ms = max(self.ctx.settings.group_defaults.wrapup_seconds * 1000,
                                 RECONCILE_MS)
@@ -719,7 +719,7 @@ class NodeRuntime:
         waiting = queue.waiting()
         if not waiting:
             return []
-        alive = self.nodes.alive()
+        alive = self.nodes.alive_as_seen_by(self.node)
         dropped = []
         for call in waiting:
             if call.callback or call.node in alive and call.node != self.node:
