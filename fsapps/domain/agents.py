@@ -383,8 +383,6 @@ class Agents:
         other buses when its state changed), or IllegalTransition with ``strict``."""
         args = call[2]
         target, now = str(args[1]), int(args[2])
-        if isinstance(reply, Exception):
-            raise reply
         previous, done = reply
         if not int(done):
             if strict:
