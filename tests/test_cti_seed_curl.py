@@ -17,6 +17,7 @@ from cti_support import CtiStack, cti_stack
 from fakefs import Behaviour
 from fakefs.scenario import wait_until
 from fsapps.domain.agents import Agents
+from fsapps.services.calls import NoCall, live_call
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 
@@ -92,8 +93,16 @@ def leg_of(stack: CtiStack, ext: str) -> Any:
 
 
 def recorded(stack: CtiStack, ext: str) -> None:
-    wait_until(lambda: stack.ctx.redis.hget(f"cti_userinfo@{stack.center.domain}", ext), 5,
-               f"{ext}'s call recorded")
+    """Until the live state (cti_userinfo, which the commands act on) shows ``ext``'s call
+    answered: a record of the call alone may still be the ringing one (the runtime writes the
+    answer with its next batch of events)."""
+    def answered() -> bool:
+        try:
+            live_call(stack.ctx, stack.center.domain, ext, "answered")
+        except NoCall:
+            return False
+        return True
+    wait_until(answered, 5, f"{ext}'s call recorded as answered")
 
 
 def test_the_seed_curl_lines_work_verbatim(stack: CtiStack) -> None:
