@@ -65,6 +65,8 @@ def test_live_calls_from_userinfo_then_calls_then_agent_leg() -> None:
     calls = json.dumps({"activity": [U2, 5], U2: {"Caller-Channel-Answered-Time": "0"}})
     assert live_calls(json.dumps({"calls": []}), calls) == [LiveCall(U2, False)]
     assert live_calls("not json", "[1]", U3) == [LiveCall(U3, True)]
+    # the agent's leg named by its ring, the agent not talking yet: not an answered call
+    assert live_calls(None, None, U3, agent_talking=False) == [LiveCall(U3, False)]
     assert live_calls(None, None) == []
 
 

@@ -9,8 +9,8 @@ connection, whose leg is in the CSTA records (:mod:`fsapps.server.csta.callcontr
 :class:`NoCall`.
 
 Keys read: ``cti_userinfo@<domain>`` (seed 003's live calls per extension, written by
-:mod:`fsapps.switch.livestate`), the agent hash's ``agent_leg`` and the seed's ``calls`` hash
-(``directory.call_hash``).
+:mod:`fsapps.switch.livestate`), the agent hash's ``agent_leg`` and ``call_state``, and the
+seed's ``calls`` hash (``directory.call_hash``).
 """
 
 from __future__ import annotations
@@ -44,10 +44,14 @@ class LiveCall:
     peer: str = ""
 
 
-def live_calls(userinfo: str | None, calls: str | None, agent_leg: str = "") -> list[LiveCall]:
+def live_calls(userinfo: str | None, calls: str | None, agent_leg: str = "",
+               agent_talking: bool = True) -> list[LiveCall]:
     """An extension's live channels, oldest first, from its ``cti_userinfo@<domain>`` record
     (``calls``: Unique-ID, Answered-Time, Signal-Bond), else its ``calls`` hash record
-    (``activity``), else the agent's leg of a queue call. Malformed records count as none."""
+    (``activity``), else the agent's leg of a queue call - answered only while the agent is
+    talking: the ring names the leg before the switch has it, and taken for answered while
+    the runtime's live state lagged, a hold went to a leg the switch did not have yet ("no
+    such channel"). Malformed records count as none."""
     found: list[LiveCall] = []
     info = json_object(userinfo)
     for entry in info.get("calls", []) if isinstance(info.get("calls"), list) else []:
@@ -67,7 +71,7 @@ def live_calls(userinfo: str | None, calls: str | None, agent_leg: str = "") -> 
                                   str(fields.get("variable_signal_bond") or "")))
     if found:
         return found
-    return [LiveCall(agent_leg, True)] if agent_leg else []
+    return [LiveCall(agent_leg, agent_talking)] if agent_leg else []
 
 
 def pick(calls: list[LiveCall], want: str) -> LiveCall | None:
@@ -100,11 +104,12 @@ def live_call(ctx: Context, domain: str, extension: str, want: str) -> LiveCall:
     call_hash = ctx.settings.directory.call_hash
     pipe = ctx.redis.pipeline(transaction=False)
     pipe.hget(seed_userinfo_hash(domain), extension)
-    pipe.hget(ctx.keys(domain).agent(extension), "agent_leg")
+    pipe.hmget(ctx.keys(domain).agent(extension), ["agent_leg", "call_state"])
     if call_hash:  # the seed's "calls" hash may be turned off (directory.call_hash: "")
         pipe.hget(call_hash, extension)
-    userinfo, agent_leg, *calls = pipe.execute()
-    found = live_calls(userinfo, calls[0] if calls else None, agent_leg or "")
+    userinfo, (agent_leg, call_state), *calls = pipe.execute()
+    found = live_calls(userinfo, calls[0] if calls else None, agent_leg or "",
+                       call_state == "talking")
     call = pick(found, want)
     if call is None:
         raise NoCall(extension, want)
