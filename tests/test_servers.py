@@ -22,6 +22,7 @@ from fsapps.store.connection import close_clients
 from fsapps.store.connection import redis_client as client_for
 from fsapps.store.keys import Keys
 from fsapps.store.scripts import LUA_DIR, Scripts, run_script
+from tools import servers
 from tools.servers import (
     CLUSTER_BUS_OFFSET,
     CLUSTER_SLOTS,
@@ -127,6 +128,24 @@ def test_redis_server_stop_and_restart_keep_the_port() -> None:
     finally:
         server.close()
     assert not accepts(port)
+
+
+# --- the SIP/media port band ----------------------------------------------------------------
+
+
+def test_a_held_port_is_never_handed_out_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a band of three ports: after the moment's memory has passed (here: at once), an unheld
+    # port comes back, a held one never does - the trunk's port, bound by each test's trunk
+    # SIPp in turn, once went to a caller's media ports between two of them
+    first = servers.free_sip_port()
+    monkeypatch.setattr(servers, "UDP_BAND", (first - 1, first + 3))
+    monkeypatch.setattr(servers, "_HANDED_OUT_S", -1.0)
+    held = servers.held_sip_port()
+    try:
+        handed = {servers.free_udp_ports(1) for _ in range(30)}
+        assert held not in handed and handed
+    finally:
+        servers._HELD.discard(held)
 
 
 # --- RedisClusterServer ---------------------------------------------------------------------

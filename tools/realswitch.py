@@ -32,7 +32,7 @@ import redis
 import yaml
 
 from tools.esl import Esl
-from tools.servers import free_port, free_sip_port, wait_for_port
+from tools.servers import free_port, held_sip_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 FS_PREFIX = Path(os.environ.get("FS_PREFIX", "/usr/local/freeswitch"))
@@ -108,8 +108,8 @@ class RealSwitch:
     node_name: str = ""
     fsapps_extra: dict[str, object] = field(default_factory=dict)
     environ: dict[str, str] = field(default_factory=dict)
-    internal_port: int = field(default_factory=free_sip_port)
-    external_port: int = field(default_factory=free_sip_port)
+    internal_port: int = field(default_factory=held_sip_port)
+    external_port: int = field(default_factory=held_sip_port)
     esl_port: int = field(default_factory=free_port)
     # browsers (the WebRTC agent console) register here: sofia's ws-binding on 127.0.0.1
     ws_port: int = field(default_factory=free_port)
@@ -149,7 +149,7 @@ class RealSwitch:
                       webrtc_candidate_acl_lan="loopback.auto",
                       webrtc_candidate_acl_wan="loopback.auto",
                       rtp_start_port=str(self.rtp_start), rtp_end_port=str(self.rtp_start + 399),
-                      trunk_proxy=f"127.0.0.1:{trunk_port or free_sip_port()}")
+                      trunk_proxy=f"127.0.0.1:{trunk_port or held_sip_port()}")
         for sub in ("log", "db", "run", "scripts", "temp", "cache", "recordings", "storage",
                     "certs", "htdocs", "grammar"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)

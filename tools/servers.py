@@ -43,19 +43,25 @@ def free_port() -> int:
 # (tools/realswitch.py: at most 60000 + 3,999 in make bench-switch), so nothing else takes
 # one between the check here and the bind. A port handed out is not handed out again for a
 # moment (SIPp binds within one; two picks of one moment must not overlap), unless the band
-# has nothing else (make bench-switch registers 500 phones, a SIPp each, in seconds).
+# has nothing else (make bench-switch registers 500 phones, a SIPp each, in seconds). A port
+# that is bound again and again for as long as the process lives (the trunk's, whose SIPp
+# each test starts anew; a switch's profiles across its restarts) is held: never handed out
+# again. Unheld, the trunk's port went to a caller's media ports 19 minutes into a test run,
+# between one trunk SIPp and the next, and that trunk exited "Unable to bind main socket".
 UDP_BAND = (64000, 65536)
 _HANDED_OUT: dict[int, float] = {}
 _HANDED_OUT_S = 2.0
+_HELD: set[int] = set()
 _band_lock = threading.Lock()
 
 
-def free_udp_ports(count: int, tcp: bool = False) -> int:
+def free_udp_ports(count: int, tcp: bool = False, hold: bool = False) -> int:
     """The first of ``count`` consecutive UDP ports on 127.0.0.1 that nothing has bound right
     now (with ``tcp``, free for TCP too: a SIP profile binds both). SIPp's ``-mp`` binds audio
     RTP and RTCP at mp, mp + 1 and video at mp + 2, mp + 3, and exits when one is taken: a
     phone whose video port a switch's RTP held never answered (``Unable to bind video RTP
-    socket ... errno = 98`` in its error file); its SIP port (``-p``) likewise."""
+    socket ... errno = 98`` in its error file); its SIP port (``-p``) likewise. With ``hold``
+    the ports are never handed out again by this process."""
     kinds = [socket.SOCK_DGRAM, socket.SOCK_STREAM] if tcp else [socket.SOCK_DGRAM]
     with _band_lock:
         now = time.monotonic()
@@ -65,6 +71,8 @@ def free_udp_ports(count: int, tcp: bool = False) -> int:
         for attempt in range(600):
             first = random.randrange(UDP_BAND[0], UDP_BAND[1] - count)
             ports = range(first, first + count)
+            if any(p in _HELD for p in ports):
+                continue
             if attempt < 400 and any(p in _HANDED_OUT for p in ports):
                 continue
             sockets: list[socket.socket] = []
@@ -80,13 +88,20 @@ def free_udp_ports(count: int, tcp: bool = False) -> int:
                 for sock in sockets:
                     sock.close()
             _HANDED_OUT.update({p: now for p in ports})
+            if hold:
+                _HELD.update(ports)
             return first
     raise RuntimeError(f"no {count} consecutive free UDP ports on 127.0.0.1 in {UDP_BAND}")
 
 
-def free_sip_port() -> int:
+def free_sip_port(hold: bool = False) -> int:
     """A SIP port (UDP and TCP) from the band of :func:`free_udp_ports`."""
-    return free_udp_ports(1, tcp=True)
+    return free_udp_ports(1, tcp=True, hold=hold)
+
+
+def held_sip_port() -> int:
+    """A SIP port bound again and again while the process lives: never handed out again."""
+    return free_sip_port(hold=True)
 
 
 def wait_for_port(port: int, timeout: float = 10.0, up: bool = True) -> None:

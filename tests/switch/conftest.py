@@ -27,7 +27,7 @@ import redis
 
 from tools import sipp
 from tools.realswitch import ROOT, RealSwitch, install_fsapps, missing_switch
-from tools.servers import FreshDatabase, RedisServer, free_sip_port, scratch_dir
+from tools.servers import FreshDatabase, RedisServer, held_sip_port, scratch_dir
 
 DOMAIN = "test.fsapps"
 PASSWORD = "s3cret-pw"
@@ -117,7 +117,7 @@ class Stack:
     database: FreshDatabase
     redis: redis.Redis = field(init=False)
     # where every node's sofia gateway "test" (conf/freeswitch trunk.xml) sends its calls
-    trunk_port: int = field(default_factory=free_sip_port)
+    trunk_port: int = field(default_factory=held_sip_port)
     switches: list[RealSwitch] = field(default_factory=list)
     sipps: list[sipp.Sipp] = field(default_factory=list)
 
