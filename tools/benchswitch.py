@@ -563,7 +563,8 @@ class Target:
             return {}
         info = self.redis_client.info("stats")
         counters = {"commands": int(info["total_commands_processed"]),
-                    "reads": int(info.get("total_reads_processed", 0))}
+                    "reads": int(info.get("total_reads_processed", 0)),
+                    "connections": int(info["total_connections_received"])}
         for name, stats in self.redis_client.info("commandstats").items():
             counters[name.removeprefix("cmdstat_")] = int(stats["calls"])
         return counters
@@ -832,8 +833,10 @@ class Bench:
             delta = {name: redis_after[name] - redis_before.get(name, 0) for name in redis_after}
             redis_note = (f"{delta.pop('commands') / bridged:.0f} cmds, "
                           f"{delta.pop('reads') / bridged:.0f} reads")
+            connections = delta.pop("connections")
             top = sorted(delta.items(), key=lambda item: -item[1])[:8]
             redis_top = ", ".join(f"{name} {calls / bridged:.1f}" for name, calls in top if calls)
+            redis_top += f"; {connections} connections opened in the run"
         apis: dict[str, int] = {}
         for event in events:
             command = event.get("API-Command", "")
