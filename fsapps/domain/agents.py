@@ -603,21 +603,17 @@ class Agents:
     def legs_ended(self, legs: list[tuple[str, str]]) -> dict[str, list[str]]:
         """:meth:`leg_ended` for many (extension, leg) at once, in one round trip (the leg
         ends of a busy switch come dozens a second: one at a time they queued up behind their
-        own round trips). Returns, for each agent whose awaited leg that was, its groups."""
+        own round trips; each round trip of this thread waited 0.1-1 s for the GIL at 500
+        agents x 40 calls/s, docs/performance-switch.md). Returns, for each agent whose
+        awaited leg that was, its groups (the script's reply)."""
         calls: list[ScriptCall] = [("agent_leg_end", [self.keys.agent(ext)], [leg, request_id()])
                                    for ext, leg in legs]
-        pipe = self.r.pipeline(transaction=False)
-        for ext, _ in legs:
-            pipe.hget(self.keys.agent(ext), "groups")
-        replies = run_scripts(self.r, calls)
-        # (read after the scripts: an agent's groups do not change with its leg's end)
-        groups = pipe.execute()
         freed: dict[str, list[str]] = {}
-        for (ext, leg), reply, raw in zip(legs, replies, groups, strict=True):
+        for (ext, leg), reply in zip(legs, run_scripts(self.r, calls), strict=True):
             if isinstance(reply, Exception):
                 log("ERR", f"agent {ext}, end of leg {leg}: {reply}")
             elif reply:
-                freed[ext] = [g for g in (raw or "").split(",") if g]
+                freed[ext] = [g for g in str(reply[1]).split(",") if g]
         return freed
 
     def make_busy(self, extension: str) -> bool:

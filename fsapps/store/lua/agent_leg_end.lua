@@ -4,7 +4,9 @@
 -- KEYS[1] = the agent hash
 -- ARGV[1] = the leg's uuid
 -- ARGV[2] = request id: the same in a retry, which gets the first run's reply (agent_request)
--- Returns 1 when that leg was the one the agent waited for, 0 otherwise.
+-- Returns {1, the agent's groups (its groups field: comma separated)} when that leg was the one
+-- the agent waited for - the groups to offer it a waiting call from, in the same round trip -
+-- and 0 otherwise.
 --#include agent_request
 local req = ARGV[2]
 local prior = agent_repeat(req)
@@ -17,7 +19,7 @@ local function run()
     return 0
   end
   redis.call('HSET', KEYS[1], 'leg_pending', '')
-  return 1
+  return {1, redis.call('HGET', KEYS[1], 'groups') or ''}
 end
 
 return agent_reply(req, run())
