@@ -685,38 +685,33 @@ class Agents:
             -> tuple[str, WaitingCall | None] | None:
         """A freed agent takes the best waiting call of ``groups`` (its groups): it is
         reserved for it (for the longest ring timeout of its groups plus the lease margin;
-        it rings: published) and the call leaves the queue, atomically (agent_dispatch.lua).
-        Returns (call uuid, its queue record) or None: not free, or nobody waits."""
-        if not groups:
-            return None
-        result = run_script(self.r, "agent_dispatch",
-                            [self.keys.agent(extension), self.keys.waiting(),
-                             self.keys.offers(), *self._group_keys(groups)],
-                            [extension, now_ms(), *self._lease_args(), request_id()])
-        if not result:
-            return None
-        self.publish(extension, CallState.RING, int(result[2]))
-        return str(result[0]), _waiting(str(result[1]))
+        it rings: told by the script) and the call leaves the queue, atomically
+        (agent_dispatch.lua). Returns (call uuid, its queue record) or None: not free, or
+        nobody waits."""
+        taken = self.take_waiting_calls({extension: groups})
+        return (taken[0][1], taken[0][2]) if taken else None
 
-    def take_waiting_calls(self, agents: Mapping[str, list[str]], messages: Any
+    def take_waiting_calls(self, agents: Mapping[str, list[str]]
                            ) -> list[tuple[str, str, WaitingCall | None]]:
         """:meth:`take_waiting_call` for several freed agents (extension -> its groups) in one
-        round trip, in turn (each script atomic: two agents never take the same call). The
-        ring statuses are queued on ``messages``. Returns (extension, call uuid, its queue
-        record) for each agent that took a call."""
+        round trip, in turn (each script atomic: two agents never take the same call). Each
+        script tells its agent's ring itself (no round trip of its own for the statuses).
+        Returns (extension, call uuid, its queue record) for each agent that took a call."""
+        now = now_ms()
         wanted = [(ext, groups) for ext, groups in agents.items() if groups]
         calls: list[ScriptCall] = [
             ("agent_dispatch",
              [self.keys.agent(ext), self.keys.waiting(), self.keys.offers(),
               *self._group_keys(groups)],
-             [ext, now_ms(), *self._lease_args(), request_id()]) for ext, groups in wanted]
+             [ext, now, *self._lease_args(), request_id(), *self._announcement(ext, now)])
+            for ext, groups in wanted]
         taken = []
         for (ext, _), result in zip(wanted, run_scripts(self.r, calls) if calls else [],
                                   strict=True):
             if isinstance(result, Exception):
                 log("ERR", f"agent {ext}, offering a waiting call: {result}")
             elif result:
-                self.publish(ext, CallState.RING, int(result[2]), messages)
+                self.told(ext, CallState.RING, int(result[2]))
                 taken.append((ext, str(result[0]), _waiting(str(result[1]))))
         return taken
 

@@ -858,25 +858,30 @@ def agent_available(ctx: Context, domain: str, extension: str) -> str | None:
     return uuid
 
 
-def agents_available(ctx: Context, domain: str, freed: dict[str, list[str]]) -> list[str]:
+def agents_available(ctx: Context, domain: str, freed: dict[str, list[str]],
+                     wake_here: Callable[[str, str], None] | None = None) -> list[str]:
     """:func:`agent_available` for agents freed together (extension -> its groups: the leg
-    ends of one batch), in two round trips whatever their number: each takes the best
-    waiting call left (one script each, in turn, in one pipeline), then the ring statuses and
-    the wakes go in one more. Returns the call uuids offered."""
+    ends of one batch): each takes the best waiting call left (one script each, in turn, in
+    one round trip, each telling its ring itself), then the callers are woken. ``wake_here``
+    (the runtime's :meth:`~fsapps.switch.runtime.NodeRuntime.wake`) wakes a caller of this
+    node at once, with no node command: no second round trip and no hop through the command
+    thread, each a wait for the GIL on a loaded switch; the others' nodes get a command.
+    Returns the call uuids offered."""
     if not freed:
         return []
     started = metrics.start()
-    sends = ctx.redis.pipeline(transaction=False)
-    messages = publish_pipeline(ctx.redis) if ctx.settings.redis.cluster else sends
-    taken = Agents(ctx, domain).take_waiting_calls(freed, messages)
+    taken = Agents(ctx, domain).take_waiting_calls(freed)
     node = node_name(ctx) if taken else ""
+    sends = ctx.redis.pipeline(transaction=False)
     for extension, uuid, waiting in taken:
         metrics.stop("dispatch_decision", started, node)
-        wake_handler(ctx, uuid, waiting, extension, sends, domain=domain)
+        if wake_here is not None and waiting is not None and not waiting.callback and \
+                waiting.node == node:
+            wake_here(uuid, extension)
+        else:
+            wake_handler(ctx, uuid, waiting, extension, sends, domain=domain)
     if len(sends):
         sends.execute()
-    if messages is not sends and len(messages):
-        messages.execute()
     return [uuid for _, uuid, _ in taken]
 
 

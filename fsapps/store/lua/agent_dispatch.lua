@@ -10,12 +10,16 @@
 -- ARGV[3] = lease margin (ms)
 -- ARGV[4] = ring timeout (s) for a group hash without group_callout_timeout
 -- ARGV[5] = request id: the same in a retry, which gets the first run's reply (agent_request)
+-- ARGV[6] = the agent's status channel (agent_<ext>)
+-- ARGV[7] = its message with {{status}} where the state goes (agent_announce: the ring is told
+--           here, in this step; '' = told by nobody)
 -- Returns {call uuid, waiting JSON, now} for the call now offered this agent (it rings since
--- now: publish that), or false when the agent is not available or nobody waits for it.
+-- now), or false when the agent is not available or nobody waits for it.
 --#include agent_rules
 --#include skills
 --#include agent_take_call
 --#include agent_request
+--#include agent_announce
 local req = ARGV[5]
 local prior = agent_repeat(req)
 if prior ~= nil then
@@ -28,6 +32,7 @@ local function run()
   if not taken then
     return false
   end
+  agent_announce(ARGV[6], ARGV[7], 'ring')
   return {taken[1], taken[2], now}
 end
 
