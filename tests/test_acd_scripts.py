@@ -384,6 +384,40 @@ def test_dispatch_skips_calls_the_agent_failed(ctx: Context, queue: CallQueue,
     assert Agents(ctx, DOMAIN).take_waiting_call("1001", ["100"])[0] == older.uuid  # type: ignore[index]
 
 
+def test_freed_agents_wake_this_nodes_callers_here_and_others_by_command(
+        ctx: Context, queue: CallQueue) -> None:
+    """The leg-ends thread wakes its own node's callers itself (wake_here), the others'
+    through their nodes' command queues - and one it failed to wake here through its own
+    node's queue, so no caller is left in its hold music with an agent reserved for it."""
+    from fsapps.domain.nodes import Nodes
+    from fsapps.switch import acd
+
+    here = acd.node_name(ctx)
+    mine, theirs, refused = (dataclasses.replace(call(arrived=now_ms() - 3000 + i), node=node)
+                             for i, node in enumerate((here, "node2", here)))
+    for c, ext in ((mine, "1001"), (theirs, "1002"), (refused, "1003")):
+        make_agent(ctx, ext, seat_status="busy")
+        enqueue(queue, c)
+        ctx.redis.hset(ctx.keys(DOMAIN).agent(ext), "seat_status", "idle")
+    woken = []
+
+    def wake_here(uuid: str, extension: str) -> None:
+        if uuid == refused.uuid:
+            raise RuntimeError("the switch refused")
+        woken.append((uuid, extension))
+
+    offered = acd.agents_available(ctx, DOMAIN, {"1001": ["100"], "1002": ["100"],
+                                                 "1003": ["100"]}, wake_here=wake_here)
+    assert offered == [mine.uuid, theirs.uuid, refused.uuid]  # the longest waiting first
+    assert woken == [(mine.uuid, "1001")]
+    nodes = Nodes(ctx)
+    assert nodes.next_command("node2", 0.1) == {"cmd": "break", "uuid": theirs.uuid,
+                                                 "agent": "1002"}
+    assert nodes.next_command(here, 0.1) == {"cmd": "break", "uuid": refused.uuid,
+                                              "agent": "1003"}
+    assert nodes.next_command(here, 0.1) is None
+
+
 @pytest.mark.parametrize("field,value", [
     ("reg_state", "unreg"), ("seat_status", "busy"), ("logged_in", "0"),
     ("call_state", "typing"), ("call_state", "talking")])

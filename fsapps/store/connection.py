@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -161,58 +161,9 @@ class FsappsRedis(_Translating, redis.Redis):
     """redis.Redis whose connection failures raise StoreUnavailable."""
 
 
-class LeanConnectionPool(redis.ConnectionPool):
-    """redis-py's pool, without what a switch with a thousand Python threads cannot afford on
-    every command (docs/performance-switch.md, "The connection pool"):
-
-    - its lock, held while a new connection is built: at 500 agents x 40 calls/s a py-spy dump
-      found 9 of 18 handlers that were running Python waiting for it, each wait a release and
-      a re-acquisition of the GIL. Taking and giving back a connection is a list pop and an
-      append here, each atomic under the GIL; only a new connection takes the lock.
-    - its check that a connection has no reply waiting before it is handed out: a
-      non-blocking read from the socket, which lets go of the GIL, on every command.
-      redis-py already closes a connection whose command failed while it was written or
-      read (``send_packed_command``, ``read_response``: any exception), so no reply is ever
-      left behind on one that comes back here; one handed out is connected, as before.
-    - its per-command bookkeeping for OpenTelemetry metrics and maintenance notifications,
-      which fsapps does not use.
-    """
-
-    # (redis-py's, set up by its reset(); its typing does not declare them)
-    _available_connections: list[Any]
-    _in_use_connections: set[Any]
-    _lock: threading.Lock
-    _checkpid: Callable[[], None]
-
-    def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
-        self._checkpid()
-        try:
-            connection = self._available_connections.pop()
-        except IndexError:
-            with self._lock:
-                connection = self.make_connection()
-        self._in_use_connections.add(connection)
-        try:
-            connection.connect()
-        except BaseException:
-            self.release(connection)
-            raise
-        return connection
-
-    def release(self, connection: Any) -> None:
-        self._checkpid()
-        try:
-            self._in_use_connections.remove(connection)
-        except KeyError:
-            return  # not one of ours (or released twice)
-        if self.owns_connection(connection):
-            self._available_connections.append(connection)
-        else:  # made before a fork
-            connection.disconnect()
-
-
-# redis-py 7 reads its own version from the package metadata (half a millisecond, holding
-# the GIL) for every connection it makes; it is read once here.
+# redis-py 7 reads its own version from the package metadata for every connection it makes
+# (half a millisecond, holding the GIL and the pool's lock, which every command takes: a
+# burst of callers opening connections queued behind it); it is read once here.
 try:
     from redis.driver_info import DriverInfo
     _DRIVER_INFO: dict[str, Any] = {"driver_info": DriverInfo()}
@@ -284,9 +235,7 @@ def _build(settings: RedisSettings) -> RedisClient:
         except redis.exceptions.RedisClusterException as exc:
             raise StoreUnavailable(f"{where} is unavailable: {_mask(str(exc), secrets)}") from None
     else:
-        client = FsappsRedis(connection_pool=LeanConnectionPool.from_url(
-            settings.url.reveal(), **_common(settings)))
-        client.auto_close_connection_pool = True
+        client = FsappsRedis.from_url(settings.url.reveal(), **_common(settings))
     client.fsapps_where = where
     client.fsapps_secrets = secrets
     return client

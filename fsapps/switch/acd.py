@@ -877,9 +877,13 @@ def agents_available(ctx: Context, domain: str, freed: dict[str, list[str]],
         metrics.stop("dispatch_decision", started, node)
         if wake_here is not None and waiting is not None and not waiting.callback and \
                 waiting.node == node:
-            wake_here(uuid, extension)
-        else:
-            wake_handler(ctx, uuid, waiting, extension, sends, domain=domain)
+            try:
+                wake_here(uuid, extension)
+                continue
+            except Exception as exc:  # (the node command below wakes it instead)
+                log("ERR", f"nwayacd: call {uuid} not woken for agent {extension} here: "
+                           f"{type(exc).__name__}: {exc}")
+        wake_handler(ctx, uuid, waiting, extension, sends, domain=domain)
     if len(sends):
         sends.execute()
     return [uuid for _, uuid, _ in taken]
