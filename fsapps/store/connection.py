@@ -161,16 +161,6 @@ class FsappsRedis(_Translating, redis.Redis):
     """redis.Redis whose connection failures raise StoreUnavailable."""
 
 
-# redis-py 7 reads its own version from the package metadata for every connection it makes
-# (half a millisecond, holding the GIL and the pool's lock, which every command takes: a
-# burst of callers opening connections queued behind it); it is read once here.
-try:
-    from redis.driver_info import DriverInfo
-    _DRIVER_INFO: dict[str, Any] = {"driver_info": DriverInfo()}
-except ImportError:  # redis-py before 7
-    _DRIVER_INFO = {}
-
-
 class FsappsRedisCluster(_Translating, RedisCluster):
     """RedisCluster whose connection failures raise StoreUnavailable."""
 
@@ -180,6 +170,16 @@ def _retry() -> Retry:
                  RETRY_ATTEMPTS,
                  supported_errors=(redis.exceptions.ConnectionError,
                                    redis.exceptions.TimeoutError))
+
+
+# redis-py 7 reads its own version from the package metadata for every connection it makes
+# (half a millisecond, holding the GIL and the pool's lock, which every command takes: a
+# burst of callers opening connections queued behind it); it is read once here.
+try:
+    from redis.driver_info import DriverInfo
+    _DRIVER_INFO: dict[str, Any] = {"driver_info": DriverInfo()}
+except ImportError:  # redis-py before 7
+    _DRIVER_INFO = {}
 
 
 def _common(settings: RedisSettings) -> dict[str, Any]:

@@ -847,15 +847,9 @@ def dial_target(ctx: Context, domain: str, extension: str, node: str, reg_node: 
 def agent_available(ctx: Context, domain: str, extension: str) -> str | None:
     """The agent may be free now: reserve it for the best waiting call of its groups and wake
     that call's handler through its node. Returns the call uuid offered, if any."""
-    started = metrics.start()
-    agents = Agents(ctx, domain)
-    taken = agents.take_waiting_call(extension, agents.groups_of(extension))
-    if taken is None:
-        return None
-    metrics.stop("dispatch_decision", started, node_name(ctx))
-    uuid, waiting = taken
-    wake_handler(ctx, uuid, waiting, extension, domain=domain)
-    return uuid
+    offered = agents_available(ctx, domain,
+                               {extension: Agents(ctx, domain).groups_of(extension)})
+    return offered[0] if offered else None
 
 
 def agents_available(ctx: Context, domain: str, freed: dict[str, list[str]],
