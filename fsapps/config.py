@@ -479,6 +479,7 @@ class DirectorySettings:
 
 
 WEBRTC_SECOND_LOGIN = ("takeover", "refuse")
+PYTHON_PRIORITIES = ("ahead", "same")  # (fsapps.switch.priority's AHEAD and SAME)
 
 
 @dataclass(frozen=True)
@@ -520,6 +521,11 @@ class Settings:
     # The sofia profile other nodes relay agent calls to on this node, and this node's calls
     # to agents registered elsewhere leave from (README "Several nodes").
     relay_profile: str = setting("external", check=_sofia_profile)
+    # fsapps' threads run Python inside the switch "ahead" of its media (one step above the
+    # switch's scheduling) or at the "same" priority: one GIL serves them all, and a holder
+    # queued behind media threads stalls every one (fsapps.switch.priority). Needs
+    # CAP_SYS_NICE; refused, that is logged once and Python runs at the switch's priority.
+    python_priority: str = setting("ahead", check=_one_of(PYTHON_PRIORITIES))
     # Settings earlier versions took and nothing reads any more: accepted with a warning (once
     # per process) so an upgrade does not stop the switch's entry points over a stale line.
     retired: ClassVar[Mapping[str, str]] = {

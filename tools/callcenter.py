@@ -34,13 +34,16 @@ TABLES = ("cdr_agent_attempt", "cdr", "caller_memory", "group_vip", "group_black
 
 def settings_for(redis_url: str, dsn: str, domain: str, *, cluster: bool = False,
                  **group_defaults: Any) -> Any:
-    """fsapps settings for a simulation: one domain, short wrap-up and lease margins."""
+    """fsapps settings for a simulation: one domain, short wrap-up and lease margins; Python
+    at the fake switch's own priority (a fake switch has no media to run ahead of, and the
+    double-offer stress's busy processes must weigh on the threads it tests)."""
     defaults = GroupDefaults(**{"wrapup_seconds": 0, "lease_margin_seconds": 2,
                                 "busy_ring_interval_seconds": 30, **group_defaults})
     return Settings(redis=RedisSettings(url=Secret(redis_url), key_prefix="t", cluster=cluster),
                     postgres=PostgresSettings(dsn=Secret(dsn)), domains=(domain,),
                     default_domain=domain, group_defaults=defaults,
-                    events=EventSettings(pubsub_format="json", cti_ip="127.0.0.1"))
+                    events=EventSettings(pubsub_format="json", cti_ip="127.0.0.1"),
+                    python_priority="same")
 
 
 def reset_database(dsn: str) -> None:

@@ -82,7 +82,7 @@ from fsapps.events.cstafeed import CstaFeed, feed_wanted
 from fsapps.events.pubsub import stamp
 from fsapps.fslog import log
 from fsapps.store.connection import publish_pipeline
-from fsapps.switch import acd, callback, commands, httproute, nodecommands
+from fsapps.switch import acd, callback, commands, httproute, nodecommands, priority
 from fsapps.switch.livestate import LiveState, Owner, parse_owner
 
 WRAPUP_CHECK_MS = 200
@@ -139,6 +139,8 @@ class NodeRuntime:
 
     # ------------------------------------------------------------------ loops -------------
     def run(self) -> None:
+        # this thread is the runtime's for good (pyrun's own): Python first, all along
+        priority.run_python_first(self.ctx.settings.python_priority)
         for domain in self.ctx.settings.domains:
             self.guarded(workingset.restore_if_empty, self.ctx, domain)
         # A deep queue, drained in batches: the switch drops events a full queue cannot take.
@@ -150,23 +152,18 @@ class NodeRuntime:
         # are queued for the loop
         self.guarded(self.recover)
         self.guarded(self.install_aliases)
-        serving = threading.Thread(target=self.serve_commands, name=f"fsapps:{self.node}:cmd",
-                                   daemon=True)
-        serving.start()
-        threading.Thread(target=self.write_cdrs, name=f"fsapps:{self.node}:cdr",
-                         daemon=True).start()
+        self.start_thread("cmd", self.serve_commands)
+        self.start_thread("cdr", self.write_cdrs)
         # The agents' leg ends have a queue and a thread of their own: an agent takes its next
         # call only once the end of its last leg is told (agents.py), and queued behind every
         # other event a loaded switch's hangups reached the loop seconds late (8-9 s at
         # 500 x 40, docs/performance-switch.md) while the agents sat ready but not free.
         leg_ends = self.fs.EventConsumer("CHANNEL_HANGUP_COMPLETE", "", EVENT_QUEUE_LEN)
-        threading.Thread(target=self.serve_leg_ends, args=(leg_ends,),
-                         name=f"fsapps:{self.node}:legs", daemon=True).start()
+        self.start_thread("legs", self.serve_leg_ends, leg_ends)
         # The reconciler has a thread of its own too: inline in the loop, its round trips and
         # uuid_exists calls (one per agent or caller it checks) held the switch's events back
         # (py-spy caught the 500 x 40 loop inside it, docs/performance-switch.md).
-        threading.Thread(target=self.serve_reconciler, name=f"fsapps:{self.node}:reconcile",
-                         daemon=True).start()
+        self.start_thread("reconcile", self.serve_reconciler)
         log("NOTICE", f"runtime started on node {self.node}")
         told_to_exit = True  # until the loop ends by itself (SystemExit, or worse)
         try:
@@ -184,6 +181,14 @@ class NodeRuntime:
             finally:
                 self.stopping.set()  # the command and CDR threads end (the CDRs of the
                 #                      events handled above included)
+
+    def start_thread(self, name: str, serve: Callable[..., None], *args: Any) -> None:
+        """One of the runtime's own threads, running Python ahead of the switch's media
+        (fsapps.switch.priority): all they do is Python, Redis and quick api calls."""
+        def run() -> None:
+            priority.run_python_first(self.ctx.settings.python_priority)
+            serve(*args)
+        threading.Thread(target=run, name=f"fsapps:{self.node}:{name}", daemon=True).start()
 
     def finish_events(self, consumer: Any, linger: bool) -> None:
         """Best effort at stop: handle the events still queued and, when the switch stopped

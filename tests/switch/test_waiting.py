@@ -10,8 +10,11 @@ test has the switch itself queue the key as received on the caller's channel
 from __future__ import annotations
 
 import itertools
+import os
 import time
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -175,3 +178,42 @@ def test_max_wait_overflows_to_an_extension_rung_as_nway_bridge_does(
     wait_for(lambda: agent_state(phones, "4332").get("call_state") in ("typing", "ready"), 15,
              "agent 4332 out of the call")
     assert phones.redis.zcard(group_key(first, "queue")) == 0
+
+
+def schedulings(sw: RealSwitch) -> Counter[tuple[int, int]]:
+    """The switch's threads by (policy, realtime priority), from /proc (fields 41 and 40 of
+    a thread's stat, after its name)."""
+    assert sw.proc is not None
+    seen: Counter[tuple[int, int]] = Counter()
+    for stat in Path(f"/proc/{sw.proc.pid}/task").glob("*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        seen[(int(fields[38]), int(fields[37]))] += 1
+    return seen
+
+
+def test_python_runs_ahead_of_the_switch_and_hold_music_at_its_priority(
+        fs1: RealSwitch, phones: Stack, groups: list[str], events: Esl) -> None:
+    """FreeSWITCH runs every thread realtime (SCHED_FIFO 1): the runtime's five threads run
+    their Python one step above (fsapps.switch.priority), and a waiting caller's handler,
+    whose hold music is media work, plays it at the switch's own priority - a thread above
+    the media would take the media's CPU. After the call its thread is the switch's again."""
+    assert fs1.proc is not None
+    policy, priority = os.sched_getscheduler(fs1.proc.pid), \
+        os.sched_getparam(fs1.proc.pid).sched_priority
+    assert policy == os.SCHED_FIFO
+    ahead = (policy, priority + 1)
+    before = schedulings(fs1)[ahead]
+    assert before >= 5  # the event loop, commands, CDRs, leg ends, reconciler
+    group = groups[0]
+    agent(fs1, phones, "4351", group)
+    api(fs1, "nway_busy 4351")
+    call = phones.caller(fs1, f"7{group}", "13800435101", talk_ms=3000)
+    uuid = queued_uuid(phones, group)
+    app_event(events, uuid, "playback")
+    time.sleep(0.5)
+    assert schedulings(fs1)[ahead] == before
+    assert call.wait(30) == 0, call.errors()
+    wait_for(lambda: schedulings(fs1)[ahead] == before, 10, "the handler's thread given back")
