@@ -184,7 +184,7 @@ def test_an_agent_is_not_free_until_its_last_leg_end_is_told(ctx: Context, queue
     make_agent(ctx, "1001")
     c = call()
     assert reserve(queue, c, ["1001"]) == ("reserved", "1001")
-    assert agents.ringing("1001", c.uuid, "node1", now_ms() + LEASE, "leg-1")
+    assert agents.ringing("1001", c.uuid, "node1", now_ms() + LEASE, "leg-1") is not None
     assert agents.release("1001", c.uuid, "missed") == Released("no_answer", "ready", 1)
     agent = agents.get("1001")
     assert agent is not None and (agent.agent_leg, agent.leg_pending) == ("", "leg-1")
@@ -204,10 +204,24 @@ def test_an_offer_to_an_unregistered_phone_leaves_no_leg_to_wait_for(
     make_agent(ctx, "1001")
     c = call()
     reserve(queue, c, ["1001"])
-    assert agents.ringing("1001", c.uuid, "node1", now_ms() + LEASE, "leg-1")
+    assert agents.ringing("1001", c.uuid, "node1", now_ms() + LEASE, "leg-1") is not None
     assert agents.release("1001", c.uuid, "unregistered") == Released("ready", "ready", 0)
     agent = agents.get("1001")
     assert agent is not None and (agent.reg_state, agent.leg_pending) == ("unreg", "")
+
+
+def test_ringing_answers_where_the_phone_is_registered_in_the_same_step(
+        ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    """A woken handler rings its agent from the node the ring transition answers (no round
+    trip of its own for it): the phone's node, "" for none; None when the reservation is no
+    longer the call's (a retry of the same request gets the first run's answer)."""
+    make_agent(ctx, "1001", reg_node="node2")
+    c = call()
+    reserve(queue, c, ["1001"])
+    assert agents.ringing("1001", c.uuid, "node1", now_ms() + LEASE, "leg-1") == "node2"
+    agents.set_fields("1001", reg_node="")
+    assert agents.ringing("1001", c.uuid, "node1", now_ms() + LEASE, "leg-1") == ""
+    assert agents.ringing("1001", "another-call", "node1", now_ms() + LEASE, "leg-2") is None
 
 
 def test_reconciler_release_counts_the_leg_it_found_gone_as_ended(
@@ -218,7 +232,7 @@ def test_reconciler_release_counts_the_leg_it_found_gone_as_ended(
     make_agent(ctx, "1001")
     c = call()
     reserve(queue, c, ["1001"])
-    assert agents.ringing("1001", c.uuid, "node1", now_ms() - 1, "leg-1")
+    assert agents.ringing("1001", c.uuid, "node1", now_ms() - 1, "leg-1") is not None
     assert agents.release("1001", c.uuid, "cancel", lease_expired=True, leg_gone="leg-0") is None
     assert agents.release("1001", c.uuid, "cancel", lease_expired=True, leg_gone="leg-1") == \
         Released("ready", "ready", 0)
@@ -739,7 +753,8 @@ def test_transitions_and_wrapup_ends_tell_their_moves_in_their_step(
     ctx, channel, published = told
     agents = Agents(ctx, DOMAIN)
     make_agent(ctx, "1001", call_state="ring", offer_uuid="call-1")
-    assert agents.ringing("1001", "call-1", "node1", now_ms() + LEASE, "leg-1")  # ring again
+    # ring again
+    assert agents.ringing("1001", "call-1", "node1", now_ms() + LEASE, "leg-1") is not None
     assert channel.messages() == []
     assert agents.answered("1001", "call-1", "leg-1", "node1")
     talking = agents.get("1001").last_change  # type: ignore[union-attr]

@@ -383,7 +383,7 @@ class Agents:
         other buses when its state changed), or IllegalTransition with ``strict``."""
         args = call[2]
         target, now = str(args[1]), int(args[2])
-        previous, done = reply
+        previous, done = reply[0], reply[1]
         if not int(done):
             if strict:
                 raise IllegalTransition(previous or "(no agent)", target)
@@ -552,18 +552,24 @@ class Agents:
                                       "leg_pending": agent_leg, "leg_node": node})
 
     def ringing(self, extension: str, uuid: str, node: str, lease_until: int,
-                agent_leg: str) -> bool:
+                agent_leg: str) -> str | None:
         """The call's handler is about to ring the agent it reserved on the leg ``agent_leg``
         (the uuid it gives the leg: ``origination_uuid``): still reserved for ``uuid`` (a
         reconciler may have freed it and another call reserved it since), owned by ``node``,
         the lease starting again until ``lease_until``. The leg is recorded in the same step,
         so a reconciler that finds the lease run out asks the switch about that leg before it
-        frees the agent. Atomic; False when the reservation is no longer this call's (do not
-        ring)."""
-        return self.transition(extension, CallState.RING, offer_uuid=uuid, only_from=("ring",),
-                               extra={"offer_node": node, "lease_until": lease_until,
-                                      "agent_leg": agent_leg, "leg_pending": agent_leg,
-                                      "leg_node": node})
+        frees the agent. Atomic. Returns the node the agent's phone is registered on ("":
+        none), where to ring it from, in the same round trip; None when the reservation is
+        no longer this call's (do not ring)."""
+        call = self._transition_call(extension, CallState.RING, offer_uuid=uuid,
+                                     only_from=("ring",),
+                                     extra={"offer_node": node, "lease_until": lease_until,
+                                            "agent_leg": agent_leg, "leg_pending": agent_leg,
+                                            "leg_node": node})
+        reply = run_script(self.r, *call)
+        if not self._transitioned(extension, call, reply):
+            return None
+        return str(reply[2]) if len(reply) > 2 else self.reg_node(extension)
 
     def answered(self, extension: str, uuid: str, agent_leg: str, node: str) -> bool:
         """The agent's leg ``agent_leg`` (a channel of ``node``) answered the call ``uuid``:

@@ -569,8 +569,9 @@ class Router:
         # agent - answered, until the runtime writes talking - free for any other call.
         if rung is not None:
             endpoint = dial_target(self.ctx, c.domain, extension, c.node, rung.reg_node)
-        elif self.agents.ringing(extension, c.uuid, c.node, now_ms() + self.lease_ms, leg):
-            endpoint = self.agent_endpoint(extension)
+        elif (reg_node := self.agents.ringing(extension, c.uuid, c.node,
+                                              now_ms() + self.lease_ms, leg)) is not None:
+            endpoint = dial_target(self.ctx, c.domain, extension, c.node, reg_node)
         else:
             log("INFO", f"nwayacd: agent {extension}'s reservation for call {c.uuid} was "
                         "released before it rang; not ringing")
@@ -731,9 +732,6 @@ class Router:
         except Exception as exc:
             log("ERR", f"nwayacd: call {c.uuid}'s handling time not counted: "
                        f"{type(exc).__name__}: {exc}")
-
-    def agent_endpoint(self, extension: str) -> str:
-        return agent_endpoint(self.ctx, self.call.domain, extension, self.call.node)
 
     def finished(self, extension: str) -> None:
         """The agent answered and the bridge is over (the caller hung up already): the

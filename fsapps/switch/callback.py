@@ -79,7 +79,9 @@ def place(ctx: Context, execute: Any, node: str, command: dict[str, Any]) -> str
         return f"agent {extension} is not waiting to be rung for callback {callback_id}"
     ring = group.group_callout_timeout
     leg = str(uuidlib.uuid4())
-    if not agents.ringing(extension, callback_id, node, now_ms() + acd.lease_ms(ctx, ring), leg):
+    reg_node = agents.ringing(extension, callback_id, node, now_ms() + acd.lease_ms(ctx, ring),
+                              leg)
+    if reg_node is None:
         # freed meanwhile (a reconciler, the lease): the callback is nowhere now, and the
         # reconciler puts it back in its place
         return f"agent {extension} is no longer reserved for callback {callback_id}"
@@ -92,7 +94,7 @@ def place(ctx: Context, execute: Any, node: str, command: dict[str, Any]) -> str
         f"{ACD_LEVEL_VAR}={callback.level}", f"{ACD_NUMBER_VAR}={callback.number}",
         f"{LEG_VAR}={APP}", f"{OWN_CDR_VAR}={APP}", f"{CALLBACK_VAR}={callback_id}",
     ]
-    endpoint = acd.agent_endpoint(ctx, domain, extension, node)
+    endpoint = acd.dial_target(ctx, domain, extension, node, reg_node)
     callbacks.queue_told(ctx, callback, "nway_queue_remove")
     ctx.publisher.agent_call_event(
         "callout", uuid=callback_id, number=callback.number, group=callback.group,

@@ -11,8 +11,9 @@
 --           step, when it differs from the previous one; '' = tell nothing)
 -- ARGV[7] = the status message, {{status}} where the state goes
 -- ARGV[8..] = field, value pairs to set as well
--- Returns {previous state, 1} when done, {previous state, 0} when refused ("" when the agent
--- does not exist).
+-- Returns {previous state, 1, the node its phone is registered on ('' none)} when done (a
+-- handler that rings the agent needs the node: no round trip of its own), {previous state, 0}
+-- when refused ("" when the agent does not exist).
 --#include agent_rules
 --#include agent_request
 --#include agent_announce
@@ -49,7 +50,7 @@ local function run()
   if current ~= ARGV[2] then
     agent_announce(ARGV[6], ARGV[7], ARGV[2])
   end
-  return {current, 1}
+  return {current, 1, redis.call('HGET', KEYS[1], 'reg_node') or ''}
 end
 
 return agent_reply(req, run())
