@@ -133,6 +133,43 @@ def test_a_reservation_naming_the_agent_leg_is_the_ring_too(ctx: Context, queue:
     assert (agent.agent_leg, agent.leg_pending) == ("", "")
 
 
+def test_a_leg_end_offers_the_freed_agent_a_call_in_the_same_step(
+        ctx: Context, queue: CallQueue, agents: Agents) -> None:
+    """agent_leg_end.lua: the agent freed by its leg's end takes the best waiting call of its
+    groups in the same script when its groups are the ones this process last saw; the first
+    time (nothing seen), or its groups changed since, it answers them and takes nothing (the
+    caller offers it a call from those: a second round trip). Another leg's end frees
+    nobody; the reconciler's single leg_ended offers nothing."""
+    from fsapps.domain import agents as agents_module
+
+    make_group(ctx, "100")
+    make_group(ctx, "200")
+    agents_module._GROUPS_SEEN.clear()
+    first, second, third = (call(arrived=now_ms() - 3000 + i) for i in range(3))
+    for c in (first, second, third):
+        enqueue(queue, c)
+    make_agent(ctx, "1001", leg_pending="leg-1")
+    assert agents.legs_ended([("1001", "leg-0")]) == ([], {})  # not the awaited leg
+    # first time: groups unseen, answered; nothing taken here
+    assert agents.legs_ended([("1001", "leg-1")]) == ([], {"1001": ["100"]})
+    assert agents.get("1001").call_state == "ready"  # type: ignore[union-attr]
+    # seen now: the next leg end takes the longest waiting call in the same step
+    agents.set_fields("1001", leg_pending="leg-2")
+    taken, freed = agents.legs_ended([("1001", "leg-2")])
+    assert (freed, [(ext, uuid) for ext, uuid, _ in taken]) == ({}, [("1001", first.uuid)])
+    agent = agents.get("1001")
+    assert agent is not None and (agent.call_state, agent.offer_uuid) == ("ring", first.uuid)
+    assert offers(ctx) == {first.uuid: "1001"}
+    # logged into another group since: answered again, nothing taken
+    make_agent(ctx, "1001", groups=("100", "200"), leg_pending="leg-3")
+    assert agents.legs_ended([("1001", "leg-3")]) == ([], {"1001": ["100", "200"]})
+    # the reconciler's leg_ended frees, offers nothing (its caller does)
+    make_agent(ctx, "1001", groups=("100", "200"), leg_pending="leg-4")
+    assert agents.leg_ended("1001", "leg-4")
+    assert agents.get("1001").call_state == "ready"  # type: ignore[union-attr]
+    assert [c.uuid for c in queue.waiting("100")] == [second.uuid, third.uuid]
+
+
 @pytest.mark.parametrize("field,value", [
     ("reg_state", "unreg"), ("seat_status", "busy"), ("logged_in", "0"),
     ("call_state", "talking"), ("call_state", "typing"), ("call_state", "busy"),
@@ -925,7 +962,10 @@ def retry_cases(ctx: Context, agents: Agents, queue: CallQueue) \
     # agent_busy, agent_leg_end, agent_unregister, agent_reg_expire
     make_agent(ctx, "1001", leg_pending="leg-1")
     yield "agent_busy", [agent], [now], 1
-    yield "agent_leg_end", [agent], ["leg-1"], 1
+    make_agent(ctx, "1001", leg_pending="leg-1")
+    enqueue(queue, call())  # (the freed agent takes it in the same step)
+    yield "agent_leg_end", [agent, k.waiting(), k.offers(), k.group_queue("100"),
+                            k.group("100")], ["leg-1", "1001", "100", now, MARGIN_MS, 15], 1
     make_agent(ctx, "1001", reg_node="node1")
     yield "agent_unregister", [agent], ["node1"], 1
     make_agent(ctx, "1001", reg_node="node2", reg_until=now - 1, reg_stamp="42")

@@ -157,6 +157,7 @@ class Agent:
 # hint: the script compares it with the hash and says when it is stale (then read again).
 _GROUPS_SEEN: dict[str, tuple[str, ...]] = {}
 _GROUPS_SEEN_MAX = 100_000
+NO_OFFER = "-"  # agent_leg_end.lua: offer the agent nothing (its caller does)
 
 
 def _remember_groups(key: str, groups: list[str]) -> None:
@@ -603,24 +604,50 @@ class Agents:
         the reconciler found it gone): the agent may be free again (agent_leg_end.lua). True
         when that was the leg the agent waited for; offering it a waiting call is the
         caller's (:func:`fsapps.switch.acd.agent_available`)."""
-        return bool(run_script(self.r, "agent_leg_end", [self.keys.agent(extension)],
-                               [leg, request_id()]))
+        now = now_ms()
+        return bool(run_script(self.r, "agent_leg_end",
+                               [self.keys.agent(extension), self.keys.waiting(),
+                                self.keys.offers()],
+                               [leg, request_id(), extension, NO_OFFER, now,
+                                *self._lease_args(), "", ""]))
 
-    def legs_ended(self, legs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    def legs_ended(self, legs: list[tuple[str, str]]
+                   ) -> tuple[list[tuple[str, str, WaitingCall | None]], dict[str, list[str]]]:
         """:meth:`leg_ended` for many (extension, leg) at once, in one round trip (the leg
         ends of a busy switch come dozens a second: one at a time they queued up behind their
         own round trips; each round trip of this thread waited 0.1-1 s for the GIL at 500
-        agents x 40 calls/s, docs/performance-switch.md). Returns, for each agent whose
-        awaited leg that was, its groups (the script's reply)."""
-        calls: list[ScriptCall] = [("agent_leg_end", [self.keys.agent(ext)], [leg, request_id()])
-                                   for ext, leg in legs]
+        agents x 40 calls/s, docs/performance-switch.md) - and each agent freed takes the
+        best waiting call of its groups in the same script, its groups as this process last
+        saw them (:data:`_GROUPS_SEEN`, checked by the script). Returns the calls taken (as
+        :meth:`take_waiting_calls`: each script told its ring) and the agents freed whose
+        groups this process had not seen as they are (extension -> its groups: to offer a
+        call from, one more round trip)."""
+        now = now_ms()
+        calls: list[ScriptCall] = []
+        for ext, leg in legs:
+            key = self.keys.agent(ext)
+            seen = _GROUPS_SEEN.get(key)
+            calls.append(("agent_leg_end",
+                          [key, self.keys.waiting(), self.keys.offers(),
+                           *self._group_keys(list(seen or ()))],
+                          [leg, request_id(), ext, NO_OFFER if seen is None else ",".join(seen),
+                           now, *self._lease_args(), *self._announcement(ext, now)]))
+        taken = []
         freed: dict[str, list[str]] = {}
         for (ext, leg), reply in zip(legs, run_scripts(self.r, calls), strict=True):
             if isinstance(reply, Exception):
                 log("ERR", f"agent {ext}, end of leg {leg}: {reply}")
-            elif reply:
-                freed[ext] = [g for g in str(reply[1]).split(",") if g]
-        return freed
+                continue
+            if not reply:
+                continue
+            groups = [g for g in str(reply[1]).split(",") if g]
+            _remember_groups(self.keys.agent(ext), groups)
+            if reply[2] != "1":
+                freed[ext] = groups
+            elif reply[3]:
+                self.told(ext, CallState.RING, int(reply[5]))
+                taken.append((ext, str(reply[3]), _waiting(str(reply[4]))))
+        return taken, freed
 
     def make_busy(self, extension: str) -> bool:
         """The agent makes itself busy, in one script (agent_busy.lua): seat busy (no queue

@@ -19,7 +19,7 @@ import re
 import socket
 import time
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -851,18 +851,20 @@ def agent_available(ctx: Context, domain: str, extension: str) -> str | None:
 
 
 def agents_available(ctx: Context, domain: str, freed: dict[str, list[str]],
-                     wake_here: Callable[[str, str], None] | None = None) -> list[str]:
+                     wake_here: Callable[[str, str], None] | None = None,
+                     taken: Sequence[tuple[str, str, WaitingCall | None]] = ()) -> list[str]:
     """:func:`agent_available` for agents freed together (extension -> its groups: the leg
     ends of one batch): each takes the best waiting call left (one script each, in turn, in
     one round trip, each telling its ring itself), then the callers are woken. ``wake_here``
     (the runtime's :meth:`~fsapps.switch.runtime.NodeRuntime.wake`) wakes a caller of this
     node at once, with no node command: no second round trip and no hop through the command
     thread, each a wait for the GIL on a loaded switch; the others' nodes get a command.
-    Returns the call uuids offered."""
-    if not freed:
+    ``taken``: calls agents took already (their leg ends' scripts offered them: woken
+    here the same way). Returns the call uuids offered."""
+    if not freed and not taken:
         return []
     started = metrics.start()
-    taken = Agents(ctx, domain).take_waiting_calls(freed)
+    taken = [*taken, *(Agents(ctx, domain).take_waiting_calls(freed) if freed else ())]
     node = node_name(ctx) if taken else ""
     sends = ctx.redis.pipeline(transaction=False)
     for extension, uuid, waiting in taken:

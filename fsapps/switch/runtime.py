@@ -559,12 +559,13 @@ class NodeRuntime:
     def agent_legs_ended(self, domain: str, legs: list[tuple[str, str]]) -> None:
         """Agents' legs ended (the switch has sent their hangups): each agent, settled by its
         call's handler already, is free again - offered the best waiting call at once, and
-        this node's callers woken from here. Two round trips for the whole batch: at 500
-        agents x 40 calls/s each round trip of this thread waited 0.1-1 s for the GIL, and
-        with four a batch 200-340 agents sat ready, their legs' ends untold, while callers
-        waited (docs/performance-switch.md)."""
-        freed = Agents(self.ctx, domain).legs_ended(legs)
-        acd.agents_available(self.ctx, domain, freed, wake_here=self.wake)
+        this node's callers woken from here. One round trip for the whole batch (the leg ends'
+        scripts offer the calls; a second only for agents whose groups this process had not
+        seen as they are): at 500 agents x 40 calls/s each round trip of this thread waited
+        0.1-1 s for the GIL, and with four a batch 200-340 agents sat ready, their legs' ends
+        untold, while callers waited (docs/performance-switch.md)."""
+        taken, freed = Agents(self.ctx, domain).legs_ended(legs)
+        acd.agents_available(self.ctx, domain, freed, wake_here=self.wake, taken=taken)
 
     # ------------------------------------------------------------------ timers ------------
     def serve_reconciler(self) -> None:
