@@ -11,13 +11,24 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from fsapps.config import Settings
 from fsapps.errors import CallerGone
-from fsapps.switch import priority
+from fsapps.switch import entry, priority
 from fsapps.switch.entry import run_app
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def default_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry points read python_priority from the shared context, which another test of
+    the run may have configured otherwise: here it is the default (ahead)."""
+    monkeypatch.setattr(entry, "get_context", lambda: SimpleNamespace(settings=Settings()))
 
 
 def own_nice() -> int:
@@ -90,9 +101,6 @@ def test_the_thread_is_given_back_when_the_handler_fails_or_the_caller_leaves() 
 
 
 def test_same_changes_nothing() -> None:
-    def service(session: Any, args: str) -> None:
-        assert not isinstance(session, priority.Session)
-
     assert in_a_thread(lambda: priority.run_python_first(priority.SAME)) is None
     assert in_a_thread(lambda: (priority.run_python_first(priority.SAME), own_nice())[1]) == \
         priority.Scheduling.of_switch().nice
