@@ -24,12 +24,21 @@ def xml_fetch(params: Any, args: str = "") -> str:
         if params.getHeader("section") != "directory":
             return ""
         from fsapps.context import get_context
+        from fsapps.switch import priority
 
-        user = params.getHeader("user")
-        domain = params.getHeader("domain") or params.getHeader("key_value")
-        # ws/wss: a browser (the agent console's phone), authenticated apart (docs/webrtc.md)
-        transport = params.getHeader("sip_via_protocol") or ""
-        return str(userdir.answer(get_context(), user, domain, transport))
+        ctx = get_context()
+        # (a ring's lookup runs on the caller's thread, at the switch's priority for its
+        # media: its Python goes ahead, as a handler's does)
+        before = priority.run_python_first(ctx.settings.python_priority)
+        try:
+            user = params.getHeader("user")
+            domain = params.getHeader("domain") or params.getHeader("key_value")
+            # ws/wss: a browser (the agent console's phone), authenticated apart
+            # (docs/webrtc.md)
+            transport = params.getHeader("sip_via_protocol") or ""
+            return str(userdir.answer(ctx, user, domain, transport))
+        finally:
+            priority.give_back(before)
     except Exception as exc:
         try:
             from fsapps.fslog import log

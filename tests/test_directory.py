@@ -296,3 +296,40 @@ def test_default_cacheable_from_the_settings(cc: CallCenter) -> None:
     assert "cacheable" not in userdir.render(ext, "")
     own = parse_record("1011", DOMAIN, {"attribute": {"cacheable": "true"}})
     assert 'cacheable="true"' in userdir.render(own, "5000")
+
+
+def test_a_lookup_runs_its_python_ahead_of_the_switch_and_gives_the_thread_back(
+        cc: CallCenter, sw: Switch) -> None:
+    """A ring's directory lookup runs on the caller's thread, which runs its media at the
+    switch's priority: the lookup's Python goes one step ahead (python_priority, the
+    default: fsapps.switch.priority), and the thread is the switch's again after it."""
+    import dataclasses
+    import os
+    import threading
+
+    from fsapps import context
+    from fsapps.switch import priority
+
+    context.configure(dataclasses.replace(cc.ctx.settings, python_priority="ahead"))
+    put(cc, "1001", {"param": {"password": "pw"}})
+    seen: dict[str, int] = {}
+
+    class Watched(Params):
+        def getHeader(self, name: str) -> str | None:  # noqa: N802 - FreeSWITCH's name
+            seen.setdefault(name, os.getpriority(os.PRIO_PROCESS, 0))
+            return super().getHeader(name)
+
+    def lookup() -> None:
+        found = directory.xml_fetch(Watched(section="directory", user="1001", domain=DOMAIN),
+                                    "")
+        assert '<user id="1001">' in found
+        seen["after"] = os.getpriority(os.PRIO_PROCESS, 0)
+
+    thread = threading.Thread(target=lookup)
+    thread.start()
+    thread.join()
+    switch = priority.Scheduling.of_switch()
+    ahead = switch.ahead()
+    assert ahead is not None
+    assert (seen["section"], seen["user"], seen["after"]) == \
+        (switch.nice, ahead.nice, switch.nice)

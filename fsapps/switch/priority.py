@@ -4,10 +4,12 @@ One GIL serves every Python thread of the switch. FreeSWITCH runs all its thread
 ``SCHED_FIFO`` priority 1 (unless started with ``-nort``): a thread woken to take the GIL, or
 by Redis' reply, queues behind every media thread that is ready to run, and meanwhile every
 other Python thread waits for it. At 500 agents x 40 calls/s each Redis round trip of the
-thread that frees agents waited 0.1-1 s so (docs/performance-switch.md). So a thread runs its
-Python one step above the switch's own scheduling - realtime priority + 1, or for a switch
-that is not realtime a nice value 10 lower - and its media work (``session.execute`` and the
-other calls that let go of the GIL while the switch plays, bridges or waits) at the switch's.
+thread that frees agents waited 0.1-1 s so (docs/performance-switch.md). So Python runs one
+step above the switch's own scheduling - realtime priority + 1, or for a switch that is not
+realtime a nice value 10 lower: the runtime's threads for good, and the threads the switch
+lends (a call's handler, fsapps.switch.entry; a directory lookup, fsapps.directory) while
+they run Python, their media work (``session.execute`` and the other calls that let go of
+the GIL while the switch plays, bridges or waits) at the switch's own.
 Python is a small part of the switch's CPU and always soon blocks on Redis or the switch:
 it cannot starve the media (and Linux keeps 5 % of each second for ordinary threads anyway).
 
@@ -36,6 +38,7 @@ MEDIA_CALLS = frozenset({
     "say", "sayPhrase", "speak", "transfer", "recordFile", "originate"})
 
 _refused = threading.Event()  # the system refused a raise once: not asked again
+_SWITCH: dict[int, Scheduling] = {}  # process id -> the switch's scheduling
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,19 @@ class Scheduling:
     @classmethod
     def of_switch(cls) -> Scheduling:
         """The switch's own: its main thread's (Linux keeps scheduling per thread, and the
-        process id names the main one), which every thread of the switch starts with."""
+        process id names the main one), which every thread of the switch starts with. Read
+        once per process: the switch sets it at its start."""
         pid = os.getpid()
+        known = _SWITCH.get(pid)
+        if known is not None:
+            return known
         policy = os.sched_getscheduler(pid)
         if policy in _REALTIME:
-            return cls(policy, os.sched_getparam(pid).sched_priority)
-        return cls(policy, 0, os.getpriority(os.PRIO_PROCESS, pid))
+            known = cls(policy, os.sched_getparam(pid).sched_priority)
+        else:
+            known = cls(policy, 0, os.getpriority(os.PRIO_PROCESS, pid))
+        _SWITCH[pid] = known
+        return known
 
     def ahead(self) -> Scheduling | None:
         """One step above this; None when nothing is above it."""
