@@ -100,6 +100,20 @@ def test_the_thread_is_given_back_when_the_handler_fails_or_the_caller_leaves() 
     assert fake.seen == [("hangup", switch.nice)]  # (the failure's clean hangup)
 
 
+def test_a_thread_already_ahead_is_left_as_it_is() -> None:
+    """A thread at or above the step (the runtime's, started by one already raised; a switch
+    thread of a higher priority) is not lowered, and nothing is given back."""
+    ahead = priority.Scheduling.of_switch().ahead()
+    assert ahead is not None
+
+    def already_above() -> tuple[priority.Scheduling | None, int]:
+        os.setpriority(os.PRIO_PROCESS, 0, ahead.nice - 1)
+        before = priority.run_python_first(priority.AHEAD)
+        return before, own_nice()
+
+    assert in_a_thread(already_above) == (None, ahead.nice - 1)
+
+
 def test_same_changes_nothing() -> None:
     assert in_a_thread(lambda: priority.run_python_first(priority.SAME)) is None
     assert in_a_thread(lambda: (priority.run_python_first(priority.SAME), own_nice())[1]) == \

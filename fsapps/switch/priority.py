@@ -67,6 +67,18 @@ class Scheduling:
         _SWITCH[pid] = known
         return known
 
+    @classmethod
+    def of_thread(cls) -> Scheduling:
+        """The calling thread's own (0 names the caller)."""
+        policy = os.sched_getscheduler(0)
+        if policy in _REALTIME:
+            return cls(policy, os.sched_getparam(0).sched_priority)
+        return cls(policy, 0, os.getpriority(os.PRIO_PROCESS, 0))
+
+    def rank(self) -> tuple[int, int]:
+        """Orders schedulings: any realtime one above any other, then by priority or nice."""
+        return (1, self.priority) if self.policy in _REALTIME else (0, -self.nice)
+
     def ahead(self) -> Scheduling | None:
         """One step above this; None when nothing is above it."""
         if self.policy in _REALTIME:
@@ -98,33 +110,37 @@ class Scheduling:
 
 def run_python_first(setting: str) -> Scheduling | None:
     """Run the calling thread's Python one step ahead of the switch (``setting`` AHEAD).
-    Returns the switch's scheduling, to give back and to do media work at; None when
-    nothing changed."""
+    Returns the thread's own scheduling, to give back and to do media work at; None when
+    nothing changed (a thread at or above that step already - one of the runtime's, or a
+    switch thread of a higher priority - is left as it is)."""
     if setting != AHEAD or _refused.is_set():
         return None
     try:
-        switch = Scheduling.of_switch()
+        ahead = Scheduling.of_switch().ahead()
+        own = Scheduling.of_thread()
     except OSError:
         return None
-    ahead = switch.ahead()
-    return switch if ahead is not None and ahead.apply() else None
+    if ahead is None or own.rank() >= ahead.rank():
+        return None
+    return own if ahead.apply() else None
 
 
 def give_back(before: Scheduling | None) -> None:
-    """The switch's scheduling again, after :func:`run_python_first` (None: nothing to do):
-    the switch reuses the threads it lends a call's handler."""
+    """The thread's own scheduling again, after :func:`run_python_first` (None: nothing to
+    do): the switch reuses the threads it lends a call's handler."""
     if before is not None:
         before.apply()
 
 
 class Session:
-    """A call's session whose media calls run at the switch's scheduling (``media``) and the
-    Python after them one step ahead again; everything else is the session's own."""
+    """A call's session whose media calls run at the thread's own scheduling (``media``: as
+    the switch lent it) and the Python after them one step ahead of the switch again;
+    everything else is the session's own."""
 
     def __init__(self, session: Any, media: Scheduling) -> None:
         self._session = session
         self._media = media
-        self._python = media.ahead() or media
+        self._python = Scheduling.of_switch().ahead() or media
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._session, name)
