@@ -437,6 +437,35 @@ def test_connect_timeout_is_honoured(bed: Bed) -> None:
         listener.close()
 
 
+def test_a_calls_notifications_reach_its_router_in_the_order_they_happened() -> None:
+    """A call's notifications go out one after another on one worker: its answer waits for
+    its ring's POST to be answered (from a shared pool the answer overtook the ring, seen in
+    the real switch); another call's go out meanwhile on another worker."""
+    router = start_router()
+    router.notify_delay = 0.5
+    settings = CtiBridgeSettings()
+    try:
+        first = "call-a"
+        worker = httproute._worker_for(settings, first)
+        other = next(f"call-b{i}" for i in range(1000)
+                     if httproute._worker_for(settings, f"call-b{i}") is not worker)
+        timeouts = (1.0, 2.0)
+        assert httproute.notify(settings, router.url, {"action": "ring", "uuid": first},
+                                timeouts)
+        assert httproute.notify(settings, router.url, {"action": "answer", "uuid": first},
+                                timeouts)
+        assert httproute.notify(settings, router.url, {"action": "ring", "uuid": other},
+                                timeouts)
+        wait_until(lambda: len(router.received) == 3, 5, "three notifications")
+        with router.lock:
+            order = [(p["uuid"], p["action"]) for _, p in router.received]
+        assert order[-1] == (first, "answer"), order
+        assert sorted(order[:2]) == [(first, "ring"), (other, "ring")], order
+    finally:
+        router.server.shutdown()
+        router.server.server_close()
+
+
 def test_connections_are_reused_across_calls() -> None:
     router = start_router()
     try:

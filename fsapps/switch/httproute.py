@@ -4,8 +4,9 @@ goes, dial as told, tell the router how the call progresses.
 Pure parts (no I/O): :func:`parse_args`, :func:`parse_answer` (a router's answer → a
 :class:`Route` or :class:`BadAnswer` naming what was wrong), the cause tables. I/O parts: one
 ``requests.Session`` per process (a keep-alive pool reused by every call: this module is
-imported, not reloaded, by the entry module) and one small bounded pool of notifier threads,
-both created on first use, never at import and never per call.
+imported, not reloaded, by the entry module) and a few notifier threads (``notify_workers``,
+each call's notifications always on the same one, so they reach its router in order), both
+created on first use, never at import and never per call.
 
 Progress notifications: the handler is blocked in ``bridge`` while the far end rings, so the
 B legs carry ``fsapps_cti_notify_url`` / ``fsapps_cti_uuid`` and the node runtime passes their
@@ -21,6 +22,7 @@ import json
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -330,7 +332,7 @@ def with_variables(dialstring: str, variables: Mapping[str, str]) -> str:
 # ------------------------------------------------------------------------ HTTP -----------------
 _lock = threading.Lock()
 _http: requests.Session | None = None
-_executor: ThreadPoolExecutor | None = None
+_workers: list[ThreadPoolExecutor] = []
 _pending = threading.BoundedSemaphore(NOTIFY_QUEUE_LIMIT)
 
 
@@ -367,26 +369,32 @@ def post(url: str, payload: Mapping[str, Any], timeouts: tuple[float, float]) ->
     return response.content
 
 
-def _executor_for(settings: CtiBridgeSettings) -> ThreadPoolExecutor:
-    global _executor
-    if _executor is None:
+def _worker_for(settings: CtiBridgeSettings, call_uuid: str) -> ThreadPoolExecutor:
+    """The worker that sends ``call_uuid``'s notifications: always the same one (each a
+    single thread), so a call's ring, answer and hangup reach its router in the order they
+    happened - from a shared pool a ring sent later could overtake its answer (seen in the
+    real switch: ring after answer); the calls are spread over ``notify_workers``."""
+    if not _workers:
         with _lock:
-            if _executor is None:
-                _executor = ThreadPoolExecutor(max_workers=settings.notify_workers,
-                                               thread_name_prefix="fsapps-cti-notify")
-    return _executor
+            if not _workers:
+                _workers.extend(ThreadPoolExecutor(max_workers=1,
+                                                   thread_name_prefix="fsapps-cti-notify")
+                                for _ in range(max(1, int(settings.notify_workers))))
+    return _workers[zlib.crc32(call_uuid.encode()) % len(_workers)]
 
 
 def notify(settings: CtiBridgeSettings, url: str, payload: dict[str, Any],
            timeouts: tuple[float, float]) -> bool:
-    """Queue one notification for the worker pool; False (and one log line) when the queue
-    is full. Never blocks, never raises."""
+    """Queue one notification for its call's worker (:func:`_worker_for`: a call's
+    notifications go out in order); False (and one log line) when the queue is full. Never
+    blocks, never raises."""
     if not _pending.acquire(blocking=False):
         log("WARNING", f"cti_bridge: notification queue full, dropped {payload.get('action')} "
                        f"for {payload.get('uuid')}")
         return False
     try:
-        _executor_for(settings).submit(_send, url, payload, timeouts)
+        _worker_for(settings, str(payload.get("uuid") or "")).submit(_send, url, payload,
+                                                                      timeouts)
     except RuntimeError as exc:  # the pool is shut down (process exit)
         _pending.release()
         log("WARNING", f"cti_bridge: notification {payload.get('action')} not sent: {exc}")
