@@ -13,7 +13,7 @@ import requests
 import yaml
 
 from fsapps import cli
-from fsapps.config import Secret, Settings, UserSettings
+from fsapps.config import RedisSettings, Secret, Settings, UserSettings
 from fsapps.errors import ConfigError
 from fsapps.server.app import BackgroundServer, is_loopback, refuse_demo_passwords
 from fsapps.server.passwords import SHIPPED_DEMO_HASHES, hash_password
@@ -67,8 +67,15 @@ def test_demo_passwords_are_fine_on_loopback(host: str) -> None:
     refuse_demo_passwords([user("admin", "admin", "admin")], host)
 
 
-def test_a_server_with_demo_passwords_starts_on_127_0_0_1() -> None:
-    settings = dataclasses.replace(Settings(), users=(user("admin", "admin", "admin"),))
+def own_redis(redis_server: Any) -> RedisSettings:
+    """The test's own Redis (the defaults name the machine's 127.0.0.1:6379, which a test must
+    not depend on: with it down these servers failed to start)."""
+    return RedisSettings(url=Secret(redis_server.url), key_prefix="exposure")
+
+
+def test_a_server_with_demo_passwords_starts_on_127_0_0_1(redis_server: Any) -> None:
+    settings = dataclasses.replace(Settings(), users=(user("admin", "admin", "admin"),),
+                                   redis=own_redis(redis_server))
     server = BackgroundServer(CtiServices(settings, workers=1), "127.0.0.1", 0)
     try:
         assert requests.get(f"{server.url}/api/openapi.json", timeout=5).status_code == 200
@@ -76,9 +83,10 @@ def test_a_server_with_demo_passwords_starts_on_127_0_0_1() -> None:
         server.close()
 
 
-def test_a_server_with_strong_passwords_starts_on_every_interface() -> None:
+def test_a_server_with_strong_passwords_starts_on_every_interface(redis_server: Any) -> None:
     settings = dataclasses.replace(Settings(), users=(
-        user("admin", "Tr0ub4dor&3", "admin"), user("carol", "correct horse battery")))
+        user("admin", "Tr0ub4dor&3", "admin"), user("carol", "correct horse battery")),
+        redis=own_redis(redis_server))
     server = BackgroundServer(CtiServices(settings, workers=1), "0.0.0.0", 0)
     try:
         reply = requests.get(f"http://127.0.0.1:{server.port}/api/openapi.json", timeout=5)
@@ -87,8 +95,10 @@ def test_a_server_with_strong_passwords_starts_on_every_interface() -> None:
         server.close()
 
 
-def test_a_server_with_a_demo_password_does_not_start_on_every_interface() -> None:
-    settings = dataclasses.replace(Settings(), users=(user("agent", "agent"),))
+def test_a_server_with_a_demo_password_does_not_start_on_every_interface(
+        redis_server: Any) -> None:
+    settings = dataclasses.replace(Settings(), users=(user("agent", "agent"),),
+                                   redis=own_redis(redis_server))
     services = CtiServices(settings, workers=1)
     try:
         with pytest.raises(ConfigError):
