@@ -93,3 +93,28 @@ def test_a_shutdown_while_the_runtime_waits_to_retry_ends_it_at_once(
     thread.join(1.0)
     assert not thread.is_alive()
     sw.shutdown(grace=1.0)
+
+
+def own_thread_names() -> set[str]:
+    names = set()
+    for comm in Path("/proc/self/task").glob("*/comm"):
+        try:
+            names.add(comm.read_text().strip())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return names
+
+
+def test_the_runtimes_threads_carry_their_names_for_top_and_ps(
+        config_file: Path, redis_server: RedisServer, database: FreshDatabase) -> None:
+    """`top -H -p $(pidof freeswitch)` tells the runtime's threads from the switch's own."""
+    config_file.write_text(settings(redis_server, database))
+    sw = Switch("start3", dialplan_dir=DIALPLAN_DIR, python_conf=PYTHON_CONF, domain=DOMAIN,
+                time_scale=0.05, seed=1).start()
+    try:
+        wait_until(lambda: any("runtime started on node start1" in m for _, m in sw.log), 10,
+                   "the runtime started")
+        wanted = {"fsapps-events", "fsapps-cmd", "fsapps-cdr", "fsapps-legs", "fsapps-reconcil"}
+        wait_until(lambda: wanted <= own_thread_names(), 5, "the runtime's threads named")
+    finally:
+        sw.shutdown(grace=3.0)

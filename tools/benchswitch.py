@@ -133,6 +133,8 @@ class Result:
     profile: list[str] = field(default_factory=list)
     # fsapps' own decision p50 / p99, timed in its handlers (finer than the switch's events)
     own_decision: str = ""
+    # CPU per call of fsapps' own threads in the switch (named_threads_ms)
+    own_threads: str = ""
 
 
 # ------------------------------------------------------------------------ events ------------
@@ -343,6 +345,30 @@ def thread_cpu(pid: int) -> dict[str, float]:
         except OSError:
             continue
     return times
+
+
+def named_threads_ms(pid: int, before: dict[str, float], after: dict[str, float],
+                     calls: int, total: float) -> str:
+    """CPU ms per call of the switch's threads fsapps named (``fsapps-<name>``,
+    fsapps.switch.runtime.name_os_thread), and of all the others together (``total``: the
+    switch's CPU seconds, those of threads that ended meanwhile included)."""
+    named: dict[str, float] = {}
+    for tid, spent in after.items():
+        used = spent - before.get(tid, 0.0)
+        try:
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+        except OSError:
+            name = ""
+        if name.startswith("fsapps-"):
+            short = name.removeprefix("fsapps-")
+            named[short] = named.get(short, 0.0) + used
+    if not named:
+        return ""
+    ms = 1000 / max(calls, 1)
+    return ", ".join(f"{name} {used * ms:.1f}" for name, used in
+                     sorted(named.items(), key=lambda item: -item[1])) + \
+        f"; every other thread of the switch {(total - sum(named.values())) * ms:.1f} ms " \
+        "per offered call"
 
 
 def cpu_seconds_of(stat: str) -> float:
@@ -771,6 +797,8 @@ class Bench:
             if r.own_decision:
                 say(f"  fsapps' own decision (answered -> first agent rung, timed in its "
                     f"handlers): {r.own_decision}")
+            if r.own_threads:
+                say(f"  CPU of fsapps' runtime threads: {r.own_threads}")
             if r.api_per_call:
                 say(f"  API calls per bridged call: {r.api_per_call}")
             say(f"  playbacks started (hold music, announcements): {r.music_starts}, "
@@ -815,6 +843,7 @@ class Bench:
         threads_after = thread_cpu(pid)
         hottest = max((spent - threads_before.get(tid, 0.0)
                        for tid, spent in threads_after.items()), default=0.0)
+        own_threads = named_threads_ms(pid, threads_before, threads_after, run.offered, cpu)
         threads = sampler.stop()
         if watch is not None:
             watch.stop()
@@ -853,7 +882,7 @@ class Bench:
         return Result(target.acd, run, run.offered, found, cpu * 1000 / offered,
                       target.not_ready(agent_ids(run.agents)), channels, threads,
                       hottest * 1000 / offered, redis_note, redis_top, api_note, music, profile,
-                      own)
+                      own, own_threads)
 
     def stop(self) -> None:
         for target in self.targets:

@@ -194,6 +194,27 @@ def schedulings(sw: RealSwitch) -> Counter[tuple[int, int]]:
     return seen
 
 
+def thread_names(sw: RealSwitch) -> Counter[str]:
+    """The switch's threads by the name the system knows them by."""
+    assert sw.proc is not None
+    names: Counter[str] = Counter()
+    for comm in Path(f"/proc/{sw.proc.pid}/task").glob("*/comm"):
+        try:
+            names[comm.read_text().strip()] += 1
+        except OSError:  # the thread ended meanwhile
+            continue
+    return names
+
+
+def test_the_runtimes_threads_are_named_for_top_and_ps(fs1: RealSwitch) -> None:
+    """`top -H` shows which of fsapps' threads uses the switch's CPU: each of the runtime's
+    five carries its own name among the switch's threads, all named "freeswitch"."""
+    names = thread_names(fs1)
+    assert {name: names[name] for name in names if name.startswith("fsapps-")} == {
+        "fsapps-events": 1, "fsapps-cmd": 1, "fsapps-cdr": 1, "fsapps-legs": 1,
+        "fsapps-reconcil": 1}
+
+
 def test_python_runs_ahead_of_the_switch_and_hold_music_at_its_priority(
         fs1: RealSwitch, phones: Stack, groups: list[str], events: Esl) -> None:
     """FreeSWITCH runs every thread realtime (SCHED_FIFO 1): the runtime's five threads run
