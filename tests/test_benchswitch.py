@@ -86,6 +86,24 @@ def test_table_row() -> None:
                    "| 3.3 | 75.0 (5.2) | 0 | 0 | 900 | 100 cmds, 20 reads |")
 
 
+def test_cpu_summary_gives_each_acds_median_and_the_ratio() -> None:
+    """--repeat runs the series again: per run size, each ACD's figures in the order they ran,
+    their median, and fsapps' median over mod_callcenter's."""
+    found = benchswitch.analyse([], "90", 100, 10)
+
+    def result(acd: str, run: benchswitch.Run, cpu: float) -> benchswitch.Result:
+        return benchswitch.Result(acd, run, run.offered, found, cpu, "0", 0, 1, 1.0)
+    small, big = benchswitch.Run(100, 10, 10, 30, 30), benchswitch.Run(500, 40, 10, 30, 30)
+    results = [result("fsapps", small, 70.0), result("callcenter", small, 60.0),
+               result("fsapps", big, 66.0), result("plain", big, 50.0),
+               result("fsapps", small, 80.0), result("callcenter", small, 80.0),
+               result("fsapps", small, 75.0), result("callcenter", small, 75.0)]
+    assert benchswitch.cpu_summary(results).splitlines()[2:] == [
+        "- 100 × 10, 10 s: fsapps 70.0, 80.0, 75.0 (median 75.0); callcenter 60.0, 80.0, 75.0 "
+        "(median 75.0); fsapps / callcenter 1.00",
+        "- 500 × 40, 10 s: fsapps 66.0; plain 50.0"]
+
+
 def test_runs_flag() -> None:
     assert benchswitch.parse_runs("100x10, 500x40") == [(100, 10.0), (500, 40.0)]
 

@@ -913,6 +913,25 @@ def _s(values: Sequence[float]) -> str:
     return f"{percentile(values, 50):.2f} / {percentile(values, 99):.2f} s"
 
 
+def cpu_summary(results: Sequence[Result]) -> str:
+    """FreeSWITCH CPU ms per call by run and ACD: each run's figures in the order they ran,
+    their median, and fsapps' median over mod_callcenter's (``--repeat`` alternates the ACDs
+    run after run, so a machine that slows down weighs on both)."""
+    by_run: dict[str, dict[str, list[float]]] = {}
+    for r in results:
+        by_run.setdefault(r.run.label, {}).setdefault(r.acd, []).append(r.cpu_ms_per_call)
+    lines = []
+    for label, acds in by_run.items():
+        medians = {acd: percentile(values, 50) for acd, values in acds.items()}
+        parts = [f"{acd} {', '.join(f'{v:.1f}' for v in values)}"
+                 + (f" (median {medians[acd]:.1f})" if len(values) > 1 else "")
+                 for acd, values in acds.items()]
+        ratio = (f"; fsapps / callcenter {medians['fsapps'] / medians['callcenter']:.2f}"
+                 if medians.get("callcenter") and "fsapps" in medians else "")
+        lines.append(f"- {label}: {'; '.join(parts)}{ratio}")
+    return "FS CPU ms per call:\n\n" + "\n".join(lines)
+
+
 def table(results: Sequence[Result]) -> str:
     lines = [
         "| agents × calls/s, talk | ACD | bridged / offered | decision p50 / p99 | "
@@ -999,6 +1018,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="fsapps' Redis scheduled as FreeSWITCH schedules itself (realtime"
                              " FIFO; as mod_callcenter's state inside the switch) or as an "
                              "ordinary process (default %(default)s)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the whole series this many times, one after the other "
+                             "(the CPU summary gives each ACD's median per run size)")
     parser.add_argument("--fsapps-setting", action="append", default=[], metavar="KEY=VALUE",
                         help="an fsapps.yaml setting of the fsapps switch (dotted key, YAML "
                              "value; repeatable), e.g. events.csta_feed=off")
@@ -1037,8 +1059,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"bench-switch: {', '.join(acds)}; runs {args.runs}; talk {args.talk:g} s, "
             f"{args.arrivals:g} s of arrivals, patience {args.patience:g} s; in {bench.base}")
         bench.start()
-        for index, run in enumerate(runs):
-            results.extend(bench.run(run, index))
+        for repeat in range(max(args.repeat, 1)):
+            if args.repeat > 1:
+                say(f"series {repeat + 1} of {args.repeat}")
+            for index, run in enumerate(runs):
+                results.extend(bench.run(run, index))
     finally:
         bench.stop()
     commit = revision or subprocess.run(["git", "rev-parse", "--short", "HEAD"],
@@ -1052,7 +1077,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             + (f"fsapps settings {', '.join(args.fsapps_setting)}; "
                if args.fsapps_setting else "")
             + f"{time.monotonic() - started:.0f} s in all\n\n"
-            + table(results) + "\n")
+            + table(results) + "\n\n" + cpu_summary(results) + "\n")
     Path(args.out).write_text(text)
     print("\n" + text)
     say(f"table written to {args.out}")
