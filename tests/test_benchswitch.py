@@ -3,6 +3,7 @@ and the SIPp scenarios it writes (the switch itself runs only in the bench)."""
 
 from __future__ import annotations
 
+import subprocess
 import xml.etree.ElementTree as ET
 from typing import Any
 from unittest import mock
@@ -120,6 +121,32 @@ def test_agent_phone_that_hangs_up_is_valid_sipp_xml() -> None:
     # the tests' phone is the one it was: no hangup of its own, no $placeholders left
     ET.fromstring(plain.scenario.encode("iso-8859-1"))
     assert "hangup" not in plain.scenario and "$" not in plain.scenario
+
+
+def test_the_agents_outlast_a_starved_machine_and_their_end_stops_the_bench(
+        tmp_path: Any) -> None:
+    """The bench's agents (one SIPp for all of a --repeat series) keep going however often
+    the saturated machine starves them; the tests' phones keep SIPp's watchdog. Should the
+    agents' SIPp end all the same, the bench stops saying why instead of timing calls that
+    ring no one."""
+    with mock.patch.object(sipp.Sipp, "start", lambda self: self):
+        agents = sipp.phone(hangup_after_ms=10_000, trace_messages=False, starved_ok=True)
+        phone = sipp.phone()
+    assert agents.args[agents.args.index("-watchdog_minor_maxtriggers") + 1] == "1000000000"
+    assert "-watchdog_minor_maxtriggers" not in phone.args
+    bench = benchswitch.Bench(["fsapps"], 1, 10.0, base=tmp_path)
+    bench.agents_uas = agents
+    agents.proc = subprocess.Popen(["sleep", "30"])
+    try:
+        bench.agents_alive()  # running: nothing to say
+    finally:
+        agents.proc.kill()
+        agents.proc.wait()
+    (agents.workdir / "phone.err").write_text(
+        "2026-12-06\t17:27:30.209494\t1796578050.209494: Overload error: the watchdog timer "
+        "has tripped the minor threshold of 500ms too many times (121 out of 120 allowed)\n")
+    with pytest.raises(RuntimeError, match=r"the agents' SIPp exited \(-9\): .*Overload error"):
+        bench.agents_alive()
 
 
 def test_fsapps_setting_flag() -> None:

@@ -644,7 +644,7 @@ class Bench:
         everyone = agent_ids(self.max_agents)
         self.agents_uas = sipp.phone(ring_ms=RING_MS, calls=10_000_000, timeout_s=4 * 3600,
                                      hangup_after_ms=int(self.talk * 1000),
-                                     trace_messages=False)
+                                     trace_messages=False, starved_ok=True)
         say(f"agents: one SIPp on 127.0.0.1:{self.agents_uas.port} answers as "
             f"{self.max_agents} agents (ring {RING_MS} ms, talk {self.talk:g} s)")
         for acd in self.acds:
@@ -774,17 +774,31 @@ class Bench:
                                f"(failed: {' '.join(failed[:20])})")
         say(f"{target.acd}: {count} agents registered in {time.monotonic() - started:.1f} s")
 
-    def run(self, run: Run, index: int) -> list[Result]:
+    def agents_alive(self) -> None:
+        """Stop the bench, saying why, when the agents' SIPp is gone: every call after would
+        ring no one, and the table would blame the ACD."""
+        uas = self.agents_uas
+        if uas is not None and uas.proc is not None and uas.proc.poll() is not None:
+            last = [line for line in uas.errors().replace("\t", " ").splitlines()
+                    if line.strip()][-1:]
+            raise RuntimeError(f"the agents' SIPp exited ({uas.proc.returncode})"
+                               + (f": {last[0][-300:]}" if last else ""))
+
+    def run(self, run: Run, index: int, results: list[Result] | None = None) -> list[Result]:
+        """``run`` on every ACD, one after the other; each result is appended to ``results``
+        as soon as it is in (those before a failure stand)."""
         everyone = agent_ids(self.max_agents)
-        results = []
+        results = results if results is not None else []
         for target in self.targets:
+            self.agents_alive()
             setup = time.monotonic()
             target.set_agents(run.agents, everyone)
             say(f"run {run.label} · {target.acd}: {run.agents} agents ready "
                 f"({time.monotonic() - setup:.1f} s); {run.offered} callers over "
                 f"{run.arrivals:g} s")
-            results.append(self._play(target, run, index))
-            r = results[-1]
+            r = self._play(target, run, index)
+            self.agents_alive()  # (a run whose agents died meanwhile is not reported)
+            results.append(r)
             say(f"run {run.label} · {target.acd}: bridged {r.found.bridged}/{r.offered}, "
                 f"decision {_ms(r.found.decision_ms)}, wait {_s(r.found.wait_s)}, "
                 f"{r.cpu_ms_per_call:.1f} CPU ms/call, "
@@ -1055,6 +1069,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = Bench(acds, max(r.agents for r in runs), args.talk, args.loglevel, revision,
                   args.redis_priority, fsapps_settings)
     results: list[Result] = []
+    stopped = ""
     try:
         say(f"bench-switch: {', '.join(acds)}; runs {args.runs}; talk {args.talk:g} s, "
             f"{args.arrivals:g} s of arrivals, patience {args.patience:g} s; in {bench.base}")
@@ -1063,7 +1078,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.repeat > 1:
                 say(f"series {repeat + 1} of {args.repeat}")
             for index, run in enumerate(runs):
-                results.extend(bench.run(run, index))
+                bench.run(run, index, results)
+    except RuntimeError as exc:  # (the agents' SIPp died: the runs before it stand)
+        stopped = f"stopped early: {exc}"
+        say(stopped)
     finally:
         bench.stop()
     commit = revision or subprocess.run(["git", "rev-parse", "--short", "HEAD"],
@@ -1076,7 +1094,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{'as the switch' if args.redis_priority == 'switch' else 'normally'}; "
             + (f"fsapps settings {', '.join(args.fsapps_setting)}; "
                if args.fsapps_setting else "")
-            + f"{time.monotonic() - started:.0f} s in all\n\n"
+            + f"{time.monotonic() - started:.0f} s in all"
+            + (f"; {stopped}" if stopped else "") + "\n\n"
             + table(results) + "\n\n" + cpu_summary(results) + "\n")
     Path(args.out).write_text(text)
     print("\n" + text)

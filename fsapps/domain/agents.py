@@ -570,7 +570,7 @@ class Agents:
         reply = run_script(self.r, *call)
         if not self._transitioned(extension, call, reply):
             return None
-        return str(reply[2]) if len(reply) > 2 else self.reg_node(extension)
+        return str(reply[2])  # (agent_transition.lua answers the node with every move)
 
     def answered(self, extension: str, uuid: str, agent_leg: str, node: str) -> bool:
         """The agent's leg ``agent_leg`` (a channel of ``node``) answered the call ``uuid``:
