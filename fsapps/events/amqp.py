@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from fsapps.config import AmqpSettings, mask_url
 from fsapps.events.delivery import DeliveryCounters, ProcessPublisher
 from fsapps.fslog import log
+from fsapps.threads import name_os_thread
 
 if TYPE_CHECKING:
     from fsapps.events.pubsub import Message
@@ -110,6 +111,7 @@ class AmqpPublisher(DeliveryCounters):
 
     # ------------------------------------------------------------ the sender thread -----
     def _run(self) -> None:
+        name_os_thread("amqp")
         # Optional at run time: imported only in the sender thread, which runs only when AMQP
         # is enabled, so a process that never publishes to RabbitMQ does not load pika.
         import pika

@@ -30,6 +30,7 @@ from fsapps.channelvars import RECORD_FILE_VAR, event_header
 from fsapps.config import NatsSettings, mask_url
 from fsapps.events.delivery import DeliveryCounters, ProcessPublisher
 from fsapps.fslog import log
+from fsapps.threads import name_os_thread
 
 # Seed 000's list of subscribed events (the sample configuration's nats.events).
 SEED_EVENTS = (
@@ -207,6 +208,7 @@ class XccPublisher(DeliveryCounters):
 
     # ------------------------------------------------------------ the loop thread -------
     def _run(self) -> None:
+        name_os_thread("nats")
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._main())

@@ -45,6 +45,7 @@ from fsapps.domain import numbers
 from fsapps.errors import BadInput
 from fsapps.fslog import log
 from fsapps.switch.session import ensure_up, hang_up
+from fsapps.threads import name_os_thread
 
 DEFAULT_CONNECT_TIMEOUT_MS = 3000
 DEFAULT_RESPONSE_TIMEOUT_MS = 3000
@@ -378,7 +379,9 @@ def _worker_for(settings: CtiBridgeSettings, call_uuid: str) -> ThreadPoolExecut
         with _lock:
             if not _workers:
                 _workers.extend(ThreadPoolExecutor(max_workers=1,
-                                                   thread_name_prefix="fsapps-cti-notify")
+                                                   thread_name_prefix="fsapps-cti-notify",
+                                                   initializer=name_os_thread,
+                                                   initargs=("notify",))
                                 for _ in range(max(1, int(settings.notify_workers))))
     return _workers[zlib.crc32(call_uuid.encode()) % len(_workers)]
 

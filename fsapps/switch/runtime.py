@@ -40,7 +40,6 @@ own for the node's command queue (started once, never per call):
 
 from __future__ import annotations
 
-import ctypes
 import json
 import re
 import threading
@@ -85,6 +84,7 @@ from fsapps.fslog import log
 from fsapps.store.connection import publish_pipeline
 from fsapps.switch import acd, callback, commands, httproute, nodecommands, priority
 from fsapps.switch.livestate import LiveState, Owner, parse_owner
+from fsapps.threads import name_os_thread
 
 WRAPUP_CHECK_MS = 200
 EVENT_QUEUE_LEN = 100_000
@@ -856,19 +856,6 @@ def agent_repair(agent: Agent, now: int, node: str, alive: set[str],
                                                   channel_up(agent.agent_leg)):
         return Repair("settle", "it holds no call and has no live leg")
     return None
-
-
-def name_os_thread(name: str) -> None:
-    """Name the calling thread for the system (``fsapps-<name>``, at most 15 characters):
-    ``top -H -p $(pidof freeswitch)``, ``ps -L`` and perf then tell the runtime's threads
-    from the switch's ~1,000 others, all named ``freeswitch``. Best effort."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.pthread_self.restype = ctypes.c_ulong
-        libc.pthread_setname_np(ctypes.c_ulong(libc.pthread_self()),
-                                f"fsapps-{name}"[:15].encode())
-    except (OSError, AttributeError):
-        pass
 
 
 def owners(recorded: dict[str, str]) -> dict[str, Owner]:
