@@ -350,7 +350,7 @@ def thread_cpu(pid: int) -> dict[str, float]:
 def named_threads_ms(pid: int, before: dict[str, float], after: dict[str, float],
                      calls: int, total: float) -> str:
     """CPU ms per call of the switch's threads fsapps named (``fsapps-<name>``,
-    fsapps.switch.runtime.name_os_thread), and of all the others together (``total``: the
+    fsapps.threads.name_os_thread), and of all the others together (``total``: the
     switch's CPU seconds, those of threads that ended meanwhile included)."""
     named: dict[str, float] = {}
     for tid, spent in after.items():
