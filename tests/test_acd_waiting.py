@@ -130,6 +130,31 @@ def test_announcements_tell_the_place_and_the_estimated_wait_every_n_seconds(a: 
     a.gone(second)
 
 
+def test_hold_music_that_ends_a_little_early_is_not_followed_by_another_segment(
+        a: Acd) -> None:
+    """A loaded switch ends a timed segment of hold music a little before the handler's clock
+    (it counts the audio it wrote, and writes the frames it owes back to back): the
+    announcement due then comes at once, not after the shortest segment the switch plays
+    (2 s: seen in the real switch, 4.0 s of music between announcements every 2 s)."""
+    text = "You are number 1 in the queue."
+    a.switch.media_durations[f"speak://flite|kal|{text}"] = 300
+    a.switch.media.timed_early_ms = 150
+    try:
+        a.group("903", mode=0, announce_seconds=2, announce=f"speak flite|kal|{text}")
+        a.agents("903", "9031", ready=False)
+        channel = a.call("903", "13990300001")
+        wait_until(lambda: len(executed(a, channel, "speak")) >= 3, 15, "three announcements")
+        starts = [t for t, _, _ in executed(a, channel, "speak")]
+        ends = [t for t, _, _ in executed(a, channel, "speak", "CHANNEL_EXECUTE_COMPLETE")]
+        gaps = [start - end for start, end in zip(starts[1:], ends, strict=False)]
+        assert all(1.5 <= gap <= 2.5 for gap in gaps), f"{gaps} s of music between them"
+    finally:
+        a.switch.media.timed_early_ms = 0
+    a.ready("9031")
+    assert a.answered_by(channel) == "9031"
+    a.gone(channel)
+
+
 def test_configured_files_and_say_without_an_estimate_tell_the_place_only(a: Acd) -> None:
     """Chinese prompts from files, the number said by mod_say (``say zh ...``); with no call
     handled in the last hour there is no estimate, and the sentence naming it is left out

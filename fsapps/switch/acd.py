@@ -72,6 +72,13 @@ HOLD_SEGMENT_SECONDS = 60
 # switch_ivr_play_file ignores a playback_timeout_sec below 2 (its test is "> 1"): a 1 s
 # segment of hold music would play until something breaks it.
 PLAYBACK_TIMEOUT_MIN_SECONDS = 2
+# The switch times a playback by the audio it wrote, not by the clock: after a stall it writes
+# the frames it owes back to back, and a timed segment of hold music can end a little before
+# the handler's clock says. An announcement or a busy ring due within this much is due now -
+# else the shortest segment the switch plays (PLAYBACK_TIMEOUT_MIN_SECONDS) came between,
+# and it was heard 2 s late (seen in the real switch: 4.0 s of music between announcements
+# every 2 s).
+DUE_EARLY_SECONDS = 0.5
 # A group with a max wait looks this often whether anybody is still logged in (a logout does
 # not wake its callers): nobody is, and the caller overflows.
 NO_AGENT_CHECK_SECONDS = 5
@@ -85,6 +92,12 @@ _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.\-+*#@]")
 _FAILURES = {"USER_NOT_REGISTERED": "unregistered", "SUBSCRIBER_ABSENT": "unregistered"}
 # originate_disposition → cdr_agent_attempt.result (anything else: "failed")
 attempt_result = cdr.attempt_result
+
+
+def due(at: float) -> bool:
+    """Whether something timed for ``at`` (``time.monotonic()``) is due: DUE_EARLY_SECONDS
+    early at most."""
+    return time.monotonic() >= at - DUE_EARLY_SECONDS
 
 
 def safe_part(value: str) -> str:
@@ -282,7 +295,7 @@ class Router:
                     self.timed_out = True
                     return self.leave_for(group.overflow_to, "has no agent logged in to wait "
                                                              "for")
-            if group.busy_ring and time.monotonic() - segment_start >= interval:
+            if group.busy_ring and due(segment_start + interval):
                 self.session.setVariable("playback_timeout_sec", "")
                 self.media("playback", group.busy_ring)
                 rings += 1
@@ -294,7 +307,7 @@ class Router:
                     return self.leave_for(group.overflow_to,
                                           f"waited too long ({rings} busy rings)")
                 continue
-            if group.announce_seconds and time.monotonic() >= self.announce_due:
+            if group.announce_seconds and due(self.announce_due):
                 self.announce(group)
                 self.announce_due = time.monotonic() + group.announce_seconds
                 continue
