@@ -3,7 +3,9 @@ and the SIPp scenarios it writes (the switch itself runs only in the bench)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
 import xml.etree.ElementTree as ET
 from typing import Any
 from unittest import mock
@@ -13,6 +15,7 @@ import redis
 
 from fsapps.config import RedisSettings
 from fsapps.store.keys import Keys
+from fsapps.threads import name_os_thread
 from tools import benchswitch, sipp
 from tools.realswitch import merged_settings
 
@@ -103,6 +106,31 @@ def test_cpu_summary_gives_each_acds_median_and_the_ratio() -> None:
         "- 100 × 10, 10 s: fsapps 70.0, 80.0, 75.0 (median 75.0); callcenter 60.0, 80.0, 75.0 "
         "(median 75.0); fsapps / callcenter 1.00",
         "- 500 × 40, 10 s: fsapps 66.0; plain 50.0"]
+
+
+def test_the_cpu_of_the_threads_fsapps_named_and_of_the_rest() -> None:
+    """The progress line's CPU per call of each thread named fsapps-<name> (read by name from
+    /proc, here this process's own), the others together as the total's remainder."""
+    named, stop = threading.Event(), threading.Event()
+    tid: list[int] = []
+
+    def probe() -> None:
+        name_os_thread("probe")
+        tid.append(threading.get_native_id())
+        named.set()
+        stop.wait(10)
+    thread = threading.Thread(target=probe)
+    thread.start()
+    try:
+        assert named.wait(5)
+        probe_tid, main_tid = str(tid[0]), str(threading.get_native_id())
+        line = benchswitch.named_threads_ms(os.getpid(), {probe_tid: 1.0},
+                                            {probe_tid: 1.5, main_tid: 9.0}, 10, 2.0)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert line == "probe 50.0; every other thread of the switch 150.0 ms per offered call"
+    assert benchswitch.named_threads_ms(os.getpid(), {}, {main_tid: 9.0}, 10, 2.0) == ""
 
 
 def test_runs_flag() -> None:
