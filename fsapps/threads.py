@@ -14,11 +14,23 @@ PREFIX = "fsapps-"
 MAX_LEN = 15  # what Linux keeps of a thread's name (16 bytes with the final NUL)
 
 
+def _libc() -> ctypes.CDLL:
+    """The process's C library (loaded once: pthread_self answers a pthread_t)."""
+    global _LIBC
+    if _LIBC is None:
+        libc = ctypes.CDLL(None)
+        libc.pthread_self.restype = ctypes.c_ulong
+        _LIBC = libc
+    return _LIBC
+
+
+_LIBC: ctypes.CDLL | None = None
+
+
 def name_os_thread(name: str) -> None:
     """Name the calling thread ``fsapps-<name>`` (cut to 15 characters). Best effort."""
     try:
-        libc = ctypes.CDLL(None)
-        libc.pthread_self.restype = ctypes.c_ulong
+        libc = _libc()
         libc.pthread_setname_np(ctypes.c_ulong(libc.pthread_self()),
                                 f"{PREFIX}{name}"[:MAX_LEN].encode())
     except (OSError, AttributeError):

@@ -784,11 +784,10 @@ class Bench:
             raise RuntimeError(f"the agents' SIPp exited ({uas.proc.returncode})"
                                + (f": {last[0][-300:]}" if last else ""))
 
-    def run(self, run: Run, index: int, results: list[Result] | None = None) -> list[Result]:
+    def run(self, run: Run, index: int, results: list[Result]) -> None:
         """``run`` on every ACD, one after the other; each result is appended to ``results``
         as soon as it is in (those before a failure stand)."""
         everyone = agent_ids(self.max_agents)
-        results = results if results is not None else []
         for target in self.targets:
             self.agents_alive()
             setup = time.monotonic()
@@ -819,7 +818,6 @@ class Bench:
                 f"{r.music_starts / max(r.offered, 1):.2f} per offered call")
             for line in r.profile:
                 say(line)
-        return results
 
     def _play(self, target: Target, run: Run, index: int) -> Result:
         assert target.events is not None and target.sw.proc is not None
