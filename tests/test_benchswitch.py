@@ -80,6 +80,25 @@ def test_callers_arriving_with_an_agent_free() -> None:
     assert [round(s, 2) for s in found.wait_free_s] == [0.3, 0.3]
 
 
+def test_hold_music_restarts_per_waiting_caller_per_second() -> None:
+    """A caller's playbacks count from its first to its bridge, or to giving up ``patience``
+    after arriving; every one after its first is a restart. Another run's caller's music and a
+    caller who heard none do not count."""
+    events = (queue_call("c1", "9001", 0.0, "a1", 9.9, 10.0)
+              + [event("PLAYBACK_START", "c1", 0.5, number="9001"),
+                 event("PLAYBACK_START", "c1", 5.5, number="9001")]
+              + [event("CHANNEL_CREATE", "c2", 1.0, number="9002"),  # gave up at 1 + 20
+                 event("PLAYBACK_START", "c2", 1.0, number="9002")]
+              + queue_call("c3", "9003", 2.0, "a3", 2.01, 2.3)
+              + queue_call("x1", "9101", 0.0, "ax", 3.0, 3.1)
+              + [event("PLAYBACK_START", "x1", 0.1, number="9101")])
+    found = benchswitch.analyse(events, "90", agents=1, talk=10, patience=20)
+    assert (found.music_callers, found.music_restarts) == (2, 1)
+    assert round(found.music_s, 2) == 9.5 + 20.0
+    assert round(found.restarts_per_caller_second, 4) == round(1 / 29.5, 4)
+    assert benchswitch.analyse([], "90", 1, 10).restarts_per_caller_second == 0.0
+
+
 def test_table_row() -> None:
     run = benchswitch.Run(500, 40, 10, 30, 30)
     found = benchswitch.analyse(queue_call("c1", "9001", 0.0, "a1", 0.01, 0.3), "90", 500, 10)

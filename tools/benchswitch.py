@@ -189,14 +189,27 @@ class Analysis:
     wait_free_s: list[float] = field(default_factory=list)
     # how late the switch's events reached the bench over ESL (its stamps tick every 20 ms)
     event_lag_s: list[float] = field(default_factory=list)
+    # Hold music: the callers who heard some, the seconds from their first playback to their
+    # bridge (or to giving up), and the playbacks started after each one's first (restarts)
+    music_callers: int = 0
+    music_s: float = 0.0
+    music_restarts: int = 0
+
+    @property
+    def restarts_per_caller_second(self) -> float:
+        """Playbacks restarted per waiting caller per second of waiting (issue 15 counts
+        them: a handler that polls restarts its caller's music every segment)."""
+        return self.music_restarts / self.music_s if self.music_s > 0 else 0.0
 
 
 def analyse(events: Iterable[dict[str, str]], prefix: str, agents: int,
-            talk: float) -> Analysis:
+            talk: float, patience: float = 30.0) -> Analysis:
     """Callers (inbound legs whose number starts with ``prefix``), their first agent leg and
     their bridge. An agent counts busy from its leg's creation until ``talk`` after that leg's
     bridge (the phones hang up then; wrap-up is 0), or for the ring when it was never bridged:
-    a caller arriving while fewer than ``agents`` were busy arrived with an agent free."""
+    a caller arriving while fewer than ``agents`` were busy arrived with an agent free. A
+    caller's playbacks (PLAYBACK_START on its leg) count until its bridge, or until it gave up
+    ``patience`` after arriving."""
     created: dict[str, float] = {}
     created_rx: dict[str, float] = {}
     answered_rx: dict[str, float] = {}
@@ -242,6 +255,15 @@ def analyse(events: Iterable[dict[str, str]], prefix: str, agents: int,
             start = created_rx[caller]
         result.decision_ms.append((leg - start) * 1000)
     result.wait_s = [at - created[caller] for caller, at in bridged.items()]
+    music: dict[str, list[float]] = {}
+    for event in events:
+        if event.get("Event-Name") == "PLAYBACK_START" and event.get("Unique-ID") in created:
+            music.setdefault(event["Unique-ID"], []).append(_stamp(event))
+    for caller, starts in music.items():
+        end = bridged.get(caller, created[caller] + patience)
+        result.music_callers += 1
+        result.music_s += max(0.0, end - min(starts))
+        result.music_restarts += len(starts) - 1
     if bridged:
         span = max(bridged.values()) - min(created.values())
         result.per_second = len(bridged) / span if span > 0 else 0.0
@@ -814,8 +836,12 @@ class Bench:
                 say(f"  CPU of fsapps' runtime threads: {r.own_threads}")
             if r.api_per_call:
                 say(f"  API calls per bridged call: {r.api_per_call}")
+            f = r.found
             say(f"  playbacks started (hold music, announcements): {r.music_starts}, "
-                f"{r.music_starts / max(r.offered, 1):.2f} per offered call")
+                f"{r.music_starts / max(r.offered, 1):.2f} per offered call; "
+                f"{f.music_callers} callers heard music for {f.music_s:.0f} s in all, "
+                f"{f.music_restarts} restarts: {f.restarts_per_caller_second:.3f} per waiting "
+                "caller per second")
             for line in r.profile:
                 say(line)
 
@@ -867,7 +893,7 @@ class Bench:
         if spy is not None:
             spy.wait()
         events = target.events.since(mark)
-        found = analyse(events, prefix, run.agents, run.talk)
+        found = analyse(events, prefix, run.agents, run.talk, run.patience)
         bridged = found.bridged
         redis_note = redis_top = ""
         if redis_before and bridged:
