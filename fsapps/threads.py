@@ -9,22 +9,18 @@ cti_bridge senders, the NATS and AMQP publishers) from their creator (docs/opera
 from __future__ import annotations
 
 import ctypes
+import functools
 
 PREFIX = "fsapps-"
 MAX_LEN = 15  # what Linux keeps of a thread's name (16 bytes with the final NUL)
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL:
-    """The process's C library (loaded once: pthread_self answers a pthread_t)."""
-    global _LIBC
-    if _LIBC is None:
-        libc = ctypes.CDLL(None)
-        libc.pthread_self.restype = ctypes.c_ulong
-        _LIBC = libc
-    return _LIBC
-
-
-_LIBC: ctypes.CDLL | None = None
+    """The process's C library, loaded once (pthread_self answers a pthread_t)."""
+    libc = ctypes.CDLL(None)
+    libc.pthread_self.restype = ctypes.c_ulong
+    return libc
 
 
 def name_os_thread(name: str) -> None:

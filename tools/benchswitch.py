@@ -230,9 +230,12 @@ def analyse(events: Iterable[dict[str, str]], prefix: str, agents: int,
             by_number[number] = uuid
         elif name == "CHANNEL_ANSWER" and uuid in created:
             answered_rx.setdefault(uuid, _received(event))
+    music: dict[str, list[float]] = {}  # a caller's playbacks
     for event in events:
         name = event.get("Event-Name")
-        if name == "CHANNEL_CREATE" and event.get("Call-Direction") == "outbound":
+        if name == "PLAYBACK_START" and event.get("Unique-ID") in created:
+            music.setdefault(event["Unique-ID"], []).append(_stamp(event))
+        elif name == "CHANNEL_CREATE" and event.get("Call-Direction") == "outbound":
             caller = (event.get("Other-Leg-Unique-ID") or
                       event.get("variable_cc_member_session_uuid") or "")
             if caller not in created:
@@ -255,10 +258,6 @@ def analyse(events: Iterable[dict[str, str]], prefix: str, agents: int,
             start = created_rx[caller]
         result.decision_ms.append((leg - start) * 1000)
     result.wait_s = [at - created[caller] for caller, at in bridged.items()]
-    music: dict[str, list[float]] = {}
-    for event in events:
-        if event.get("Event-Name") == "PLAYBACK_START" and event.get("Unique-ID") in created:
-            music.setdefault(event["Unique-ID"], []).append(_stamp(event))
     for caller, starts in music.items():
         end = bridged.get(caller, created[caller] + patience)
         result.music_callers += 1
